@@ -1,0 +1,3 @@
+"""An asyncio SIP softswitch / PBX core."""
+
+__version__ = "0.1.0"
