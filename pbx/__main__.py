@@ -1,0 +1,5 @@
+"""``python -m pbx`` runs the command line."""
+
+from pbx.cli import main
+
+main()

@@ -1,0 +1,201 @@
+"""Composition root: config, store, SIP core, transports, the event loop.
+
+The asyncio driver stays thin (STYLE §5): bytes from a socket go into the
+endpoint with ``loop.time()``, then ``_flush`` writes what the endpoint
+wants sent, hands events to the service and re-arms the one timer at the
+endpoint's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import structlog
+
+from pbx.registrar.auth import Authenticator
+from pbx.registrar.bindings import BindingTable
+from pbx.registrar.lockout import FailureTracker
+from pbx.registrar.registrar import Registrar
+from pbx.routing.dialplan import Dialplan
+from pbx.routing.loader import load_dialplan
+from pbx.service import SipService, binding_of
+from pbx.sip import digest
+from pbx.sip.address import Peer
+from pbx.sip.endpoint import SipEndpoint
+from pbx.store.bindings import BindingStore
+from pbx.store.blocks import BlockStore
+from pbx.store.db import make_engine, migrate
+from pbx.store.writer import BackgroundWriter
+from pbx.transport.tcp import TcpTransport
+from pbx.transport.udp import UdpTransport, open_udp
+
+log = structlog.get_logger("pbx.app")
+
+SWEEP_INTERVAL = 5.0
+
+
+class Server:
+    def __init__(self, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str) -> None:
+        self.plan = plan
+        self.listens = listens
+        self.db_url = db_url
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.endpoint = SipEndpoint()
+        self.udp: list[UdpTransport] = []
+        self.tcp: list[TcpTransport] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.addresses: list[str] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        engine = await asyncio.to_thread(self._open_store)
+        self.engine = engine
+        self.writer = BackgroundWriter(engine)
+        bindings, blocks = BindingStore(engine), BlockStore(engine)
+        now_utc = datetime.now(timezone.utc)
+        stored = await asyncio.to_thread(bindings.load_active, now_utc)
+        active_blocks = await asyncio.to_thread(blocks.active, now_utc)
+
+        settings = self.plan.security
+        tracker = FailureTracker(
+            max_failures=settings.max_auth_failures,
+            window=settings.failure_window,
+            block_seconds=settings.block_seconds,
+        )
+        tracker.load({source: until.timestamp() for source, until in active_blocks.items()})
+        nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=self.plan.registrar.nonce_lifetime)
+        table = BindingTable()
+        table.load([binding_of(r, self.node) for r in stored], time.time())
+        service_tag = secrets.token_hex(6)
+        registrar = Registrar(self.plan, Authenticator(self.plan, nonces, tracker), table, to_tag=service_tag)
+        self.service = SipService(
+            self.endpoint, registrar, writer=self.writer, bindings=bindings, blocks=blocks,
+            wall_clock=time.time, node=self.node,
+        )
+        for transport, host, port in self.listens:
+            if transport == "udp":
+                udp = await open_udp(host, port, self._on_data)
+                self.udp.append(udp)
+                self.addresses.append(f"udp:{udp.local[0]}:{udp.local[1]}")
+            else:
+                tcp = TcpTransport(self._on_data)
+                await tcp.listen(host, port)
+                self.tcp.append(tcp)
+                self.addresses.append(f"tcp:{tcp.local[0]}:{tcp.local[1]}")
+        self._tasks.append(loop.create_task(self._sweeper()))
+        log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
+                 blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _open_store(self) -> "object":
+        engine = make_engine(self.db_url)
+        migrate(engine)
+        return engine
+
+    # ------------------------------------------------------------ the driver
+
+    def _on_data(self, data: bytes, source: Peer) -> None:
+        if self.service.is_blocked(source, time.time()):
+            return
+        try:
+            self.endpoint.receive(data, source, self._loop.time())
+        except Exception:  # our bug: log it, keep serving everyone else
+            log.exception("receive_failed", source=str(source))
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.endpoint.on_timer(self._loop.time())
+        except Exception:
+            log.exception("timer_failed")
+        self._flush()
+
+    def _flush(self) -> None:
+        endpoint = self.endpoint
+        while True:
+            sends, events = endpoint.drain()
+            for send in sends:
+                self._send(send.data, send.dest)
+            if not events:
+                break
+            try:
+                self.service.handle_events(events, self._loop.time())
+            except Exception:
+                log.exception("event_handling_failed")
+        deadline = endpoint.next_deadline()
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
+        elif self._timer_at is None or deadline < self._timer_at:
+            # Only move the timer earlier; a late wake-up finds nothing due
+            # and re-arms, which is cheaper than re-arming on every packet.
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _send(self, data: bytes, dest: Peer) -> None:
+        if dest.transport == "udp":
+            if self.udp:
+                self.udp[0].send(data, dest)
+        elif self.tcp:
+            self.tcp[0].send(data, dest)
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                self.service.sweep()
+            except Exception:
+                log.exception("sweep_failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for udp in self.udp:
+            udp.close()
+        for tcp in self.tcp:
+            tcp.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        flushed = await asyncio.to_thread(self.writer.close, 10.0)
+        log.info("pbx_stopped", flushed=flushed)
+
+
+async def _serve(plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str) -> None:
+    server = Server(plan, listens, db_url)
+    await server.start()
+    for address in server.addresses:
+        print(f"listening {address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("pbx_stopping")
+    await server.stop()
+
+
+def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str) -> None:
+    plan = load_dialplan(dialplan)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    runner(_serve(plan, listens, db_url))
+    sys.stdout.flush()

@@ -1,0 +1,77 @@
+"""The ``pbx`` command line (click)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pbx import __version__
+
+DEFAULT_DB = "sqlite:///var/pbx.sqlite3"
+DEFAULT_LISTEN = ("udp:0.0.0.0:5060", "tcp:0.0.0.0:5060")
+
+
+def parse_listen(value: str) -> tuple[str, str, int]:
+    """``udp:HOST:PORT`` → ("udp", host, port); IPv6 hosts in brackets."""
+    transport, sep, rest = value.partition(":")
+    transport = transport.lower()
+    host, colon, port_text = rest.rpartition(":")
+    if not sep or not colon or transport not in ("udp", "tcp") or not port_text.isdigit():
+        raise click.BadParameter(f"{value!r}: expected udp:HOST:PORT or tcp:HOST:PORT")
+    port = int(port_text)
+    if port > 65535:
+        raise click.BadParameter(f"{value!r}: port out of range")
+    return transport, host.strip("[]") or "0.0.0.0", port
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pbx")
+def main() -> None:
+    """An asyncio SIP softswitch / PBX core."""
+
+
+@main.command()
+@click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--listen", "listens", multiple=True, help="udp:HOST:PORT or tcp:HOST:PORT (repeatable)")
+@click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help="SQLAlchemy database URL")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str) -> None:
+    """Run the PBX."""
+    from pbx import log
+    from pbx.app import run_server
+    from pbx.routing.loader import DialplanError
+
+    addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
+    log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
+    try:
+        run_server(dialplan, addresses, db_url)
+    except DialplanError as err:
+        for problem in err.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except OSError as err:
+        click.echo(f"pbx: cannot start: {err}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def check(file: Path) -> None:
+    """Validate a dialplan: problems as FILE:LINE:COLUMN: message."""
+    from pbx.routing.loader import check_dialplan
+
+    problems = check_dialplan(file)
+    for problem in problems:
+        click.echo(str(problem), err=problem.severity == "error")
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        click.echo(f"{file}: {errors} error(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{file}: ok")
+
+
+if __name__ == "__main__":
+    main()

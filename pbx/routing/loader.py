@@ -1,0 +1,881 @@
+"""Read a dialplan from YAML files, reporting every problem as ``file:line:col``.
+
+Loading runs in four steps, each adding to one list of :class:`Problem`:
+
+1. **YAML** — each file is composed with ruamel.yaml into a node tree and
+   converted to plain Python values by :class:`_Converter`, which records the
+   1-based line and column of every mapping key and value and of every list
+   item. Syntax errors, duplicate keys and unsupported tags become problems.
+   Mapping keys keep their source text, so ``1001:`` and ``'1001':`` are the
+   same extension and ``0100:`` stays ``"0100"``.
+2. **Schema** — each file is validated on its own against ``schema.json``
+   (JSON Schema Draft 2020-12); errors are mapped back to the node they are
+   about (unknown keys to the key, with a did-you-mean suggestion).
+3. **Include and merge** — ``include:`` names files or directories relative
+   to the including file; the top-level sections of all files are merged.
+   A mapping entry given in two files, a scalar set twice, an include cycle
+   or a file included twice are errors naming both places.
+4. **Semantics** — checks that need more than one node (``_CHECKS``), then,
+   if no error was found, the frozen :class:`~pbx.routing.dialplan.Dialplan`.
+
+Extending the dialplan with a new section means: describe its shape in
+``schema.json``, give it a noun in ``_SECTION_NOUNS`` if it is a mapping of
+named entries, add a check to ``_CHECKS`` for cross-references, and a builder
+in ``_build``. Secret values (password, HA1) are never put in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import ipaddress
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import best_match
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from pbx.routing.dialplan import (
+    Department,
+    Dialplan,
+    Extension,
+    RegistrarSettings,
+    SecuritySettings,
+)
+
+__all__ = [
+    "DialplanError",
+    "LoadResult",
+    "Problem",
+    "check_dialplan",
+    "format_problems",
+    "load_dialplan",
+    "read_dialplan",
+]
+
+Severity = Literal["error", "warning"]
+DataPath = tuple[str | int, ...]
+"""Where a value sits in the loaded data: ``("extensions", "1001", "name")``."""
+
+MAX_FILE_BYTES: Final = 4 * 1024 * 1024
+MAX_NODES: Final = 200_000  # caps alias expansion ("billion laughs")
+MAX_DEPTH: Final = 64
+MAX_INCLUDE_DEPTH: Final = 32
+WEAK_PASSWORD_LENGTH: Final = 8
+
+_SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256"})
+_SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department"}
+"""Top-level sections that map names to entries, and what one entry is called."""
+
+_TAG: Final = "tag:yaml.org,2002:"
+_HOSTNAME_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+# ---------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong (or doubtful) in a dialplan, at a 1-based position."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+def format_problems(problems: Iterable[Problem]) -> str:
+    """One ``path:line:col: message`` line per problem, in the given order."""
+    return "\n".join(str(problem) for problem in problems)
+
+
+class DialplanError(Exception):
+    """The dialplan has at least one error; ``problems`` holds all findings."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(format_problems(p for p in self.problems if p.is_error))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    """The plan (None if any error was found) and every problem, sorted."""
+
+    dialplan: Dialplan | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.is_error)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if not p.is_error)
+
+
+def read_dialplan(path: str | Path) -> LoadResult:
+    """Load ``path`` and its includes; never raises for bad input."""
+    loader = _Loader()
+    plan = loader.load(str(path))
+    problems = loader.sorted_problems()
+    if any(p.is_error for p in problems):
+        plan = None
+    return LoadResult(dialplan=plan, problems=problems)
+
+
+def check_dialplan(path: str | Path) -> list[Problem]:
+    """All errors and warnings of the dialplan at ``path``, sorted by place."""
+    return list(read_dialplan(path).problems)
+
+
+def load_dialplan(path: str | Path) -> Dialplan:
+    """The dialplan at ``path``; raises :class:`DialplanError` on any error.
+
+    Warnings alone do not stop loading; use :func:`read_dialplan` to see them.
+    """
+    result = read_dialplan(path)
+    if result.dialplan is None:
+        raise DialplanError(result.problems)
+    return result.dialplan
+
+
+# ------------------------------------------------------------------ positions
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class _NodePlace:
+    """Where a value's key (None for list items and the root) and value start."""
+
+    key: _Place | None
+    value: _Place
+
+
+@dataclass(slots=True)
+class _Document:
+    """One parsed file: plain data plus the place of every node in it."""
+
+    display: str
+    real: Path
+    data: dict[str, Any] | None = None
+    places: dict[DataPath, _NodePlace] = field(default_factory=dict)
+    invalid: set[DataPath] = field(default_factory=set)
+    """Paths the schema rejected; semantic checks skip what lies under them."""
+
+
+# ---------------------------------------------------------------- YAML -> data
+
+
+class _Converter:
+    """Turns a ruamel.yaml node tree into dicts, lists and scalars.
+
+    Working on composed nodes rather than constructed objects keeps the
+    source text of keys, finds every duplicate key (not just the first) and
+    gives each node's place, including for YAML merge keys (``<<: *base``).
+    """
+
+    def __init__(self, doc: _Document, report: Callable[[_Place, str], None]) -> None:
+        self._doc = doc
+        self._report = report
+        self._nodes = 0
+        self._active: set[int] = set()  # ids of collection nodes being converted
+
+    def place(self, node: Node) -> _Place:
+        mark = node.start_mark
+        return _Place(self._doc.display, mark.line + 1, mark.column + 1)
+
+    def convert(self, node: Node, path: DataPath, key: _Place | None) -> Any:
+        self._doc.places[path] = _NodePlace(key, self.place(node))
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(self.place(node), "YAML nesting is too deep")
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if node.tag not in (_TAG + "map", _TAG + "seq"):
+            self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
+        if id(node) in self._active:
+            self._report(self.place(node), "YAML alias refers to itself")
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                result: dict[str, Any] = {}
+                first: dict[str, _Place] = {}
+                self._fill_mapping(node, path, result, first, merging=False)
+                return result
+        finally:
+            self._active.discard(id(node))
+        self._report(self.place(node), "unsupported YAML node")
+        return None
+
+    def _fill_mapping(
+        self,
+        node: MappingNode,
+        path: DataPath,
+        result: dict[str, Any],
+        first: dict[str, _Place],
+        *,
+        merging: bool,
+    ) -> None:
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self._report(self.place(key_node), "mapping keys must be plain scalars")
+                continue
+            key = str(key_node.value)
+            key_place = self.place(key_node)
+            if key in first:
+                if not merging:
+                    self._report(key_place, f"duplicate key {key!r}; first given at {first[key]}")
+                continue
+            first[key] = key_place
+            result[key] = self.convert(value_node, (*path, key), key_place)
+        # YAML merge keys: keys written in the mapping win over merged ones, and
+        # earlier merged mappings win over later ones.
+        for merge in merges:
+            sources = merge.value if isinstance(merge, SequenceNode) else [merge]
+            for source in sources:
+                if isinstance(source, MappingNode) and id(source) not in self._active:
+                    self._active.add(id(source))
+                    try:
+                        self._fill_mapping(source, path, result, first, merging=True)
+                    finally:
+                        self._active.discard(id(source))
+                else:
+                    self._report(self.place(source), "'<<' must name a mapping or a list of mappings")
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        text = str(node.value)
+        tag = str(node.tag)
+        kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
+        try:
+            if kind in ("str", "timestamp"):
+                return text
+            if kind == "null":
+                return None
+            if kind == "bool":
+                return text.lower() == "true"
+            if kind == "int":
+                return _yaml_int(text)
+            if kind == "float":
+                return _yaml_float(text)
+        except ValueError:
+            self._report(self.place(node), f"{text!r} is not a valid {kind}")
+            return None
+        self._report(self.place(node), f"unsupported YAML tag {_show_tag(tag)!r}")
+        return None
+
+
+def _show_tag(tag: object) -> str:
+    text = str(tag)
+    return "!!" + text.removeprefix(_TAG) if text.startswith(_TAG) else text
+
+
+class _TooBig(Exception):
+    def __init__(self, place: _Place, message: str) -> None:
+        super().__init__(message)
+        self.place = place
+        self.message = message
+
+
+def _yaml_int(text: str) -> int:
+    digits = text.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    lowered = digits.lower()
+    for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
+        if lowered.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits, 10)
+
+
+def _yaml_float(text: str) -> float:
+    lowered = text.replace("_", "").lower()
+    if lowered.lstrip("+-") == ".inf":
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(lowered)
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return line, column
+
+
+# ---------------------------------------------------------------- schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    text = resources.files("pbx.routing").joinpath("schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _dotted(path: DataPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _label(path: DataPath) -> str:
+    """How a message names the value at ``path``."""
+    if not path:
+        return "the file"
+    section = path[0]
+    if len(path) >= 2 and isinstance(section, str) and section in _SECTION_NOUNS:
+        entry = f"{_SECTION_NOUNS[section]} {path[1]!r}"
+        return entry if len(path) == 2 else f"{_dotted(path[2:])!r} of {entry}"
+    return repr(_dotted(path))
+
+
+_TYPE_NAMES: Final = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+Finding = tuple[DataPath, Literal["key", "value"], str]
+"""A schema error mapped to the node it is about and a message."""
+
+
+def _schema_findings(error: ValidationError) -> list[Finding]:
+    while error.context:  # anyOf / oneOf: report the most relevant branch
+        error = best_match(error.context)
+    path: DataPath = tuple(error.absolute_path)
+    kind = str(error.validator)
+    instance = error.instance
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+
+    if "propertyNames" in error.schema_path:
+        # The failing value is a key of the mapping at `path`.
+        template = schema.get("x-error")
+        key = str(instance)
+        message = (
+            template.format(value=key, label=repr(key))
+            if isinstance(template, str)
+            else f"key {key!r} in {_label(path)} is not allowed"
+        )
+        return [((*path, key), "key", message)]
+
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        patterns = list(schema.get("patternProperties", {}))
+        where = "at the top level" if not path else f"in {_label(path)}"
+        findings: list[Finding] = []
+        for key in instance:
+            if key in allowed or any(re.search(p, key) for p in patterns):
+                continue
+            hint = _suggest(key, allowed) or f" (expected one of: {', '.join(allowed)})"
+            findings.append(((*path, key), "key", f"unknown key {key!r} {where}{hint}"))
+        return findings
+
+    if kind == "required" and isinstance(instance, dict):
+        missing = [k for k in error.validator_value if k not in instance]
+        return [(path, "key", f"{_label(path)} is missing required key {k!r}") for k in missing]
+
+    label = _label(path)
+    secret = bool(path) and path[-1] in _SECRET_KEYS
+    template = schema.get("x-error")
+    if isinstance(template, str) and kind != "type":
+        shown = "***" if secret else str(instance)
+        return [(path, "value", template.format(value=shown, label=label))]
+    limit = error.validator_value
+    if kind == "type":
+        expected = [limit] if isinstance(limit, str) else list(limit)
+        names = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        message = f"{label} must be {names}, not {_describe(instance)}"
+        if "string" in expected and isinstance(instance, int | float):
+            message += "; put the value in quotes"
+        return [(path, "value", message)]
+    if kind == "minimum":
+        return [(path, "value", f"{label} must be at least {limit}, not {instance}")]
+    if kind == "maximum":
+        return [(path, "value", f"{label} must be at most {limit}, not {instance}")]
+    if kind == "minLength":
+        if limit == 1:
+            return [(path, "value", f"{label} must not be empty")]
+        return [(path, "value", f"{label} must be at least {limit} characters long")]
+    if kind == "maxLength":
+        return [(path, "value", f"{label} must be at most {limit} characters long")]
+    if kind == "enum":
+        choices = ", ".join(repr(c) for c in limit)
+        return [(path, "value", f"{label} must be one of {choices}")]
+    if secret:
+        return [(path, "value", f"{label} is not valid ({kind})")]
+    return [(path, "value", f"{label}: {error.message}")]
+
+
+# ---------------------------------------------------------------- loader
+
+
+class _Loader:
+    """One load: the documents read so far and the problems found."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.documents: list[_Document] = []
+        self._included_at: dict[Path, _Place | None] = {}
+        self._order: dict[str, int] = {}
+
+    # -- reporting
+
+    def report(self, place: _Place, message: str, severity: Severity = "error") -> None:
+        self.problems.append(Problem(place.path, place.line, place.column, message, severity))
+
+    def sorted_problems(self) -> tuple[Problem, ...]:
+        unique = list(dict.fromkeys(self.problems))
+        last = len(self._order)
+        unique.sort(key=lambda p: (self._order.get(p.path, last), p.line, p.column))
+        return tuple(unique)
+
+    # -- files
+
+    def load(self, path: str) -> Dialplan | None:
+        self._included_at[_real(Path(path))] = None
+        self._read_tree(path, Path(path), stack=[])
+        merged = _Merged.of(self.documents, self.report)
+        root = _Place(path, 1, 1)
+        for check in _CHECKS:
+            check(merged, root, self.report)
+        if any(p.is_error for p in self.problems):
+            return None
+        return _build(merged, tuple(d.display for d in self.documents))
+
+    def _read_tree(self, display: str, file: Path, stack: list[tuple[Path, str]]) -> None:
+        real = _real(file)
+        self._order.setdefault(display, len(self._order))
+        doc = _Document(display=display, real=real)
+        self.documents.append(doc)
+        self._parse(doc, file)
+        if doc.data is None:
+            return
+        includes = doc.data.get("include")
+        if not isinstance(includes, list):
+            return
+        for index, item in enumerate(includes):
+            if not isinstance(item, str) or not item:
+                continue  # the schema has reported it
+            at = doc.places[("include", index)].value
+            if len(stack) >= MAX_INCLUDE_DEPTH:
+                self.report(at, f"includes nested more than {MAX_INCLUDE_DEPTH} deep")
+                continue
+            target = real.parent / item
+            target_display = os.path.normpath(os.path.join(os.path.dirname(display), item))
+            if target.is_dir():
+                children = sorted(p for p in target.iterdir() if p.suffix == ".yaml" and p.is_file())
+                if not children:
+                    self.report(at, f"included directory {item!r} has no .yaml files", "warning")
+                for child in children:
+                    self._include(os.path.join(target_display, child.name), child, at, doc, stack)
+            elif target.is_file():
+                self._include(target_display, target, at, doc, stack)
+            else:
+                self.report(at, f"included file {item!r} not found")
+
+    def _include(
+        self,
+        display: str,
+        file: Path,
+        at: _Place,
+        parent: _Document,
+        stack: list[tuple[Path, str]],
+    ) -> None:
+        real = _real(file)
+        chain = [*stack, (parent.real, parent.display)]
+        on_chain = [shown for path, shown in chain if path == real]
+        if on_chain:
+            names = [shown for _, shown in chain[[p for p, _ in chain].index(real) :]]
+            self.report(at, "include cycle: " + " -> ".join([*names, display]))
+            return
+        if real in self._included_at:
+            first = self._included_at[real]
+            where = f" (first at {first})" if first is not None else ""
+            self.report(at, f"{display!r} is included more than once{where}")
+            return
+        self._included_at[real] = at
+        self._read_tree(display, file, chain)
+
+    def _parse(self, doc: _Document, file: Path) -> None:
+        start = _Place(doc.display, 1, 1)
+        try:
+            with file.open("rb") as stream:
+                raw = stream.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            self.report(start, f"cannot read file: {exc.strerror or exc}")
+            return
+        if len(raw) > MAX_FILE_BYTES:
+            self.report(start, f"file is larger than {MAX_FILE_BYTES} bytes")
+            return
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            self.report(_Place(doc.display, line, column), "file is not valid UTF-8")
+            return
+
+        parsed, root = self._compose(doc, text)
+        if not parsed:
+            return
+        if root is None:
+            doc.data = {}  # an empty file is an empty fragment
+            return
+        converter = _Converter(doc, self.report)
+        try:
+            data = converter.convert(root, (), None)
+        except _TooBig as exc:
+            self.report(exc.place, exc.message)
+            return
+        if not isinstance(data, dict):
+            self.report(
+                converter.place(root),
+                f"a dialplan file must be a mapping of sections (domain, extensions, ...), "
+                f"not {_describe(data)}",
+            )
+            return
+        doc.data = data
+        for error in _validator().iter_errors(data):
+            for path, at, message in _schema_findings(error):
+                doc.invalid.add(path)
+                node = doc.places.get(path) or doc.places[()]
+                place = node.key if at == "key" and node.key is not None else node.value
+                self.report(place, message)
+
+    def _compose(self, doc: _Document, text: str) -> tuple[bool, Node | None]:
+        """(True, root node or None if empty) or (False, None) after reporting."""
+        yaml = YAML(typ="rt")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                node: Node | None = yaml.compose(text)
+            return True, node
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            place = _Place(doc.display, mark.line + 1, mark.column + 1) if mark else _Place(doc.display, 1, 1)
+            message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
+            context_mark = exc.context_mark
+            if exc.problem and exc.context and context_mark is not None:
+                message += (
+                    f" ({exc.context} at line {context_mark.line + 1},"
+                    f" column {context_mark.column + 1})"
+                )
+            self.report(place, message)
+        except ReaderError as exc:
+            line, column = _line_col(text, int(exc.position))
+            character = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+            self.report(
+                _Place(doc.display, line, column),
+                f"YAML syntax error: character U+{character:04X} is not allowed",
+            )
+        except YAMLError as exc:
+            self.report(_Place(doc.display, 1, 1), f"YAML syntax error: {exc}")
+        except RecursionError:
+            self.report(_Place(doc.display, 1, 1), "YAML nesting is too deep")
+        return False, None
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+# ---------------------------------------------------------------- merge
+
+
+@dataclass(slots=True, kw_only=True)
+class _Merged:
+    """All files' top-level sections merged, with each node's place kept."""
+
+    data: dict[str, Any]
+    places: dict[DataPath, _NodePlace]
+    invalid: set[DataPath]
+    complete: bool = True
+    """False if some file could not be read or parsed: absences prove nothing."""
+
+    @classmethod
+    def of(
+        cls, documents: Sequence[_Document], report: Callable[[_Place, str], None]
+    ) -> _Merged:
+        merged = cls(data={}, places={}, invalid=set())
+        for doc in documents:
+            if doc.data is not None:
+                merged._add(doc, report)
+            else:
+                merged.complete = False
+        return merged
+
+    def _copy_places(self, doc: _Document, prefix: DataPath, shift: int = 0) -> None:
+        # `shift` renumbers the items of a list section appended after another file's.
+        size = len(prefix)
+        for path, place in doc.places.items():
+            if path[:size] == prefix:
+                moved = path
+                item = path[size] if len(path) > size else None
+                if shift and isinstance(item, int):
+                    moved = (*prefix, item + shift, *path[size + 1 :])
+                self.places[moved] = place
+        for path in doc.invalid:
+            if path[:size] == prefix:
+                self.invalid.add(path)
+
+    def _add(self, doc: _Document, report: Callable[[_Place, str], None]) -> None:
+        assert doc.data is not None
+        for section, value in doc.data.items():
+            if section == "include":
+                continue
+            here = doc.places[(section,)]
+            if section not in self.data:
+                self.data[section] = value
+                self._copy_places(doc, (section,))
+                continue
+            existing = self.data[section]
+            first = self.places[(section,)]
+            if isinstance(existing, dict) and isinstance(value, dict):
+                noun = _SECTION_NOUNS.get(section)
+                for key, entry in value.items():
+                    if key in existing:
+                        what = f"{noun} {key!r}" if noun else repr(_dotted((section, key)))
+                        first_at = self.places[(section, key)].key or first.value
+                        at = doc.places[(section, key)].key or here.value
+                        report(at, f"{what} is already defined at {first_at}")
+                        continue
+                    existing[key] = entry
+                    self._copy_places(doc, (section, key))
+            elif isinstance(existing, list) and isinstance(value, list):
+                self._copy_places(doc, (section,), shift=len(existing))
+                self.places[(section,)] = first
+                existing.extend(value)
+            elif not isinstance(existing, dict | list) and not isinstance(value, dict | list):
+                report(here.key or here.value, f"{section!r} is already set at {first.key or first.value}")
+            # else: a section of the wrong type; the schema reported it.
+
+    def valid(self, path: DataPath) -> bool:
+        """True if the schema found nothing wrong at or under ``path``."""
+        size = len(path)
+        return not any(bad[:size] == path or path[: len(bad)] == bad for bad in self.invalid)
+
+    def value_place(self, path: DataPath, fallback: _Place) -> _Place:
+        node = self.places.get(path)
+        return node.value if node is not None else fallback
+
+    def key_place(self, path: DataPath, fallback: _Place) -> _Place:
+        node = self.places.get(path)
+        if node is None:
+            return fallback
+        return node.key or node.value
+
+
+# ---------------------------------------------------------------- semantic checks
+
+class Report(Protocol):
+    def __call__(self, place: _Place, message: str, severity: Severity = "error") -> None: ...
+
+
+Check = Callable[[_Merged, _Place, Report], None]
+
+
+def _check_domain(plan: _Merged, root: _Place, report: Report) -> None:
+    domain = plan.data.get("domain")
+    if "domain" not in plan.data:
+        if not plan.complete:
+            return
+        report(root, "no 'domain' given; set the SIP domain, e.g. 'domain: pbx.example.com'")
+        return
+    if not isinstance(domain, str) or not plan.valid(("domain",)):
+        return
+    if not _valid_domain(domain):
+        report(
+            plan.value_place(("domain",), root),
+            f"domain {domain!r} is neither a host name nor an IP address",
+        )
+
+
+def _valid_domain(domain: str) -> bool:
+    try:
+        ipaddress.ip_address(domain.removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        pass
+    labels = domain.removesuffix(".").split(".")
+    return all(_HOSTNAME_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _check_registrar(plan: _Merged, root: _Place, report: Report) -> None:
+    section = plan.data.get("registrar")
+    if not isinstance(section, dict):
+        return
+    defaults = RegistrarSettings()
+
+    def given(key: str) -> int | None:
+        value = section.get(key, getattr(defaults, key))
+        ok = plan.valid(("registrar", key)) and isinstance(value, int | float)
+        return int(value) if ok and not isinstance(value, bool) else None
+
+    low, high, default = given("min_expires"), given("max_expires"), given("default_expires")
+    if low is None or high is None or default is None:
+        return
+    fallback = plan.key_place(("registrar",), root)
+    if low > high:
+        report(
+            plan.value_place(("registrar", "min_expires"), fallback),
+            f"registrar min_expires ({low}) is greater than max_expires ({high})",
+        )
+    elif not low <= default <= high:
+        key = "default_expires" if "default_expires" in section else (
+            "min_expires" if default < low else "max_expires"
+        )
+        report(
+            plan.value_place(("registrar", key), fallback),
+            f"registrar default_expires ({default}) must lie between "
+            f"min_expires ({low}) and max_expires ({high})",
+        )
+
+
+def _check_extensions(plan: _Merged, root: _Place, report: Report) -> None:
+    extensions = plan.data.get("extensions")
+    departments = plan.data.get("departments")
+    known = set(departments) if isinstance(departments, dict) else set()
+    if not isinstance(extensions, dict):
+        return
+    for number, entry in extensions.items():
+        path: DataPath = ("extensions", number)
+        if not isinstance(entry, dict):
+            continue
+        where = plan.key_place(path, root)
+        department = entry.get("department")
+        if isinstance(department, str) and department and department not in known and plan.complete:
+            report(
+                plan.value_place((*path, "department"), where),
+                f"extension {number!r} has unknown department {department!r}"
+                + _suggest(department, known),
+            )
+        password = entry.get("password")
+        has_ha1 = "ha1_md5" in entry or "ha1_sha256" in entry
+        if "password" not in entry and not has_ha1:
+            report(where, f"extension {number!r} has no password, ha1_md5 or ha1_sha256")
+        elif "password" in entry and has_ha1:
+            report(
+                plan.key_place((*path, "password"), where),
+                f"extension {number!r} has both a password and an HA1 hash; give only one",
+            )
+        if isinstance(password, str) and plan.valid((*path, "password")) and password:
+            at = plan.value_place((*path, "password"), where)
+            if password == number:
+                report(at, f"extension {number!r} uses its own number as password", "warning")
+            elif len(password) < WEAK_PASSWORD_LENGTH:
+                report(
+                    at,
+                    f"password of extension {number!r} is shorter than "
+                    f"{WEAK_PASSWORD_LENGTH} characters",
+                    "warning",
+                )
+
+
+_CHECKS: Final[tuple[Check, ...]] = (_check_domain, _check_registrar, _check_extensions)
+"""Semantic checks, run in order on the merged plan; add new ones here."""
+
+
+# ---------------------------------------------------------------- build
+
+
+def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
+    """The model from merged data that passed the schema and every check."""
+    data = plan.data
+    # Only keys given in the file are passed, so the model's defaults apply.
+    registrar = {k: int(v) for k, v in data.get("registrar", {}).items()}
+    security = {k: int(v) for k, v in data.get("security", {}).items()}
+    departments = {
+        key: Department(key=key, name=str(entry["name"]))
+        for key, entry in data.get("departments", {}).items()
+    }
+    extensions: dict[str, Extension] = {}
+    for number, entry in data.get("extensions", {}).items():
+        limits = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
+        extensions[number] = Extension(
+            number=number,
+            name=str(entry["name"]),
+            department=str(entry["department"]),
+            password=entry.get("password"),
+            ha1_md5=entry.get("ha1_md5"),
+            ha1_sha256=entry.get("ha1_sha256"),
+            **limits,
+        )
+    return Dialplan(
+        domain=str(data["domain"]),
+        registrar=RegistrarSettings(**registrar),
+        security=SecuritySettings(**security),
+        departments=departments,
+        extensions=extensions,
+        sources=sources,
+    )

@@ -1,0 +1,198 @@
+"""What the PBX does with each new request: the transaction user.
+
+REGISTER goes to the registrar, OPTIONS is answered here (§11.2: 200 with
+Allow, Accept, Supported), other methods the PBX does not implement get 405
+with Allow (§8.2.1). The calling path (INVITE and in-dialog requests) plugs
+in here as another handler. This module logs and hands persistence to the
+store's background writer; the decisions themselves are pure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Callable, Protocol
+
+import structlog
+
+from pbx.registrar.bindings import Binding, BindingChange
+from pbx.registrar.registrar import Registrar
+from pbx.sip.address import Peer
+from pbx.sip.endpoint import MessageDropped, SipEndpoint
+from pbx.sip.events import AckReceived, RequestReceived
+from pbx.sip.message import Request, make_response
+from pbx.store.bindings import BindingRecord, BindingStore
+from pbx.store.blocks import BlockStore
+from pbx.store.writer import BackgroundWriter
+
+log = structlog.get_logger("pbx.service")
+
+ALLOW = "REGISTER, OPTIONS"
+ACCEPT = "application/sdp"
+SUPPORTED = ""
+
+Clock = Callable[[], float]
+
+
+class RequestHandler(Protocol):
+    """A plug-in for more methods (the call controller of the next issue)."""
+
+    methods: frozenset[str]
+
+    def on_request(self, event: RequestReceived, now: float) -> None: ...
+
+
+class SipService:
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        registrar: Registrar,
+        *,
+        writer: BackgroundWriter,
+        bindings: BindingStore,
+        blocks: BlockStore,
+        wall_clock: Clock,
+        node: str,
+    ) -> None:
+        self.endpoint = endpoint
+        self.registrar = registrar
+        self.writer = writer
+        self.bindings = bindings
+        self.blocks = blocks
+        self.wall_clock = wall_clock
+        self.node = node
+        self.handlers: dict[str, RequestHandler] = {}
+        self.to_tag = secrets.token_hex(6)
+        self._blocked_logged: dict[str, float] = {}
+
+    def add_handler(self, handler: RequestHandler) -> None:
+        for method in handler.methods:
+            self.handlers[method] = handler
+
+    def allowed_methods(self) -> str:
+        extra = sorted(set(self.handlers) - {"REGISTER", "OPTIONS"})
+        return ", ".join(["REGISTER", "OPTIONS", *extra])
+
+    # ------------------------------------------------------------ input
+
+    def is_blocked(self, source: Peer, wall: float) -> bool:
+        """Checked before parsing, so a blocked flood costs almost nothing."""
+        if not self.registrar.auth.tracker.is_blocked(source.host, wall):
+            return False
+        last = self._blocked_logged.get(source.host, 0.0)
+        if wall - last >= 10.0:  # one line per source per 10 s, not per packet
+            self._blocked_logged[source.host] = wall
+            log.warning("request_from_blocked_source_dropped", source=str(source))
+        return True
+
+    def handle_events(self, events: list[object], now: float) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._on_request(event, now)
+            elif isinstance(event, MessageDropped):
+                log.info("message_dropped", reason=event.reason, source=str(event.source), answered=event.answered)
+            elif isinstance(event, AckReceived):
+                handler = self.handlers.get("ACK")
+                if handler is None:
+                    continue  # ACK to a 2xx we did not send: nothing to do (§17.2.3)
+            else:
+                handler = self.handlers.get("*")
+                if handler is not None:
+                    handler.on_request(event, now)  # type: ignore[arg-type]
+
+    def _on_request(self, event: RequestReceived, now: float) -> None:
+        request = event.request
+        method = request.method
+        if method == "REGISTER":
+            self._register(event, now)
+        elif method == "OPTIONS":
+            self._reply(event, request, 200, now, [
+                ("allow", self.allowed_methods()), ("accept", ACCEPT), ("supported", SUPPORTED),
+                ("accept-language", "en"),
+            ])
+        elif method in self.handlers:
+            self.handlers[method].on_request(event, now)
+        else:
+            self._reply(event, request, 405, now, [("allow", self.allowed_methods())])
+
+    def _reply(self, event: RequestReceived, request: Request, status: int, now: float,
+               headers: list[tuple[str, str]]) -> None:
+        response = make_response(request, status, to_tag=self.to_tag, headers=[h for h in headers if h[1]])
+        self.endpoint.send_response(event.key, response, now)
+
+    # ------------------------------------------------------------ registrar
+
+    def _register(self, event: RequestReceived, now: float) -> None:
+        wall = self.wall_clock()
+        outcome = self.registrar.handle(event.request, event.source, wall)
+        self.endpoint.send_response(event.key, outcome.response, now)
+        challenge = outcome.challenge
+        if challenge is not None:
+            if challenge.failed:
+                log.warning("auth_failed", source=str(event.source), reason=challenge.reason, **outcome.fields)
+            if challenge.blocked is not None:
+                blocked = challenge.blocked
+                log.warning("source_blocked", source=blocked.source, failures=blocked.failures,
+                            seconds=round(blocked.until - wall))
+                until = datetime.fromtimestamp(blocked.until, timezone.utc)
+                self.writer.submit(lambda conn: self.blocks.block(
+                    blocked.source, until, "auth_failures", blocked.failures, conn=conn))
+            return
+        if outcome.response.status >= 300:
+            log.info(outcome.event, source=str(event.source), status=outcome.response.status, **outcome.fields)
+        for change in outcome.changes:
+            self._persist(change, wall)
+
+    def _persist(self, change: BindingChange, wall: float) -> None:
+        if change.binding is not None:
+            record = self.record_of(change.binding, wall)
+            self.writer.submit(lambda conn: self.bindings.upsert(record, conn=conn))
+        elif change.removed is not None:
+            aor, contact = change.removed
+            self.writer.submit(lambda conn: self.bindings.delete(aor, contact, conn=conn))
+
+    def record_of(self, binding: Binding, wall: float) -> BindingRecord:
+        source = binding.source
+        return BindingRecord(
+            aor=binding.aor,
+            contact=binding.contact,
+            expires_at=datetime.fromtimestamp(binding.expires_at, timezone.utc),
+            call_id=binding.call_id,
+            cseq=binding.cseq,
+            q=binding.q,
+            transport=source.transport,
+            source_host=source.host,
+            source_port=source.port,
+            connection_id=None if source.connection is None else f"{self.node}/{source.connection}",
+            node=self.node,
+            user_agent=binding.user_agent,
+            instance_id=binding.instance_id,
+            reg_id=binding.reg_id,
+            updated_at=datetime.fromtimestamp(wall, timezone.utc),
+        )
+
+    def sweep(self) -> None:
+        wall = self.wall_clock()
+        expired = self.registrar.table.sweep(wall)
+        self.registrar.auth.tracker.sweep(wall)
+        if expired:
+            log.info("bindings_expired", count=len(expired))
+            cutoff = datetime.fromtimestamp(wall, timezone.utc)
+            self.writer.submit(lambda conn: self.bindings.sweep(cutoff, conn=conn) and None)
+
+
+def binding_of(record: BindingRecord, node: str) -> Binding:
+    """A stored binding back in memory. A TCP binding from another node or
+    an earlier run has no connection here: requests to it open a new one."""
+    return Binding(
+        aor=record.aor,
+        contact=record.contact,
+        expires_at=record.expires_at.timestamp(),
+        call_id=record.call_id,
+        cseq=record.cseq,
+        source=Peer(record.transport, record.source_host, record.source_port, None),
+        q=record.q,
+        user_agent=record.user_agent,
+        instance_id=record.instance_id,
+        reg_id=record.reg_id,
+    )

@@ -1,0 +1,95 @@
+"""The SIP endpoint: bytes in, events and bytes out (sans-I/O).
+
+``receive`` parses a datagram or stream frame, answers what the parser
+refuses (when the request is answerable, §8.2 and STYLE §3), enforces
+Max-Forwards (§16.3 step 3: 483, OPTIONS excepted so it can be used to
+probe hop counts), and hands the rest to the transaction layer. The driver
+then collects ``Send``s and events with ``drain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pbx.sip.address import Peer
+from pbx.sip.errors import SipError
+from pbx.sip.events import Send
+from pbx.sip.message import Request, Response, make_response
+from pbx.sip.parser import parse_message
+from pbx.sip.transaction import TransactionKey, TransactionLayer, response_destination, stamp_via
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDropped:
+    """Input refused. ``answered`` when a 4xx/5xx went back to the sender."""
+
+    reason: str
+    source: Peer
+    answered: int | None = None
+
+
+class SipEndpoint:
+    def __init__(self, transactions: TransactionLayer | None = None) -> None:
+        self.transactions = transactions or TransactionLayer()
+        self._sends: list[Send] = []
+        self._events: list[object] = []
+
+    def receive(self, data: bytes, source: Peer, now: float) -> None:
+        try:
+            message = parse_message(data)
+        except SipError as err:
+            self._refuse(err, source)
+            return
+        if isinstance(message, Response):
+            self._route(self.transactions.receive_response(message, source, now))
+            return
+        max_forwards = message.get("max-forwards")
+        if max_forwards is not None and int(max_forwards) == 0 and message.method not in ("OPTIONS", "ACK"):
+            self._answer_stateless(message, source, 483, "Too Many Hops")
+            self._events.append(MessageDropped(reason="too_many_hops", source=source, answered=483))
+            return
+        self._route(self.transactions.receive_request(message, source, now))
+
+    def _refuse(self, err: SipError, source: Peer) -> None:
+        partial = err.partial
+        if partial is not None and partial.method != "ACK":
+            # §17.1.1.3 aside, an ACK is never answered.
+            self._answer_stateless(partial, source, err.status, err.phrase)
+            self._events.append(MessageDropped(reason=err.reason, source=source, answered=err.status))
+        else:
+            self._events.append(MessageDropped(reason=err.reason, source=source))
+
+    def _answer_stateless(self, request: Request, source: Peer, status: int, phrase: str) -> None:
+        stamped = stamp_via(request, source)
+        response = make_response(stamped, status, phrase, to_tag="refused")
+        self._sends.append(Send(data=response.encode(), dest=response_destination(stamped, source)))
+
+    def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        self._route(self.transactions.send_response(key, response, now))
+
+    def send_request(self, request: Request, dest: Peer, now: float) -> TransactionKey:
+        key, effects = self.transactions.send_request(request, dest, now)
+        self._route(effects)
+        return key
+
+    def send_raw(self, data: bytes, dest: Peer) -> None:
+        """Bytes outside any transaction (ACK to 2xx, §13.2.2.4; keep-alives)."""
+        self._sends.append(Send(data=data, dest=dest))
+
+    def on_timer(self, now: float) -> None:
+        self._route(self.transactions.on_timer(now))
+
+    def next_deadline(self) -> float | None:
+        return self.transactions.next_deadline()
+
+    def _route(self, effects: list[object]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._sends.append(effect)
+            else:
+                self._events.append(effect)
+
+    def drain(self) -> tuple[list[Send], list[object]]:
+        sends, events = self._sends, self._events
+        self._sends, self._events = [], []
+        return sends, events

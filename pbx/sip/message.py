@@ -1,0 +1,493 @@
+"""SIP messages (RFC 3261 §7) and the typed header values the core reads.
+
+A message keeps its headers as an ordered tuple of ``(name, value)`` pairs with
+lower-case long-form names, in the order they arrived: §7.3.1 lets a proxy or
+UA rely on the relative order of same-named headers (Via, Route), never on the
+order across names. Typed views (``Via``, ``CSeq``, ``NameAddr``) are parsed on
+demand by the functions in this module; messages are frozen, so a changed copy
+is made with ``dataclasses.replace`` or the helpers below.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Final, Iterable
+
+# §7.3.3 and the IANA registry: compact forms still sent by mobile clients.
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "i": "call-id",
+    "m": "contact",
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+    "s": "subject",
+    "e": "content-encoding",
+    "o": "event",
+    "r": "refer-to",
+    "b": "referred-by",
+    "x": "session-expires",
+    "u": "allow-events",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+    "n": "identity-info",
+}
+
+# Names whose usual spelling is not plain Title-Case of the hyphenated parts.
+_SPECIAL_SPELLING: Final[dict[str, str]] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "p-preferred-identity": "P-Preferred-Identity",
+}
+
+# Headers whose grammar is a comma-separated list (§7.3.1): these may be
+# split into one value per element. Authorization and friends are NOT lists
+# even though their values contain commas.
+LIST_HEADERS: Final[frozenset[str]] = frozenset(
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "content-encoding",
+        "in-reply-to",
+        "path",
+        "service-route",
+    }
+)
+
+_canonical_cache: dict[str, str] = {}
+
+
+def canonical_name(name: str) -> str:
+    """The conventional spelling of a lower-case header name, for output."""
+    spelled = _canonical_cache.get(name)
+    if spelled is None:
+        spelled = _SPECIAL_SPELLING.get(name) or "-".join(
+            part[:1].upper() + part[1:] for part in name.split("-")
+        )
+        if len(_canonical_cache) < 512:
+            _canonical_cache[name] = spelled
+    return spelled
+
+
+Header = tuple[str, str]
+
+
+def split_list(value: str) -> list[str]:
+    """Split a list-valued header on commas outside quotes and angle brackets."""
+    if "," not in value:
+        return [value.strip()]
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip())
+    return [p for p in parts if p]
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    headers: tuple[Header, ...]
+    body: bytes
+
+    def get(self, name: str) -> str | None:
+        """First value of header ``name`` (lower-case long form), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``; list-valued headers split per element."""
+        found = [value for key, value in self.headers if key == name]
+        if name in LIST_HEADERS:
+            return [item for value in found for item in split_list(value)]
+        return found
+
+    def has(self, name: str) -> bool:
+        return any(key == name for key, _ in self.headers)
+
+    @property
+    def call_id(self) -> str:
+        return self.get("call-id") or ""
+
+    @property
+    def cseq(self) -> CSeq:
+        return parse_cseq(self.get("cseq") or "")
+
+    @property
+    def top_via(self) -> Via:
+        return parse_via(self.get_all("via")[0])
+
+    @property
+    def from_(self) -> NameAddr:
+        return parse_name_addr(self.get("from") or "")
+
+    @property
+    def to(self) -> NameAddr:
+        return parse_name_addr(self.get("to") or "")
+
+    def _encode_headers(self, out: list[str]) -> None:
+        for name, value in self.headers:
+            if name != "content-length":
+                out.append(f"{canonical_name(name)}: {value}\r\n")
+        out.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_Message):
+    method: str
+    uri: str
+
+    is_request: ClassVar[bool] = True
+
+    def encode(self) -> bytes:
+        out = [f"{self.method} {self.uri} SIP/2.0\r\n"]
+        self._encode_headers(out)
+        return "".join(out).encode() + self.body
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_Message):
+    status: int
+    reason: str
+
+    is_request: ClassVar[bool] = False
+
+    def encode(self) -> bytes:
+        out = [f"SIP/2.0 {self.status} {self.reason}\r\n"]
+        self._encode_headers(out)
+        return "".join(out).encode() + self.body
+
+
+Message = Request | Response
+
+
+def make_request(
+    method: str, uri: str, headers: Iterable[Header], body: bytes = b""
+) -> Request:
+    """Build a request; header names are given in any case, long or compact."""
+    return Request(
+        headers=tuple((normalise_name(k), v) for k, v in headers),
+        body=body,
+        method=method,
+        uri=uri,
+    )
+
+
+def normalise_name(name: str) -> str:
+    lowered = name.lower()
+    return COMPACT_FORMS.get(lowered, lowered)
+
+
+def with_header(message: Message, name: str, value: str) -> Message:
+    """A copy with ``name`` appended after any existing headers."""
+    return replace(message, headers=message.headers + ((name, value),))
+
+
+def with_headers_replaced(message: Message, name: str, values: Iterable[str]) -> Message:
+    """A copy where every ``name`` header is replaced by ``values``."""
+    kept = tuple(h for h in message.headers if h[0] != name)
+    return replace(message, headers=kept + tuple((name, v) for v in values))
+
+
+# Reason phrases of RFC 3261 §21 and the extensions we answer with.
+REASONS: Final[dict[int, str]] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    603: "Decline",
+}
+
+# Headers a response copies from its request (§8.2.6.2).
+_COPIED: Final[frozenset[str]] = frozenset({"via", "from", "call-id", "cseq"})
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[Header] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` per §8.2.6: Via, From, Call-ID, CSeq copied,
+    To copied with ``to_tag`` added when it has none (never on 100)."""
+    copied: list[Header] = []
+    for name, value in request.headers:
+        if name in _COPIED:
+            copied.append((name, value))
+        elif name == "to":
+            if to_tag and status != 100 and ";tag=" not in value.replace(" ", "").lower():
+                value = f"{value};tag={to_tag}"
+            copied.append((name, value))
+        elif name == "timestamp" and status == 100:
+            copied.append((name, value))  # §8.2.6.1
+    copied.extend((normalise_name(k), v) for k, v in headers)
+    return Response(
+        headers=tuple(copied),
+        body=body,
+        status=status,
+        reason=reason or REASONS.get(status, "Unknown"),
+    )
+
+
+# ---------------------------------------------------------------- typed values
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+MAGIC_COOKIE: Final = "z9hG4bK"  # §8.1.1.7: branch prefix of RFC 3261 agents
+
+
+class HeaderValueError(ValueError):
+    """A header's value does not follow its grammar."""
+
+
+def is_token(text: str) -> bool:
+    return bool(text) and all(ch in _TOKEN_CHARS for ch in text)
+
+
+def _parse_params(text: str) -> dict[str, str | None]:
+    """``;a=b;c`` → {"a": "b", "c": None}; names lower-cased, quotes kept off."""
+    params: dict[str, str | None] = {}
+    if not text:
+        return params
+    for part in _split_semicolons(text):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            raise HeaderValueError("empty parameter name")
+        if eq:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            params[name] = value
+        else:
+            params[name] = None
+    return params
+
+
+def _split_semicolons(text: str) -> list[str]:
+    if '"' not in text:
+        return [p.strip() for p in text.split(";")]
+    parts: list[str] = []
+    quoted = False
+    start = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quoted and ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            parts.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    if quoted:
+        raise HeaderValueError("unterminated quoted string")
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via element (§20.42): ``SIP/2.0/UDP host:port;branch=…``."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str | None] = field(default_factory=dict, hash=False, compare=True)
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port is None else f":{self.port}"
+        return f"SIP/2.0/{self.transport} {host}{port}{_format_params(self.params)}"
+
+
+_VIA_RE = re.compile(
+    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?:\s*:\s*(\d{1,5}))?\s*(;.*)?$",
+    re.S,
+)
+
+
+def parse_via(value: str) -> Via:
+    match = _VIA_RE.match(value)
+    if match is None:
+        raise HeaderValueError("malformed Via")
+    transport, host, port, params = match.groups()
+    if host.startswith("["):
+        host = host[1:-1]
+    port_number = int(port) if port else None
+    if port_number is not None and not 0 < port_number < 65536:
+        raise HeaderValueError("Via port out of range")
+    return Via(transport.upper(), host, port_number, _parse_params(params[1:] if params else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    number, _, method = value.strip().partition(" ")
+    method = method.strip()
+    if not number.isdigit() or not is_token(method) or len(number) > 10:
+        raise HeaderValueError("malformed CSeq")
+    as_int = int(number)
+    if as_int >= 2**31:  # §8.1.1.5: the sequence number is below 2**31
+        raise HeaderValueError("CSeq number too large")
+    return CSeq(as_int, method)
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """From, To, Contact, Route values: optional display name, URI, params."""
+
+    display: str | None
+    uri: str
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def __str__(self) -> str:
+        display = f'"{self.display}" ' if self.display else ""
+        return f"{display}<{self.uri}>{_format_params(self.params)}"
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse name-addr or addr-spec (§20.10, §25.1).
+
+    Without angle brackets, everything after the first ``;`` is a header
+    parameter, not a URI parameter (§20.10).
+    """
+    text = value.strip()
+    if not text:
+        raise HeaderValueError("empty address")
+    display: str | None = None
+    if text.startswith('"'):
+        end = 1
+        while end < len(text):
+            if text[end] == "\\":
+                end += 2
+                continue
+            if text[end] == '"':
+                break
+            end += 1
+        else:
+            raise HeaderValueError("unterminated display name")
+        display = text[1:end].replace('\\"', '"').replace("\\\\", "\\")
+        text = text[end + 1 :].lstrip()
+        if not text.startswith("<"):
+            raise HeaderValueError("display name without <uri>")
+    lt = text.find("<")
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise HeaderValueError("missing '>'")
+        if display is None and lt > 0:
+            display = text[:lt].strip() or None
+        uri = text[lt + 1 : gt].strip()
+        rest = text[gt + 1 :].strip()
+        if rest and not rest.startswith(";"):
+            raise HeaderValueError("junk after '>'")
+        params = _parse_params(rest[1:] if rest else "")
+    else:
+        uri, _, rest = text.partition(";")
+        uri = uri.strip()
+        if " " in uri:
+            raise HeaderValueError("space in address")
+        params = _parse_params(rest)
+    if not uri or ":" not in uri:
+        raise HeaderValueError("address without a URI scheme")
+    return NameAddr(display, uri, params)

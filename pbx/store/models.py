@@ -1,0 +1,183 @@
+"""SQLAlchemy 2 models of the lasting PBX state.
+
+Rules kept by every table here:
+
+* Timestamps are timezone-aware UTC (`UtcDateTime`).  A naive datetime is
+  refused when bound, because guessing its zone is how registrations expire
+  an hour early after a DST change.
+* Invariants the database can check are `CheckConstraint`s, so a bug in one
+  PBX node cannot write a row another node would choke on.
+* Constraint names follow `NAMING_CONVENTION`, so Alembic migrations can
+  refer to them by name on every backend.
+
+The schema itself is created by the Alembic chain in `migrations/`; these
+classes must stay in step with it (tests compare the two).  Later tables (the
+CDRs) subclass the same `Base` so they share metadata and migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def require_aware(name: str, value: datetime) -> None:
+    """ValueError unless `value` is a timezone-aware datetime."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant in time, stored and returned as timezone-aware UTC.
+
+    PostgreSQL keeps `timestamptz` natively.  SQLite has no date type and
+    SQLAlchemy's SQLite DATETIME silently drops the offset, so values are
+    converted to UTC first and stored as naive UTC text (fixed width, so text
+    comparison in SQL is time comparison); reading them back re-attaches UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        require_aware("timestamp", value)
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every PBX table (registrations, blocks, CDRs)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UtcDateTime(),
+        str: String(255),
+        float: Float(),
+        int: Integer(),
+    }
+
+
+# PostgreSQL's ON CONFLICT DO UPDATE takes a sequence value on every call even
+# when it ends up updating, and phones refresh their registration every few
+# minutes: a 32-bit id would run out within months on a busy system.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "tls")
+
+
+class RegistrationBinding(Base):
+    """One Contact bound to an address-of-record (RFC 3261 §10.3).
+
+    Unique on (aor, contact): a refresh REGISTER for the same Contact URI
+    replaces the row, a different Contact adds one (§10.3 step 7).
+    """
+
+    __tablename__ = "registration_bindings"
+    __table_args__ = (
+        UniqueConstraint("aor", "contact"),
+        Index("ix_registration_bindings_expires_at", "expires_at"),
+        CheckConstraint("transport IN ('udp', 'tcp', 'tls')", name="transport"),
+        CheckConstraint("source_port BETWEEN 1 AND 65535", name="source_port"),
+        CheckConstraint("cseq >= 0", name="cseq"),
+        CheckConstraint("q IS NULL OR (q >= 0 AND q <= 1)", name="q"),
+        {"comment": "Active registrations: where each extension can be reached."},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Surrogate key.")
+    aor: Mapped[str] = mapped_column(
+        String(255), comment="Address-of-record user part: the extension, e.g. 1001."
+    )
+    contact: Mapped[str] = mapped_column(
+        String(2048), comment="Contact URI exactly as registered (RFC 3261 §10.2.1)."
+    )
+    expires_at: Mapped[datetime] = mapped_column(
+        comment="UTC instant the binding lapses unless refreshed (§10.2.1.1)."
+    )
+    call_id: Mapped[str] = mapped_column(
+        String(255), comment="Call-ID of the REGISTER that made the binding (§10.3 step 7)."
+    )
+    cseq: Mapped[int] = mapped_column(
+        BigInteger, comment="CSeq number of that REGISTER; refreshes must be higher."
+    )
+    q: Mapped[float | None] = mapped_column(
+        comment="Contact q preference 0..1 (§10.2.1.2); NULL when the phone sent none."
+    )
+    transport: Mapped[str] = mapped_column(
+        String(8), comment="Transport the REGISTER came over: udp, tcp or tls."
+    )
+    source_host: Mapped[str] = mapped_column(
+        String(64), comment="IP the REGISTER came from; requests to a NATed phone go here."
+    )
+    source_port: Mapped[int] = mapped_column(comment="Port the REGISTER came from.")
+    connection_id: Mapped[str | None] = mapped_column(
+        String(255), comment="TCP/TLS connection on `node` the phone registered over."
+    )
+    node: Mapped[str] = mapped_column(
+        String(255), comment="Name of the PBX node that took the registration."
+    )
+    user_agent: Mapped[str | None] = mapped_column(
+        String(512), comment="User-Agent header of the REGISTER, for diagnostics."
+    )
+    instance_id: Mapped[str | None] = mapped_column(
+        String(512), comment="+sip.instance Contact parameter (RFC 5626 §4.1)."
+    )
+    reg_id: Mapped[int | None] = mapped_column(
+        comment="reg-id Contact parameter (RFC 5626 §4.2)."
+    )
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")
+
+
+class BlockedSource(Base):
+    """A source address refused for a while after repeated failures."""
+
+    __tablename__ = "blocked_sources"
+    __table_args__ = (
+        Index("ix_blocked_sources_blocked_until", "blocked_until"),
+        CheckConstraint("failures >= 0", name="failures"),
+        {"comment": "Source IPs temporarily refused (brute-force protection)."},
+    )
+
+    source: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="Blocked IP address, canonical text form."
+    )
+    blocked_until: Mapped[datetime] = mapped_column(comment="UTC instant the block ends.")
+    reason: Mapped[str] = mapped_column(
+        String(255), comment="Stable snake_case tag of why, e.g. auth_failures."
+    )
+    failures: Mapped[int] = mapped_column(comment="Failures counted when the block was set.")
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant first blocked.")

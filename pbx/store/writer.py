@@ -1,0 +1,271 @@
+"""The one thread that writes to the database.
+
+The asyncio SIP path must never wait on SQL, so it hands each write to
+`BackgroundWriter.submit` as an *op*: a callable taking a `Connection` and
+running its statements on it, without committing.  `submit` appends to an
+unbounded queue and returns at once.
+
+The thread takes everything queued (up to `max_batch`) and runs it in ONE
+transaction: group commit, so a burst of a thousand re-registrations costs
+one commit (one WAL append on SQLite, one round of fsync on PostgreSQL)
+instead of a thousand.  Ops run in submission order.
+
+When a batch fails:
+
+1. If the database cannot even answer ``SELECT 1`` it is down: nothing is
+   blamed on the ops, the batch is retried with capped exponential back-off
+   until the database is back (or `close` gives up on it).
+2. Otherwise the batch is retried `retries` times with back-off (a deadlock
+   or a lock timeout may go away), then each op is run in its own transaction,
+   each with the same retries, so one bad op costs only itself.  An op that
+   still fails is dropped and logged as ``db_op_failed``.
+
+Logs carry the op's name and the exception's type, never its message or
+SQL parameters: those may hold user data or secrets.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+import structlog
+from sqlalchemy import Connection, Engine, text
+
+log = structlog.get_logger(__name__)
+
+Op: TypeAlias = Callable[[Connection], None]
+
+# Queue depth at which a warning is logged (once per excursion): the
+# database is not keeping up, and memory grows with the queue.
+QUEUE_WARNING_DEPTH: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriterStats:
+    """Counters since the writer started, for metrics."""
+
+    submitted: int      # ops handed to submit()
+    committed: int      # ops whose transaction committed
+    failed: int         # ops dropped after their retries (logged db_op_failed)
+    batches: int        # transactions committed
+    queued: int         # ops waiting now
+    max_queued: int     # highest queue depth seen
+
+
+class WriterClosed(RuntimeError):
+    """`submit` was called after `close`."""
+
+
+def _op_name(op: Op) -> str:
+    while isinstance(op, functools.partial):
+        op = op.func
+    return getattr(op, "__qualname__", type(op).__name__)
+
+
+class BackgroundWriter:
+    """Runs submitted ops on `engine` in a daemon thread, batched per transaction.
+
+    `retries` is how many times a failing batch (then each op alone) is tried;
+    `backoff` the first pause in seconds, doubled each time up to
+    `max_backoff`.  `max_batch` bounds one transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        retries: int = 3,
+        backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        max_batch: int = 5000,
+        name: str = "pbx-db-writer",
+    ) -> None:
+        if retries < 1:
+            raise ValueError("retries must be at least 1")
+        if backoff < 0 or max_backoff < backoff:
+            raise ValueError("need 0 <= backoff <= max_backoff")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._engine = engine
+        self._retries = retries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._max_batch = max_batch
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)      # the thread waits for work
+        self._progress = threading.Condition(self._lock)  # flush() waits for the thread
+        self._queue: deque[tuple[int, Op]] = deque()
+        self._closing = False
+        self._abandon = threading.Event()  # close() timed out: stop retrying
+        self._submitted = 0   # sequence number of the last op submitted
+        self._done = 0        # every op up to this sequence number is finished
+        self._committed = 0
+        self._failed = 0
+        self._batches = 0
+        self._max_queued = 0
+        self._warned_depth = False
+
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- caller side (any thread, including the event loop) ------------------
+
+    def submit(self, op: Op) -> None:
+        """Queue `op`; never blocks on the database.  Raises `WriterClosed`
+        after `close`."""
+        with self._lock:
+            if self._closing:
+                raise WriterClosed("the database writer is closed")
+            self._submitted += 1
+            self._queue.append((self._submitted, op))
+            depth = len(self._queue)
+            self._max_queued = max(self._max_queued, depth)
+            warn = depth >= QUEUE_WARNING_DEPTH and not self._warned_depth
+            if warn:
+                self._warned_depth = True
+            self._wake.notify()
+        if warn:
+            log.warning("db_writer_queue_deep", queued=depth)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every op submitted before this call is finished
+        (committed, or dropped as `db_op_failed`).  False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._submitted
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new ops, finish the queued ones and stop the thread.
+
+        Returns True if everything was written within `timeout`.  Otherwise
+        the thread is told to give up (the unwritten ops are logged as
+        ``db_writer_abandoned``) and False is returned.
+        """
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        flushed = self.flush(timeout)
+        if not flushed:
+            self._abandon.set()
+        self._thread.join(timeout if flushed else max(timeout, 1.0))
+        return flushed and not self._thread.is_alive()
+
+    def stats(self) -> WriterStats:
+        with self._lock:
+            return WriterStats(
+                submitted=self._submitted,
+                committed=self._committed,
+                failed=self._failed,
+                batches=self._batches,
+                queued=len(self._queue),
+                max_queued=self._max_queued,
+            )
+
+    # -- writer thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return  # closing and drained
+                count = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(count)]
+                if len(self._queue) < QUEUE_WARNING_DEPTH // 2:
+                    self._warned_depth = False
+            try:
+                committed, failed = self._write(batch)
+            except Exception:  # our bug; never let the thread die with ops queued
+                log.exception("db_writer_error", size=len(batch))
+                committed, failed = 0, len(batch)
+            with self._lock:
+                self._committed += committed
+                self._failed += failed
+                self._done = batch[-1][0]
+                self._progress.notify_all()
+
+    def _write(self, batch: list[tuple[int, Op]]) -> tuple[int, int]:
+        """Commit `batch`; returns (ops committed, ops dropped)."""
+        ops = [op for _, op in batch]
+        if self._abandon.is_set():
+            return self._give_up(ops)
+        if self._commit_with_retries(ops):
+            return len(ops), 0
+        if self._abandon.is_set():
+            return self._give_up(ops)
+        if len(ops) > 1:
+            log.warning("db_batch_split", size=len(ops))
+        committed = failed = 0
+        for position, op in enumerate(ops):
+            if self._abandon.is_set():
+                _, dropped = self._give_up(ops[position:])
+                return committed, failed + dropped
+            if self._commit_with_retries([op]):
+                committed += 1
+            else:
+                failed += 1
+                if not self._abandon.is_set():
+                    log.error("db_op_failed", op=_op_name(op))
+        return committed, failed
+
+    def _commit_with_retries(self, ops: list[Op]) -> bool:
+        """Try `ops` in one transaction up to `retries` times (without limit
+        while the database is unreachable, until abandoned)."""
+        attempts = 0
+        pause = self._backoff
+        while True:
+            error = self._commit(ops)
+            if error is None:
+                return True
+            reachable = self._reachable()
+            if reachable:
+                attempts += 1
+            log.warning(
+                "db_batch_failed" if reachable else "db_unreachable",
+                size=len(ops),
+                attempt=attempts,
+                error=type(error).__name__,
+                op=_op_name(ops[0]) if len(ops) == 1 else None,
+            )
+            if attempts >= self._retries or self._abandon.is_set():
+                return False
+            if self._abandon.wait(pause):
+                return False
+            pause = min(max(pause * 2, self._backoff), self._max_backoff)
+
+    def _commit(self, ops: list[Op]) -> Exception | None:
+        try:
+            with self._engine.begin() as conn:
+                for op in ops:
+                    op(conn)
+        except Exception as error:  # any op may raise anything; it is reported
+            return error
+        with self._lock:
+            self._batches += 1
+        return None
+
+    def _reachable(self) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _give_up(self, ops: list[Op]) -> tuple[int, int]:
+        log.error("db_writer_abandoned", dropped=len(ops))
+        return 0, len(ops)

@@ -1,0 +1,51 @@
+"""UDP transport: datagrams in and out, nothing else (RFC 3261 §18)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from pbx.sip.address import Peer
+
+Receiver = Callable[[bytes, Peer], None]
+
+
+class UdpTransport(asyncio.DatagramProtocol):
+    """One bound UDP socket. Hands every datagram to ``receiver``."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+        sockname = transport.get_extra_info("sockname")
+        self.local = (sockname[0], sockname[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        host, port = addr[0], addr[1]
+        assert isinstance(host, str) and isinstance(port, int)
+        self._receiver(data, Peer("udp", host, port))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: UDP has no connection to fail;
+        # the transaction timers notice the silence (§17.1.1.2 timer B/F).
+        pass
+
+    def send(self, data: bytes, dest: Peer) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data, (dest.host, dest.port))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_udp(host: str, port: int, receiver: Receiver) -> UdpTransport:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: UdpTransport(receiver), local_addr=(host, port)
+    )
+    return protocol

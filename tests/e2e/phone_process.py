@@ -1,0 +1,735 @@
+"""One pjsua2 softphone, driven over stdin/stdout with JSON lines.
+
+pjsua2 allows a single Endpoint per process, so every end-to-end phone runs
+this script in its own subprocess (see ``phone.py`` for the pytest side).
+
+Protocol: each stdin line is a JSON object with a ``cmd`` key; each stdout
+line is a JSON object with an ``event`` key.  Every accepted command is
+acknowledged with ``ok {cmd, ...}``; a refused or failed one produces
+``error {cmd, message}`` instead, the process keeps running.  The process
+exits when it reads ``quit`` or when stdin reaches end of file (the parent
+died), so it can never outlive the test run.
+
+Threading: ``uaConfig.threadCnt = 0``, so SIP processing and every pjsua2
+callback run on the main thread inside ``libHandleEvents``; stdin is polled
+with ``select`` between those calls.  The original stdout descriptor is kept
+for events only and descriptor 1 is pointed at stderr, so nothing printed by
+the C library can corrupt the event stream.  Passwords are never written to
+events or logs by this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TextIO
+
+import pjsua2 as pj
+
+Command = dict[str, Any]
+
+# pjsip_inv_state values, named as the events report them (RFC 3261 §13
+# stages of an INVITE session as pjsip models them).
+_CALL_STATES: dict[int, str] = {
+    pj.PJSIP_INV_STATE_NULL: "NULL",
+    pj.PJSIP_INV_STATE_CALLING: "CALLING",
+    pj.PJSIP_INV_STATE_INCOMING: "INCOMING",
+    pj.PJSIP_INV_STATE_EARLY: "EARLY",
+    pj.PJSIP_INV_STATE_CONNECTING: "CONNECTING",
+    pj.PJSIP_INV_STATE_CONFIRMED: "CONFIRMED",
+    pj.PJSIP_INV_STATE_DISCONNECTED: "DISCONNECTED",
+}
+
+_MEDIA_STATUS: dict[int, str] = {
+    pj.PJSUA_CALL_MEDIA_NONE: "none",
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local_hold",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote_hold",
+    pj.PJSUA_CALL_MEDIA_ERROR: "error",
+}
+
+_TRANSPORTS = ("udp", "tcp")
+DEFAULT_CODECS = ("PCMU/8000", "PCMA/8000")
+
+
+class CommandError(Exception):
+    """A command the phone refuses; reported as an ``error`` event."""
+
+
+class StdoutGone(Exception):
+    """The parent no longer reads our events."""
+
+
+class EventSink:
+    """Writes one JSON object per line to the private event stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, default=str)
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            raise StdoutGone from exc
+
+
+# --- argument checking ------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _get(args: Command, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    if key not in args or args[key] is None:
+        if default is _MISSING:
+            raise CommandError(f"missing field {key!r}")
+        return default
+    value = args[key]
+    # bool is an int subclass; never accept it where a number is wanted.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise CommandError(f"field {key!r} must be {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise CommandError(f"field {key!r} must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _str(args: Command, key: str, default: Any = _MISSING) -> Any:
+    return _get(args, key, str, default)
+
+
+def _int(args: Command, key: str, default: Any = _MISSING) -> Any:
+    return _get(args, key, int, default)
+
+
+def _num(args: Command, key: str, default: Any = _MISSING) -> Any:
+    value = _get(args, key, (int, float), default)
+    return None if value is None else float(value)
+
+
+def _status_code(args: Command, key: str, default: Any, *, low: int, high: int) -> Any:
+    code = _int(args, key, default)
+    if code is not None and not low <= code <= high:
+        raise CommandError(f"field {key!r} must be a status code in {low}..{high}, got {code}")
+    return code
+
+
+def _transport(args: Command, default: Any = "udp") -> Any:
+    value = _str(args, "transport", default)
+    if value is not None and value not in _TRANSPORTS:
+        raise CommandError(f"transport must be one of {_TRANSPORTS}, got {value!r}")
+    return value
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pj.Error):
+        return f"{exc.title}: {exc.reason} (status {exc.status})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- pjsua2 subclasses: callbacks go straight to the Phone ------------------
+
+
+class PhoneAccount(pj.Account):  # type: ignore[misc]
+    def __init__(self, phone: Phone) -> None:
+        super().__init__()
+        self._phone = phone
+
+    def onRegState(self, prm: Any) -> None:  # noqa: N802 (pjsua2 name)
+        self._phone.guard("reg_state", lambda: self._phone.on_reg_state(self, prm))
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("incoming_call", lambda: self._phone.on_incoming_call(self, prm))
+
+
+class PhoneCall(pj.Call):  # type: ignore[misc]
+    def __init__(self, phone: Phone, account: PhoneAccount, serial: int,
+                 call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(account, call_id)
+        self._phone = phone
+        self.serial = serial
+        self.players: list[PhonePlayer] = []
+        self.recorders: list[tuple[Any, str]] = []
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("call_state", lambda: self._phone.on_call_state(self))
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("media_state", lambda: self._phone.on_media_state(self))
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("dtmf", lambda: self._phone.sink.emit(
+            "dtmf", call=self.serial, digit=str(prm.digit)))
+
+
+class PhonePlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
+    def __init__(self, phone: Phone, call: int, wav: str) -> None:
+        super().__init__()
+        self._phone = phone
+        self.call = call
+        self.wav = wav
+        self.finished = False
+
+    def onEof2(self) -> None:  # noqa: N802
+        # Called from the media clock thread; only set a flag here, the main
+        # loop reports it (and may destroy the player, which is not allowed
+        # inside this callback).
+        self.finished = True
+
+
+@dataclass
+class PendingAnswer:
+    serial: int
+    code: int
+    due: float
+
+
+@dataclass
+class AccountOptions:
+    auto_answer: int | None = None
+    auto_answer_delay: float = 0.0
+    ring: bool = True
+
+
+@dataclass
+class Phone:
+    name: str
+    sink: EventSink
+    log_file: str
+    log_level: int
+    codecs: tuple[str, ...]
+    endpoint: Any = None
+    transport_ids: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    account: PhoneAccount | None = None
+    account_transport: str = "udp"
+    options: AccountOptions = field(default_factory=AccountOptions)
+    calls: dict[int, PhoneCall] = field(default_factory=dict)
+    finished_calls: list[PhoneCall] = field(default_factory=list)
+    pending_answers: list[PendingAnswer] = field(default_factory=list)
+    next_serial: int = 1
+    running: bool = True
+    unregister_on_quit: bool = False
+
+    # --- set-up and tear-down ----------------------------------------------
+
+    def start(self) -> None:
+        ep = pj.Endpoint()
+        ep.libCreate()
+        self.endpoint = ep
+        config = pj.EpConfig()
+        config.uaConfig.threadCnt = 0
+        config.uaConfig.mainThreadOnly = False
+        config.uaConfig.maxCalls = 8
+        config.uaConfig.userAgent = f"pbx-e2e-phone/{self.name}"
+        config.logConfig.level = self.log_level
+        config.logConfig.consoleLevel = 0
+        config.logConfig.filename = self.log_file
+        config.logConfig.msgLogging = 1 if self.log_level >= 3 else 0
+        config.medConfig.noVad = True          # keep sending RTP in silence
+        config.medConfig.ecTailLen = 0         # no echo canceller on null audio
+        config.medConfig.clockRate = 8000
+        config.medConfig.sndClockRate = 8000
+        ep.libInit(config)
+        for kind, type_id in (("udp", pj.PJSIP_TRANSPORT_UDP), ("tcp", pj.PJSIP_TRANSPORT_TCP)):
+            transport_config = pj.TransportConfig()
+            transport_config.port = 0
+            transport_config.boundAddress = "127.0.0.1"
+            transport_config.publicAddress = "127.0.0.1"
+            self.transport_ids[kind] = ep.transportCreate(type_id, transport_config)
+            local = ep.transportGetInfo(self.transport_ids[kind]).localName
+            self.ports[kind] = int(str(local).rsplit(":", 1)[1])
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        self._set_codecs()
+        self.sink.emit("ready", name=self.name, pid=os.getpid(),
+                       udp_port=self.ports["udp"], tcp_port=self.ports["tcp"],
+                       codecs=list(self.codecs))
+
+    def _set_codecs(self) -> None:
+        wanted = {c.lower() for c in self.codecs}
+        found: set[str] = set()
+        for info in self.endpoint.codecEnum2():
+            codec_id = str(info.codecId)
+            # codecId looks like "PCMU/8000/1"; match on name/rate.
+            short = "/".join(codec_id.split("/")[:2]).lower()
+            keep = short in wanted or codec_id.lower() in wanted
+            if keep:
+                found.add(short)
+            self.endpoint.codecSetPriority(codec_id, 200 if keep else 0)
+        missing = wanted - found - {c.lower() for c in self.codecs if c.count("/") > 1}
+        if missing:
+            raise CommandError(f"codecs not available: {sorted(missing)}")
+
+    def shutdown(self, *, unregister: bool) -> None:
+        if self.endpoint is None:
+            return
+        ep = self.endpoint
+        if self.calls:
+            try:
+                ep.hangupAllCalls()
+            except pj.Error:
+                pass
+            self._pump_until(lambda: not self.calls, 2.0)
+        if unregister and self.account is not None and self.account.isValid():
+            info = self.account.getInfo()
+            if info.regIsActive:
+                self.account.setRegistration(False)
+                self._pump_until(lambda: not self.account_active(), 2.0)
+        self._collect()
+        # Registration and calls are already dealt with above; skip the
+        # library's own network clean-up (and its fixed one second sleep).
+        ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
+        self.endpoint = None
+
+    def account_active(self) -> bool:
+        return bool(self.account is not None and self.account.getInfo().regIsActive)
+
+    def _pump_until(self, done: Callable[[], bool], limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not done() and time.monotonic() < deadline:
+            self.endpoint.libHandleEvents(10)
+            self._collect()
+
+    # --- main loop ------------------------------------------------------------
+
+    def run(self, stdin_fd: int) -> None:
+        buffer = b""
+        while self.running:
+            self.endpoint.libHandleEvents(10)
+            self._collect()
+            self._fire_due_answers()
+            readable, _, _ = select.select([stdin_fd], [], [], 0)
+            if not readable:
+                continue
+            chunk = os.read(stdin_fd, 65536)
+            if not chunk:
+                return  # parent closed stdin: it has gone away
+            buffer += chunk
+            while b"\n" in buffer and self.running:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    self.handle_line(line)
+
+    def handle_line(self, line: bytes) -> None:
+        try:
+            command = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self.sink.emit("error", cmd=None, message=f"not JSON: {exc}")
+            return
+        if not isinstance(command, dict) or not isinstance(command.get("cmd"), str):
+            self.sink.emit("error", cmd=None, message="a command is a JSON object with a string 'cmd'")
+            return
+        name = command["cmd"]
+        handler = self._handlers().get(name)
+        if handler is None:
+            self.sink.emit("error", cmd=name, message=f"unknown command {name!r}")
+            return
+        try:
+            extra = handler(command)
+        except StdoutGone:
+            raise
+        except Exception as exc:  # pjsua2 errors and our own refusals alike
+            self.sink.emit("error", cmd=name, message=_describe(exc))
+            return
+        self.sink.emit("ok", cmd=name, **(extra or {}))
+
+    def guard(self, what: str, callback: Callable[[], None]) -> None:
+        """Run a pjsua2 callback body; an exception must not cross into C++."""
+        try:
+            callback()
+        except StdoutGone:
+            self.running = False
+        except Exception as exc:
+            try:
+                self.sink.emit("error", cmd=None, message=f"in {what} callback: {_describe(exc)}")
+            except StdoutGone:
+                self.running = False
+
+    def _collect(self) -> None:
+        """Release objects that must not be destroyed inside callbacks."""
+        for call in self.calls.values():
+            self._report_finished_players(call)
+        while self.finished_calls:
+            call = self.finished_calls.pop()
+            self._report_finished_players(call)
+            self._stop_recorders(call)
+            call.players.clear()
+
+    def _report_finished_players(self, call: PhoneCall) -> None:
+        for player in [p for p in call.players if p.finished]:
+            call.players.remove(player)
+            self.sink.emit("play_done", call=call.serial, wav=player.wav)
+
+    def _stop_recorders(self, call: PhoneCall) -> list[str]:
+        # Destroying the recorder writes the final WAV header.
+        done = [path for _, path in call.recorders]
+        call.recorders.clear()
+        for path in done:
+            self.sink.emit("record_done", call=call.serial, wav=path)
+        return done
+
+    def _fire_due_answers(self) -> None:
+        now = time.monotonic()
+        for pending in [p for p in self.pending_answers if p.due <= now]:
+            self.pending_answers.remove(pending)
+            call = self.calls.get(pending.serial)
+            if call is None:
+                continue
+            try:
+                self._answer(call, pending.code)
+            except Exception as exc:
+                self.sink.emit("error", cmd="auto_answer", message=_describe(exc))
+
+    # --- callbacks -------------------------------------------------------------
+
+    def on_reg_state(self, account: PhoneAccount, prm: Any) -> None:
+        info = account.getInfo()
+        self.sink.emit("reg_state", code=int(prm.code), reason=str(prm.reason),
+                       expires=int(prm.expiration), active=bool(info.regIsActive),
+                       status=int(prm.status))
+
+    def on_incoming_call(self, account: PhoneAccount, prm: Any) -> None:
+        call = PhoneCall(self, account, self._new_serial(), prm.callId)
+        self.calls[call.serial] = call
+        info = call.getInfo()
+        self.sink.emit("incoming_call", call=call.serial, sip_call_id=str(info.callIdString),
+                       **{"from": str(info.remoteUri), "to": str(info.localUri)})
+        if self.options.ring:
+            self._answer(call, 180)
+        if self.options.auto_answer is not None:
+            self.pending_answers.append(PendingAnswer(
+                call.serial, self.options.auto_answer,
+                time.monotonic() + self.options.auto_answer_delay))
+
+    def on_call_state(self, call: PhoneCall) -> None:
+        info = call.getInfo()
+        state = _CALL_STATES.get(int(info.state), str(info.stateText))
+        self.sink.emit("call_state", call=call.serial, state=state,
+                       code=int(info.lastStatusCode), reason=str(info.lastReason),
+                       role="uac" if info.role == pj.PJSIP_ROLE_UAC else "uas",
+                       sip_call_id=str(info.callIdString))
+        if state == "DISCONNECTED":
+            self.calls.pop(call.serial, None)
+            self.pending_answers = [p for p in self.pending_answers if p.serial != call.serial]
+            self.finished_calls.append(call)
+
+    def on_media_state(self, call: PhoneCall) -> None:
+        info = call.getInfo()
+        for media in info.media:
+            if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            status = _MEDIA_STATUS.get(int(media.status), str(media.status))
+            self.sink.emit("media_state", call=call.serial, status=status,
+                           dir=int(media.dir))
+            if status == "active":
+                self._connect_media(call)
+
+    def _connect_media(self, call: PhoneCall) -> None:
+        audio = call.getAudioMedia(-1)
+        for player in call.players:
+            player.startTransmit(audio)
+        for recorder, _ in call.recorders:
+            audio.startTransmit(recorder)
+
+    # --- commands --------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[Command], dict[str, Any] | None]]:
+        return {
+            "register": self.cmd_register,
+            "reregister": self.cmd_reregister,
+            "unregister": self.cmd_unregister,
+            "set": self.cmd_set,
+            "call": self.cmd_call,
+            "answer": self.cmd_answer,
+            "hangup": self.cmd_hangup,
+            "hold": self.cmd_hold,
+            "unhold": self.cmd_unhold,
+            "play": self.cmd_play,
+            "stop_play": self.cmd_stop_play,
+            "record": self.cmd_record,
+            "stop_record": self.cmd_stop_record,
+            "send_dtmf": self.cmd_send_dtmf,
+            "status": self.cmd_status,
+            "quit": self.cmd_quit,
+        }
+
+    def _apply_options(self, args: Command) -> None:
+        auto = _status_code(args, "auto_answer", self.options.auto_answer, low=200, high=699)
+        delay = _num(args, "auto_answer_delay", self.options.auto_answer_delay)
+        ring = _get(args, "ring", bool, self.options.ring)
+        if delay < 0:
+            raise CommandError("auto_answer_delay must not be negative")
+        self.options = AccountOptions(auto_answer=auto, auto_answer_delay=delay, ring=ring)
+
+    def cmd_register(self, args: Command) -> dict[str, Any]:
+        user = _str(args, "user")
+        password = _str(args, "password", "")
+        domain = _str(args, "domain")
+        registrar = _str(args, "registrar")
+        transport = _transport(args)
+        expires = _int(args, "expires", 300)
+        realm = _str(args, "realm", "*")
+        if expires <= 0:
+            raise CommandError("expires must be positive; use unregister to remove the binding")
+        self._apply_options(args)
+        config = pj.AccountConfig()
+        config.idUri = f"sip:{user}@{domain}"
+        config.regConfig.registrarUri = f"sip:{registrar};transport={transport}"
+        config.regConfig.timeoutSec = expires
+        config.regConfig.retryIntervalSec = 0        # tests want one attempt
+        config.regConfig.firstRetryIntervalSec = 0
+        config.regConfig.dropCallsOnFail = False
+        config.regConfig.unregWaitMsec = 1000
+        config.sipConfig.transportId = self.transport_ids[transport]
+        config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", realm, user, 0, password))
+        self._plain_nat_config(config)
+        if self.account is not None and self.account.isValid():
+            self.account.modify(config)
+        else:
+            account = PhoneAccount(self)
+            account.create(config)
+            self.account = account
+        self.account_transport = transport
+        return {"aor": config.idUri}
+
+    @staticmethod
+    def _plain_nat_config(config: Any) -> None:
+        # Everything is on 127.0.0.1: keep the Contact and Via exactly as bound,
+        # and no RFC 5626 outbound parameters, so the registrar sees plain data.
+        nat = config.natConfig
+        nat.sipOutboundUse = 0
+        nat.contactRewriteUse = 0
+        nat.viaRewriteUse = 0
+        nat.sdpNatRewriteUse = 0
+        nat.iceEnabled = False
+        nat.turnEnabled = False
+        nat.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
+        nat.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        config.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+
+    def _require_account(self) -> PhoneAccount:
+        if self.account is None or not self.account.isValid():
+            raise CommandError("not registered: send register first")
+        return self.account
+
+    def cmd_reregister(self, args: Command) -> None:
+        self._require_account().setRegistration(True)
+
+    def cmd_unregister(self, args: Command) -> None:
+        self._require_account().setRegistration(False)
+
+    def cmd_set(self, args: Command) -> None:
+        self._apply_options(args)
+
+    def _local_account(self, transport: str) -> PhoneAccount:
+        """An unregistered account, for calls made without a registrar."""
+        config = pj.AccountConfig()
+        config.idUri = f"sip:{self.name}@127.0.0.1:{self.ports[transport]}"
+        config.sipConfig.transportId = self.transport_ids[transport]
+        self._plain_nat_config(config)
+        account = PhoneAccount(self)
+        account.create(config)
+        self.account = account
+        self.account_transport = transport
+        return account
+
+    def cmd_call(self, args: Command) -> dict[str, Any]:
+        uri = _str(args, "uri")
+        transport = _transport(args, None)
+        if not uri.startswith(("sip:", "sips:")):
+            raise CommandError(f"uri must be a SIP URI, got {uri!r}")
+        if transport is not None and ";transport=" not in uri.lower():
+            uri = f"{uri};transport={transport}"
+        account = self.account
+        if account is None or not account.isValid():
+            account = self._local_account(transport or "udp")
+        call = PhoneCall(self, account, self._new_serial())
+        param = pj.CallOpParam(True)
+        param.opt.audioCount = 1
+        param.opt.videoCount = 0
+        # Registered before makeCall: CALLING is reported from inside it.
+        self.calls[call.serial] = call
+        try:
+            call.makeCall(uri, param)
+        except Exception:
+            self.calls.pop(call.serial, None)
+            raise
+        return {"call": call.serial, "uri": uri}
+
+    def _new_serial(self) -> int:
+        serial = self.next_serial
+        self.next_serial += 1
+        return serial
+
+    def _find_call(self, args: Command) -> PhoneCall:
+        serial = _int(args, "call", None)
+        if serial is not None:
+            found = self.calls.get(serial)
+            if found is None:
+                raise CommandError(f"no active call {serial}")
+            return found
+        if not self.calls:
+            raise CommandError("no active call")
+        if len(self.calls) > 1:
+            raise CommandError(f"several calls active {sorted(self.calls)}: give 'call'")
+        return next(iter(self.calls.values()))
+
+    def _answer(self, call: PhoneCall, code: int) -> None:
+        param = pj.CallOpParam(True)
+        param.statusCode = code
+        if code >= 300:
+            call.hangup(param)
+        else:
+            call.answer(param)
+
+    def cmd_answer(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        code = _status_code(args, "code", 200, low=180, high=699)
+        self.pending_answers = [p for p in self.pending_answers if p.serial != call.serial]
+        self._answer(call, code)
+        return {"call": call.serial, "code": code}
+
+    def cmd_hangup(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        param = pj.CallOpParam(True)
+        code = _status_code(args, "code", None, low=300, high=699)
+        if code is not None:
+            param.statusCode = code     # only used while the call is unanswered
+        call.hangup(param)
+        return {"call": call.serial}
+
+    def cmd_hold(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        call.setHold(pj.CallOpParam(True))      # re-INVITE with a=sendonly
+        return {"call": call.serial}
+
+    def cmd_unhold(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        param = pj.CallOpParam(True)
+        param.opt.flag = pj.PJSUA_CALL_UNHOLD   # re-INVITE with a=sendrecv
+        call.reinvite(param)
+        return {"call": call.serial}
+
+    def _active_audio(self, call: PhoneCall) -> Any:
+        for media in call.getInfo().media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in (
+                    pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
+                    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
+                return call.getAudioMedia(-1)
+        raise CommandError(f"call {call.serial} has no audio media yet")
+
+    def cmd_play(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        wav = _str(args, "wav")
+        loop = _get(args, "loop", bool, False)
+        if not os.path.isfile(wav):
+            raise CommandError(f"no such WAV file: {wav}")
+        audio = self._active_audio(call)
+        player = PhonePlayer(self, call.serial, wav)
+        player.createPlayer(wav, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(audio)
+        call.players.append(player)
+        return {"call": call.serial, "wav": wav}
+
+    def cmd_stop_play(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        stopped = [p.wav for p in call.players]
+        call.players.clear()
+        return {"call": call.serial, "stopped": stopped}
+
+    def cmd_record(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        wav = _str(args, "wav")
+        if not wav.lower().endswith(".wav"):
+            raise CommandError("record needs a path ending in .wav")
+        audio = self._active_audio(call)
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(wav)
+        audio.startTransmit(recorder)
+        call.recorders.append((recorder, wav))
+        return {"call": call.serial, "wav": wav}
+
+    def cmd_stop_record(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        return {"call": call.serial, "stopped": self._stop_recorders(call)}
+
+    def cmd_send_dtmf(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        digits = _str(args, "digits")
+        if not digits or any(d not in "0123456789*#ABCDabcd" for d in digits):
+            raise CommandError(f"digits must be 0-9, *, #, A-D; got {digits!r}")
+        call.dialDtmf(digits)       # RFC 4733 telephone-event by default
+        return {"call": call.serial, "digits": digits}
+
+    def cmd_status(self, args: Command) -> dict[str, Any]:
+        registered = self.account_active()
+        return {"calls": sorted(self.calls), "registered": registered,
+                "udp_port": self.ports["udp"], "tcp_port": self.ports["tcp"]}
+
+    def cmd_quit(self, args: Command) -> None:
+        self.unregister_on_quit = _get(args, "unregister", bool, False)
+        self.running = False
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--name", default="phone")
+    parser.add_argument("--log-file", default="", help="pjsua log file (default: none)")
+    parser.add_argument("--log-level", type=int, default=3, choices=range(0, 6))
+    parser.add_argument("--codecs", default=",".join(DEFAULT_CODECS),
+                        help="comma separated, e.g. PCMU/8000,PCMA/8000")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> NoReturn:
+    args = _parse_args(argv)
+    # Keep the real stdout for events only; descriptor 1 now goes to stderr so
+    # stray output from the C library cannot break the JSON stream.
+    event_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sink = EventSink(os.fdopen(event_fd, "w", encoding="utf-8", buffering=1))
+    codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
+    phone = Phone(name=args.name, sink=sink, log_file=args.log_file,
+                  log_level=args.log_level, codecs=codecs)
+    try:
+        phone.start()
+        phone.run(sys.stdin.fileno())
+    except StdoutGone:
+        pass
+    except Exception as exc:
+        try:
+            sink.emit("error", cmd=None, message=f"fatal: {_describe(exc)}")
+        except StdoutGone:
+            pass
+        _finish(phone, 1)
+    _finish(phone, 0)
+
+
+def _finish(phone: Phone, status: int) -> NoReturn:
+    try:
+        phone.shutdown(unregister=phone.unregister_on_quit)
+        phone.sink.emit("bye")
+    except (Exception, StdoutGone):
+        pass
+    sys.stderr.flush()
+    # Skip interpreter teardown: pjsua2's SWIG objects must not be finalised
+    # after the library is gone.
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
