@@ -62,14 +62,29 @@ class Authenticator:
         self.plan = plan
         self._ha1_cache.clear()
 
-    def challenge(self, now: float, *, stale: bool = False) -> tuple[str, ...]:
+    def challenge(self, now: float, *, stale: bool = False, user: str | None = None) -> tuple[str, ...]:
+        """Challenge values, most preferred algorithm first (RFC 8760 §2.4).
+
+        An extension configured with only one stored HA1 can only answer
+        that algorithm, so a challenge for it offers only that one. Unknown
+        users get the full set, like most extensions.
+        """
         nonce = self.nonces.issue(now)
+        extension = self.plan.extension(user) if user else None
+        offered = self.algorithms
+        if extension is not None and extension.password is None:
+            offered = tuple(a for a in offered if self._ha1(extension, a) is not None) or offered
         return tuple(
             digest.format_challenge(self.plan.domain, nonce, algorithm, stale=stale)
-            for algorithm in self.algorithms
+            for algorithm in offered
         )
 
-    def authenticate(self, request: Request, source_ip: str, now: float, *, proxy: bool = False) -> AuthResult:
+    def authenticate(
+        self, request: Request, source_ip: str, now: float, *, proxy: bool = False, user: str | None = None
+    ) -> AuthResult:
+        """Check the request's credentials. ``user`` is who the request claims
+        to be (the To user of a REGISTER, From user of an INVITE): it only
+        tailors the challenge's algorithms, never who is authenticated."""
         header = "proxy-authorization" if proxy else "authorization"
         credentials = None
         for value in request.get_all(header):
@@ -82,27 +97,27 @@ class Authenticator:
                 break
         if credentials is None:
             reason = "no_credentials" if not request.has(header) else "unusable_credentials"
-            return Challenge(header_values=self.challenge(now), failed=False, reason=reason)
+            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason=reason)
         if credentials.algorithm not in self.algorithms:
-            return Challenge(header_values=self.challenge(now), failed=False, reason="unsupported_algorithm")
+            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason="unsupported_algorithm")
         status = self.nonces.check(credentials.nonce, credentials.nc, now)
         if status is digest.NonceStatus.STALE:
-            return Challenge(header_values=self.challenge(now, stale=True), failed=False, reason="stale_nonce")
+            return Challenge(header_values=self.challenge(now, stale=True, user=user), failed=False, reason="stale_nonce")
         if status is digest.NonceStatus.INVALID:
-            return Challenge(header_values=self.challenge(now), failed=False, reason="foreign_nonce")
+            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason="foreign_nonce")
         if status is digest.NonceStatus.REPLAY:
-            return self._failure(source_ip, now, "nonce_replay")
+            return self._failure(source_ip, now, "nonce_replay", user)
         extension = self.plan.extension(credentials.username)
         ha1 = self._ha1(extension, credentials.algorithm) if extension else None
         ok = digest.verify(credentials, ha1 or _DUMMY_HA1[credentials.algorithm], request.method)
         if extension is None or ha1 is None or not ok:
-            return self._failure(source_ip, now, "bad_credentials")
+            return self._failure(source_ip, now, "bad_credentials", user)
         self.nonces.accept(credentials.nonce, credentials.nc, now)
         return Authenticated(extension=extension)
 
-    def _failure(self, source_ip: str, now: float, reason: str) -> Challenge:
+    def _failure(self, source_ip: str, now: float, reason: str, user: str | None) -> Challenge:
         blocked = self.tracker.failure(source_ip, now)
-        return Challenge(header_values=self.challenge(now), failed=True, reason=reason, blocked=blocked)
+        return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason, blocked=blocked)
 
     def _ha1(self, extension: Extension, algorithm: digest.Algorithm) -> str | None:
         key = (extension.number, algorithm)

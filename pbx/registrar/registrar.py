@@ -69,7 +69,7 @@ class Registrar:
                 event="register_bad_extension",
             )
 
-        result = self.auth.authenticate(request, source.host, now)
+        result = self.auth.authenticate(request, source.host, now, user=aor)
         if isinstance(result, Challenge):
             headers = [("www-authenticate", value) for value in result.header_values]
             return RegisterOutcome(

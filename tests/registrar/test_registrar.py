@@ -1,0 +1,252 @@
+"""Registrar decisions (RFC 3261 §10.3), pure: requests in, responses out."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pbx.registrar.auth import Authenticator
+from pbx.registrar.bindings import BindingTable
+from pbx.registrar.lockout import FailureTracker
+from pbx.registrar.registrar import Registrar
+from pbx.routing.dialplan import Department, Dialplan, Extension, RegistrarSettings, SecuritySettings
+from pbx.sip import digest
+from pbx.sip.address import Peer
+from pbx.sip.message import Request, Response, make_request, parse_name_addr
+
+DOMAIN = "pbx.example.com"
+PHONE = Peer("udp", "192.0.2.10", 5062)
+_branches = itertools.count()
+
+
+def plan(**registrar: int) -> Dialplan:
+    return Dialplan(
+        domain=DOMAIN,
+        registrar=RegistrarSettings(**registrar),
+        security=SecuritySettings(max_auth_failures=3, failure_window=60, block_seconds=300),
+        departments={"sales": Department(key="sales", name="Sales")},
+        extensions={
+            "1001": Extension(number="1001", name="An", department="sales", password="an-secret-1001"),
+            "1002": Extension(
+                number="1002",
+                name="Binh",
+                department="sales",
+                ha1_md5=digest.ha1(digest.Algorithm.MD5, "1002", DOMAIN, "binh-secret"),
+                max_contacts=2,
+            ),
+        },
+    )
+
+
+def make_registrar(**settings: int) -> Registrar:
+    dialplan = plan(**settings)
+    tracker = FailureTracker(max_failures=3, window=60, block_seconds=300)
+    auth = Authenticator(dialplan, digest.NonceIssuer(b"k" * 32, lifetime=300), tracker)
+    return Registrar(dialplan, auth, BindingTable(), to_tag="regtag")
+
+
+def register(
+    aor: str,
+    contacts: list[str],
+    *,
+    expires: int | None = None,
+    call_id: str = "call-1",
+    cseq: int = 1,
+    authorization: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> Request:
+    headers = [
+        ("Via", f"SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK{next(_branches)};rport"),
+        ("From", f"<sip:{aor}@{DOMAIN}>;tag=f1"),
+        ("To", f"<sip:{aor}@{DOMAIN}>"),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} REGISTER"),
+        *[("Contact", c) for c in contacts],
+        *(extra or []),
+    ]
+    if expires is not None:
+        headers.append(("Expires", str(expires)))
+    if authorization:
+        headers.append(("Authorization", authorization))
+    return make_request("REGISTER", f"sip:{DOMAIN}", headers)
+
+
+def authed(
+    registrar: Registrar, aor: str, contacts: list[str], *, password: str, now: float = 1000.0,
+    user: str | None = None, cseq: int = 1, **kwargs: object
+) -> Response:
+    """Send REGISTER, answer the 401 like a phone, return the final answer."""
+    first = registrar.handle(register(aor, contacts, cseq=cseq, **kwargs), PHONE, now)  # type: ignore[arg-type]
+    assert first.response.status == 401
+    challenge = digest.choose_challenge(first.response.get_all("www-authenticate"))
+    assert challenge is not None
+    answer = digest.answer_challenge(
+        challenge, username=user or aor, password=password, method="REGISTER",
+        uri=f"sip:{DOMAIN}", cnonce="c0ffee", nc=1,
+    )
+    second = registrar.handle(
+        register(aor, contacts, cseq=cseq + 1, authorization=answer, **kwargs), PHONE, now  # type: ignore[arg-type]
+    )
+    return second.response
+
+
+def contacts_of(response: Response) -> dict[str, int]:
+    found = {}
+    for value in response.get_all("contact"):
+        addr = parse_name_addr(value)
+        found[addr.uri] = int(addr.params["expires"] or -1)
+    return found
+
+
+def test_challenge_offers_sha256_then_md5() -> None:
+    registrar = make_registrar()
+    outcome = registrar.handle(register("1001", ["<sip:1001@192.0.2.10:5062>"]), PHONE, 1000.0)
+    assert outcome.response.status == 401
+    algorithms = [digest.parse_challenge(v).algorithm for v in outcome.response.get_all("www-authenticate")]
+    assert algorithms == [digest.Algorithm.SHA256, digest.Algorithm.MD5]
+    assert outcome.challenge is not None and not outcome.challenge.failed
+
+
+def test_register_with_password_and_with_stored_ha1() -> None:
+    registrar = make_registrar()
+    response = authed(registrar, "1001", ["<sip:1001@192.0.2.10:5062>"], password="an-secret-1001", expires=600)
+    assert response.status == 200
+    assert contacts_of(response) == {"sip:1001@192.0.2.10:5062": 600}
+    response = authed(registrar, "1002", ["<sip:1002@192.0.2.11>"], password="binh-secret")
+    assert response.status == 200
+    assert contacts_of(response) == {"sip:1002@192.0.2.11": 3600}  # default_expires
+    binding = registrar.table.current("1001", 1000.0)[0]
+    assert binding.source == PHONE
+
+
+def test_md5_only_extension_is_offered_md5_only() -> None:
+    registrar = make_registrar()
+    outcome = registrar.handle(register("1002", ["<sip:1002@a>"]), PHONE, 1000.0)
+    algorithms = [digest.parse_challenge(v).algorithm for v in outcome.response.get_all("www-authenticate")]
+    assert algorithms == [digest.Algorithm.MD5]
+
+
+def test_wrong_password_and_unknown_user_look_the_same() -> None:
+    registrar = make_registrar()
+    wrong = authed(registrar, "1001", ["<sip:1001@h>"], password="guess")
+    unknown = authed(registrar, "1999", ["<sip:1999@h>"], password="guess")
+    assert (wrong.status, wrong.reason) == (unknown.status, unknown.reason) == (401, "Unauthorized")
+    assert len(wrong.get_all("www-authenticate")) == len(unknown.get_all("www-authenticate"))
+    assert registrar.table.current("1001", 1000.0) == []
+
+
+def test_repeated_failures_block_the_source() -> None:
+    registrar = make_registrar()
+    outcomes = []
+    for attempt in range(3):
+        first = registrar.handle(register("1001", ["<sip:1001@h>"]), PHONE, 1000.0 + attempt)
+        assert first.challenge is not None
+        answer = digest.answer_challenge(
+            digest.choose_challenge(first.response.get_all("www-authenticate")) or "",
+            username="1001", password=f"guess{attempt}", method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="x", nc=1,
+        )
+        outcomes.append(registrar.handle(register("1001", ["<sip:1001@h>"], authorization=answer), PHONE, 1000.0 + attempt))
+    blocked = [o.challenge.blocked for o in outcomes if o.challenge is not None]
+    assert blocked[:2] == [None, None] and blocked[2] is not None
+    assert blocked[2].until == 1002.0 + 300
+    assert registrar.auth.tracker.is_blocked(PHONE.host, 1100.0)
+    assert not registrar.auth.tracker.is_blocked(PHONE.host, 1303.0)
+
+
+def test_someone_else_cannot_bind_my_number() -> None:
+    registrar = make_registrar()
+    response = authed(registrar, "1002", ["<sip:evil@h>"], user="1001", password="an-secret-1001")
+    assert (response.status, response.reason) == (403, "Forbidden")
+    assert registrar.table.current("1002", 1000.0) == []
+
+
+def test_interval_too_brief_gives_min_expires() -> None:
+    registrar = make_registrar(min_expires=120)
+    response = authed(registrar, "1001", ["<sip:1001@h>;expires=30"], password="an-secret-1001")
+    assert response.status == 423
+    assert response.get("min-expires") == "120"
+    assert registrar.table.current("1001", 1000.0) == []
+
+
+def test_expires_above_max_is_shortened() -> None:
+    registrar = make_registrar(max_expires=1800, default_expires=1800)
+    response = authed(registrar, "1001", ["<sip:1001@h>"], expires=999999, password="an-secret-1001")
+    assert contacts_of(response) == {"sip:1001@h": 1800}
+
+
+def test_several_contacts_query_and_removal() -> None:
+    registrar = make_registrar()
+    response = authed(registrar, "1001", ["<sip:1001@a>;expires=100", "<sip:1001@b>;expires=200"],
+                      password="an-secret-1001")
+    assert contacts_of(response) == {"sip:1001@a": 100, "sip:1001@b": 200}
+    query = authed(registrar, "1001", [], password="an-secret-1001", now=1050.0, call_id="q", cseq=1)
+    assert contacts_of(query) == {"sip:1001@a": 50, "sip:1001@b": 150}
+    removed = authed(registrar, "1001", ["<sip:1001@a>;expires=0"], password="an-secret-1001",
+                     call_id="call-1", cseq=10)
+    assert contacts_of(removed) == {"sip:1001@b": 200}
+
+
+def test_wildcard_removes_all_only_with_expires_zero() -> None:
+    registrar = make_registrar()
+    authed(registrar, "1001", ["<sip:1001@a>", "<sip:1001@b>"], password="an-secret-1001")
+    bad = authed(registrar, "1001", ["*"], password="an-secret-1001", cseq=5)
+    assert bad.status == 400
+    ok = authed(registrar, "1001", ["*"], expires=0, password="an-secret-1001", call_id="other", cseq=5)
+    assert ok.status == 200 and ok.get_all("contact") == []
+    assert registrar.table.current("1001", 1000.0) == []
+
+
+def test_out_of_order_cseq_with_same_call_id_fails() -> None:
+    registrar = make_registrar()
+    assert authed(registrar, "1001", ["<sip:1001@a>"], password="an-secret-1001", cseq=10).status == 200
+    late = authed(registrar, "1001", ["<sip:1001@a>"], password="an-secret-1001", cseq=3)
+    assert late.status == 500
+
+
+def test_max_contacts_per_extension() -> None:
+    registrar = make_registrar()
+    assert authed(registrar, "1002", ["<sip:1002@a>", "<sip:1002@b>"], password="binh-secret").status == 200
+    third = authed(registrar, "1002", ["<sip:1002@c>"], password="binh-secret", call_id="x")
+    assert (third.status, third.reason) == (403, "Too Many Contacts")
+
+
+def test_unsupported_require_gets_420() -> None:
+    registrar = make_registrar()
+    outcome = registrar.handle(register("1001", ["<sip:1001@a>"], extra=[("Require", "gruu")]), PHONE, 1000.0)
+    assert outcome.response.status == 420
+    assert outcome.response.get("unsupported") == "gruu"
+
+
+def test_stale_nonce_gets_stale_challenge_without_counting() -> None:
+    registrar = make_registrar(nonce_lifetime=30)
+    registrar.auth.nonces = digest.NonceIssuer(b"k" * 32, lifetime=30)
+    first = registrar.handle(register("1001", ["<sip:1001@a>"]), PHONE, 1000.0)
+    answer = digest.answer_challenge(
+        digest.choose_challenge(first.response.get_all("www-authenticate")) or "",
+        username="1001", password="an-secret-1001", method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="x", nc=1,
+    )
+    late = registrar.handle(register("1001", ["<sip:1001@a>"], authorization=answer), PHONE, 1100.0)
+    assert late.response.status == 401
+    assert all("stale=true" in v for v in late.response.get_all("www-authenticate"))
+    assert late.challenge is not None and not late.challenge.failed
+
+
+def test_replayed_authorization_is_refused() -> None:
+    registrar = make_registrar()
+    first = registrar.handle(register("1001", ["<sip:1001@a>"]), PHONE, 1000.0)
+    answer = digest.answer_challenge(
+        digest.choose_challenge(first.response.get_all("www-authenticate")) or "",
+        username="1001", password="an-secret-1001", method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="x", nc=1,
+    )
+    ok = registrar.handle(register("1001", ["<sip:1001@a>"], authorization=answer, cseq=2), PHONE, 1000.0)
+    assert ok.response.status == 200
+    replay = registrar.handle(register("1001", ["<sip:1001@a>"], authorization=answer, cseq=3), PHONE, 1000.0)
+    assert replay.response.status == 401
+    assert replay.challenge is not None and replay.challenge.reason == "nonce_replay"
+
+
+@pytest.mark.parametrize("contact", ["<http://x>", "<sip:1001@>", "garbage"])
+def test_bad_contact_gets_400(contact: str) -> None:
+    registrar = make_registrar()
+    assert authed(registrar, "1001", [contact], password="an-secret-1001").status == 400
