@@ -6,7 +6,12 @@ sipp-scenarios/register_auth.xml: a `SEQUENTIAL` line, then
 `user;password;domain` per extension, in the order SIPp will use them.
 
 Passwords are random (`secrets`) unless one is given; they go only into the
-two files, never to stdout.
+two files, never to stdout.  By default the dialplan stores no password but
+`ha1_md5`, MD5(user:realm:password) (RFC 7616 §3.4.2): an extension with only
+an MD5 HA1 is challenged with MD5 alone, which SIPp 3.6 needs: it answers the
+topmost WWW-Authenticate and stops with a fatal error when that one is
+SHA-256 (RFC 8760 §2.4 has the server list SHA-256 first).  `--credentials
+password` writes the plain password instead, for clients that do SHA-256.
 
     python bench/make_users.py --count 20000 --dialplan plan.yaml --csv users.csv
 """
@@ -14,12 +19,16 @@ two files, never to stdout.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
+
+Credentials = Literal["ha1_md5", "password"]
 
 DEFAULT_DOMAIN = "pbx.example.com"
 DEFAULT_FIRST = 20000
@@ -53,7 +62,7 @@ class Security:
     block of the load generator.
     """
 
-    max_auth_failures: int = 1_000_000
+    max_auth_failures: int = 100_000
     failure_window: int = 60
     block_seconds: int = 1
 
@@ -82,10 +91,16 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
+def ha1_md5(user: str, realm: str, password: str) -> str:
+    """MD5(username ":" realm ":" password), RFC 7616 §3.4.2."""
+    return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+
+
 def dialplan_yaml(
     users: Sequence[User],
     *,
     domain: str = DEFAULT_DOMAIN,
+    credentials: Credentials = "ha1_md5",
     registrar: Registrar = Registrar(),
     security: Security = Security(),
 ) -> str:
@@ -109,7 +124,10 @@ def dialplan_yaml(
         lines.append(f"  {_quote(user.extension)}:")
         lines.append(f"    name: {_quote('User ' + user.extension)}")
         lines.append(f"    department: {DEPARTMENT_KEY}")
-        lines.append(f"    password: {_quote(user.password)}")
+        if credentials == "password":
+            lines.append(f"    password: {_quote(user.password)}")
+        else:
+            lines.append(f"    ha1_md5: {_quote(ha1_md5(user.extension, domain, user.password))}")
     return "\n".join(lines) + "\n"
 
 
@@ -127,12 +145,13 @@ def write_users(
     first: int = DEFAULT_FIRST,
     domain: str = DEFAULT_DOMAIN,
     password: str | None = None,
+    credentials: Credentials = "ha1_md5",
 ) -> list[User]:
     """Generate `count` users and write both files; return the users."""
     if not domain or any(c in domain for c in ';\r\n '):
         raise ValueError(f"domain must be a host name, got {domain!r}")
     users = make_users(count, first=first, password=password)
-    dialplan.write_text(dialplan_yaml(users, domain=domain), encoding="utf-8")
+    dialplan.write_text(dialplan_yaml(users, domain=domain, credentials=credentials), encoding="utf-8")
     csv.write_text(sipp_csv(users, domain=domain), encoding="utf-8")
     return users
 
@@ -143,12 +162,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=DEFAULT_FIRST, help="first extension number")
     parser.add_argument("--domain", default=DEFAULT_DOMAIN, help="domain and digest realm")
     parser.add_argument("--password", default=None, help="one password for all (default: random each)")
+    parser.add_argument(
+        "--credentials",
+        choices=get_args(Credentials),
+        default="ha1_md5",
+        help="what the dialplan stores (default ha1_md5: MD5-only challenges, as SIPp 3.6 needs)",
+    )
     parser.add_argument("--dialplan", type=Path, required=True, help="dialplan YAML to write")
     parser.add_argument("--csv", type=Path, required=True, help="SIPp injection CSV to write")
     args = parser.parse_args(argv)
     try:
         users = write_users(
-            args.count, args.dialplan, args.csv, first=args.first, domain=args.domain, password=args.password
+            args.count,
+            args.dialplan,
+            args.csv,
+            first=args.first,
+            domain=args.domain,
+            password=args.password,
+            credentials=args.credentials,
         )
     except (ValueError, OSError) as error:
         print(f"make_users: {error}", file=sys.stderr)

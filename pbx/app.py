@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
+from sqlalchemy import Engine
 
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
@@ -78,7 +79,9 @@ class Server:
         table = BindingTable()
         table.load([binding_of(r, self.node) for r in stored], time.time())
         service_tag = secrets.token_hex(6)
-        registrar = Registrar(self.plan, Authenticator(self.plan, nonces, tracker), table, to_tag=service_tag)
+        algorithms = tuple(digest.Algorithm.parse(a) for a in self.plan.registrar.auth_algorithms)
+        authenticator = Authenticator(self.plan, nonces, tracker, algorithms)
+        registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
         self.service = SipService(
             self.endpoint, registrar, writer=self.writer, bindings=bindings, blocks=blocks,
             wall_clock=time.time, node=self.node,
@@ -97,7 +100,7 @@ class Server:
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
 
-    def _open_store(self) -> "object":
+    def _open_store(self) -> Engine:
         engine = make_engine(self.db_url)
         migrate(engine)
         return engine
@@ -193,9 +196,8 @@ def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str)
     plan = load_dialplan(dialplan)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    runner(_serve(plan, listens, db_url))
+        asyncio.run(_serve(plan, listens, db_url))
+    else:
+        uvloop.run(_serve(plan, listens, db_url))
     sys.stdout.flush()

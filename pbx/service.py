@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 import structlog
+from sqlalchemy import Connection
 
 from pbx.registrar.bindings import Binding, BindingChange
 from pbx.registrar.registrar import Registrar
@@ -117,7 +118,7 @@ class SipService:
 
     def _reply(self, event: RequestReceived, request: Request, status: int, now: float,
                headers: list[tuple[str, str]]) -> None:
-        response = make_response(request, status, to_tag=self.to_tag, headers=[h for h in headers if h[1]])
+        response = make_response(request, status, to_tag=self.to_tag, headers=headers)
         self.endpoint.send_response(event.key, response, now)
 
     # ------------------------------------------------------------ registrar
@@ -149,7 +150,11 @@ class SipService:
             self.writer.submit(lambda conn: self.bindings.upsert(record, conn=conn))
         elif change.removed is not None:
             aor, contact = change.removed
-            self.writer.submit(lambda conn: self.bindings.delete(aor, contact, conn=conn))
+            
+            def delete(conn: Connection) -> None:
+                self.bindings.delete(aor, contact, conn=conn)
+
+            self.writer.submit(delete)
 
     def record_of(self, binding: Binding, wall: float) -> BindingRecord:
         source = binding.source
@@ -178,7 +183,11 @@ class SipService:
         if expired:
             log.info("bindings_expired", count=len(expired))
             cutoff = datetime.fromtimestamp(wall, timezone.utc)
-            self.writer.submit(lambda conn: self.bindings.sweep(cutoff, conn=conn) and None)
+
+            def sweep(conn: Connection) -> None:
+                self.bindings.sweep(cutoff, conn=conn)
+
+            self.writer.submit(sweep)
 
 
 def binding_of(record: BindingRecord, node: str) -> Binding:

@@ -95,10 +95,14 @@ class RegistrarSettings:
     max_expires: int = 7200
     default_expires: int = 3600
     nonce_lifetime: int = 300
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms offered, most preferred first (RFC 8760 §2.4)."""
 
     def __post_init__(self) -> None:
         if min(self.min_expires, self.nonce_lifetime) < 1:
             raise ValueError("registrar times must be at least 1 second")
+        if not self.auth_algorithms or not set(self.auth_algorithms) <= {"SHA-256", "MD5"}:
+            raise ValueError("auth_algorithms must list SHA-256 and/or MD5")
         if not self.min_expires <= self.default_expires <= self.max_expires:
             raise ValueError("registrar needs min_expires <= default_expires <= max_expires")
 

@@ -853,7 +853,10 @@ def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
     # Only keys given in the file are passed, so the model's defaults apply.
-    registrar = {k: int(v) for k, v in data.get("registrar", {}).items()}
+    registrar: dict[str, Any] = {
+        k: (tuple(str(a) for a in v) if k == "auth_algorithms" else int(v))
+        for k, v in data.get("registrar", {}).items()
+    }
     security = {k: int(v) for k, v in data.get("security", {}).items()}
     departments = {
         key: Department(key=key, name=str(entry["name"]))

@@ -9,6 +9,7 @@ then collects ``Send``s and events with ``drain``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pbx.sip.address import Peer
@@ -62,7 +63,7 @@ class SipEndpoint:
     def _answer_stateless(self, request: Request, source: Peer, status: int, phrase: str) -> None:
         stamped = stamp_via(request, source)
         response = make_response(stamped, status, phrase, to_tag="refused")
-        self._sends.append(Send(data=response.encode(), dest=response_destination(stamped, source)))
+        self._sends.append(Send(data=response.encode(), dest=response_destination(stamped.top_via, source)))
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
         self._route(self.transactions.send_response(key, response, now))
@@ -82,7 +83,7 @@ class SipEndpoint:
     def next_deadline(self) -> float | None:
         return self.transactions.next_deadline()
 
-    def _route(self, effects: list[object]) -> None:
+    def _route(self, effects: Sequence[object]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
                 self._sends.append(effect)

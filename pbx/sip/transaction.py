@@ -748,7 +748,7 @@ class TransactionLayer:
         """A parsed response: pass it to its client transaction (§17.1.3)."""
         key = client_key(response)
         transaction = self._transactions.get(key)
-        if transaction is None or transaction.key.server:
+        if transaction is None:
             return [StrayResponse(response=response, source=source)]
         out: list[Output] = []
         if type(transaction) is InviteClientTransaction:

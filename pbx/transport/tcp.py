@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from typing import Callable
+from typing import Callable, cast
 
 from pbx.sip.address import Peer
 from pbx.sip.parser import StreamFramer
@@ -36,8 +36,7 @@ class TcpConnection(asyncio.Protocol):
         self.peer: Peer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self._owner.name, host, port, self.id)
         self._owner._connections[self.id] = self

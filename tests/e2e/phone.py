@@ -226,10 +226,9 @@ class Phone:
 
     def wait_call_state(self, state: str, call: int | None = None,
                         timeout: float = 5.0) -> Event:
-        fields: dict[str, object] = {"state": state}
-        if call is not None:
-            fields["call"] = call
-        return self.wait_for("call_state", timeout, **fields)
+        if call is None:
+            return self.wait_for("call_state", timeout, state=state)
+        return self.wait_for("call_state", timeout, state=state, call=call)
 
     def answer(self, code: int = 200, call: int | None = None, timeout: float = 5.0) -> Event:
         return self.command({"cmd": "answer", "code": code, "call": call}, timeout)

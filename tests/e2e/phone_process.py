@@ -355,10 +355,13 @@ class Phone:
 
     def run(self, stdin_fd: int) -> None:
         buffer = b""
+        parent = os.getppid()
         while self.running:
             self.endpoint.libHandleEvents(10)
             self._collect()
             self._fire_due_answers()
+            if os.getppid() != parent:
+                return  # orphaned even though stdin is still open somewhere
             readable, _, _ = select.select([stdin_fd], [], [], 0)
             if not readable:
                 continue
@@ -521,7 +524,9 @@ class Phone:
         }
 
     def _apply_options(self, args: Command) -> None:
-        auto = _status_code(args, "auto_answer", self.options.auto_answer, low=200, high=699)
+        # A present auto_answer wins even when null (that turns it off).
+        auto = (_status_code(args, "auto_answer", None, low=200, high=699)
+                if "auto_answer" in args else self.options.auto_answer)
         delay = _num(args, "auto_answer_delay", self.options.auto_answer_delay)
         ring = _get(args, "ring", bool, self.options.ring)
         if delay < 0:
@@ -611,6 +616,8 @@ class Phone:
         account = self.account
         if account is None or not account.isValid():
             account = self.local_account
+        if account is None:
+            raise CommandError("phone is not started")
         call = PhoneCall(self, account, self._new_serial())
         param = pj.CallOpParam(True)
         param.opt.audioCount = 1

@@ -275,3 +275,22 @@ def test_closing_a_phone_twice_is_harmless(tmp_path: Path) -> None:
     assert phone.close() == 0
     with pytest.raises(PhoneError, match="exited"):
         phone.send({"cmd": "status"})
+
+
+def test_hold_and_unhold_renegotiate_direction(phones: PhoneFactory) -> None:
+    alice, bob = phones("alice"), phones("bob")
+    bob.command({"cmd": "set", "auto_answer": 200})
+    call = alice.call(f"sip:bob@127.0.0.1:{bob.udp_port}")
+    alice.wait_call_state("CONFIRMED", call)
+    bob_call = int(bob.wait_for("media_state", status="active")["call"])
+
+    alice.hold(call)     # re-INVITE with a=sendonly (RFC 3264 §8.4)
+    alice.wait_for("media_state", call=call, status="local_hold")
+    bob.wait_for("media_state", call=bob_call, status="remote_hold")
+
+    alice.unhold(call)   # back to a=sendrecv
+    alice.wait_for("media_state", call=call, status="active")
+    bob.wait_for("media_state", call=bob_call, status="active")
+
+    bob.hangup(bob_call)
+    assert alice.wait_call_state("DISCONNECTED", call)["code"] == 200

@@ -1,6 +1,7 @@
 """Tests for pbx.sip.digest: RFC vectors, client/server round trips, the nonce
 life cycle with a hand-held clock, and fuzzing of the parsers."""
 
+import hashlib
 import urllib.request
 
 import pytest
@@ -25,6 +26,21 @@ from pbx.sip.digest import (
     response_for,
     verify,
 )
+
+# Every character, lone surrogates included.
+any_text = st.text(alphabet=st.characters(blacklist_categories=()))
+header_like = st.lists(
+    st.sampled_from(['Digest', ' ', '\t', '\r\n ', ',', '=', '"', '\\', 'realm', 'nonce', 'qop',
+                     'auth', 'nc', '00000001', 'algorithm', 'SHA-256', 'response', 'é', '\ud800', 'x']),
+    max_size=40,
+).map("".join)
+
+
+token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~", min_size=1)
+# Text a quoted-string may carry once escaped: no control characters or lone surrogates.
+quotable = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")))
+space = st.sampled_from(["", " ", "  ", "\t", "\r\n ", "\n\t"])
+
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 REALM = "pbx.example.com"
@@ -364,6 +380,18 @@ def test_expired_entries_are_dropped_lazily_on_issue() -> None:
     assert nonces.check(used[0], 2, now=11.0) is NonceStatus.STALE
 
 
+def test_dropped_entry_stays_unusable_if_the_clock_steps_back() -> None:
+    """Wall clocks can step back (NTP); a nonce whose entry was dropped as
+    expired must not become replayable again."""
+    nonces = NonceIssuer(SECRET, lifetime=10.0)
+    nonce = nonces.issue(now=0.0)
+    assert nonces.accept(nonce, 1, now=1.0) is NonceStatus.VALID
+    nonces.issue(now=10.5)  # drops the expired entry
+    assert nonces.tracked == 0
+    assert nonces.check(nonce, 1, now=9.0) is NonceStatus.STALE
+    assert nonces.check(nonces.issue(now=9.0), 1, now=9.0) is NonceStatus.VALID
+
+
 def test_nonce_issuer_constructor_checks_and_repr_has_no_secret() -> None:
     with pytest.raises(ValueError):
         NonceIssuer(b"short", lifetime=10.0)
@@ -521,6 +549,25 @@ def test_format_challenge_escapes_and_refuses_control_characters() -> None:
         format_challenge("bad\r\nVia: injected", "n", Algorithm.MD5)
 
 
+@given(realm=any_text, opaque=any_text)
+def test_fuzz_format_challenge_parses_back_or_refuses(realm: str, opaque: str) -> None:
+    try:
+        value = format_challenge(realm, "n", Algorithm.SHA256, opaque=opaque)
+    except DigestError:
+        return
+    challenge = parse_challenge(value)
+    assert (challenge.realm, challenge.opaque, challenge.nonce) == (realm, opaque, "n")
+
+
+def test_undecodable_bytes_hash_as_the_original_bytes() -> None:
+    """A SIP parser decoding with errors="surrogateescape" hands us U+DCxx for
+    bytes that are not UTF-8 (say a Latin-1 username); they hash as sent."""
+    username = b"Jos\xe9".decode("utf-8", "surrogateescape")
+    credentials = parse_credentials(_credentials_header(username=f'"{username}"'))
+    assert credentials.username == username
+    assert ha1(Algorithm.MD5, username, "r", "p") == hashlib.md5(b"Jos\xe9:r:p").hexdigest()
+
+
 def test_answer_challenge_argument_errors() -> None:
     challenge = format_challenge(REALM, "n", Algorithm.MD5)
     for nc in (0, -1, 1 << 32):
@@ -594,15 +641,6 @@ def test_client_errors_do_not_echo_password() -> None:
 
 # --- Fuzzing --------------------------------------------------------------------------
 
-# Every character, lone surrogates included.
-any_text = st.text(alphabet=st.characters(blacklist_categories=()))
-header_like = st.lists(
-    st.sampled_from(['Digest', ' ', '\t', '\r\n ', ',', '=', '"', '\\', 'realm', 'nonce', 'qop',
-                     'auth', 'nc', '00000001', 'algorithm', 'SHA-256', 'response', 'é', '\ud800', 'x']),
-    max_size=40,
-).map("".join)
-
-
 @given(st.one_of(any_text, header_like))
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 def test_fuzz_parsers_raise_only_digest_error(value: str) -> None:
@@ -628,12 +666,6 @@ def test_every_truncation_parses_or_raises_digest_error(valid: str) -> None:
         except DigestError:
             continue
         assert scheme == "Digest" and params
-
-
-token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~", min_size=1)
-# Text a quoted-string may carry once escaped: no control characters or lone surrogates.
-quotable = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")))
-space = st.sampled_from(["", " ", "  ", "\t", "\r\n ", "\n\t"])
 
 
 @given(
