@@ -41,6 +41,7 @@ from pbx.transport.udp import UdpTransport, open_udp
 log = structlog.get_logger("pbx.app")
 
 SWEEP_INTERVAL = 5.0
+WRITE_BEHIND_INTERVAL = 0.2
 
 
 class Server:
@@ -97,6 +98,7 @@ class Server:
                 self.tcp.append(tcp)
                 self.addresses.append(f"tcp:{tcp.local[0]}:{tcp.local[1]}")
         self._tasks.append(loop.create_task(self._sweeper()))
+        self._tasks.append(loop.create_task(self._write_behind()))
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
 
@@ -165,9 +167,15 @@ class Server:
             except Exception:
                 log.exception("sweep_failed")
 
+    async def _write_behind(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_BEHIND_INTERVAL)
+            self.service.pending_bindings.flush()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self.service.pending_bindings.flush()
         for udp in self.udp:
             udp.close()
         for tcp in self.tcp:
@@ -179,6 +187,9 @@ class Server:
 
 
 async def _serve(plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str) -> None:
+    # The store's writer thread competes with the event loop for the GIL; a
+    # shorter switch interval bounds how long a packet waits behind it.
+    sys.setswitchinterval(0.001)
     server = Server(plan, listens, db_url)
     await server.start()
     for address in server.addresses:

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Connection
 
 from pbx.registrar.bindings import Binding, BindingChange
+from pbx.registrar.persist import BindingWriteBehind
 from pbx.registrar.registrar import Registrar
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import MessageDropped, SipEndpoint
@@ -62,6 +63,7 @@ class SipService:
         self.blocks = blocks
         self.wall_clock = wall_clock
         self.node = node
+        self.pending_bindings = BindingWriteBehind(writer)
         self.handlers: dict[str, RequestHandler] = {}
         self.to_tag = secrets.token_hex(6)
         self._blocked_logged: dict[str, float] = {}
@@ -146,15 +148,9 @@ class SipService:
 
     def _persist(self, change: BindingChange, wall: float) -> None:
         if change.binding is not None:
-            record = self.record_of(change.binding, wall)
-            self.writer.submit(lambda conn: self.bindings.upsert(record, conn=conn))
+            self.pending_bindings.upsert(self.record_of(change.binding, wall))
         elif change.removed is not None:
-            aor, contact = change.removed
-            
-            def delete(conn: Connection) -> None:
-                self.bindings.delete(aor, contact, conn=conn)
-
-            self.writer.submit(delete)
+            self.pending_bindings.delete(*change.removed)
 
     def record_of(self, binding: Binding, wall: float) -> BindingRecord:
         source = binding.source

@@ -858,7 +858,8 @@ class TransactionLayer:
 
     def _compact(self) -> None:
         """Drop superseded heap entries (lazy deletion leaves them behind)."""
-        self._heap = [
+        # In place: on_timer may be iterating over this very list.
+        self._heap[:] = [
             (t.due, t.seq, t) for t in self._transactions.values() if t.due is not None and not t.ended
         ]
         heapq.heapify(self._heap)

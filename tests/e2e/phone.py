@@ -106,15 +106,17 @@ class Phone:
         phone.tcp_port = int(ready["tcp_port"])
         return phone
 
-    def close(self, timeout: float = 5.0) -> int:
+    def close(self, timeout: float = 5.0, *, unregister: bool = False) -> int:
         """Ask the phone to quit; kill it after ``timeout``.  Always reaps it.
 
-        Returns the exit status (negative: killed by that signal).
+        Calls still up are hung up first; with ``unregister`` an active
+        registration is removed too.  Returns the exit status (negative:
+        killed by that signal).
         """
         process = self._process
         if process.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                self.send({"cmd": "quit"})
+            with contextlib.suppress(OSError, ValueError, PhoneError):
+                self.send({"cmd": "quit", "unregister": unregister})
             with contextlib.suppress(OSError, ValueError):
                 assert process.stdin is not None
                 process.stdin.close()
@@ -254,7 +256,17 @@ class Phone:
         return self.command({"cmd": "record", "wav": str(wav), "call": call}, timeout)
 
     def stop_record(self, call: int | None = None, timeout: float = 5.0) -> Event:
-        return self.command({"cmd": "stop_record", "call": call}, timeout)
+        """Stop recording and wait until the WAV file is complete.
+
+        Returns the ``record_done`` event (one recording per call assumed).
+        """
+        ack = self.command({"cmd": "stop_record", "call": call}, timeout)
+        if not ack["stopped"]:
+            raise PhoneError(f"{self.name}: call {ack['call']} was not recording")
+        done = self.wait_for("record_done", timeout, call=ack["call"])
+        if not done["complete"]:
+            raise PhoneError(f"{self.name}: {done['wav']} was not finalised in time")
+        return done
 
     def send_dtmf(self, digits: str, call: int | None = None, timeout: float = 5.0) -> Event:
         return self.command({"cmd": "send_dtmf", "digits": digits, "call": call}, timeout)

@@ -54,6 +54,14 @@ _MEDIA_STATUS: dict[int, str] = {
     pj.PJSUA_CALL_MEDIA_ERROR: "error",
 }
 
+# pjmedia_dir of the audio stream, in SDP direction words (RFC 3264 §5.1).
+_MEDIA_DIRECTION: dict[int, str] = {
+    pj.PJMEDIA_DIR_NONE: "inactive",
+    pj.PJMEDIA_DIR_ENCODING: "sendonly",
+    pj.PJMEDIA_DIR_DECODING: "recvonly",
+    pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv",
+}
+
 _TRANSPORTS = ("udp", "tcp")
 DEFAULT_CODECS = ("PCMU/8000", "PCMA/8000")
 
@@ -222,9 +230,8 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
 
 
 class PhonePlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
-    def __init__(self, phone: Phone, call: int, wav: str) -> None:
+    def __init__(self, call: int, wav: str) -> None:
         super().__init__()
-        self._phone = phone
         self.call = call
         self.wav = wav
         self.finished = False
@@ -241,6 +248,25 @@ class PendingAnswer:
     serial: int
     code: int
     due: float
+
+
+@dataclass
+class ClosingRecording:
+    call: int
+    wav: str
+    deadline: float
+
+
+def _wav_complete(path: str) -> bool:
+    """True once the RIFF size field covers the whole file (header written)."""
+    try:
+        with open(path, "rb") as wav:
+            head = wav.read(8)
+            size = os.fstat(wav.fileno()).st_size
+    except OSError:
+        return False
+    return (len(head) == 8 and head[:4] == b"RIFF"
+            and int.from_bytes(head[4:], "little") + 8 == size)
 
 
 @dataclass
@@ -266,9 +292,11 @@ class Phone:
     calls: dict[int, PhoneCall] = field(default_factory=dict)
     finished_calls: list[PhoneCall] = field(default_factory=list)
     pending_answers: list[PendingAnswer] = field(default_factory=list)
+    closing_recordings: list[ClosingRecording] = field(default_factory=list)
     next_serial: int = 1
     running: bool = True
     unregister_on_quit: bool = False
+    reg_state_count: int = 0
 
     # --- set-up and tear-down ----------------------------------------------
 
@@ -334,8 +362,11 @@ class Phone:
         if unregister and self.account is not None and self.account.isValid():
             info = self.account.getInfo()
             if info.regIsActive:
+                # Wait for the final answer, not just the local state: the
+                # registrar may challenge the un-REGISTER first.
+                seen = self.reg_state_count
                 self.account.setRegistration(False)
-                self._pump_until(lambda: not self.account_active(), 2.0)
+                self._pump_until(lambda: self.reg_state_count > seen, 2.0)
         self._collect()
         # Registration and calls are already dealt with above; skip the
         # library's own network clean-up (and its fixed one second sleep).
@@ -421,6 +452,16 @@ class Phone:
             self._report_finished_players(call)
             self._stop_recorders(call)
             call.players.clear()
+        self._report_closed_recordings()
+
+    def _report_closed_recordings(self) -> None:
+        now = time.monotonic()
+        for closing in list(self.closing_recordings):
+            complete = _wav_complete(closing.wav)
+            if complete or now >= closing.deadline:
+                self.closing_recordings.remove(closing)
+                self.sink.emit("record_done", call=closing.call, wav=closing.wav,
+                               complete=complete)
 
     def _report_finished_players(self, call: PhoneCall) -> None:
         for player in [p for p in call.players if p.finished]:
@@ -428,11 +469,14 @@ class Phone:
             self.sink.emit("play_done", call=call.serial, wav=player.wav)
 
     def _stop_recorders(self, call: PhoneCall) -> list[str]:
-        # Destroying the recorder writes the final WAV header.
+        # Dropping the recorder destroys it, which flushes the file and writes
+        # the final WAV header; pjmedia's conference bridge does that later on
+        # its clock thread, so record_done waits until the file is complete.
         done = [path for _, path in call.recorders]
         call.recorders.clear()
-        for path in done:
-            self.sink.emit("record_done", call=call.serial, wav=path)
+        deadline = time.monotonic() + 2.0
+        self.closing_recordings.extend(ClosingRecording(call.serial, path, deadline)
+                                       for path in done)
         return done
 
     def _fire_due_answers(self) -> None:
@@ -451,6 +495,7 @@ class Phone:
 
     def on_reg_state(self, account: PhoneAccount, prm: Any) -> None:
         info = account.getInfo()
+        self.reg_state_count += 1
         self.sink.emit("reg_state", code=int(prm.code), reason=str(prm.reason),
                        expires=int(prm.expiration), active=bool(info.regIsActive),
                        status=int(prm.status))
@@ -490,7 +535,7 @@ class Phone:
                 continue
             status = _MEDIA_STATUS.get(int(media.status), str(media.status))
             self.sink.emit("media_state", call=call.serial, status=status,
-                           dir=int(media.dir))
+                           dir=_MEDIA_DIRECTION.get(int(media.dir), str(media.dir)))
             if status == "active":
                 self._connect_media(call)
 
@@ -702,7 +747,7 @@ class Phone:
         if not os.path.isfile(wav):
             raise CommandError(f"no such WAV file: {wav}")
         audio = self._active_audio(call)
-        player = PhonePlayer(self, call.serial, wav)
+        player = PhonePlayer(call.serial, wav)
         player.createPlayer(wav, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(audio)
         call.players.append(player)

@@ -129,6 +129,19 @@ def test_register_refresh_and_unregister(transport: str, phones: PhoneFactory,
         sipp.stop()
 
 
+def test_close_can_unregister(phones: PhoneFactory, sipp_dir: Path) -> None:
+    sipp = start_sipp("registrar", "tcp", sipp_dir)
+    try:
+        alice = phones("alice")
+        registered = alice.register("alice", "secret", "e2e.test", f"127.0.0.1:{sipp.port}",
+                                    transport="tcp")
+        assert registered["active"] is True
+        assert alice.close(unregister=True) == 0
+        assert sipp.wait() == 0   # the scenario only ends on expires=0
+    finally:
+        sipp.stop()
+
+
 def test_wrong_password_is_refused(phones: PhoneFactory, sipp_dir: Path) -> None:
     sipp = start_sipp("registrar", "udp", sipp_dir)
     try:
@@ -285,12 +298,12 @@ def test_hold_and_unhold_renegotiate_direction(phones: PhoneFactory) -> None:
     bob_call = int(bob.wait_for("media_state", status="active")["call"])
 
     alice.hold(call)     # re-INVITE with a=sendonly (RFC 3264 §8.4)
-    alice.wait_for("media_state", call=call, status="local_hold")
-    bob.wait_for("media_state", call=bob_call, status="remote_hold")
+    assert alice.wait_for("media_state", call=call, status="local_hold")["dir"] == "sendonly"
+    assert bob.wait_for("media_state", call=bob_call, status="remote_hold")["dir"] == "recvonly"
 
     alice.unhold(call)   # back to a=sendrecv
-    alice.wait_for("media_state", call=call, status="active")
-    bob.wait_for("media_state", call=bob_call, status="active")
+    assert alice.wait_for("media_state", call=call, status="active")["dir"] == "sendrecv"
+    assert bob.wait_for("media_state", call=bob_call, status="active")["dir"] == "sendrecv"
 
     bob.hangup(bob_call)
     assert alice.wait_call_state("DISCONNECTED", call)["code"] == 200

@@ -129,9 +129,13 @@ class Endpoint:
         self._flush(self.layer.on_timer(now), now)
 
     def _flush(self, outputs: Iterable[Output], now: float) -> None:
+        # What the layer sends leaves before the TU reacts to its events.
+        outputs = list(outputs)
         for output in outputs:
             if isinstance(output, Send):
                 self.wire.transmit(self, output, now)
+        for output in outputs:
+            if isinstance(output, Send):
                 continue
             self.events.append(output)
             if isinstance(output, RequestReceived) and self.answer is not None:
@@ -216,7 +220,13 @@ class Wire:
     ) -> Endpoint:
         """Attach an endpoint; ``public`` puts it behind a NAT with that address."""
         endpoint = Endpoint(
-            self, host, port, layer or TransactionLayer(), answer=answer, ack_2xx=ack_2xx, public=public
+            self,
+            host,
+            port,
+            layer if layer is not None else TransactionLayer(),  # an empty layer is falsy (__len__)
+            answer=answer,
+            ack_2xx=ack_2xx,
+            public=public,
         )
         self._endpoints[(endpoint.address.host, endpoint.address.port)] = endpoint
         return endpoint

@@ -1,0 +1,83 @@
+# Build, test and run the PBX.  Works on a fresh Debian machine, as root or
+# with sudo, without a terminal:  make test
+#
+#   make venv    .venv with the package (editable) and its test extras
+#   make deps    Debian packages the tests use (SIPp); starts PostgreSQL if
+#                it is installed but stopped
+#   make lint    mypy --strict over pbx, tests and bench
+#   make test    lint, then the whole pytest suite
+#   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change)
+#   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
+#   make clean   caches and build output;  make distclean  also .venv and var/
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+DIALPLAN ?= dialplans/example.yaml
+DB ?= sqlite:///var/pbx.sqlite3
+# Space-separated, e.g. LISTEN="udp:127.0.0.1:5060 tcp:127.0.0.1:5060";
+# empty: the server's own defaults.
+LISTEN ?=
+BENCH_ARGS ?=
+BENCH_RESULTS ?= bench/results/register_rate.json
+
+# apt-get needs root: use sudo only when we are not root already.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: venv deps lint test run bench clean distclean
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+deps:
+	@if ! command -v sipp >/dev/null 2>&1; then \
+		echo "installing SIPp (Debian package sip-tester)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends sip-tester; \
+	fi
+	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 \
+		&& command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
+		echo "starting PostgreSQL"; \
+		for version in $$(ls /etc/postgresql); do \
+			$(SUDO) pg_ctlcluster --skip-systemctl-redirect "$$version" main start || true; \
+		done; \
+	fi
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+		|| echo "note: no PostgreSQL on 127.0.0.1:5432: the tests marked postgres will be skipped"
+
+lint: venv
+	$(BIN)/mypy --strict pbx tests bench
+
+# pytest exits 5 when it collected no test: say so, but it is not a failure.
+test: venv deps lint
+	@status=0; $(BIN)/pytest -q || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
+	exit $$status
+
+run: venv
+	mkdir -p var
+	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address))
+
+bench: venv deps
+	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)
+
+clean:
+	rm -rf .mypy_cache .pytest_cache .hypothesis build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) var
