@@ -182,7 +182,10 @@ class RunningServer:
         self._reader = _OutputReader(self._process.stdout)
         bound = self._reader.wait_listening(len(listens), time.monotonic() + START_TIMEOUT)
         if bound is None:
-            code = self._process.poll()
+            try:  # stdout closes just before the exit status can be read
+                code: int | None = self._process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
             self.stop()
             state = f"exited with {code}" if code is not None else f"said nothing in {START_TIMEOUT:.0f} s"
             raise ServerError(f"pbx serve {state}: {shlex.join(command)}\n{self.output()}")

@@ -31,7 +31,7 @@ class MessageDropped:
 
 class SipEndpoint:
     def __init__(self, transactions: TransactionLayer | None = None) -> None:
-        self.transactions = transactions or TransactionLayer()
+        self.transactions = transactions if transactions is not None else TransactionLayer()
         self._sends: list[Send] = []
         self._events: list[object] = []
 

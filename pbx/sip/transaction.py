@@ -594,6 +594,8 @@ class TransactionLayer:
     asks for it within 200 ms when the TU will not answer sooner).
     ``retransmit_2xx``: retransmit a 2xx to INVITE until its ACK (§13.3.1.4),
     reporting ``TimedOut`` at timer L if none came.
+    ``len(layer)`` counts live transactions (for metrics); mind that an idle
+    layer is therefore falsy.
     """
 
     def __init__(

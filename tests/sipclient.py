@@ -1,0 +1,150 @@
+"""A small blocking SIP client over real UDP/TCP sockets, for edge tests.
+
+It speaks just enough SIP to register (answering a digest challenge with
+``pbx.sip.digest.answer_challenge``, the client half of our digest code) and
+to throw raw bytes at a server and read what comes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import socket
+from dataclasses import dataclass, field
+
+from pbx.sip import digest
+from pbx.sip.message import Response
+from pbx.sip.parser import StreamFramer, parse_message
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class SipClient:
+    transport: str  # "udp" or "tcp"
+    server: tuple[str, int]
+    timeout: float = 3.0
+    sock: socket.socket = field(init=False)
+    _framer: StreamFramer = field(init=False, default_factory=StreamFramer)
+    _frames: list[bytes] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        kind = socket.SOCK_DGRAM if self.transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock.settimeout(self.timeout)
+        if self.transport == "udp":
+            self.sock.bind(("127.0.0.1", 0))
+        else:
+            self.sock.connect(self.server)
+
+    @property
+    def local(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> SipClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self.sock.sendto(data, self.server)
+        else:
+            self.sock.sendall(data)
+
+    def receive(self, timeout: float | None = None) -> Response | None:
+        """The next message from the server, or None after ``timeout``."""
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            if self.transport == "udp":
+                data, _ = self.sock.recvfrom(65535)
+                message = parse_message(data)
+            else:
+                while not self._frames:
+                    chunk = self.sock.recv(65535)
+                    if not chunk:
+                        return None
+                    self._frames.extend(f for f in self._framer.feed(chunk) if f.strip())
+                message = parse_message(self._frames.pop(0))
+        except (socket.timeout, TimeoutError):
+            return None
+        assert isinstance(message, Response), message
+        return message
+
+    def final_response(self, timeout: float | None = None) -> Response | None:
+        """Skip provisional responses; the first final one, or None."""
+        while True:
+            response = self.receive(timeout)
+            if response is None or response.status >= 200:
+                return response
+
+    def register_request(
+        self,
+        user: str,
+        domain: str,
+        *,
+        call_id: str,
+        cseq: int,
+        contact: str | None = "default",
+        expires: int | None = 600,
+        authorization: str | None = None,
+    ) -> bytes:
+        host, port = self.local
+        lines = [
+            f"REGISTER sip:{domain} SIP/2.0",
+            f"Via: SIP/2.0/{self.transport.upper()} {host}:{port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{domain}>;tag={secrets.token_hex(4)}",
+            f"To: <sip:{user}@{domain}>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} REGISTER",
+        ]
+        if contact == "default":
+            contact = f"<sip:{user}@{host}:{port};transport={self.transport}>"
+        if contact is not None:
+            lines.append(f"Contact: {contact}")
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        lines.append("Content-Length: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def register(
+        self,
+        user: str,
+        password: str,
+        domain: str,
+        *,
+        contact: str | None = "default",
+        expires: int | None = 600,
+        username: str | None = None,
+    ) -> Response | None:
+        """REGISTER, answer one 401 challenge, return the final answer."""
+        call_id = f"reg-{next(_counter)}-{secrets.token_hex(4)}"
+        self.send_raw(self.register_request(user, domain, call_id=call_id, cseq=1, contact=contact, expires=expires))
+        first = self.final_response()
+        if first is None or first.status != 401:
+            return first
+        challenge = digest.choose_challenge(first.get_all("www-authenticate"))
+        assert challenge is not None
+        answer = digest.answer_challenge(
+            challenge,
+            username=username or user,
+            password=password,
+            method="REGISTER",
+            uri=f"sip:{domain}",
+            cnonce=secrets.token_hex(4),
+            nc=1,
+        )
+        self.send_raw(
+            self.register_request(
+                user, domain, call_id=call_id, cseq=2, contact=contact, expires=expires, authorization=answer
+            )
+        )
+        return self.final_response()
