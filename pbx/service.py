@@ -21,7 +21,7 @@ from pbx.registrar.persist import BindingWriteBehind
 from pbx.registrar.registrar import Registrar
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import MessageDropped, SipEndpoint
-from pbx.sip.events import AckReceived, RequestReceived
+from pbx.sip.events import RequestReceived
 from pbx.sip.message import Request, make_response
 from pbx.store.bindings import BindingRecord, BindingStore
 from pbx.store.blocks import BlockStore
@@ -36,12 +36,14 @@ SUPPORTED = ""
 Clock = Callable[[], float]
 
 
-class RequestHandler(Protocol):
-    """A plug-in for more methods (the call controller of the next issue)."""
+class CallHandler(Protocol):
+    """The calling path: INVITE and everything in a dialog."""
 
     methods: frozenset[str]
 
     def on_request(self, event: RequestReceived, now: float) -> None: ...
+
+    def on_event(self, event: object, now: float) -> None: ...
 
 
 class SipService:
@@ -64,17 +66,15 @@ class SipService:
         self.wall_clock = wall_clock
         self.node = node
         self.pending_bindings = BindingWriteBehind(writer)
-        self.handlers: dict[str, RequestHandler] = {}
+        self.calls: CallHandler | None = None
         self.to_tag = secrets.token_hex(6)
         self._blocked_logged: dict[str, float] = {}
 
-    def add_handler(self, handler: RequestHandler) -> None:
-        for method in handler.methods:
-            self.handlers[method] = handler
-
     def allowed_methods(self) -> str:
-        extra = sorted(set(self.handlers) - {"REGISTER", "OPTIONS"})
-        return ", ".join(["REGISTER", "OPTIONS", *extra])
+        methods = ["REGISTER", "OPTIONS"]
+        if self.calls is not None:
+            methods.extend(sorted(self.calls.methods - {"PRACK", "NOTIFY", "REFER", "MESSAGE"}))
+        return ", ".join(methods)
 
     # ------------------------------------------------------------ input
 
@@ -94,14 +94,9 @@ class SipService:
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
                 log.info("message_dropped", reason=event.reason, source=str(event.source), answered=event.answered)
-            elif isinstance(event, AckReceived):
-                handler = self.handlers.get("ACK")
-                if handler is None:
-                    continue  # ACK to a 2xx we did not send: nothing to do (§17.2.3)
-            else:
-                handler = self.handlers.get("*")
-                if handler is not None:
-                    handler.on_request(event, now)  # type: ignore[arg-type]
+            elif self.calls is not None:
+                # Responses, ACKs to 2xx, stray 2xx and timeouts belong to calls.
+                self.calls.on_event(event, now)
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request = event.request
@@ -113,8 +108,8 @@ class SipService:
                 ("allow", self.allowed_methods()), ("accept", ACCEPT), ("supported", SUPPORTED),
                 ("accept-language", "en"),
             ])
-        elif method in self.handlers:
-            self.handlers[method].on_request(event, now)
+        elif self.calls is not None and method in self.calls.methods:
+            self.calls.on_request(event, now)
         else:
             self._reply(event, request, 405, now, [("allow", self.allowed_methods())])
 
@@ -132,7 +127,7 @@ class SipService:
         challenge = outcome.challenge
         if challenge is not None:
             if challenge.failed:
-                log.warning("auth_failed", source=str(event.source), reason=challenge.reason, **outcome.fields)
+                log.warning("auth_failed", source=str(event.source), **outcome.fields)
             if challenge.blocked is not None:
                 blocked = challenge.blocked
                 log.warning("source_blocked", source=blocked.source, failures=blocked.failures,

@@ -73,6 +73,12 @@ class SipEndpoint:
         self._route(effects)
         return key
 
+    def cancel(self, invite_key: TransactionKey, now: float) -> None:
+        """CANCEL a pending INVITE client transaction (§9.1)."""
+        result = self.transactions.cancel_request(invite_key, now)
+        if result is not None:
+            self._route(result[1])
+
     def send_raw(self, data: bytes, dest: Peer) -> None:
         """Bytes outside any transaction (ACK to 2xx, §13.2.2.4; keep-alives)."""
         self._sends.append(Send(data=data, dest=dest))

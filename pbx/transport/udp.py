@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Callable, cast
 
 from pbx.sip.address import Peer
@@ -44,9 +45,33 @@ class UdpTransport(asyncio.DatagramProtocol):
             self._transport.close()
 
 
+# A burst of REGISTERs arrives faster than one event-loop turn drains the
+# socket; the kernel's default buffer (~200 kB) then drops datagrams, which
+# the phones see as loss and retransmit. Ask for more (capped by
+# net.core.rmem_max; root may force it past that).
+RECEIVE_BUFFER = 8 * 1024 * 1024
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
+
+
 async def open_udp(host: str, port: int, receiver: Receiver) -> UdpTransport:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
-        lambda: UdpTransport(receiver), local_addr=(host, port)
-    )
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        _grow_receive_buffer(sock)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    _, protocol = await loop.create_datagram_endpoint(lambda: UdpTransport(receiver), sock=sock)
     return protocol

@@ -1,0 +1,242 @@
+"""Two real softphones (pjsua2) call each other through `pbx serve`.
+
+Each ending of a call is checked twice: the status the caller's phone sees,
+and the CDR row `pbx cdr list --csv` prints for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.server import RunningServer, run_server
+
+from .phone import Phone, PhoneFactory, open_phones, wav_rms, write_tone_wav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+DOMAIN = "pbx.example.com"
+DIALPLAN = """\
+domain: pbx.example.com
+departments:
+  sales: {name: Sales}
+  support: {name: Support}
+extensions:
+  1001: {name: An Nguyen, department: sales, password: an-secret-1001}
+  1002: {name: Binh Tran, department: support, password: binh-secret-1002, ring_timeout: 3}
+  1003: {name: Chau Le, department: support, password: chau-secret-1003}
+"""
+PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003"}
+
+
+@dataclass
+class Pbx:
+    server: RunningServer
+    db_url: str
+
+    def registrar(self, transport: str = "udp") -> str:
+        port = self.server.udp_port if transport == "udp" else self.server.tcp_port
+        return f"127.0.0.1:{port}"
+
+    def cdrs(self) -> list[dict[str, str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "pbx", "cdr", "list", "--db", self.db_url, "--csv"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+        return list(csv.DictReader(io.StringIO(out.lstrip("\ufeff"))))
+
+    def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialled_number"] == dialled
+                    and r["ended_at"]]
+            if rows:
+                return rows[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no ended CDR for {caller} -> {dialled}: {self.cdrs()}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def pbx(tmp_path: Path) -> Iterator[Pbx]:
+    dialplan = tmp_path / "plan.yaml"
+    dialplan.write_text(DIALPLAN)
+    db_url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
+    with run_server(dialplan, db_url, ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as server:
+        yield Pbx(server, db_url)
+
+
+@pytest.fixture
+def phones(tmp_path: Path) -> Iterator[PhoneFactory]:
+    with open_phones(tmp_path / "phones") as factory:
+        yield factory
+
+
+def registered(phones: PhoneFactory, pbx: Pbx, number: str, transport: str = "udp", **options: object) -> Phone:
+    phone = phones(f"ext{number}")
+    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(transport), transport=transport,
+                           **options)  # type: ignore[arg-type]
+    assert state["code"] == 200, state
+    return phone
+
+
+def dial(phone: Phone, number: str, pbx: Pbx, transport: str = "udp") -> int:
+    return phone.call(f"sip:{number}@{DOMAIN}", transport=transport)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_answered_call_audio_both_ways_and_cdr(pbx: Pbx, phones: PhoneFactory, tmp_path: Path, transport: str) -> None:
+    alice = registered(phones, pbx, "1001", transport)
+    bob = registered(phones, pbx, "1003", transport, auto_answer=200)
+    started = time.time()
+    call = dial(alice, "1003", pbx, transport)
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    incoming = bob.wait_for("media_state", 10.0, status="active")
+    bob_call = int(incoming["call"])
+
+    tone_a = write_tone_wav(tmp_path / "a.wav", frequency=440.0, seconds=1.0)
+    tone_b = write_tone_wav(tmp_path / "b.wav", frequency=660.0, seconds=1.0)
+    heard_by_bob, heard_by_alice = tmp_path / "bob-heard.wav", tmp_path / "alice-heard.wav"
+    bob.record(heard_by_bob, bob_call)
+    alice.record(heard_by_alice, call)
+    alice.play(tone_a, call)
+    bob.play(tone_b, bob_call)
+    alice.wait_for("play_done", 5.0, call=call)
+    bob.wait_for("play_done", 5.0, call=bob_call)
+    time.sleep(1.0)
+    bob.stop_record(bob_call)
+    alice.stop_record(call)
+    alice.hangup(call)
+    bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+    ended = time.time()
+    assert wav_rms(heard_by_bob) > 1000.0
+    assert wav_rms(heard_by_alice) > 1000.0
+
+    row = pbx.cdr_for("1001", "1003")
+    assert row["disposition"] == "ANSWERED"
+    assert row["hangup_side"] == "caller"
+    assert row["destination"] == "1003"
+    assert row["caller_name"] == "An Nguyen"
+    assert row["department"] == "sales"
+    billsec, duration = float(row["billsec"]), float(row["duration"])
+    assert abs(billsec - (ended - started)) <= 2.0
+    assert duration >= billsec
+
+
+def test_callee_hangs_up(pbx: Pbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, pbx, "1001")
+    bob = registered(phones, pbx, "1003", auto_answer=200)
+    call = dial(alice, "1003", pbx)
+    alice.wait_call_state("CONFIRMED", call, timeout=10.0)
+    bob_call = int(bob.wait_call_state("CONFIRMED", timeout=10.0)["call"])
+    time.sleep(1.0)
+    bob.hangup(bob_call)
+    alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    row = pbx.cdr_for("1001", "1003")
+    assert (row["disposition"], row["hangup_side"]) == ("ANSWERED", "callee")
+    assert float(row["billsec"]) >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("answer_code", "expected_status", "disposition"),
+    [(486, 486, "BUSY"), (603, 603, "REJECTED")],
+)
+def test_callee_busy_or_declines(pbx: Pbx, phones: PhoneFactory, answer_code: int, expected_status: int,
+                                 disposition: str) -> None:
+    alice = registered(phones, pbx, "1001")
+    registered(phones, pbx, "1003", auto_answer=answer_code)
+    call = dial(alice, "1003", pbx)
+    end = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert end["code"] == expected_status
+    row = pbx.cdr_for("1001", "1003")
+    assert row["disposition"] == disposition
+    assert row["hangup_status"] == str(expected_status)
+
+
+def test_caller_cancels(pbx: Pbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, pbx, "1001")
+    bob = registered(phones, pbx, "1003")
+    call = dial(alice, "1003", pbx)
+    bob.wait_for("incoming_call", 10.0)
+    alice.wait_call_state("EARLY", call, timeout=10.0)
+    end = alice.hangup(call)
+    assert end["code"] == 487
+    bob.wait_call_state("DISCONNECTED", timeout=10.0)
+    row = pbx.cdr_for("1001", "1003")
+    assert (row["disposition"], row["hangup_side"]) == ("CANCELLED", "caller")
+
+
+def test_no_answer_within_ring_timeout(pbx: Pbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, pbx, "1001")
+    bob = registered(phones, pbx, "1002")  # ring_timeout: 3
+    started = time.monotonic()
+    call = dial(alice, "1002", pbx)
+    bob.wait_for("incoming_call", 10.0)
+    end = alice.wait_call_state("DISCONNECTED", call, timeout=15.0)
+    assert end["code"] == 480
+    assert 2.5 <= time.monotonic() - started <= 8.0
+    bob.wait_call_state("DISCONNECTED", timeout=10.0)
+    assert pbx.cdr_for("1001", "1002")["disposition"] == "NO_ANSWER"
+
+
+def test_callee_not_registered(pbx: Pbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, pbx, "1001")
+    call = dial(alice, "1003", pbx)
+    end = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert end["code"] == 480
+    row = pbx.cdr_for("1001", "1003")
+    assert (row["disposition"], row["hangup_status"]) == ("FAILED", "480")
+
+
+def test_unknown_number(pbx: Pbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, pbx, "1001")
+    call = dial(alice, "7777", pbx)
+    end = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert end["code"] == 404
+    row = pbx.cdr_for("1001", "7777")
+    assert (row["disposition"], row["hangup_status"]) == ("FAILED", "404")
+
+
+def test_hold_and_resume_audio_returns(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    alice = registered(phones, pbx, "1001")
+    bob = registered(phones, pbx, "1003", auto_answer=200)
+    call = dial(alice, "1003", pbx)
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
+    alice.hold(call)
+    bob.wait_for("media_state", 10.0, call=bob_call, status="remote_hold")
+    alice.unhold(call)
+    bob.wait_for("media_state", 10.0, call=bob_call, status="active")
+    tone = write_tone_wav(tmp_path / "tone.wav", frequency=500.0, seconds=1.0)
+    heard = tmp_path / "after-resume.wav"
+    bob.record(heard, bob_call)
+    alice.play(tone, call)
+    alice.wait_for("play_done", 5.0, call=call)
+    time.sleep(0.5)
+    bob.stop_record(bob_call)
+    assert wav_rms(heard) > 1000.0
+    alice.hangup(call)
+    assert pbx.cdr_for("1001", "1003")["disposition"] == "ANSWERED"
+
+
+def test_unauthenticated_invite_is_challenged(pbx: Pbx) -> None:
+    from tests.sipclient import SipClient
+
+    with SipClient("udp", ("127.0.0.1", pbx.server.udp_port)) as stranger:
+        host, port = stranger.local
+        stranger.send_raw((
+            f"INVITE sip:1003@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bKinv1;rport\r\n"
+            f"From: <sip:1001@{DOMAIN}>;tag=x1\r\nTo: <sip:1003@{DOMAIN}>\r\nCall-ID: stranger-1\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:1001@{host}:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode())
+        answer = stranger.final_response()
+        assert answer is not None and answer.status == 407
+        assert answer.has("proxy-authenticate")
