@@ -17,10 +17,14 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import structlog
 from sqlalchemy import Engine
 
+from pbx.calls.cdr_adapter import CdrRecorder
+from pbx.calls.controller import CallController
+from pbx.cdr.writer import CdrWriter, recover_interrupted
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.lockout import FailureTracker
@@ -57,6 +61,7 @@ class Server:
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.addresses: list[str] = []
+        self._advertised: str | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,10 +102,48 @@ class Server:
                 await tcp.listen(host, port)
                 self.tcp.append(tcp)
                 self.addresses.append(f"tcp:{tcp.local[0]}:{tcp.local[1]}")
+        def notify(callback: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(callback)
+
+        self.cdr = CdrRecorder(CdrWriter(self.writer, self.node, notify=notify))
+        interrupted = await asyncio.to_thread(recover_interrupted, engine, self.node, datetime.now(timezone.utc))
+        if interrupted:
+            log.warning("cdr_interrupted_calls_marked", count=interrupted)
+        self.service.calls = CallController(
+            endpoint=self.endpoint,
+            plan=self.plan,
+            auth=authenticator,
+            bindings=table,
+            recorder=self.cdr,
+            scheduler=loop,
+            local_address=self.local_address,
+            kick=self._flush,
+            monotonic=loop.time,
+        )
         self._tasks.append(loop.create_task(self._sweeper()))
         self._tasks.append(loop.create_task(self._write_behind()))
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def local_address(self, transport: str) -> tuple[str, int]:
+        """Where peers reach us over ``transport``, for Via and Contact."""
+        bound = self.udp[0].local if transport == "udp" and self.udp else (
+            self.tcp[0].local if self.tcp else ("127.0.0.1", 5060))
+        host, port = bound
+        if host in ("0.0.0.0", "::", ""):
+            host = self._advertised_host()
+        return host, port
+
+    def _advertised_host(self) -> str:
+        # Bound to every address: advertise this host's primary address.
+        # Behind NAT an admin setting for the public address is needed
+        # (not yet in the dialplan; noted on the issue).
+        if self._advertised is None:
+            try:
+                self._advertised = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                self._advertised = "127.0.0.1"
+        return self._advertised
 
     def _open_store(self) -> Engine:
         engine = make_engine(self.db_url)

@@ -73,5 +73,13 @@ def check(file: Path) -> None:
     click.echo(f"{file}: ok")
 
 
+def _register_subcommands() -> None:
+    from pbx.cdr.cli import cdr
+
+    main.add_command(cdr)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     main()

@@ -35,6 +35,7 @@ from pbx.calls.call import (
     FAILED,
     NO_ANSWER,
     REJECTED,
+    UNAVAILABLE,
     Call,
     CallState,
     Leg,
@@ -221,7 +222,7 @@ class CallController:
             case Ring():
                 self._ring(call, decision)
             case Reject():
-                self._fail(call, decision.status, FAILED, decision.reason, side="pbx")
+                self._fail(call, decision.status, REJECTED, decision.reason, side="pbx")
             case _:
                 assert_never(decision)
 
@@ -239,7 +240,7 @@ class CallController:
         call.destination = extension.number
         contacts = self.bindings.current(extension.number, time.time())
         if not contacts:
-            self._fail(call, 480, FAILED, "not_registered", side="pbx")
+            self._fail(call, 480, UNAVAILABLE, "not_registered", side="pbx")
             return
         request = call.a_request
         caller = call.caller

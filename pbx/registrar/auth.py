@@ -72,7 +72,7 @@ class Authenticator:
         nonce = self.nonces.issue(now)
         extension = self.plan.extension(user) if user else None
         offered = self.algorithms
-        if extension is not None and extension.password is None:
+        if extension is not None and extension.password is None and len(offered) > 1:
             offered = tuple(a for a in offered if self._ha1(extension, a) is not None) or offered
         return tuple(
             digest.format_challenge(self.plan.domain, nonce, algorithm, stale=stale)

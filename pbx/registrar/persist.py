@@ -5,28 +5,65 @@ test re-registers the same contacts thousands of times a second. Writing
 each change as its own statement would cost more Python time in the writer
 thread than the whole SIP handling (and the thread competes for the GIL with
 the event loop). So changes are collected per (aor, contact), last one
-wins, and every ``interval`` seconds one writer op writes them all with two
-``executemany`` statements. The price: a binding made less than
-``interval`` before a crash may be lost; the phone re-registers anyway.
+wins, and each ``flush`` hands them all to the writer as one op of a few
+``executemany`` statements. The price: a binding made less than one flush
+interval before a crash may be lost; the phone re-registers anyway.
+
+A refresh (§10.2.4: same AOR and contact, from the same place) changes only
+expiry, Call-ID, CSeq and the update time, so it is written as an UPDATE of
+those columns: a third of the per-row work of the full upsert. That needs the
+row to exist; when an UPDATE finds fewer rows than it was given (an earlier
+write was lost, or the row was swept), those records are upserted whole.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, delete
+from sqlalchemy import Connection, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx.store.bindings import BINDINGS, BindingRecord
 from pbx.store.writer import BackgroundWriter
 
 _KEY: Final = ("aor", "contact")
+_FIELDS: Final = tuple(f.name for f in fields(BindingRecord))
+# Columns a refresh may change; any other difference is a new row's worth.
+_REFRESHED: Final = frozenset({"expires_at", "call_id", "cseq", "updated_at"})
+_IDENTITY: Final = tuple(name for name in _FIELDS if name not in _REFRESHED)
+# How many written rows are remembered to recognise refreshes. Past it the
+# memory is emptied: the next write of each binding is a full upsert again.
+MAX_REMEMBERED: Final = 500_000
+
+
+def _identity(record: BindingRecord) -> tuple[object, ...]:
+    return tuple(getattr(record, name) for name in _IDENTITY)
+
+
+def _row(record: BindingRecord) -> dict[str, Any]:
+    """Column name to value (as ``BindingRecord.values``, without re-reading
+    the dataclass fields on every call)."""
+    return {name: getattr(record, name) for name in _FIELDS}
+
+
+def _refresh_row(record: BindingRecord) -> dict[str, Any]:
+    return {
+        "r_aor": record.aor,
+        "r_contact": record.contact,
+        "expires_at": record.expires_at,
+        "call_id": record.call_id,
+        "cseq": record.cseq,
+        "updated_at": record.updated_at,
+    }
 
 
 class BindingWriteBehind:
     def __init__(self, writer: BackgroundWriter) -> None:
         self._writer = writer
         self._pending: dict[tuple[str, str], BindingRecord | None] = {}
+        # (aor, contact) -> identity of the row last handed to the writer.
+        self._written: dict[tuple[str, str], tuple[object, ...]] = {}
 
     def upsert(self, record: BindingRecord) -> None:
         self._pending[(record.aor, record.contact)] = record
@@ -42,18 +79,49 @@ class BindingWriteBehind:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        upserts = [r.values() for r in pending.values() if r is not None]
-        deletes = [{"d_aor": aor, "d_contact": contact} for (aor, contact), r in pending.items() if r is None]
+        written = self._written
+        if len(written) + len(pending) > MAX_REMEMBERED:
+            written.clear()
+        upserts: list[BindingRecord] = []
+        refreshes: list[BindingRecord] = []
+        deletes: list[dict[str, str]] = []
+        for key, record in pending.items():
+            if record is None:
+                deletes.append({"d_aor": key[0], "d_contact": key[1]})
+                written.pop(key, None)
+                continue
+            identity = _identity(record)
+            if written.get(key) == identity:
+                refreshes.append(record)
+            else:
+                upserts.append(record)
+                written[key] = identity
 
+        # The rows are built in the writer thread: the event loop only sorts.
         def write(conn: Connection) -> None:
-            if upserts:
-                conn.execute(_upsert_statement(conn.dialect.name), upserts)
+            whole = upserts
+            if refreshes:
+                result = conn.execute(_REFRESH, [_refresh_row(r) for r in refreshes])
+                if not conn.dialect.supports_sane_multi_rowcount or result.rowcount != len(refreshes):
+                    whole = upserts + refreshes  # some rows were missing: write them whole
+            if whole:
+                conn.execute(_upsert_statement(conn.dialect.name), [_row(r) for r in whole])
             if deletes:
                 conn.execute(_DELETE, deletes)
 
         self._writer.submit(write)
 
 
+_REFRESH = (
+    update(BINDINGS)
+    .where(BINDINGS.c.aor == bindparam("r_aor"), BINDINGS.c.contact == bindparam("r_contact"))
+    .values(
+        expires_at=bindparam("expires_at"),
+        call_id=bindparam("call_id"),
+        cseq=bindparam("cseq"),
+        updated_at=bindparam("updated_at"),
+    )
+)
 _DELETE = delete(BINDINGS).where(
     BINDINGS.c.aor == bindparam("d_aor"), BINDINGS.c.contact == bindparam("d_contact")
 )

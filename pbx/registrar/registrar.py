@@ -42,10 +42,21 @@ class Registrar:
         self.auth = auth
         self.table = table
         self._to_tag = to_tag
+        self._date_second = -1
+        self._date_text = ""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
         self.auth.use_plan(plan)
+
+    def _date(self, now: float) -> str:
+        """The Date header value (§20.17, RFC 1123 form in GMT) for ``now``;
+        formatted once per second."""
+        second = int(now)
+        if second != self._date_second:
+            self._date_second = second
+            self._date_text = email.utils.formatdate(second, usegmt=True)
+        return self._date_text
 
     def _answer(self, request: Request, status: int, reason: str | None = None, headers: list[Header] | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag, headers=headers or ())
@@ -190,7 +201,7 @@ class Registrar:
         for binding in self.table.current(aor, now):
             q = f";q={binding.q:g}" if binding.q is not None else ""
             headers.append(("contact", f"<{binding.contact}>;expires={binding.remaining(now)}{q}"))
-        headers.append(("date", email.utils.formatdate(now, usegmt=True)))
+        headers.append(("date", self._date(now)))
         return RegisterOutcome(
             response=self._answer(request, 200, "OK", headers),
             changes=tuple(changes),

@@ -130,6 +130,11 @@ def split_list(value: str) -> list[str]:
 class _Message:
     headers: tuple[Header, ...]
     body: bytes
+    # Typed views parsed once and kept (see ``top_via``, ``cseq``): not part
+    # of the value (compare=False) and not copied by ``replace`` (init=False),
+    # so a copy with other headers parses its own.
+    _top_via: Via | None = field(default=None, init=False, compare=False, repr=False)
+    _cseq: CSeq | None = field(default=None, init=False, compare=False, repr=False)
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (lower-case long form), or None."""
@@ -154,11 +159,22 @@ class _Message:
 
     @property
     def cseq(self) -> CSeq:
-        return parse_cseq(self.get("cseq") or "")
+        """The CSeq header, parsed on first use; raises HeaderValueError."""
+        cseq = self._cseq
+        if cseq is None:
+            cseq = parse_cseq(self.get("cseq") or "")
+            object.__setattr__(self, "_cseq", cseq)
+        return cseq
 
     @property
     def top_via(self) -> Via:
-        return parse_via(self.get_all("via")[0])
+        """The first Via element, parsed on first use; raises HeaderValueError
+        (IndexError without any Via)."""
+        via = self._top_via
+        if via is None:
+            via = parse_via(top_via_text(self.headers))
+            object.__setattr__(self, "_top_via", via)
+        return via
 
     @property
     def from_(self) -> NameAddr:
@@ -202,6 +218,27 @@ class Response(_Message):
 
 
 Message = Request | Response
+
+
+def top_via_text(headers: tuple[Header, ...]) -> str:
+    """The first Via element as written, without splitting the others off;
+    raises IndexError when there is no Via."""
+    for name, value in headers:
+        if name == "via":
+            if "," in value:
+                return split_list(value)[0]
+            return value
+    raise IndexError("no Via header")
+
+
+def remember_parsed(message: _Message, *, top_via: Via | None = None, cseq: CSeq | None = None) -> None:
+    """Keep typed values the caller parsed from ``message``'s own headers, so
+    ``top_via`` and ``cseq`` do not parse them again. Only for values equal to
+    what parsing those headers gives (the parser, ``stamp_via``)."""
+    if top_via is not None:
+        object.__setattr__(message, "_top_via", top_via)
+    if cseq is not None:
+        object.__setattr__(message, "_cseq", cseq)
 
 
 def make_request(
@@ -304,7 +341,6 @@ def make_response(
 
 # ---------------------------------------------------------------- typed values
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 MAGIC_COOKIE: Final = "z9hG4bK"  # §8.1.1.7: branch prefix of RFC 3261 agents
 
 
@@ -312,8 +348,12 @@ class HeaderValueError(ValueError):
     """A header's value does not follow its grammar."""
 
 
+# token (§25.1): one or more of alphanum and -.!%*_+`'~
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+
 def is_token(text: str) -> bool:
-    return bool(text) and all(ch in _TOKEN_CHARS for ch in text)
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def _parse_params(text: str) -> dict[str, str | None]:

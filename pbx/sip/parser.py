@@ -23,15 +23,19 @@ from typing import Final
 from pbx.sip.errors import MessageTooLarge, SipError, VersionNotSupported
 from pbx.sip.message import (
     COMPACT_FORMS,
+    CSeq,
     Header,
     HeaderValueError,
     Message,
     Request,
     Response,
+    Via,
     is_token,
     parse_cseq,
     parse_via,
+    remember_parsed,
     split_list,
+    top_via_text,
 )
 from pbx.sip.uri import parse_uri
 
@@ -77,6 +81,27 @@ def parse_message(data: bytes) -> Message:
     return _finish_request(start_line, headers, body)
 
 
+# Header names as written -> lower-case long form, for names already checked
+# to be tokens. Bounded: a flood of made-up names only stops it growing.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX: Final = 512
+
+
+def _header_name(raw: str) -> str | None:
+    """The lower-case long form of a header name as written, None if it is
+    not a token (trailing blanks before the colon are allowed)."""
+    name = _NAME_CACHE.get(raw)
+    if name is not None:
+        return name
+    lowered = raw.rstrip(" \t").lower()
+    if not is_token(lowered):
+        return None
+    name = COMPACT_FORMS.get(lowered, lowered)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[raw] = name
+    return name
+
+
 def _parse_header_lines(lines: list[str]) -> tuple[Header, ...]:
     if len(lines) > MAX_HEADERS + 1:
         raise SipError("too_many_headers", "Too Many Headers")
@@ -88,21 +113,22 @@ def _parse_header_lines(lines: list[str]) -> tuple[Header, ...]:
             # §7.3.1: a line starting with white space continues the last one.
             if not headers:
                 raise SipError("bad_folding", "Malformed Header Folding")
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}")
+            last_name, last_value = headers[-1]
+            headers[-1] = (last_name, f"{last_value} {line.strip()}")
             continue
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t").lower()
-        if not colon or not is_token(name):
+        raw, colon, value = line.partition(":")
+        name = _header_name(raw) if colon else None
+        if name is None:
             raise SipError("bad_header", "Malformed Header Line")
         if "\x00" in value or "\r" in value:
             raise SipError("bad_header", "Control Character In Header")
-        headers.append((COMPACT_FORMS.get(name, name), value.strip()))
+        headers.append((name, value.strip()))
     return tuple(headers)
 
 
-def _content_length(headers: tuple[Header, ...], body: bytes) -> bytes:
-    """Apply Content-Length to a datagram's body (§18.3, §20.14)."""
+def _content_length(headers: tuple[Header, ...], body: bytes) -> tuple[bytes, tuple[Header, ...]]:
+    """Apply Content-Length to a datagram's body (§18.3, §20.14); returns the
+    body and the headers without Content-Length (``encode`` writes it anew)."""
     declared: str | None = None
     for name, value in headers:
         if name == "content-length":
@@ -110,13 +136,14 @@ def _content_length(headers: tuple[Header, ...], body: bytes) -> bytes:
                 raise SipError("bad_content_length", "Conflicting Content-Length")
             declared = value
     if declared is None:
-        return body
+        return body, headers
+    headers = tuple(h for h in headers if h[0] != "content-length")
     if not declared.isdigit() or len(declared) > 9:
         raise SipError("bad_content_length", "Bad Content-Length")
     length = int(declared)
     if length > len(body):
         raise SipError("bad_content_length", "Content-Length Larger Than Body")
-    return body[:length]
+    return body[:length], headers
 
 
 def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -> Request:
@@ -124,43 +151,38 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -
     if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
         raise SipError("bad_start_line", "Malformed Request Line")
     method, uri, version = parts
-    partial = _answerable(method, uri, headers)
-    if version.upper() != "SIP/2.0":
+    missing = _first_missing(headers)
+    parsed = None if missing else _via_and_cseq(headers)
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        partial = _partial(method, uri, headers, parsed)
         if version.upper().startswith("SIP/"):
             raise VersionNotSupported("bad_version", "Version Not Supported", partial)
         raise SipError("bad_start_line", "Malformed Request Line", partial)
-    if partial is None:
-        missing = _first_missing(headers)
+    if parsed is None:
         if missing:
             raise SipError(f"missing_{missing.replace('-', '_')}", f"Missing {missing} Header")
         raise SipError("bad_header_value", "Malformed Via Or CSeq")
-    try:
-        cseq = parse_cseq(partial.get("cseq") or "")
-        parse_via(partial.get_all("via")[0])
-    except HeaderValueError as err:
-        raise SipError("bad_header_value", str(err).capitalize(), partial) from None
+    via, cseq = parsed
     if cseq.method != method:
-        raise SipError("cseq_method_mismatch", "CSeq Method Does Not Match", partial)
+        raise SipError("cseq_method_mismatch", "CSeq Method Does Not Match", _partial(method, uri, headers, parsed))
     try:
         parsed_uri = parse_uri(uri)
     except SipError as err:
-        err.partial = partial
+        err.partial = _partial(method, uri, headers, parsed)
         raise
     if getattr(parsed_uri, "headers", ""):
-        raise SipError("uri_headers", "Headers Not Allowed In Request-URI", partial)
-    max_forwards = partial.get("max-forwards")
+        raise SipError("uri_headers", "Headers Not Allowed In Request-URI", _partial(method, uri, headers, parsed))
+    max_forwards = _value_of(headers, "max-forwards")
     if max_forwards is not None and (not max_forwards.isdigit() or len(max_forwards) > 3):
-        raise SipError("bad_max_forwards", "Bad Max-Forwards", partial)
+        raise SipError("bad_max_forwards", "Bad Max-Forwards", _partial(method, uri, headers, parsed))
     try:
-        body = _content_length(headers, body)
+        body, headers = _content_length(headers, body)
     except SipError as err:
-        err.partial = partial
+        err.partial = _partial(method, uri, headers, parsed)
         raise
-    return Request(headers=_without_length(headers), body=body, method=method, uri=uri)
-
-
-def _without_length(headers: tuple[Header, ...]) -> tuple[Header, ...]:
-    return tuple(h for h in headers if h[0] != "content-length")
+    request = Request(headers=headers, body=body, method=method, uri=uri)
+    remember_parsed(request, top_via=via, cseq=cseq)
+    return request
 
 
 def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) -> Response:
@@ -171,14 +193,24 @@ def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) 
     missing = _first_missing(headers)
     if missing:
         raise SipError(f"missing_{missing.replace('-', '_')}", f"Missing {missing} Header")
-    response = Response(headers=headers, body=b"", status=int(code), reason=reason)
     try:
-        parse_cseq(response.get("cseq") or "")
-        parse_via(response.get_all("via")[0])
+        via = parse_via(top_via_text(headers))
+        cseq = parse_cseq(_value_of(headers, "cseq") or "")
     except HeaderValueError as err:
         raise SipError("bad_header_value", str(err)) from None
-    body = _content_length(headers, body)
-    return Response(headers=_without_length(headers), body=body, status=int(code), reason=reason)
+    except IndexError:
+        raise SipError("bad_header_value", "Malformed Via") from None
+    body, headers = _content_length(headers, body)
+    response = Response(headers=headers, body=body, status=int(code), reason=reason)
+    remember_parsed(response, top_via=via, cseq=cseq)
+    return response
+
+
+def _value_of(headers: tuple[Header, ...], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 def _first_missing(headers: tuple[Header, ...]) -> str:
@@ -189,18 +221,28 @@ def _first_missing(headers: tuple[Header, ...]) -> str:
     return ""
 
 
+def _via_and_cseq(headers: tuple[Header, ...]) -> tuple[Via, CSeq] | None:
+    """Top Via and CSeq when both parse (a response can then be sent, §8.2.6)."""
+    try:
+        return parse_via(top_via_text(headers)), parse_cseq(_value_of(headers, "cseq") or "")
+    except (HeaderValueError, IndexError):
+        return None  # no usable Via: nowhere to send an answer
+
+
+def _partial(method: str, uri: str, headers: tuple[Header, ...], parsed: tuple[Via, CSeq] | None) -> Request | None:
+    """The request as far as it goes (for ``SipError.partial``), if answerable."""
+    if parsed is None:
+        return None
+    request = Request(headers=headers, body=b"", method=method, uri=uri)
+    remember_parsed(request, top_via=parsed[0], cseq=parsed[1])
+    return request
+
+
 def _answerable(method: str, uri: str, headers: tuple[Header, ...]) -> Request | None:
     """The request as far as it goes, if a response can be built for it."""
     if _first_missing(headers):
         return None
-    request = Request(headers=headers, body=b"", method=method, uri=uri)
-    try:
-        vias = request.get_all("via")
-        parse_via(vias[0])
-        parse_cseq(request.get("cseq") or "")
-    except (HeaderValueError, IndexError):
-        return None  # no usable Via: nowhere to send an answer
-    return request
+    return _partial(method, uri, headers, _via_and_cseq(headers))
 
 
 def _salvage(data: bytes) -> Request | None:

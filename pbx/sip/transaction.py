@@ -59,8 +59,9 @@ from pbx.sip.message import (
     make_response,
     parse_cseq,
     parse_name_addr,
-    parse_via,
+    remember_parsed,
     split_list,
+    top_via_text,
 )
 from pbx.sip.timers import T1, T2, T4, TimerValues
 
@@ -113,23 +114,23 @@ TransactionState = IctState | NictState | IstState | NistState
 
 def _top_via_text(message: Message) -> str:
     """The first Via element as written, without parsing the rest."""
-    for name, value in message.headers:
-        if name == "via":
-            if "," in value:
-                return split_list(value)[0]
-            return value
-    raise SipError("missing_via", "Missing Via Header")
-
-
-def _parse_top_via(message: Message) -> tuple[str, Via]:
-    text = _top_via_text(message)
     try:
-        return text, parse_via(text)
+        return top_via_text(message.headers)
+    except IndexError:
+        raise SipError("missing_via", "Missing Via Header") from None
+
+
+def _parse_top_via(message: Message) -> Via:
+    """The parsed top Via; the parser has usually parsed it already."""
+    try:
+        return message.top_via
     except HeaderValueError:
         raise SipError("bad_header_value", "Malformed Via") from None
+    except IndexError:
+        raise SipError("missing_via", "Missing Via Header") from None
 
 
-def _server_key(request: Request, via: Via, via_text: str) -> TransactionKey:
+def _server_key(request: Request, via: Via) -> TransactionKey:
     method = request.method
     if method == "ACK":
         method = "INVITE"  # §17.2.3: an ACK matches the INVITE it acknowledges
@@ -142,25 +143,24 @@ def _server_key(request: Request, via: Via, via_text: str) -> TransactionKey:
     # the top Via identify the transaction (To tag left out, see module doc).
     try:
         from_tag = parse_name_addr(request.get("from") or "").tag or ""
-        number = parse_cseq(request.get("cseq") or "").number
+        number = request.cseq.number
     except HeaderValueError:
         raise SipError("bad_header_value", "Malformed From Or CSeq") from None
-    identity = "\n".join((request.uri, from_tag, request.call_id, str(number), via_text))
+    identity = "\n".join((request.uri, from_tag, request.call_id, str(number), _top_via_text(request)))
     return TransactionKey(True, identity, "", method)
 
 
 def server_key(request: Request) -> TransactionKey:
     """The server transaction ``request`` belongs to (§17.2.3)."""
-    via_text, via = _parse_top_via(request)
-    return _server_key(request, via, via_text)
+    return _server_key(request, _parse_top_via(request))
 
 
 def client_key(message: Message) -> TransactionKey:
     """The client transaction a request starts or a response matches (§17.1.3):
     branch of the top Via and CSeq method."""
-    _, via = _parse_top_via(message)
+    via = _parse_top_via(message)
     try:
-        method = parse_cseq(message.get("cseq") or "").method
+        method = message.cseq.method
     except HeaderValueError:
         raise SipError("bad_header_value", "Malformed CSeq") from None
     return TransactionKey(False, via.params.get("branch") or "", "", method)
@@ -197,7 +197,9 @@ def _stamp(request: Request, via: Via, source: Peer) -> tuple[Request, Via]:
             value = ", ".join([str(stamped), *rest])
             done = True
         headers.append((name, value))
-    return Request(headers=tuple(headers), body=request.body, method=request.method, uri=request.uri), stamped
+    stamped_request = Request(headers=tuple(headers), body=request.body, method=request.method, uri=request.uri)
+    remember_parsed(stamped_request, top_via=stamped, cseq=request._cseq)
+    return stamped_request, stamped
 
 
 def stamp_via(request: Request, source: Peer) -> Request:
@@ -208,8 +210,7 @@ def stamp_via(request: Request, source: Peer) -> Request:
     port and add ``received`` even if it equals sent-by. Unchanged requests
     are returned as they are.
     """
-    _, via = _parse_top_via(request)
-    return _stamp(request, via, source)[0]
+    return _stamp(request, _parse_top_via(request), source)[0]
 
 
 def response_destination(via: Via, source: Peer) -> Peer:
@@ -238,7 +239,7 @@ def _derived_request(original: Request, method: str, to: str | None) -> Request:
     """CANCEL (§9.1) or non-2xx ACK (§17.1.1.3) built from ``original``: its
     Request-URI, Call-ID, From, Route set, top Via only; CSeq number with
     ``method``; To as in the original unless ``to`` replaces it."""
-    number = parse_cseq(original.get("cseq") or "").number
+    number = original.cseq.number
     headers: list[Header] = []
     via_done = False
     has_max_forwards = False
@@ -632,8 +633,8 @@ class TransactionLayer:
     def receive_request(self, request: Request, source: Peer, now: float) -> list[Output]:
         """A parsed request from ``source``: match it (§17.2.3) or create a
         server transaction and report ``RequestReceived``."""
-        via_text, via = _parse_top_via(request)
-        key = _server_key(request, via, via_text)
+        via = _parse_top_via(request)
+        key = _server_key(request, via)
         method = request.method
         transaction = self._transactions.get(key)
         if transaction is not None:
@@ -681,8 +682,7 @@ class TransactionLayer:
 
     def invite_key_for_cancel(self, cancel: Request, source: Peer) -> TransactionKey | None:
         """The live INVITE server transaction a CANCEL cancels (§9.2), if any."""
-        via_text, via = _parse_top_via(cancel)
-        key = _server_key(cancel, via, via_text)
+        key = _server_key(cancel, _parse_top_via(cancel))
         invite_key = key._replace(method="INVITE")
         if type(self._transactions.get(invite_key)) is InviteServerTransaction:
             return invite_key
@@ -730,7 +730,7 @@ class TransactionLayer:
         method = request.method
         if method == "ACK":
             raise ValueError("ACK is not sent in a client transaction (§17.1.1.3, §13.2.2.4)")
-        _, via = _parse_top_via(request)
+        via = _parse_top_via(request)
         branch = via.params.get("branch")
         if branch is None or not branch.startswith(MAGIC_COOKIE) or len(branch) <= len(MAGIC_COOKIE):
             raise ValueError(f"top Via needs a unique branch starting with {MAGIC_COOKIE} (§8.1.1.7)")

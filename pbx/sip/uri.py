@@ -61,8 +61,31 @@ _PARAM_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+$")
 _TEL_RE = re.compile(r"^\+?[0-9A-Fa-f*#\-.()]+$")
 
 
+# Characters never allowed anywhere in a sip/sips URI as it appears in a
+# message: controls, space, DEL, and the <, >, " that delimit it (§25.1).
+_BAD_CHAR_RE = re.compile(r'[\x00-\x20<>"\x7f]')
+
+# text -> parsed URI, for URIs seen before (the Request-URI, each phone's AOR
+# and Contact recur on every REGISTER). Parsing is a pure function of the
+# text, so the cached object is what parsing again would give; the objects
+# are frozen and nothing may change their params. Errors are not cached.
+# Bounded: emptied when full, so made-up URIs cannot grow it.
+_CACHE: dict[str, "Uri"] = {}
+_CACHE_MAX = 4096
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raises SipError (400) or UnsupportedUriScheme (416)."""
+    uri = _CACHE.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     scheme, colon, rest = text.partition(":")
     scheme = scheme.lower()
     if not colon or not rest:
@@ -71,9 +94,8 @@ def parse_uri(text: str) -> Uri:
         return _parse_tel(rest)
     if scheme not in ("sip", "sips"):
         raise UnsupportedUriScheme("unsupported_uri_scheme", "Unsupported URI Scheme")
-    for ch in rest:
-        if ch in " \t\r\n<>\"" or ord(ch) < 32 or ord(ch) == 127:
-            raise SipError("bad_uri", "Malformed URI")
+    if _BAD_CHAR_RE.search(rest) is not None:
+        raise SipError("bad_uri", "Malformed URI")
     rest, _, headers = rest.partition("?")
     user: str | None = None
     password: str | None = None
@@ -85,8 +107,7 @@ def parse_uri(text: str) -> Uri:
             raise SipError("bad_uri", "Malformed URI user part")
         # Escaped control characters in the user part are a header-injection
         # attempt once the user part is copied into a header: refuse them.
-        decoded = unquote(user)
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded):
+        if "%" in user and _has_control(unquote(user)):
             raise SipError("bad_uri", "Control characters in URI")
     hostport, _, param_text = rest.partition(";")
     host, port = _split_hostport(hostport)
@@ -97,9 +118,17 @@ def parse_uri(text: str) -> Uri:
             if not name or not _PARAM_RE.match(name) or (eq and value and not _PARAM_RE.match(value)):
                 raise SipError("bad_uri", "Malformed URI parameter")
             params[name.lower()] = value if eq else None
-    if headers and any(ord(ch) < 32 for ch in unquote(headers)):
+    if headers and _has_control(unquote(headers), allow_del=True):
         raise SipError("bad_uri", "Control characters in URI")
     return SipUri(scheme, user, host, port, params, headers, password)
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_C0_RE = re.compile(r"[\x00-\x1f]")
+
+
+def _has_control(text: str, *, allow_del: bool = False) -> bool:
+    return (_C0_RE if allow_del else _CONTROL_RE).search(text) is not None
 
 
 def _split_hostport(hostport: str) -> tuple[str, int | None]:

@@ -16,6 +16,9 @@ thread (and at start-up), never from the asyncio SIP path.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +39,10 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY: Final = 0x7062786D69677272
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+
+# Alembic keeps the running migration in module globals (alembic.context,
+# alembic.op), so two threads of one process must not migrate at once.
+_MIGRATING_IN_THIS_PROCESS: Final = threading.Lock()
 
 
 class DatabaseUrlError(ValueError):
@@ -101,15 +108,32 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         # in the OS page cache, but the last few may be lost on power loss or
         # a kernel panic.  Surviving a process kill is the requirement (a
         # committed CDR must outlive kill -9); use FULL if power loss matters.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        #
         # Wait for another writer (a second process, a migration) instead of
         # failing at once with "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+        _enable_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         # SQLite leaves foreign keys unenforced unless asked, per connection.
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    # Turning WAL on (once per database file; it persists) needs an exclusive
+    # lock, and SQLite answers "database is locked" at once instead of using
+    # the busy timeout when another process holds a lock at that moment.  Only
+    # new databases hit this, when several processes open one together.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def alembic_config() -> Config:
@@ -134,17 +158,18 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     * SQLite: ``BEGIN IMMEDIATE`` takes the database write lock for the whole
       upgrade (others wait up to the busy timeout), and SQLite's DDL is
       transactional too.
+    * Threads of one process take turns (Alembic's state is global).
     """
     config = alembic_config()
-    with engine.begin() as connection:
+    with _MIGRATING_IN_THIS_PROCESS, engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
-                text("SELECT :key"), {"key": MIGRATION_LOCK_KEY}
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
         elif connection.dialect.name == "sqlite":
             # The sqlite3 module only opens a transaction before DML by itself;
             # start one explicitly so the DDL runs inside it.
-            pass
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

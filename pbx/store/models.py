@@ -17,7 +17,9 @@ CDRs) subclass the same `Base` so they share metadata and migrations.
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
@@ -90,6 +92,19 @@ class Base(DeclarativeBase):
         float: Float(),
         int: Integer(),
     }
+
+
+# Every module that declares tables on `Base`.  Alembic's autogenerate and
+# the schema test import them all, so `Base.metadata` is complete; a new
+# model module must be added here.
+MODEL_MODULES: Final = ("pbx.store.models", "pbx.cdr.models")
+
+
+def load_all_models() -> MetaData:
+    """Import every model module and return the complete metadata."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return Base.metadata
 
 
 # PostgreSQL's ON CONFLICT DO UPDATE takes a sequence value on every call even

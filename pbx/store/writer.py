@@ -20,6 +20,14 @@ When a batch fails:
    each with the same retries, so one bad op costs only itself.  An op that
    still fails is dropped and logged as ``db_op_failed``.
 
+An op may come with an `on_commit` callback, called by the writer thread
+once the transaction holding the op has committed: from then on its writes
+survive the process being killed.  If the op is dropped instead, the callback
+is still called (after an error log, ``db_op_dropped``) so whoever waits on
+it is never stuck; the write is lost and the log says so.  Callbacks run
+before `flush` returns for their ops, must be quick and must not block: the
+usual one is ``loop.call_soon_threadsafe``.
+
 Logs carry the op's name and the exception's type, never its message or
 SQL parameters: those may hold user data or secrets.
 """
@@ -39,7 +47,10 @@ from sqlalchemy import Connection, Engine, text
 
 log = structlog.get_logger(__name__)
 
-Op: TypeAlias = Callable[[Connection], None]
+# The return value, if any, is ignored (so `store.delete` etc. work as ops).
+Op: TypeAlias = Callable[[Connection], object]
+# Called without arguments, in the writer thread, once an op is finished.
+OnCommit: TypeAlias = Callable[[], None]
 
 # Queue depth at which a warning is logged (once per excursion): the
 # database is not keeping up, and memory grows with the queue.
@@ -101,7 +112,7 @@ class BackgroundWriter:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)      # the thread waits for work
         self._progress = threading.Condition(self._lock)  # flush() waits for the thread
-        self._queue: deque[tuple[int, Op]] = deque()
+        self._queue: deque[tuple[int, Op, OnCommit | None]] = deque()
         self._closing = False
         self._abandon = threading.Event()  # close() timed out: stop retrying
         self._submitted = 0   # sequence number of the last op submitted
@@ -117,14 +128,19 @@ class BackgroundWriter:
 
     # -- caller side (any thread, including the event loop) ------------------
 
-    def submit(self, op: Op) -> None:
+    def submit(self, op: Op, on_commit: OnCommit | None = None) -> None:
         """Queue `op`; never blocks on the database.  Raises `WriterClosed`
-        after `close`."""
+        after `close`.
+
+        `on_commit`, if given, is called from the writer thread after the
+        transaction containing `op` committed, or after `op` was dropped
+        (logged as ``db_op_dropped``); see the module docstring.
+        """
         with self._lock:
             if self._closing:
                 raise WriterClosed("the database writer is closed")
             self._submitted += 1
-            self._queue.append((self._submitted, op))
+            self._queue.append((self._submitted, op, on_commit))
             depth = len(self._queue)
             self._max_queued = max(self._max_queued, depth)
             warn = depth >= QUEUE_WARNING_DEPTH and not self._warned_depth
@@ -187,40 +203,52 @@ class BackgroundWriter:
                 batch = [self._queue.popleft() for _ in range(count)]
                 if len(self._queue) < QUEUE_WARNING_DEPTH // 2:
                     self._warned_depth = False
+            ops = [op for _, op, _ in batch]
             try:
-                committed, failed = self._write(batch)
+                outcomes = self._write(ops)
             except Exception:  # our bug; never let the thread die with ops queued
                 log.exception("db_writer_error", size=len(batch))
-                committed, failed = 0, len(batch)
+                outcomes = [False] * len(batch)
+            committed = sum(outcomes)
+            # Callbacks before `_done` moves, so flush() also waits for them.
+            for (_, op, on_commit), ok in zip(batch, outcomes, strict=True):
+                if on_commit is not None:
+                    self._call_back(op, on_commit, ok)
             with self._lock:
                 self._committed += committed
-                self._failed += failed
+                self._failed += len(batch) - committed
                 self._done = batch[-1][0]
                 self._progress.notify_all()
 
-    def _write(self, batch: list[tuple[int, Op]]) -> tuple[int, int]:
-        """Commit `batch`; returns (ops committed, ops dropped)."""
-        ops = [op for _, op in batch]
+    def _call_back(self, op: Op, on_commit: OnCommit, committed: bool) -> None:
+        if not committed:
+            # Whoever waits on this op is released, but its write is lost.
+            log.error("db_op_dropped", op=_op_name(op))
+        try:
+            on_commit()
+        except Exception:  # the callback's bug must not stop the writer
+            log.exception("db_on_commit_error", op=_op_name(op))
+
+    def _write(self, ops: list[Op]) -> list[bool]:
+        """Commit `ops`; returns, per op, whether it committed (else dropped)."""
         if self._abandon.is_set():
             return self._give_up(ops)
         if self._commit_with_retries(ops):
-            return len(ops), 0
+            return [True] * len(ops)
         if self._abandon.is_set():
             return self._give_up(ops)
         if len(ops) > 1:
             log.warning("db_batch_split", size=len(ops))
-        committed = failed = 0
+        outcomes: list[bool] = []
         for position, op in enumerate(ops):
-            if self._abandon.is_set():
-                _, dropped = self._give_up(ops[position:])
-                return committed, failed + dropped
-            if self._commit_with_retries([op]):
-                committed += 1
-            else:
-                failed += 1
-                if not self._abandon.is_set():
-                    log.error("db_op_failed", op=_op_name(op))
-        return committed, failed
+            ok = not self._abandon.is_set() and self._commit_with_retries([op])
+            if not ok and self._abandon.is_set():
+                # close() gave up: this op and the rest are counted as abandoned.
+                return outcomes + self._give_up(ops[position:])
+            outcomes.append(ok)
+            if not ok:
+                log.error("db_op_failed", op=_op_name(op))
+        return outcomes
 
     def _commit_with_retries(self, ops: list[Op]) -> bool:
         """Try `ops` in one transaction up to `retries` times (without limit
@@ -266,6 +294,6 @@ class BackgroundWriter:
             return False
         return True
 
-    def _give_up(self, ops: list[Op]) -> tuple[int, int]:
+    def _give_up(self, ops: list[Op]) -> list[bool]:
         log.error("db_writer_abandoned", dropped=len(ops))
-        return 0, len(ops)
+        return [False] * len(ops)

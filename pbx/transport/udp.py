@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Callable, cast
+from typing import Callable, Final, cast
 
 from pbx.sip.address import Peer
 
 Receiver = Callable[[bytes, Peer], None]
+
+# Source addresses -> their Peer, so a phone's datagrams share one object
+# instead of allocating one each. Bounded: emptied when full.
+_PEER_CACHE_MAX: Final = 65_536
 
 
 class UdpTransport(asyncio.DatagramProtocol):
@@ -17,6 +21,7 @@ class UdpTransport(asyncio.DatagramProtocol):
     def __init__(self, receiver: Receiver) -> None:
         self._receiver = receiver
         self._transport: asyncio.DatagramTransport | None = None
+        self._peers: dict[tuple[str | object, ...], Peer] = {}
         self.local: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -27,9 +32,15 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.local = (sockname[0], sockname[1])
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        host, port = addr[0], addr[1]
-        assert isinstance(host, str) and isinstance(port, int)
-        self._receiver(data, Peer("udp", host, port))
+        peer = self._peers.get(addr)
+        if peer is None:
+            host, port = addr[0], addr[1]
+            assert isinstance(host, str) and isinstance(port, int)
+            peer = Peer("udp", host, port)
+            if len(self._peers) >= _PEER_CACHE_MAX:
+                self._peers.clear()
+            self._peers[addr] = peer
+        self._receiver(data, peer)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: UDP has no connection to fail;

@@ -56,7 +56,7 @@ class Pbx:
     def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while True:
-            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialled_number"] == dialled
+            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialed_number"] == dialled
                     and r["ended_at"]]
             if rows:
                 return rows[-1]
@@ -89,7 +89,8 @@ def registered(phones: PhoneFactory, pbx: Pbx, number: str, transport: str = "ud
 
 
 def dial(phone: Phone, number: str, pbx: Pbx, transport: str = "udp") -> int:
-    return phone.call(f"sip:{number}@{DOMAIN}", transport=transport)
+    # The phones have no DNS for the domain: dial the PBX's address itself.
+    return phone.call(f"sip:{number}@{pbx.registrar(transport)};transport={transport}", transport=transport)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -125,7 +126,7 @@ def test_answered_call_audio_both_ways_and_cdr(pbx: Pbx, phones: PhoneFactory, t
     assert row["hangup_side"] == "caller"
     assert row["destination"] == "1003"
     assert row["caller_name"] == "An Nguyen"
-    assert row["department"] == "sales"
+    assert row["caller_department"] == "sales"
     billsec, duration = float(row["billsec"]), float(row["duration"])
     assert abs(billsec - (ended - started)) <= 2.0
     assert duration >= billsec
@@ -193,7 +194,7 @@ def test_callee_not_registered(pbx: Pbx, phones: PhoneFactory) -> None:
     end = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
     assert end["code"] == 480
     row = pbx.cdr_for("1001", "1003")
-    assert (row["disposition"], row["hangup_status"]) == ("FAILED", "480")
+    assert (row["disposition"], row["hangup_status"]) == ("UNAVAILABLE", "480")
 
 
 def test_unknown_number(pbx: Pbx, phones: PhoneFactory) -> None:
@@ -202,7 +203,7 @@ def test_unknown_number(pbx: Pbx, phones: PhoneFactory) -> None:
     end = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
     assert end["code"] == 404
     row = pbx.cdr_for("1001", "7777")
-    assert (row["disposition"], row["hangup_status"]) == ("FAILED", "404")
+    assert (row["disposition"], row["hangup_status"]) == ("REJECTED", "404")
 
 
 def test_hold_and_resume_audio_returns(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:

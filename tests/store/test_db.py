@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from pbx.store.db import (
     migrate,
     normalise_url,
 )
-from pbx.store.models import Base
+from pbx.store.models import load_all_models
 
 
 def head_revision() -> str:
@@ -110,10 +112,11 @@ def test_migrate_creates_the_schema_and_is_idempotent(engine: Engine) -> None:
 
 
 def test_models_match_the_migrations(migrated: Engine) -> None:
-    # Autogenerate finds nothing to do: models.py and versions/ agree.
+    # Autogenerate finds nothing to do: every model module and versions/ agree.
+    metadata = load_all_models()
     with migrated.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, metadata) == []
 
 
 def test_unique_index_and_constraints_exist(migrated: Engine) -> None:
@@ -137,29 +140,52 @@ def test_downgrade_to_base_and_back(migrated: Engine) -> None:
     assert current_revision(migrated) == head_revision()
 
 
-def test_concurrent_migrations(db_url: str) -> None:
-    # Several nodes (or processes) starting at once: without the advisory lock
-    # (PostgreSQL) or BEGIN IMMEDIATE (SQLite) two would both see no
-    # alembic_version table, both CREATE TABLE, and one would fail.
-    engines = [make_engine(db_url) for _ in range(4)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(engines))
+# Each child imports everything, says "ready", and migrates when told to, so
+# the upgrades really overlap instead of being staggered by start-up time.
+MIGRATE_SCRIPT = """
+import sys
+from pbx.store.db import make_engine, migrate
+engine = make_engine(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+migrate(engine)
+"""
 
-    def run(engine: Engine) -> None:
-        try:
-            start.wait(timeout=10)
-            migrate(engine)
-        except BaseException as error:  # reported below
-            errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+def test_concurrent_migrations_from_several_processes(db_url: str) -> None:
+    # Several nodes starting at once: without the advisory lock (PostgreSQL)
+    # or BEGIN IMMEDIATE (SQLite) two would both find no alembic_version
+    # table, both CREATE TABLE, and all but one would fail.
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE_SCRIPT, db_url],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     try:
-        assert errors == []
-        assert current_revision(engines[0]) == head_revision()
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes = [process.communicate(timeout=60) for process in processes]
     finally:
-        for engine in engines:
-            engine.dispose()
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outcomes]
+    engine = make_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()

@@ -10,7 +10,8 @@ Two ways in:
   writing a migration.  The database URL comes from ``PBX_DATABASE_URL`` or
   the ini file.
 
-Every model module must be imported here so autogenerate sees its tables.
+Autogenerate compares against every module in
+`pbx.store.models.MODEL_MODULES`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from pbx.store.db import make_engine
-from pbx.store.models import Base, UtcDateTime
+from pbx.store.models import UtcDateTime, load_all_models
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = load_all_models()
 
 
 def _render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:

@@ -124,7 +124,9 @@ def upgrade() -> None:
             "source_port BETWEEN 1 AND 65535", name=op.f("ck_registration_bindings_source_port")
         ),
         sa.CheckConstraint("cseq >= 0", name=op.f("ck_registration_bindings_cseq")),
-        sa.CheckConstraint("q IS NULL OR (q >= 0 AND q <= 1)", name=op.f("ck_registration_bindings_q")),
+        sa.CheckConstraint(
+            "q IS NULL OR (q >= 0 AND q <= 1)", name=op.f("ck_registration_bindings_q")
+        ),
         comment="Active registrations: where each extension can be reached.",
     )
     op.create_index(

@@ -1,0 +1,99 @@
+"""Turns the controller's view of a call into CDR facts (``pbx.cdr.records``)
+and hands them to the CDR writer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from pbx.calls.call import Call, Leg, LegState
+from pbx.cdr.records import (
+    CallAnswer,
+    CallEnd,
+    CallRouted,
+    CallStart,
+    Disposition,
+    HangupSide,
+    LegAttempt,
+    LegResult,
+)
+from pbx.cdr.writer import CdrWriter
+
+
+def _at(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, timezone.utc)
+
+
+def _leg_result(leg: Leg) -> LegResult:
+    if leg.state is LegState.ANSWERED:
+        return LegResult.ANSWERED
+    if leg.state is LegState.CANCELLED:
+        return LegResult.CANCELLED
+    status = leg.status
+    if status is None or status == 408:
+        return LegResult.FAILED if status is None else LegResult.NO_ANSWER
+    if status in (486, 600):
+        return LegResult.BUSY
+    if status == 487:
+        return LegResult.CANCELLED
+    return LegResult.REJECTED
+
+
+class CdrRecorder:
+    """The controller's ``CallRecorder`` on top of :class:`CdrWriter`."""
+
+    def __init__(self, writer: CdrWriter) -> None:
+        self.writer = writer
+
+    def call_started(self, call: Call) -> None:
+        call_uuid = uuid.UUID(call.uuid)
+        self.writer.started(CallStart(
+            call_uuid=call_uuid,
+            call_id=call.a_call_id or call.uuid,
+            started_at=_at(call.started_at),
+            caller_number=call.caller.number,
+            caller_name=call.caller.name,
+            dialed_number=call.dialled or "?",
+            caller_department=call.caller.department,
+        ))
+        if call.rule is not None:
+            self.writer.routed(CallRouted(call_uuid=call_uuid, rule=call.rule))
+
+    def call_answered(self, call: Call) -> None:
+        assert call.answered_at is not None
+        self.writer.answered(CallAnswer(
+            call_uuid=uuid.UUID(call.uuid),
+            answered_at=_at(call.answered_at),
+            destination=call.destination or call.dialled,
+        ))
+
+    def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
+        ended = call.ended_at if call.ended_at is not None else call.started_at
+        legs = []
+        for leg in call.legs:
+            leg_end = leg.ended_at if leg.ended_at is not None else ended
+            result = _leg_result(leg)
+            legs.append(LegAttempt(
+                target=call.destination or call.dialled,
+                contact=leg.contact,
+                started_at=_at(leg.started_at),
+                ended_at=_at(max(leg_end, leg.started_at)),
+                result=result,
+                status=leg.status,
+                call_id=leg.dialog.call_id,
+                answered_at=_at(call.answered_at or leg_end) if result is LegResult.ANSWERED else None,
+            ))
+        self.writer.ended(
+            CallEnd(
+                call_uuid=uuid.UUID(call.uuid),
+                ended_at=_at(ended),
+                disposition=Disposition(call.disposition or "FAILED"),
+                hangup_side=HangupSide(call.hangup_side or "pbx"),
+                hangup_status=None if call.disposition == "ANSWERED" and call.reason == "bye" else call.hangup_status,
+                reason=call.reason,
+                destination=call.destination,
+            ),
+            legs,
+            on_durable,
+        )

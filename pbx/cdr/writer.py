@@ -1,0 +1,381 @@
+"""Writing CDRs without waiting on the database, and without losing them.
+
+The call controller reports what happens (`pbx.cdr.records`) to a
+`CdrWriter` from the event loop.  Each report becomes one op on the store's
+`BackgroundWriter`: an upsert of the call's whole row as known so far, keyed
+on ``call_uuid``.  So
+
+* the SIP path only builds a dict and appends to a queue;
+* reports may be committed in any grouping (one batch or three) and a write
+  run twice leaves one row: no duplicates;
+* a later write never erases what an earlier one recorded (COALESCE).
+
+The end of a call is the one report someone waits for: `CdrWriter.ended`
+takes `on_durable`, called once the row (and its legs) is committed.  The
+controller sends the caller's final response, or the 200 to a BYE, from that
+callback, so any call whose end the caller has seen has a CDR that survives
+kill -9.  The price is one group commit of latency on that response; while
+the database is unreachable the callback waits (the `BackgroundWriter`
+retries until it is back).
+
+A call still in progress when the PBX dies keeps an open row (no
+``ended_at``); `recover_interrupted` closes those as INTERRUPTED when the node
+starts again, before it takes calls.
+
+Thread rule: `CdrWriter`'s methods are for one thread (the event loop); the
+ops it submits carry their own copies of the values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Final
+
+import structlog
+from sqlalchemy import Connection, Engine, Enum, String, Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pbx.cdr.models import CallLeg, CallRecord
+from pbx.cdr.records import (
+    CallAnswer,
+    CallEnd,
+    CallRouted,
+    CallStart,
+    Disposition,
+    HangupSide,
+    LegAttempt,
+    LegResult,
+)
+from pbx.store.models import Base, require_aware
+from pbx.store.writer import BackgroundWriter, WriterClosed
+
+log = structlog.get_logger(__name__)
+
+CDR: Final[Table] = Base.metadata.tables[CallRecord.__tablename__]
+CDR_LEGS: Final[Table] = Base.metadata.tables[CallLeg.__tablename__]
+
+Callback = Callable[[], None]
+Notify = Callable[[Callback], None]
+
+# The `reason` written on rows closed by `recover_interrupted`.
+INTERRUPTED_REASON: Final = "pbx_restarted"
+
+_ROUTING_FIELDS: Final = (
+    "rule",
+    "call_class",
+    "account_code",
+    "hunt_group",
+    "trunk",
+    "short_number",
+    "resolved_number",
+    "member",
+)
+
+
+class UnknownCall(LookupError):
+    """A report for a call_uuid that `started` never saw (or already ended)."""
+
+
+def whole_seconds(delta: timedelta) -> int:
+    """`delta` in seconds, rounded half up (so 1.5 s bills as 2, 1.4 s as 1).
+
+    The exact timestamps stay in the row for anyone who rates differently.
+    """
+    micro = delta // timedelta(microseconds=1)
+    return (micro + 500_000) // 1_000_000
+
+
+def _lengths(table: Table) -> dict[str, int]:
+    return {
+        column.name: column.type.length
+        for column in table.columns
+        if isinstance(column.type, String)
+        and not isinstance(column.type, Enum)  # enum values always fit
+        and column.type.length is not None
+    }
+
+
+_CDR_LENGTHS: Final = _lengths(CDR)
+_LEG_LENGTHS: Final = _lengths(CDR_LEGS)
+
+
+def _fit(value: str, length: int) -> str:
+    # What a phone sends ends up here (display names, Reason text): a value
+    # PostgreSQL would refuse must not cost the whole row.  NUL is not
+    # allowed in PostgreSQL text; lone surrogates (undecodable bytes) do not
+    # encode as UTF-8.
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:length]
+
+
+def _fitted(values: Mapping[str, Any], lengths: Mapping[str, int]) -> dict[str, Any]:
+    return {
+        name: _fit(value, lengths[name]) if isinstance(value, str) and name in lengths else value
+        for name, value in values.items()
+    }
+
+
+def upsert_call(values: Mapping[str, Any], legs: Sequence[Mapping[str, Any]], conn: Connection) -> None:
+    """Op: insert the call's row, or merge `values` into the one with the same
+    call_uuid (None never replaces a value); then upsert its legs on
+    (call_uuid, attempt)."""
+    row = _fitted(values, _CDR_LENGTHS)
+    merged = [name for name in row if name != "call_uuid"]
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(CDR).values(row)
+        conn.execute(
+            pg.on_conflict_do_update(
+                index_elements=["call_uuid"],
+                set_={n: func.coalesce(pg.excluded[n], CDR.c[n]) for n in merged},
+            )
+        )
+    elif dialect == "sqlite":
+        lite = sqlite.insert(CDR).values(row)
+        conn.execute(
+            lite.on_conflict_do_update(
+                index_elements=["call_uuid"],
+                set_={n: func.coalesce(lite.excluded[n], CDR.c[n]) for n in merged},
+            )
+        )
+    else:
+        raise NotImplementedError(f"upsert not supported on {dialect}")
+    if not legs:
+        return
+    leg_rows = [_fitted(leg, _LEG_LENGTHS) for leg in legs]
+    leg_key = ("call_uuid", "attempt")
+    leg_columns = [name for name in leg_rows[0] if name not in leg_key]
+    if dialect == "postgresql":
+        pg_legs = postgresql.insert(CDR_LEGS).values(leg_rows)
+        conn.execute(
+            pg_legs.on_conflict_do_update(
+                index_elements=list(leg_key),
+                set_={n: pg_legs.excluded[n] for n in leg_columns},
+            )
+        )
+    else:
+        lite_legs = sqlite.insert(CDR_LEGS).values(leg_rows)
+        conn.execute(
+            lite_legs.on_conflict_do_update(
+                index_elements=list(leg_key),
+                set_={n: lite_legs.excluded[n] for n in leg_columns},
+            )
+        )
+
+
+@dataclass(slots=True)
+class _OpenCall:
+    row: dict[str, Any]
+    started_at: datetime
+    answered_at: datetime | None = None
+    clock_warned: bool = field(default=False)
+
+
+class CdrWriter:
+    """Turns a call controller's reports into CDR rows; see the module docstring.
+
+    `node` names this PBX in every row (crash recovery closes only its own
+    rows).  `notify` runs `on_durable` callbacks where the caller wants them:
+    they are handed over in the database writer thread, so pass
+    ``loop.call_soon_threadsafe`` to get them on the event loop.
+    """
+
+    def __init__(self, writer: BackgroundWriter, node: str, notify: Notify) -> None:
+        if not node:
+            raise ValueError("node must not be empty")
+        self._writer = writer
+        self._node = node
+        self._notify = notify
+        self._calls: dict[uuid.UUID, _OpenCall] = {}
+
+    @property
+    def open_calls(self) -> int:
+        """Calls started and not yet ended."""
+        return len(self._calls)
+
+    def started(self, start: CallStart) -> None:
+        """Record a new call (an open row, so a crash leaves a trace)."""
+        if start.call_uuid in self._calls:
+            raise ValueError(f"call {start.call_uuid} was already started")
+        row: dict[str, Any] = {
+            "call_uuid": str(start.call_uuid),
+            "node": self._node,
+            "call_id": start.call_id,
+            "started_at": start.started_at,
+            "caller_number": start.caller_number,
+            "caller_name": start.caller_name,
+            "caller_department": start.caller_department,
+            "dialed_number": start.dialed_number,
+        }
+        self._calls[start.call_uuid] = _OpenCall(row=row, started_at=start.started_at)
+        self._submit(start.call_uuid, row, [], None)
+
+    def routed(self, routing: CallRouted) -> None:
+        """Record what routing decided; None fields keep earlier values."""
+        call = self._open(routing.call_uuid)
+        for name in _ROUTING_FIELDS:
+            value = getattr(routing, name)
+            if value is not None:
+                call.row[name] = value
+        self._submit(routing.call_uuid, call.row, [], None)
+
+    def answered(self, answer: CallAnswer) -> None:
+        """Record that the caller was sent a 2xx."""
+        call = self._open(answer.call_uuid)
+        answered_at = self._not_before(call, answer.answered_at, call.started_at)
+        call.answered_at = answered_at
+        call.row["answered_at"] = answered_at
+        call.row["destination"] = answer.destination
+        if answer.answered_by is not None:
+            call.row["answered_by"] = answer.answered_by
+        self._submit(answer.call_uuid, call.row, [], None)
+
+    def ended(
+        self,
+        end: CallEnd,
+        legs: Sequence[LegAttempt] = (),
+        on_durable: Callback | None = None,
+    ) -> None:
+        """Close the call's row and record its `legs` (in the order they were
+        tried), then call `on_durable` through `notify` once all of it is
+        committed.
+
+        `on_durable` is called even if the write is lost (the writer is
+        closed, or the database refused the row, both logged as errors), so
+        a call waiting on it never hangs.  Raises `UnknownCall` or, for an
+        ANSWERED end of a call never answered, ValueError: bugs in the
+        caller, found before anything is queued.
+        """
+        call = self._open(end.call_uuid)
+        if end.disposition is Disposition.ANSWERED and call.answered_at is None:
+            raise ValueError(f"call {end.call_uuid} ended ANSWERED but was never answered")
+        del self._calls[end.call_uuid]
+        ended_at = self._not_before(call, end.ended_at, call.answered_at or call.started_at)
+        row = call.row
+        row["ended_at"] = ended_at
+        row["duration"] = whole_seconds(ended_at - call.started_at)
+        row["billsec"] = 0 if call.answered_at is None else whole_seconds(ended_at - call.answered_at)
+        row["disposition"] = end.disposition
+        row["hangup_side"] = end.hangup_side
+        row["hangup_status"] = end.hangup_status
+        row["reason"] = end.reason
+        row["cost"] = end.cost
+        if end.destination is not None and row.get("destination") is None:
+            row["destination"] = end.destination
+        call_uuid = str(end.call_uuid)
+        leg_rows = [_leg_row(call_uuid, n, leg) for n, leg in enumerate(legs, start=1)]
+        self._submit(end.call_uuid, row, leg_rows, on_durable)
+
+    # -- internals -------------------------------------------------------------
+
+    def _open(self, call_uuid: uuid.UUID) -> _OpenCall:
+        try:
+            return self._calls[call_uuid]
+        except KeyError:
+            raise UnknownCall(f"no call {call_uuid} in progress") from None
+
+    def _not_before(self, call: _OpenCall, value: datetime, floor: datetime) -> datetime:
+        # The wall clock can step back (NTP) during a call; a row breaking
+        # "ended_at >= started_at" would be refused by the database and lost.
+        if value >= floor:
+            return value
+        if not call.clock_warned:
+            call.clock_warned = True
+            log.warning("cdr_clock_went_back", call_uuid=call.row["call_uuid"])
+        return floor
+
+    def _submit(
+        self,
+        call_uuid: uuid.UUID,
+        row: Mapping[str, Any],
+        legs: list[dict[str, Any]],
+        on_durable: Callback | None,
+    ) -> None:
+        op = partial(upsert_call, dict(row), legs)
+        on_commit = None if on_durable is None else partial(self._notify, on_durable)
+        try:
+            self._writer.submit(op, on_commit)
+        except WriterClosed:
+            log.error("cdr_lost", call_uuid=str(call_uuid), reason="writer_closed")
+            if on_durable is not None:
+                self._notify(on_durable)
+
+
+def _leg_row(call_uuid: str, attempt: int, leg: LegAttempt) -> dict[str, Any]:
+    ended_at = max(leg.ended_at, leg.started_at)
+    answered_at = leg.answered_at
+    if answered_at is not None:
+        answered_at = min(max(answered_at, leg.started_at), ended_at)
+    return {
+        "call_uuid": call_uuid,
+        "attempt": attempt,
+        "target": leg.target,
+        "contact": leg.contact,
+        "call_id": leg.call_id,
+        "started_at": leg.started_at,
+        "answered_at": answered_at,
+        "ended_at": ended_at,
+        "result": LegResult(leg.result),
+        "status": leg.status,
+        "reason": leg.reason,
+    }
+
+
+def recover_interrupted(engine: Engine, node: str, now: datetime) -> int:
+    """Close the rows `node` left open (calls in progress when it died) as
+    INTERRUPTED, ended at `now` by the pbx; returns how many.
+
+    Run it at start-up before the node takes calls: a call started after it
+    would be closed too.  Running it again changes nothing.  Their duration
+    and billsec run to `now`, an upper bound: the real end is unknown.
+    """
+    require_aware("now", now)
+    if not node:
+        raise ValueError("node must not be empty")
+    open_rows = select(CDR.c.id, CDR.c.call_uuid, CDR.c.started_at, CDR.c.answered_at).where(
+        CDR.c.node == node, CDR.c.ended_at.is_(None)
+    )
+    closed = 0
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            open_rows = open_rows.with_for_update()
+        for row in conn.execute(open_rows).all():
+            answered_at: datetime | None = row.answered_at
+            ended_at = max(now, answered_at or row.started_at)
+            billsec = 0 if answered_at is None else whole_seconds(ended_at - answered_at)
+            result = conn.execute(
+                update(CDR)
+                .where(CDR.c.id == row.id, CDR.c.ended_at.is_(None))
+                .values(
+                    ended_at=ended_at,
+                    duration=whole_seconds(ended_at - row.started_at),
+                    billsec=billsec,
+                    disposition=Disposition.INTERRUPTED,
+                    hangup_side=HangupSide.PBX,
+                    reason=INTERRUPTED_REASON,
+                )
+            )
+            closed += result.rowcount
+            log.warning("cdr_interrupted", call_uuid=row.call_uuid, node=node)
+    return closed
+
+
+__all__ = [
+    "CDR",
+    "CDR_LEGS",
+    "INTERRUPTED_REASON",
+    "CdrWriter",
+    "UnknownCall",
+    "recover_interrupted",
+    "upsert_call",
+    "whole_seconds",
+]
