@@ -71,8 +71,8 @@ class SipClient:
                         return None
                     self._frames.extend(f for f in self._framer.feed(chunk) if f.strip())
                 message = parse_message(self._frames.pop(0))
-        except (socket.timeout, TimeoutError):
-            return None
+        except (socket.timeout, TimeoutError, ConnectionResetError):
+            return None  # nothing came, or the server closed the connection
         assert isinstance(message, Response), message
         return message
 

@@ -214,6 +214,8 @@ def test_hold_and_resume_audio_returns(pbx: Pbx, phones: PhoneFactory, tmp_path:
     bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
     alice.hold(call)
     bob.wait_for("media_state", 10.0, call=bob_call, status="remote_hold")
+    # pjsua refuses a new re-INVITE until its own hold transaction is done.
+    alice.wait_for("media_state", 10.0, call=call, status="local_hold")
     alice.unhold(call)
     bob.wait_for("media_state", 10.0, call=bob_call, status="active")
     tone = write_tone_wav(tmp_path / "tone.wav", frequency=500.0, seconds=1.0)
