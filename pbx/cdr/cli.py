@@ -122,7 +122,7 @@ def cdr() -> None:
     help="SQLAlchemy database URL (as for pbx serve).",
 )
 @click.option("--since", help="Calls started at or after this. " + TIME_HELP)
-@click.option("--until", help="Calls started before this; a bare date includes that whole day.")
+@click.option("--until", help="Calls started before this (same forms); a bare date includes that whole day.",)
 @click.option("--extension", "-e", help="Only calls this number placed, dialled or reached.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N calls.")
 @click.option(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final
@@ -38,6 +38,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import Connection, Engine, Enum, String, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
 
 from pbx.cdr.models import CallLeg, CallRecord
 from pbx.cdr.records import (
@@ -59,7 +60,8 @@ CDR: Final[Table] = Base.metadata.tables[CallRecord.__tablename__]
 CDR_LEGS: Final[Table] = Base.metadata.tables[CallLeg.__tablename__]
 
 Callback = Callable[[], None]
-Notify = Callable[[Callback], None]
+# loop.call_soon_threadsafe fits (its Handle is ignored).
+Notify = Callable[[Callback], object]
 
 # The `reason` written on rows closed by `recover_interrupted`.
 INTERRUPTED_REASON: Final = "pbx_restarted"
@@ -124,52 +126,57 @@ def _fitted(values: Mapping[str, Any], lengths: Mapping[str, int]) -> dict[str, 
     }
 
 
-def upsert_call(values: Mapping[str, Any], legs: Sequence[Mapping[str, Any]], conn: Connection) -> None:
-    """Op: insert the call's row, or merge `values` into the one with the same
-    call_uuid (None never replaces a value); then upsert its legs on
-    (call_uuid, attempt)."""
-    row = _fitted(values, _CDR_LENGTHS)
-    merged = [name for name in row if name != "call_uuid"]
-    dialect = conn.dialect.name
+def _upserts(dialect: str) -> tuple[Executable, Executable]:
+    """The two upsert statements for `dialect`, built once.
+
+    Built without VALUES: each execution's parameters name the columns it
+    writes.  A column it leaves out is NULL in ``excluded`` (no defaults on
+    these tables), so COALESCE keeps what the row already holds.
+    """
+    cached = _UPSERTS.get(dialect)
+    if cached is not None:
+        return cached
     if dialect == "postgresql":
-        pg = postgresql.insert(CDR).values(row)
-        conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=["call_uuid"],
-                set_={n: func.coalesce(pg.excluded[n], CDR.c[n]) for n in merged},
-            )
+        pg_call, pg_leg = postgresql.insert(CDR), postgresql.insert(CDR_LEGS)
+        call: Executable = pg_call.on_conflict_do_update(
+            index_elements=["call_uuid"],
+            set_={n: func.coalesce(pg_call.excluded[n], CDR.c[n]) for n in _CALL_MERGED},
+        )
+        leg: Executable = pg_leg.on_conflict_do_update(
+            index_elements=list(_LEG_KEY), set_={n: pg_leg.excluded[n] for n in _LEG_REPLACED}
         )
     elif dialect == "sqlite":
-        lite = sqlite.insert(CDR).values(row)
-        conn.execute(
-            lite.on_conflict_do_update(
-                index_elements=["call_uuid"],
-                set_={n: func.coalesce(lite.excluded[n], CDR.c[n]) for n in merged},
-            )
+        lite_call, lite_leg = sqlite.insert(CDR), sqlite.insert(CDR_LEGS)
+        call = lite_call.on_conflict_do_update(
+            index_elements=["call_uuid"],
+            set_={n: func.coalesce(lite_call.excluded[n], CDR.c[n]) for n in _CALL_MERGED},
+        )
+        leg = lite_leg.on_conflict_do_update(
+            index_elements=list(_LEG_KEY), set_={n: lite_leg.excluded[n] for n in _LEG_REPLACED}
         )
     else:
         raise NotImplementedError(f"upsert not supported on {dialect}")
-    if not legs:
-        return
-    leg_rows = [_fitted(leg, _LEG_LENGTHS) for leg in legs]
-    leg_key = ("call_uuid", "attempt")
-    leg_columns = [name for name in leg_rows[0] if name not in leg_key]
-    if dialect == "postgresql":
-        pg_legs = postgresql.insert(CDR_LEGS).values(leg_rows)
-        conn.execute(
-            pg_legs.on_conflict_do_update(
-                index_elements=list(leg_key),
-                set_={n: pg_legs.excluded[n] for n in leg_columns},
-            )
-        )
-    else:
-        lite_legs = sqlite.insert(CDR_LEGS).values(leg_rows)
-        conn.execute(
-            lite_legs.on_conflict_do_update(
-                index_elements=list(leg_key),
-                set_={n: lite_legs.excluded[n] for n in leg_columns},
-            )
-        )
+    _UPSERTS[dialect] = (call, leg)
+    return call, leg
+
+
+_UPSERTS: dict[str, tuple[Executable, Executable]] = {}
+_CALL_MERGED: Final = tuple(c.name for c in CDR.columns if c.name not in ("id", "call_uuid"))
+_LEG_KEY: Final = ("call_uuid", "attempt")
+_LEG_REPLACED: Final = tuple(c.name for c in CDR_LEGS.columns if c.name not in ("id", *_LEG_KEY))
+
+
+def upsert_call(
+    values: Mapping[str, Any], legs: Sequence[Mapping[str, Any]], conn: Connection
+) -> None:
+    """Op: insert the call's row, or merge `values` into the one with the same
+    call_uuid (None never replaces a value); then upsert its legs on
+    (call_uuid, attempt), replacing them."""
+    call, leg = _upserts(conn.dialect.name)
+    conn.execute(call, _fitted(values, _CDR_LENGTHS))
+    if legs:
+        # Every leg row has every column, so one executemany fits all.
+        conn.execute(leg, [_fitted(row, _LEG_LENGTHS) for row in legs])
 
 
 @dataclass(slots=True)
@@ -177,7 +184,7 @@ class _OpenCall:
     row: dict[str, Any]
     started_at: datetime
     answered_at: datetime | None = None
-    clock_warned: bool = field(default=False)
+    clock_warned: bool = False
 
 
 class CdrWriter:

@@ -49,8 +49,9 @@ log = structlog.get_logger(__name__)
 
 # The return value, if any, is ignored (so `store.delete` etc. work as ops).
 Op: TypeAlias = Callable[[Connection], object]
-# Called without arguments, in the writer thread, once an op is finished.
-OnCommit: TypeAlias = Callable[[], None]
+# Called without arguments, in the writer thread, once an op is finished;
+# any return value is ignored.
+OnCommit: TypeAlias = Callable[[], object]
 
 # Queue depth at which a warning is logged (once per excursion): the
 # database is not keeping up, and memory grows with the queue.

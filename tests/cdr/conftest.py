@@ -26,9 +26,9 @@ from pbx.cdr.writer import CDR, CDR_LEGS
 from pbx.store.writer import BackgroundWriter
 
 # The same fixtures as the store tests, so both backends are covered alike.
-from tests.store.conftest import POSTGRES_URL, db_url, engine, migrated
+from tests.store.conftest import db_url, engine, migrated
 
-__all__ = ["POSTGRES_URL", "db_url", "engine", "migrated"]
+__all__ = ["db_url", "engine", "migrated"]
 
 NOW = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)  # the night European clocks go forward
 
