@@ -187,13 +187,19 @@ class Server:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = self._timer_at = None
-        elif self._timer_at is None or deadline < self._timer_at:
-            # Only move the timer earlier; a late wake-up finds nothing due
-            # and re-arms, which is cheaper than re-arming on every packet.
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        else:
+            # Wake up to `slack` after the deadline, so one wake-up serves
+            # every timer in that window: under load a transaction ends (timer
+            # J) every fraction of a millisecond, and waking for each would
+            # cost more than the timers. RFC 3261 timers are not that exact.
+            slack = 0.005
+            if self._timer_at is None or deadline + slack < self._timer_at:
+                # Only move the timer earlier; a wake-up with nothing due
+                # just re-arms, cheaper than re-arming on every packet.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer_at = deadline + slack
+                self._timer = self._loop.call_at(deadline + slack, self._on_timer)
 
     def _send(self, data: bytes, dest: Peer) -> None:
         if dest.transport == "udp":

@@ -25,12 +25,17 @@ Rules this module follows, beyond RFC 3261 §17:
 - All timers of all transactions share one heap of ``(deadline, seq,
   transaction)``; entries superseded by a reschedule are skipped when popped
   (lazy deletion) and the heap is rebuilt when stale entries dominate.
+  Timer J, the commonest by far (every non-INVITE request answered over UDP
+  waits 64*T1 in Completed, §17.2.2), is the same duration for every
+  transaction, so those deadlines come in time order: they wait in a FIFO
+  queue instead, which costs no heap entry and no heap reordering.
 """
 
 from __future__ import annotations
 
 import heapq
 import ipaddress
+from collections import deque
 from enum import Enum
 from itertools import count
 from typing import Final
@@ -66,6 +71,7 @@ from pbx.sip.message import (
 from pbx.sip.timers import T1, T2, T4, TimerValues
 
 DEFAULT_PORT: Final = 5060  # §18.2.2 / §19.1.2 for sip: over UDP and TCP
+_QUEUED: Final = -2  # ``seq`` of a transaction waiting in the timer J queue
 
 
 class IctState(Enum):
@@ -614,6 +620,8 @@ class TransactionLayer:
         self._transactions: dict[TransactionKey, _AnyTransaction] = {}
         self._heap: list[tuple[float, int, _AnyTransaction]] = []
         self._seq = count()
+        # Non-INVITE server transactions waiting out timer J, oldest first.
+        self._timer_j_queue: deque[NonInviteServerTransaction] = deque()
         # 2xx awaiting ACK, by (Call-ID, CSeq number, To tag) (§13.3.1.4, §17.2.3)
         self._awaiting_ack: dict[tuple[str, int, str], InviteServerTransaction] = {}
 
@@ -810,18 +818,38 @@ class TransactionLayer:
         while heap:
             _, seq, transaction = heap[0]
             if transaction.seq == seq and not transaction.ended:
-                return heap[0][0]
+                break
             heapq.heappop(heap)
-        return None
+        queue = self._timer_j_queue
+        while queue:
+            due = queue[0].due
+            if due is not None and queue[0].seq == _QUEUED and not queue[0].ended:
+                return heap[0][0] if heap and heap[0][0] < due else due
+            queue.popleft()
+        return heap[0][0] if heap else None
 
     def on_timer(self, now: float) -> list[Output]:
         """Fire every timer due at ``now``, in deadline order."""
         out: list[Output] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, seq, transaction = heapq.heappop(heap)
-            if transaction.seq != seq or transaction.ended:
-                continue  # superseded entry
+        queue = self._timer_j_queue
+        while True:
+            transaction: _AnyTransaction
+            queued_due: float | None = None
+            if queue:
+                head = queue[0]
+                queued_due = head.due
+                if queued_due is None or head.seq != _QUEUED or head.ended:
+                    queue.popleft()  # rescheduled or ended meanwhile
+                    continue
+            if queued_due is not None and queued_due <= now and not (heap and heap[0][0] < queued_due):
+                transaction = queue.popleft()
+            elif heap and heap[0][0] <= now:
+                _, seq, transaction = heapq.heappop(heap)
+                if transaction.seq != seq or transaction.ended:
+                    continue  # superseded entry
+            else:
+                break
             transaction.due = None
             transaction.seq = -1
             transaction.on_timer(now, out)
@@ -851,6 +879,14 @@ class TransactionLayer:
         if deadline is None:
             transaction.seq = -1
             return
+        if type(transaction) is NonInviteServerTransaction and deadline == transaction.timer_j:
+            queue = self._timer_j_queue
+            last_due = queue[-1].due if queue else None
+            if last_due is None or last_due <= deadline:
+                transaction.seq = _QUEUED
+                queue.append(transaction)
+                return
+            # A clock that went backwards: keep order by using the heap.
         seq = next(self._seq)
         transaction.seq = seq
         heap = self._heap
@@ -862,7 +898,9 @@ class TransactionLayer:
         """Drop superseded heap entries (lazy deletion leaves them behind)."""
         # In place: on_timer may be iterating over this very list.
         self._heap[:] = [
-            (t.due, t.seq, t) for t in self._transactions.values() if t.due is not None and not t.ended
+            (t.due, t.seq, t)
+            for t in self._transactions.values()
+            if t.due is not None and not t.ended and t.seq != _QUEUED
         ]
         heapq.heapify(self._heap)
 
