@@ -128,7 +128,7 @@ class CallController:
         # client transaction of a relayed request -> (call, server key it answers, method)
         self.relays: dict[TransactionKey, tuple[Call, TransactionKey, str, Request]] = {}
         # A's re-INVITE 2xx awaiting A's ACK -> CSeq of B's re-INVITE to ACK
-        self.pending_acks: dict[tuple[str, int], tuple[Call, str, int, bytes]] = {}
+        self.pending_acks: dict[tuple[str, int], tuple[Call, str, int]] = {}
         self.active = 0
 
     def use_plan(self, plan: Dialplan) -> None:
@@ -261,10 +261,10 @@ class CallController:
                 "INVITE",
                 via=self._via(transport),
                 contact=self._contact(transport),
-                headers=[("max-forwards", str(max_forwards)), ("allow", ALLOW), *carried],
+                headers=[("allow", ALLOW), *carried],
                 body=body,
+                max_forwards=max_forwards,
             )
-            invite = _drop_first(invite, "max-forwards")
             key = self.endpoint.send_request(invite, binding.source, self._now())
             leg = Leg(contact=binding.contact, dest=binding.source, invite=invite, key=key, dialog=b_dialog,
                       started_at=time.time())
@@ -450,7 +450,7 @@ class CallController:
         # The ACK for this re-INVITE's 2xx arrives later as an AckReceived;
         # remember which request on the other leg it must acknowledge.
         self.pending_acks[(event.request.call_id, event.request.cseq.number)] = (
-            call, side, relayed.cseq.number, b"")
+            call, side, relayed.cseq.number)
 
     def _relay_response(self, relay: tuple[Call, TransactionKey, str, Request], response: Response) -> None:
         call, server_key, side, origin = relay
@@ -464,12 +464,6 @@ class CallController:
             headers.insert(0, ("contact", self._contact(transport)))
         self._respond(server_key, origin, response.status, reason=response.reason, to_tag=dialog.local_tag,
                       headers=headers, body=response.body)
-        if origin.method == "INVITE" and 200 <= response.status < 300:
-            # We (as UAC on the other leg) must ACK this 2xx when the
-            # originator ACKs ours; keep what is needed.
-            entry = self.pending_acks.get((origin.call_id, origin.cseq.number))
-            if entry is not None:
-                self.pending_acks[(origin.call_id, origin.cseq.number)] = (entry[0], entry[1], entry[2], b"2xx")
 
     def _other_leg(self, call: Call, side: str) -> tuple[Dialog, Peer] | None:
         if side == "a":
@@ -496,7 +490,7 @@ class CallController:
         entry = self.pending_acks.pop((request.call_id, request.cseq.number), None)
         if entry is None:
             return
-        _, origin_side, other_cseq, _ = entry
+        _, origin_side, other_cseq = entry
         other = self._other_leg(call, origin_side)
         if other is None:
             return
@@ -617,15 +611,3 @@ class CallController:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _drop_first(request: Request, name: str) -> Request:
-    """Remove the first ``name`` header (the dialog's default Max-Forwards)."""
-    headers = list(request.headers)
-    for i, (key, _) in enumerate(headers):
-        if key == name:
-            del headers[i]
-            break
-    from dataclasses import replace
-
-    return replace(request, headers=tuple(headers))

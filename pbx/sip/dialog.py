@@ -67,7 +67,7 @@ class Dialog:
 
     def request(
         self, method: str, *, via: str, contact: str | None, headers: list[Header] | None = None,
-        body: bytes = b"", cseq: int | None = None,
+        body: bytes = b"", cseq: int | None = None, max_forwards: int = 70,
     ) -> Request:
         """A request inside this dialog (§12.2.1.1). ``cseq`` reuses a number
         (ACK to a 2xx carries the INVITE's, §13.2.2.4); otherwise the next."""
@@ -77,7 +77,7 @@ class Dialog:
         remote = self.remote_uri + (f";tag={self.remote_tag}" if self.remote_tag else "")
         built: list[Header] = [
             ("via", via),
-            ("max-forwards", "70"),
+            ("max-forwards", str(max_forwards)),
             ("from", f"{self.local_uri};tag={self.local_tag}"),
             ("to", remote),
             ("call-id", self.call_id),
