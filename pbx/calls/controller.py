@@ -44,7 +44,7 @@ from pbx.calls.call import (
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
 from pbx.registrar.bindings import BindingTable
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Reject, Ring, decide
+from pbx.routing.engine import CallRequest, Reject, Ring, ToTrunk, decide
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, new_branch, new_tag
 from pbx.sip.endpoint import SipEndpoint
@@ -213,7 +213,8 @@ class CallController:
         self.calls_by_a_key[event.key] = call
         self.dialogs[(request.call_id, a_tag)] = (call, "a")
         self.active += 1
-        decision = decide(CallRequest(caller=caller, dialled=dialled, at=datetime.now(timezone.utc)), self.plan)
+        decision = decide(CallRequest(caller=caller, dialled=dialled, at=datetime.now(timezone.utc),
+                                      caller_number=caller.number), self.plan)
         call.rule = decision.rule
         log.info("call_routed", call_id=call.a_call_id, uuid=call.uuid, caller=caller.number, dialled=dialled,
                  decision=type(decision).__name__, rule=decision.rule)
@@ -221,6 +222,10 @@ class CallController:
         match decision:
             case Ring():
                 self._ring(call, decision)
+            case ToTrunk():
+                # Placing calls through trunks is being built (pbx.trunks);
+                # until then say so rather than pretend.
+                self._fail(call, 503, FAILED, "trunk_not_available", side="pbx")
             case Reject():
                 self._fail(call, decision.status, REJECTED, decision.reason, side="pbx")
             case _:

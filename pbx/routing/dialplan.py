@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, TypeVar
 
+from pbx.routing.trunk_config import Trunk
+
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
 """An extension number: 2 to 8 decimal digits (also the digest username)."""
 
@@ -144,6 +146,8 @@ class Dialplan:
     """Departments by key; read-only after construction."""
     extensions: Mapping[str, Extension] = field(default_factory=dict)
     """Extensions by number; read-only after construction."""
+    trunks: Mapping[str, Trunk] = field(default_factory=dict)
+    """SIP trunks to providers by key; read-only after construction."""
     sources: tuple[str, ...] = ()
     """Files the plan was read from, root file first, in load order."""
 
@@ -153,6 +157,7 @@ class Dialplan:
         # Store read-only views so a shared plan cannot be changed under a caller.
         object.__setattr__(self, "departments", _frozen_mapping(self.departments))
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
+        object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for key, department in self.departments.items():
             if key != department.key:
                 raise ValueError(f"department stored under {key!r} has key {department.key!r}")

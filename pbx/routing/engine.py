@@ -16,10 +16,30 @@ from pbx.routing.dialplan import Dialplan, Extension
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallRequest:
-    caller: Extension
-    """The authenticated identity, never the From header."""
+    caller: Extension | None
+    """The authenticated extension, never the From header; None for a call
+    that came in from a trunk."""
     dialled: str
     at: datetime
+    """Aware datetime; the engine converts it to the plan's time zone."""
+    trunk: str | None = None
+    """Key of the trunk an inbound call came from (then ``dialled`` is the
+    DID); None for a call from an extension."""
+    caller_number: str = ""
+    """The number the caller presents: the extension number, or for an
+    inbound call the From user as the provider sent it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One rule consulted on the way to a decision: what ``pbx explain``
+    prints and what the decision log line carries."""
+
+    rule: str
+    """Where the rule lives, e.g. ``classes.vietnam.mobile`` or
+    ``departments.sales.allow``."""
+    outcome: str
+    """What it said, in words for an admin."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +48,21 @@ class Ring:
 
     extension: Extension
     rule: str
+    call_class: str = "internal"
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToTrunk:
+    """Place the call through ``trunk`` to ``number`` (already rewritten as
+    the provider expects), presenting ``caller_id``."""
+
+    trunk: str
+    number: str
+    caller_id: str | None
+    rule: str
+    call_class: str
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,9 +71,11 @@ class Reject:
     reason: str
     """snake_case tag, also written to the CDR."""
     rule: str
+    call_class: str | None = None
+    steps: tuple[Step, ...] = ()
 
 
-Decision = Ring | Reject
+Decision = Ring | ToTrunk | Reject
 
 
 def decide(call: CallRequest, plan: Dialplan) -> Decision:
