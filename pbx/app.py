@@ -29,6 +29,7 @@ from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.lockout import FailureTracker
 from pbx.registrar.registrar import Registrar
+from pbx.reload import DialplanReloader
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.service import SipService, binding_of
@@ -109,7 +110,7 @@ class Server:
         interrupted = await asyncio.to_thread(recover_interrupted, engine, self.node, datetime.now(timezone.utc))
         if interrupted:
             log.warning("cdr_interrupted_calls_marked", count=interrupted)
-        self.service.calls = CallController(
+        self.calls = CallController(
             endpoint=self.endpoint,
             plan=self.plan,
             auth=authenticator,
@@ -120,10 +121,23 @@ class Server:
             kick=self._flush,
             monotonic=loop.time,
         )
+        self.service.calls = self.calls
         self._tasks.append(loop.create_task(self._sweeper()))
         self._tasks.append(loop.create_task(self._write_behind()))
+        self.plan_listeners: list[Callable[[Dialplan], None]] = [
+            self.service.registrar.use_plan,  # and its authenticator
+            self.calls.use_plan,
+        ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def apply_plan(self, plan: Dialplan) -> None:
+        """Use a new, valid dialplan for everything that starts from now on:
+        registrations, authentication and new calls. Calls in progress keep
+        their legs; the lockout tracker keeps its counts."""
+        self.plan = plan
+        for listener in self.plan_listeners:
+            listener(plan)
 
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""
@@ -235,7 +249,8 @@ class Server:
         log.info("pbx_stopped", flushed=flushed)
 
 
-async def _serve(plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str) -> None:
+async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
+                 pid_file: Path | None) -> None:
     # The store's writer thread competes with the event loop for the GIL; a
     # shorter switch interval bounds how long a packet waits behind it.
     sys.setswitchinterval(0.001)
@@ -243,21 +258,58 @@ async def _serve(plan: Dialplan, listens: list[tuple[str, str, int]], db_url: st
     await server.start()
     for address in server.addresses:
         print(f"listening {address}", flush=True)
-    stop = asyncio.Event()
+    reloader = DialplanReloader(dialplan, plan, server.apply_plan)
     loop = asyncio.get_running_loop()
+    watcher = loop.create_task(reloader.watch())
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reloader.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    written = pid_file is not None and write_pid_file(pid_file)
+    stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("pbx_stopping")
-    await server.stop()
+    try:
+        await stop.wait()
+    finally:
+        log.info("pbx_stopping")
+        watcher.cancel()
+        if written and pid_file is not None:
+            remove_pid_file(pid_file)
+        await server.stop()
 
 
-def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str) -> None:
+def write_pid_file(path: Path) -> bool:
+    """Record our pid for ``pbx reload``; a failure is logged, not fatal."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n")
+    except OSError as err:
+        log.warning("pid_file_not_written", path=str(path), error=str(err))
+        return False
+    return True
+
+
+def remove_pid_file(path: Path) -> None:
+    # Only our own: another server may have taken the file over since.
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
+               pid_file: Path | None = None) -> None:
     plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_serve(plan, listens, db_url))
+        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file))
     else:
-        uvloop.run(_serve(plan, listens, db_url))
+        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file))
     sys.stdout.flush()

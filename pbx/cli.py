@@ -11,6 +11,7 @@ from pbx import __version__
 
 DEFAULT_DB = "sqlite:///var/pbx.sqlite3"
 DEFAULT_LISTEN = ("udp:0.0.0.0:5060", "tcp:0.0.0.0:5060")
+DEFAULT_PID_FILE = Path("var/pbx.pid")
 
 
 def parse_listen(value: str) -> tuple[str, str, int]:
@@ -38,8 +39,12 @@ def main() -> None:
 @click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help="SQLAlchemy database URL")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
-def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str) -> None:
-    """Run the PBX."""
+@click.option("--pid-file", type=click.Path(path_type=Path), default=DEFAULT_PID_FILE, show_default=True,
+              help="where to write the process id, for `pbx reload`")
+def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
+          pid_file: Path) -> None:
+    """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
+    reloads the dialplan; an invalid file is reported and not used."""
     from pbx import log
     from pbx.app import run_server
     from pbx.routing.loader import DialplanError
@@ -47,7 +52,7 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
-        run_server(dialplan, addresses, db_url)
+        run_server(dialplan, addresses, db_url, pid_file)
     except DialplanError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)
@@ -71,6 +76,35 @@ def check(file: Path) -> None:
         click.echo(f"{file}: {errors} error(s)", err=True)
         sys.exit(1)
     click.echo(f"{file}: ok")
+
+
+@main.command()
+@click.option("--pid-file", type=click.Path(path_type=Path), default=DEFAULT_PID_FILE, show_default=True,
+              help="the pid file `pbx serve` wrote")
+@click.option("--dialplan", "dialplan", type=click.Path(path_type=Path),
+              help="check this file first and do not signal the server if it has errors")
+def reload(pid_file: Path, dialplan: Path | None) -> None:
+    """Ask a running `pbx serve` to reload its dialplan (SIGHUP).
+
+    The server validates the files itself and keeps its running plan if
+    they have errors; its log says which (dialplan_reload_rejected)."""
+    from pbx.control import ControlError, signal_reload
+
+    if dialplan is not None:
+        from pbx.routing.loader import check_dialplan
+
+        problems = check_dialplan(dialplan)
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        if any(p.is_error for p in problems):
+            click.echo(f"{dialplan}: has errors; the server was not asked to reload", err=True)
+            sys.exit(1)
+    try:
+        pid = signal_reload(pid_file)
+    except ControlError as err:
+        click.echo(f"pbx reload: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"asked pbx serve (pid {pid}) to reload its dialplan")
 
 
 def _register_subcommands() -> None:

@@ -24,6 +24,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -82,6 +83,7 @@ class _OutputReader:
         self._stream = stream
         self._lock = threading.Condition()
         self._tail: collections.deque[str] = collections.deque(maxlen=200)
+        self._all: list[str] = []  # every line, for tests that look for one
         self._listening: list[Listen] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="pbx-stdout", daemon=True)
@@ -91,6 +93,7 @@ class _OutputReader:
         for line in self._stream:
             with self._lock:
                 self._tail.append(line.rstrip("\n"))
+                self._all.append(line.rstrip("\n"))
                 if (match := _LISTENING.search(line)) is not None:
                     transport, host, port = match.groups()
                     self._listening.append(Listen(transport, host.strip("[]"), int(port)))
@@ -113,6 +116,10 @@ class _OutputReader:
         with self._lock:
             return "\n".join(self._tail)
 
+    def lines_with(self, text: str) -> list[str]:
+        with self._lock:
+            return [line for line in self._all if text in line]
+
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
@@ -129,6 +136,8 @@ class RunningServer:
         self._bound: list[Listen] = []
         self._process: subprocess.Popen[str] | None = None
         self._reader: _OutputReader | None = None
+        # Each server its own pid file: tests run servers side by side.
+        self.pid_file = Path(tempfile.mkdtemp(prefix="pbx-test-")) / "pbx.pid"
 
     @property
     def process(self) -> subprocess.Popen[str]:
@@ -163,7 +172,8 @@ class RunningServer:
         """Start the process and wait until it reported every listen address."""
         # After a restart, ask for the ports it had, not for new port-0 ones.
         listens = self._bound or self._requested
-        command = [*server_command(), "serve", "--dialplan", str(self._dialplan), "--db", self._db_url]
+        command = [*server_command(), "serve", "--dialplan", str(self._dialplan), "--db", self._db_url,
+                   "--pid-file", str(self.pid_file)]
         for listen in listens:
             command += ["--listen", str(listen)]
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -216,6 +226,27 @@ class RunningServer:
         if self._reader is not None:
             self._reader.join(timeout=STOP_TIMEOUT)
         return code
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the server process (SIGHUP: reload)."""
+        os.kill(self.process.pid, signum)
+
+    def lines_with(self, text: str) -> list[str]:
+        """Every line the server printed since it (re)started holding ``text``."""
+        return self._reader.lines_with(text) if self._reader is not None else []
+
+    def wait_lines(self, text: str, count: int = 1, *, timeout: float = 10.0) -> list[str]:
+        """Wait until ``count`` lines holding ``text`` were printed; them.
+        Raises AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.lines_with(text)
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"server printed {len(lines)} of {count} lines with {text!r}; output:\n{self.output()[-4000:]}")
+            time.sleep(0.05)
 
     def restart(self) -> None:
         """Stop the server and start it again on the same addresses."""
