@@ -50,7 +50,8 @@ WRITE_BEHIND_INTERVAL = 0.2
 
 
 class Server:
-    def __init__(self, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str) -> None:
+    def __init__(self, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
+                 advertise: str | None = None) -> None:
         self.plan = plan
         self.listens = listens
         self.db_url = db_url
@@ -62,6 +63,7 @@ class Server:
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.addresses: list[str] = []
+        self._advertise = advertise
         self._advertised: str | None = None
 
     async def start(self) -> None:
@@ -144,14 +146,15 @@ class Server:
         bound = self.udp[0].local if transport == "udp" and self.udp else (
             self.tcp[0].local if self.tcp else ("127.0.0.1", 5060))
         host, port = bound
-        if host in ("0.0.0.0", "::", ""):
+        if self._advertise is not None:
+            host = self._advertise
+        elif host in ("0.0.0.0", "::", ""):
             host = self._advertised_host()
         return host, port
 
     def _advertised_host(self) -> str:
-        # Bound to every address: advertise this host's primary address.
-        # Behind NAT an admin setting for the public address is needed
-        # (not yet in the dialplan; noted on the issue).
+        # Bound to every address and no --advertise given (the public
+        # address behind NAT): this host's primary address.
         if self._advertised is None:
             try:
                 self._advertised = socket.gethostbyname(socket.gethostname())
@@ -250,11 +253,11 @@ class Server:
 
 
 async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
-                 pid_file: Path | None) -> None:
+                 pid_file: Path | None, advertise: str | None) -> None:
     # The store's writer thread competes with the event loop for the GIL; a
     # shorter switch interval bounds how long a packet waits behind it.
     sys.setswitchinterval(0.001)
-    server = Server(plan, listens, db_url)
+    server = Server(plan, listens, db_url, advertise)
     await server.start()
     for address in server.addresses:
         print(f"listening {address}", flush=True)
@@ -304,12 +307,12 @@ def remove_pid_file(path: Path) -> None:
 
 
 def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
-               pid_file: Path | None = None) -> None:
+               pid_file: Path | None = None, advertise: str | None = None) -> None:
     plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file))
+        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
     else:
-        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file))
+        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
     sys.stdout.flush()

@@ -41,8 +41,11 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option("--pid-file", type=click.Path(path_type=Path), default=DEFAULT_PID_FILE, show_default=True,
               help="where to write the process id, for `pbx reload`")
+@click.option("--advertise", metavar="HOST",
+              help="address put in Via and Contact (the public address when behind NAT); "
+                   "default: the listen address, or this host's address when listening on 0.0.0.0")
 def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
-          pid_file: Path) -> None:
+          pid_file: Path, advertise: str | None) -> None:
     """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
     reloads the dialplan; an invalid file is reported and not used."""
     from pbx import log
@@ -52,7 +55,7 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
-        run_server(dialplan, addresses, db_url, pid_file)
+        run_server(dialplan, addresses, db_url, pid_file, advertise)
     except DialplanError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)
