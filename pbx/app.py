@@ -42,6 +42,8 @@ from pbx.store.db import make_engine, migrate
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpTransport
 from pbx.transport.udp import UdpTransport, open_udp
+from pbx.trunks.client import TrunkRuntime
+from pbx.trunks.sources import TrunkSources
 
 log = structlog.get_logger("pbx.app")
 
@@ -55,13 +57,18 @@ class Server:
         self.plan = plan
         self.listens = listens
         self.db_url = db_url
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        # The node's name must outlive the process: at start-up
+        # recover_interrupted closes the CDR rows a crash left open under this
+        # name (with the pid in it, a restarted node would never find them).
+        # PBX_NODE tells apart nodes that share one host and one database.
+        self.node = os.environ.get("PBX_NODE") or socket.gethostname()
         self.endpoint = SipEndpoint()
         self.udp: list[UdpTransport] = []
         self.tcp: list[TcpTransport] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.trunks: TrunkRuntime | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -124,14 +131,24 @@ class Server:
             monotonic=loop.time,
         )
         self.service.calls = self.calls
+        # Trunks: the source table for the controller, and the clients that
+        # register to providers (sent once the transports are open).
+        self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)
+        self.trunks.on_sources(self._use_trunk_sources)
+        self.service.trunks = self.trunks
+        await self.trunks.start(self.plan)
         self._tasks.append(loop.create_task(self._sweeper()))
         self._tasks.append(loop.create_task(self._write_behind()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
             self.service.registrar.use_plan,  # and its authenticator
             self.calls.use_plan,
+            self.trunks.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _use_trunk_sources(self, sources: TrunkSources) -> None:
+        self.calls.trunk_sources = sources
 
     def apply_plan(self, plan: Dialplan) -> None:
         """Use a new, valid dialplan for everything that starts from now on:
@@ -241,6 +258,8 @@ class Server:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.trunks is not None:
+            await self.trunks.stop()  # un-REGISTER while the sockets are still open
         self.service.pending_bindings.flush()
         for udp in self.udp:
             udp.close()

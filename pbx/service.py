@@ -46,6 +46,12 @@ class CallHandler(Protocol):
     def on_event(self, event: object, now: float) -> None: ...
 
 
+class TrunkEvents(Protocol):
+    """The trunk registration clients (``pbx.trunks.client``)."""
+
+    def on_event(self, event: object, now: float) -> bool: ...
+
+
 class SipService:
     def __init__(
         self,
@@ -67,6 +73,8 @@ class SipService:
         self.node = node
         self.pending_bindings = BindingWriteBehind(writer)
         self.calls: CallHandler | None = None
+        self.trunks: TrunkEvents | None = None
+        """Registrations to trunks: they take their own REGISTERs' responses."""
         self.to_tag = secrets.token_hex(6)
         self._blocked_logged: dict[str, float] = {}
 
@@ -94,6 +102,8 @@ class SipService:
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
                 log.info("message_dropped", reason=event.reason, source=str(event.source), answered=event.answered)
+            elif self.trunks is not None and self.trunks.on_event(event, now):
+                pass
             elif self.calls is not None:
                 # Responses, ACKs to 2xx, stray 2xx and timeouts belong to calls.
                 self.calls.on_event(event, now)

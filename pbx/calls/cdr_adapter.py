@@ -52,16 +52,24 @@ class CdrRecorder:
             call_uuid=call_uuid,
             call_id=call.a_call_id or call.uuid,
             started_at=_at(call.started_at),
-            caller_number=call.caller.number,
-            caller_name=call.caller.name,
+            caller_number=call.caller_number,
+            caller_name=call.caller_name,
             dialed_number=call.dialled or "?",
-            caller_department=call.caller.department,
+            caller_department=call.caller.department if call.caller is not None else None,
         ))
-        if call.rule is not None:
-            self.writer.routed(CallRouted(call_uuid=call_uuid, rule=call.rule))
+        if call.rule is not None or call.trunk is not None:
+            self.writer.routed(CallRouted(call_uuid=call_uuid, rule=call.rule, trunk=call.trunk,
+                                          call_class=call.call_class))
+
+    def _trunk_chosen(self, call: Call) -> None:
+        # An outbound call's trunk is known only once it is placed, after
+        # call_started; a later routing report fills the column in.
+        if call.outbound is not None:
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), trunk=call.outbound.trunk.key))
 
     def call_answered(self, call: Call) -> None:
         assert call.answered_at is not None
+        self._trunk_chosen(call)
         self.writer.answered(CallAnswer(
             call_uuid=uuid.UUID(call.uuid),
             answered_at=_at(call.answered_at),
@@ -69,6 +77,7 @@ class CdrRecorder:
         ))
 
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
+        self._trunk_chosen(call)
         ended = call.ended_at if call.ended_at is not None else call.started_at
         legs = []
         for leg in call.legs:

@@ -14,9 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, TypeVar
 
+from pbx.routing.calendars import Calendar, Schedule
+from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
+from pbx.routing.rights import ClassOfService, NumberList
+from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.trunk_config import Trunk
 
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
@@ -24,6 +29,8 @@ EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
 
 _HA1_MD5: Final = re.compile(r"[0-9a-f]{32}")
 _HA1_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+CALLER_ID: Final = re.compile(r"\+?[0-9]{2,20}")
+"""A number presented through a trunk: digits, optionally E.164's ``+``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +41,13 @@ class Department:
     """Short identifier used in the dialplan file (``sales``)."""
     name: str
     """Human name (``Sales / Kinh doanh``)."""
+    class_of_service: str | None = None
+    """What its extensions may dial (a key of :attr:`Dialplan.classes_of_service`);
+    None: internal and emergency calls only."""
+    number_plan: str | None = None
+    """Number plan that classifies what its extensions dial; None: the plan's default."""
+    caller_id: str | None = None
+    """Number presented through a trunk for its extensions, unless an extension sets one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +73,10 @@ class Extension:
     """Seconds to ring before the call counts as unanswered."""
     max_contacts: int = 5
     """How many devices may register for this extension at once."""
+    class_of_service: str | None = None
+    """Overrides the department's class of service."""
+    caller_id: str | None = None
+    """Number presented through a trunk; None: the department's, else the trunk's."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -80,6 +98,8 @@ class Extension:
             raise ValueError(f"extension {self.number!r}: ring_timeout must be at least 1")
         if self.max_contacts < 1:
             raise ValueError(f"extension {self.number!r}: max_contacts must be at least 1")
+        if self.caller_id is not None and CALLER_ID.fullmatch(self.caller_id) is None:
+            raise ValueError(f"extension {self.number!r}: caller_id must be digits, optionally after +")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +147,37 @@ class SecuritySettings:
             raise ValueError("security settings must all be at least 1")
 
 
+RFC_MIN_SE: Final = 90
+"""RFC 4028 §4: no session interval (Min-SE) may be shorter than 90 s."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSettings:
+    """What keeps a dead call from living for ever (the ``calls:`` section).
+
+    Where the phones negotiate session timers (RFC 4028) the PBX relays
+    them, asks for ``session_expires`` seconds when a caller that supports
+    timers names none (and shortens longer requests to it), refuses an
+    interval below ``min_se`` with 422, and ends the call with BYE on both
+    legs once a refresh is overdue. Where they do not, an answered call
+    ends after ``max_call_seconds``. ``allow_short_timers`` lets ``min_se``
+    go below RFC 4028's 90 s: for tests only, phones may refuse it.
+    """
+
+    session_expires: int = 1800
+    min_se: int = RFC_MIN_SE
+    max_call_seconds: int = 4 * 3600
+    allow_short_timers: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.session_expires, self.min_se, self.max_call_seconds) < 1:
+            raise ValueError("calls settings must all be at least 1 second")
+        if self.min_se < RFC_MIN_SE and not self.allow_short_timers:
+            raise ValueError(f"calls min_se must be at least {RFC_MIN_SE} (RFC 4028)")
+        if self.session_expires < self.min_se:
+            raise ValueError("calls session_expires must not be below min_se")
+
+
 _V = TypeVar("_V")
 
 
@@ -142,12 +193,36 @@ class Dialplan:
     """SIP domain of this PBX and the digest realm (``pbx.example.com``)."""
     registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+    """Session timers and the maximum call duration."""
     departments: Mapping[str, Department] = field(default_factory=dict)
     """Departments by key; read-only after construction."""
     extensions: Mapping[str, Extension] = field(default_factory=dict)
     """Extensions by number; read-only after construction."""
     trunks: Mapping[str, Trunk] = field(default_factory=dict)
     """SIP trunks to providers by key; read-only after construction."""
+    timezone: tzinfo = timezone.utc
+    """Where the office is: schedules without their own time zone use it,
+    and ``pbx explain --at`` reads local times in it."""
+    call_classes: Mapping[str, str] = field(default_factory=lambda: dict(BUILTIN_CLASSES))
+    """Every call class (built-in and the dialplan's own) with its description."""
+    number_plans: Mapping[str, NumberPlan] = field(default_factory=dict)
+    number_plan: str | None = None
+    """Default number plan; None with exactly one plan means that one."""
+    number_lists: Mapping[str, NumberList] = field(default_factory=dict)
+    blacklist: tuple[NumberList, ...] = ()
+    """Lists of numbers nobody may dial (emergency numbers excepted)."""
+    calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    classes_of_service: Mapping[str, ClassOfService] = field(default_factory=dict)
+    feature_codes: Mapping[str, str] = field(default_factory=dict)
+    """Numbers reserved for phone features, with what they are for."""
+    routes: tuple[Route, ...] = ()
+    """Outbound routes in order; the first that applies wins."""
+    inbound: Mapping[str, InboundTarget] = field(default_factory=dict)
+    """DIDs as the provider sends them -> where the call goes."""
+    places: Mapping[str, str] = field(default_factory=dict)
+    """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
     """Files the plan was read from, root file first, in load order."""
 
@@ -158,6 +233,10 @@ class Dialplan:
         object.__setattr__(self, "departments", _frozen_mapping(self.departments))
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
+        for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
+                     "classes_of_service", "feature_codes", "inbound", "places"):
+            object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
+        self._check_routing()
         for key, department in self.departments.items():
             if key != department.key:
                 raise ValueError(f"department stored under {key!r} has key {department.key!r}")
@@ -169,6 +248,71 @@ class Dialplan:
                     f"extension {number!r} has unknown department {extension.department!r}"
                 )
 
+    def _check_routing(self) -> None:
+        # The loader reports all of these with places first; this keeps a
+        # plan built by hand (in tests) just as consistent.
+        def known(kind: str, key: str | None, table: Mapping[str, object], owner: str) -> None:
+            if key is not None and key not in table:
+                raise ValueError(f"{owner} names unknown {kind} {key!r}")
+
+        known("number plan", self.number_plan, self.number_plans, "the dialplan")
+        for department in self.departments.values():
+            owner = f"department {department.key!r}"
+            known("class of service", department.class_of_service, self.classes_of_service, owner)
+            known("number plan", department.number_plan, self.number_plans, owner)
+        for extension in self.extensions.values():
+            known("class of service", extension.class_of_service, self.classes_of_service,
+                  f"extension {extension.number!r}")
+        for route in self.routes:
+            known("trunk", route.trunk, self.trunks, f"route {route.name!r}")
+        for did, target in self.inbound.items():
+            current: InboundTarget | None = target
+            while current is not None:
+                known("extension", current.extension, self.extensions, f"inbound number {did!r}")
+                current = current.otherwise
+        for profile in self.classes_of_service.values():
+            for call_class in profile.allow | profile.deny:
+                known("call class", call_class, self.call_classes, f"class of service {profile.key!r}")
+        for number_plan in self.number_plans.values():
+            for entry in number_plan.entries:
+                known("call class", entry.call_class, self.call_classes, entry.rule)
+
     def extension(self, number: str) -> Extension | None:
         """The extension with this number, or None."""
         return self.extensions.get(number)
+
+    def number_plan_for(self, person: Extension) -> NumberPlan | None:
+        """The number plan that classifies what ``person`` dials."""
+        key = self.departments[person.department].number_plan or self.number_plan
+        if key is not None:
+            return self.number_plans[key]
+        if len(self.number_plans) == 1:
+            return next(iter(self.number_plans.values()))
+        return None
+
+    def route_for(self, person: Extension, number: str, call_class: str | None) -> Route | None:
+        """The first outbound route that applies to ``person`` dialling ``number``."""
+        for route in self.routes:
+            if route.applies(number, call_class, person.department):
+                return route
+        return None
+
+    def caller_id_for(self, person: Extension, trunk: Trunk) -> tuple[str | None, str]:
+        """The number presented for ``person`` through ``trunk``, and whose it is."""
+        if person.caller_id is not None:
+            return person.caller_id, f"extension {person.number}"
+        department = self.departments[person.department]
+        if department.caller_id is not None:
+            return department.caller_id, f"department {department.key}"
+        if trunk.caller_id is not None:
+            return trunk.caller_id, f"trunk {trunk.key}"
+        return None, f"none set (trunk {trunk.key} decides)"
+
+    def place(self, rule: str) -> str | None:
+        """``file:line:col`` of a rule, or of the nearest enclosing one."""
+        while rule:
+            if rule in self.places:
+                return self.places[rule]
+            cut = max(rule.rfind("."), rule.rfind("["))
+            rule = rule[:cut] if cut > 0 else ""
+        return None

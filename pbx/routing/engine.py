@@ -1,9 +1,29 @@
 """Routing: a pure function from a call request to a decision.
 
-No I/O and no clock: the caller passes everything in. The calling path runs
-the decision with ``match`` and ``assert_never``, so a new decision type
-(hunt a group, ask for an account code, run an IVR — later issues) fails
-type-checking until the controller handles it.
+No I/O and no clock: the caller passes everything in, the time included
+(``CallRequest.at``). The calling path runs the decision with ``match`` and
+``assert_never``, so a new decision type (ring a group of targets, ask for
+an account code, run an IVR — later issues) fails type-checking until the
+controller handles it.
+
+A call from an extension, in order (the first step that decides wins):
+
+1. the dialled string must be a number (digits, ``*``, ``#``, ``+``): else 404;
+2. a reserved feature code: 501 (the feature is not built yet);
+3. an extension number: internal, :class:`Ring` (unless its class of
+   service denies internal calls: 403);
+4. otherwise the caller's number plan gives the call class (no entry
+   matches: 404 ``unknown_number``); the rights of the caller
+   (:func:`pbx.routing.rights.check_class`) may refuse it: 403 with the
+   rule; the first route that applies names the trunk (none: 404
+   ``no_route`` — a gap in the configuration, which retrying will not
+   fill; 503 is left to the trunk runtime for gateways that fail);
+   :class:`ToTrunk` with the number rewritten for that trunk.
+
+A call from a trunk may only reach a DID listed under ``inbound``: a DID
+rings its target; anything else is refused — 403 ``relay_denied`` if it is
+an outside number (no open relay through the PBX), 404 ``unknown_did``
+otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from pbx.routing.classes import INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
+from pbx.routing.patterns import is_dialable
+from pbx.routing.rights import check_class, classified
+from pbx.routing.steps import Step
+
+__all__ = ["CallRequest", "Decision", "Reject", "Ring", "Step", "ToTrunk", "decide"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,18 +54,6 @@ class CallRequest:
     caller_number: str = ""
     """The number the caller presents: the extension number, or for an
     inbound call the From user as the provider sent it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
-    """One rule consulted on the way to a decision: what ``pbx explain``
-    prints and what the decision log line carries."""
-
-    rule: str
-    """Where the rule lives, e.g. ``classes.vietnam.mobile`` or
-    ``departments.sales.allow``."""
-    outcome: str
-    """What it said, in words for an admin."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,15 +87,121 @@ class Reject:
     rule: str
     call_class: str | None = None
     steps: tuple[Step, ...] = ()
+    detail: str = ""
+    """Why, in words for a person (the deciding step's outcome); the
+    controller sends it in a Warning header."""
 
 
 Decision = Ring | ToTrunk | Reject
 
 
+
+
 def decide(call: CallRequest, plan: Dialplan) -> Decision:
-    """Where a call from an extension goes. Internal numbers only for now:
-    the dialplan's routes, classes and trunks extend this (issue 4)."""
-    target = plan.extension(call.dialled)
-    if target is None:
-        return Reject(status=404, reason="unknown_number", rule="extensions")
-    return Ring(extension=target, rule=f"extension:{target.number}")
+    """Where a call goes, and the chain of rules that says so."""
+    if call.trunk is not None:
+        return _from_trunk(call, plan)
+    if call.caller is None:
+        return _reject(403, "unauthenticated", "sources", [], "a call from no extension and no trunk")
+    return _from_extension(call, call.caller, plan)
+
+
+def _reject(status: int, reason: str, rule: str, steps: list[Step], outcome: str,
+            call_class: str | None = None) -> Reject:
+    steps.append(Step(rule=rule, outcome=outcome))
+    return Reject(status=status, reason=reason, rule=rule, call_class=call_class, steps=tuple(steps),
+                  detail=outcome)
+
+
+def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Decision:
+    number = call.dialled
+    department = plan.departments[caller.department]
+    steps = [Step(rule=f"extensions.{caller.number}",
+                  outcome=f"caller {caller.number} ({caller.name}), department {department.key!r}")]
+    if not is_dialable(number):
+        return _reject(404, "invalid_number", "dialled", steps,
+                       f"{number!r} is not a number (digits, *, #, + only)")
+    if number in plan.feature_codes:
+        return _reject(501, "feature_not_available", f"feature_codes.{number}", steps,
+                       f"{number} is reserved for {plan.feature_codes[number]!r}, not available yet")
+
+    target = plan.extension(number)
+    if target is not None:
+        verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
+            *steps, Step(rule=f"extensions.{number}", outcome=f"{number} is extension {target.name}: internal"),
+        ))
+        if not verdict.allowed:
+            return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
+                          steps=verdict.steps, detail=verdict.steps[-1].outcome)
+        return Ring(extension=target, rule=f"extensions.{number}", call_class=INTERNAL, steps=verdict.steps)
+
+    table = plan.number_plan_for(caller)
+    entry = table.classify(number) if table is not None else None
+    if table is None or entry is None:
+        rule = f"number_plans.{table.key}" if table is not None else "number_plans"
+        which = f"number plan {table.key!r}" if table is not None else "any number plan (none applies)"
+        return _reject(404, "unknown_number", rule, steps, f"{number} is no extension and matches no entry of {which}")
+    call_class = entry.call_class
+    steps.append(Step(rule=entry.rule, outcome=classified(number, call_class, entry.pattern.text, entry.name)))
+    if call_class == INTERNAL:
+        return _reject(404, "unknown_extension", entry.rule, steps,
+                       f"{number} is an internal number but no extension has it", call_class)
+
+    route = plan.route_for(caller, number, call_class)
+    trunk = plan.trunks[route.trunk] if route is not None else None
+    rewritten = trunk.outbound_number(number) if trunk is not None else None
+    forms = (number,) if rewritten in (None, number) else (number, str(rewritten))
+    verdict = check_class(plan, caller, number, call_class, call.at, steps=tuple(steps), forms=forms)
+    steps = list(verdict.steps)
+    if not verdict.allowed:
+        return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=call_class,
+                      steps=verdict.steps, detail=verdict.steps[-1].outcome)
+    if route is None or trunk is None or rewritten is None:
+        return _reject(404, "no_route", "routes", steps,
+                       f"no route takes {call_class} number {number} from department {department.key!r}",
+                       call_class)
+    steps.append(Step(rule=route.rule, outcome=f"{route.describe()}: through trunk {trunk.key}"))
+    for index, rewrite in enumerate(trunk.rewrites):
+        if rewrite.applies(number):
+            steps.append(Step(
+                rule=f"trunks.{trunk.key}.rewrites[{index}]",
+                outcome=f"{number} -> {rewritten} (match {rewrite.prefix_match!r}, strip {rewrite.strip},"
+                f" prepend {rewrite.prepend!r})",
+            ))
+            break
+    caller_id, whose = plan.caller_id_for(caller, trunk)
+    steps.append(Step(rule=f"trunks.{trunk.key}", outcome=f"caller ID {caller_id or '-'}: {whose}"))
+    return ToTrunk(trunk=trunk.key, number=rewritten, caller_id=caller_id, rule=route.rule,
+                   call_class=call_class, steps=tuple(steps))
+
+
+def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
+    key = call.trunk or ""
+    steps: list[Step] = []
+    trunk = plan.trunks.get(key)
+    if trunk is None:
+        return _reject(403, "unknown_trunk", "trunks", steps, f"no trunk {key!r} in the dialplan")
+    shown = call.caller_number or "an unknown caller"
+    steps.append(Step(rule=f"trunks.{key}", outcome=f"call from {shown} through trunk {key}"))
+    target = plan.inbound.get(call.dialled)
+    if target is not None:
+        resolved, why = target.resolve(call.at)
+        steps.append(Step(rule=f"inbound.{call.dialled}", outcome=f"{call.dialled} is an inbound number: {why}"))
+        extension = plan.extensions[resolved.extension]
+        return Ring(extension=extension, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
+    if _is_outside_number(call.dialled, plan):
+        return _reject(403, "relay_denied", "inbound", steps,
+                       f"{call.dialled} is an outside number, not one of our inbound numbers:"
+                       " calls from a trunk are never relayed back out")
+    return _reject(404, "unknown_did", "inbound", steps, f"{call.dialled!r} is not one of our inbound numbers")
+
+
+def _is_outside_number(number: str, plan: Dialplan) -> bool:
+    """True if an extension dialling ``number`` would leave the PBX."""
+    if not is_dialable(number) or plan.extension(number) is not None:
+        return False
+    for table in plan.number_plans.values():
+        entry = table.classify(number)
+        if entry is not None and entry.call_class != INTERNAL:
+            return True
+    return any(route.pattern is not None and route.pattern.matches(number) for route in plan.routes)

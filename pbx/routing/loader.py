@@ -46,7 +46,10 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from pbx.routing import loader_routing
 from pbx.routing.dialplan import (
+    RFC_MIN_SE,
+    CallSettings,
     Department,
     Dialplan,
     Extension,
@@ -75,7 +78,7 @@ MAX_INCLUDE_DEPTH: Final = 32
 WEAK_PASSWORD_LENGTH: Final = 8
 
 _SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256"})
-_SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department"}
+_SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department", **loader_routing.SECTION_NOUNS}
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
@@ -842,7 +845,37 @@ def _check_extensions(plan: _Merged, root: _Place, report: Report) -> None:
                 )
 
 
-_CHECKS: Final[tuple[Check, ...]] = (_check_domain, _check_registrar, _check_extensions)
+def _check_calls(plan: _Merged, root: _Place, report: Report) -> None:
+    section = plan.data.get("calls")
+    if not isinstance(section, dict):
+        return
+    defaults = CallSettings()
+    fallback = plan.key_place(("calls",), root)
+
+    def given(key: str) -> int | None:
+        value = section.get(key, getattr(defaults, key))
+        ok = plan.valid(("calls", key)) and isinstance(value, int) and not isinstance(value, bool)
+        return int(value) if ok else None
+
+    min_se, session_expires = given("min_se"), given("session_expires")
+    short = section.get("allow_short_timers") is True
+    if min_se is not None and min_se < RFC_MIN_SE and not short:
+        report(
+            plan.value_place(("calls", "min_se"), fallback),
+            f"calls min_se ({min_se}) is below RFC 4028's floor of {RFC_MIN_SE} seconds; "
+            "phones refuse it (set allow_short_timers: true only in tests)",
+        )
+    if min_se is not None and session_expires is not None and session_expires < min_se:
+        key = "session_expires" if "session_expires" in section else "min_se"
+        report(
+            plan.value_place(("calls", key), fallback),
+            f"calls session_expires ({session_expires}) must not be below min_se ({min_se})",
+        )
+
+
+_CHECKS: Final[tuple[Check, ...]] = (
+    _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
+)
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
 
@@ -858,13 +891,17 @@ def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
         for k, v in data.get("registrar", {}).items()
     }
     security = {k: int(v) for k, v in data.get("security", {}).items()}
+    calls: dict[str, Any] = {
+        k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()
+    }
     departments = {
-        key: Department(key=key, name=str(entry["name"]))
+        key: Department(key=key, name=str(entry["name"]), **loader_routing.department_fields(entry))
         for key, entry in data.get("departments", {}).items()
     }
     extensions: dict[str, Extension] = {}
     for number, entry in data.get("extensions", {}).items():
-        limits = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
+        limits: dict[str, Any] = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
+        limits.update(loader_routing.extension_fields(entry))
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),
@@ -878,7 +915,9 @@ def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
         domain=str(data["domain"]),
         registrar=RegistrarSettings(**registrar),
         security=SecuritySettings(**security),
+        calls=CallSettings(**calls),
         departments=departments,
         extensions=extensions,
         sources=sources,
+        **loader_routing.build_routing(plan),
     )

@@ -268,8 +268,15 @@ class Phone:
             raise PhoneError(f"{self.name}: {done['wav']} was not finalised in time")
         return done
 
-    def send_dtmf(self, digits: str, call: int | None = None, timeout: float = 5.0) -> Event:
-        return self.command({"cmd": "send_dtmf", "digits": digits, "call": call}, timeout)
+    def send_dtmf(self, digits: str, call: int | None = None, *, method: str = "rfc4733",
+                  timeout: float = 5.0) -> Event:
+        """Send DTMF as RFC 4733 events or (``method="info"``) SIP INFO."""
+        return self.command({"cmd": "send_dtmf", "digits": digits, "call": call, "method": method},
+                            timeout)
+
+    def update(self, call: int | None = None, timeout: float = 5.0) -> Event:
+        """Send an UPDATE (RFC 3311) with a new SDP offer in the call."""
+        return self.command({"cmd": "update", "call": call}, timeout)
 
     # --- internals -----------------------------------------------------------------
 

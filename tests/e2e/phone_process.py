@@ -217,6 +217,7 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
         self.serial = serial
         self.players: list[PhonePlayer] = []
         self.recorders: list[tuple[Any, str]] = []
+        self.reported_tsx: set[str] = set()
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802
         self._phone.guard("call_state", lambda: self._phone.on_call_state(self))
@@ -225,8 +226,12 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
         self._phone.guard("media_state", lambda: self._phone.on_media_state(self))
 
     def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        method = "info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
         self._phone.guard("dtmf", lambda: self._phone.sink.emit(
-            "dtmf", call=self.serial, digit=str(prm.digit)))
+            "dtmf", call=self.serial, digit=str(prm.digit), method=method))
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("tsx", lambda: self._phone.on_tsx_state(self, prm))
 
 
 class PhonePlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
@@ -539,6 +544,27 @@ class Phone:
             if status == "active":
                 self._connect_media(call)
 
+    def on_tsx_state(self, call: PhoneCall, prm: Any) -> None:
+        """Report each in-dialog non-INVITE transaction once it has its final
+        response (sent or received): ``tsx {method, role, code}``."""
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx = event.body.tsxState.tsx
+        method = str(tsx.method)
+        if method in ("INVITE", "ACK", "BYE", "CANCEL") or tsx.statusCode < 200:
+            return
+        # UDP passes Completed, TCP goes straight to Terminated: report
+        # whichever comes first for this transaction.
+        if tsx.state not in (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED):
+            return
+        key = str(tsx.pjTransaction)
+        if key in call.reported_tsx:
+            return
+        call.reported_tsx.add(key)
+        self.sink.emit("tsx", call=call.serial, method=method, code=int(tsx.statusCode),
+                       role="uac" if tsx.role == pj.PJSIP_ROLE_UAC else "uas")
+
     def _connect_media(self, call: PhoneCall) -> None:
         audio = call.getAudioMedia(-1)
         for player in call.players:
@@ -564,6 +590,7 @@ class Phone:
             "record": self.cmd_record,
             "stop_record": self.cmd_stop_record,
             "send_dtmf": self.cmd_send_dtmf,
+            "update": self.cmd_update,
             "status": self.cmd_status,
             "quit": self.cmd_quit,
         }
@@ -780,8 +807,22 @@ class Phone:
         digits = _str(args, "digits")
         if not digits or any(d not in "0123456789*#ABCDabcd" for d in digits):
             raise CommandError(f"digits must be 0-9, *, #, A-D; got {digits!r}")
-        call.dialDtmf(digits)       # RFC 4733 telephone-event by default
-        return {"call": call.serial, "digits": digits}
+        method = _str(args, "method", "rfc4733")
+        if method == "info":
+            param = pj.CallSendDtmfParam()
+            param.digits = digits
+            param.method = pj.PJSUA_DTMF_METHOD_SIP_INFO   # RFC 6086 INFO, dtmf-relay body
+            call.sendDtmf(param)
+        elif method == "rfc4733":
+            call.dialDtmf(digits)   # RFC 4733 telephone-event
+        else:
+            raise CommandError(f"method must be rfc4733 or info, got {method!r}")
+        return {"call": call.serial, "digits": digits, "method": method}
+
+    def cmd_update(self, args: Command) -> dict[str, Any]:
+        call = self._find_call(args)
+        call.update(pj.CallOpParam(True))   # RFC 3311 UPDATE with a new offer
+        return {"call": call.serial}
 
     def cmd_status(self, args: Command) -> dict[str, Any]:
         registered = self.account_active()

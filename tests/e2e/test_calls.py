@@ -6,24 +6,16 @@ and the CDR row `pbx cdr list --csv` prints for it.
 
 from __future__ import annotations
 
-import csv
-import io
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.server import RunningServer, run_server
-
-from .phone import Phone, PhoneFactory, open_phones, wav_rms, write_tone_wav
+from .harness import DOMAIN, Pbx
+from .phone import Phone, PhoneFactory, wav_rms, write_tone_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-DOMAIN = "pbx.example.com"
 DIALPLAN = """\
 domain: pbx.example.com
 departments:
@@ -37,48 +29,10 @@ extensions:
 PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003"}
 
 
-@dataclass
-class Pbx:
-    server: RunningServer
-    db_url: str
-
-    def registrar(self, transport: str = "udp") -> str:
-        port = self.server.udp_port if transport == "udp" else self.server.tcp_port
-        return f"127.0.0.1:{port}"
-
-    def cdrs(self) -> list[dict[str, str]]:
-        out = subprocess.run(
-            [sys.executable, "-m", "pbx", "cdr", "list", "--db", self.db_url, "--csv"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-        return list(csv.DictReader(io.StringIO(out.lstrip("\ufeff"))))
-
-    def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialed_number"] == dialled
-                    and r["ended_at"]]
-            if rows:
-                return rows[-1]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no ended CDR for {caller} -> {dialled}: {self.cdrs()}")
-            time.sleep(0.2)
-
 
 @pytest.fixture
-def pbx(tmp_path: Path) -> Iterator[Pbx]:
-    dialplan = tmp_path / "plan.yaml"
-    dialplan.write_text(DIALPLAN)
-    db_url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
-    with run_server(dialplan, db_url, ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as server:
-        yield Pbx(server, db_url)
-
-
-@pytest.fixture
-def phones(tmp_path: Path) -> Iterator[PhoneFactory]:
-    with open_phones(tmp_path / "phones") as factory:
-        yield factory
-
+def dialplan() -> str:
+    return DIALPLAN
 
 def registered(phones: PhoneFactory, pbx: Pbx, number: str, transport: str = "udp", **options: object) -> Phone:
     phone = phones(f"ext{number}")

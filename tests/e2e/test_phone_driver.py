@@ -24,7 +24,6 @@ from .phone import (
     Phone,
     PhoneError,
     PhoneFactory,
-    open_phones,
     wav_rms,
     write_tone_wav,
 )
@@ -92,12 +91,6 @@ def start_sipp(scenario: str, transport: str, log_dir: Path,
     if process.poll() is not None:
         raise AssertionError(f"sipp exited at start: {log.read_text(errors='replace')}")
     return Sipp(process, port, log)
-
-
-@pytest.fixture
-def phones(tmp_path: Path) -> Iterator[PhoneFactory]:
-    with open_phones(tmp_path / "phones") as factory:
-        yield factory
 
 
 @pytest.fixture

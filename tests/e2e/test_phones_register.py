@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.server import RunningServer, run_server
+from tests.server import RunningServer
 
-from .phone import PhoneFactory, open_phones
+from .harness import DOMAIN
+from .phone import PhoneFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-DOMAIN = "pbx.example.com"
 DIALPLAN = """\
 domain: pbx.example.com
 registrar: {min_expires: 30, max_expires: 3600, default_expires: 600}
@@ -27,17 +24,8 @@ extensions:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    dialplan = tmp_path / "plan.yaml"
-    dialplan.write_text(DIALPLAN)
-    with run_server(dialplan, f"sqlite:///{tmp_path / 'pbx.sqlite3'}", ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as running:
-        yield running
-
-
-@pytest.fixture
-def phones(tmp_path: Path) -> Iterator[PhoneFactory]:
-    with open_phones(tmp_path / "phones") as factory:
-        yield factory
+def dialplan() -> str:
+    return DIALPLAN
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pbx.sip.message import parse_name_addr
-from tests.server import RunningServer, run_server
+from tests.server import RunningServer
 from tests.sipclient import SipClient
 
-pytestmark = pytest.mark.e2e
+from .harness import DOMAIN
 
-DOMAIN = "pbx.example.com"
+pytestmark = pytest.mark.e2e
 
 DIALPLAN = """\
 domain: pbx.example.com
@@ -29,11 +27,8 @@ extensions:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    dialplan = tmp_path / "plan.yaml"
-    dialplan.write_text(DIALPLAN)
-    with run_server(dialplan, f"sqlite:///{tmp_path / 'pbx.sqlite3'}", ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as running:
-        yield running
+def dialplan() -> str:
+    return DIALPLAN
 
 
 def client(server: RunningServer, transport: str) -> SipClient:

@@ -1,0 +1,92 @@
+"""``pbx explain``: what the dialplan would do with a call, and why.
+
+Pure: the command line reads the file and the clock; this module builds the
+:class:`~pbx.routing.engine.CallRequest`, runs the same
+:func:`~pbx.routing.engine.decide` a real call runs, and renders the
+decision with every rule consulted and where in the files it is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from pbx.routing.calendars import WEEKDAYS
+from pbx.routing.dialplan import Dialplan
+from pbx.routing.engine import CallRequest, Decision, Reject, Ring, ToTrunk, decide
+
+TRUNK_PREFIX = "trunk:"
+
+
+class ExplainError(ValueError):
+    """The question cannot be asked of this dialplan (unknown caller, bad time)."""
+
+
+def parse_at(text: str, zone: tzinfo) -> datetime:
+    """``"2027-02-10 18:05"`` as a local time in ``zone``; a time with its
+    own offset (``2027-02-10T18:05+07:00``) is taken as it is."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ExplainError(f"--at {text!r}: expected \"YYYY-MM-DD HH:MM\" (local time)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment
+
+
+def request_for(plan: Dialplan, source: str, dialled: str, at: datetime) -> CallRequest:
+    """The call request ``--from source --to dialled`` stands for."""
+    if source.startswith(TRUNK_PREFIX):
+        key, _, presented = source.removeprefix(TRUNK_PREFIX).partition("/")
+        if key not in plan.trunks:
+            known = ", ".join(sorted(plan.trunks)) or "none"
+            raise ExplainError(f"--from {source!r}: no trunk {key!r} in the dialplan (trunks: {known})")
+        return CallRequest(caller=None, trunk=key, dialled=dialled, at=at, caller_number=presented)
+    caller = plan.extension(source)
+    if caller is None:
+        raise ExplainError(f"--from {source!r}: no such extension (give an extension number or trunk:KEY)")
+    return CallRequest(caller=caller, dialled=dialled, at=at, caller_number=caller.number)
+
+
+def explain_call(plan: Dialplan, source: str, dialled: str, at: datetime) -> str:
+    """The decision for the call and the chain of rules, as text."""
+    request = request_for(plan, source, dialled, at)
+    decision = decide(request, plan)
+    local = at.astimezone(plan.timezone)
+    lines = [
+        f"call from {_who(plan, request)} to {dialled}",
+        f"at {WEEKDAYS[local.weekday()].capitalize()} {local:%Y-%m-%d %H:%M} {plan.timezone}",
+        "",
+    ]
+    for number, step in enumerate(decision.steps, start=1):
+        place = plan.place(step.rule)
+        lines.append(f"{number:3d}. {step.rule}" + (f"  ({place})" if place else ""))
+        lines.append(f"     {step.outcome}")
+    lines.append("")
+    lines.extend(_decision_lines(plan, decision))
+    return "\n".join(lines)
+
+
+def _who(plan: Dialplan, request: CallRequest) -> str:
+    if request.caller is not None:
+        caller = request.caller
+        return f"{caller.number} ({caller.name}, department {caller.department})"
+    presented = request.caller_number or "an unknown caller"
+    return f"{presented} via trunk {request.trunk}"
+
+
+def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
+    place = plan.place(decision.rule)
+    rule = f"rule {decision.rule}" + (f" ({place})" if place else "")
+    match decision:
+        case Ring():
+            extension = decision.extension
+            return [f"decision: ring extension {extension.number} ({extension.name})",
+                    f"          class {decision.call_class}, {rule}"]
+        case ToTrunk():
+            return [f"decision: call {decision.number} through trunk {decision.trunk},"
+                    f" caller ID {decision.caller_id or '(the trunk decides)'}",
+                    f"          class {decision.call_class}, {rule}"]
+        case Reject():
+            return [f"decision: refuse with {decision.status} ({decision.reason})",
+                    f"          class {decision.call_class or '-'}, {rule}",
+                    f"          {decision.detail}"]

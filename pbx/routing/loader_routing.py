@@ -1,0 +1,756 @@
+"""The loader's part for the routing sections: their checks and their model.
+
+:mod:`pbx.routing.loader` reads and merges the files and validates each
+against ``schema.json``; this module does what needs more than one node —
+references between sections, patterns, dates and time zones, numbers that
+collide on the keypad, rules that can never match — and then builds the
+routing part of the :class:`~pbx.routing.dialplan.Dialplan`.
+
+Every check tolerates data the schema already refused (it skips it), so
+one mistake gives one message. Errors stop loading; warnings do not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import functools
+import zoneinfo
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from pbx.routing.calendars import (
+    Calendar,
+    DateSpan,
+    Schedule,
+    WeeklySlot,
+    YearlySpan,
+    parse_days,
+    parse_month_day,
+    parse_span,
+    parse_time,
+    public_holidays,
+)
+from pbx.routing.classes import BUILTIN_CLASSES, EMERGENCY, INTERNAL, RESERVED_CLASSES, NumberPlan, NumberPlanEntry
+from pbx.routing.patterns import Pattern, PatternError, parse_pattern
+from pbx.routing.rights import ClassOfService, NumberList, TimedRule
+from pbx.routing.routes import InboundTarget, Route
+from pbx.routing.trunk_config import Gateway, NumberRewrite, Trunk
+
+if TYPE_CHECKING:
+    from pbx.routing.loader import DataPath, Report, _Merged, _Place
+
+SECTION_NOUNS: Final = {
+    "number_plans": "number plan",
+    "number_lists": "number list",
+    "calendars": "calendar",
+    "schedules": "schedule",
+    "classes_of_service": "class of service",
+    "trunks": "trunk",
+    "inbound": "inbound number",
+    "feature_codes": "feature code",
+    "call_classes": "call class",
+}
+"""Mapping sections of named entries, and what one entry is called."""
+
+_SAMPLE_YEAR: Final = 2026
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _section(plan: _Merged, key: str) -> dict[str, Any]:
+    value = plan.data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _items(plan: _Merged, key: str) -> list[Any]:
+    value = plan.data.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _strings(value: object) -> list[tuple[int, str]]:
+    if not isinstance(value, list):
+        return []
+    return [(index, item) for index, item in enumerate(value) if isinstance(item, str)]
+
+
+def _entries(plan: _Merged, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, entry in _section(plan, key).items():
+        if isinstance(entry, dict):
+            yield name, entry
+
+
+def _pattern(plan: _Merged, path: DataPath, text: object, root: _Place, report: Report) -> Pattern | None:
+    """The parsed pattern at ``path``, or None after reporting why not."""
+    if not isinstance(text, str) or not plan.valid(path):
+        return None
+    try:
+        return parse_pattern(text)
+    except PatternError as error:
+        report(plan.value_place(path, root), f"pattern {text!r}: {error.message} (character {error.offset + 1})")
+        return None
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_zone(plan: _Merged, path: DataPath, root: _Place, report: Report) -> None:
+    name = _value(plan, path)
+    if isinstance(name, str) and plan.valid(path) and _zone(name) is None:
+        report(plan.value_place(path, root), f"unknown time zone {name!r}" + _suggest(name, _zone_names())
+               + " (use an IANA name such as Asia/Ho_Chi_Minh or Asia/Taipei)")
+
+
+def _value(plan: _Merged, path: DataPath) -> Any:
+    current: Any = plan.data
+    for part in path:
+        if isinstance(current, dict) and isinstance(part, str):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def _reference(
+    plan: _Merged,
+    path: DataPath,
+    known: Iterable[str],
+    what: str,
+    owner: str,
+    root: _Place,
+    report: Report,
+) -> None:
+    """Report the value at ``path`` if it names no ``what`` in ``known``."""
+    name = _value(plan, path)
+    names = set(known)
+    if isinstance(name, str) and plan.valid(path) and name not in names and plan.complete:
+        report(plan.value_place(path, root), f"{owner} names unknown {what} {name!r}" + _suggest(name, names))
+
+
+def _references(plan: _Merged, path: DataPath, known: Iterable[str], what: str, owner: str,
+                root: _Place, report: Report) -> None:
+    for index, _ in _strings(_value(plan, path)):
+        _reference(plan, (*path, index), known, what, owner, root, report)
+
+
+# ---------------------------------------------------------------- patterns by place
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """A pattern with the path it was written at."""
+
+    path: DataPath
+    pattern: Pattern
+
+
+def _plan_entries(plan: _Merged, root: _Place, report: Report | None) -> dict[str, list[tuple[_Located, str]]]:
+    """Parsed entries of every number plan: (pattern, class), reporting bad
+    patterns when ``report`` is given."""
+    quiet: Report = _ignore
+    out: dict[str, list[tuple[_Located, str]]] = {}
+    for name, entries in _section(plan, "number_plans").items():
+        rows: list[tuple[_Located, str]] = []
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            path: DataPath = ("number_plans", name, index, "pattern")
+            pattern = _pattern(plan, path, entry.get("pattern"), root, report or quiet)
+            call_class = entry.get("class")
+            if pattern is not None and isinstance(call_class, str):
+                rows.append((_Located(path, pattern), call_class))
+        out[name] = rows
+    return out
+
+
+def _ignore(place: _Place, message: str, severity: str = "error") -> None:
+    del place, message, severity
+
+
+def _where(plan: _Merged, path: DataPath, root: _Place) -> str:
+    return str(plan.value_place(path, root))
+
+
+def _rule_name(path: DataPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_timezones(plan: _Merged, root: _Place, report: Report) -> None:
+    _check_zone(plan, ("timezone",), root, report)
+    for name, _ in _entries(plan, "schedules"):
+        _check_zone(plan, ("schedules", name, "timezone"), root, report)
+
+
+def known_classes(plan: _Merged) -> set[str]:
+    return set(BUILTIN_CLASSES) | {name for name in _section(plan, "call_classes")}
+
+
+def check_call_classes(plan: _Merged, root: _Place, report: Report) -> None:
+    for name in _section(plan, "call_classes"):
+        if name in BUILTIN_CLASSES or name in RESERVED_CLASSES:
+            kind = "built in" if name in BUILTIN_CLASSES else "reserved"
+            report(plan.key_place(("call_classes", name), root), f"call class {name!r} is {kind}; choose another name")
+
+
+def check_number_plans(plan: _Merged, root: _Place, report: Report) -> None:
+    classes = known_classes(plan)
+    tables = _section(plan, "number_plans")
+    for name, rows in _plan_entries(plan, root, report).items():
+        for index, (located, _) in enumerate(rows):
+            for earlier, _ in rows[:index]:
+                if earlier.pattern.covers(located.pattern):
+                    report(plan.value_place(located.path, root),
+                           f"this entry can never match: every number it matches is taken first by"
+                           f" {_rule_name(earlier.path[:-1])} ({earlier.pattern.text}) at"
+                           f" {_where(plan, earlier.path, root)}", "warning")
+                    break
+        for index, entry in enumerate(tables.get(name) or []):
+            if isinstance(entry, dict):
+                _reference(plan, ("number_plans", name, index, "class"), classes, "call class",
+                           f"number plan {name!r}", root, report)
+    _reference(plan, ("number_plan",), tables, "number plan", "'number_plan'", root, report)
+    for key, _ in _entries(plan, "departments"):
+        _reference(plan, ("departments", key, "number_plan"), tables, "number plan", f"department {key!r}",
+                   root, report)
+    if len(tables) > 1 and "number_plan" not in plan.data and plan.complete:
+        for key, department in _entries(plan, "departments"):
+            if "number_plan" not in department:
+                report(plan.key_place(("departments", key), root),
+                       f"department {key!r} names no number_plan and there is no default 'number_plan'"
+                       f" to choose among {', '.join(sorted(tables))}")
+
+
+def check_number_lists(plan: _Merged, root: _Place, report: Report) -> None:
+    lists = _section(plan, "number_lists")
+    emergency = _emergency_numbers(plan, root)
+    blacklisted = {name for _, name in _strings(plan.data.get("blacklist"))}
+    for profile, entry in _entries(plan, "classes_of_service"):
+        blacklisted.update(name for _, name in _strings(entry.get("blacklist")))
+    for name, items in lists.items():
+        for index, text in _strings(items):
+            path: DataPath = ("number_lists", name, index)
+            pattern = _pattern(plan, path, text, root, report)
+            if pattern is None or name not in blacklisted:
+                continue
+            hit = next((number for number in emergency if pattern.matches(number)), None)
+            if hit is not None:
+                report(plan.value_place(path, root),
+                       f"black list entry {text!r} matches emergency number {hit}, which is never blocked",
+                       "warning")
+    _references(plan, ("blacklist",), lists, "number list", "'blacklist'", root, report)
+
+
+def _emergency_numbers(plan: _Merged, root: _Place) -> list[str]:
+    numbers: list[str] = []
+    for rows in _plan_entries(plan, root, None).values():
+        for located, call_class in rows:
+            if call_class == EMERGENCY:
+                numbers.extend(located.pattern.numbers() or ())
+    return numbers
+
+
+def check_calendars(plan: _Merged, root: _Place, report: Report) -> None:
+    for name, entry in _entries(plan, "calendars"):
+        path: DataPath = ("calendars", name)
+        country = entry.get("public_holidays")
+        if isinstance(country, str) and plan.valid((*path, "public_holidays")):
+            subdivision = entry.get("subdivision")
+            try:
+                public_holidays(country, subdivision if isinstance(subdivision, str) else None, _SAMPLE_YEAR)
+            except NotImplementedError:
+                where = (*path, "subdivision") if isinstance(subdivision, str) else (*path, "public_holidays")
+                shown = f"{country}/{subdivision}" if isinstance(subdivision, str) else country
+                report(plan.value_place(where, root),
+                       f"the holidays package has no public holidays for {shown!r}")
+        elif "subdivision" in entry:
+            report(plan.key_place((*path, "subdivision"), root), "'subdivision' needs 'public_holidays'")
+        for key in ("dates", "annual", "lunar"):
+            for index, text in _strings(entry.get(key)):
+                problem = _span_problem(key, text)
+                if problem is not None:
+                    report(plan.value_place((*path, key, index), root), f"calendar {name!r}: {problem}")
+
+
+def _span_problem(kind: str, text: str) -> str | None:
+    try:
+        _parse_calendar_span(kind, text)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _parse_calendar_span(kind: str, text: str) -> DateSpan | YearlySpan:
+    first, last = parse_span(text)
+    if kind == "dates":
+        try:
+            start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+        except ValueError:
+            raise ValueError(f"{text!r} must be YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+        if end < start:
+            raise ValueError(f"{text!r} ends before it starts")
+        return DateSpan(start, end)
+    lunar = kind == "lunar"
+    return YearlySpan(parse_month_day(first, lunar=lunar), parse_month_day(last, lunar=lunar))
+
+
+def check_schedules(plan: _Merged, root: _Place, report: Report) -> None:
+    calendars = _section(plan, "calendars")
+    for name, entry in _entries(plan, "schedules"):
+        path: DataPath = ("schedules", name)
+        slots = entry.get("open")
+        for index, slot in enumerate(slots if isinstance(slots, list) else []):
+            if not isinstance(slot, dict) or not plan.valid((*path, "open", index)):
+                continue
+            try:
+                _slot(slot)
+            except ValueError as error:
+                report(plan.value_place((*path, "open", index), root), f"schedule {name!r}: {error}")
+        _references(plan, (*path, "closed_on"), calendars, "calendar", f"schedule {name!r}", root, report)
+
+
+def _slot(slot: dict[str, Any]) -> WeeklySlot:
+    days, start, end = str(slot["days"]), str(slot["from"]), str(slot["to"])
+    start_minute = parse_time(start)
+    if start_minute == 24 * 60:
+        raise ValueError("'from' cannot be 24:00")
+    return WeeklySlot(days=parse_days(days), start=start_minute, end=parse_time(end),
+                      text=f"{days} {start}-{end}")
+
+
+def check_classes_of_service(plan: _Merged, root: _Place, report: Report) -> None:
+    profiles = _section(plan, "classes_of_service")
+    classes = known_classes(plan)
+    lists = _section(plan, "number_lists")
+    schedules = _section(plan, "schedules")
+    for name, entry in _entries(plan, "classes_of_service"):
+        path: DataPath = ("classes_of_service", name)
+        owner = f"class of service {name!r}"
+        _reference(plan, (*path, "extends"), profiles, "class of service", owner, root, report)
+        for key in ("allow", "deny"):
+            _references(plan, (*path, key), classes, "call class", owner, root, report)
+        for key in ("blacklist", "whitelist"):
+            _references(plan, (*path, key), lists, "number list", owner, root, report)
+        _no_emergency_deny(plan, (*path, "deny"), owner, root, report)
+        rules = entry.get("when")
+        for index, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            where: DataPath = (*path, "when", index)
+            given = [key for key in ("during", "outside") if key in rule]
+            if len(given) != 1:
+                report(plan.value_place(where, root),
+                       f"{owner}: a 'when' rule needs exactly one of 'during' or 'outside' (a schedule)")
+            for key in given:
+                _reference(plan, (*where, key), schedules, "schedule", owner, root, report)
+            for key in ("allow", "deny"):
+                _references(plan, (*where, key), classes, "call class", owner, root, report)
+            _no_emergency_deny(plan, (*where, "deny"), owner, root, report)
+            if not rule.get("allow") and not rule.get("deny"):
+                report(plan.value_place(where, root), f"{owner}: this 'when' rule allows and denies nothing",
+                       "warning")
+        if entry.get("whitelist_only") is True and not _inherited_whitelist(profiles, name):
+            report(plan.value_place((*path, "whitelist_only"), root),
+                   f"{owner} may dial only white-listed numbers but has no whitelist: only internal"
+                   " and emergency calls will work", "warning")
+    _check_extends_cycles(plan, root, report)
+    for key, _ in _entries(plan, "departments"):
+        _reference(plan, ("departments", key, "class_of_service"), profiles, "class of service",
+                   f"department {key!r}", root, report)
+    for number, _ in _entries(plan, "extensions"):
+        _reference(plan, ("extensions", number, "class_of_service"), profiles, "class of service",
+                   f"extension {number!r}", root, report)
+
+
+def _no_emergency_deny(plan: _Merged, path: DataPath, owner: str, root: _Place, report: Report) -> None:
+    for index, name in _strings(_value(plan, path)):
+        if name == EMERGENCY:
+            report(plan.value_place((*path, index), root), f"{owner}: emergency calls can never be denied")
+
+
+def _inherited_whitelist(profiles: dict[str, Any], name: str) -> bool:
+    seen: set[str] = set()
+    current: Any = name
+    while isinstance(current, str) and current not in seen and isinstance(profiles.get(current), dict):
+        seen.add(current)
+        if _strings(profiles[current].get("whitelist")):
+            return True
+        current = profiles[current].get("extends")
+    return False
+
+
+def _check_extends_cycles(plan: _Merged, root: _Place, report: Report) -> None:
+    profiles = _section(plan, "classes_of_service")
+    reported: set[str] = set()
+    for start in profiles:
+        chain: list[str] = []
+        current: Any = start
+        while isinstance(current, str) and isinstance(profiles.get(current), dict):
+            if current in chain:
+                cycle = chain[chain.index(current):]
+                if not reported & set(cycle):
+                    reported.update(cycle)
+                    first = cycle[0]
+                    report(plan.value_place(("classes_of_service", first, "extends"), root),
+                           "classes of service extend each other in a circle: "
+                           + " -> ".join([*cycle, first]))
+                break
+            chain.append(current)
+            current = profiles[current].get("extends")
+
+
+def check_trunks(plan: _Merged, root: _Place, report: Report) -> None:
+    for name, entry in _entries(plan, "trunks"):
+        path: DataPath = ("trunks", name)
+        where = plan.key_place(path, root)
+        if ("username" in entry) != ("password" in entry):
+            report(where, f"trunk {name!r} needs both username and password, or neither")
+        if entry.get("register") is True and "username" not in entry:
+            report(plan.value_place((*path, "register"), root),
+                   f"trunk {name!r} registers, so it needs a username and password")
+        rewrites = [(index, rewrite) for index, rewrite in enumerate(entry.get("rewrites") or [])
+                    if isinstance(rewrite, dict) and isinstance(rewrite.get("match", ""), str)]
+        for position, (index, rewrite) in enumerate(rewrites):
+            match = str(rewrite.get("match", ""))
+            for earlier_index, earlier in rewrites[:position]:
+                if match.startswith(str(earlier.get("match", ""))):
+                    report(plan.value_place((*path, "rewrites", index), root),
+                           f"trunk {name!r}: this rewrite can never apply: rewrite {earlier_index}"
+                           f" (match {str(earlier.get('match', ''))!r}) takes its numbers first", "warning")
+                    break
+
+
+def check_routes(plan: _Merged, root: _Place, report: Report) -> None:
+    trunks = _section(plan, "trunks")
+    classes = known_classes(plan)
+    departments = _section(plan, "departments")
+    seen: dict[str, DataPath] = {}
+    parsed: list[tuple[DataPath, Pattern | None, set[str] | None, set[str] | None]] = []
+    produced = {call_class for rows in _plan_entries(plan, root, None).values() for _, call_class in rows}
+    for index, route in enumerate(_items(plan, "routes")):
+        if not isinstance(route, dict):
+            continue
+        path: DataPath = ("routes", index)
+        name = route.get("name")
+        owner = f"route {name!r}" if isinstance(name, str) else f"route {index}"
+        if isinstance(name, str):
+            if name in seen:
+                report(plan.value_place((*path, "name"), root),
+                       f"route name {name!r} is already used at {_where(plan, (*seen[name], 'name'), root)}")
+            seen.setdefault(name, path)
+        _reference(plan, (*path, "trunk"), trunks, "trunk", owner, root, report)
+        _references(plan, (*path, "classes"), classes, "call class", owner, root, report)
+        _references(plan, (*path, "departments"), departments, "department", owner, root, report)
+        pattern = _pattern(plan, (*path, "pattern"), route.get("pattern"), root, report)
+        if "pattern" in route and pattern is None:
+            continue
+        route_classes = {c for _, c in _strings(route.get("classes"))} if "classes" in route else None
+        route_departments = {d for _, d in _strings(route.get("departments"))} if "departments" in route else None
+        if route_classes is not None and plan.complete and not route_classes & (produced | {INTERNAL}):
+            report(plan.value_place((*path, "classes"), root),
+                   f"{owner} can never match: no number plan gives the classes"
+                   f" {', '.join(sorted(route_classes))}", "warning")
+        for earlier_path, earlier_pattern, earlier_classes, earlier_departments in parsed:
+            if _route_covers(earlier_pattern, earlier_classes, earlier_departments,
+                             pattern, route_classes, route_departments):
+                report(plan.value_place(path, root),
+                       f"{owner} can never match: route {_value(plan, (*earlier_path, 'name'))!r} at"
+                       f" {_where(plan, earlier_path, root)} takes all its calls first", "warning")
+                break
+        parsed.append((path, pattern, route_classes, route_departments))
+    _check_unrouted(plan, root, report, parsed)
+
+
+def _route_covers(
+    pattern: Pattern | None, classes: set[str] | None, departments: set[str] | None,
+    later: Pattern | None, later_classes: set[str] | None, later_departments: set[str] | None,
+) -> bool:
+    if pattern is not None and (later is None or pattern.covers(later) is not True):
+        return False
+    if classes is not None and (later_classes is None or not later_classes <= classes):
+        return False
+    return departments is None or (later_departments is not None and later_departments <= departments)
+
+
+def _check_unrouted(plan: _Merged, root: _Place, report: Report,
+                    routes: list[tuple[DataPath, Pattern | None, set[str] | None, set[str] | None]]) -> None:
+    """Warn about number plan entries no route can carry."""
+    if not plan.complete:
+        return
+    for rows in _plan_entries(plan, root, None).values():
+        for located, call_class in rows:
+            if call_class == INTERNAL:
+                continue
+            reachable = any(
+                (classes is None or call_class in classes)
+                and (pattern is None or pattern.overlaps(located.pattern) is not False)
+                for _, pattern, classes, _ in routes
+            )
+            if not reachable:
+                report(plan.value_place(located.path, root),
+                       f"no route takes these {call_class} numbers ({located.pattern.text}):"
+                       " calls to them are refused with 404", "warning")
+
+
+def check_inbound(plan: _Merged, root: _Place, report: Report) -> None:
+    extensions = _section(plan, "extensions")
+    schedules = _section(plan, "schedules")
+    for did, entry in _entries(plan, "inbound"):
+        path: DataPath = ("inbound", did)
+        owner = f"inbound number {did!r}"
+        current: Any = entry
+        while isinstance(current, dict):
+            _reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
+            given = [key for key in ("during", "outside") if key in current]
+            for key in given:
+                _reference(plan, (*path, key), schedules, "schedule", owner, root, report)
+            if len(given) > 1:
+                report(plan.key_place((*path, "outside"), root), f"{owner}: give 'during' or 'outside', not both")
+            if given and "otherwise" not in current:
+                report(plan.key_place((*path, given[0]), root),
+                       f"{owner}: '{given[0]}' needs an 'otherwise' target for the rest of the time")
+            if "otherwise" in current and not given:
+                report(plan.key_place((*path, "otherwise"), root),
+                       f"{owner}: 'otherwise' needs 'during' or 'outside' (a schedule)")
+            current = current.get("otherwise")
+            path = (*path, "otherwise")
+
+
+def check_keypad(plan: _Merged, root: _Place, report: Report) -> None:
+    """Numbers dialled from the same keypad must mean one thing."""
+    extensions = list(_section(plan, "extensions"))
+    features = list(_section(plan, "feature_codes"))
+    rows = [(located, call_class) for entries in _plan_entries(plan, root, None).values()
+            for located, call_class in entries if call_class != INTERNAL]
+    for code in features:
+        if code in extensions:
+            report(plan.key_place(("feature_codes", code), root),
+                   f"feature code {code!r} is also extension {code!r} at"
+                   f" {plan.key_place(('extensions', code), root)}")
+    for kind, numbers, section in (("extension", extensions, "extensions"), ("feature code", features,
+                                                                                "feature_codes")):
+        for number in numbers:
+            for located, call_class in rows:
+                if located.pattern.matches(number):
+                    report(plan.key_place((section, number), root),
+                           f"{kind} {number!r} collides with {call_class} numbers"
+                           f" {_rule_name(located.path[:-1])} ({located.pattern.text}) at"
+                           f" {_where(plan, located.path, root)}")
+                    break
+
+
+CHECKS: Final[tuple[Callable[[_Merged, _Place, Report], None], ...]] = (
+    check_timezones,
+    check_call_classes,
+    check_number_plans,
+    check_number_lists,
+    check_calendars,
+    check_schedules,
+    check_classes_of_service,
+    check_trunks,
+    check_routes,
+    check_inbound,
+    check_keypad,
+)
+"""Run by the loader after its own checks, in this order."""
+
+
+# ---------------------------------------------------------------- build
+
+
+def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """Routing keys of a department entry, for :class:`Department`."""
+    return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id") if key in entry}
+
+
+def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """Routing keys of an extension entry, for :class:`Extension`."""
+    return {key: str(entry[key]) for key in ("class_of_service", "caller_id") if key in entry}
+
+
+def build_routing(plan: _Merged) -> dict[str, Any]:
+    """Keyword arguments for :class:`Dialplan` from checked, valid data."""
+    data = plan.data
+    timezone = _zone(str(data["timezone"])) if "timezone" in data else dt.timezone.utc
+    assert timezone is not None
+    call_classes = dict(BUILTIN_CLASSES) | {str(k): str(v) for k, v in _section(plan, "call_classes").items()}
+    number_plans = {
+        name: NumberPlan(key=name, entries=tuple(
+            NumberPlanEntry(pattern=parse_pattern(str(entry["pattern"])), call_class=str(entry["class"]),
+                            name=str(entry.get("name", "")), rule=f"number_plans.{name}[{index}]")
+            for index, entry in enumerate(entries)
+        ))
+        for name, entries in _section(plan, "number_plans").items()
+    }
+    number_lists = {
+        name: NumberList(key=name, patterns=tuple(parse_pattern(str(text)) for text in items))
+        for name, items in _section(plan, "number_lists").items()
+    }
+    calendars = {
+        name: Calendar(
+            key=name,
+            public_holidays=entry.get("public_holidays"),
+            subdivision=entry.get("subdivision"),
+            dates=tuple(_date_span(text) for text in entry.get("dates", [])),
+            annual=tuple(_yearly_span("annual", text) for text in entry.get("annual", [])),
+            lunar=tuple(_yearly_span("lunar", text) for text in entry.get("lunar", [])),
+        )
+        for name, entry in _entries(plan, "calendars")
+    }
+    schedules = {
+        name: Schedule(
+            key=name,
+            timezone=_zone(str(entry["timezone"])) or timezone if "timezone" in entry else timezone,
+            slots=tuple(_slot(slot) for slot in entry.get("open", [])),
+            closed_on=tuple(calendars[c] for c in entry.get("closed_on", [])),
+        )
+        for name, entry in _entries(plan, "schedules")
+    }
+    profiles = _build_profiles(plan, number_lists, schedules)
+    trunks = {name: _trunk(name, entry) for name, entry in _entries(plan, "trunks")}
+    routes = tuple(
+        Route(
+            name=str(route["name"]),
+            trunk=str(route["trunk"]),
+            pattern=parse_pattern(str(route["pattern"])) if "pattern" in route else None,
+            classes=frozenset(map(str, route["classes"])) if "classes" in route else None,
+            departments=frozenset(map(str, route["departments"])) if "departments" in route else None,
+        )
+        for route in _items(plan, "routes")
+    )
+    inbound = {did: _inbound(f"inbound.{did}", entry, schedules) for did, entry in _entries(plan, "inbound")}
+    return {
+        "timezone": timezone,
+        "call_classes": call_classes,
+        "number_plans": number_plans,
+        "number_plan": data.get("number_plan"),
+        "number_lists": number_lists,
+        "blacklist": tuple(number_lists[name] for name in data.get("blacklist", [])),
+        "calendars": calendars,
+        "schedules": schedules,
+        "classes_of_service": profiles,
+        "feature_codes": {str(k): str(v) for k, v in _section(plan, "feature_codes").items()},
+        "trunks": trunks,
+        "routes": routes,
+        "inbound": inbound,
+        "places": _places(plan, routes),
+    }
+
+
+def _date_span(text: str) -> DateSpan:
+    span = _parse_calendar_span("dates", text)
+    assert isinstance(span, DateSpan)
+    return span
+
+
+def _yearly_span(kind: str, text: str) -> YearlySpan:
+    span = _parse_calendar_span(kind, text)
+    assert isinstance(span, YearlySpan)
+    return span
+
+
+def _build_profiles(plan: _Merged, lists: dict[str, NumberList],
+                    schedules: dict[str, Schedule]) -> dict[str, ClassOfService]:
+    entries = dict(_entries(plan, "classes_of_service"))
+    built: dict[str, ClassOfService] = {}
+
+    def build(name: str) -> ClassOfService:
+        if name in built:
+            return built[name]
+        entry = entries[name]
+        parent = build(str(entry["extends"])) if "extends" in entry else None
+        rules = []
+        for index, rule in enumerate(entry.get("when", [])):
+            outside = "outside" in rule
+            rules.append(TimedRule(
+                rule=f"classes_of_service.{name}.when[{index}]",
+                schedule=schedules[str(rule["outside"] if outside else rule["during"])],
+                outside=outside,
+                allow=frozenset(map(str, rule.get("allow", []))),
+                deny=frozenset(map(str, rule.get("deny", []))),
+            ))
+        profile = ClassOfService(
+            key=name,
+            description=str(entry.get("description", "")),
+            parent=parent,
+            allow=frozenset(map(str, entry.get("allow", []))),
+            deny=frozenset(map(str, entry.get("deny", []))),
+            when=tuple(rules),
+            blacklist=tuple(lists[str(n)] for n in entry.get("blacklist", [])),
+            whitelist=tuple(lists[str(n)] for n in entry.get("whitelist", [])),
+            whitelist_only=entry.get("whitelist_only"),
+        )
+        built[name] = profile
+        return profile
+
+    for name in entries:
+        build(name)
+    return built
+
+
+def _trunk(name: str, entry: dict[str, Any]) -> Trunk:
+    options: dict[str, Any] = {
+        key: entry[key] for key in ("username", "password", "domain", "register", "register_expires", "caller_id")
+        if key in entry
+    }
+    if "invite_timeout" in entry:
+        options["invite_timeout"] = float(entry["invite_timeout"])
+    return Trunk(
+        key=name,
+        gateways=tuple(
+            Gateway(host=str(g["host"]), port=int(g.get("port", 5060)), transport=g.get("transport", "udp"))
+            for g in entry["gateways"]
+        ),
+        rewrites=tuple(
+            NumberRewrite(prefix_match=str(r.get("match", "")), strip=int(r.get("strip", 0)),
+                          prepend=str(r.get("prepend", "")))
+            for r in entry.get("rewrites", [])
+        ),
+        **options,
+    )
+
+
+def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -> InboundTarget:
+    outside = "outside" in entry
+    schedule_name = entry.get("outside") if outside else entry.get("during")
+    otherwise = entry.get("otherwise")
+    return InboundTarget(
+        rule=rule,
+        extension=str(entry["extension"]),
+        schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
+        outside=outside,
+        otherwise=_inbound(f"{rule}.otherwise", otherwise, schedules) if isinstance(otherwise, dict) else None,
+    )
+
+
+def _places(plan: _Merged, routes: tuple[Route, ...]) -> dict[str, str]:
+    """Rule name -> ``file:line:col`` for every node, plus ``routes.<name>``."""
+    places: dict[str, str] = {}
+    for path, node in plan.places.items():
+        if path:
+            places[_rule_name(path)] = str(node.key or node.value)
+    for index, route in enumerate(routes):
+        item = plan.places.get(("routes", index))
+        if item is not None:
+            places[route.rule] = str(item.value)
+    return places

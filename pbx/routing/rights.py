@@ -1,0 +1,276 @@
+"""Who may dial what: classes of service, black lists and white lists.
+
+:func:`check_number` answers "may this person dial this number now?" for
+any leg the PBX places — the caller's own call, and also a forwarded call,
+a hunt-group member's mobile or a short number's mobile, which are checked
+against the rights of the person they are placed *for*, so forwarding to a
+barred number is no way around the bar.
+
+Order of the checks, the first that decides wins:
+
+1. ``emergency`` numbers are always allowed (nothing below applies);
+2. a black list entry (company-wide ``blacklist``, then the class of
+   service's own) refuses the number;
+3. a white list entry of the class of service allows it;
+4. a ``whitelist_only`` class of service refuses any other outside number;
+5. ``deny`` — the class of service's own, a ``when`` rule in force now, or
+   an inherited one — refuses the call class (deny beats allow);
+6. ``allow`` (own, in force now, or inherited) allows it; ``internal`` is
+   allowed unless denied;
+7. otherwise the class is not allowed.
+
+A person whose extension and department name no class of service may make
+internal and emergency calls only. Lists are matched against the number as
+dialled and, when a route was found, as rewritten for the trunk (so an
+entry may be written ``0900…`` or ``+84900…``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pbx.routing.calendars import Schedule
+from pbx.routing.classes import EMERGENCY, INTERNAL
+from pbx.routing.patterns import Pattern
+from pbx.routing.steps import Step
+
+if TYPE_CHECKING:
+    from pbx.routing.dialplan import Dialplan, Extension
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NumberList:
+    """A named list of numbers and patterns (``number_lists:`` section)."""
+
+    key: str
+    patterns: tuple[Pattern, ...]
+
+    def find(self, numbers: tuple[str, ...]) -> tuple[int, Pattern, str] | None:
+        """(index, entry, number) of the first entry matching one of ``numbers``."""
+        for index, pattern in enumerate(self.patterns):
+            for number in numbers:
+                if pattern.matches(number):
+                    return index, pattern, number
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimedRule:
+    """Allow or deny call classes while a schedule is open (``during``) or
+    closed (``outside``)."""
+
+    rule: str
+    """``class_of_service.<key>.when[<index>]``."""
+    schedule: Schedule
+    outside: bool = False
+    allow: frozenset[str] = frozenset()
+    deny: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        return f"{'outside' if self.outside else 'during'} {self.schedule.key}"
+
+    def in_force(self, at: datetime) -> tuple[bool, str]:
+        state = self.schedule.state(at)
+        active = state.open != self.outside
+        return active, f"{self.label}: {'in force' if active else 'not in force'} ({state.why})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassOfService:
+    """What a department or an extension may dial (``class_of_service:``)."""
+
+    key: str
+    description: str = ""
+    parent: ClassOfService | None = None
+    """The class of service this one ``extends``: its lists and rules apply too."""
+    allow: frozenset[str] = frozenset()
+    deny: frozenset[str] = frozenset()
+    when: tuple[TimedRule, ...] = ()
+    blacklist: tuple[NumberList, ...] = ()
+    whitelist: tuple[NumberList, ...] = ()
+    whitelist_only: bool | None = None
+    """None: as the parent says (default False)."""
+
+    def __post_init__(self) -> None:
+        if EMERGENCY in self.deny or any(EMERGENCY in rule.deny for rule in self.when):
+            raise ValueError(f"class of service {self.key!r}: emergency calls cannot be denied")
+
+    def chain(self) -> Iterator[ClassOfService]:
+        """This class of service, then what it extends, nearest first."""
+        current: ClassOfService | None = self
+        seen: set[str] = set()
+        while current is not None and current.key not in seen:
+            seen.add(current.key)
+            yield current
+            current = current.parent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """The answer of :func:`check_number`."""
+
+    allowed: bool
+    reason: str
+    """snake_case tag: ``emergency``, ``allowed``, ``whitelisted``,
+    ``blacklisted``, ``not_on_whitelist``, ``<class>_barred`` (denied),
+    ``<class>_not_allowed`` (never allowed, or not at this time),
+    ``unknown_number`` (no number plan entry matches)."""
+    rule: str
+    """The rule that decided."""
+    call_class: str | None
+    steps: tuple[Step, ...]
+
+
+def class_of_service_for(plan: Dialplan, person: Extension) -> tuple[ClassOfService | None, Step]:
+    """The person's class of service (their own, else their department's)."""
+    if person.class_of_service is not None:
+        profile = plan.classes_of_service[person.class_of_service]
+        return profile, Step(
+            rule=f"extensions.{person.number}.class_of_service",
+            outcome=f"{person.number} has class of service {profile.key!r} (its own, overrides the department's)",
+        )
+    department = plan.departments[person.department]
+    if department.class_of_service is not None:
+        profile = plan.classes_of_service[department.class_of_service]
+        return profile, Step(
+            rule=f"departments.{department.key}.class_of_service",
+            outcome=f"{person.number} has class of service {profile.key!r} from department {department.key!r}",
+        )
+    return None, Step(
+        rule=f"departments.{department.key}",
+        outcome=f"no class of service for {person.number} or department {department.key!r}:"
+        " internal and emergency calls only",
+    )
+
+
+def check_number(
+    plan: Dialplan, person: Extension, number: str, at: datetime, *, rewritten: str | None = None
+) -> Verdict:
+    """May ``person`` dial ``number`` at ``at``?
+
+    Pure. Classifies the number with the person's number plan (an extension
+    number is ``internal``); ``rewritten`` is the number as the trunk would
+    send it, if the caller already knows it, for list matching — otherwise
+    it is worked out from the plan's routes.
+    """
+    if plan.extension(number) is not None:
+        return check_class(plan, person, number, INTERNAL, at, steps=(
+            Step(rule=f"extensions.{number}", outcome=f"{number} is an extension: internal"),
+        ))
+    table = plan.number_plan_for(person)
+    entry = table.classify(number) if table is not None else None
+    if table is None or entry is None:
+        where = f"number_plans.{table.key}" if table is not None else "number_plans"
+        return Verdict(
+            allowed=False, reason="unknown_number", rule=where, call_class=None,
+            steps=(Step(rule=where, outcome=f"{number} matches no entry of number plan "
+                        f"{table.key if table else '(none)'}"),),
+        )
+    first = Step(rule=entry.rule, outcome=classified(number, entry.call_class, entry.pattern.text, entry.name))
+    if rewritten is None:
+        route = plan.route_for(person, number, entry.call_class)
+        if route is not None:
+            rewritten = plan.trunks[route.trunk].outbound_number(number)
+    forms = (number,) if rewritten in (None, number) else (number, str(rewritten))
+    return check_class(plan, person, number, entry.call_class, at, steps=(first,), forms=forms)
+
+
+def classified(number: str, call_class: str, pattern: str, name: str) -> str:
+    what = f" ({name})" if name else ""
+    return f"{number} is {call_class}{what}, pattern {pattern}"
+
+
+def check_class(
+    plan: Dialplan,
+    person: Extension,
+    number: str,
+    call_class: str,
+    at: datetime,
+    *,
+    steps: tuple[Step, ...] = (),
+    forms: tuple[str, ...] | None = None,
+) -> Verdict:
+    """Rights of ``person`` for ``number`` already classified as ``call_class``."""
+    forms = forms or (number,)
+    trail = list(steps)
+
+    def verdict(allowed: bool, reason: str, rule: str, outcome: str) -> Verdict:
+        trail.append(Step(rule=rule, outcome=outcome))
+        return Verdict(allowed=allowed, reason=reason, rule=rule, call_class=call_class, steps=tuple(trail))
+
+    if call_class == EMERGENCY:
+        rule = trail[-1].rule if trail else "classes.emergency"
+        return verdict(True, "emergency", rule, "emergency calls are never barred")
+
+    profile, source = class_of_service_for(plan, person)
+    trail.append(source)
+    chain = list(profile.chain()) if profile is not None else []
+
+    if call_class != INTERNAL:
+        for name, lists in [("company", plan.blacklist), *((p.key, p.blacklist) for p in chain)]:
+            for number_list in lists:
+                found = number_list.find(forms)
+                if found is not None:
+                    index, pattern, matched = found
+                    scope = "company-wide" if name == "company" else f"class of service {name!r}"
+                    return verdict(False, "blacklisted", f"number_lists.{number_list.key}[{index}]",
+                                   f"{matched} matches {pattern.text} on black list {number_list.key!r} ({scope})")
+        for link in chain:
+            for number_list in link.whitelist:
+                found = number_list.find(forms)
+                if found is not None:
+                    index, pattern, matched = found
+                    return verdict(True, "whitelisted", f"number_lists.{number_list.key}[{index}]",
+                                   f"{matched} matches {pattern.text} on white list {number_list.key!r}"
+                                   f" of class of service {link.key!r}")
+        only = next((link for link in chain if link.whitelist_only is not None), None)
+        if only is not None and only.whitelist_only:
+            names = ", ".join(repr(n.key) for link in chain for n in link.whitelist) or "none"
+            return verdict(False, "not_on_whitelist", f"classes_of_service.{only.key}.whitelist_only",
+                           f"{number} is on none of the white lists ({names}) and class of service"
+                           f" {only.key!r} may dial only those")
+
+    if profile is None:
+        if call_class == INTERNAL:
+            return verdict(True, "allowed", source.rule, "internal calls are allowed")
+        return verdict(False, f"{call_class}_not_allowed", source.rule,
+                       f"{call_class} is not allowed without a class of service")
+
+    # Rules in force now, nearest class of service first; deny beats allow.
+    allowing: tuple[str, str] | None = None
+    waiting: list[TimedRule] = []  # would allow, but not now
+    for link in chain:
+        for timed in link.when:
+            if call_class not in timed.allow and call_class not in timed.deny:
+                continue
+            active, why = timed.in_force(at)
+            trail.append(Step(rule=timed.rule, outcome=why))
+            if not active:
+                if call_class in timed.allow:
+                    waiting.append(timed)
+                continue
+            if call_class in timed.deny:
+                return verdict(False, f"{call_class}_barred", timed.rule,
+                               f"{call_class} is denied {timed.label}")
+            allowing = allowing or (timed.rule, f"{call_class} is allowed {timed.label}")
+        if call_class in link.deny:
+            return verdict(False, f"{call_class}_barred", f"classes_of_service.{link.key}.deny",
+                           f"{call_class} is denied by class of service {link.key!r}")
+        if call_class in link.allow and allowing is None:
+            allowing = (f"classes_of_service.{link.key}.allow",
+                        f"{call_class} is allowed by class of service {link.key!r}")
+    if allowing is not None:
+        return verdict(True, "allowed", *allowing)
+    if call_class == INTERNAL:
+        return verdict(True, "allowed", f"classes_of_service.{profile.key}",
+                       "internal calls are allowed unless denied")
+    if waiting:
+        timed = waiting[0]
+        return verdict(False, f"{call_class}_not_allowed", timed.rule,
+                       f"{call_class} is allowed only {timed.label}, and that is not now")
+    return verdict(False, f"{call_class}_not_allowed", f"classes_of_service.{profile.key}",
+                   f"{call_class} is not among the classes class of service {profile.key!r} allows")

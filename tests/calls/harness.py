@@ -1,0 +1,255 @@
+"""The call controller on an in-memory wire with a hand-held clock.
+
+The controller runs with the real SIP endpoint (transactions, timers),
+authenticator and binding table; only its edges are replaced: the CDR
+writer by :class:`Recorder` (durable at once, every call kept), the event
+loop's ``call_later`` by :class:`Scheduler` on the same clock as the
+transaction timers. Phones are raw SIP text sent with :meth:`Harness.deliver`;
+what the PBX sends is collected, parsed, per destination port.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pbx.calls.call import Call
+from pbx.calls.controller import CallController
+from pbx.registrar.auth import Authenticator
+from pbx.registrar.bindings import Binding, BindingTable
+from pbx.registrar.lockout import FailureTracker
+from pbx.routing.dialplan import CallSettings, Department, Dialplan, Extension
+from pbx.sip import digest
+from pbx.sip.address import Peer
+from pbx.sip.endpoint import SipEndpoint
+from pbx.sip.events import RequestReceived
+from pbx.sip.message import Message, Request, Response
+from pbx.sip.parser import parse_message
+
+DOMAIN = "pbx.example.com"
+PBX = ("127.0.0.1", 5060)
+ALICE = Peer("udp", "127.0.0.1", 5071)
+BOB = Peer("udp", "127.0.0.1", 5072)
+PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002"}
+SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+
+
+@dataclass(order=True)
+class Timer:
+    due: float
+    seq: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """``loop.call_later`` on the harness clock."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._heap: list[Timer] = []
+        self._seq = itertools.count()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(self._now() + delay, next(self._seq), callback)
+        heapq.heappush(self._heap, timer)
+        return timer
+
+    def next_due(self) -> float | None:
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0].due if self._heap else None
+
+    def pop_due(self, now: float) -> Timer | None:
+        due = self.next_due()
+        if due is None or due > now:
+            return None
+        return heapq.heappop(self._heap)
+
+
+class Recorder:
+    """The CDR writer's place: every call ended, durable at once."""
+
+    def __init__(self) -> None:
+        self.started: list[Call] = []
+        self.ended: list[Call] = []
+
+    def call_started(self, call: Call) -> None:
+        self.started.append(call)
+
+    def call_answered(self, call: Call) -> None:
+        pass
+
+    def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
+        self.ended.append(call)
+        on_durable()
+
+
+class Harness:
+    def __init__(self, calls: CallSettings) -> None:
+        self.now = 0.0
+        self.plan = Dialplan(
+            domain=DOMAIN,
+            calls=calls,
+            departments={"ops": Department(key="ops", name="Ops")},
+            extensions={number: Extension(number=number, name=f"User {number}", department="ops",
+                                          password=password) for number, password in PASSWORDS.items()},
+        )
+        self.endpoint = SipEndpoint()
+        self.scheduler = Scheduler(lambda: self.now)
+        self.recorder = Recorder()
+        bindings = BindingTable()
+        bindings.put(Binding(aor="2002", contact=f"sip:2002@{BOB.host}:{BOB.port}", expires_at=4e9, call_id="reg",
+                             cseq=1, source=BOB))
+        nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=300)
+        tracker = FailureTracker(max_failures=10, window=60, block_seconds=60)
+        self.controller = CallController(
+            endpoint=self.endpoint, plan=self.plan, auth=Authenticator(self.plan, nonces, tracker),
+            bindings=bindings, recorder=self.recorder, scheduler=self.scheduler,
+            local_address=lambda transport: PBX, kick=self.flush, monotonic=lambda: self.now,
+        )
+        self.sent: dict[int, list[Message]] = {}
+
+    # ------------------------------------------------------------ the wire
+
+    def flush(self) -> None:
+        while True:
+            sends, events = self.endpoint.drain()
+            for send in sends:
+                self.sent.setdefault(send.dest.port, []).append(parse_message(send.data))
+            if not events:
+                return
+            for event in events:
+                if isinstance(event, RequestReceived):
+                    if event.request.method in self.controller.methods:
+                        self.controller.on_request(event, self.now)
+                else:
+                    self.controller.on_event(event, self.now)
+
+    def deliver(self, text: str | bytes, source: Peer) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        self.endpoint.receive(data, source, self.now)
+        self.flush()
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, firing transaction timers and scheduled calls in
+        deadline order."""
+        until = self.now + seconds
+        while True:
+            candidates = [d for d in (self.endpoint.next_deadline(), self.scheduler.next_due()) if d is not None]
+            due = min(candidates, default=None)
+            if due is None or due > until:
+                break
+            self.now = max(self.now, due)
+            self.endpoint.on_timer(self.now)
+            self.flush()
+            while (timer := self.scheduler.pop_due(self.now)) is not None:
+                timer.callback()
+                self.flush()
+        self.now = until
+
+    def take(self, peer: Peer) -> list[Message]:
+        """What the PBX sent to ``peer`` since the last take."""
+        return self.sent.pop(peer.port, [])
+
+
+def requests(messages: list[Message], method: str) -> list[Request]:
+    return [m for m in messages if isinstance(m, Request) and m.method == method]
+
+
+def responses(messages: list[Message], method: str) -> list[Response]:
+    return [m for m in messages if isinstance(m, Response) and m.cseq.method == method]
+
+
+# ---------------------------------------------------------------- phones' text
+
+
+def invite_text(*, call_id: str, cseq: int, branch: str, headers: Sequence[str], authorization: str | None = None,
+                body: bytes = SDP) -> bytes:
+    lines = [
+        f"INVITE sip:2002@{PBX[0]}:{PBX[1]} SIP/2.0",
+        f"Via: SIP/2.0/UDP {ALICE.host}:{ALICE.port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:2001@{DOMAIN}>;tag=alice",
+        f"To: <sip:2002@{DOMAIN}>",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} INVITE",
+        f"Contact: <sip:2001@{ALICE.host}:{ALICE.port}>",
+        *headers,
+        *([f"Proxy-Authorization: {authorization}"] if authorization else []),
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def response_text(request: Request, status: int, *, to_tag: str, headers: Sequence[str] = (),
+                  body: bytes = b"", contact: Peer | None = None) -> bytes:
+    reason = {200: "OK", 180: "Ringing"}.get(status, "Whatever")
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for name, value in request.headers:
+        if name in ("via", "from", "call-id", "cseq"):
+            lines.append(f"{name}: {value}")
+        elif name == "to":
+            lines.append(f"to: {value}" if request.to.tag else f"to: {value};tag={to_tag}")
+    if contact is not None:
+        lines.append(f"Contact: <sip:{contact.host}:{contact.port}>")
+    lines.extend(headers)
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def in_dialog_text(method: str, *, target: str, call_id: str, from_: str, to: str, cseq: int, source: Peer,
+                   headers: Sequence[str] = (), body: bytes = b"") -> bytes:
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/UDP {source.host}:{source.port};branch=z9hG4bK{secrets.token_hex(6)};rport",
+        "Max-Forwards: 70",
+        f"From: {from_}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        *headers,
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass
+class AnsweredCall:
+    a_invite: bytes
+    a_ok: Response
+    b_invite: Request
+
+
+def answer_call(h: Harness, *, a_headers: list[str], b_headers: list[str]) -> AnsweredCall:
+    """Alice (authenticating) calls 2002; Bob answers with ``b_headers``.
+    Alice does not ACK: the test decides."""
+    first = invite_text(call_id="c1", cseq=1, branch="z9hG4bKa1", headers=a_headers)
+    h.deliver(first, ALICE)
+    challenge = responses(h.take(ALICE), "INVITE")[-1]
+    assert challenge.status == 407
+    value = digest.choose_challenge(challenge.get_all("proxy-authenticate"))
+    assert value is not None
+    authorization = digest.answer_challenge(value, username="2001", password=PASSWORDS["2001"], method="INVITE",
+                                            uri=f"sip:2002@{PBX[0]}:{PBX[1]}", cnonce="c", nc=1)
+    a_invite = invite_text(call_id="c1", cseq=2, branch="z9hG4bKa2", headers=a_headers, authorization=authorization)
+    h.deliver(a_invite, ALICE)
+    b_invite = requests(h.take(BOB), "INVITE")[0]
+    h.deliver(response_text(b_invite, 200, to_tag="bob", headers=b_headers, body=SDP, contact=BOB), BOB)
+    ok = [r for r in responses(h.take(ALICE), "INVITE") if r.status == 200][0]
+    return AnsweredCall(a_invite, ok, b_invite)
+
+
+def ack_text(call: AnsweredCall) -> bytes:
+    ok = call.a_ok
+    return in_dialog_text("ACK", target="sip:127.0.0.1:5060", call_id="c1", from_=f"<sip:2001@{DOMAIN}>;tag=alice",
+                          to=ok.get("to") or "", cseq=2, source=ALICE)

@@ -1,0 +1,97 @@
+"""A real `pbx serve` for end-to-end tests, and its CDRs as `pbx cdr list`
+prints them. The fixtures that use it are in conftest.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.server import RunningServer, run_server
+
+from .sipua import SipUA
+
+DOMAIN = "pbx.example.com"
+LISTENS = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+
+
+@dataclass
+class Pbx:
+    """A running `pbx serve` and the database its CDRs go to."""
+
+    server: RunningServer
+    db_url: str
+
+    def registrar(self, transport: str = "udp") -> str:
+        """host:port of the PBX over ``transport``."""
+        port = self.server.udp_port if transport == "udp" else self.server.tcp_port
+        return f"127.0.0.1:{port}"
+
+    @property
+    def udp(self) -> tuple[str, int]:
+        return "127.0.0.1", self.server.udp_port
+
+    def cdrs(self) -> list[dict[str, str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "pbx", "cdr", "list", "--db", self.db_url, "--csv"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+        return list(csv.DictReader(io.StringIO(out.lstrip("\ufeff"))))
+
+    def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
+        """The last ended CDR row of ``caller`` calling ``dialled``, waiting
+        up to ``timeout`` seconds for it to be written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialed_number"] == dialled
+                    and r["ended_at"]]
+            if rows:
+                return rows[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no ended CDR for {caller} -> {dialled}: {self.cdrs()}")
+            time.sleep(0.2)
+
+
+@contextmanager
+def start_pbx(directory: Path, dialplan: str) -> Iterator[Pbx]:
+    """`pbx serve` over UDP and TCP with this dialplan text, SQLite CDRs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    plan = directory / "plan.yaml"
+    plan.write_text(dialplan)
+    db_url = f"sqlite:///{directory / 'pbx.sqlite3'}"
+    with run_server(plan, db_url, LISTENS) as server:
+        yield Pbx(server, db_url)
+
+
+AGENT_EXTENSIONS = """\
+departments:
+  ops: {name: Operations}
+extensions:
+  2001: {name: Alice, department: ops, password: alice-secret-2001}
+  2002: {name: Bob, department: ops, password: bob-secret-2002}
+"""
+"""Dialplan lines for the two hand-driven agents of :func:`open_agents`."""
+
+
+@dataclass
+class Agents:
+    """Alice (2001) and Bob (2002), registered hand-driven user agents."""
+
+    alice: SipUA
+    bob: SipUA
+
+
+@contextmanager
+def open_agents(pbx: Pbx) -> Iterator[Agents]:
+    """Register 2001 and 2002 (see ``AGENT_EXTENSIONS``) as raw UAs."""
+    with SipUA.start(pbx.udp, "2001", "alice-secret-2001", DOMAIN) as alice, \
+            SipUA.start(pbx.udp, "2002", "bob-secret-2002", DOMAIN) as bob:
+        alice.register()
+        bob.register()
+        yield Agents(alice, bob)
