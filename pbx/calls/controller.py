@@ -589,6 +589,9 @@ class CallController:
         if side == "a":
             early = call.early_leg
             if early is None or not early.live or early.dialog.remote_tag is None:
+                # That fork failed meanwhile: another one still ringing will do.
+                early = next((l for l in reversed(call.legs) if l.live and l.dialog.remote_tag is not None), None)
+            if early is None:
                 return None
             return early.dialog, early.dest
         if leg is None or not leg.live or call.early_leg is None:

@@ -125,15 +125,9 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
         return _reject(501, "feature_not_available", f"feature_codes.{number}", steps,
                        f"{number} is reserved for {plan.feature_codes[number]!r}, not available yet")
 
-    target = plan.extension(number)
-    if target is not None:
-        verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
-            *steps, Step(rule=f"extensions.{number}", outcome=f"{number} is extension {target.name}: internal"),
-        ))
-        if not verdict.allowed:
-            return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
-                          steps=verdict.steps, detail=verdict.steps[-1].outcome)
-        return Ring(extension=target, rule=f"extensions.{number}", call_class=INTERNAL, steps=verdict.steps)
+    internal = _internal_destination(call, caller, plan, steps)
+    if internal is not None:
+        return internal
 
     table = plan.number_plan_for(caller)
     entry = table.classify(number) if table is not None else None
@@ -173,6 +167,32 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     steps.append(Step(rule=f"trunks.{trunk.key}", outcome=f"caller ID {caller_id or '-'}: {whose}"))
     return ToTrunk(trunk=trunk.key, number=rewritten, caller_id=caller_id, rule=route.rule,
                    call_class=call_class, steps=tuple(steps))
+
+
+def _internal_destination(
+    call: CallRequest, caller: Extension, plan: Dialplan, steps: list[Step]
+) -> Decision | None:
+    """A number that stays inside the PBX, or None to classify it as an
+    outside number.
+
+    Seam for what later issues add: short numbers of the caller's group
+    resolve here, before extensions (the caller's group decides what a
+    short number means), into a decision that rings several targets — the
+    member's extension, and the member's mobile as an outside leg whose
+    number is checked with :func:`pbx.routing.rights.check_number` against
+    the rights of the person it is placed for.
+    """
+    number = call.dialled
+    target = plan.extension(number)
+    if target is None:
+        return None
+    verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
+        *steps, Step(rule=f"extensions.{number}", outcome=f"{number} is extension {target.name}: internal"),
+    ))
+    if not verdict.allowed:
+        return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
+                      steps=verdict.steps, detail=verdict.steps[-1].outcome)
+    return Ring(extension=target, rule=f"extensions.{number}", call_class=INTERNAL, steps=verdict.steps)
 
 
 def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:

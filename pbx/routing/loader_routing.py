@@ -245,7 +245,7 @@ def check_number_lists(plan: _Merged, root: _Place, report: Report) -> None:
     lists = _section(plan, "number_lists")
     emergency = _emergency_numbers(plan, root)
     blacklisted = {name for _, name in _strings(plan.data.get("blacklist"))}
-    for profile, entry in _entries(plan, "classes_of_service"):
+    for _, entry in _entries(plan, "classes_of_service"):
         blacklisted.update(name for _, name in _strings(entry.get("blacklist")))
     for name, items in lists.items():
         for index, text in _strings(items):
