@@ -127,11 +127,12 @@ class _OutputReader:
 class RunningServer:
     """A started `pbx serve`; `udp_port`/`tcp_port` are the real bound ports."""
 
-    def __init__(self, dialplan: Path, db_url: str, listens: list[str]) -> None:
+    def __init__(self, dialplan: Path, db_url: str, listens: list[str], extra_args: tuple[str, ...] = ()) -> None:
         if not listens:
             raise ValueError("run_server needs at least one listen address")
         self._dialplan = dialplan
         self._db_url = db_url
+        self._extra_args = extra_args
         self._requested = [Listen.parse(text) for text in listens]
         self._bound: list[Listen] = []
         self._process: subprocess.Popen[str] | None = None
@@ -173,7 +174,7 @@ class RunningServer:
         # After a restart, ask for the ports it had, not for new port-0 ones.
         listens = self._bound or self._requested
         command = [*server_command(), "serve", "--dialplan", str(self._dialplan), "--db", self._db_url,
-                   "--pid-file", str(self.pid_file)]
+                   "--pid-file", str(self.pid_file), *self._extra_args]
         for listen in listens:
             command += ["--listen", str(listen)]
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -255,9 +256,11 @@ class RunningServer:
 
 
 @contextmanager
-def run_server(dialplan: Path, db_url: str, listens: list[str]) -> Iterator[RunningServer]:
-    """Start `pbx serve` with these listen addresses; stop it at exit."""
-    server = RunningServer(dialplan, db_url, listens)
+def run_server(dialplan: Path, db_url: str, listens: list[str],
+               extra_args: tuple[str, ...] = ()) -> Iterator[RunningServer]:
+    """Start `pbx serve` with these listen addresses (and more options from
+    ``extra_args``); stop it at exit."""
+    server = RunningServer(dialplan, db_url, listens, extra_args)
     server.start()
     try:
         yield server
