@@ -142,8 +142,10 @@ def reload(pid_file: Path, dialplan: Path | None) -> None:
 
 def _register_subcommands() -> None:
     from pbx.cdr.cli import cdr
+    from pbx.group_cli import group
 
     main.add_command(cdr)
+    main.add_command(group)
 
 
 _register_subcommands()

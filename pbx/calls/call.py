@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pbx.routing.dialplan import Extension
+from pbx.routing.engine import RingMember
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog
 from pbx.sip.events import TransactionKey
@@ -60,10 +61,39 @@ class Leg:
     """The ACK we sent to its 2xx, sent again if the 2xx is (§13.2.2.4)."""
     retried_422: bool = False
     """The INVITE was sent again after a 422 (RFC 4028 §7.4); only once."""
+    trunk: str | None = None
+    """The trunk this leg goes out through; None for a leg to a contact."""
 
     @property
     def live(self) -> bool:
         return self.state in (LegState.CALLING, LegState.EARLY)
+
+
+@dataclass(slots=True, kw_only=True)
+class MemberCall:
+    """A call to a short-number group member (``RingMember``): the desk
+    legs are the extension's contacts, the mobile leg goes through a trunk
+    (``Call.outbound``), now or after ``desk_seconds``."""
+
+    decision: RingMember
+    mobile_started: bool = False
+    mobile_status: int | None = None
+    """How the mobile leg ended when it gave up (486, 503 ...), if it did."""
+
+    @property
+    def short_number(self) -> str | None:
+        """The short number dialled, None when a long number was."""
+        return self.decision.member.short if self.decision.short_dialled else None
+
+    @property
+    def label(self) -> str:
+        """``head_office/601 Nguyễn Văn An``: the member, for the CDR."""
+        member = self.decision.member
+        return f"{self.decision.group}/{member.short}" + (f" {member.name}" if member.name else "")
+
+    @property
+    def mobile_pending(self) -> bool:
+        return self.decision.mobile is not None and not self.mobile_started
 
 
 @dataclass(slots=True, kw_only=True)
@@ -114,6 +144,10 @@ class Call:
     shown, never trusted for rights."""
     outbound: TrunkDialling | None = None
     """The way out through a trunk, for a call routed to one."""
+    member: MemberCall | None = None
+    """For a call to a short-number group member: how its legs go."""
+    resolved_number: str | None = None
+    """For a member call: the member's number that rang (or answered)."""
 
     @property
     def a_call_id(self) -> str:

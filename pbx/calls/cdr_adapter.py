@@ -58,18 +58,30 @@ class CdrRecorder:
             caller_department=call.caller.department if call.caller is not None else None,
         ))
         if call.rule is not None or call.trunk is not None:
-            self.writer.routed(CallRouted(call_uuid=call_uuid, rule=call.rule, trunk=call.trunk,
-                                          call_class=call.call_class))
+            member = call.member
+            self.writer.routed(CallRouted(
+                call_uuid=call_uuid, rule=call.rule, trunk=call.trunk, call_class=call.call_class,
+                short_number=member.short_number if member is not None else None,
+                resolved_number=call.resolved_number,
+                member=member.label if member is not None else None,
+            ))
 
     def _trunk_chosen(self, call: Call) -> None:
         # An outbound call's trunk is known only once it is placed, after
-        # call_started; a later routing report fills the column in.
-        if call.outbound is not None:
+        # call_started; a later routing report fills the column in. A group
+        # member's desk answering means the mobile's trunk did not carry it.
+        winner = call.winner
+        if call.outbound is not None and (winner is None or winner.trunk is not None):
             self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), trunk=call.outbound.trunk.key))
 
     def call_answered(self, call: Call) -> None:
         assert call.answered_at is not None
         self._trunk_chosen(call)
+        if call.member is not None:
+            # Which of the member's numbers took it, and its class (a mobile
+            # that answers makes the call a mobile call).
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), resolved_number=call.resolved_number,
+                                          call_class=call.call_class))
         self.writer.answered(CallAnswer(
             call_uuid=uuid.UUID(call.uuid),
             answered_at=_at(call.answered_at),

@@ -42,14 +42,15 @@ from pbx.calls.call import (
     CallState,
     Leg,
     LegState,
+    MemberCall,
     Relay,
 )
 from pbx.calls import session_timer
 from pbx.cdr.records import disposition_for_status
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
-from pbx.registrar.bindings import BindingTable
-from pbx.routing.dialplan import CallSettings, Dialplan
-from pbx.routing.engine import CallRequest, Reject, Ring, ToTrunk, decide
+from pbx.registrar.bindings import Binding, BindingTable
+from pbx.routing.dialplan import CallSettings, Dialplan, Extension
+from pbx.routing.engine import CallRequest, Reject, Ring, RingMember, ToTrunk, decide
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, new_branch, new_tag
 from pbx.sip.endpoint import SipEndpoint
@@ -243,6 +244,10 @@ class CallController:
                                       caller_number=caller.number), self.plan)
         call.rule = decision.rule
         call.call_class = decision.call_class
+        if isinstance(decision, RingMember):
+            # Known before the CDR row starts, so it records them.
+            call.member = MemberCall(decision=decision)
+            call.resolved_number = decision.resolved_number
         log.info("call_routed", call_id=call.a_call_id, uuid=call.uuid, caller=caller.number, dialled=dialled,
                  decision=type(decision).__name__, rule=decision.rule, call_class=decision.call_class,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -250,6 +255,8 @@ class CallController:
         match decision:
             case Ring():
                 self._ring(call, decision)
+            case RingMember():
+                self._ring_member(call, decision)
             case ToTrunk():
                 self._to_trunk(call, decision)
             case Reject():
@@ -299,6 +306,12 @@ class CallController:
         if not contacts:
             self._fail(call, 480, UNAVAILABLE, "not_registered", side="pbx")
             return
+        self._invite_contacts(call, extension, contacts, _caller_uri(call, self.plan.domain))
+        call.state = CallState.RINGING
+        call.timers.append(self.scheduler.call_later(extension.ring_timeout, lambda: self._ring_timeout(call)))
+
+    def _invite_contacts(self, call: Call, extension: Extension, contacts: list[Binding], from_uri: str) -> None:
+        """Fork the caller's INVITE to every contact, From ``from_uri``."""
         request = call.a_request
         body = request.body
         carried = [(name, value) for name, value in request.headers if name in CARRIED]
@@ -309,7 +322,7 @@ class CallController:
                 call_id=f"{call.uuid}-{len(call.legs)}",
                 local_tag=new_tag(),
                 remote_tag=None,
-                local_uri=_caller_uri(call, self.plan.domain),
+                local_uri=from_uri,
                 remote_uri=f"<sip:{extension.number}@{self.plan.domain}>",
                 remote_target=binding.contact,
             )
@@ -327,8 +340,6 @@ class CallController:
             call.legs.append(leg)
             self.legs_by_key[key] = (call, leg)
             self.dialogs[(b_dialog.call_id, b_dialog.local_tag)] = (call, "b")
-        call.state = CallState.RINGING
-        call.timers.append(self.scheduler.call_later(extension.ring_timeout, lambda: self._ring_timeout(call)))
 
     # ------------------------------------------------------------ B responses
 
@@ -344,7 +355,7 @@ class CallController:
             self._on_stray(response)
             return
         call, leg = found
-        if call.outbound is not None and self._on_trunk_response(call, leg, key, response):
+        if leg.trunk is not None and self._on_trunk_response(call, leg, key, response):
             return
         status = response.status
         if status < 200:
@@ -389,6 +400,8 @@ class CallController:
             return
         leg.state = LegState.ANSWERED
         call.winner = leg
+        if call.member is not None:
+            self._member_answered(call, call.member, leg)
         call.state = CallState.ANSWERED
         call.answered_at = time.time()
         call.cancel_timers()
@@ -479,6 +492,9 @@ class CallController:
         self.endpoint.cancel(leg.key, self._now())
 
     def _all_legs_failed(self, call: Call) -> None:
+        if call.member is not None:
+            self._member_legs_failed(call, call.member)
+            return
         statuses = [l.status for l in call.legs if l.status is not None]
         if any(s >= 600 for s in statuses):
             status, disposition, reason = 603, REJECTED, "declined"
@@ -806,7 +822,7 @@ class CallController:
         if found is None:
             return
         call, leg = found
-        if call.outbound is not None:
+        if leg.trunk is not None:
             self._on_trunk_leg_lost(call, leg)
             return
         if leg.live:
@@ -870,6 +886,13 @@ class CallController:
             case ToTrunk():
                 log.warning("trunk_relay_refused", call_id=call.a_call_id, trunk=trunk_key, dialled=dialled,
                             to_trunk=decision.trunk)
+                self._fail(call, 403, REJECTED, "no_trunk_to_trunk", side="pbx")
+            case RingMember():
+                # Short numbers are for callers inside a group; routing never
+                # gives one to a trunk call, whose mobile leg would be a
+                # relay from trunk to trunk.
+                log.warning("trunk_relay_refused", call_id=call.a_call_id, trunk=trunk_key, dialled=dialled,
+                            to_member=decision.rule)
                 self._fail(call, 403, REJECTED, "no_trunk_to_trunk", side="pbx")
             case Reject():
                 self._fail(call, decision.status, REJECTED, decision.reason, side="pbx")
@@ -938,7 +961,7 @@ class CallController:
         host = f"[{dest.host}]" if ":" in dest.host else dest.host
         where = f"{host}:{dest.port}" + ("" if dest.transport == "udp" else f";transport={dest.transport}")
         leg = Leg(contact=f"sip:{dialling.number}@{where}", dest=dest, invite=invite, key=key, dialog=dialog,
-                  started_at=time.time())
+                  started_at=time.time(), trunk=dialling.trunk.key)
         call.legs.append(leg)
         self.legs_by_key[key] = (call, leg)
         self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
@@ -963,7 +986,9 @@ class CallController:
                 call.timers.remove(timer)
 
     def _current_trunk_leg(self, call: Call) -> Leg | None:
-        return call.legs[-1] if call.legs else None
+        # Failover appends each gateway's leg; a member call's desk legs
+        # come before its trunk legs, so the last trunk leg is the current.
+        return next((leg for leg in reversed(call.legs) if leg.trunk is not None), None)
 
     def _on_trunk_response(self, call: Call, leg: Leg, key: TransactionKey, response: Response) -> bool:
         """A response on a trunk leg. Returns False for what the generic
@@ -1002,7 +1027,8 @@ class CallController:
             case Verdict.END | Verdict.ANSWERED:
                 log.info("trunk_call_refused_by_callee", call_id=call.a_call_id, trunk=dialling.trunk.key,
                          status=status)
-                self._fail(call, status, disposition_for_status(status).value, f"trunk_{status}", side="callee")
+                self._trunk_gave_up(call, status, disposition_for_status(status).value, f"trunk_{status}",
+                                    side="callee")
         return True
 
     def _trunk_authenticate(self, call: Call, leg: Leg, response: Response) -> None:
@@ -1015,7 +1041,7 @@ class CallController:
             log.warning("trunk_auth_failed", call_id=call.a_call_id, trunk=dialling.trunk.key,
                         gateway=str(leg.dest), status=response.status,
                         reason="no_credentials" if dialling.trunk.username is None else "rejected")
-            self._fail(call, 503, FAILED, "trunk_auth_failed", side="pbx")
+            self._trunk_gave_up(call, 503, FAILED, "trunk_auth_failed", side="pbx")
             return
         previous = leg.invite
         leg.dialog.local_cseq += 1
@@ -1065,7 +1091,7 @@ class CallController:
                     gateway=f"{failed.transport}:{failed.host}:{failed.port}", reason=why,
                     next=None if following is None else f"{following.transport}:{following.host}:{following.port}")
         if following is None:
-            self._fail(call, 503, CONGESTION, "trunk_unavailable", side="pbx")
+            self._trunk_gave_up(call, 503, CONGESTION, "trunk_unavailable", side="pbx")
             return
         self._trunk_invite(call)
 
@@ -1080,6 +1106,136 @@ class CallController:
         call = self.calls_by_a_key.get(key)
         if call is not None and call.state is CallState.ANSWERED and not call.a_acked:
             self._end_by_pbx(call, "no_ack", caller_gone=True)
+
+    # ------------------------------------------------------------ group short numbers (pbx.routing.short_numbers)
+
+    def _ring_member(self, call: Call, decision: RingMember) -> None:
+        """Ring a short-number group member: the registered contacts of
+        their extension and/or a leg through the trunk to their mobile,
+        together, or the desk first and the mobile joining after
+        ``desk_seconds`` (nothing on the desk is cancelled when it joins).
+        The first 2xx wins and the other legs get CANCEL, as in any fork.
+
+        The desk leg shows the caller's short number (From user and display
+        name), so an in-group call looks like one and can be called back
+        by it; the mobile leg presents the caller ID the trunk would present
+        for the caller, since providers accept only the company's own numbers.
+        An unregistered extension leaves the mobile ringing alone, at once.
+        """
+        member = call.member
+        assert member is not None
+        contacts: list[Binding] = []
+        if decision.extension is not None:
+            call.destination = decision.extension.number
+            contacts = self.bindings.current(decision.extension.number, time.time())
+            if contacts:
+                self._invite_contacts(call, decision.extension, contacts, self._member_from_uri(call, decision))
+        if not contacts and decision.mobile is None:
+            self._fail(call, 480, UNAVAILABLE, "not_registered", side="pbx")
+            return
+        call.state = CallState.RINGING
+        wait = float(decision.desk_seconds) if contacts and decision.order == "desk_first" else 0.0
+        ring_timeout = decision.extension.ring_timeout if decision.extension is not None else TRUNK_RING_TIMEOUT
+        call.timers.append(self.scheduler.call_later(wait + ring_timeout, lambda: self._ring_timeout(call)))
+        log.info("member_ringing", call_id=call.a_call_id, uuid=call.uuid, group=decision.group,
+                 member=decision.member.short, desk_contacts=len(contacts),
+                 mobile=decision.mobile.number if decision.mobile is not None else None,
+                 mobile_after=wait if decision.mobile is not None else None, presented=decision.presented_number)
+        if decision.mobile is None:
+            return
+        if wait:
+            call.timers.append(self.scheduler.call_later(wait, lambda: self._member_mobile_due(call)))
+            return
+        self._start_member_mobile(call, member)
+        if not any(leg.live for leg in call.legs):
+            self._member_legs_failed(call, member)
+
+    def _member_from_uri(self, call: Call, decision: RingMember) -> str:
+        short = decision.presented_number
+        name = call.caller_name
+        display = f"{short} {name}" if name else short
+        return f'"{_quote(display)}" <sip:{short}@{self.plan.domain}>'
+
+    def _member_mobile_due(self, call: Call) -> None:
+        """``desk_seconds`` passed and the desk has not answered: the mobile
+        joins the ringing desk."""
+        member = call.member
+        if call.state is not CallState.RINGING or member is None or not member.mobile_pending:
+            return
+        log.info("member_mobile_joins", call_id=call.a_call_id, uuid=call.uuid,
+                 after=member.decision.desk_seconds)
+        self._start_member_mobile(call, member)
+        if not any(leg.live for leg in call.legs):
+            self._member_legs_failed(call, member)
+        self.kick()
+
+    def _start_member_mobile(self, call: Call, member: MemberCall) -> None:
+        """Place the mobile leg through its trunk, with failover and the
+        provider's challenges handled as for any trunk call."""
+        leg = member.decision.mobile
+        assert leg is not None and call.caller is not None
+        member.mobile_started = True
+        trunk = self.plan.trunks.get(leg.trunk)
+        if trunk is None:  # the plan changed under the call
+            log.error("trunk_missing", call_id=call.a_call_id, trunk=leg.trunk)
+            member.mobile_status = 503
+            return
+        caller_id = leg.caller_id or trunk.caller_id or call.caller.number
+        call.outbound = TrunkDialling(trunk=trunk, number=leg.number, caller_id=caller_id)
+        if call.destination is None:
+            call.destination = leg.number
+        self._trunk_invite(call)
+
+    def _trunk_gave_up(self, call: Call, status: int, disposition: str, reason: str, *, side: str) -> None:
+        """A trunk call's way out failed for good (every gateway, the
+        credentials, or the called party said no). A plain trunk call ends;
+        a member call goes on with its desk legs if any still ring."""
+        member = call.member
+        if member is None:
+            self._fail(call, status, disposition, reason, side=side)
+            return
+        member.mobile_status = status
+        log.info("member_mobile_failed", call_id=call.a_call_id, uuid=call.uuid, status=status, reason=reason)
+        if call.state is CallState.RINGING and not any(leg.live for leg in call.legs):
+            self._member_legs_failed(call, member)
+
+    def _member_legs_failed(self, call: Call, member: MemberCall) -> None:
+        """No leg of a member call rings any more. A desk-first mobile that
+        was still waiting rings now (unless the desk declined: a 6xx is
+        final everywhere, RFC 3261 §21.6); otherwise the call ends with the
+        most telling outcome of all its legs."""
+        if call.state is not CallState.RINGING:
+            return
+        desk = [leg.status for leg in call.legs if leg.trunk is None and leg.status is not None]
+        if member.mobile_pending and not any(status >= 600 for status in desk):
+            log.info("member_mobile_joins", call_id=call.a_call_id, uuid=call.uuid, after="desk_failed")
+            self._start_member_mobile(call, member)
+            if any(leg.live for leg in call.legs):
+                return
+        statuses = desk + ([member.mobile_status] if member.mobile_status is not None else [])
+        if any(status >= 600 for status in statuses):
+            self._fail(call, 603, REJECTED, "declined", side="callee")
+        elif 486 in statuses:
+            self._fail(call, 486, BUSY, "busy", side="callee")
+        elif statuses and all(status in (408, 480, 487) for status in statuses):
+            self._fail(call, 480, NO_ANSWER, "no_answer", side="callee")
+        else:
+            # Gateways down, a number the provider refused ...: the person
+            # cannot be reached now, which is what 480 tells the caller.
+            self._fail(call, 480, UNAVAILABLE, "member_unreachable", side="callee")
+
+    def _member_answered(self, call: Call, member: MemberCall, leg: Leg) -> None:
+        """Record which of the member's numbers took the call."""
+        decision = member.decision
+        if leg.trunk is not None and decision.mobile is not None:
+            call.resolved_number = decision.member.mobile
+            call.destination = decision.mobile.number
+            call.call_class = decision.mobile.call_class
+        elif decision.extension is not None:
+            call.resolved_number = decision.extension.number
+            call.destination = decision.extension.number
+        log.info("member_answered", call_id=call.a_call_id, uuid=call.uuid, group=decision.group,
+                 member=decision.member.short, by="mobile" if leg.trunk is not None else "desk")
 
     # ------------------------------------------------------------ cleanup
 

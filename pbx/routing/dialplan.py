@@ -22,6 +22,7 @@ from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.rights import ClassOfService, NumberList
 from pbx.routing.routes import InboundTarget, Route
+from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
 
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
@@ -221,6 +222,9 @@ class Dialplan:
     """Outbound routes in order; the first that applies wins."""
     inbound: Mapping[str, InboundTarget] = field(default_factory=dict)
     """DIDs as the provider sends them -> where the call goes."""
+    groups: Mapping[str, ShortNumberGroup] = field(default_factory=dict)
+    """Short-number groups by key, in file order (the order a caller's
+    groups are tried in); read-only after construction."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -234,7 +238,7 @@ class Dialplan:
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
-                     "classes_of_service", "feature_codes", "inbound", "places"):
+                     "classes_of_service", "feature_codes", "inbound", "groups", "places"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -270,6 +274,10 @@ class Dialplan:
             while current is not None:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
                 current = current.otherwise
+        for group in self.groups.values():
+            for member in group.members.values():
+                known("extension", member.extension, self.extensions,
+                      f"member {member.short!r} of group {group.key!r}")
         for profile in self.classes_of_service.values():
             for call_class in profile.allow | profile.deny:
                 known("call class", call_class, self.call_classes, f"class of service {profile.key!r}")

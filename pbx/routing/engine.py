@@ -10,9 +10,13 @@ A call from an extension, in order (the first step that decides wins):
 
 1. the dialled string must be a number (digits, ``*``, ``#``, ``+``): else 404;
 2. a reserved feature code: 501 (the feature is not built yet);
-3. an extension number: internal, :class:`Ring` (unless its class of
+3. a short number of one of the caller's groups, or the long number
+   (extension or mobile) of a member of one of them: :class:`RingMember`
+   (see :mod:`pbx.routing.short_numbers`; a caller in no group has no
+   short numbers, so to them the digits go on to the next steps);
+4. an extension number: internal, :class:`Ring` (unless its class of
    service denies internal calls: 403);
-4. otherwise the caller's number plan gives the call class (no entry
+5. otherwise the caller's number plan gives the call class (no entry
    matches: 404 ``unknown_number``); the rights of the caller
    (:func:`pbx.routing.rights.check_class`) may refuse it: 403 with the
    rule; the first route that applies names the trunk (none: 404
@@ -35,9 +39,10 @@ from pbx.routing.classes import INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.patterns import is_dialable
 from pbx.routing.rights import check_class, classified
+from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
-__all__ = ["CallRequest", "Decision", "Reject", "Ring", "Step", "ToTrunk", "decide"]
+__all__ = ["CallRequest", "Decision", "Reject", "Ring", "RingMember", "Step", "ToTrunk", "decide"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +97,49 @@ class Reject:
     controller sends it in a Warning header."""
 
 
-Decision = Ring | ToTrunk | Reject
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingMember:
+    """Ring a member of a short-number group: their extension's registered
+    contacts and/or a leg through a trunk to their mobile.
+
+    Dialling the short number rings what the member has, as their ``ring``
+    policy says (``desk_first``: the mobile joins after ``desk_seconds``);
+    dialling one long number rings just that. The mobile leg is an outside
+    call placed for the caller: classified, checked against the caller's
+    rights, routed and rewritten like one they dialled (a leg the caller
+    may not place is dropped, and the steps say why).
+    """
+
+    group: str
+    """Key of the group the callee was found in (the caller's group)."""
+    member: Member
+    dialled: str
+    short_dialled: bool
+    """True for the short number, False for a long number."""
+    extension: Extension | None
+    """The desk leg: the member's extension, or None (no extension, not
+    dialled, or not allowed)."""
+    mobile: ToTrunk | None
+    """The mobile leg, ready for the trunk, or None."""
+    order: RingPolicy
+    """``together`` or ``desk_first`` (only when both legs are there)."""
+    desk_seconds: int
+    presented_number: str
+    """The caller's short number in the group, shown on the desk leg."""
+    rule: str
+    call_class: str
+    """``internal`` while a desk leg is there; the mobile's class otherwise."""
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def resolved_number(self) -> str:
+        """The number the call resolved to first: the desk, else the mobile."""
+        if self.extension is not None:
+            return self.extension.number
+        return self.member.mobile or self.dialled
+
+
+Decision = Ring | RingMember | ToTrunk | Reject
 
 
 
@@ -128,7 +175,14 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     internal = _internal_destination(call, caller, plan, steps)
     if internal is not None:
         return internal
+    return _outside(number, caller, plan, call.at, steps)
 
+
+def _outside(number: str, caller: Extension, plan: Dialplan, at: datetime, steps: list[Step]) -> ToTrunk | Reject:
+    """An outside number dialled by ``caller`` (or placed on their behalf):
+    classified by their number plan, checked against their rights, routed
+    and rewritten for the trunk."""
+    department = plan.departments[caller.department]
     table = plan.number_plan_for(caller)
     entry = table.classify(number) if table is not None else None
     if table is None or entry is None:
@@ -145,7 +199,7 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     trunk = plan.trunks[route.trunk] if route is not None else None
     rewritten = trunk.outbound_number(number) if trunk is not None else None
     forms = (number,) if rewritten in (None, number) else (number, str(rewritten))
-    verdict = check_class(plan, caller, number, call_class, call.at, steps=tuple(steps), forms=forms)
+    verdict = check_class(plan, caller, number, call_class, at, steps=tuple(steps), forms=forms)
     steps = list(verdict.steps)
     if not verdict.allowed:
         return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=call_class,
@@ -172,17 +226,17 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
 def _internal_destination(
     call: CallRequest, caller: Extension, plan: Dialplan, steps: list[Step]
 ) -> Decision | None:
-    """A number that stays inside the PBX, or None to classify it as an
-    outside number.
+    """A number that stays inside the PBX (or a group member's mobile), or
+    None to classify it as an outside number.
 
-    Seam for what later issues add: short numbers of the caller's group
-    resolve here, before extensions (the caller's group decides what a
-    short number means), into a decision that rings several targets — the
-    member's extension, and the member's mobile as an outside leg whose
-    number is checked with :func:`pbx.routing.rights.check_number` against
-    the rights of the person it is placed for.
+    Short numbers of the caller's groups resolve first (the caller's group
+    decides what a short number means, so they may hide an extension for
+    group members only — the loader refuses such collisions anyway).
     """
     number = call.dialled
+    found = resolve(caller.number, number, plan.groups)
+    if found is not None:
+        return _ring_member(call, caller, plan, steps, found)
     target = plan.extension(number)
     if target is None:
         return None
@@ -193,6 +247,61 @@ def _internal_destination(
         return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
                       steps=verdict.steps, detail=verdict.steps[-1].outcome)
     return Ring(extension=target, rule=f"extensions.{number}", call_class=INTERNAL, steps=verdict.steps)
+
+
+def _ring_member(call: CallRequest, caller: Extension, plan: Dialplan, steps: list[Step],
+                 found: InGroup) -> RingMember | Reject:
+    group, member, number = found.group, found.callee, call.dialled
+    rule = f"groups.{group.key}.members.{member.short}"
+    steps.append(Step(rule=f"groups.{group.key}.members.{found.caller.short}",
+                      outcome=f"caller {caller.number} is {found.caller.short} in group {group.title}"))
+    wants_desk = member.extension is not None and (found.dialled_short or number == member.extension)
+    wants_mobile = member.mobile is not None and (found.dialled_short or number == member.mobile)
+    if found.dialled_short:
+        legs = " and ".join(what for what, wanted in (
+            (f"extension {member.extension}", wants_desk), (f"mobile {member.mobile}", wants_mobile)) if wanted)
+        policy = f", {member.ring.replace('_', ' ')}" if wants_desk and wants_mobile else ""
+        said = f"short number {number} is {member.name or 'a member'}: rings {legs}{policy}"
+    else:
+        kind = "extension" if wants_desk else "mobile"
+        said = f"{number} is the {kind} of {member.label}: an in-group call, rings just that"
+    steps.append(Step(rule=rule, outcome=said))
+
+    extension: Extension | None = None
+    if wants_desk and member.extension is not None:
+        target = plan.extensions[member.extension]
+        verdict = check_class(plan, caller, target.number, INTERNAL, call.at, steps=(
+            *steps, Step(rule=f"extensions.{target.number}", outcome=f"desk: extension {target.number}"
+                         f" ({target.name}): internal")))
+        if not verdict.allowed and not wants_mobile:
+            return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
+                          steps=verdict.steps, detail=verdict.steps[-1].outcome)
+        steps = list(verdict.steps)
+        if verdict.allowed:
+            extension = target
+        else:
+            steps.append(Step(rule=rule, outcome=f"the desk leg is dropped ({verdict.reason})"))
+    mobile: ToTrunk | None = None
+    if wants_mobile and member.mobile is not None:
+        steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile: {member.mobile}, an outside call placed for"
+                          f" {caller.number}, with {caller.number}'s rights"))
+        leg = _outside(member.mobile, caller, plan, call.at, list(steps))
+        if isinstance(leg, Reject) and extension is None:
+            return leg  # nothing left to ring: refused by the rule that dropped the mobile
+        steps = list(leg.steps)
+        if isinstance(leg, ToTrunk):
+            mobile = leg
+        else:
+            steps.append(Step(rule=f"{rule}.mobile", outcome=f"the mobile leg is dropped ({leg.reason});"
+                              " the desk still rings"))
+    both = extension is not None and mobile is not None
+    return RingMember(
+        group=group.key, member=member, dialled=number, short_dialled=found.dialled_short,
+        extension=extension, mobile=mobile, order=member.ring if both else "together",
+        desk_seconds=member.desk_seconds, presented_number=found.presented, rule=rule,
+        call_class=mobile.call_class if extension is None and mobile is not None else INTERNAL,
+        steps=tuple(steps),
+    )
 
 
 def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:

@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 
 from pbx.routing.calendars import WEEKDAYS
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Decision, Reject, Ring, ToTrunk, decide
+from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RingMember, ToTrunk, decide
 
 TRUNK_PREFIX = "trunk:"
 
@@ -82,6 +82,8 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
             extension = decision.extension
             return [f"decision: ring extension {extension.number} ({extension.name})",
                     f"          class {decision.call_class}, {rule}"]
+        case RingMember():
+            return _member_lines(decision, rule)
         case ToTrunk():
             return [f"decision: call {decision.number} through trunk {decision.trunk},"
                     f" caller ID {decision.caller_id or '(the trunk decides)'}",
@@ -90,3 +92,24 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
             return [f"decision: refuse with {decision.status} ({decision.reason})",
                     f"          class {decision.call_class or '-'}, {rule}",
                     f"          {decision.detail}"]
+
+
+def _member_lines(decision: RingMember, rule: str) -> list[str]:
+    member = decision.member
+    how = "short number" if decision.short_dialled else "long number"
+    legs = []
+    if decision.extension is not None:
+        legs.append(f"extension {decision.extension.number} ({decision.extension.name})")
+    if decision.mobile is not None:
+        mobile = decision.mobile
+        legs.append(f"mobile {member.mobile} as {mobile.number} through trunk {mobile.trunk}"
+                    f" (caller ID {mobile.caller_id or 'as the trunk decides'})")
+    if decision.order == "desk_first":
+        order = f"the desk first, the mobile after {decision.desk_seconds} s"
+    else:
+        order = "together" if len(legs) > 1 else "alone"
+    return [f"decision: ring member {member.label} of group {decision.group} ({how} {decision.dialled})",
+            *(f"          {leg}" for leg in legs),
+            f"          {order}" + (f"; the desk sees the caller as {decision.presented_number}"
+                                     if decision.extension is not None else ""),
+            f"          class {decision.call_class}, {rule}"]

@@ -46,7 +46,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_routing
+from pbx.routing import loader_groups, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -78,7 +78,8 @@ MAX_INCLUDE_DEPTH: Final = 32
 WEAK_PASSWORD_LENGTH: Final = 8
 
 _SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256"})
-_SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department", **loader_routing.SECTION_NOUNS}
+_SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department", **loader_routing.SECTION_NOUNS,
+                          **loader_groups.SECTION_NOUNS}
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
@@ -506,12 +507,13 @@ class _Loader:
         self._included_at[_real(Path(path))] = None
         self._read_tree(path, Path(path), stack=[])
         merged = _Merged.of(self.documents, self.report)
+        members_files = self._read_members_files(merged)
         root = _Place(path, 1, 1)
         for check in _CHECKS:
             check(merged, root, self.report)
         if any(p.is_error for p in self.problems):
             return None
-        return _build(merged, tuple(d.display for d in self.documents))
+        return _build(merged, (*(d.display for d in self.documents), *members_files))
 
     def _read_tree(self, display: str, file: Path, stack: list[tuple[Path, str]]) -> None:
         real = _real(file)
@@ -567,25 +569,124 @@ class _Loader:
         self._included_at[real] = at
         self._read_tree(display, file, chain)
 
-    def _parse(self, doc: _Document, file: Path) -> None:
+    # -- members files of short-number groups
+
+    def _read_members_files(self, merged: _Merged) -> tuple[str, ...]:
+        """Read each group's ``members_file`` (relative to the file naming
+        it) into ``groups.<key>.file_members``, places included.
+
+        Returns every members file named, read or missing: the reloader
+        watches them, so a file ``pbx group add`` creates is noticed. A
+        missing file is an empty list of members (a warning, not an error).
+        """
+        groups = merged.data.get("groups")
+        if not isinstance(groups, dict):
+            return ()
+        named: list[str] = []
+        owners = {doc.display: doc for doc in self.documents}
+        dialplan_files = {doc.real for doc in self.documents}
+        used: dict[Path, tuple[str, _Place]] = {}
+        for key, entry in groups.items():
+            path: DataPath = ("groups", key, "members_file")
+            item = entry.get("members_file") if isinstance(entry, dict) else None
+            node = merged.places.get(path)
+            if not isinstance(item, str) or not item or node is None or not merged.valid(path):
+                continue
+            at = node.value
+            owner = owners.get(at.path)
+            if owner is None:
+                continue
+            file = owner.real.parent / item
+            real = _real(file)
+            if real in used:
+                other, first = used[real]
+                self.report(at, f"members file {item!r} is already the members file of group {other!r} at {first}")
+                continue
+            if real in dialplan_files:
+                self.report(at, f"members file {item!r} is a dialplan file, not a list of members")
+                continue
+            used[real] = (key, at)
+            display = os.path.normpath(os.path.join(os.path.dirname(owner.display), item))
+            merged.members_files[key] = display
+            named.append(display)
+            if not file.exists():
+                self.report(at, f"members file {item!r} of group {key!r} does not exist yet: the group has no"
+                            " members from it (pbx group add creates it)", "warning")
+                continue
+            members = self._read_members(display, file, key)
+            if members is None:
+                merged.complete = False
+                continue
+            doc, data = members
+            merged.places.update(doc.places)
+            merged.invalid.update(doc.invalid)
+            entry[loader_groups.FILE_MEMBERS] = data
+        return tuple(named)
+
+    def _read_members(self, display: str, file: Path, key: str) -> tuple[_Document, dict[str, Any]] | None:
+        """A members file's data (short number -> member) with its places
+        under ``groups.<key>.file_members``; None after reporting why not."""
+        self._order.setdefault(display, len(self._order))
+        doc = _Document(display=display, real=_real(file))
+        if not file.is_file():  # a directory, or a FIFO that would block the read
+            kind = "a directory" if file.is_dir() else "not a regular file"
+            self.report(_Place(display, 1, 1), f"members file of group {key!r} is {kind}")
+            return None
+        text = self._read_text(doc, file)
+        if text is None:
+            return None
+        parsed, root = self._compose(doc, text)
+        if not parsed:
+            return None
+        prefix: DataPath = ("groups", key, loader_groups.FILE_MEMBERS)
+        if root is None:
+            doc.places[prefix] = _NodePlace(None, _Place(display, 1, 1))
+            return doc, {}
+        converter = _Converter(doc, self.report)
+        try:
+            data = converter.convert(root, prefix, None)
+        except _TooBig as exc:
+            self.report(exc.place, exc.message)
+            return None
+        if not isinstance(data, dict):
+            self.report(converter.place(root), f"a members file must map short numbers to members"
+                        f" (601: {{name: ..., extension: ...}}), not {_describe(data)}")
+            return None
+        # Validate as the group's inline `members` would be, so messages
+        # read the same; then move the findings to where this file's nodes are.
+        for error in _validator().iter_errors({"groups": {key: {"members": data}}}):
+            for path, at, message in _schema_findings(error):
+                moved: DataPath = (*prefix, *path[3:])
+                doc.invalid.add(moved)
+                node = doc.places.get(moved) or doc.places[prefix]
+                place = node.key if at == "key" and node.key is not None else node.value
+                self.report(place, message)
+        return doc, data
+
+    def _read_text(self, doc: _Document, file: Path) -> str | None:
+        """The file's text, or None after reporting why it cannot be had."""
         start = _Place(doc.display, 1, 1)
         try:
             with file.open("rb") as stream:
                 raw = stream.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             self.report(start, f"cannot read file: {exc.strerror or exc}")
-            return
+            return None
         if len(raw) > MAX_FILE_BYTES:
             self.report(start, f"file is larger than {MAX_FILE_BYTES} bytes")
-            return
+            return None
         try:
-            text = raw.decode("utf-8-sig")
+            return raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
             column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
             self.report(_Place(doc.display, line, column), "file is not valid UTF-8")
-            return
+            return None
 
+    def _parse(self, doc: _Document, file: Path) -> None:
+        text = self._read_text(doc, file)
+        if text is None:
+            return
         parsed, root = self._compose(doc, text)
         if not parsed:
             return
@@ -665,6 +766,8 @@ class _Merged:
     invalid: set[DataPath]
     complete: bool = True
     """False if some file could not be read or parsed: absences prove nothing."""
+    members_files: dict[str, str] = field(default_factory=dict)
+    """Group key -> its members file as found from the file naming it."""
 
     @classmethod
     def of(
@@ -875,6 +978,7 @@ def _check_calls(plan: _Merged, root: _Place, report: Report) -> None:
 
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
+    *loader_groups.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -911,6 +1015,8 @@ def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
             ha1_sha256=entry.get("ha1_sha256"),
             **limits,
         )
+    routing = loader_routing.build_routing(plan)
+    routing["places"] = {**routing["places"], **loader_groups.member_places(plan)}
     return Dialplan(
         domain=str(data["domain"]),
         registrar=RegistrarSettings(**registrar),
@@ -919,5 +1025,6 @@ def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
         departments=departments,
         extensions=extensions,
         sources=sources,
-        **loader_routing.build_routing(plan),
+        groups=loader_groups.build_groups(plan),
+        **routing,
     )

@@ -9,15 +9,19 @@ barred number is no way around the bar.
 Order of the checks, the first that decides wins:
 
 1. ``emergency`` numbers are always allowed (nothing below applies);
-2. a black list entry (company-wide ``blacklist``, then the class of
+2. a member of an ``in_group_only`` short-number group may dial an outside
+   number only if it is a member's number of that group or on its
+   ``allow_outside`` list (:func:`pbx.routing.short_numbers.outside_check`);
+   passing this only narrows: the checks below still apply;
+3. a black list entry (company-wide ``blacklist``, then the class of
    service's own) refuses the number;
-3. a white list entry of the class of service allows it;
-4. a ``whitelist_only`` class of service refuses any other outside number;
-5. ``deny`` — the class of service's own, a ``when`` rule in force now, or
+4. a white list entry of the class of service allows it;
+5. a ``whitelist_only`` class of service refuses any other outside number;
+6. ``deny`` — the class of service's own, a ``when`` rule in force now, or
    an inherited one — refuses the call class (deny beats allow);
-6. ``allow`` (own, in force now, or inherited) allows it; ``internal`` is
+7. ``allow`` (own, in force now, or inherited) allows it; ``internal`` is
    allowed unless denied;
-7. otherwise the class is not allowed.
+8. otherwise the class is not allowed.
 
 A person whose extension and department name no class of service may make
 internal and emergency calls only. Lists are matched against the number as
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING
 from pbx.routing.calendars import Schedule
 from pbx.routing.classes import EMERGENCY, INTERNAL
 from pbx.routing.patterns import Pattern
+from pbx.routing.short_numbers import outside_check
 from pbx.routing.steps import Step
 
 if TYPE_CHECKING:
@@ -116,7 +121,7 @@ class Verdict:
     allowed: bool
     reason: str
     """snake_case tag: ``emergency``, ``allowed``, ``whitelisted``,
-    ``blacklisted``, ``not_on_whitelist``, ``<class>_barred`` (denied),
+    ``blacklisted``, ``not_on_whitelist``, ``in_group_only``, ``<class>_barred`` (denied),
     ``<class>_not_allowed`` (never allowed, or not at this time),
     ``unknown_number`` (no number plan entry matches)."""
     rule: str
@@ -205,6 +210,12 @@ def check_class(
     if call_class == EMERGENCY:
         rule = trail[-1].rule if trail else "classes.emergency"
         return verdict(True, "emergency", rule, "emergency calls are never barred")
+
+    if call_class != INTERNAL:
+        for group in outside_check(person.number, forms, plan.groups):
+            if not group.allowed:
+                return verdict(False, "in_group_only", group.rule, group.why)
+            trail.append(Step(rule=group.rule, outcome=group.why))
 
     profile, source = class_of_service_for(plan, person)
     trail.append(source)

@@ -65,6 +65,7 @@ DEPARTMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "support": ("1006", VIETNAM),
     "accounting": ("1008", VIETNAM),
     "taipei": ("1010", TAIWAN),
+    "factory": ("1202", VIETNAM),
 }
 
 OK = "ok"
@@ -108,6 +109,15 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         "international": _only_business("international_not_allowed"),
         "premium": _never("premium_not_allowed"),
         "satellite": _never("unknown_number"),
+    },
+    # Staff rights, narrowed by the factory short-number group (in_group_only):
+    # outside numbers only from its allow_outside list, emergency always.
+    "factory": {
+        **{cls: _never("in_group_only") for cls in ("local", "mobile", "national", "international", "premium",
+                                                    "information", "satellite")},
+        "internal": ALL_DAY,
+        "emergency": ALL_DAY,
+        "toll_free": ALL_DAY,
     },
 }
 

@@ -59,7 +59,8 @@ def test_example_loads_with_extensions_1001_to_1010() -> None:
         assert extension.password is not None and len(extension.password) >= 8
     assert plan.registrar == RegistrarSettings()
     assert plan.security == SecuritySettings()
-    assert plan.sources == (str(EXAMPLE),)
+    # The factory group's members file is a source too: a reload watches it.
+    assert plan.sources == (str(EXAMPLE), str(EXAMPLE.parent / "groups" / "factory.yaml"))
 
 
 def test_example_unquoted_numbers_become_string_keys() -> None:
