@@ -227,19 +227,7 @@ class CallController:
         if self._refuse_short_interval(event, new_tag()):
             return
         dialled = self._dialled(request)
-        a_tag = new_tag()
-        call = Call(
-            caller=caller,
-            dialled=dialled,
-            a_request=request,
-            a_source=source,
-            a_key=event.key,
-            a_dialog=Dialog.as_uas(request, a_tag),
-            started_at=time.time(),
-        )
-        self.calls_by_a_key[event.key] = call
-        self.dialogs[(request.call_id, a_tag)] = (call, "a")
-        self.active += 1
+        call = self._open_call(event, dialled, caller=caller)
         decision = decide(CallRequest(caller=caller, dialled=dialled, at=datetime.now(timezone.utc),
                                       caller_number=caller.number), self.plan)
         call.rule = decision.rule
@@ -263,6 +251,30 @@ class CallController:
                 self._reject(call, decision)
             case _:
                 assert_never(decision)
+
+    def _open_call(self, event: RequestReceived, dialled: str, *, caller: Extension | None,
+                   trunk: str | None = None, presented_number: str = "",
+                   presented_name: str | None = None) -> Call:
+        """A new call for the INVITE in ``event``, known to the controller
+        from now on (its A dialog answers in-dialog requests and CANCEL)."""
+        request = event.request
+        a_tag = new_tag()
+        call = Call(
+            caller=caller,
+            trunk=trunk,
+            presented_number=presented_number,
+            presented_name=presented_name,
+            dialled=dialled,
+            a_request=request,
+            a_source=event.source,
+            a_key=event.key,
+            a_dialog=Dialog.as_uas(request, a_tag),
+            started_at=time.time(),
+        )
+        self.calls_by_a_key[event.key] = call
+        self.dialogs[(request.call_id, a_tag)] = (call, "a")
+        self.active += 1
+        return call
 
     def _reject(self, call: Call, decision: Reject) -> None:
         """Refuse a call as routing decided (403 for a barred number, 404
@@ -857,22 +869,8 @@ class CallController:
         else:
             presented = from_uri.number
         shown = from_.display or None
-        a_tag = new_tag()
-        call = Call(
-            caller=None,
-            trunk=trunk_key,
-            presented_number=presented,
-            presented_name=shown,
-            dialled=dialled,
-            a_request=request,
-            a_source=source,
-            a_key=event.key,
-            a_dialog=Dialog.as_uas(request, a_tag),
-            started_at=time.time(),
-        )
-        self.calls_by_a_key[event.key] = call
-        self.dialogs[(request.call_id, a_tag)] = (call, "a")
-        self.active += 1
+        call = self._open_call(event, dialled, caller=None, trunk=trunk_key, presented_number=presented,
+                               presented_name=shown)
         decision = decide(CallRequest(caller=None, trunk=trunk_key, dialled=dialled, caller_number=presented,
                                       at=datetime.now(timezone.utc)), self.plan)
         call.rule = decision.rule
