@@ -8,6 +8,8 @@
 #   make test    lint, then the whole pytest suite
 #   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change)
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
+#   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
+#                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
 #   make clean   caches and build output;  make distclean  also .venv and var/
 
 SHELL := /bin/bash
@@ -26,12 +28,13 @@ DB ?= sqlite:///var/pbx.sqlite3
 LISTEN ?=
 BENCH_ARGS ?=
 BENCH_RESULTS ?= bench/results/register_rate.json
+CALL_BENCH_ARGS ?=
 
 # apt-get needs root: use sudo only when we are not root already.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: venv deps lint test run bench clean distclean
+.PHONY: venv deps lint test run bench bench-calls clean distclean
 
 venv: $(STAMP)
 
@@ -74,6 +77,10 @@ run: venv
 
 bench: venv deps
 	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)
+
+bench-calls: venv deps
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,bench]'
+	$(BIN)/python bench/call_rate.py $(CALL_BENCH_ARGS)
 
 clean:
 	rm -rf .mypy_cache .pytest_cache .hypothesis build *.egg-info

@@ -510,7 +510,7 @@ class Sippy:
                 time.sleep(0.1)
             yield Running(process, port, callee_port)
         finally:
-            kill_group(process)
+            kill_group(process, grace=3)  # it may take its time over SIGTERM
 
 
 Target = Pbx | Sippy
@@ -625,8 +625,22 @@ def best_level(steps: Sequence[LevelStep]) -> LevelStep | None:
     return max(held, key=lambda step: step.level) if held else None
 
 
-def _ratio(ours: float, theirs: float) -> str:
-    return f"{ours / theirs:.2f}x" if theirs else "n/a"
+def _at_least(value: int, topped: bool) -> str:
+    # The ladder ran out before a step failed: the real limit is higher.
+    return f"{value} or more (every step held; give higher steps)" if topped else str(value)
+
+
+def _ratio_text(ours: int, theirs: int, topped: dict[str, bool]) -> str:
+    if not ours or not theirs:
+        return "n/a (a target held no step)"
+    ratio = f"{ours / theirs:.2f}x"
+    if topped.get("pbx") and topped.get("sippy"):
+        return ratio + " (both held every step: not a real ratio)"
+    if topped.get("pbx"):
+        return ratio + " or more"
+    if topped.get("sippy"):
+        return ratio + " or less"
+    return ratio
 
 
 def summary(rates: dict[str, list[RateStep]], levels: dict[str, list[LevelStep]], out: TextIO) -> dict[str, object]:
@@ -634,16 +648,19 @@ def summary(rates: dict[str, list[RateStep]], levels: dict[str, list[LevelStep]]
     print("\nsummary", file=out)
     if rates:
         best = {name: best_rate(steps) for name, steps in rates.items()}
+        topped = {name: bool(steps) and steps[-1].counts for name, steps in rates.items()}
         for name, value in best.items():
             held = [s for s in rates[name] if s.counts and s.offered == value]
             cpu = f", {held[0].cpu_ms_per_call:.2f} ms CPU per call there" if held else ""
-            print(f"  max calls/s held, {name}: {value}{cpu}", file=out)
+            print(f"  max calls/s held, {name}: {_at_least(value, topped[name])}{cpu}", file=out)
         if "pbx" in best and "sippy" in best:
-            print(f"  pbx / sippy calls/s: {_ratio(best['pbx'], best['sippy'])}", file=out)
+            print(f"  pbx / sippy calls/s: {_ratio_text(best['pbx'], best['sippy'], topped)}", file=out)
         result["max_cps"] = best
+        result["max_cps_is_lower_bound"] = topped
     if levels:
         held_levels: dict[str, int] = {}
         per_thousand: dict[str, float | None] = {}
+        level_topped = {name: bool(steps) and steps[-1].counts for name, steps in levels.items()}
         for name, steps in levels.items():
             best_step = best_level(steps)
             held_levels[name] = best_step.level if best_step else 0
@@ -652,10 +669,13 @@ def summary(rates: dict[str, list[RateStep]], levels: dict[str, list[LevelStep]]
             per_thousand[name] = best_step.mb_per_thousand if best_step else None
             memory = f", {best_step.mb_per_thousand:.1f} MB RSS per 1,000 calls" if best_step else ""
             peak = f" (peak RSS {best_step.usage.server_peak_rss_mb:.0f} MB)" if best_step else ""
-            print(f"  concurrent calls held, {name}: {held_levels[name]}{memory}{peak}", file=out)
+            shown = _at_least(held_levels[name], level_topped[name])
+            print(f"  concurrent calls held, {name}: {shown}{memory}{peak}", file=out)
         if "pbx" in held_levels and "sippy" in held_levels:
-            print(f"  pbx / sippy concurrent calls: {_ratio(held_levels['pbx'], held_levels['sippy'])}", file=out)
+            ratio = _ratio_text(held_levels["pbx"], held_levels["sippy"], level_topped)
+            print(f"  pbx / sippy concurrent calls: {ratio}", file=out)
         result["max_concurrent"] = held_levels
+        result["max_concurrent_is_lower_bound"] = level_topped
         result["rss_mb_per_1000_calls"] = per_thousand
     return result
 
@@ -708,7 +728,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         pinning, pinned = Pinning.choose(args.server_cpu, args.sipp_cpu)
         load = Load(sipp, workdir, pinning, callee.extension, callers_csv, callee_csv)
 
-        mode = "QUICK run (short steps: figures only show that it works)" if args.quick else "full run"
+        mode = "QUICK run (short steps: figures only show that it works)" if args.quick else "run"
         print(f"call_rate: {mode}; {pinned}; work files in {workdir}", file=out)
         print("  the machine may be shared with other work: figures are noisy", file=out)
         for target in targets:

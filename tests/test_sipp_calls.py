@@ -182,11 +182,6 @@ class Phones:
             assert process.poll() is None, f"SIPp callee exited at start:\n{self.output('uas')}"
             yield process
         finally:
-            if process.poll() is None and calls is not None:
-                try:  # with a count it ends by itself once the calls are done
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pass
             kill_group(process)
 
     def start_callers(self, *, rate: int, calls: int) -> subprocess.Popen[bytes]:
@@ -247,7 +242,10 @@ def test_hundred_calls_per_second_for_thirty_seconds(tmp_path: Path, dialplan: P
                 code = callers.wait(timeout=LOAD_SECONDS + 120)
             finally:
                 kill_group(callers)
-            callee.wait(timeout=30)  # its -m count: it has answered every BYE
+            try:  # with its -m count it ends once it has answered every BYE
+                callee_code: int | None = callee.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                callee_code = None
         context = phones.context()
 
     stats = last_statistics(tmp_path / "uac-stat.csv")
@@ -256,6 +254,7 @@ def test_hundred_calls_per_second_for_thirty_seconds(tmp_path: Path, dialplan: P
     assert int(stats["FailedCall(C)"]) == 0, context
     completed = logged_call_ids(tmp_path / "uac.log", "completed")
     assert len(completed) == calls and len(set(completed)) == calls, context
+    assert callee_code == 0, f"the SIPp callee did not finish its {calls} calls (exit {callee_code})\n{context}"
     callee_saw = logged_call_ids(tmp_path / "uas.log", "uas-completed")
     assert len(callee_saw) == calls and len(set(callee_saw)) == calls
 
