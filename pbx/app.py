@@ -9,6 +9,7 @@ endpoint's next deadline.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import signal
@@ -22,6 +23,7 @@ from typing import Callable
 import structlog
 from sqlalchemy import Engine
 
+from pbx import collector
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.cdr.writer import CdrWriter, recover_interrupted
@@ -280,7 +282,20 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     await server.start()
     for address in server.addresses:
         print(f"listening {address}", flush=True)
-    reloader = DialplanReloader(dialplan, plan, server.apply_plan)
+    _gc_mode = os.environ.get("PBX_GC_MODE", "freeze,tune")  # TEMP A/B
+    if "freeze" in _gc_mode:
+        collector.freeze_survivors()
+    if "tune" in _gc_mode:
+        collector.tune()
+    elif "log" in _gc_mode:
+        gc.callbacks.append(collector._on_collection)
+
+    def apply_plan(new: Dialplan) -> None:
+        server.apply_plan(new)
+        if "freeze" in _gc_mode:
+            collector.freeze_survivors()  # the new plan lives as long as the old one did
+
+    reloader = DialplanReloader(dialplan, plan, apply_plan)
     loop = asyncio.get_running_loop()
     watcher = loop.create_task(reloader.watch())
     reloads: set[asyncio.Task[bool]] = set()

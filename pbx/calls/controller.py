@@ -875,6 +875,9 @@ class CallController:
                                       at=datetime.now(timezone.utc)), self.plan)
         call.rule = decision.rule
         call.call_class = decision.call_class
+        if isinstance(decision, RingMember):
+            call.member = MemberCall(decision=decision)
+            call.resolved_number = decision.resolved_number
         log.info("trunk_call_routed", call_id=call.a_call_id, uuid=call.uuid, trunk=trunk_key, caller=presented,
                  dialled=dialled, decision=type(decision).__name__, rule=decision.rule)
         self.recorder.call_started(call)
@@ -886,12 +889,11 @@ class CallController:
                             to_trunk=decision.trunk)
                 self._fail(call, 403, REJECTED, "no_trunk_to_trunk", side="pbx")
             case RingMember():
-                # Short numbers are for callers inside a group; routing never
-                # gives one to a trunk call, whose mobile leg would be a
-                # relay from trunk to trunk.
-                log.warning("trunk_relay_refused", call_id=call.a_call_id, trunk=trunk_key, dialled=dialled,
-                            to_member=decision.rule)
-                self._fail(call, 403, REJECTED, "no_trunk_to_trunk", side="pbx")
+                # A DID the admin gave to a group member: their desk and their
+                # mobile. The mobile leg goes back out through a trunk, but only
+                # to the number the dialplan names, checked against the
+                # member's own rights: no number a caller chose is reached.
+                self._ring_member(call, decision)
             case Reject():
                 self._fail(call, decision.status, REJECTED, decision.reason, side="pbx")
             case _:
@@ -1171,14 +1173,17 @@ class CallController:
         """Place the mobile leg through its trunk, with failover and the
         provider's challenges handled as for any trunk call."""
         leg = member.decision.mobile
-        assert leg is not None and call.caller is not None
+        assert leg is not None
         member.mobile_started = True
         trunk = self.plan.trunks.get(leg.trunk)
         if trunk is None:  # the plan changed under the call
             log.error("trunk_missing", call_id=call.a_call_id, trunk=leg.trunk)
             member.mobile_status = 503
             return
-        caller_id = leg.caller_id or trunk.caller_id or call.caller.number
+        # Routing names the caller ID (the caller's, or for a DID given to a
+        # member, the member's); an outside caller's own number is not ours
+        # to present through the provider.
+        caller_id = leg.caller_id or trunk.caller_id or call.caller_number
         call.outbound = TrunkDialling(trunk=trunk, number=leg.number, caller_id=caller_id)
         if call.destination is None:
             call.destination = leg.number

@@ -316,6 +316,9 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
     if target is not None:
         resolved, why = target.resolve(call.at)
         steps.append(Step(rule=f"inbound.{call.dialled}", outcome=f"{call.dialled} is an inbound number: {why}"))
+        if resolved.member is not None:
+            return _inbound_member(call, plan, resolved.member, resolved.rule, steps)
+        assert resolved.extension is not None  # InboundTarget holds exactly one of the two
         extension = plan.extensions[resolved.extension]
         return Ring(extension=extension, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
     if _is_outside_number(call.dialled, plan):
@@ -323,6 +326,42 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
                        f"{call.dialled} is an outside number, not one of our inbound numbers:"
                        " calls from a trunk are never relayed back out")
     return _reject(404, "unknown_did", "inbound", steps, f"{call.dialled!r} is not one of our inbound numbers")
+
+
+def _inbound_member(call: CallRequest, plan: Dialplan, ref: tuple[str, str], rule: str,
+                    steps: list[Step]) -> RingMember | Reject:
+    """A DID that rings a group member: their desk and, as their ring policy
+    says, their mobile through a trunk. The mobile leg leaves the PBX on the
+    member's behalf, so it is checked against the member's own rights (their
+    extension's class of service); a member without an extension has no
+    rights to lend, and their mobile is not rung from outside."""
+    group = plan.groups[ref[0]]
+    member = group.members[ref[1]]
+    owner = plan.extensions.get(member.extension) if member.extension is not None else None
+    desk = owner
+    mobile: ToTrunk | None = None
+    if member.mobile is not None:
+        if owner is None:
+            steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile {member.mobile} not rung: the member has no"
+                              " extension whose rights could place a call out"))
+        else:
+            steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile: {member.mobile}, an outside call placed for"
+                              f" {owner.number}, with {owner.number}'s rights"))
+            leg = _outside(member.mobile, owner, plan, call.at, list(steps))
+            steps = list(leg.steps)
+            if isinstance(leg, ToTrunk):
+                mobile = leg
+            else:
+                steps.append(Step(rule=f"{rule}.mobile", outcome=f"the mobile leg is dropped ({leg.reason})"))
+    if desk is None and mobile is None:
+        return _reject(480, "member_unreachable", rule, steps,
+                       f"member {member.label} has nothing that may be rung from outside", INBOUND)
+    both = desk is not None and mobile is not None
+    return RingMember(
+        group=group.key, member=member, dialled=call.dialled, short_dialled=False, extension=desk, mobile=mobile,
+        order=member.ring if both else "together", desk_seconds=member.desk_seconds,
+        presented_number=call.caller_number or "anonymous", rule=rule, call_class=INBOUND, steps=tuple(steps),
+    )
 
 
 def _is_outside_number(number: str, plan: Dialplan) -> bool:

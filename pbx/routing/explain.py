@@ -97,6 +97,8 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
 def _member_lines(decision: RingMember, rule: str) -> list[str]:
     member = decision.member
     how = "short number" if decision.short_dialled else "long number"
+    if decision.call_class == "inbound":
+        how = "inbound number"
     legs = []
     if decision.extension is not None:
         legs.append(f"extension {decision.extension.number} ({decision.extension.name})")

@@ -521,6 +521,10 @@ def check_inbound(plan: _Merged, root: _Place, report: Report) -> None:
         current: Any = entry
         while isinstance(current, dict):
             _reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
+            if ("extension" in current) == ("member" in current):
+                report(plan.value_place(path, root), f"{owner}: give 'extension' or 'member', exactly one")
+            elif "member" in current:
+                _check_member_target(plan, (*path, "member"), owner, root, report)
             given = [key for key in ("during", "outside") if key in current]
             for key in given:
                 _reference(plan, (*path, key), schedules, "schedule", owner, root, report)
@@ -534,6 +538,22 @@ def check_inbound(plan: _Merged, root: _Place, report: Report) -> None:
                        f"{owner}: 'otherwise' needs 'during' or 'outside' (a schedule)")
             current = current.get("otherwise")
             path = (*path, "otherwise")
+
+
+def _check_member_target(plan: _Merged, path: DataPath, owner: str, root: _Place, report: Report) -> None:
+    """``member: GROUP/SHORT`` must name a member, inline or in the members file."""
+    text = _value(plan, path)
+    if not isinstance(text, str) or not plan.valid(path) or not plan.complete or "/" not in text:
+        return
+    group, short = text.split("/", 1)
+    groups = _section(plan, "groups")
+    entry = groups.get(group)
+    if not isinstance(entry, dict):
+        report(plan.value_place(path, root), f"{owner} names unknown group {group!r}" + _suggest(group, groups))
+        return
+    members = {str(k) for k in (entry.get("members") or {})} | {str(k) for k in (entry.get("file_members") or {})}
+    if short not in members:
+        report(plan.value_place(path, root), f"{owner}: group {group!r} has no member {short!r}")
 
 
 def check_keypad(plan: _Merged, root: _Place, report: Report) -> None:
@@ -734,9 +754,11 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
     outside = "outside" in entry
     schedule_name = entry.get("outside") if outside else entry.get("during")
     otherwise = entry.get("otherwise")
+    member = str(entry["member"]).split("/", 1) if "member" in entry else None
     return InboundTarget(
         rule=rule,
-        extension=str(entry["extension"]),
+        extension=str(entry["extension"]) if "extension" in entry else None,
+        member=(member[0], member[1]) if member is not None else None,
         schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
         outside=outside,
         otherwise=_inbound(f"{rule}.otherwise", otherwise, schedules) if isinstance(otherwise, dict) else None,

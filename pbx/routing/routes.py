@@ -57,13 +57,16 @@ class Route:
 class InboundTarget:
     """Where a call to a DID goes (``inbound:`` section).
 
-    Today a target is an extension; hunt groups, short-number members and
-    IVRs are further kinds of target (later issues) beside ``extension``.
+    A target is an extension, or a member of a short-number group (their
+    desk and mobile, as the member's ring policy says); hunt groups and IVRs
+    are further kinds of target (later issues).
     """
 
     rule: str
     """``inbound.<did>``, or ``inbound.<did>.otherwise`` for the fallback."""
-    extension: str
+    extension: str | None = None
+    member: tuple[str, str] | None = None
+    """(group key, short number) of a group member."""
     schedule: Schedule | None = None
     outside: bool = False
     """With a schedule: True if this target applies while it is closed."""
@@ -71,16 +74,24 @@ class InboundTarget:
     """Where the call goes when the schedule condition does not hold."""
 
     def __post_init__(self) -> None:
+        if (self.extension is None) == (self.member is None):
+            raise ValueError(f"{self.rule}: a target is an extension or a member, exactly one")
         if (self.schedule is None) != (self.otherwise is None):
             raise ValueError(f"{self.rule}: a schedule needs an 'otherwise' target, and only then")
+
+    @property
+    def what(self) -> str:
+        if self.member is not None:
+            return f"member {self.member[1]} of group {self.member[0]}"
+        return f"extension {self.extension}"
 
     def resolve(self, at: datetime) -> tuple[InboundTarget, str]:
         """The target in force at ``at`` (this one or a fallback) and why."""
         if self.schedule is None or self.otherwise is None:
-            return self, f"rings extension {self.extension}"
+            return self, f"rings {self.what}"
         state = self.schedule.state(at)
         word = "outside" if self.outside else "during"
         if state.open != self.outside:
-            return self, f"{word} {self.schedule.key} ({state.why}): rings extension {self.extension}"
+            return self, f"{word} {self.schedule.key} ({state.why}): rings {self.what}"
         target, why = self.otherwise.resolve(at)
         return target, f"not {word} {self.schedule.key} ({state.why}): otherwise {why}"

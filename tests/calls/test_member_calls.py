@@ -28,6 +28,7 @@ from tests.trunks.test_trunk_calls import (
     authenticated_call,
     final_to_phone,
     provider_challenge,
+    provider_invite,
 )
 
 DESK_BINH = Peer("udp", "192.0.2.61", 5062)
@@ -72,6 +73,9 @@ groups:
       "13": {name: Chau, extension: "1003", mobile: "0912000003", ring: desk_first, desk_seconds: 10}
       "14": {name: Dung, mobile: "0912000004"}
       "19": {name: Lobby, extension: "1099"}
+inbound:
+  "+842873000612": {member: office/12}
+  "+842873000614": {member: office/14}
 """
 
 
@@ -292,3 +296,38 @@ def test_the_caller_cancels_while_desk_and_mobile_ring(wire: Wire) -> None:
     assert 487 in [r.status for r in wire.responses_to(PHONE)]
     wire.advance(60.0)
     assert len(wire.recorder.ended) == 1 and wire.controller.active == 0
+
+
+# ---------------------------------------------------------------- inbound DIDs
+
+
+def test_a_did_given_to_a_member_rings_their_desk_and_their_mobile(wire: Wire) -> None:
+    register(wire, "1002", DESK_BINH)
+    wire.deliver(provider_invite("+842873000612"), GW1)
+    (desk,) = invites(wire, DESK_BINH)
+    (mobile,) = invites(wire, GW1)
+    # The desk sees the outside caller; the mobile leg goes out with Binh's
+    # rights and our caller ID, to the number the dialplan names.
+    assert desk.from_.uri == "sip:0912345678@pbx.example.com"
+    assert mobile.uri == "sip:+84912000002@sip.provider.example"
+    assert mobile.from_.uri == "sip:02873000100@sip.provider.example"
+    wire.deliver(ringing(desk, "binh"), DESK_BINH)
+    answer(wire, mobile, GW1, "prov")
+    assert [r.status for r in wire.responses_to(GW1) if r.status >= 200 and r.cseq.method == "INVITE"] == [200]
+    assert wire.requests_to(DESK_BINH, "CANCEL"), "the desk is cancelled once the mobile answered"
+    call = only_call(wire)
+    assert call.member is not None
+    assert (call.member.short_number, call.member.label) == (None, "office/12 Binh")
+    # Answered on the mobile: the record says so, with the class of that leg
+    # (what the company pays for), as for a member call from inside.
+    assert (call.trunk, call.call_class, call.resolved_number) == ("viettel", "national", "0912000002")
+
+
+def test_a_did_given_to_a_member_without_an_extension_is_not_relayed_out(wire: Wire) -> None:
+    # Dung has only a mobile: no extension lends rights to a call out, so a
+    # caller from outside is not put through to it.
+    wire.deliver(provider_invite("+842873000614"), GW1)
+    assert not invites(wire, GW1)
+    assert [r.status for r in wire.responses_to(GW1) if r.status >= 200] == [480]
+    (call,) = wire.recorder.ended
+    assert (call.disposition, call.reason) == ("REJECTED", "member_unreachable")

@@ -230,3 +230,42 @@ def test_the_example_groups() -> None:
     assert factory.in_group_only and factory.members_file == str(EXAMPLE.parent / "groups" / "factory.yaml")
     assert [p.text for p in factory.allow_outside] == ["1800 XXXX", "1800 XXXXXX", "0274 3700 XXX"]
     assert head.members["601"].ring == "desk_first" and head.members["601"].desk_seconds == 15
+
+
+def test_an_inbound_number_given_to_a_member_names_one_that_exists(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE + """\
+groups:
+  office:
+    members:
+      601: {name: An, extension: "1001", mobile: "0912345678"}
+inbound:
+  "+842873000601": {member: office/601}
+  "+842873000602": {member: office/602}
+  "+842873000603": {member: ofice/601}
+  "+842873000604": {member: office/601, extension: "1001"}
+  "+842873000605": {name: nobody}
+  "+842873000606": {member: "office-601"}
+""")
+    messages = [f"{p.line}:{p.column}: {p.message}" for p in check_dialplan(path) if p.is_error]
+    # Column of the value for a bad reference; of the entry for a bad shape.
+    assert messages == [
+        "24:29: inbound number '+842873000602': group 'office' has no member '602'",
+        "25:29: inbound number '+842873000603' names unknown group 'ofice'; did you mean 'office'?",
+        "26:20: inbound number '+842873000604': give 'extension' or 'member', exactly one",
+        "27:20: inbound number '+842873000605': give 'extension' or 'member', exactly one",
+        "27:21: unknown key 'name' in inbound number '+842873000605'"
+        " (expected one of: extension, member, during, outside, otherwise)",
+        "28:29: member 'office-601' must be GROUP/SHORT, e.g. head_office/601",
+    ], messages
+
+    path.write_text(BASE + """\
+groups:
+  office:
+    members:
+      601: {name: An, extension: "1001", mobile: "0912345678"}
+inbound:
+  "+842873000601": {member: office/601}
+""")
+    plan = load_dialplan(path)
+    assert plan.inbound["+842873000601"].member == ("office", "601")

@@ -201,7 +201,8 @@ def test_example_trunks_routes_and_inbound_are_built() -> None:
     assert viettel.outbound_number("38221234") == "+842838221234"
     assert plan.trunks["cht"].username is None
     assert plan.routes[0].departments == frozenset({"taipei"})
-    assert set(plan.inbound) == {"+842873000100", "+842873000101", "+842873000200", "+842873000300", "0227200100"}
+    assert set(plan.inbound) == {"+842873000100", "+842873000101", "+842873000200", "+842873000300", "+842873000604",
+                                 "0227200100"}
     assert plan.departments["taipei"].number_plan == "taiwan"
     assert plan.extensions["1005"].class_of_service == "intern"
     assert str(plan.timezone) == "Asia/Ho_Chi_Minh"

@@ -247,3 +247,19 @@ def test_member_checks_itself(fields: dict[str, Any], message: str) -> None:
 def test_an_extension_is_one_member_per_group() -> None:
     with pytest.raises(ValueError, match="extension '2001' is member '11' and '12'"):
         _group("x", Member(short="11", extension="2001"), Member(short="12", extension="2001"))
+
+
+def from_provider(did: str, at: datetime) -> Decision:
+    return decide(CallRequest(caller=None, trunk="viettel", dialled=did, at=at, caller_number="0912345678"), PLAN)
+
+
+def test_a_did_given_to_a_member_rings_desk_and_mobile_with_the_members_rights() -> None:
+    # Phúc (604, extension 1009, accounting): his direct line rings his desk
+    # and his mobile; the desk sees the outside caller.
+    assert summary(from_provider("+842873000604", BUSINESS)) == (
+        "member", "head_office", "604", "1009", "+84983000109", "together", "0912345678", "inbound")
+    # Accounting may not call mobiles after hours, and the mobile leg is
+    # placed with Phúc's rights: in the evening only the desk rings.
+    evening = from_provider("+842873000604", EVENING)
+    assert summary(evening) == ("member", "head_office", "604", "1009", None, "together", "0912345678", "inbound")
+    assert any("the mobile leg is dropped" in step.outcome for step in evening.steps)

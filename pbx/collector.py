@@ -1,0 +1,84 @@
+"""Garbage collector settings for the long-running server.
+
+CPython's cyclic collector stops the world, and a full (generation 2)
+collection visits every tracked object: about 0.85 µs each here. Under call
+load the live set is large for two reasons: what start-up loaded (modules,
+the dialplan, SQLAlchemy's metadata), which never becomes garbage, and the
+finished transactions RFC 3261 keeps for timers J, K, L, M (up to 32 s of
+calls). A full collection over both took 250 ms at 500 calls/s, half of T1,
+so phones retransmitted and set-up times jumped.
+
+Two remedies, applied once the server has started:
+
+- ``gc.freeze()`` moves everything alive after start-up to the permanent
+  generation, which collections skip. Frozen objects are still freed by
+  reference counting when dropped; only a reference cycle among them would
+  never be reclaimed, which is acceptable for objects meant to live as long
+  as the process.
+- Higher thresholds: with the default (700, 10, 10) a young collection runs
+  every 700 net allocations and a full one whenever a quarter of the old
+  generation is new. The SIP core, controller and CDR path create no
+  reference cycles per call (measured: 0 unreachable objects per call), so
+  rarer collections cost nothing in memory and save the pauses.
+
+Each full collection is logged with its length, so a long pause shows up in
+the log next to the calls it delayed.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any, Final
+
+import structlog
+
+log = structlog.get_logger("pbx.collector")
+
+THRESHOLDS: Final = (50_000, 20, 100)
+"""Young collection every 50,000 net allocations, the middle one every 20
+young ones, the full one every 100 middle ones (and CPython's own rule:
+only when a quarter of the old generation is new since the last one)."""
+
+LONG_PAUSE: Final = 0.1
+"""A full collection longer than this is logged as a warning."""
+
+
+def freeze_survivors() -> None:
+    """Collect, then move every surviving object out of future collections.
+
+    Called after start-up, and again after a dialplan reload so the new
+    plan's objects join the old ones there instead of being visited by every
+    full collection from then on. The objects of calls in progress at that
+    moment are frozen too; they are freed as usual when the call ends (by
+    reference counting), so nothing is lost but their share of the next
+    collections.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def tune() -> None:
+    """Raise the thresholds and start logging full collections."""
+    gc.set_threshold(*THRESHOLDS)
+    if _on_collection not in gc.callbacks:
+        gc.callbacks.append(_on_collection)
+
+
+_started: float | None = None
+
+
+def _on_collection(phase: str, info: dict[str, Any]) -> None:
+    global _started
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _started = time.perf_counter()
+        return
+    if _started is None:
+        return
+    pause = time.perf_counter() - _started
+    _started = None
+    event = log.warning if pause >= LONG_PAUSE else log.info
+    event("gc_full_collection", pause_ms=round(pause * 1000, 1), collected=info["collected"],
+          frozen=gc.get_freeze_count())
