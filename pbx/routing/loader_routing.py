@@ -13,6 +13,7 @@ one mistake gives one message. Errors stop loading; warnings do not.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import difflib
 import functools
 import zoneinfo
@@ -428,6 +429,17 @@ def check_trunks(plan: _Merged, root: _Place, report: Report) -> None:
         if entry.get("register") is True and "username" not in entry:
             report(plan.value_place((*path, "register"), root),
                    f"trunk {name!r} registers, so it needs a username and password")
+        for index, text in _strings(entry.get("inbound_sources")):
+            try:
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                report(plan.value_place((*path, "inbound_sources", index), root),
+                       f"trunk {name!r}: inbound source {text!r} is not an IP address or network (CIDR)")
+                continue
+            if network.prefixlen == 0:
+                report(plan.value_place((*path, "inbound_sources", index), root),
+                       f"trunk {name!r}: inbound source {text!r} is the whole Internet: anyone could call"
+                       " in as the provider")
         rewrites = [(index, rewrite) for index, rewrite in enumerate(entry.get("rewrites") or [])
                     if isinstance(rewrite, dict) and isinstance(rewrite.get("match", ""), str)]
         for position, (index, rewrite) in enumerate(rewrites):
@@ -735,6 +747,9 @@ def _trunk(name: str, entry: dict[str, Any]) -> Trunk:
     }
     if "invite_timeout" in entry:
         options["invite_timeout"] = float(entry["invite_timeout"])
+    if "inbound_sources" in entry:
+        options["inbound_sources"] = tuple(ipaddress.ip_network(str(text), strict=False)
+                                           for text in entry["inbound_sources"])
     return Trunk(
         key=name,
         gateways=tuple(

@@ -10,8 +10,11 @@ Secrets rule as for extensions: the trunk password never appears in a repr.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Transport = Literal["udp", "tcp"]
 
@@ -83,6 +86,10 @@ class Trunk:
     caller_id: str | None = None
     """Number presented to the provider when the extension or department
     names none (usually the company's main DID)."""
+    inbound_sources: tuple[Network, ...] = ()
+    """Networks besides the gateways the provider sends calls from (any
+    port): many providers deliver calls from other machines than the one
+    that takes registrations."""
 
     def __post_init__(self) -> None:
         if not self.gateways:

@@ -10,7 +10,9 @@ relies on), and matching the address alone would let anything else on the
 same host, e.g. a phone beside a test provider on 127.0.0.1, bypass
 authentication. Requests over the TCP connection the PBX opened to a
 gateway (its registration's) carry that gateway's address and port, so
-they match too. Anything else is an ordinary caller and is challenged.
+they match too. A trunk's ``inbound_sources`` networks match on address
+alone, for providers that deliver calls from other machines. Anything else
+is an ordinary caller and is challenged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from pbx.routing.trunk_config import Gateway, Trunk
+from pbx.routing.trunk_config import Gateway, Network, Trunk
 from pbx.sip.address import Peer
 
 
@@ -40,9 +42,11 @@ class TrunkSources:
         """``resolved`` maps a gateway host name to its IP addresses; hosts
         given as IP addresses need no entry."""
         self._by_address: dict[tuple[str, int], str] = {}
+        self._networks: list[tuple[Network, str]] = []
         self._peers: dict[Gateway, Peer] = {}
         resolved = resolved or {}
         for key, trunk in (trunks or {}).items():
+            self._networks.extend((network, key) for network in trunk.inbound_sources)
             for gateway in trunk.gateways:
                 addresses = resolved.get(gateway.host) or (gateway.host,)
                 for address in addresses:
@@ -53,7 +57,18 @@ class TrunkSources:
 
     def match(self, source: Peer) -> str | None:
         """The key of the trunk ``source`` is a gateway of, or None."""
-        return self._by_address.get((normalise_host(source.host), source.port))
+        host = normalise_host(source.host)
+        found = self._by_address.get((host, source.port))
+        if found is not None or not self._networks:
+            return found
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for network, key in self._networks:
+            if address in network:
+                return key
+        return None
 
     def peer(self, gateway: Gateway) -> Peer:
         """Where to send to ``gateway``."""

@@ -207,3 +207,22 @@ def test_example_trunks_routes_and_inbound_are_built() -> None:
     assert plan.extensions["1005"].class_of_service == "intern"
     assert str(plan.timezone) == "Asia/Ho_Chi_Minh"
     assert plan.place("routes.vn-mobile") is not None
+
+
+def test_trunk_inbound_sources_are_networks_and_never_everyone(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("""\
+domain: pbx.example.com
+trunks:
+  t:
+    gateways: [{host: 127.0.0.1}]
+    inbound_sources: [203.0.113.0/24, "2001:db8::1", not-an-address, 0.0.0.0/0]
+""")
+    errors = [f"{p.line}:{p.column}: {p.message}" for p in check_dialplan(path) if p.is_error]
+    assert errors == [
+        "5:54: trunk 't': inbound source 'not-an-address' is not an IP address or network (CIDR)",
+        "5:70: trunk 't': inbound source '0.0.0.0/0' is the whole Internet: anyone could call in as the provider",
+    ]
+    path.write_text(path.read_text().replace(", not-an-address, 0.0.0.0/0", ""))
+    sources = load_dialplan(path).trunks["t"].inbound_sources
+    assert [str(n) for n in sources] == ["203.0.113.0/24", "2001:db8::1/128"]

@@ -105,3 +105,17 @@ def test_sources_of_gateways_given_by_name() -> None:
     unresolved = TrunkSources({"viettel": named})
     assert unresolved.match(Peer("udp", "203.0.113.5", 5060)) is None
     assert unresolved.peer(named.gateways[0]) == Peer("udp", "gw.provider.example", 5060)
+
+
+def test_inbound_source_networks_match_any_port_of_their_addresses() -> None:
+    import ipaddress
+
+    wider = trunk(inbound_sources=(ipaddress.ip_network("203.0.113.0/28"), ipaddress.ip_network("2001:db8:5::/48")))
+    sources = TrunkSources({"viettel": wider})
+    assert sources.match(Peer("udp", "203.0.113.9", 40123)) == "viettel"
+    assert sources.match(Peer("udp", "2001:db8:5:1::20", 5060)) == "viettel"
+    assert sources.match(Peer("udp", "203.0.113.16", 5060)) is None  # just outside the /28
+    assert sources.match(Peer("udp", "phone.example", 5060)) is None
+    # The gateways still match by address and port as before.
+    assert sources.match(Peer("udp", "198.51.100.1", 5070)) == "viettel"
+    assert sources.match(Peer("udp", "198.51.100.1", 5071)) is None
