@@ -552,6 +552,8 @@ class CallController:
     def _on_cancel(self, event: RequestReceived) -> None:
         invite_key = self.endpoint.transactions.invite_key_for_cancel(event.request, event.source)
         call = self.calls_by_a_key.get(invite_key) if invite_key is not None else None
+        if call is None and invite_key is not None and self._cancel_relayed(event, invite_key):
+            return
         if call is None:
             # §9.2: no matching transaction: 481.
             self._respond(event.key, event.request, 481, to_tag=new_tag())
@@ -563,6 +565,20 @@ class CallController:
             if leg.live:
                 self._cancel_leg(leg)
         self._fail(call, 487, CANCELLED, "caller_cancelled", side="caller")
+
+    def _cancel_relayed(self, event: RequestReceived, invite_key: TransactionKey) -> bool:
+        """A CANCEL of a re-INVITE we relayed to the other leg (§9, allowed
+        for any pending INVITE): 200 for the CANCEL, and CANCEL the relayed
+        re-INVITE; the other leg's 487 then comes back to the sender as the
+        answer to its re-INVITE. False if ``invite_key`` is no relayed one."""
+        for client_key, relay in self.relays.items():
+            if relay.server_key == invite_key and relay.origin.method == "INVITE":
+                self._respond(event.key, event.request, 200, to_tag=event.request.to.tag)
+                # The layer holds the CANCEL back until a 1xx has arrived (§9.1).
+                self.endpoint.cancel(client_key, self._now())
+                log.info("reinvite_cancelled", call_id=relay.call.a_call_id, uuid=relay.call.uuid, side=relay.side)
+                return True
+        return False
 
     # ------------------------------------------------------------ in dialog
 

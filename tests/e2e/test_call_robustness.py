@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from pbx.sip.message import Message, Request, Response
+from pbx.sip.parser import parse_message
 
 from .harness import AGENT_EXTENSIONS, Agents, Pbx
 from .sipua import UaDialog, sdp
@@ -287,3 +288,28 @@ def test_delayed_offer_2xx_retransmitted_waits_for_the_callers_answer(pbx: Pbx, 
     agents.bob.send(call.b_ok)
     assert call.b.expect_request("ACK").body == sdp(40000)
     hang_up(agents, call)
+
+
+def test_cancel_of_a_reinvite_is_relayed_and_its_487_comes_back(pbx: Pbx, agents: Agents) -> None:
+    call = ring_and_answer(agents)
+    sent = call.a.send("INVITE", body=sdp(40006))
+    reinvite = call.b.expect_request("INVITE")
+    agents.bob.respond(reinvite, 100)
+    # Alice gives up on her re-INVITE (§9.1: same Request-URI, Call-ID, From,
+    # To, Via branch and CSeq number as the INVITE).
+    origin = parse_message(sent)
+    assert isinstance(origin, Request)
+    lines = [f"CANCEL {origin.uri} SIP/2.0", f"Via: {origin.get('via')}", "Max-Forwards: 70",
+             f"From: {origin.get('from')}", f"To: {origin.get('to')}", f"Call-ID: {origin.call_id}",
+             f"CSeq: {origin.cseq.number} CANCEL", "Content-Length: 0"]
+    agents.alice.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+    assert call.a.expect_response(200, method="CANCEL").to.tag == origin.to.tag
+    cancel = call.b.expect_request("CANCEL")
+    assert cancel.cseq.number == reinvite.cseq.number and cancel.top_via.branch == reinvite.top_via.branch
+    agents.bob.respond(cancel, 200)
+    agents.bob.respond(reinvite, 487)
+    assert call.a.expect_response(487, method="INVITE").cseq.number == origin.cseq.number
+    call.b.expect_request("ACK")  # the PBX's client transaction ACKs the 487 (§17.1.1.3)
+    # The call itself goes on.
+    hang_up(agents, call)
+    assert [r["disposition"] for r in answered_rows(pbx)] == ["ANSWERED"]
