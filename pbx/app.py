@@ -9,7 +9,6 @@ endpoint's next deadline.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import secrets
 import signal
@@ -51,6 +50,12 @@ log = structlog.get_logger("pbx.app")
 
 SWEEP_INTERVAL = 5.0
 WRITE_BEHIND_INTERVAL = 0.2
+# The database writer waits this long after the first op of a burst so the
+# others join its transaction: at 700 calls/s this cut the CPU per call from
+# 1.59 to 1.20 ms (fewer commits, and fewer times the writer thread holds the
+# GIL the event loop wants), for 5 ms more before a BYE's 200 (sent once the
+# call's CDR row has committed).
+WRITE_GATHER = 0.005
 
 
 class Server:
@@ -80,7 +85,7 @@ class Server:
         self._loop = loop
         engine = await asyncio.to_thread(self._open_store)
         self.engine = engine
-        self.writer = BackgroundWriter(engine)
+        self.writer = BackgroundWriter(engine, gather=WRITE_GATHER)
         bindings, blocks = BindingStore(engine), BlockStore(engine)
         now_utc = datetime.now(timezone.utc)
         stored = await asyncio.to_thread(bindings.load_active, now_utc)
@@ -280,22 +285,23 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     sys.setswitchinterval(0.001)
     server = Server(plan, listens, db_url, advertise)
     await server.start()
-    for address in server.addresses:
-        print(f"listening {address}", flush=True)
-    _gc_mode = os.environ.get("PBX_GC_MODE", "freeze,tune")  # TEMP A/B
-    if "freeze" in _gc_mode:
-        collector.freeze_survivors()
-    if "tune" in _gc_mode:
-        collector.tune()
-    elif "log" in _gc_mode:
-        gc.callbacks.append(collector._on_collection)
+    # Start-up's objects out of every full collection, and rarer collections
+    # from now on: pbx/collector.py has the figures behind this.
+    collector.freeze_survivors()
+    collector.tune()
 
     def apply_plan(new: Dialplan) -> None:
         server.apply_plan(new)
-        if "freeze" in _gc_mode:
-            collector.freeze_survivors()  # the new plan lives as long as the old one did
+        # The new plan lives as long as the old one did: freeze it too, or
+        # every full collection from now on would visit it. The old plan,
+        # no longer referenced, is freed by reference counting.
+        collector.freeze_survivors()
 
+    # The reloader takes its first look at the files before "listening" is
+    # printed: whoever waits for that line may edit the dialplan at once.
     reloader = DialplanReloader(dialplan, plan, apply_plan)
+    for address in server.addresses:
+        print(f"listening {address}", flush=True)
     loop = asyncio.get_running_loop()
     watcher = loop.create_task(reloader.watch())
     reloads: set[asyncio.Task[bool]] = set()

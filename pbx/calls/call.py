@@ -7,7 +7,6 @@ Pure data with small helpers; the controller changes it.
 from __future__ import annotations
 
 import enum
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -17,6 +16,7 @@ from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog
 from pbx.sip.events import TransactionKey
 from pbx.sip.message import Request
+from pbx.sip.tokens import random_uuid
 from pbx.trunks.outbound import TrunkDialling
 
 
@@ -106,7 +106,7 @@ class Call:
     a_key: TransactionKey
     a_dialog: Dialog
     started_at: float
-    uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    uuid: str = field(default_factory=lambda: random_uuid().hex)
     state: CallState = CallState.ROUTING
     legs: list[Leg] = field(default_factory=list)
     winner: Leg | None = None

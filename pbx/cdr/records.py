@@ -20,6 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from pbx.sip.tokens import random_uuid
+
 
 class Disposition(StrEnum):
     """How a call ended, as stored in ``cdr.disposition`` (by value)."""
@@ -83,7 +85,7 @@ def _require_status(name: str, value: int | None) -> None:
 def new_call_uuid() -> uuid.UUID:
     """A fresh id for a call.  Random (version 4), so PBX nodes sharing one
     database never hand out the same one."""
-    return uuid.uuid4()
+    return random_uuid()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

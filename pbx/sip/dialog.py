@@ -10,18 +10,18 @@ and a CSeq one above the last we sent (§12.2.1.1).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 
 from pbx.sip.message import Header, Request, Response, make_request, parse_name_addr
+from pbx.sip.tokens import random_hex
 
 
 def new_tag() -> str:
-    return secrets.token_hex(5)
+    return random_hex(5)
 
 
 def new_branch() -> str:
-    return "z9hG4bK" + secrets.token_hex(8)
+    return "z9hG4bK" + random_hex(8)
 
 
 @dataclass(slots=True, kw_only=True)

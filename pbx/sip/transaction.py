@@ -236,7 +236,10 @@ def response_destination(via: Via, source: Peer) -> Peer:
     if received:
         rport = params.get("rport")
         if rport and rport.isdigit() and 0 < int(rport) < 65536:
-            return Peer(source.transport, received, int(rport))
+            port = int(rport)
+            if received == source.host and port == source.port and source.connection is None:
+                return source  # the usual case; one object fewer per transaction kept
+            return Peer(source.transport, received, port)
         return Peer(source.transport, received, via.port or DEFAULT_PORT)
     return Peer(source.transport, via.host, via.port or DEFAULT_PORT)
 
@@ -337,7 +340,10 @@ class InviteClientTransaction(_Transaction):
     def __init__(self, key: TransactionKey, request: Request, dest: Peer, now: float, config: _Config) -> None:
         super().__init__(key, config)
         self.state = IctState.CALLING
-        self.request = request
+        # Both only serve Calling and Proceeding (timer A, the CANCEL, the ACK
+        # for a 3xx-6xx): dropped at the final response, so the thousands of
+        # transactions waiting out timers D and M hold bytes, not messages.
+        self.request: Request | None = request
         self.data = request.encode()
         self.dest = dest
         self.interval = config.t1
@@ -361,11 +367,13 @@ class InviteClientTransaction(_Transaction):
                 self.state = IctState.ACCEPTED
                 self.cancel_wanted = False
                 self.timer_m = now + self.config.long
-            else:
+                self.request, self.data = None, b""
+            elif self.request is not None:
                 # §17.1.1.3: ACK it ourselves, wait timer D for retransmits.
                 self.state = IctState.COMPLETED
                 self.cancel_wanted = False
                 self.ack = build_non_2xx_ack(self.request, response).encode()
+                self.request, self.data = None, b""
                 out.append(Send(data=self.ack, dest=self.dest))
                 if self.dest.reliable:
                     self.state = IctState.TERMINATED
@@ -422,6 +430,7 @@ class NonInviteClientTransaction(_Transaction):
             self.state = NictState.PROCEEDING
         else:
             self.timer_e = self.timer_f = None
+            self.data = b""  # no retransmissions once answered (§17.1.2.2)
             if self.dest.reliable:
                 self.state = NictState.TERMINATED  # timer K is 0
                 self.ended = True
@@ -793,6 +802,8 @@ class TransactionLayer:
         return cancel_key, self._start_cancel(invite, now)
 
     def _start_cancel(self, invite: InviteClientTransaction, now: float) -> list[Send]:
+        if invite.request is None:  # a final response came: nothing to cancel
+            return []
         cancel = build_cancel(invite.request)
         cancel_key = TransactionKey(False, invite.key.branch, "", "CANCEL")
         transaction = NonInviteClientTransaction(cancel_key, cancel, invite.dest, now, self._config)

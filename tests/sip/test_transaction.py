@@ -24,9 +24,11 @@ from pbx.sip.parser import parse_message
 from pbx.sip.timers import T1, T2, T4, TIMER_B, TIMER_D, TIMER_F, TIMER_J, TIMER_K, TimerValues
 from pbx.sip.transaction import (
     IctState,
+    InviteClientTransaction,
     IstState,
     NictState,
     NistState,
+    NonInviteClientTransaction,
     TransactionLayer,
     TransactionState,
     client_key,
@@ -326,6 +328,39 @@ def test_pending_cancel_is_dropped_when_a_final_comes_first() -> None:
     assert status_lines(out) == []  # no CANCEL, and no ACK for a 2xx from the transaction
     assert [type(o) for o in out] == [ResponseReceived]
     assert layer.state(key) is IctState.ACCEPTED
+
+
+def test_finished_client_transactions_keep_bytes_not_messages_and_still_answer_retransmissions() -> None:
+    # Under load thousands of client transactions wait out timers D, K and M;
+    # they keep the ACK bytes and the key, not the parsed request.
+    layer = TransactionLayer()
+    dest = Peer("udp", *UAS)
+    invite = invite_request()
+    busy, _ = layer.send_request(invite, dest, now=0.0)
+    final = make_response(invite, 486, to_tag="busy-1")
+    first = sends(layer.receive_response(final, dest, now=0.1))
+    assert status_lines(first) == ["ACK sip:1002@127.0.0.1:5060 SIP/2.0"]
+    held = layer._transactions[busy]
+    assert isinstance(held, InviteClientTransaction) and held.request is None and held.data == b""
+    again = sends(layer.receive_response(final, dest, now=1.0))  # the 486 retransmitted
+    assert [s.data for s in again] == [first[0].data]
+    assert layer.cancel_request(busy, now=1.1) is None
+    assert layer.state(busy) is IctState.COMPLETED
+
+    answered, _ = layer.send_request(invite_request("z9hG4bK-inv-2", call_id="call-2"), dest, now=0.0)
+    layer.receive_response(make_response(invite_request("z9hG4bK-inv-2", call_id="call-2"), 200, to_tag="t"), dest,
+                           now=0.1)
+    held = layer._transactions[answered]
+    assert isinstance(held, InviteClientTransaction) and held.request is None
+    assert layer.state(answered) is IctState.ACCEPTED
+
+    register = register_request()
+    registered, _ = layer.send_request(register, dest, now=0.0)
+    layer.receive_response(make_response(register, 200), dest, now=0.1)
+    kept = layer._transactions[registered]
+    assert isinstance(kept, NonInviteClientTransaction) and kept.data == b""
+    assert sends(layer.on_timer(5.0)) == []  # no timer E after the final, §17.1.2.2
+    assert layer.state(registered) is NictState.COMPLETED
 
 
 def test_invite_client_accepted_passes_2xx_retransmissions_then_stray() -> None:

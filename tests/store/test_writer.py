@@ -254,3 +254,18 @@ def test_on_commit_runs_after_the_commit_and_for_dropped_ops(
     assert seen == [("good", 1), ("bad", 1)]
     dropped = [e for e in logs if e["event"] == "db_op_dropped"]
     assert [e["op"] for e in dropped] == ["insert_negative_failures"]
+
+
+def test_gather_lets_a_burst_share_one_transaction(migrated: Engine, make_binding: MakeBinding) -> None:
+    store = BindingStore(migrated)
+    writer = BackgroundWriter(migrated, gather=0.5)
+    committed: list[int] = []
+    for i in range(20):  # microseconds apart: all inside the first op's gather time
+        writer.submit(partial(store.upsert, make_binding(aor=f"{3000 + i}", cseq=i)), partial(committed.append, i))
+    assert writer.flush(timeout=10)
+    stats = writer.stats()
+    assert (stats.committed, stats.batches) == (20, 1)
+    assert committed == list(range(20))
+    assert writer.close(timeout=10)
+    with pytest.raises(ValueError):
+        BackgroundWriter(migrated, gather=-1.0)
