@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from make_users import DEFAULT_DOMAIN, sipp_csv, write_users
+from procfs import cpu_ticks, group_members, rss_bytes
 from register_rate import BenchError, free_port, kill_group, running_server, udp_receive_buffer_errors
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -194,50 +195,6 @@ def _common_problems(sipp: SippOutcome) -> list[str]:
     if sipp.bye_ms > MAX_MEAN_RESPONSE_MS:
         found.append(f"mean BYE {sipp.bye_ms:.0f} ms")
     return found
-
-
-# --- /proc ----------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after `(comm)`: pgrp is [2], utime..cstime [11:15]."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
-
-
-def cpu_ticks(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            total += sum(int(value) for value in fields[11:15])
-    return total
-
-
-def rss_bytes(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024  # kB
-    return total
 
 
 class Sampler:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from make_users import write_users
+from procfs import cpu_ticks, group_members, rss_bytes
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SCENARIO: Final = REPO_ROOT / "sipp-scenarios" / "register_auth.xml"
@@ -110,51 +111,6 @@ class Step:
         return not self.problems
 
 
-# --- /proc sampling -------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat fields after `(comm)`: state is [0], pgrp [2], utime [11]."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
-
-
-def _cpu_ticks(pids: Sequence[int]) -> int:
-    """utime + stime (+ reaped children's) of these processes, in clock ticks."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            total += sum(int(value) for value in fields[11:15])
-    return total
-
-
-def _rss_bytes(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024  # reported in kB
-    return total
-
-
 def udp_receive_buffer_errors() -> int:
     """Udp RcvbufErrors from /proc/net/snmp (all sockets of this host)."""
     try:
@@ -176,8 +132,8 @@ class Sampler:
         self._stop = threading.Event()
         self.peak_rss = 0
         self._start_wall = time.monotonic()
-        self._server_start = _cpu_ticks(_group_members(server_pgid))
-        self._sipp_last = _cpu_ticks([sipp_pid])
+        self._server_start = cpu_ticks(group_members(server_pgid))
+        self._sipp_last = cpu_ticks([sipp_pid])
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -194,15 +150,15 @@ class Sampler:
             self._sample()
 
     def _sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, _rss_bytes(_group_members(self._server_pgid)))
+        self.peak_rss = max(self.peak_rss, rss_bytes(group_members(self._server_pgid)))
         # SIPp's own ticks vanish with it once it is reaped: keep the last read.
-        ticks = _cpu_ticks([self._sipp_pid])
+        ticks = cpu_ticks([self._sipp_pid])
         if ticks:
             self._sipp_last = ticks
 
     def server_cpu_percent(self) -> float:
         wall = time.monotonic() - self._start_wall
-        used = _cpu_ticks(_group_members(self._server_pgid)) - self._server_start
+        used = cpu_ticks(group_members(self._server_pgid)) - self._server_start
         return 100.0 * used / CLOCK_TICKS / wall if wall > 0 else 0.0
 
     def sipp_cpu_percent(self, started_ticks: int) -> float:
@@ -333,7 +289,7 @@ def run_step(
         )
     drops_before = udp_receive_buffer_errors()
     try:
-        sipp_start = _cpu_ticks([process.pid])
+        sipp_start = cpu_ticks([process.pid])
         with Sampler(server.pid, process.pid) as sampler:
             try:
                 code = process.wait(timeout=duration + 90)
