@@ -52,7 +52,7 @@ from pbx.cdr.records import (
     LegResult,
 )
 from pbx.store.models import Base, require_aware
-from pbx.store.writer import BackgroundWriter, WriterClosed
+from pbx.store.writer import BackgroundWriter, Together, WriterClosed
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +109,9 @@ def _fit(value: str, length: int) -> str:
     # What a phone sends ends up here (display names, Reason text): a value
     # PostgreSQL would refuse must not cost the whole row.  NUL is not
     # allowed in PostgreSQL text; lone surrogates (undecodable bytes) do not
-    # encode as UTF-8.
+    # encode as UTF-8.  Most values are short ASCII: checked without copying.
+    if len(value) <= length and value.isascii() and "\x00" not in value:
+        return value
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     try:
@@ -120,10 +122,15 @@ def _fit(value: str, length: int) -> str:
 
 
 def _fitted(values: Mapping[str, Any], lengths: Mapping[str, int]) -> dict[str, Any]:
-    return {
-        name: _fit(value, lengths[name]) if isinstance(value, str) and name in lengths else value
-        for name, value in values.items()
-    }
+    return _fit_in_place(dict(values), lengths)
+
+
+def _fit_in_place(row: dict[str, Any], lengths: Mapping[str, int]) -> dict[str, Any]:
+    for name, length in lengths.items():
+        value = row.get(name)
+        if isinstance(value, str):
+            row[name] = _fit(value, length)
+    return row
 
 
 def _upserts(dialect: str) -> tuple[Executable, Executable]:
@@ -166,17 +173,46 @@ _LEG_KEY: Final = ("call_uuid", "attempt")
 _LEG_REPLACED: Final = tuple(c.name for c in CDR_LEGS.columns if c.name not in ("id", *_LEG_KEY))
 
 
+# One report: the call's row as known so far, and its legs (only at the end).
+Report = tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
+_NO_VALUES: Final[dict[str, Any]] = dict.fromkeys(("call_uuid", *_CALL_MERGED))
+
+
+def upsert_calls(conn: Connection, reports: list[Report]) -> None:
+    """Op for many reports at once (`Together`): insert each call's row, or
+    merge its values into the one with the same call_uuid (None never
+    replaces a value); then upsert the legs on (call_uuid, attempt),
+    replacing them.
+
+    Reports of one call are merged first, the same way the database would
+    merge them one after the other, so a call started and answered within
+    one batch costs one row write.  Then one executemany per table: every
+    row names every column (left-out ones as None, which COALESCE turns into
+    "keep"), so all share one statement.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    leg_rows: list[Mapping[str, Any]] = []
+    for values, legs in reports:
+        key = values["call_uuid"]
+        row = merged.get(key)
+        if row is None:
+            merged[key] = row = dict(_NO_VALUES)
+        for name, value in values.items():
+            if value is not None:
+                row[name] = value
+        leg_rows.extend(legs)
+    call, leg = _upserts(conn.dialect.name)
+    conn.execute(call, [_fit_in_place(row, _CDR_LENGTHS) for row in merged.values()])
+    if leg_rows:
+        # Every leg row has every column, so one executemany fits all.
+        conn.execute(leg, [_fitted(row, _LEG_LENGTHS) for row in leg_rows])
+
+
 def upsert_call(
     values: Mapping[str, Any], legs: Sequence[Mapping[str, Any]], conn: Connection
 ) -> None:
-    """Op: insert the call's row, or merge `values` into the one with the same
-    call_uuid (None never replaces a value); then upsert its legs on
-    (call_uuid, attempt), replacing them."""
-    call, leg = _upserts(conn.dialect.name)
-    conn.execute(call, _fitted(values, _CDR_LENGTHS))
-    if legs:
-        # Every leg row has every column, so one executemany fits all.
-        conn.execute(leg, [_fitted(row, _LEG_LENGTHS) for row in legs])
+    """Op: `upsert_calls` for one report."""
+    upsert_calls(conn, [(values, legs)])
 
 
 @dataclass(slots=True)
@@ -307,7 +343,7 @@ class CdrWriter:
         legs: list[dict[str, Any]],
         on_durable: Callback | None,
     ) -> None:
-        op = partial(upsert_call, dict(row), legs)
+        op = Together(upsert_calls, (dict(row), legs))
         on_commit = None if on_durable is None else partial(self._notify, on_durable)
         try:
             self._writer.submit(op, on_commit)
@@ -384,5 +420,6 @@ __all__ = [
     "UnknownCall",
     "recover_interrupted",
     "upsert_call",
+    "upsert_calls",
     "whole_seconds",
 ]

@@ -28,6 +28,15 @@ it is never stuck; the write is lost and the log says so.  Callbacks run
 before `flush` returns for their ops, must be quick and must not block: the
 usual one is ``loop.call_soon_threadsafe``.
 
+An op may instead be a `Together`: one item of work plus the function that
+writes many such items at once.  Within one transaction the writer hands all
+the queued items of the same function to it in one call (in submission
+order), at the place of the first of them: so a burst of CDR upserts costs
+one statement execution, not one per call.  Such a function must only touch
+tables no other op writes, since it runs out of submission order relative to
+them.  Run alone (a failed batch is split op by op), a `Together` gets a list
+of its single item, so the same code path takes both.
+
 Logs carry the op's name and the exception's type, never its message or
 SQL parameters: those may hold user data or secrets.
 """
@@ -40,7 +49,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import structlog
 from sqlalchemy import Connection, Engine, text
@@ -52,6 +61,22 @@ Op: TypeAlias = Callable[[Connection], object]
 # Called without arguments, in the writer thread, once an op is finished;
 # any return value is ignored.
 OnCommit: TypeAlias = Callable[[], object]
+
+# Writes every item of a list, in order, on a connection, without committing.
+RunMany: TypeAlias = Callable[[Connection, list[Any]], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Together:
+    """An op that may share one call of `run_many` with the other items queued
+    for the same function in the same transaction (see the module docstring)."""
+
+    run_many: RunMany
+    item: Any
+
+    def __call__(self, conn: Connection) -> object:
+        return self.run_many(conn, [self.item])
+
 
 # Queue depth at which a warning is logged (once per excursion): the
 # database is not keeping up, and memory grows with the queue.
@@ -75,9 +100,38 @@ class WriterClosed(RuntimeError):
 
 
 def _op_name(op: Op) -> str:
-    while isinstance(op, functools.partial):
-        op = op.func
-    return getattr(op, "__qualname__", type(op).__name__)
+    named: object = op.run_many if isinstance(op, Together) else op
+    while isinstance(named, functools.partial):
+        named = named.func
+    return getattr(named, "__qualname__", type(named).__name__)
+
+
+def _grouped(ops: list[Op]) -> list[Op]:
+    """`ops` in order, each `Together` function's items joined into one op at
+    the place of its first item."""
+    if len(ops) < 2:
+        return ops
+    steps: list[Op] = []
+    joined: dict[RunMany, list[Any]] = {}
+    for op in ops:
+        if not isinstance(op, Together):
+            steps.append(op)
+            continue
+        items = joined.get(op.run_many)
+        if items is None:
+            joined[op.run_many] = items = []
+            steps.append(_RunAll(op.run_many, items))
+        items.append(op.item)  # the list is complete before any step runs
+    return steps
+
+
+@dataclass(frozen=True, slots=True)
+class _RunAll:
+    run_many: RunMany
+    items: list[Any]
+
+    def __call__(self, conn: Connection) -> object:
+        return self.run_many(conn, self.items)
 
 
 class BackgroundWriter:
@@ -290,8 +344,8 @@ class BackgroundWriter:
     def _commit(self, ops: list[Op]) -> Exception | None:
         try:
             with self._engine.begin() as conn:
-                for op in ops:
-                    op(conn)
+                for step in _grouped(ops):
+                    step(conn)
         except Exception as error:  # any op may raise anything; it is reported
             return error
         with self._lock:

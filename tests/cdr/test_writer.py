@@ -149,6 +149,58 @@ def test_any_grouping_of_the_writes_gives_the_same_row(
     assert len(leg_rows(migrated, call)) == 2
 
 
+def _write_calls(cdrs: CdrWriter, calls: list[uuid.UUID]) -> None:
+    """Reports of several calls, interleaved as a busy PBX makes them: a
+    routing report changes a value, later reports leave fields None."""
+    for n, call in enumerate(calls):
+        cdrs.started(make_start(call, call_id=f"call-{n}@192.0.2.4"))
+        cdrs.routed(CallRouted(call_uuid=call, rule="internal", trunk="first"))
+        cdrs.routed(CallRouted(call_uuid=call, trunk="second", call_class="internal"))
+    for call in calls[1:]:
+        cdrs.answered(make_answer(call))
+    cdrs.ended(make_end(calls[0], disposition=Disposition.BUSY, hangup_side=HangupSide.CALLEE,
+                        hangup_status=486, destination="1003"))
+    for call in calls[1:]:
+        cdrs.ended(make_end(call), two_legs())
+
+
+def _comparable(engine: Engine, calls: list[uuid.UUID]) -> list[tuple[Any, ...]]:
+    rows = []
+    for call in calls:
+        row = call_row(engine, call)
+        assert row is not None
+        del row["id"], row["call_uuid"]
+        legs = [{k: v for k, v in leg.items() if k not in ("id", "call_uuid")} for leg in leg_rows(engine, call)]
+        rows.append((row, legs))
+    return rows
+
+
+def test_calls_sharing_a_batch_get_the_rows_they_would_get_alone(migrated: Engine) -> None:
+    together, alone = [uuid.uuid4() for _ in range(3)], [uuid.uuid4() for _ in range(3)]
+    background = BackgroundWriter(migrated)
+    cdrs = CdrWriter(background, "pbx-a", run_now)
+    gate = Gate()
+    background.submit(gate)
+    assert gate.entered.wait(timeout=10)
+    _write_calls(cdrs, together)  # all queued behind the gate: one transaction
+    gate.release.set()
+    assert background.flush(timeout=30)
+    batches = background.stats().batches
+    assert batches == 2
+
+    one_each = BackgroundWriter(migrated, max_batch=1)
+    _write_calls(CdrWriter(one_each, "pbx-a", run_now), alone)
+    assert one_each.close(timeout=30)
+    assert background.close(timeout=30)
+    assert one_each.stats().batches == 3 * 3 + 2 + 3  # every report its own transaction
+    assert background.stats().failed == one_each.stats().failed == 0
+    assert _comparable(migrated, together) == _comparable(migrated, alone)
+    [busy, *answered] = _comparable(migrated, together)
+    assert (busy[0]["trunk"], busy[0]["rule"], busy[0]["call_class"]) == ("second", "internal", "internal")
+    assert (busy[0]["disposition"], busy[0]["hangup_status"], busy[1]) == (Disposition.BUSY, 486, [])
+    assert all(row["billsec"] == 62 and len(legs) == 2 for row, legs in answered)
+
+
 def test_a_retried_write_makes_no_duplicate(migrated: Engine, background: BackgroundWriter) -> None:
     call = uuid.uuid4()
     first = CdrWriter(background, "pbx-a", run_now)
