@@ -16,7 +16,7 @@ what nodes sharing a database see.  Writes from the asyncio side go through
 from pbx.store.bindings import BindingRecord, BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.store.db import DatabaseUrlError, make_engine, migrate
-from pbx.store.writer import BackgroundWriter, Op, WriterClosed, WriterStats
+from pbx.store.writer import BackgroundWriter, Op, Together, WriterClosed, WriterStats
 
 __all__ = [
     "BackgroundWriter",
@@ -25,6 +25,7 @@ __all__ = [
     "BlockStore",
     "DatabaseUrlError",
     "Op",
+    "Together",
     "WriterClosed",
     "WriterStats",
     "make_engine",
