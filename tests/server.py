@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,21 @@ START_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 # `listening udp:127.0.0.1:5060`; IPv6 hosts come bracketed: `tcp:[::1]:5060`.
 _LISTENING: Final = re.compile(r"\blistening (udp|tcp):(\[[^\]]+\]|[^\s:]+):(\d+)\b")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port found")
 
 
 class ServerError(RuntimeError):

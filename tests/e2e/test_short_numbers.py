@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from pbx.sip.message import Request, Response
-from tests.trunks.provider import Sipp, free_port
+from tests.server import free_port
+from tests.trunks.provider import Sipp
 
 from .harness import DOMAIN, Pbx, start_pbx
 from .sipua import SipUA, UaDialog, sdp

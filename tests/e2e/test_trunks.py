@@ -28,7 +28,8 @@ from pbx.sip import digest
 from pbx.sip.message import Response
 from pbx.sip.parser import parse_message
 from tests.server import RunningServer, run_server
-from tests.trunks.provider import Logged, Sipp, free_port
+from tests.server import free_port
+from tests.trunks.provider import Logged, Sipp
 
 from .phone import Phone, PhoneFactory, open_phones
 

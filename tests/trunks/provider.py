@@ -4,11 +4,12 @@ reading its message log (``-trace_msg -message_file F``)."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.server import free_port
 
 _SEPARATOR = re.compile(r"^-{20,}.*$", re.M)
 
@@ -47,21 +48,6 @@ def requests(path: Path, method: str) -> list[Logged]:
 
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "sipp-scenarios"
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port found")
 
 
 class Sipp:
