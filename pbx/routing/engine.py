@@ -283,9 +283,7 @@ def _ring_member(call: CallRequest, caller: Extension, plan: Dialplan, steps: li
             steps.append(Step(rule=rule, outcome=f"the desk leg is dropped ({verdict.reason})"))
     mobile: ToTrunk | None = None
     if wants_mobile and member.mobile is not None:
-        steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile: {member.mobile}, an outside call placed for"
-                          f" {caller.number}, with {caller.number}'s rights"))
-        leg = _outside(member.mobile, caller, plan, call.at, list(steps))
+        leg = _mobile_leg(member.mobile, caller, plan, call.at, steps, rule)
         if isinstance(leg, Reject) and extension is None:
             return leg  # nothing left to ring: refused by the rule that dropped the mobile
         steps = list(leg.steps)
@@ -302,6 +300,15 @@ def _ring_member(call: CallRequest, caller: Extension, plan: Dialplan, steps: li
         call_class=mobile.call_class if extension is None and mobile is not None else INTERNAL,
         steps=tuple(steps),
     )
+
+
+def _mobile_leg(mobile: str, owner: Extension, plan: Dialplan, at: datetime, steps: list[Step],
+                rule: str) -> ToTrunk | Reject:
+    """A member's mobile rung as an outside call placed for ``owner``, with
+    ``owner``'s rights: classified, checked, routed and rewritten."""
+    steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile: {mobile}, an outside call placed for"
+                      f" {owner.number}, with {owner.number}'s rights"))
+    return _outside(mobile, owner, plan, at, list(steps))
 
 
 def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
@@ -345,9 +352,7 @@ def _inbound_member(call: CallRequest, plan: Dialplan, ref: tuple[str, str], rul
             steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile {member.mobile} not rung: the member has no"
                               " extension whose rights could place a call out"))
         else:
-            steps.append(Step(rule=f"{rule}.mobile", outcome=f"mobile: {member.mobile}, an outside call placed for"
-                              f" {owner.number}, with {owner.number}'s rights"))
-            leg = _outside(member.mobile, owner, plan, call.at, list(steps))
+            leg = _mobile_leg(member.mobile, owner, plan, call.at, steps, rule)
             steps = list(leg.steps)
             if isinstance(leg, ToTrunk):
                 mobile = leg
