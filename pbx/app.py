@@ -132,10 +132,10 @@ class Server:
             auth=authenticator,
             bindings=table,
             recorder=self.cdr,
-            scheduler=loop,
             local_address=self.local_address,
             kick=self._flush,
             monotonic=loop.time,
+            wall_clock=time.time,
         )
         self.service.calls = self.calls
         # Trunks: the source table for the controller, and the clients that
@@ -205,10 +205,16 @@ class Server:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        now = self._loop.time()
         try:
-            self.endpoint.on_timer(self._loop.time())
+            self.endpoint.on_timer(now)
         except Exception:
             log.exception("timer_failed")
+        self._flush()
+        try:
+            self.calls.on_timer(now)
+        except Exception:
+            log.exception("call_timer_failed")
         self._flush()
 
     def _flush(self) -> None:
@@ -224,6 +230,10 @@ class Server:
             except Exception:
                 log.exception("event_handling_failed")
         deadline = endpoint.next_deadline()
+        calls = getattr(self, "calls", None)
+        call_deadline = calls.next_deadline() if calls is not None else None
+        if call_deadline is not None and (deadline is None or call_deadline < deadline):
+            deadline = call_deadline
         if deadline is None:
             if self._timer is not None:
                 self._timer.cancel()

@@ -1,23 +1,62 @@
-"""The state of one call through the B2BUA: the caller's leg (A, where the
-PBX is UAS) and the legs it places towards the callee's contacts (B, UAC).
+"""One call through the B2BUA: the coordinator.
 
-Pure data with small helpers; the controller changes it.
+A :class:`Call` owns the caller's session (A, where the PBX is UAS) and,
+while it rings, a :class:`pbx.calls.fork.Fork` of callee sessions (B, UAC);
+once answered, the winning leg. It runs what routing decided
+(:mod:`pbx.calls.plan`), relays what must pass between the sides, keeps the
+CDR facts and its own timers (ring time, maximum duration, session expiry),
+and never builds SIP text: sessions do (:mod:`pbx.sip.session`).
+
+Rules it keeps (RFC 3261 unless said):
+- 1xx with SDP are relayed (early media); SDP passes through untouched;
+- when A's INVITE carried no offer, B's 2xx holds the offer and A's ACK the
+  answer, so B's ACK waits for A's ACK (§13.2.1 delayed offer);
+- the final response that ends a call (the error to A's INVITE, the 200 to
+  a BYE) is sent only once the CDR is durable: once a phone has seen the
+  call end, its CDR survives kill -9.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, assert_never
 
+import structlog
+
+from pbx.calls.fork import Fork, Leg, LegState, Outcome
+from pbx.calls.plan import Action, End, Ring
+from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember
-from pbx.sip.address import Peer
-from pbx.sip.dialog import Dialog
-from pbx.sip.events import TransactionKey
-from pbx.sip.message import Request
+from pbx.sip import session_timer
+from pbx.sip.message import Header, Request, Response
+from pbx.sip.session import (
+    AckIn,
+    AckTimedOut,
+    Answered,
+    ByeIn,
+    CancelIn,
+    CancelReceived,
+    Confirmed,
+    Failed,
+    IntervalRaised,
+    InviteSession,
+    Provisional,
+    RequestIn,
+    ResponseIn,
+    SessionEvent,
+)
 from pbx.sip.tokens import random_uuid
 from pbx.trunks.outbound import TrunkDialling
+
+if TYPE_CHECKING:
+    from pbx.calls.controller import CallController
+
+log = structlog.get_logger("pbx.calls")
+
+# Headers carried from one leg's request/response to the other's.
+CARRIED = ("content-type", "content-disposition", "content-encoding", "content-language")
 
 
 class CallState(enum.Enum):
@@ -28,57 +67,22 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
-class LegState(enum.Enum):
-    CALLING = "calling"
-    EARLY = "early"          # a provisional (180/183) came back
-    ANSWERED = "answered"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+class Side(enum.Enum):
+    """The two sides of a call: A the caller, B the callee."""
 
-
-# CDR dispositions (pbx.cdr stores them by value).
-ANSWERED, NO_ANSWER, BUSY, CANCELLED, FAILED, REJECTED, UNAVAILABLE = (
-    "ANSWERED", "NO_ANSWER", "BUSY", "CANCELLED", "FAILED", "REJECTED", "UNAVAILABLE",
-)
-CONGESTION = "CONGESTION"  # every gateway of a trunk failed
-
-
-@dataclass(slots=True, kw_only=True)
-class Leg:
-    """One attempt towards one registered contact."""
-
-    contact: str
-    dest: Peer
-    invite: Request
-    key: TransactionKey
-    dialog: Dialog
-    started_at: float
-    state: LegState = LegState.CALLING
-    status: int | None = None
-    ended_at: float | None = None
-    acked: bool = False
-    ack: bytes | None = None
-    """The ACK we sent to its 2xx, sent again if the 2xx is (§13.2.2.4)."""
-    retried_422: bool = False
-    """The INVITE was sent again after a 422 (RFC 4028 §7.4); only once."""
-    trunk: str | None = None
-    """The trunk this leg goes out through; None for a leg to a contact."""
+    A = "a"
+    B = "b"
 
     @property
-    def live(self) -> bool:
-        return self.state in (LegState.CALLING, LegState.EARLY)
+    def other(self) -> Side:
+        return Side.B if self is Side.A else Side.A
 
 
 @dataclass(slots=True, kw_only=True)
 class MemberCall:
-    """A call to a short-number group member (``RingMember``): the desk
-    legs are the extension's contacts, the mobile leg goes through a trunk
-    (``Call.outbound``), now or after ``desk_seconds``."""
+    """A call to a short-number group member (``RingMember``)."""
 
     decision: RingMember
-    mobile_started: bool = False
-    mobile_status: int | None = None
-    """How the mobile leg ended when it gave up (486, 503 ...), if it did."""
 
     @property
     def short_number(self) -> str | None:
@@ -91,24 +95,25 @@ class MemberCall:
         member = self.decision.member
         return f"{self.decision.group}/{member.short}" + (f" {member.name}" if member.name else "")
 
-    @property
-    def mobile_pending(self) -> bool:
-        return self.decision.mobile is not None and not self.mobile_started
+
+def carried(message: Request | Response) -> list[Header]:
+    return [(name, value) for name, value in message.headers if name in CARRIED]
 
 
 @dataclass(slots=True, kw_only=True)
 class Call:
+    """The coordinator of one call, and the facts its CDR is made of."""
+
     caller: Extension | None
     """The authenticated extension; None for a call in from a trunk."""
     dialled: str
-    a_request: Request
-    a_source: Peer
-    a_key: TransactionKey
-    a_dialog: Dialog
+    a: InviteSession
     started_at: float
+    """Wall-clock seconds (the CDR's times are wall-clock; timers monotonic)."""
+    controller: CallController
     uuid: str = field(default_factory=lambda: random_uuid().hex)
     state: CallState = CallState.ROUTING
-    legs: list[Leg] = field(default_factory=list)
+    fork: Fork | None = None
     winner: Leg | None = None
     destination: str | None = None
     rule: str | None = None
@@ -116,42 +121,47 @@ class Call:
     """What routing classified the call as (internal, mobile, inbound ...)."""
     answered_at: float | None = None
     ended_at: float | None = None
-    disposition: str | None = None
+    disposition: Disposition | None = None
     hangup_status: int | None = None
-    hangup_side: str | None = None
+    hangup_side: HangupSide | None = None
     reason: str | None = None
-    a_acked: bool = False
-    timers: list[Any] = field(default_factory=list)
-    early_leg: Leg | None = None
-    """The leg whose early dialog A's early dialog is relayed to (RFC 3311)."""
-    answered_monotonic: float | None = None
-    session_interval: int | None = None
-    """Session interval in force (RFC 4028), None when no timer runs."""
-    watch: Any = None
-    """The timer that ends the call: session expiry or maximum duration."""
-    peer_floor: dict[str, int] = field(default_factory=dict)
-    """Min-SE a side asked for in a 422, by side ("a", "b")."""
-    acks_sent: dict[tuple[str, int], tuple[bytes, Peer]] = field(default_factory=dict)
-    """ACKs to 2xx we sent, by (Call-ID, CSeq), to resend when the 2xx is
-    retransmitted because one was lost (RFC 3261 §13.2.2.4)."""
-    byes_from: set[str] = field(default_factory=set)
-    """Sides that sent their own BYE: they get none from us."""
     trunk: str | None = None
-    """The trunk the call came in over, or goes out through."""
+    """The trunk the call came in over."""
     presented_number: str = ""
     presented_name: str | None = None
-    """Who a call from a trunk says it is from (the From header); only
-    shown, never trusted for rights."""
+    """Who a call from a trunk says it is from; only shown, never trusted."""
     outbound: TrunkDialling | None = None
-    """The way out through a trunk, for a call routed to one."""
+    """The way out through a trunk, once a leg was placed through one."""
     member: MemberCall | None = None
-    """For a call to a short-number group member: how its legs go."""
     resolved_number: str | None = None
     """For a member call: the member's number that rang (or answered)."""
+    early_leg: Leg | None = None
+    """The leg whose early dialog A's early dialog is relayed to (RFC 3311)."""
+    session_interval: int | None = None
+    """Session interval in force (RFC 4028), None when no timer runs."""
+    peer_floor: dict[Side, int] = field(default_factory=dict)
+    """Min-SE a side asked for in a 422."""
+    ring_due: float | None = None
+    watch_due: float | None = None
+    watch_reason: str = ""
+    answered_monotonic: float | None = None
+    reinvites: dict[int, tuple[InviteSession, Request]] = field(default_factory=dict)
+    """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
+    the session and request that ACK is for (see pbx.calls.relay)."""
+
+    # ------------------------------------------------------------ identity
 
     @property
     def a_call_id(self) -> str:
-        return self.a_request.call_id
+        return self.a.dialog.call_id
+
+    @property
+    def a_request(self) -> Request:
+        return self.a.invite
+
+    @property
+    def legs(self) -> list[Leg]:
+        return self.fork.legs if self.fork is not None else []
 
     @property
     def caller_number(self) -> str:
@@ -162,39 +172,245 @@ class Call:
     def caller_name(self) -> str | None:
         return self.caller.name if self.caller is not None else self.presented_name
 
-    def cancel_timers(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
-        if self.watch is not None:
-            self.watch.cancel()
-            self.watch = None
+    def leg_of(self, session: InviteSession) -> Leg | None:
+        return next((leg for leg in self.legs if leg.session is session), None)
 
-    def leg_of(self, call_id: str) -> Leg | None:
-        """The B leg whose dialog has this Call-ID (each leg has its own)."""
-        for leg in self.legs:
-            if leg.dialog.call_id == call_id:
-                return leg
-        return None
+    def session_of(self, side: Side) -> InviteSession | None:
+        if side is Side.A:
+            return self.a
+        return self.winner.session if self.winner is not None else None
 
+    # ------------------------------------------------------------ starting
 
-class Relay(NamedTuple):
-    """An in-dialog request relayed to the other leg, awaiting its answer.
+    def run(self, action: Action, now: float) -> None:
+        match action:
+            case Ring():
+                self.state = CallState.RINGING
+                self.ring_due = now + action.ring_timeout
+                self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
+                                 unreachable=action.unreachable)
+                result = self.fork.start(now)
+                if result is not None:
+                    self.fail(result)
+            case End():
+                self.end_unanswered(action.status, action.disposition, action.reason, action.side,
+                                    list(action.headers))
+            case _:
+                assert_never(action)
 
-    A tuple whose first item is the call, so clean-up can find a call's
-    relays without knowing the rest.
-    """
+    # ------------------------------------------------------------ events
 
-    call: Call
-    server_key: TransactionKey
-    """The originator's server transaction, answered with the response."""
-    side: str
-    """Who sent it: "a" or "b"."""
-    origin: Request
-    """As received from the originator."""
-    relayed: Request
-    """Our copy sent to the other leg."""
-    to_tag: str
-    """Our tag in the originator's dialog."""
-    transport: str
-    """The originator's transport, for the Contact of the response."""
+    def on_event(self, session: InviteSession, event: SessionEvent, now: float) -> None:
+        if session is self.a:
+            self._on_a(event, now)
+            return
+        leg = self.leg_of(session)
+        if leg is None:
+            return
+        match event:
+            case Provisional():
+                self._on_provisional(leg, event.response)
+            case Answered():
+                self._on_answered(leg, event.response, now)
+            case Failed():
+                if self.fork is not None and self.state is CallState.RINGING:
+                    result = self.fork.on_failed(leg, event.status, event.reason, now)
+                    if result is not None:
+                        self.fail(result)
+                elif leg.live:
+                    leg.close(LegState.FAILED, event.status, self.controller.wall())
+            case IntervalRaised():
+                self.peer_floor[Side.B] = max(self.peer_floor.get(Side.B, 0), event.min_se)
+                log.info("call_leg_interval_raised", call_id=self.a_call_id, uuid=self.uuid, min_se=event.min_se)
+            case ByeIn():
+                self._on_bye(Side.B, session, event)
+            case _:
+                self.controller.relay.on_event(self, Side.B, session, event, now)
+
+    def _on_a(self, event: SessionEvent, now: float) -> None:
+        match event:
+            case CancelReceived():
+                if self.state in (CallState.RINGING, CallState.ROUTING):
+                    if self.fork is not None:
+                        self.fork.stop([])
+                    self.end_unanswered(487, Disposition.CANCELLED, "caller_cancelled", HangupSide.CALLER)
+            case Confirmed():
+                winner = self.winner
+                if winner is not None and not winner.session.acked:
+                    # Delayed offer: A's ACK carries the answer for B.
+                    winner.session.ack(event.ack.body, carried(event.ack))
+            case AckTimedOut():
+                self.end_by_pbx("no_ack", now, caller_gone=True)
+            case ByeIn():
+                self._on_bye(Side.A, self.a, event)
+            case RequestIn() | AckIn() | ResponseIn() | CancelIn():
+                self.controller.relay.on_event(self, Side.A, self.a, event, now)
+
+    def _on_provisional(self, leg: Leg, response: Response) -> None:
+        assert self.fork is not None
+        self.fork.on_early(leg)
+        if response.to.tag is not None and self.state is CallState.RINGING:
+            self.early_leg = leg
+        if self.state is CallState.RINGING and leg.live:
+            self.a.respond(response.status, response.reason, carried(response), response.body)
+
+    def _on_answered(self, leg: Leg, response: Response, now: float) -> None:
+        fork = self.fork
+        if fork is None or self.state is not CallState.RINGING or not fork.on_answered(leg):
+            # Lost the race (another leg answered, the caller left): the
+            # fork ACKed and BYEd it, as a 2xx cannot be refused (§15).
+            return
+        self.winner = leg
+        if self.member is not None:
+            self._member_answered(self.member, leg)
+        self.state = CallState.ANSWERED
+        self.answered_at = self.controller.wall()
+        self.ring_due = None
+        timer_headers, interval = session_timer.response_headers(self.a_request, leg.session.invite, response)
+        self.a.respond(200, None, [*carried(response), *timer_headers], response.body)
+        self.controller.recorder.call_answered(self)
+        log.info("call_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,
+                 session_interval=interval)
+        self.answered_monotonic = now
+        self.watch(interval, now)
+
+    def _member_answered(self, member: MemberCall, leg: Leg) -> None:
+        """Record which of the member's numbers took the call."""
+        decision = member.decision
+        if leg.trunk is not None and decision.mobile is not None:
+            self.resolved_number = decision.member.mobile
+            self.destination = decision.mobile.number
+            self.call_class = decision.mobile.call_class
+        elif decision.extension is not None:
+            self.resolved_number = decision.extension.number
+            self.destination = decision.extension.number
+        log.info("member_answered", call_id=self.a_call_id, uuid=self.uuid, group=decision.group,
+                 member=decision.member.short, by="mobile" if leg.trunk is not None else "desk")
+
+    def _on_bye(self, side: Side, session: InviteSession, event: ByeIn) -> None:
+        leg = self.leg_of(session) if side is Side.B else None
+        if side is Side.B and leg is not self.winner:
+            # A fork that lost the race hangs up (we BYEd it too), or a callee
+            # leaves its early dialog: only that leg ends.
+            session.answer(event.key, event.request, 200)
+            if leg is not None and leg.live:
+                session.cancel()
+            return
+        if self.state is not CallState.ANSWERED:
+            session.answer(event.key, event.request, 200)
+            if side is Side.A and self.state is CallState.RINGING:
+                # §15: the caller may end its early dialog with BYE; it means
+                # what a CANCEL would.
+                if self.fork is not None:
+                    self.fork.stop([])
+                self.end_unanswered(487, Disposition.CANCELLED, "caller_bye", HangupSide.CALLER)
+            return
+        side_name = HangupSide.CALLER if side is Side.A else HangupSide.CALLEE
+        self._ending(Disposition.ANSWERED, 200, side_name, "bye")
+        other = self.session_of(side.other)
+
+        def send_ok() -> None:
+            if other is not None:
+                other.hangup()
+            session.answer(event.key, event.request, 200)
+            self.controller.forget(self)
+
+        log.info("call_ended", call_id=self.a_call_id, uuid=self.uuid, side=side_name.value)
+        self.controller.recorder.call_ended(self, send_ok)
+
+    # ------------------------------------------------------------ time
+
+    def deadline(self) -> float | None:
+        due = [t for t in (self.ring_due, self.watch_due, self.a.deadline()) if t is not None]
+        if self.fork is not None and self.state is CallState.RINGING:
+            fork_due = self.fork.deadline()
+            if fork_due is not None:
+                due.append(fork_due)
+        if self.winner is not None:
+            session_due = self.winner.session.deadline()
+            if session_due is not None:
+                due.append(session_due)
+        return min(due, default=None)
+
+    def on_timer(self, now: float) -> None:
+        for session in (self.a, self.winner.session if self.winner is not None else None):
+            if session is not None and (due := session.deadline()) is not None and now >= due:
+                for event in session.on_timer(now):
+                    self.on_event(session, event, now)
+        if self.ring_due is not None and now >= self.ring_due and self.state is CallState.RINGING:
+            self.ring_due = None
+            if self.fork is not None:
+                self.fork.stop([])
+            self.end_unanswered(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX)
+            return
+        if self.fork is not None and self.state is CallState.RINGING:
+            fork_due = self.fork.deadline()
+            if fork_due is not None and now >= fork_due:
+                result = self.fork.on_timer(now)
+                if result is not None:
+                    self.fail(result)
+        if self.watch_due is not None and now >= self.watch_due:
+            self.watch_due = None
+            self.end_by_pbx(self.watch_reason, now)
+
+    def watch(self, interval: int | None, now: float) -> None:
+        """(Re)arm the one timer that ends an answered call: the session
+        expiry when a session timer runs (RFC 4028 §10), else the maximum
+        call duration counted from the answer."""
+        self.session_interval = interval
+        if interval is not None:
+            self.watch_due, self.watch_reason = now + session_timer.expiry_delay(interval), "session_expired"
+        else:
+            answered = self.answered_monotonic if self.answered_monotonic is not None else now
+            self.watch_due = answered + self.controller.settings.max_call_seconds
+            self.watch_reason = "max_duration"
+
+    # ------------------------------------------------------------ ending
+
+    def _ending(self, disposition: Disposition, status: int, side: HangupSide, reason: str) -> None:
+        self.state = CallState.ENDING
+        self.ring_due = self.watch_due = None
+        self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
+        self.ended_at = self.controller.wall()
+
+    def fail(self, result: Outcome) -> None:
+        """Every leg failed: tell the caller the fork's one outcome."""
+        self.end_unanswered(result.status, result.disposition, result.reason, result.side)
+
+    def end_unanswered(self, status: int, disposition: Disposition, reason: str, side: HangupSide,
+                       headers: list[Header] | None = None) -> None:
+        """End a call that was never answered, with ``status`` to the caller."""
+        if self.state in (CallState.ENDING, CallState.ENDED, CallState.ANSWERED):
+            return
+        self._ending(disposition, status, side, reason)
+        phrase = "Temporarily Unavailable" if status == 480 else None
+        final_headers = headers if headers else [("reason", f'SIP;cause={status};text="{reason}"')]
+
+        def send_final() -> None:
+            self.a.respond(status, phrase, final_headers)
+            self.controller.forget(self)
+
+        event = "call_rejected" if disposition is Disposition.REJECTED else "call_failed"
+        log.info(event, call_id=self.a_call_id, uuid=self.uuid, status=status, disposition=disposition.value,
+                 reason=reason)
+        self.controller.recorder.call_ended(self, send_final)
+
+    def end_by_pbx(self, reason: str, now: float, *, caller_gone: bool = False) -> None:
+        """End an answered call from here: BYE to both sides, once the CDR
+        saying so is durable. ``caller_gone``: the caller never ACKed, so its
+        BYE cannot wait for that ACK."""
+        if self.state is not CallState.ANSWERED:
+            return
+        status = 200 if reason == "max_duration" else 408
+        self._ending(Disposition.ANSWERED, status, HangupSide.PBX, reason)
+        log.warning("call_ended_by_pbx", call_id=self.a_call_id, uuid=self.uuid, reason=reason,
+                    session_interval=self.session_interval)
+        headers: list[Header] = [("reason", f'SIP;cause={status};text="{reason}"')]
+
+        def send_byes() -> None:
+            self.a.hangup(headers, wait_for_ack=not caller_gone)
+            if self.winner is not None:
+                self.winner.session.hangup(headers)
+            self.controller.forget(self)
+
+        self.controller.recorder.call_ended(self, send_byes)

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from pbx.calls.call import Call, Leg, LegState
+from pbx.calls.call import Call
+from pbx.calls.fork import Leg, LegState
 from pbx.cdr.records import (
     CallAnswer,
     CallEnd,
@@ -102,16 +103,17 @@ class CdrRecorder:
                 ended_at=_at(max(leg_end, leg.started_at)),
                 result=result,
                 status=leg.status,
-                call_id=leg.dialog.call_id,
+                call_id=leg.call_id,
                 answered_at=_at(call.answered_at or leg_end) if result is LegResult.ANSWERED else None,
             ))
         self.writer.ended(
             CallEnd(
                 call_uuid=uuid.UUID(call.uuid),
                 ended_at=_at(ended),
-                disposition=Disposition(call.disposition or "FAILED"),
-                hangup_side=HangupSide(call.hangup_side or "pbx"),
-                hangup_status=None if call.disposition == "ANSWERED" and call.reason == "bye" else call.hangup_status,
+                disposition=call.disposition or Disposition.FAILED,
+                hangup_side=call.hangup_side or HangupSide.PBX,
+                hangup_status=None if call.disposition is Disposition.ANSWERED and call.reason == "bye"
+                else call.hangup_status,
                 reason=call.reason,
                 destination=call.destination,
             ),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pbx.sip.address import Peer
 from pbx.sip.errors import SipError
 from pbx.sip.events import Send
-from pbx.sip.message import Request, Response, make_response
+from pbx.sip.message import Header, Request, Response, make_response
 from pbx.sip.parser import parse_message
 from pbx.sip.transaction import TransactionKey, TransactionLayer, response_destination, stamp_via
 
@@ -73,9 +73,9 @@ class SipEndpoint:
         self._route(effects)
         return key
 
-    def cancel(self, invite_key: TransactionKey, now: float) -> None:
-        """CANCEL a pending INVITE client transaction (§9.1)."""
-        result = self.transactions.cancel_request(invite_key, now)
+    def cancel(self, invite_key: TransactionKey, now: float, headers: tuple[Header, ...] = ()) -> None:
+        """CANCEL a pending INVITE client transaction (§9.1), with ``headers``."""
+        result = self.transactions.cancel_request(invite_key, now, headers)
         if result is not None:
             self._route(result[1])
 

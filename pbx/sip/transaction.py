@@ -271,9 +271,13 @@ def _derived_request(original: Request, method: str, to: str | None) -> Request:
     return Request(headers=tuple(headers), body=b"", method=method, uri=original.uri)
 
 
-def build_cancel(invite: Request) -> Request:
-    """The CANCEL for ``invite`` (§9.1)."""
-    return _derived_request(invite, "CANCEL", None)
+def build_cancel(invite: Request, headers: tuple[Header, ...] = ()) -> Request:
+    """The CANCEL for ``invite`` (§9.1), with ``headers`` added (a Reason,
+    RFC 3326, saying why)."""
+    cancel = _derived_request(invite, "CANCEL", None)
+    if not headers:
+        return cancel
+    return Request(headers=cancel.headers + headers, body=b"", method="CANCEL", uri=cancel.uri)
 
 
 def build_non_2xx_ack(invite: Request, response: Response) -> Request:
@@ -334,7 +338,7 @@ class InviteClientTransaction(_Transaction):
 
     __slots__ = (
         "state", "request", "data", "dest", "interval", "timer_a", "timer_b", "timer_d", "timer_m",
-        "ack", "cancel_wanted",
+        "ack", "cancel_wanted", "cancel_headers",
     )  # fmt: skip
 
     def __init__(self, key: TransactionKey, request: Request, dest: Peer, now: float, config: _Config) -> None:
@@ -354,6 +358,7 @@ class InviteClientTransaction(_Transaction):
         self.timer_m: float | None = None
         self.ack: bytes | None = None
         self.cancel_wanted = False  # §9.1: CANCEL asked for before any 1xx
+        self.cancel_headers: tuple[Header, ...] = ()
 
     def on_response(self, response: Response, now: float, out: list[Output]) -> None:
         status = response.status
@@ -780,7 +785,8 @@ class TransactionLayer:
         self._reschedule(transaction)
         return out
 
-    def cancel_request(self, invite_key: TransactionKey, now: float) -> tuple[TransactionKey, list[Send]] | None:
+    def cancel_request(self, invite_key: TransactionKey, now: float,
+                       headers: tuple[Header, ...] = ()) -> tuple[TransactionKey, list[Send]] | None:
         """Cancel the INVITE of client transaction ``invite_key`` (§9.1).
 
         Returns the CANCEL's own client transaction key and what to send. The
@@ -796,6 +802,7 @@ class TransactionLayer:
         cancel_key = TransactionKey(False, invite_key.branch, "", "CANCEL")
         if cancel_key in self._transactions or invite.cancel_wanted:
             return cancel_key, []
+        invite.cancel_headers = headers
         if invite.state is IctState.CALLING:
             invite.cancel_wanted = True
             return cancel_key, []
@@ -804,7 +811,7 @@ class TransactionLayer:
     def _start_cancel(self, invite: InviteClientTransaction, now: float) -> list[Send]:
         if invite.request is None:  # a final response came: nothing to cancel
             return []
-        cancel = build_cancel(invite.request)
+        cancel = build_cancel(invite.request, invite.cancel_headers)
         cancel_key = TransactionKey(False, invite.key.branch, "", "CANCEL")
         transaction = NonInviteClientTransaction(cancel_key, cancel, invite.dest, now, self._config)
         self._transactions[cancel_key] = transaction

@@ -34,43 +34,9 @@ PBX = ("127.0.0.1", 5060)
 ALICE = Peer("udp", "127.0.0.1", 5071)
 BOB = Peer("udp", "127.0.0.1", 5072)
 PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002"}
+WALL_EPOCH = 1_800_000_000.0
+"""The wall clock at the harness's time 0 (CDR times, routing schedules)."""
 SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
-
-
-@dataclass(order=True)
-class Timer:
-    due: float
-    seq: int
-    callback: Callable[[], None] = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class Scheduler:
-    """``loop.call_later`` on the harness clock."""
-
-    def __init__(self, now: Callable[[], float]) -> None:
-        self._now = now
-        self._heap: list[Timer] = []
-        self._seq = itertools.count()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(self._now() + delay, next(self._seq), callback)
-        heapq.heappush(self._heap, timer)
-        return timer
-
-    def next_due(self) -> float | None:
-        while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
-        return self._heap[0].due if self._heap else None
-
-    def pop_due(self, now: float) -> Timer | None:
-        due = self.next_due()
-        if due is None or due > now:
-            return None
-        return heapq.heappop(self._heap)
 
 
 class Recorder:
@@ -102,7 +68,6 @@ class Harness:
                                           password=password) for number, password in PASSWORDS.items()},
         )
         self.endpoint = SipEndpoint()
-        self.scheduler = Scheduler(lambda: self.now)
         self.recorder = Recorder()
         bindings = BindingTable()
         bindings.put(Binding(aor="2002", contact=f"sip:2002@{BOB.host}:{BOB.port}", expires_at=4e9, call_id="reg",
@@ -111,8 +76,8 @@ class Harness:
         tracker = FailureTracker(max_failures=10, window=60, block_seconds=60)
         self.controller = CallController(
             endpoint=self.endpoint, plan=self.plan, auth=Authenticator(self.plan, nonces, tracker),
-            bindings=bindings, recorder=self.recorder, scheduler=self.scheduler,
-            local_address=lambda transport: PBX, kick=self.flush, monotonic=lambda: self.now,
+            bindings=bindings, recorder=self.recorder, local_address=lambda transport: PBX, kick=self.flush,
+            monotonic=lambda: self.now, wall_clock=lambda: WALL_EPOCH + self.now,
         )
         self.sent: dict[int, list[Message]] = {}
 
@@ -138,20 +103,19 @@ class Harness:
         self.flush()
 
     def advance(self, seconds: float) -> None:
-        """Move the clock, firing transaction timers and scheduled calls in
-        deadline order."""
+        """Move the clock, firing transaction and call timers in deadline order."""
         until = self.now + seconds
         while True:
-            candidates = [d for d in (self.endpoint.next_deadline(), self.scheduler.next_due()) if d is not None]
+            candidates = [d for d in (self.endpoint.next_deadline(), self.controller.next_deadline())
+                          if d is not None]
             due = min(candidates, default=None)
             if due is None or due > until:
                 break
             self.now = max(self.now, due)
             self.endpoint.on_timer(self.now)
             self.flush()
-            while (timer := self.scheduler.pop_due(self.now)) is not None:
-                timer.callback()
-                self.flush()
+            self.controller.on_timer(self.now)
+            self.flush()
         self.now = until
 
     def take(self, peer: Peer) -> list[Message]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.calls.session_timer import (
+from pbx.sip.session_timer import (
     SessionExpires,
     expiry_delay,
     parse_min_se,

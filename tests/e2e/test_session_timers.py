@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.calls.session_timer import parse_session_expires
+from pbx.sip.session_timer import parse_session_expires
 from pbx.sip.message import Request, Response, split_list
 
 from .harness import AGENT_EXTENSIONS, Agents, Pbx, open_agents, start_pbx

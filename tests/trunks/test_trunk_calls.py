@@ -75,34 +75,11 @@ inbound:
 """
 
 
-class Handle:
-    def __init__(self, timers: Timers, due: float, callback: Callable[[], None]) -> None:
-        self.due, self.callback, self.cancelled = due, callback, False
-        self._timers = timers
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
 class Timers:
-    """The controller's scheduler on the hand-held clock."""
+    """The hand-held clock."""
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._heap: list[tuple[float, int, Handle]] = []
-        self._seq = itertools.count()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
-        handle = Handle(self, self.now + delay, callback)
-        heapq.heappush(self._heap, (handle.due, next(self._seq), handle))
-        return handle
-
-    def due(self, until: float) -> Handle | None:
-        while self._heap and self._heap[0][0] <= until:
-            _, _, handle = heapq.heappop(self._heap)
-            if not handle.cancelled:
-                return handle
-        return None
 
 
 @dataclass
@@ -136,7 +113,7 @@ class Wire:
         self.bindings = BindingTable()
         self.controller = CallController(
             endpoint=self.endpoint, plan=plan, auth=self.auth, bindings=self.bindings, recorder=self.recorder,
-            scheduler=self.timers, local_address=lambda _: PBX, kick=self.pump, monotonic=lambda: self.timers.now,
+            local_address=lambda _: PBX, kick=self.pump, monotonic=lambda: self.timers.now, wall_clock=time.time,
         )
         self.controller.trunk_sources = TrunkSources(plan.trunks)
         self.outbox: dict[Peer, list[Message]] = {}
@@ -170,17 +147,16 @@ class Wire:
         until = self.timers.now + seconds
         while True:
             deadline = self.endpoint.next_deadline()
-            handle_due = self.timers._heap[0][0] if self.timers._heap else None
-            nexts = [t for t in (deadline, handle_due) if t is not None and t <= until]
+            call_due = self.controller.next_deadline()
+            nexts = [t for t in (deadline, call_due) if t is not None and t <= until]
             if not nexts:
                 break
             self.timers.now = max(self.timers.now, min(nexts))
             if deadline is not None and deadline <= self.timers.now:
                 self.endpoint.on_timer(self.timers.now)
                 self.pump()
-            handle = self.timers.due(self.timers.now)
-            if handle is not None:
-                handle.callback()
+            if call_due is not None and call_due <= self.timers.now:
+                self.controller.on_timer(self.timers.now)
                 self.pump()
         self.timers.now = until
 

@@ -1,0 +1,171 @@
+"""From a routing decision to what the coordinator does: a closed union.
+
+Routing (:mod:`pbx.routing.engine`) says *who* (an extension, a group
+member, a number through a trunk, or no). This module says *how*: a
+:class:`Ring` of fork targets (every registered contact of an extension,
+a member's desk and mobile, a trunk with its gateways) with the ring time
+and the words for an unreachable callee, or an :class:`End` with the status
+for the caller. The coordinator runs the result with ``match`` and
+``assert_never``; answering locally (IVR, account-code prompt) joins this
+union when the media layer exists.
+
+Pure: the registered contacts and the clock's reading come in as values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+import structlog
+
+from pbx.calls.fork import ContactTarget, Outcome, Target, TrunkTarget
+from pbx.cdr.records import Disposition, HangupSide
+from pbx.registrar.bindings import Binding
+from pbx.routing.dialplan import Dialplan, Extension
+from pbx.routing.engine import Decision, Reject, Ring as RingExtension, RingMember, ToTrunk
+from pbx.sip.message import Header
+from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
+from pbx.trunks.outbound import TrunkDialling
+
+log = structlog.get_logger("pbx.calls")
+
+MEMBER_UNREACHABLE = Outcome(480, Disposition.UNAVAILABLE, "member_unreachable", HangupSide.CALLEE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ring:
+    """Ring ``targets`` (a fork); give up after ``ring_timeout`` seconds."""
+
+    targets: tuple[Target, ...]
+    ring_timeout: float
+    unreachable: Outcome | None = None
+    """What the caller hears when every target failed without a telling
+    status (a group member's numbers all out of reach)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class End:
+    """Refuse the call: ``status`` to the caller, a CDR with ``disposition``."""
+
+    status: int
+    disposition: Disposition
+    reason: str
+    side: HangupSide = HangupSide.PBX
+    headers: tuple[Header, ...] = ()
+
+
+Action = Ring | End
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """Who is calling, as the legs present them."""
+
+    number: str
+    name: str | None
+    extension: Extension | None
+    from_trunk: str | None
+
+
+def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
+              contacts: Callable[[str], list[Binding]], call_id: str) -> Action:
+    """What to do for ``decision``. ``contacts(number)``: an extension's
+    registered contacts now."""
+    match decision:
+        case RingExtension():
+            extension = decision.extension
+            found = contacts(extension.number)
+            if not found:
+                return End(status=480, disposition=Disposition.UNAVAILABLE, reason="not_registered")
+            from_uri = _caller_uri(caller, plan.domain)
+            return Ring(targets=tuple(ContactTarget(binding=b, extension=extension.number, from_uri=from_uri)
+                                      for b in found), ring_timeout=extension.ring_timeout)
+        case RingMember():
+            return _ring_member(decision, caller, plan, contacts, call_id)
+        case ToTrunk():
+            if caller.extension is None:
+                # Routing gives trunk calls only DIDs, but a call from a
+                # trunk must never be relayed back out (toll fraud).
+                log.warning("trunk_relay_refused", call_id=call_id, trunk=caller.from_trunk,
+                            to_trunk=decision.trunk)
+                return End(status=403, disposition=Disposition.REJECTED, reason="no_trunk_to_trunk")
+            trunk = plan.trunks.get(decision.trunk)
+            if trunk is None:
+                log.error("trunk_missing", call_id=call_id, trunk=decision.trunk)
+                return End(status=503, disposition=Disposition.FAILED, reason="unknown_trunk")
+            caller_id = decision.caller_id or trunk.caller_id or caller.number
+            dialling = TrunkDialling(trunk=trunk, number=decision.number, caller_id=caller_id)
+            return Ring(targets=(TrunkTarget(dialling=dialling),), ring_timeout=TRUNK_RING_TIMEOUT)
+        case Reject():
+            return _refusal(decision, caller, plan.domain)
+        case _:
+            assert_never(decision)
+
+
+def _refusal(decision: Reject, caller: Caller, domain: str) -> End:
+    """Refuse as routing decided (403 barred, 404 unknown): a Reason with
+    the tag and, for our own phones, a Warning (RFC 3261 §20.43, code 399)
+    naming the rule and why, so a phone or a trace shows which rule refused
+    it. Callers from outside are not told our rules."""
+    status = decision.status
+    headers: tuple[Header, ...] = ()
+    if caller.from_trunk is None:
+        text = quoted_text(f"{decision.rule}: {decision.detail or decision.reason}")
+        headers = (("reason", f'SIP;cause={status};text="{quoted_text(decision.reason)}"'),
+                   ("warning", f'399 {domain} "{text}"'))
+    return End(status=status, disposition=Disposition.REJECTED, reason=decision.reason, headers=headers)
+
+
+def _ring_member(decision: RingMember, caller: Caller, plan: Dialplan,
+                 contacts: Callable[[str], list[Binding]], call_id: str) -> Action:
+    """A short-number group member: the registered contacts of their
+    extension and/or a trunk leg to their mobile, together, or the desk
+    first and the mobile joining after ``desk_seconds`` (or at once when
+    every desk leg failed). The desk leg shows the caller's short number,
+    so an in-group call looks like one and can be called back by it; the
+    mobile leg presents the caller ID routing names."""
+    targets: list[Target] = []
+    desk: list[Binding] = []
+    if decision.extension is not None:
+        desk = contacts(decision.extension.number)
+        short = decision.presented_number
+        display = f"{short} {caller.name}" if caller.name else short
+        from_uri = f'"{quote(display)}" <sip:{short}@{plan.domain}>'
+        targets.extend(ContactTarget(binding=b, extension=decision.extension.number, from_uri=from_uri)
+                       for b in desk)
+    wait = float(decision.desk_seconds) if desk and decision.order == "desk_first" else 0.0
+    mobile = decision.mobile
+    if mobile is not None:
+        trunk = plan.trunks.get(mobile.trunk)
+        if trunk is None:  # the plan changed under the call
+            log.error("trunk_missing", call_id=call_id, trunk=mobile.trunk)
+        else:
+            caller_id = mobile.caller_id or trunk.caller_id or caller.number
+            targets.append(TrunkTarget(dialling=TrunkDialling(trunk=trunk, number=mobile.number,
+                                                              caller_id=caller_id), after=wait))
+    if not desk and mobile is None:
+        return End(status=480, disposition=Disposition.UNAVAILABLE, reason="not_registered")
+    ring_timeout = decision.extension.ring_timeout if decision.extension is not None else TRUNK_RING_TIMEOUT
+    log.info("member_ringing", call_id=call_id, group=decision.group, member=decision.member.short,
+             desk_contacts=len(desk), mobile=mobile.number if mobile is not None else None,
+             mobile_after=wait if mobile is not None else None, presented=decision.presented_number)
+    return Ring(targets=tuple(targets), ring_timeout=wait + ring_timeout, unreachable=MEMBER_UNREACHABLE)
+
+
+def quoted_text(text: str) -> str:
+    """``text`` made safe inside a SIP quoted-string (RFC 3261 §25.1): no
+    control characters, quotes and backslashes escaped, bounded length."""
+    printable = "".join(char if char >= " " and char != "\x7f" else " " for char in text)[:300]
+    return quote(printable)
+
+
+def quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _caller_uri(caller: Caller, domain: str) -> str:
+    """From of a leg towards an extension: who is calling, as shown."""
+    display = f'"{quote(caller.name)}" ' if caller.name else ""
+    return f"{display}<sip:{caller.number}@{domain}>"

@@ -1,0 +1,157 @@
+"""In-dialog requests passed between the two sides of a call.
+
+A re-INVITE, UPDATE, INFO, NOTIFY or MESSAGE from one side goes to the
+other side's session (its own dialog, CSeq and Contact), and the response
+comes back to the originator; an ACK to a relayed re-INVITE's 2xx follows
+to the other side, and a CANCEL of a relayed re-INVITE cancels our copy.
+
+- While the call rings, UPDATE and INFO pass between early dialogs
+  (RFC 3311): from the caller to the leg whose 1xx A saw (or any live leg
+  with an early dialog), from that leg back to the caller. A re-INVITE
+  before the answer gets 491 (§14.1 forbids it), anything else 481.
+- Session timers (RFC 4028) are rewritten, not copied: 422 for a Session-
+  Expires under our Min-SE; Session-Expires, Min-SE and the ``timer`` tag
+  towards the other side per :mod:`pbx.sip.session_timer`; the interval of
+  a relayed 2xx re-arms the call's expiry watch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from pbx.calls.call import CARRIED, Call, CallState, Side, carried
+from pbx.routing.dialplan import CallSettings
+from pbx.sip import session_timer
+from pbx.sip.events import TransactionKey
+from pbx.sip.message import Header, Request
+from pbx.sip.session import AckIn, CancelIn, InviteSession, RequestIn, ResponseIn, SessionEvent
+
+log = structlog.get_logger("pbx.calls")
+
+# In-dialog requests also carry what their method needs (RFC 6665 NOTIFY,
+# RFC 6086 INFO packages). Session timer headers are rewritten instead.
+IN_DIALOG_CARRIED = frozenset({*CARRIED, "event", "subscription-state", "info-package", "recv-info"})
+RELAYED = frozenset({"INVITE", "UPDATE", "INFO", "NOTIFY", "MESSAGE"})
+# Relayed while the call still rings, between early dialogs (RFC 3311 UPDATE).
+EARLY_RELAYED = frozenset({"UPDATE", "INFO"})
+
+
+@dataclass(slots=True)
+class Relayed:
+    """A request relayed to the other side, awaiting its answer."""
+
+    origin_session: InviteSession
+    key: TransactionKey
+    """The originator's server transaction, answered with the response."""
+    side: Side
+    origin: Request
+    target: InviteSession
+    relayed: Request | None = None
+
+
+class Relay:
+    def __init__(self, settings: CallSettings) -> None:
+        self.settings = settings
+
+    def on_event(self, call: Call, side: Side, session: InviteSession, event: SessionEvent, now: float) -> None:
+        match event:
+            case RequestIn():
+                self._request(call, side, session, event)
+            case ResponseIn():
+                if isinstance(event.ref, Relayed):
+                    self._response(call, event.ref, event, now)
+            case AckIn():
+                pending = call.reinvites.pop(_ack_id(session, event.request), None)
+                if pending is not None:
+                    target, relayed = pending
+                    target.ack_reinvite(relayed, event.request.body, carried(event.request))
+            case CancelIn():
+                for other in (call.a, *(leg.session for leg in call.legs)):
+                    if other.cancel_sent(lambda ref: isinstance(ref, Relayed) and ref.key == event.key):
+                        log.info("reinvite_cancelled", call_id=call.a_call_id, uuid=call.uuid, side=side.value)
+                        return
+
+    def refuse_short_interval(self, session: InviteSession, key: TransactionKey, request: Request) -> bool:
+        """422 for a session interval below our Min-SE (RFC 4028 §8.1)."""
+        floor = self.settings.min_se
+        if not session_timer.too_small(request, floor):
+            return False
+        session.answer(key, request, 422, headers=[("min-se", str(floor))])
+        return True
+
+    def timer_headers(self, call: Call, request: Request, towards: Side) -> list[Header]:
+        settings = self.settings
+        return session_timer.request_headers(request, session_expires=settings.session_expires,
+                                             floor=settings.min_se, peer_floor=call.peer_floor.get(towards))
+
+    def _target(self, call: Call, side: Side, session: InviteSession, method: str) -> InviteSession | None:
+        """Where an in-dialog request from ``side`` goes: the other side's
+        dialog, confirmed once answered, early while ringing (UPDATE, INFO)."""
+        if call.state is CallState.ANSWERED:
+            if side is Side.B and (call.winner is None or session is not call.winner.session):
+                return None
+            return call.session_of(side.other)
+        if call.state is not CallState.RINGING or method not in EARLY_RELAYED:
+            return None
+        if side is Side.A:
+            early = call.early_leg
+            if early is None or not early.live or early.session.dialog.remote_tag is None:
+                # That fork failed meanwhile: another one still ringing will do.
+                early = next((leg for leg in reversed(call.legs)
+                              if leg.live and leg.session.dialog.remote_tag is not None), None)
+            return early.session if early is not None else None
+        leg = call.leg_of(session)
+        if leg is None or not leg.live or call.early_leg is None:
+            return None  # A has no early dialog with us until a 1xx went to it
+        return call.a
+
+    def _request(self, call: Call, side: Side, session: InviteSession, event: RequestIn) -> None:
+        request, method = event.request, event.request.method
+        target = self._target(call, side, session, method) if method in RELAYED else None
+        if target is None:
+            # Nothing to relay to: a fork that lost, a re-INVITE before the
+            # answer, an early UPDATE with no early dialog on the other side
+            # yet (491: try again later, RFC 3311 §5.2).
+            session.answer(event.key, request, 491 if method in ("INVITE", "UPDATE") else 481)
+            return
+        headers = [(n, v) for n, v in request.headers if n in IN_DIALOG_CARRIED]
+        if method in ("INVITE", "UPDATE"):
+            if self.refuse_short_interval(session, event.key, request):
+                return
+            headers.extend(self.timer_headers(call, request, side.other))
+        relayed = Relayed(session, event.key, side, request, target)
+        relayed.relayed = target.send(method, headers=headers, body=request.body, ref=relayed)
+
+    def _response(self, call: Call, relayed: Relayed, event: ResponseIn, now: float) -> None:
+        origin, response, status = relayed.origin, event.response, event.status
+        if response is None:
+            # §8.1.3.1: no answer from the other side counts as 408.
+            relayed.origin_session.answer(relayed.key, origin, 408)
+            return
+        if status < 200 and origin.method != "INVITE":
+            return
+        headers: list[Header] = [(n, v) for n, v in response.headers if n in IN_DIALOG_CARRIED]
+        if status == 422:
+            # The other side wants longer intervals: the originator retries
+            # with what it says (RFC 4028 §7.4), and we ask for no less.
+            min_se = session_timer.parse_min_se(response.get("min-se"))
+            if min_se is not None:
+                other = relayed.side.other
+                call.peer_floor[other] = max(call.peer_floor.get(other, 0), min_se)
+                headers.append(("min-se", str(min_se)))
+        if origin.method in ("INVITE", "UPDATE") and 200 <= status < 300 and relayed.relayed is not None:
+            timer_headers, interval = session_timer.response_headers(origin, relayed.relayed, response)
+            headers.extend(timer_headers)
+            if call.state is CallState.ANSWERED:
+                call.watch(interval, now)  # a session refresh (RFC 4028 §10)
+            if origin.method == "INVITE":
+                # Its ACK comes later, as AckIn: remember what it acknowledges.
+                call.reinvites[_ack_id(relayed.origin_session, origin)] = (relayed.target, relayed.relayed)
+        relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, response.body)
+
+
+def _ack_id(session: InviteSession, request: Request) -> int:
+    """A re-INVITE's ACK is found by its originator's session and CSeq."""
+    return hash((id(session), request.cseq.number))
