@@ -28,11 +28,14 @@ from pbx.sip.endpoint import SipEndpoint
 from pbx.sip.events import RequestReceived
 from pbx.sip.message import Message, Request, Response
 from pbx.sip.parser import parse_message
+from pbx.sip.transaction import build_cancel, build_non_2xx_ack
 
 DOMAIN = "pbx.example.com"
 PBX = ("127.0.0.1", 5060)
 ALICE = Peer("udp", "127.0.0.1", 5071)
 BOB = Peer("udp", "127.0.0.1", 5072)
+BOB_2 = Peer("udp", "127.0.0.1", 5073)
+"""A second phone of Bob's, for forks (:meth:`Harness.register`)."""
 PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002"}
 WALL_EPOCH = 1_800_000_000.0
 """The wall clock at the harness's time 0 (CDR times, routing schedules)."""
@@ -69,9 +72,8 @@ class Harness:
         )
         self.endpoint = SipEndpoint()
         self.recorder = Recorder()
-        bindings = BindingTable()
-        bindings.put(Binding(aor="2002", contact=f"sip:2002@{BOB.host}:{BOB.port}", expires_at=4e9, call_id="reg",
-                             cseq=1, source=BOB))
+        self.bindings = bindings = BindingTable()
+        self.register("2002", BOB)
         nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=300)
         tracker = FailureTracker(max_failures=10, window=60, block_seconds=60)
         self.controller = CallController(
@@ -80,6 +82,13 @@ class Harness:
             monotonic=lambda: self.now, wall_clock=lambda: WALL_EPOCH + self.now,
         )
         self.sent: dict[int, list[Message]] = {}
+        self.timeline: list[tuple[float, int, Message]] = []
+        """Everything the PBX sent: (clock, destination port, message), in order."""
+
+    def register(self, aor: str, phone: Peer) -> None:
+        """A contact of ``aor`` at ``phone`` (one more for a fork)."""
+        self.bindings.put(Binding(aor=aor, contact=f"sip:{aor}@{phone.host}:{phone.port}", expires_at=4e9,
+                                  call_id=f"reg-{phone.port}", cseq=1, source=phone))
 
     # ------------------------------------------------------------ the wire
 
@@ -87,7 +96,9 @@ class Harness:
         while True:
             sends, events = self.endpoint.drain()
             for send in sends:
-                self.sent.setdefault(send.dest.port, []).append(parse_message(send.data))
+                message = parse_message(send.data)
+                self.sent.setdefault(send.dest.port, []).append(message)
+                self.timeline.append((self.now, send.dest.port, message))
             if not events:
                 return
             for event in events:
@@ -194,26 +205,59 @@ class AnsweredCall:
     b_invite: Request
 
 
-def answer_call(h: Harness, *, a_headers: list[str], b_headers: list[str]) -> AnsweredCall:
-    """Alice (authenticating) calls 2002; Bob answers with ``b_headers``.
-    Alice does not ACK: the test decides."""
+def place_call(h: Harness, *, a_headers: Sequence[str] = ()) -> bytes:
+    """Alice calls 2002 (Call-ID c1): INVITE, 407, INVITE with credentials
+    (CSeq 2, branch z9hG4bKa2), which is returned; nobody has answered."""
     first = invite_text(call_id="c1", cseq=1, branch="z9hG4bKa1", headers=a_headers)
     h.deliver(first, ALICE)
     challenge = responses(h.take(ALICE), "INVITE")[-1]
     assert challenge.status == 407
+    h.deliver(non_2xx_ack_text(first, challenge), ALICE)  # Alice's transaction ACKs it (§17.1.1.3)
     value = digest.choose_challenge(challenge.get_all("proxy-authenticate"))
     assert value is not None
     authorization = digest.answer_challenge(value, username="2001", password=PASSWORDS["2001"], method="INVITE",
                                             uri=f"sip:2002@{PBX[0]}:{PBX[1]}", cnonce="c", nc=1)
     a_invite = invite_text(call_id="c1", cseq=2, branch="z9hG4bKa2", headers=a_headers, authorization=authorization)
     h.deliver(a_invite, ALICE)
+    return a_invite
+
+
+def answer_call(h: Harness, *, a_headers: list[str], b_headers: list[str]) -> AnsweredCall:
+    """Alice (authenticating) calls 2002; Bob answers with ``b_headers``.
+    Alice does not ACK: the test decides."""
+    a_invite = place_call(h, a_headers=a_headers)
     b_invite = requests(h.take(BOB), "INVITE")[0]
     h.deliver(response_text(b_invite, 200, to_tag="bob", headers=b_headers, body=SDP, contact=BOB), BOB)
     ok = [r for r in responses(h.take(ALICE), "INVITE") if r.status == 200][0]
     return AnsweredCall(a_invite, ok, b_invite)
 
 
+def from_alice(method: str, ok: Response, cseq: int, *, headers: Sequence[str] = (), body: bytes = b"") -> bytes:
+    """Alice's request in her dialog with the PBX, whose 2xx (or 1xx) ``ok`` set the To tag."""
+    return in_dialog_text(method, target="sip:127.0.0.1:5060", call_id="c1", from_=f"<sip:2001@{DOMAIN}>;tag=alice",
+                          to=ok.get("to") or "", cseq=cseq, source=ALICE, headers=headers, body=body)
+
+
+def from_bob(method: str, invite: Request, cseq: int, *, headers: Sequence[str] = (), body: bytes = b"") -> bytes:
+    """Bob's request in the dialog the PBX's ``invite`` made with him (his To tag "bob")."""
+    return in_dialog_text(method, target=f"sip:{PBX[0]}:{PBX[1]}", call_id=invite.call_id,
+                          from_=f"<sip:2002@{DOMAIN}>;tag=bob", to=invite.get("from") or "", cseq=cseq,
+                          source=BOB, headers=headers, body=body)
+
+
 def ack_text(call: AnsweredCall) -> bytes:
-    ok = call.a_ok
-    return in_dialog_text("ACK", target="sip:127.0.0.1:5060", call_id="c1", from_=f"<sip:2001@{DOMAIN}>;tag=alice",
-                          to=ok.get("to") or "", cseq=2, source=ALICE)
+    return from_alice("ACK", call.a_ok, 2)
+
+
+def cancel_text(invite: bytes) -> bytes:
+    """The CANCEL of a phone's INVITE (§9.1: same branch, CSeq number)."""
+    request = parse_message(invite)
+    assert isinstance(request, Request)
+    return build_cancel(request).encode()
+
+
+def non_2xx_ack_text(invite: bytes, response: Response) -> bytes:
+    """A phone's ACK of a 3xx-6xx final to its INVITE (§17.1.1.3)."""
+    request = parse_message(invite)
+    assert isinstance(request, Request)
+    return build_non_2xx_ack(request, response).encode()

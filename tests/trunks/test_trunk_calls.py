@@ -3,8 +3,9 @@ hand-held clock: the phone, the provider's gateways and the PBX are SIP
 endpoints exchanging real messages (built, encoded, parsed), no sockets.
 
 Covers gateway failover (silence, 503, transport failure), answering the
-provider's 407, callee refusals that end the call, a late answer from a
-gateway already given up on, inbound DIDs, and the no-relay rules.
+provider's 407 (and a 401 followed by a 407), callee refusals that end the
+call, a late answer from a gateway already given up on, inbound DIDs, and
+the no-relay rules.
 """
 
 from __future__ import annotations
@@ -220,9 +221,11 @@ def authenticated_call(wire: Wire, number: str, user: str = "1001", password: st
     return second
 
 
-def provider_challenge(invite: Request) -> Response:
+def provider_challenge(invite: Request, status: int = 407) -> Response:
+    """The gateway's 407 (Proxy-Authenticate) or 401 (WWW-Authenticate), a fresh nonce each time."""
     value = digest.format_challenge(PROVIDER_REALM, secrets.token_hex(8), digest.Algorithm.MD5)
-    return make_response(invite, 407, to_tag="prov", headers=[("proxy-authenticate", value)])
+    header = "www-authenticate" if status == 401 else "proxy-authenticate"
+    return make_response(invite, status, to_tag="prov", headers=[(header, value)])
 
 
 def answer_200(invite: Request, tag: str = "prov-ok") -> Response:
@@ -338,6 +341,37 @@ def test_wrong_trunk_credentials_do_not_loop(wire: Wire) -> None:
     assert final_to_phone(wire).status == 503
     assert [e["reason"] for e in logs if e["event"] == "trunk_auth_failed"] == ["rejected"]
     assert "trunk-secret" not in str(logs)
+
+
+def test_401_then_407_with_a_fresh_nonce_is_answered_once_then_the_call_fails(wire: Wire) -> None:
+    # A challenge is answered once per gateway (again only for stale=true):
+    # the UAS's 401 is, the 407 that follows it with a new nonce is not.
+    authenticated_call(wire, "0912345678")
+    (first,) = wire.requests_to(GW1, "INVITE")
+    wire.take(GW1)
+    wire.deliver(provider_challenge(first, 401), GW1)
+    sent = [m for m in wire.take(GW1) if isinstance(m, Request)]
+    assert [m.method for m in sent] == ["ACK", "INVITE"]
+    ack, second = sent
+    assert ack.cseq.number == first.cseq.number
+    # §22.2, §8.1.3.5: same Call-ID, From tag and body, CSeq one up, new branch.
+    assert (second.call_id, second.from_.tag, second.body) == (first.call_id, first.from_.tag, first.body)
+    assert second.cseq.number == first.cseq.number + 1
+    assert second.top_via.branch != first.top_via.branch
+    assert second.get("proxy-authorization") is None
+    credentials = digest.parse_credentials(second.get("authorization") or "")
+    assert (credentials.username, credentials.realm, credentials.uri) == ("02873000000", PROVIDER_REALM, second.uri)
+    assert digest.verify(credentials, digest.ha1(credentials.algorithm, "02873000000", PROVIDER_REALM,
+                                                 "trunk-secret"), "INVITE")
+
+    wire.deliver(provider_challenge(second, 407), GW1)
+    sent = [m for m in wire.take(GW1) if isinstance(m, Request)]
+    assert [(m.method, m.cseq.number) for m in sent] == [("ACK", second.cseq.number)]  # no third INVITE
+    assert not wire.requests_to(GW2, "INVITE")  # nor another gateway: credentials are the trunk's
+    assert final_to_phone(wire).status == 503
+    (call,) = wire.recorder.ended
+    assert (str(call.disposition), str(call.hangup_side), str(call.reason), call.hangup_status) == (
+        "FAILED", "pbx", "trunk_auth_failed", 503)
 
 
 def test_late_answer_from_an_abandoned_gateway_is_released(wire: Wire) -> None:
