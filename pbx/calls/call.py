@@ -256,10 +256,11 @@ class Call:
 
     def _on_answered(self, leg: Leg, response: Response, now: float) -> None:
         fork = self.fork
-        if fork is None or self.state is not CallState.RINGING or not fork.on_answered(leg):
-            # Lost the race (another leg answered, the caller left): the
-            # fork ACKed and BYEd it, as a 2xx cannot be refused (§15).
+        if fork is None or self.state is not CallState.RINGING:
+            leg.session.hangup()  # the call is answered elsewhere or over: ACK and BYE (§15)
             return
+        if not fork.on_answered(leg):
+            return  # lost the race: the fork ACKed and BYEd it, as a 2xx cannot be refused
         self.winner = leg
         if self.member is not None:
             self._member_answered(self.member, leg)

@@ -398,9 +398,16 @@ class InviteSession:
             return
         self._bye(headers)
 
+    def _end_pending(self) -> None:
+        """§15.1.2: requests still unanswered when the dialog ends get 487."""
+        for key, incoming in list(self._incoming.items()):
+            if not incoming.answered:
+                self.answer(key, incoming.request, 487)
+
     def _bye(self, headers: Sequence[Header]) -> None:
         self.state = SessionState.TERMINATED
         self._bye_held = None
+        self._end_pending()
         bye = self.dialog.request("BYE", via=self._via(self.dest.transport), contact=None, headers=list(headers))
         self.keys.append(self._wire.send_request(self, bye, self.dest))
 
@@ -605,6 +612,7 @@ class InviteSession:
         self.dialog.remote_cseq = cseq
         if method == "BYE":
             self.bye_received = True
+            self._end_pending()
             if self.answered:
                 self.state = SessionState.TERMINATED  # in an early dialog the INVITE still needs its final
             return [ByeIn(key, request)]
