@@ -32,7 +32,9 @@ CALL_BENCH_ARGS ?=
 
 # apt-get needs root: use sudo only when we are not root already.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+# Another apt/dpkg run (unattended upgrades on a fresh machine) holds the
+# lock: wait for it, up to 10 minutes, instead of failing.
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: venv deps lint test run bench bench-calls clean distclean
 

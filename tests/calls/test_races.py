@@ -374,3 +374,38 @@ def test_422_from_the_callee_is_retried_once_with_its_min_se_and_the_caller_sees
     assert ok.status == 200  # never the 422
     h.deliver(from_alice("ACK", ok, 2), ALICE)
     assert [a.cseq.number for a in requests(h.take(BOB), "ACK")] == [retry.cseq.number]
+
+
+def bob_2_ringing(h: Harness) -> tuple[Request, Request]:
+    """Alice calls Bob's two phones; the second rings. Both INVITEs."""
+    h.register("2002", BOB_2)
+    place_call(h)
+    (to_bob,) = requests(h.take(BOB), "INVITE")
+    (to_bob_2,) = requests(h.take(BOB_2), "INVITE")
+    h.deliver(response_text(to_bob_2, 180, to_tag="bob2", contact=BOB_2), BOB_2)
+    return to_bob, to_bob_2
+
+
+def test_the_answered_fork_cancels_the_others_as_completed_elsewhere() -> None:
+    h = Harness(CallSettings())
+    to_bob, to_bob_2 = bob_2_ringing(h)
+    h.deliver(response_text(to_bob, 200, to_tag="bob", body=SDP, contact=BOB), BOB)
+    (cancel,) = requests(h.take(BOB_2), "CANCEL")
+    # RFC 3326: the phone that did not answer shows no missed call.
+    assert cancel.get("reason") == 'SIP;cause=200;text="Call completed elsewhere"'
+    assert cancel.cseq.number == to_bob_2.cseq.number and cancel.top_via.branch == to_bob_2.top_via.branch
+
+
+def test_a_decline_on_one_fork_stops_the_others() -> None:
+    h = Harness(CallSettings())
+    to_bob, to_bob_2 = bob_2_ringing(h)
+    h.deliver(response_text(to_bob, 603, to_tag="bob"), BOB)
+    # §16.7: a 6xx ends the fork: the other phone stops ringing at once and
+    # the caller hears the decline, not the other phone's eventual 487.
+    (cancel,) = requests(h.take(BOB_2), "CANCEL")
+    assert cancel.cseq.number == to_bob_2.cseq.number
+    (final,) = finals(h.take(ALICE))
+    assert final.status == 603
+    h.deliver(response_text(to_bob_2, 487, to_tag="bob2"), BOB_2)
+    assert finals(h.take(ALICE)) == []
+    assert ended_as(h) == ("REJECTED", "callee", "declined", 603)
