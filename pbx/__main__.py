@@ -1,5 +1,5 @@
 """``python -m pbx`` runs the command line."""
 
-from pbx.cli import main
+from pbx.cli.main import main
 
 main()

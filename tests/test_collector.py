@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from pbx import collector
+from pbx.server import gc_tuning
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def restored_gc() -> Iterator[None]:
     thresholds = gc.get_threshold()
     yield
     gc.set_threshold(*thresholds)
-    if collector._on_collection in gc.callbacks:
-        gc.callbacks.remove(collector._on_collection)
+    if gc_tuning._on_collection in gc.callbacks:
+        gc.callbacks.remove(gc_tuning._on_collection)
     gc.unfreeze()
 
 
@@ -28,12 +28,12 @@ def test_freeze_tune_and_log_full_collections(restored_gc: None) -> None:
             self.me = self
 
     kept = [Cycle() for _ in range(100)]
-    collector.freeze_survivors()
+    gc_tuning.freeze_survivors()
     assert gc.get_freeze_count() >= len(kept)
-    collector.tune()
-    collector.tune()  # twice: still one callback
-    assert gc.get_threshold() == collector.THRESHOLDS
-    assert gc.callbacks.count(collector._on_collection) == 1
+    gc_tuning.tune()
+    gc_tuning.tune()  # twice: still one callback
+    assert gc.get_threshold() == gc_tuning.THRESHOLDS
+    assert gc.callbacks.count(gc_tuning._on_collection) == 1
     for _ in range(10):
         Cycle()  # garbage only the collector can free
     with capture_logs() as logs:

@@ -1,4 +1,4 @@
-"""``pbx group add|remove|list`` and pbx.group_admin on real files: the
+"""``pbx group add|remove|list`` and pbx.routing.members_file on real files: the
 members file edited round-trip (comments and the other members kept), a
 change that would break the dialplan rolled back byte for byte, clear
 messages for unknown groups and members, concurrent changes serialised."""
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pbx.cli import main
-from pbx.group_admin import GroupAdminError, add_member, remove_member
+from pbx.cli.main import main
+from pbx.routing.members_file import GroupAdminError, add_member, remove_member
 from pbx.routing.loader import load_dialplan
 from pbx.routing.short_numbers import Member
 

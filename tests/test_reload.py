@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.reload import DialplanReloader, files_signature
+from pbx.server.reload import DialplanReloader, files_signature
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from tests.server import RunningServer, run_server

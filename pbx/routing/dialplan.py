@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
-from pbx.routing.rights import ClassOfService, NumberList
+from pbx.routing.classes_of_service import ClassOfService, NumberList
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk

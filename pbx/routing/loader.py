@@ -26,7 +26,6 @@ in ``_build``. Secret values (password, HA1) are never put in a message.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import ipaddress
 import json
@@ -34,10 +33,10 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
@@ -56,6 +55,18 @@ from pbx.routing.dialplan import (
     RegistrarSettings,
     SecuritySettings,
 )
+from pbx.routing.loader_common import (
+    Check,
+    DataPath,
+    Document,
+    Merged,
+    NodePlace,
+    Place,
+    Report,
+    Severity,
+    dotted,
+    suggest,
+)
 
 __all__ = [
     "DialplanError",
@@ -66,10 +77,6 @@ __all__ = [
     "load_dialplan",
     "read_dialplan",
 ]
-
-Severity = Literal["error", "warning"]
-DataPath = tuple[str | int, ...]
-"""Where a value sits in the loaded data: ``("extensions", "1001", "name")``."""
 
 MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 MAX_NODES: Final = 200_000  # caps alias expansion ("billion laughs")
@@ -163,39 +170,6 @@ def load_dialplan(path: str | Path) -> Dialplan:
     return result.dialplan
 
 
-# ------------------------------------------------------------------ positions
-
-
-@dataclass(frozen=True, slots=True)
-class _Place:
-    path: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
-
-
-@dataclass(frozen=True, slots=True)
-class _NodePlace:
-    """Where a value's key (None for list items and the root) and value start."""
-
-    key: _Place | None
-    value: _Place
-
-
-@dataclass(slots=True)
-class _Document:
-    """One parsed file: plain data plus the place of every node in it."""
-
-    display: str
-    real: Path
-    data: dict[str, Any] | None = None
-    places: dict[DataPath, _NodePlace] = field(default_factory=dict)
-    invalid: set[DataPath] = field(default_factory=set)
-    """Paths the schema rejected; semantic checks skip what lies under them."""
-
-
 # ---------------------------------------------------------------- YAML -> data
 
 
@@ -207,18 +181,18 @@ class _Converter:
     gives each node's place, including for YAML merge keys (``<<: *base``).
     """
 
-    def __init__(self, doc: _Document, report: Callable[[_Place, str], None]) -> None:
+    def __init__(self, doc: Document, report: Callable[[Place, str], None]) -> None:
         self._doc = doc
         self._report = report
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
 
-    def place(self, node: Node) -> _Place:
+    def place(self, node: Node) -> Place:
         mark = node.start_mark
-        return _Place(self._doc.display, mark.line + 1, mark.column + 1)
+        return Place(self._doc.display, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: Node, path: DataPath, key: _Place | None) -> Any:
-        self._doc.places[path] = _NodePlace(key, self.place(node))
+    def convert(self, node: Node, path: DataPath, key: Place | None) -> Any:
+        self._doc.places[path] = NodePlace(key, self.place(node))
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
@@ -237,7 +211,7 @@ class _Converter:
                 return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
             if isinstance(node, MappingNode):
                 result: dict[str, Any] = {}
-                first: dict[str, _Place] = {}
+                first: dict[str, Place] = {}
                 self._fill_mapping(node, path, result, first, merging=False)
                 return result
         finally:
@@ -250,7 +224,7 @@ class _Converter:
         node: MappingNode,
         path: DataPath,
         result: dict[str, Any],
-        first: dict[str, _Place],
+        first: dict[str, Place],
         *,
         merging: bool,
     ) -> None:
@@ -312,7 +286,7 @@ def _show_tag(tag: object) -> str:
 
 
 class _TooBig(Exception):
-    def __init__(self, place: _Place, message: str) -> None:
+    def __init__(self, place: Place, message: str) -> None:
         super().__init__(message)
         self.place = place
         self.message = message
@@ -355,13 +329,6 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def _dotted(path: DataPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 def _label(path: DataPath) -> str:
     """How a message names the value at ``path``."""
     if not path:
@@ -369,8 +336,8 @@ def _label(path: DataPath) -> str:
     section = path[0]
     if len(path) >= 2 and isinstance(section, str) and section in _SECTION_NOUNS:
         entry = f"{_SECTION_NOUNS[section]} {path[1]!r}"
-        return entry if len(path) == 2 else f"{_dotted(path[2:])!r} of {entry}"
-    return repr(_dotted(path))
+        return entry if len(path) == 2 else f"{dotted(path[2:])!r} of {entry}"
+    return repr(dotted(path))
 
 
 _TYPE_NAMES: Final = {
@@ -400,11 +367,6 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 Finding = tuple[DataPath, Literal["key", "value"], str]
@@ -438,7 +400,7 @@ def _schema_findings(error: ValidationError) -> list[Finding]:
         for key in instance:
             if key in allowed or any(re.search(p, key) for p in patterns):
                 continue
-            hint = _suggest(key, allowed) or f" (expected one of: {', '.join(allowed)})"
+            hint = suggest(key, allowed) or f" (expected one of: {', '.join(allowed)})"
             findings.append(((*path, key), "key", f"unknown key {key!r} {where}{hint}"))
         return findings
 
@@ -486,13 +448,13 @@ class _Loader:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
-        self.documents: list[_Document] = []
-        self._included_at: dict[Path, _Place | None] = {}
+        self.documents: list[Document] = []
+        self._included_at: dict[Path, Place | None] = {}
         self._order: dict[str, int] = {}
 
     # -- reporting
 
-    def report(self, place: _Place, message: str, severity: Severity = "error") -> None:
+    def report(self, place: Place, message: str, severity: Severity = "error") -> None:
         self.problems.append(Problem(place.path, place.line, place.column, message, severity))
 
     def sorted_problems(self) -> tuple[Problem, ...]:
@@ -506,9 +468,9 @@ class _Loader:
     def load(self, path: str) -> Dialplan | None:
         self._included_at[_real(Path(path))] = None
         self._read_tree(path, Path(path), stack=[])
-        merged = _Merged.of(self.documents, self.report)
+        merged = Merged.of(self.documents, self.report, _SECTION_NOUNS)
         members_files = self._read_members_files(merged)
-        root = _Place(path, 1, 1)
+        root = Place(path, 1, 1)
         for check in _CHECKS:
             check(merged, root, self.report)
         if any(p.is_error for p in self.problems):
@@ -518,7 +480,7 @@ class _Loader:
     def _read_tree(self, display: str, file: Path, stack: list[tuple[Path, str]]) -> None:
         real = _real(file)
         self._order.setdefault(display, len(self._order))
-        doc = _Document(display=display, real=real)
+        doc = Document(display=display, real=real)
         self.documents.append(doc)
         self._parse(doc, file)
         if doc.data is None:
@@ -550,8 +512,8 @@ class _Loader:
         self,
         display: str,
         file: Path,
-        at: _Place,
-        parent: _Document,
+        at: Place,
+        parent: Document,
         stack: list[tuple[Path, str]],
     ) -> None:
         real = _real(file)
@@ -571,7 +533,7 @@ class _Loader:
 
     # -- members files of short-number groups
 
-    def _read_members_files(self, merged: _Merged) -> tuple[str, ...]:
+    def _read_members_files(self, merged: Merged) -> tuple[str, ...]:
         """Read each group's ``members_file`` (relative to the file naming
         it) into ``groups.<key>.file_members``, places included.
 
@@ -585,7 +547,7 @@ class _Loader:
         named: list[str] = []
         owners = {doc.display: doc for doc in self.documents}
         dialplan_files = {doc.real for doc in self.documents}
-        used: dict[Path, tuple[str, _Place]] = {}
+        used: dict[Path, tuple[str, Place]] = {}
         for key, entry in groups.items():
             path: DataPath = ("groups", key, "members_file")
             item = entry.get("members_file") if isinstance(entry, dict) else None
@@ -623,14 +585,14 @@ class _Loader:
             entry[loader_groups.FILE_MEMBERS] = data
         return tuple(named)
 
-    def _read_members(self, display: str, file: Path, key: str) -> tuple[_Document, dict[str, Any]] | None:
+    def _read_members(self, display: str, file: Path, key: str) -> tuple[Document, dict[str, Any]] | None:
         """A members file's data (short number -> member) with its places
         under ``groups.<key>.file_members``; None after reporting why not."""
         self._order.setdefault(display, len(self._order))
-        doc = _Document(display=display, real=_real(file))
+        doc = Document(display=display, real=_real(file))
         if not file.is_file():  # a directory, or a FIFO that would block the read
             kind = "a directory" if file.is_dir() else "not a regular file"
-            self.report(_Place(display, 1, 1), f"members file of group {key!r} is {kind}")
+            self.report(Place(display, 1, 1), f"members file of group {key!r} is {kind}")
             return None
         text = self._read_text(doc, file)
         if text is None:
@@ -640,7 +602,7 @@ class _Loader:
             return None
         prefix: DataPath = ("groups", key, loader_groups.FILE_MEMBERS)
         if root is None:
-            doc.places[prefix] = _NodePlace(None, _Place(display, 1, 1))
+            doc.places[prefix] = NodePlace(None, Place(display, 1, 1))
             return doc, {}
         converter = _Converter(doc, self.report)
         try:
@@ -663,9 +625,9 @@ class _Loader:
                 self.report(place, message)
         return doc, data
 
-    def _read_text(self, doc: _Document, file: Path) -> str | None:
+    def _read_text(self, doc: Document, file: Path) -> str | None:
         """The file's text, or None after reporting why it cannot be had."""
-        start = _Place(doc.display, 1, 1)
+        start = Place(doc.display, 1, 1)
         try:
             with file.open("rb") as stream:
                 raw = stream.read(MAX_FILE_BYTES + 1)
@@ -680,10 +642,10 @@ class _Loader:
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
             column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-            self.report(_Place(doc.display, line, column), "file is not valid UTF-8")
+            self.report(Place(doc.display, line, column), "file is not valid UTF-8")
             return None
 
-    def _parse(self, doc: _Document, file: Path) -> None:
+    def _parse(self, doc: Document, file: Path) -> None:
         text = self._read_text(doc, file)
         if text is None:
             return
@@ -714,7 +676,7 @@ class _Loader:
                 place = node.key if at == "key" and node.key is not None else node.value
                 self.report(place, message)
 
-    def _compose(self, doc: _Document, text: str) -> tuple[bool, Node | None]:
+    def _compose(self, doc: Document, text: str) -> tuple[bool, Node | None]:
         """(True, root node or None if empty) or (False, None) after reporting."""
         yaml = YAML(typ="rt")
         try:
@@ -724,7 +686,7 @@ class _Loader:
             return True, node
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            place = _Place(doc.display, mark.line + 1, mark.column + 1) if mark else _Place(doc.display, 1, 1)
+            place = Place(doc.display, mark.line + 1, mark.column + 1) if mark else Place(doc.display, 1, 1)
             message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
             context_mark = exc.context_mark
             if exc.problem and exc.context and context_mark is not None:
@@ -737,13 +699,13 @@ class _Loader:
             line, column = _line_col(text, int(exc.position))
             character = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
             self.report(
-                _Place(doc.display, line, column),
+                Place(doc.display, line, column),
                 f"YAML syntax error: character U+{character:04X} is not allowed",
             )
         except YAMLError as exc:
-            self.report(_Place(doc.display, 1, 1), f"YAML syntax error: {exc}")
+            self.report(Place(doc.display, 1, 1), f"YAML syntax error: {exc}")
         except RecursionError:
-            self.report(_Place(doc.display, 1, 1), "YAML nesting is too deep")
+            self.report(Place(doc.display, 1, 1), "YAML nesting is too deep")
         return False, None
 
 
@@ -754,104 +716,10 @@ def _real(path: Path) -> Path:
         return path.absolute()
 
 
-# ---------------------------------------------------------------- merge
-
-
-@dataclass(slots=True, kw_only=True)
-class _Merged:
-    """All files' top-level sections merged, with each node's place kept."""
-
-    data: dict[str, Any]
-    places: dict[DataPath, _NodePlace]
-    invalid: set[DataPath]
-    complete: bool = True
-    """False if some file could not be read or parsed: absences prove nothing."""
-    members_files: dict[str, str] = field(default_factory=dict)
-    """Group key -> its members file as found from the file naming it."""
-
-    @classmethod
-    def of(
-        cls, documents: Sequence[_Document], report: Callable[[_Place, str], None]
-    ) -> _Merged:
-        merged = cls(data={}, places={}, invalid=set())
-        for doc in documents:
-            if doc.data is not None:
-                merged._add(doc, report)
-            else:
-                merged.complete = False
-        return merged
-
-    def _copy_places(self, doc: _Document, prefix: DataPath, shift: int = 0) -> None:
-        # `shift` renumbers the items of a list section appended after another file's.
-        size = len(prefix)
-        for path, place in doc.places.items():
-            if path[:size] == prefix:
-                moved = path
-                item = path[size] if len(path) > size else None
-                if shift and isinstance(item, int):
-                    moved = (*prefix, item + shift, *path[size + 1 :])
-                self.places[moved] = place
-        for path in doc.invalid:
-            if path[:size] == prefix:
-                self.invalid.add(path)
-
-    def _add(self, doc: _Document, report: Callable[[_Place, str], None]) -> None:
-        assert doc.data is not None
-        for section, value in doc.data.items():
-            if section == "include":
-                continue
-            here = doc.places[(section,)]
-            if section not in self.data:
-                self.data[section] = value
-                self._copy_places(doc, (section,))
-                continue
-            existing = self.data[section]
-            first = self.places[(section,)]
-            if isinstance(existing, dict) and isinstance(value, dict):
-                noun = _SECTION_NOUNS.get(section)
-                for key, entry in value.items():
-                    if key in existing:
-                        what = f"{noun} {key!r}" if noun else repr(_dotted((section, key)))
-                        first_at = self.places[(section, key)].key or first.value
-                        at = doc.places[(section, key)].key or here.value
-                        report(at, f"{what} is already defined at {first_at}")
-                        continue
-                    existing[key] = entry
-                    self._copy_places(doc, (section, key))
-            elif isinstance(existing, list) and isinstance(value, list):
-                self._copy_places(doc, (section,), shift=len(existing))
-                self.places[(section,)] = first
-                existing.extend(value)
-            elif not isinstance(existing, dict | list) and not isinstance(value, dict | list):
-                report(here.key or here.value, f"{section!r} is already set at {first.key or first.value}")
-            # else: a section of the wrong type; the schema reported it.
-
-    def valid(self, path: DataPath) -> bool:
-        """True if the schema found nothing wrong at or under ``path``."""
-        size = len(path)
-        return not any(bad[:size] == path or path[: len(bad)] == bad for bad in self.invalid)
-
-    def value_place(self, path: DataPath, fallback: _Place) -> _Place:
-        node = self.places.get(path)
-        return node.value if node is not None else fallback
-
-    def key_place(self, path: DataPath, fallback: _Place) -> _Place:
-        node = self.places.get(path)
-        if node is None:
-            return fallback
-        return node.key or node.value
-
-
 # ---------------------------------------------------------------- semantic checks
 
-class Report(Protocol):
-    def __call__(self, place: _Place, message: str, severity: Severity = "error") -> None: ...
 
-
-Check = Callable[[_Merged, _Place, Report], None]
-
-
-def _check_domain(plan: _Merged, root: _Place, report: Report) -> None:
+def _check_domain(plan: Merged, root: Place, report: Report) -> None:
     domain = plan.data.get("domain")
     if "domain" not in plan.data:
         if not plan.complete:
@@ -877,7 +745,7 @@ def _valid_domain(domain: str) -> bool:
     return all(_HOSTNAME_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
-def _check_registrar(plan: _Merged, root: _Place, report: Report) -> None:
+def _check_registrar(plan: Merged, root: Place, report: Report) -> None:
     section = plan.data.get("registrar")
     if not isinstance(section, dict):
         return
@@ -908,7 +776,7 @@ def _check_registrar(plan: _Merged, root: _Place, report: Report) -> None:
         )
 
 
-def _check_extensions(plan: _Merged, root: _Place, report: Report) -> None:
+def _check_extensions(plan: Merged, root: Place, report: Report) -> None:
     extensions = plan.data.get("extensions")
     departments = plan.data.get("departments")
     known = set(departments) if isinstance(departments, dict) else set()
@@ -924,7 +792,7 @@ def _check_extensions(plan: _Merged, root: _Place, report: Report) -> None:
             report(
                 plan.value_place((*path, "department"), where),
                 f"extension {number!r} has unknown department {department!r}"
-                + _suggest(department, known),
+                + suggest(department, known),
             )
         password = entry.get("password")
         has_ha1 = "ha1_md5" in entry or "ha1_sha256" in entry
@@ -948,7 +816,7 @@ def _check_extensions(plan: _Merged, root: _Place, report: Report) -> None:
                 )
 
 
-def _check_calls(plan: _Merged, root: _Place, report: Report) -> None:
+def _check_calls(plan: Merged, root: Place, report: Report) -> None:
     section = plan.data.get("calls")
     if not isinstance(section, dict):
         return
@@ -986,7 +854,7 @@ _CHECKS: Final[tuple[Check, ...]] = (
 # ---------------------------------------------------------------- build
 
 
-def _build(plan: _Merged, sources: tuple[str, ...]) -> Dialplan:
+def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
     # Only keys given in the file are passed, so the model's defaults apply.

@@ -15,15 +15,13 @@ of ``allow_outside`` parse. Warnings for settings that do nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from pbx.routing.classes import INTERNAL
-from pbx.routing.loader_routing import _entries, _pattern, _plan_entries, _reference, _rule_name, _section, _strings
+from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, dotted, entries_of,
+                                       pattern_at, plan_entries, section_of, strings_in)
 from pbx.routing.patterns import parse_pattern
 from pbx.routing.short_numbers import DEFAULT_DESK_SECONDS, Member, RingPolicy, ShortNumberGroup
-
-if TYPE_CHECKING:
-    from pbx.routing.loader import DataPath, Report, _Merged, _Place
 
 FILE_MEMBERS: Final = "file_members"
 """Where the loader puts a members file's content inside a group's data."""
@@ -41,15 +39,15 @@ def _members(entry: dict[str, Any], key: str) -> Iterator[tuple[DataPath, str, A
                 yield ("groups", key, part, short), short, member
 
 
-def _outside_rows(plan: _Merged, root: _Place) -> list[tuple[Any, str]]:
-    return [(located, call_class) for rows in _plan_entries(plan, root, None).values()
+def _outside_rows(plan: Merged, root: Place) -> list[tuple[Any, str]]:
+    return [(located, call_class) for rows in plan_entries(plan, root, None).values()
             for located, call_class in rows if call_class != INTERNAL]
 
 
-def check_groups(plan: _Merged, root: _Place, report: Report) -> None:
-    extensions = _section(plan, "extensions")
+def check_groups(plan: Merged, root: Place, report: Report) -> None:
+    extensions = section_of(plan, "extensions")
     outside = _outside_rows(plan, root)
-    for key, entry in _entries(plan, "groups"):
+    for key, entry in entries_of(plan, "groups"):
         group_path: DataPath = ("groups", key)
         owner = f"group {key!r}"
         if "members" not in entry and "members_file" not in entry:
@@ -68,7 +66,7 @@ def check_groups(plan: _Merged, root: _Place, report: Report) -> None:
             who = f"member {short!r} of {owner}"
             if "extension" not in member and "mobile" not in member:
                 report(where, f"{who} needs an extension or a mobile")
-            _reference(plan, (*path, "extension"), extensions, "extension", who, root, report)
+            check_reference(plan, (*path, "extension"), extensions, "extension", who, root, report)
             extension = member.get("extension")
             if isinstance(extension, str) and plan.valid((*path, "extension")):
                 if extension in numbers:
@@ -84,15 +82,15 @@ def check_groups(plan: _Merged, root: _Place, report: Report) -> None:
             if ring == "desk_first" and not ("extension" in member and "mobile" in member):
                 report(plan.value_place((*path, "ring"), root),
                        f"{who}: desk_first needs both an extension and a mobile; only one rings", "warning")
-        for index, text in _strings(entry.get("allow_outside")):
-            _pattern(plan, (*group_path, "allow_outside", index), text, root, report)
+        for index, text in strings_in(entry.get("allow_outside")):
+            pattern_at(plan, (*group_path, "allow_outside", index), text, root, report)
         if "allow_outside" in entry and entry.get("in_group_only") is not True:
             report(plan.key_place((*group_path, "allow_outside"), root),
                    f"{owner}: allow_outside applies only with in_group_only: true", "warning")
 
 
-def _check_mobile(plan: _Merged, path: DataPath, member: dict[str, Any], who: str, extensions: dict[str, Any],
-                  outside: list[tuple[Any, str]], root: _Place, report: Report) -> None:
+def _check_mobile(plan: Merged, path: DataPath, member: dict[str, Any], who: str, extensions: dict[str, Any],
+                  outside: list[tuple[Any, str]], root: Place, report: Report) -> None:
     mobile = member.get("mobile")
     if not isinstance(mobile, str) or not plan.valid((*path, "mobile")):
         return
@@ -104,13 +102,13 @@ def _check_mobile(plan: _Merged, path: DataPath, member: dict[str, Any], who: st
                "warning")
 
 
-def check_short_number_keypad(plan: _Merged, root: _Place, report: Report) -> None:
+def check_short_number_keypad(plan: Merged, root: Place, report: Report) -> None:
     """A short number, like an extension, must mean one thing on the keypad
     (see ``check_keypad`` in :mod:`pbx.routing.loader_routing`)."""
-    extensions = _section(plan, "extensions")
-    features = _section(plan, "feature_codes")
+    extensions = section_of(plan, "extensions")
+    features = section_of(plan, "feature_codes")
     outside = _outside_rows(plan, root)
-    for key, entry in _entries(plan, "groups"):
+    for key, entry in entries_of(plan, "groups"):
         for path, short, _ in _members(entry, key):
             if not plan.valid(path[:4]):
                 continue
@@ -125,7 +123,7 @@ def check_short_number_keypad(plan: _Merged, root: _Place, report: Report) -> No
                 continue
             for located, call_class in outside:
                 if located.pattern.matches(short):
-                    report(where, f"{what} collides with {call_class} numbers {_rule_name(located.path[:-1])}"
+                    report(where, f"{what} collides with {call_class} numbers {dotted(located.path[:-1])}"
                            f" ({located.pattern.text}) at {plan.value_place(located.path, root)}")
                     break
 
@@ -136,10 +134,10 @@ CHECKS: Final = (check_groups, check_short_number_keypad)
 # ---------------------------------------------------------------- build
 
 
-def build_groups(plan: _Merged) -> dict[str, ShortNumberGroup]:
+def build_groups(plan: Merged) -> dict[str, ShortNumberGroup]:
     """The groups from checked, valid data, in file order."""
     groups = {}
-    for key, entry in _entries(plan, "groups"):
+    for key, entry in entries_of(plan, "groups"):
         members = {short: _member(short, data) for _, short, data in _members(entry, key)}
         groups[key] = ShortNumberGroup(
             key=key,
@@ -164,11 +162,11 @@ def _member(short: str, data: dict[str, Any]) -> Member:
     )
 
 
-def member_places(plan: _Merged) -> dict[str, str]:
+def member_places(plan: Merged) -> dict[str, str]:
     """``groups.<key>.members.<short>`` for members read from a members
     file, so explain and logs name them the same as inline ones."""
     places = {}
-    for key, entry in _entries(plan, "groups"):
+    for key, entry in entries_of(plan, "groups"):
         for path, short, _ in _members(entry, key):
             if path[2] == FILE_MEMBERS:
                 node = plan.places.get(path)

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import difflib
 import functools
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 from pbx.routing.calendars import (
     Calendar,
@@ -34,13 +32,12 @@ from pbx.routing.calendars import (
     public_holidays,
 )
 from pbx.routing.classes import BUILTIN_CLASSES, EMERGENCY, INTERNAL, RESERVED_CLASSES, NumberPlan, NumberPlanEntry
-from pbx.routing.patterns import Pattern, PatternError, parse_pattern
-from pbx.routing.rights import ClassOfService, NumberList, TimedRule
+from pbx.routing.classes_of_service import ClassOfService, NumberList, TimedRule
+from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, dotted, entries_of,
+                                       pattern_at, plan_entries, section_of, strings_in, suggest, value_at)
+from pbx.routing.patterns import Pattern, parse_pattern
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.trunk_config import Gateway, NumberRewrite, Trunk
-
-if TYPE_CHECKING:
-    from pbx.routing.loader import DataPath, Report, _Merged, _Place
 
 SECTION_NOUNS: Final = {
     "number_plans": "number plan",
@@ -58,42 +55,9 @@ SECTION_NOUNS: Final = {
 _SAMPLE_YEAR: Final = 2026
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _section(plan: _Merged, key: str) -> dict[str, Any]:
-    value = plan.data.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _items(plan: _Merged, key: str) -> list[Any]:
+def _items(plan: Merged, key: str) -> list[Any]:
     value = plan.data.get(key)
     return value if isinstance(value, list) else []
-
-
-def _strings(value: object) -> list[tuple[int, str]]:
-    if not isinstance(value, list):
-        return []
-    return [(index, item) for index, item in enumerate(value) if isinstance(item, str)]
-
-
-def _entries(plan: _Merged, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, entry in _section(plan, key).items():
-        if isinstance(entry, dict):
-            yield name, entry
-
-
-def _pattern(plan: _Merged, path: DataPath, text: object, root: _Place, report: Report) -> Pattern | None:
-    """The parsed pattern at ``path``, or None after reporting why not."""
-    if not isinstance(text, str) or not plan.valid(path):
-        return None
-    try:
-        return parse_pattern(text)
-    except PatternError as error:
-        report(plan.value_place(path, root), f"pattern {text!r}: {error.message} (character {error.offset + 1})")
-        return None
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo | None:
@@ -108,150 +72,81 @@ def _zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _check_zone(plan: _Merged, path: DataPath, root: _Place, report: Report) -> None:
-    name = _value(plan, path)
+def _check_zone(plan: Merged, path: DataPath, root: Place, report: Report) -> None:
+    name = value_at(plan, path)
     if isinstance(name, str) and plan.valid(path) and _zone(name) is None:
-        report(plan.value_place(path, root), f"unknown time zone {name!r}" + _suggest(name, _zone_names())
+        report(plan.value_place(path, root), f"unknown time zone {name!r}" + suggest(name, _zone_names())
                + " (use an IANA name such as Asia/Ho_Chi_Minh or Asia/Taipei)")
 
 
-def _value(plan: _Merged, path: DataPath) -> Any:
-    current: Any = plan.data
-    for part in path:
-        if isinstance(current, dict) and isinstance(part, str):
-            current = current.get(part)
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
-        else:
-            return None
-    return current
+def _references(plan: Merged, path: DataPath, known: Iterable[str], what: str, owner: str,
+                root: Place, report: Report) -> None:
+    for index, _ in strings_in(value_at(plan, path)):
+        check_reference(plan, (*path, index), known, what, owner, root, report)
 
 
-def _reference(
-    plan: _Merged,
-    path: DataPath,
-    known: Iterable[str],
-    what: str,
-    owner: str,
-    root: _Place,
-    report: Report,
-) -> None:
-    """Report the value at ``path`` if it names no ``what`` in ``known``."""
-    name = _value(plan, path)
-    names = set(known)
-    if isinstance(name, str) and plan.valid(path) and name not in names and plan.complete:
-        report(plan.value_place(path, root), f"{owner} names unknown {what} {name!r}" + _suggest(name, names))
-
-
-def _references(plan: _Merged, path: DataPath, known: Iterable[str], what: str, owner: str,
-                root: _Place, report: Report) -> None:
-    for index, _ in _strings(_value(plan, path)):
-        _reference(plan, (*path, index), known, what, owner, root, report)
-
-
-# ---------------------------------------------------------------- patterns by place
-
-
-@dataclass(frozen=True, slots=True)
-class _Located:
-    """A pattern with the path it was written at."""
-
-    path: DataPath
-    pattern: Pattern
-
-
-def _plan_entries(plan: _Merged, root: _Place, report: Report | None) -> dict[str, list[tuple[_Located, str]]]:
-    """Parsed entries of every number plan: (pattern, class), reporting bad
-    patterns when ``report`` is given."""
-    quiet: Report = _ignore
-    out: dict[str, list[tuple[_Located, str]]] = {}
-    for name, entries in _section(plan, "number_plans").items():
-        rows: list[tuple[_Located, str]] = []
-        for index, entry in enumerate(entries if isinstance(entries, list) else []):
-            if not isinstance(entry, dict):
-                continue
-            path: DataPath = ("number_plans", name, index, "pattern")
-            pattern = _pattern(plan, path, entry.get("pattern"), root, report or quiet)
-            call_class = entry.get("class")
-            if pattern is not None and isinstance(call_class, str):
-                rows.append((_Located(path, pattern), call_class))
-        out[name] = rows
-    return out
-
-
-def _ignore(place: _Place, message: str, severity: str = "error") -> None:
-    del place, message, severity
-
-
-def _where(plan: _Merged, path: DataPath, root: _Place) -> str:
+def _where(plan: Merged, path: DataPath, root: Place) -> str:
     return str(plan.value_place(path, root))
-
-
-def _rule_name(path: DataPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 # ---------------------------------------------------------------- checks
 
 
-def check_timezones(plan: _Merged, root: _Place, report: Report) -> None:
+def check_timezones(plan: Merged, root: Place, report: Report) -> None:
     _check_zone(plan, ("timezone",), root, report)
-    for name, _ in _entries(plan, "schedules"):
+    for name, _ in entries_of(plan, "schedules"):
         _check_zone(plan, ("schedules", name, "timezone"), root, report)
 
 
-def known_classes(plan: _Merged) -> set[str]:
-    return set(BUILTIN_CLASSES) | {name for name in _section(plan, "call_classes")}
+def known_classes(plan: Merged) -> set[str]:
+    return set(BUILTIN_CLASSES) | {name for name in section_of(plan, "call_classes")}
 
 
-def check_call_classes(plan: _Merged, root: _Place, report: Report) -> None:
-    for name in _section(plan, "call_classes"):
+def check_call_classes(plan: Merged, root: Place, report: Report) -> None:
+    for name in section_of(plan, "call_classes"):
         if name in BUILTIN_CLASSES or name in RESERVED_CLASSES:
             kind = "built in" if name in BUILTIN_CLASSES else "reserved"
             report(plan.key_place(("call_classes", name), root), f"call class {name!r} is {kind}; choose another name")
 
 
-def check_number_plans(plan: _Merged, root: _Place, report: Report) -> None:
+def check_number_plans(plan: Merged, root: Place, report: Report) -> None:
     classes = known_classes(plan)
-    tables = _section(plan, "number_plans")
-    for name, rows in _plan_entries(plan, root, report).items():
+    tables = section_of(plan, "number_plans")
+    for name, rows in plan_entries(plan, root, report).items():
         for index, (located, _) in enumerate(rows):
             for earlier, _ in rows[:index]:
                 if earlier.pattern.covers(located.pattern):
                     report(plan.value_place(located.path, root),
                            f"this entry can never match: every number it matches is taken first by"
-                           f" {_rule_name(earlier.path[:-1])} ({earlier.pattern.text}) at"
+                           f" {dotted(earlier.path[:-1])} ({earlier.pattern.text}) at"
                            f" {_where(plan, earlier.path, root)}", "warning")
                     break
         for index, entry in enumerate(tables.get(name) or []):
             if isinstance(entry, dict):
-                _reference(plan, ("number_plans", name, index, "class"), classes, "call class",
+                check_reference(plan, ("number_plans", name, index, "class"), classes, "call class",
                            f"number plan {name!r}", root, report)
-    _reference(plan, ("number_plan",), tables, "number plan", "'number_plan'", root, report)
-    for key, _ in _entries(plan, "departments"):
-        _reference(plan, ("departments", key, "number_plan"), tables, "number plan", f"department {key!r}",
+    check_reference(plan, ("number_plan",), tables, "number plan", "'number_plan'", root, report)
+    for key, _ in entries_of(plan, "departments"):
+        check_reference(plan, ("departments", key, "number_plan"), tables, "number plan", f"department {key!r}",
                    root, report)
     if len(tables) > 1 and "number_plan" not in plan.data and plan.complete:
-        for key, department in _entries(plan, "departments"):
+        for key, department in entries_of(plan, "departments"):
             if "number_plan" not in department:
                 report(plan.key_place(("departments", key), root),
                        f"department {key!r} names no number_plan and there is no default 'number_plan'"
                        f" to choose among {', '.join(sorted(tables))}")
 
 
-def check_number_lists(plan: _Merged, root: _Place, report: Report) -> None:
-    lists = _section(plan, "number_lists")
+def check_number_lists(plan: Merged, root: Place, report: Report) -> None:
+    lists = section_of(plan, "number_lists")
     emergency = _emergency_numbers(plan, root)
-    blacklisted = {name for _, name in _strings(plan.data.get("blacklist"))}
-    for _, entry in _entries(plan, "classes_of_service"):
-        blacklisted.update(name for _, name in _strings(entry.get("blacklist")))
+    blacklisted = {name for _, name in strings_in(plan.data.get("blacklist"))}
+    for _, entry in entries_of(plan, "classes_of_service"):
+        blacklisted.update(name for _, name in strings_in(entry.get("blacklist")))
     for name, items in lists.items():
-        for index, text in _strings(items):
+        for index, text in strings_in(items):
             path: DataPath = ("number_lists", name, index)
-            pattern = _pattern(plan, path, text, root, report)
+            pattern = pattern_at(plan, path, text, root, report)
             if pattern is None or name not in blacklisted:
                 continue
             hit = next((number for number in emergency if pattern.matches(number)), None)
@@ -262,17 +157,17 @@ def check_number_lists(plan: _Merged, root: _Place, report: Report) -> None:
     _references(plan, ("blacklist",), lists, "number list", "'blacklist'", root, report)
 
 
-def _emergency_numbers(plan: _Merged, root: _Place) -> list[str]:
+def _emergency_numbers(plan: Merged, root: Place) -> list[str]:
     numbers: list[str] = []
-    for rows in _plan_entries(plan, root, None).values():
+    for rows in plan_entries(plan, root, None).values():
         for located, call_class in rows:
             if call_class == EMERGENCY:
                 numbers.extend(located.pattern.numbers() or ())
     return numbers
 
 
-def check_calendars(plan: _Merged, root: _Place, report: Report) -> None:
-    for name, entry in _entries(plan, "calendars"):
+def check_calendars(plan: Merged, root: Place, report: Report) -> None:
+    for name, entry in entries_of(plan, "calendars"):
         path: DataPath = ("calendars", name)
         country = entry.get("public_holidays")
         if isinstance(country, str) and plan.valid((*path, "public_holidays")):
@@ -287,7 +182,7 @@ def check_calendars(plan: _Merged, root: _Place, report: Report) -> None:
         elif "subdivision" in entry:
             report(plan.key_place((*path, "subdivision"), root), "'subdivision' needs 'public_holidays'")
         for key in ("dates", "annual", "lunar"):
-            for index, text in _strings(entry.get(key)):
+            for index, text in strings_in(entry.get(key)):
                 problem = _span_problem(key, text)
                 if problem is not None:
                     report(plan.value_place((*path, key, index), root), f"calendar {name!r}: {problem}")
@@ -315,9 +210,9 @@ def _parse_calendar_span(kind: str, text: str) -> DateSpan | YearlySpan:
     return YearlySpan(parse_month_day(first, lunar=lunar), parse_month_day(last, lunar=lunar))
 
 
-def check_schedules(plan: _Merged, root: _Place, report: Report) -> None:
-    calendars = _section(plan, "calendars")
-    for name, entry in _entries(plan, "schedules"):
+def check_schedules(plan: Merged, root: Place, report: Report) -> None:
+    calendars = section_of(plan, "calendars")
+    for name, entry in entries_of(plan, "schedules"):
         path: DataPath = ("schedules", name)
         slots = entry.get("open")
         for index, slot in enumerate(slots if isinstance(slots, list) else []):
@@ -339,15 +234,15 @@ def _slot(slot: dict[str, Any]) -> WeeklySlot:
                       text=f"{days} {start}-{end}")
 
 
-def check_classes_of_service(plan: _Merged, root: _Place, report: Report) -> None:
-    profiles = _section(plan, "classes_of_service")
+def check_classes_of_service(plan: Merged, root: Place, report: Report) -> None:
+    profiles = section_of(plan, "classes_of_service")
     classes = known_classes(plan)
-    lists = _section(plan, "number_lists")
-    schedules = _section(plan, "schedules")
-    for name, entry in _entries(plan, "classes_of_service"):
+    lists = section_of(plan, "number_lists")
+    schedules = section_of(plan, "schedules")
+    for name, entry in entries_of(plan, "classes_of_service"):
         path: DataPath = ("classes_of_service", name)
         owner = f"class of service {name!r}"
-        _reference(plan, (*path, "extends"), profiles, "class of service", owner, root, report)
+        check_reference(plan, (*path, "extends"), profiles, "class of service", owner, root, report)
         for key in ("allow", "deny"):
             _references(plan, (*path, key), classes, "call class", owner, root, report)
         for key in ("blacklist", "whitelist"):
@@ -363,7 +258,7 @@ def check_classes_of_service(plan: _Merged, root: _Place, report: Report) -> Non
                 report(plan.value_place(where, root),
                        f"{owner}: a 'when' rule needs exactly one of 'during' or 'outside' (a schedule)")
             for key in given:
-                _reference(plan, (*where, key), schedules, "schedule", owner, root, report)
+                check_reference(plan, (*where, key), schedules, "schedule", owner, root, report)
             for key in ("allow", "deny"):
                 _references(plan, (*where, key), classes, "call class", owner, root, report)
             _no_emergency_deny(plan, (*where, "deny"), owner, root, report)
@@ -375,16 +270,16 @@ def check_classes_of_service(plan: _Merged, root: _Place, report: Report) -> Non
                    f"{owner} may dial only white-listed numbers but has no whitelist: only internal"
                    " and emergency calls will work", "warning")
     _check_extends_cycles(plan, root, report)
-    for key, _ in _entries(plan, "departments"):
-        _reference(plan, ("departments", key, "class_of_service"), profiles, "class of service",
+    for key, _ in entries_of(plan, "departments"):
+        check_reference(plan, ("departments", key, "class_of_service"), profiles, "class of service",
                    f"department {key!r}", root, report)
-    for number, _ in _entries(plan, "extensions"):
-        _reference(plan, ("extensions", number, "class_of_service"), profiles, "class of service",
+    for number, _ in entries_of(plan, "extensions"):
+        check_reference(plan, ("extensions", number, "class_of_service"), profiles, "class of service",
                    f"extension {number!r}", root, report)
 
 
-def _no_emergency_deny(plan: _Merged, path: DataPath, owner: str, root: _Place, report: Report) -> None:
-    for index, name in _strings(_value(plan, path)):
+def _no_emergency_deny(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
+    for index, name in strings_in(value_at(plan, path)):
         if name == EMERGENCY:
             report(plan.value_place((*path, index), root), f"{owner}: emergency calls can never be denied")
 
@@ -394,14 +289,14 @@ def _inherited_whitelist(profiles: dict[str, Any], name: str) -> bool:
     current: Any = name
     while isinstance(current, str) and current not in seen and isinstance(profiles.get(current), dict):
         seen.add(current)
-        if _strings(profiles[current].get("whitelist")):
+        if strings_in(profiles[current].get("whitelist")):
             return True
         current = profiles[current].get("extends")
     return False
 
 
-def _check_extends_cycles(plan: _Merged, root: _Place, report: Report) -> None:
-    profiles = _section(plan, "classes_of_service")
+def _check_extends_cycles(plan: Merged, root: Place, report: Report) -> None:
+    profiles = section_of(plan, "classes_of_service")
     reported: set[str] = set()
     for start in profiles:
         chain: list[str] = []
@@ -420,8 +315,8 @@ def _check_extends_cycles(plan: _Merged, root: _Place, report: Report) -> None:
             current = profiles[current].get("extends")
 
 
-def check_trunks(plan: _Merged, root: _Place, report: Report) -> None:
-    for name, entry in _entries(plan, "trunks"):
+def check_trunks(plan: Merged, root: Place, report: Report) -> None:
+    for name, entry in entries_of(plan, "trunks"):
         path: DataPath = ("trunks", name)
         where = plan.key_place(path, root)
         if ("username" in entry) != ("password" in entry):
@@ -429,7 +324,7 @@ def check_trunks(plan: _Merged, root: _Place, report: Report) -> None:
         if entry.get("register") is True and "username" not in entry:
             report(plan.value_place((*path, "register"), root),
                    f"trunk {name!r} registers, so it needs a username and password")
-        for index, text in _strings(entry.get("inbound_sources")):
+        for index, text in strings_in(entry.get("inbound_sources")):
             try:
                 network = ipaddress.ip_network(text, strict=False)
             except ValueError:
@@ -452,13 +347,13 @@ def check_trunks(plan: _Merged, root: _Place, report: Report) -> None:
                     break
 
 
-def check_routes(plan: _Merged, root: _Place, report: Report) -> None:
-    trunks = _section(plan, "trunks")
+def check_routes(plan: Merged, root: Place, report: Report) -> None:
+    trunks = section_of(plan, "trunks")
     classes = known_classes(plan)
-    departments = _section(plan, "departments")
+    departments = section_of(plan, "departments")
     seen: dict[str, DataPath] = {}
     parsed: list[tuple[DataPath, Pattern | None, set[str] | None, set[str] | None]] = []
-    produced = {call_class for rows in _plan_entries(plan, root, None).values() for _, call_class in rows}
+    produced = {call_class for rows in plan_entries(plan, root, None).values() for _, call_class in rows}
     for index, route in enumerate(_items(plan, "routes")):
         if not isinstance(route, dict):
             continue
@@ -470,14 +365,14 @@ def check_routes(plan: _Merged, root: _Place, report: Report) -> None:
                 report(plan.value_place((*path, "name"), root),
                        f"route name {name!r} is already used at {_where(plan, (*seen[name], 'name'), root)}")
             seen.setdefault(name, path)
-        _reference(plan, (*path, "trunk"), trunks, "trunk", owner, root, report)
+        check_reference(plan, (*path, "trunk"), trunks, "trunk", owner, root, report)
         _references(plan, (*path, "classes"), classes, "call class", owner, root, report)
         _references(plan, (*path, "departments"), departments, "department", owner, root, report)
-        pattern = _pattern(plan, (*path, "pattern"), route.get("pattern"), root, report)
+        pattern = pattern_at(plan, (*path, "pattern"), route.get("pattern"), root, report)
         if "pattern" in route and pattern is None:
             continue
-        route_classes = {c for _, c in _strings(route.get("classes"))} if "classes" in route else None
-        route_departments = {d for _, d in _strings(route.get("departments"))} if "departments" in route else None
+        route_classes = {c for _, c in strings_in(route.get("classes"))} if "classes" in route else None
+        route_departments = {d for _, d in strings_in(route.get("departments"))} if "departments" in route else None
         if route_classes is not None and plan.complete and not route_classes & (produced | {INTERNAL}):
             report(plan.value_place((*path, "classes"), root),
                    f"{owner} can never match: no number plan gives the classes"
@@ -486,7 +381,7 @@ def check_routes(plan: _Merged, root: _Place, report: Report) -> None:
             if _route_covers(earlier_pattern, earlier_classes, earlier_departments,
                              pattern, route_classes, route_departments):
                 report(plan.value_place(path, root),
-                       f"{owner} can never match: route {_value(plan, (*earlier_path, 'name'))!r} at"
+                       f"{owner} can never match: route {value_at(plan, (*earlier_path, 'name'))!r} at"
                        f" {_where(plan, earlier_path, root)} takes all its calls first", "warning")
                 break
         parsed.append((path, pattern, route_classes, route_departments))
@@ -504,12 +399,12 @@ def _route_covers(
     return departments is None or (later_departments is not None and later_departments <= departments)
 
 
-def _check_unrouted(plan: _Merged, root: _Place, report: Report,
+def _check_unrouted(plan: Merged, root: Place, report: Report,
                     routes: list[tuple[DataPath, Pattern | None, set[str] | None, set[str] | None]]) -> None:
     """Warn about number plan entries no route can carry."""
     if not plan.complete:
         return
-    for rows in _plan_entries(plan, root, None).values():
+    for rows in plan_entries(plan, root, None).values():
         for located, call_class in rows:
             if call_class == INTERNAL:
                 continue
@@ -524,22 +419,22 @@ def _check_unrouted(plan: _Merged, root: _Place, report: Report,
                        " calls to them are refused with 404", "warning")
 
 
-def check_inbound(plan: _Merged, root: _Place, report: Report) -> None:
-    extensions = _section(plan, "extensions")
-    schedules = _section(plan, "schedules")
-    for did, entry in _entries(plan, "inbound"):
+def check_inbound(plan: Merged, root: Place, report: Report) -> None:
+    extensions = section_of(plan, "extensions")
+    schedules = section_of(plan, "schedules")
+    for did, entry in entries_of(plan, "inbound"):
         path: DataPath = ("inbound", did)
         owner = f"inbound number {did!r}"
         current: Any = entry
         while isinstance(current, dict):
-            _reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
+            check_reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
             if ("extension" in current) == ("member" in current):
                 report(plan.value_place(path, root), f"{owner}: give 'extension' or 'member', exactly one")
             elif "member" in current:
                 _check_member_target(plan, (*path, "member"), owner, root, report)
             given = [key for key in ("during", "outside") if key in current]
             for key in given:
-                _reference(plan, (*path, key), schedules, "schedule", owner, root, report)
+                check_reference(plan, (*path, key), schedules, "schedule", owner, root, report)
             if len(given) > 1:
                 report(plan.key_place((*path, "outside"), root), f"{owner}: give 'during' or 'outside', not both")
             if given and "otherwise" not in current:
@@ -552,27 +447,27 @@ def check_inbound(plan: _Merged, root: _Place, report: Report) -> None:
             path = (*path, "otherwise")
 
 
-def _check_member_target(plan: _Merged, path: DataPath, owner: str, root: _Place, report: Report) -> None:
+def _check_member_target(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
     """``member: GROUP/SHORT`` must name a member, inline or in the members file."""
-    text = _value(plan, path)
+    text = value_at(plan, path)
     if not isinstance(text, str) or not plan.valid(path) or not plan.complete or "/" not in text:
         return
     group, short = text.split("/", 1)
-    groups = _section(plan, "groups")
+    groups = section_of(plan, "groups")
     entry = groups.get(group)
     if not isinstance(entry, dict):
-        report(plan.value_place(path, root), f"{owner} names unknown group {group!r}" + _suggest(group, groups))
+        report(plan.value_place(path, root), f"{owner} names unknown group {group!r}" + suggest(group, groups))
         return
     members = {str(k) for k in (entry.get("members") or {})} | {str(k) for k in (entry.get("file_members") or {})}
     if short not in members:
         report(plan.value_place(path, root), f"{owner}: group {group!r} has no member {short!r}")
 
 
-def check_keypad(plan: _Merged, root: _Place, report: Report) -> None:
+def check_keypad(plan: Merged, root: Place, report: Report) -> None:
     """Numbers dialled from the same keypad must mean one thing."""
-    extensions = list(_section(plan, "extensions"))
-    features = list(_section(plan, "feature_codes"))
-    rows = [(located, call_class) for entries in _plan_entries(plan, root, None).values()
+    extensions = list(section_of(plan, "extensions"))
+    features = list(section_of(plan, "feature_codes"))
+    rows = [(located, call_class) for entries in plan_entries(plan, root, None).values()
             for located, call_class in entries if call_class != INTERNAL]
     for code in features:
         if code in extensions:
@@ -586,12 +481,12 @@ def check_keypad(plan: _Merged, root: _Place, report: Report) -> None:
                 if located.pattern.matches(number):
                     report(plan.key_place((section, number), root),
                            f"{kind} {number!r} collides with {call_class} numbers"
-                           f" {_rule_name(located.path[:-1])} ({located.pattern.text}) at"
+                           f" {dotted(located.path[:-1])} ({located.pattern.text}) at"
                            f" {_where(plan, located.path, root)}")
                     break
 
 
-CHECKS: Final[tuple[Callable[[_Merged, _Place, Report], None], ...]] = (
+CHECKS: Final[tuple[Callable[[Merged, Place, Report], None], ...]] = (
     check_timezones,
     check_call_classes,
     check_number_plans,
@@ -620,23 +515,23 @@ def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return {key: str(entry[key]) for key in ("class_of_service", "caller_id") if key in entry}
 
 
-def build_routing(plan: _Merged) -> dict[str, Any]:
+def build_routing(plan: Merged) -> dict[str, Any]:
     """Keyword arguments for :class:`Dialplan` from checked, valid data."""
     data = plan.data
     timezone = _zone(str(data["timezone"])) if "timezone" in data else dt.timezone.utc
     assert timezone is not None
-    call_classes = dict(BUILTIN_CLASSES) | {str(k): str(v) for k, v in _section(plan, "call_classes").items()}
+    call_classes = dict(BUILTIN_CLASSES) | {str(k): str(v) for k, v in section_of(plan, "call_classes").items()}
     number_plans = {
         name: NumberPlan(key=name, entries=tuple(
             NumberPlanEntry(pattern=parse_pattern(str(entry["pattern"])), call_class=str(entry["class"]),
                             name=str(entry.get("name", "")), rule=f"number_plans.{name}[{index}]")
             for index, entry in enumerate(entries)
         ))
-        for name, entries in _section(plan, "number_plans").items()
+        for name, entries in section_of(plan, "number_plans").items()
     }
     number_lists = {
         name: NumberList(key=name, patterns=tuple(parse_pattern(str(text)) for text in items))
-        for name, items in _section(plan, "number_lists").items()
+        for name, items in section_of(plan, "number_lists").items()
     }
     calendars = {
         name: Calendar(
@@ -647,7 +542,7 @@ def build_routing(plan: _Merged) -> dict[str, Any]:
             annual=tuple(_yearly_span("annual", text) for text in entry.get("annual", [])),
             lunar=tuple(_yearly_span("lunar", text) for text in entry.get("lunar", [])),
         )
-        for name, entry in _entries(plan, "calendars")
+        for name, entry in entries_of(plan, "calendars")
     }
     schedules = {
         name: Schedule(
@@ -656,10 +551,10 @@ def build_routing(plan: _Merged) -> dict[str, Any]:
             slots=tuple(_slot(slot) for slot in entry.get("open", [])),
             closed_on=tuple(calendars[c] for c in entry.get("closed_on", [])),
         )
-        for name, entry in _entries(plan, "schedules")
+        for name, entry in entries_of(plan, "schedules")
     }
     profiles = _build_profiles(plan, number_lists, schedules)
-    trunks = {name: _trunk(name, entry) for name, entry in _entries(plan, "trunks")}
+    trunks = {name: _trunk(name, entry) for name, entry in entries_of(plan, "trunks")}
     routes = tuple(
         Route(
             name=str(route["name"]),
@@ -670,7 +565,7 @@ def build_routing(plan: _Merged) -> dict[str, Any]:
         )
         for route in _items(plan, "routes")
     )
-    inbound = {did: _inbound(f"inbound.{did}", entry, schedules) for did, entry in _entries(plan, "inbound")}
+    inbound = {did: _inbound(f"inbound.{did}", entry, schedules) for did, entry in entries_of(plan, "inbound")}
     return {
         "timezone": timezone,
         "call_classes": call_classes,
@@ -681,7 +576,7 @@ def build_routing(plan: _Merged) -> dict[str, Any]:
         "calendars": calendars,
         "schedules": schedules,
         "classes_of_service": profiles,
-        "feature_codes": {str(k): str(v) for k, v in _section(plan, "feature_codes").items()},
+        "feature_codes": {str(k): str(v) for k, v in section_of(plan, "feature_codes").items()},
         "trunks": trunks,
         "routes": routes,
         "inbound": inbound,
@@ -701,9 +596,9 @@ def _yearly_span(kind: str, text: str) -> YearlySpan:
     return span
 
 
-def _build_profiles(plan: _Merged, lists: dict[str, NumberList],
+def _build_profiles(plan: Merged, lists: dict[str, NumberList],
                     schedules: dict[str, Schedule]) -> dict[str, ClassOfService]:
-    entries = dict(_entries(plan, "classes_of_service"))
+    entries = dict(entries_of(plan, "classes_of_service"))
     built: dict[str, ClassOfService] = {}
 
     def build(name: str) -> ClassOfService:
@@ -780,12 +675,12 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
     )
 
 
-def _places(plan: _Merged, routes: tuple[Route, ...]) -> dict[str, str]:
+def _places(plan: Merged, routes: tuple[Route, ...]) -> dict[str, str]:
     """Rule name -> ``file:line:col`` for every node, plus ``routes.<name>``."""
     places: dict[str, str] = {}
     for path, node in plan.places.items():
         if path:
-            places[_rule_name(path)] = str(node.key or node.value)
+            places[dotted(path)] = str(node.key or node.value)
     for index, route in enumerate(routes):
         item = plan.places.get(("routes", index))
         if item is not None:

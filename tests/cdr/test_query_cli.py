@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from pbx.cdr.cli import TimeFormatError, cdr, parse_time
+from pbx.cli.cdr import TimeFormatError, cdr, parse_time
 from pbx.cdr.query import COLUMNS, display_width, format_table, list_calls, write_csv
 from pbx.cdr.records import CallRouted, Disposition, HangupSide
 from pbx.cdr.writer import CdrWriter

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pbx.cli import main
+from pbx.cli.main import main
 from tests.routing.test_loader import EXAMPLE
 
 

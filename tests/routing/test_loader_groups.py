@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.reload import DialplanReloader
+from pbx.server.reload import DialplanReloader
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import check_dialplan, load_dialplan, read_dialplan
 from tests.routing.test_loader import EXAMPLE

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pbx.cli import main
+from pbx.cli.main import main
 from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RingMember, ToTrunk, decide
 from pbx.routing.loader import load_dialplan
 from pbx.routing.patterns import parse_pattern

@@ -2,7 +2,7 @@
 command line.
 
 A change is written to the group's ``members_file`` (see
-:mod:`pbx.group_admin`), then the running server named by the pid file is
+:mod:`pbx.routing.members_file`), then the running server named by the pid file is
 asked to reload, so a new member's short number works for the next call and
 a removed one's stops. Without a running server that is not an error: the
 server reads the file when it starts (and notices changes to it by itself
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from pbx.cli import DEFAULT_PID_FILE
+from pbx.cli.defaults import DEFAULT_PID_FILE
 
 DIALPLAN = click.option("--dialplan", "dialplan", required=True, type=click.Path(path_type=Path),
                         help="the dialplan file that defines the group")
@@ -37,7 +37,7 @@ def _fail(message: str, problems: tuple[object, ...] = ()) -> None:
 
 
 def _tell_server(pid_file: Path) -> None:
-    from pbx.control import ControlError, signal_reload
+    from pbx.server.control import ControlError, signal_reload
 
     try:
         pid = signal_reload(pid_file)
@@ -63,7 +63,7 @@ def _tell_server(pid_file: Path) -> None:
 def add(group_key: str, short: str, name: str, extension: str | None, mobile: str | None, ring: str,
         desk_seconds: int, dialplan: Path, pid_file: Path) -> None:
     """Add a member under SHORT to GROUP, or replace the one it has."""
-    from pbx.group_admin import GroupAdminError, add_member
+    from pbx.routing.members_file import GroupAdminError, add_member
     from pbx.routing.short_numbers import Member
 
     try:
@@ -88,7 +88,7 @@ def add(group_key: str, short: str, name: str, extension: str | None, mobile: st
 @PID_FILE
 def remove(group_key: str, short: str, dialplan: Path, pid_file: Path) -> None:
     """Remove the member with short number SHORT from GROUP."""
-    from pbx.group_admin import GroupAdminError, remove_member
+    from pbx.routing.members_file import GroupAdminError, remove_member
 
     try:
         change = remove_member(dialplan, group_key, short)

@@ -22,7 +22,6 @@ from typing import Callable
 import structlog
 from sqlalchemy import Engine
 
-from pbx import collector
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.cdr.writer import CdrWriter, recover_interrupted
@@ -30,10 +29,11 @@ from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.lockout import FailureTracker
 from pbx.registrar.registrar import Registrar
-from pbx.reload import DialplanReloader
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
-from pbx.service import SipService, binding_of
+from pbx.server import gc_tuning as collector
+from pbx.server.reload import DialplanReloader
+from pbx.server.service import SipService, binding_of
 from pbx.sip import digest
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import SipEndpoint

@@ -1,7 +1,7 @@
 """``pbx cdr ...``: reading call detail records from the command line.
 
 Registered on the main command group (``main.add_command(cdr)``); runs on its
-own too: ``python -c "from pbx.cdr.cli import cdr; cdr()" list``.
+own too: ``python -c "from pbx.cli.cdr import cdr; cdr()" list``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from pbx.cdr.query import format_table, list_calls, write_csv
+from pbx.cli.defaults import DEFAULT_DB
 from pbx.store.db import DatabaseUrlError, make_engine, normalise_url
-
-# Same default as ``pbx serve --db``.
-DEFAULT_DB: Final = "sqlite:///var/pbx.sqlite3"
 
 _RELATIVE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -1,0 +1,31 @@
+"""The ``pbx`` command line (click): the root group, with the commands of
+the other modules of :mod:`pbx.cli` added to it."""
+
+from __future__ import annotations
+
+import click
+
+from pbx import __version__
+from pbx.cli.cdr import cdr
+from pbx.cli.check import check
+from pbx.cli.explain import explain
+from pbx.cli.group import group
+from pbx.cli.reload import reload
+from pbx.cli.serve import serve
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pbx")
+def main() -> None:
+    """An asyncio SIP softswitch / PBX core."""
+
+
+main.add_command(serve)
+main.add_command(check)
+main.add_command(explain)
+main.add_command(reload)
+main.add_command(cdr)
+main.add_command(group)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``pbx serve``: run the PBX."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pbx.cli.defaults import DEFAULT_DB, DEFAULT_LISTEN, DEFAULT_PID_FILE
+
+
+def parse_listen(value: str) -> tuple[str, str, int]:
+    """``udp:HOST:PORT`` → ("udp", host, port); IPv6 hosts in brackets."""
+    transport, sep, rest = value.partition(":")
+    transport = transport.lower()
+    host, colon, port_text = rest.rpartition(":")
+    if not sep or not colon or transport not in ("udp", "tcp") or not port_text.isdigit():
+        raise click.BadParameter(f"{value!r}: expected udp:HOST:PORT or tcp:HOST:PORT")
+    port = int(port_text)
+    if port > 65535:
+        raise click.BadParameter(f"{value!r}: port out of range")
+    return transport, host.strip("[]") or "0.0.0.0", port
+
+
+@click.command()
+@click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--listen", "listens", multiple=True, help="udp:HOST:PORT or tcp:HOST:PORT (repeatable)")
+@click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help="SQLAlchemy database URL")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option("--pid-file", type=click.Path(path_type=Path), default=DEFAULT_PID_FILE, show_default=True,
+              help="where to write the process id, for `pbx reload`")
+@click.option("--advertise", metavar="HOST",
+              help="address put in Via and Contact (the public address when behind NAT); "
+                   "default: the listen address, or this host's address when listening on 0.0.0.0")
+def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
+          pid_file: Path, advertise: str | None) -> None:
+    """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
+    reloads the dialplan; an invalid file is reported and not used."""
+    from pbx import log
+    from pbx.routing.loader import DialplanError
+    from pbx.server.app import run_server
+
+    addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
+    log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
+    try:
+        run_server(dialplan, addresses, db_url, pid_file, advertise)
+    except DialplanError as err:
+        for problem in err.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except OSError as err:
+        click.echo(f"pbx: cannot start: {err}", err=True)
+        sys.exit(1)

@@ -1,0 +1,267 @@
+"""What the loader's steps share: the merged data with every node's place,
+how a check reports a problem, and helpers the checks use to read the data.
+
+:mod:`pbx.routing.loader` reads each file into a :class:`Document` and merges
+them into one :class:`Merged`; the checks in :mod:`pbx.routing.loader`,
+:mod:`pbx.routing.loader_routing` and :mod:`pbx.routing.loader_groups` read
+that, and report through a :class:`Report`. Every helper here tolerates data
+the schema already refused (it skips it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pbx.routing.patterns import Pattern, PatternError, parse_pattern
+
+Severity = Literal["error", "warning"]
+DataPath = tuple[str | int, ...]
+"""Where a value sits in the loaded data: ``("extensions", "1001", "name")``."""
+
+
+# ------------------------------------------------------------------ positions
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A 1-based position in a file."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlace:
+    """Where a value's key (None for list items and the root) and value start."""
+
+    key: Place | None
+    value: Place
+
+
+@dataclass(slots=True)
+class Document:
+    """One parsed file: plain data plus the place of every node in it."""
+
+    display: str
+    real: Path
+    data: dict[str, Any] | None = None
+    places: dict[DataPath, NodePlace] = field(default_factory=dict)
+    invalid: set[DataPath] = field(default_factory=set)
+    """Paths the schema rejected; semantic checks skip what lies under them."""
+
+
+# ---------------------------------------------------------------- merge
+
+
+@dataclass(slots=True, kw_only=True)
+class Merged:
+    """All files' top-level sections merged, with each node's place kept."""
+
+    data: dict[str, Any]
+    places: dict[DataPath, NodePlace]
+    invalid: set[DataPath]
+    complete: bool = True
+    """False if some file could not be read or parsed: absences prove nothing."""
+    members_files: dict[str, str] = field(default_factory=dict)
+    """Group key -> its members file as found from the file naming it."""
+
+    @classmethod
+    def of(
+        cls,
+        documents: Sequence[Document],
+        report: Callable[[Place, str], None],
+        nouns: Mapping[str, str],
+    ) -> Merged:
+        """Merge ``documents``; ``nouns`` names one entry of each mapping section
+        ("extension") for the messages about an entry given twice."""
+        merged = cls(data={}, places={}, invalid=set())
+        for doc in documents:
+            if doc.data is not None:
+                merged._add(doc, report, nouns)
+            else:
+                merged.complete = False
+        return merged
+
+    def _copy_places(self, doc: Document, prefix: DataPath, shift: int = 0) -> None:
+        # `shift` renumbers the items of a list section appended after another file's.
+        size = len(prefix)
+        for path, place in doc.places.items():
+            if path[:size] == prefix:
+                moved = path
+                item = path[size] if len(path) > size else None
+                if shift and isinstance(item, int):
+                    moved = (*prefix, item + shift, *path[size + 1 :])
+                self.places[moved] = place
+        for path in doc.invalid:
+            if path[:size] == prefix:
+                self.invalid.add(path)
+
+    def _add(self, doc: Document, report: Callable[[Place, str], None], nouns: Mapping[str, str]) -> None:
+        assert doc.data is not None
+        for section, value in doc.data.items():
+            if section == "include":
+                continue
+            here = doc.places[(section,)]
+            if section not in self.data:
+                self.data[section] = value
+                self._copy_places(doc, (section,))
+                continue
+            existing = self.data[section]
+            first = self.places[(section,)]
+            if isinstance(existing, dict) and isinstance(value, dict):
+                noun = nouns.get(section)
+                for key, entry in value.items():
+                    if key in existing:
+                        what = f"{noun} {key!r}" if noun else repr(dotted((section, key)))
+                        first_at = self.places[(section, key)].key or first.value
+                        at = doc.places[(section, key)].key or here.value
+                        report(at, f"{what} is already defined at {first_at}")
+                        continue
+                    existing[key] = entry
+                    self._copy_places(doc, (section, key))
+            elif isinstance(existing, list) and isinstance(value, list):
+                self._copy_places(doc, (section,), shift=len(existing))
+                self.places[(section,)] = first
+                existing.extend(value)
+            elif not isinstance(existing, dict | list) and not isinstance(value, dict | list):
+                report(here.key or here.value, f"{section!r} is already set at {first.key or first.value}")
+            # else: a section of the wrong type; the schema reported it.
+
+    def valid(self, path: DataPath) -> bool:
+        """True if the schema found nothing wrong at or under ``path``."""
+        size = len(path)
+        return not any(bad[:size] == path or path[: len(bad)] == bad for bad in self.invalid)
+
+    def value_place(self, path: DataPath, fallback: Place) -> Place:
+        node = self.places.get(path)
+        return node.value if node is not None else fallback
+
+    def key_place(self, path: DataPath, fallback: Place) -> Place:
+        node = self.places.get(path)
+        if node is None:
+            return fallback
+        return node.key or node.value
+
+
+# ---------------------------------------------------------------- reporting
+
+
+class Report(Protocol):
+    def __call__(self, place: Place, message: str, severity: Severity = "error") -> None: ...
+
+
+Check = Callable[[Merged, Place, Report], None]
+
+
+def _ignore(place: Place, message: str, severity: str = "error") -> None:
+    del place, message, severity
+
+
+# ---------------------------------------------------------------- reading the data
+
+
+def dotted(path: DataPath) -> str:
+    """``("routes", 0, "name")`` as ``routes[0].name``: how messages and rule names write a path."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def section_of(plan: Merged, key: str) -> dict[str, Any]:
+    value = plan.data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def strings_in(value: object) -> list[tuple[int, str]]:
+    if not isinstance(value, list):
+        return []
+    return [(index, item) for index, item in enumerate(value) if isinstance(item, str)]
+
+
+def entries_of(plan: Merged, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, entry in section_of(plan, key).items():
+        if isinstance(entry, dict):
+            yield name, entry
+
+
+def value_at(plan: Merged, path: DataPath) -> Any:
+    current: Any = plan.data
+    for part in path:
+        if isinstance(current, dict) and isinstance(part, str):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def check_reference(
+    plan: Merged,
+    path: DataPath,
+    known: Iterable[str],
+    what: str,
+    owner: str,
+    root: Place,
+    report: Report,
+) -> None:
+    """Report the value at ``path`` if it names no ``what`` in ``known``."""
+    name = value_at(plan, path)
+    names = set(known)
+    if isinstance(name, str) and plan.valid(path) and name not in names and plan.complete:
+        report(plan.value_place(path, root), f"{owner} names unknown {what} {name!r}" + suggest(name, names))
+
+
+def pattern_at(plan: Merged, path: DataPath, text: object, root: Place, report: Report) -> Pattern | None:
+    """The parsed pattern at ``path``, or None after reporting why not."""
+    if not isinstance(text, str) or not plan.valid(path):
+        return None
+    try:
+        return parse_pattern(text)
+    except PatternError as error:
+        report(plan.value_place(path, root), f"pattern {text!r}: {error.message} (character {error.offset + 1})")
+        return None
+
+
+# ---------------------------------------------------------------- patterns by place
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A pattern with the path it was written at."""
+
+    path: DataPath
+    pattern: Pattern
+
+
+def plan_entries(plan: Merged, root: Place, report: Report | None) -> dict[str, list[tuple[Located, str]]]:
+    """Parsed entries of every number plan: (pattern, class), reporting bad
+    patterns when ``report`` is given."""
+    quiet: Report = _ignore
+    out: dict[str, list[tuple[Located, str]]] = {}
+    for name, entries in section_of(plan, "number_plans").items():
+        rows: list[tuple[Located, str]] = []
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            path: DataPath = ("number_plans", name, index, "pattern")
+            pattern = pattern_at(plan, path, entry.get("pattern"), root, report or quiet)
+            call_class = entry.get("class")
+            if pattern is not None and isinstance(call_class, str):
+                rows.append((Located(path, pattern), call_class))
+        out[name] = rows
+    return out
