@@ -26,8 +26,9 @@ from typing import Protocol
 
 import structlog
 
-from pbx.calls.call import Call, CallState, MemberCall, Side, carried
-from pbx.calls.fork import ContactTarget, Dialer, Leg, TrunkTarget
+from pbx.calls.call import Call, CallState, MemberCall
+from pbx.calls.dialer import CallDialer
+from pbx.calls.fork import Dialer
 from pbx.calls.plan import Action, Caller, plan_call
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
@@ -36,7 +37,7 @@ from pbx.routing.dialplan import CallSettings, Dialplan, Extension
 from pbx.routing.engine import CallRequest, Ring, RingMember, decide
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
-from pbx.sip.dialog import Dialog, new_tag
+from pbx.sip.dialog import new_tag
 from pbx.sip.endpoint import SipEndpoint
 from pbx.sip.events import (
     AckReceived,
@@ -47,8 +48,8 @@ from pbx.sip.events import (
     TransactionKey,
     TransportFailed,
 )
-from pbx.sip.message import Header, Request, Response, make_response
-from pbx.sip.session import Credentials, InviteSession, LocalAddress, SessionEvent
+from pbx.sip.message import Header, Request, Response
+from pbx.sip.session import InviteSession, LocalAddress, SessionEvent, refusal
 from pbx.sip.uri import SipUri, parse_uri
 from pbx.trunks.sources import TrunkSources
 
@@ -94,78 +95,6 @@ class _Wire:
 
     def cancel(self, key: TransactionKey, headers: tuple[Header, ...]) -> None:
         self._controller.endpoint.cancel(key, self._controller.now, headers)
-
-
-class _CallDialer(Dialer):
-    """Places a fork's INVITEs for one call: the caller's offer and headers,
-    one dialog per leg."""
-
-    def __init__(self, controller: CallController, call: Call) -> None:
-        self.controller, self.call = controller, call
-
-    def _open(self, dialog: Dialog, dest: Peer, *, timers: bool = True,
-              credentials: Credentials | None = None) -> InviteSession:
-        controller, call = self.controller, self.call
-        request = call.a_request
-        headers = [*carried(request)]
-        if timers:
-            headers.extend(controller.relay.timer_headers(call, request, Side.B))
-        session = InviteSession.uac(
-            dialog=dialog, dest=dest, wire=controller.wire, local=controller.local_address, headers=headers,
-            body=request.body, max_forwards=max(0, int(request.get("max-forwards") or "70") - 1),
-            ack_at_once=bool(request.body), credentials=credentials,
-        )
-        controller.sessions[session.dialog_id] = (call, session)
-        return session
-
-    def invite_contact(self, target: ContactTarget) -> Leg:
-        call, binding = self.call, target.binding
-        dialog = Dialog(call_id=f"{call.uuid}-{len(call.legs)}", local_tag=new_tag(), remote_tag=None,
-                        local_uri=target.from_uri,
-                        remote_uri=f"<sip:{target.extension}@{self.controller.plan.domain}>",
-                        remote_target=binding.contact)
-        if call.destination is None:
-            call.destination = target.extension
-        session = self._open(dialog, binding.source)
-        return Leg(contact=binding.contact, session=session, started_at=self.controller.wall())
-
-    def invite_gateway(self, target: TrunkTarget) -> Leg:
-        controller, call, dialling = self.controller, self.call, target.dialling
-        dest = controller.trunk_sources.peer(dialling.gateway)
-        dialog = Dialog(call_id=f"{call.uuid}-{len(call.legs)}", local_tag=new_tag(), remote_tag=None,
-                        local_uri=dialling.from_uri, remote_uri=dialling.to_uri, remote_target=dialling.request_uri)
-        call.outbound = dialling
-        if call.destination is None:
-            call.destination = dialling.number
-        session = self._open(dialog, dest, timers=False, credentials=self._credentials(target))
-        # The leg's contact names the gateway, so the CDR tells attempts apart.
-        host = f"[{dest.host}]" if ":" in dest.host else dest.host
-        where = f"{host}:{dest.port}" + ("" if dest.transport == "udp" else f";transport={dest.transport}")
-        log.info("trunk_invite_sent", call_id=call.a_call_id, uuid=call.uuid, trunk=dialling.trunk.key,
-                 gateway=str(dest), number=dialling.number, caller_id=dialling.caller_id)
-        return Leg(contact=f"sip:{dialling.number}@{where}", session=session, started_at=controller.wall(),
-                   trunk=dialling.trunk.key)
-
-    def _credentials(self, target: TrunkTarget) -> Credentials:
-        dialling, call = target.dialling, self.call
-
-        def answer(response: Response, invite: Request) -> Header | None:
-            header = dialling.credentials(response, method="INVITE", uri=invite.uri, cnonce=new_tag() + new_tag())
-            if header is None:
-                log.warning("trunk_auth_failed", call_id=call.a_call_id, trunk=dialling.trunk.key,
-                            gateway=str(dialling.gateway.host), status=response.status,
-                            reason="no_credentials" if dialling.trunk.username is None else "rejected")
-            return header
-
-        return answer
-
-    def gateway_failed(self, target: TrunkTarget, leg: Leg, why: str, following: bool) -> None:
-        dialling = target.dialling
-        failed = dialling.failures[-1][0]
-        nxt = dialling.gateway if following else None
-        log.warning("trunk_gateway_failed", call_id=self.call.a_call_id, trunk=dialling.trunk.key,
-                    gateway=f"{failed.transport}:{failed.host}:{failed.port}", reason=why,
-                    next=None if nxt is None else f"{nxt.transport}:{nxt.host}:{nxt.port}")
 
 
 class CallController:
@@ -219,7 +148,7 @@ class CallController:
         return self.plan.calls
 
     def dialer(self, call: Call) -> Dialer:
-        return _CallDialer(self, call)
+        return CallDialer(self, call)
 
     # ------------------------------------------------------------ input
 
@@ -279,7 +208,7 @@ class CallController:
 
     def _respond(self, event: RequestReceived, status: int, to_tag: str | None = None, *,
                  reason: str | None = None, headers: list[Header] | None = None) -> None:
-        response = make_response(event.request, status, reason, to_tag=to_tag or new_tag(), headers=headers or [])
+        response = refusal(event.request, status, reason=reason, to_tag=to_tag, headers=headers or ())
         self.endpoint.send_response(event.key, response, self.now)
 
     def _on_cancel(self, event: RequestReceived) -> None:

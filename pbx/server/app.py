@@ -31,7 +31,7 @@ from pbx.registrar.lockout import FailureTracker
 from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
-from pbx.server import gc_tuning as collector
+from pbx.server import gc_tuning
 from pbx.server.reload import DialplanReloader
 from pbx.server.service import SipService, binding_of
 from pbx.sip import digest
@@ -76,6 +76,7 @@ class Server:
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.trunks: TrunkRuntime | None = None
+        self.calls: CallController | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -126,7 +127,7 @@ class Server:
         interrupted = await asyncio.to_thread(recover_interrupted, engine, self.node, datetime.now(timezone.utc))
         if interrupted:
             log.warning("cdr_interrupted_calls_marked", count=interrupted)
-        self.calls = CallController(
+        calls = self.calls = CallController(
             endpoint=self.endpoint,
             plan=self.plan,
             auth=authenticator,
@@ -137,7 +138,7 @@ class Server:
             monotonic=loop.time,
             wall_clock=time.time,
         )
-        self.service.calls = self.calls
+        self.service.calls = calls
         # Trunks: the source table for the controller, and the clients that
         # register to providers (sent once the transports are open).
         self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)
@@ -148,14 +149,15 @@ class Server:
         self._tasks.append(loop.create_task(self._write_behind()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
             self.service.registrar.use_plan,  # and its authenticator
-            self.calls.use_plan,
+            calls.use_plan,
             self.trunks.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
 
     def _use_trunk_sources(self, sources: TrunkSources) -> None:
-        self.calls.trunk_sources = sources
+        if self.calls is not None:
+            self.calls.trunk_sources = sources
 
     def apply_plan(self, plan: Dialplan) -> None:
         """Use a new, valid dialplan for everything that starts from now on:
@@ -212,7 +214,8 @@ class Server:
             log.exception("timer_failed")
         self._flush()
         try:
-            self.calls.on_timer(now)
+            if self.calls is not None:
+                self.calls.on_timer(now)
         except Exception:
             log.exception("call_timer_failed")
         self._flush()
@@ -230,8 +233,7 @@ class Server:
             except Exception:
                 log.exception("event_handling_failed")
         deadline = endpoint.next_deadline()
-        calls = getattr(self, "calls", None)
-        call_deadline = calls.next_deadline() if calls is not None else None
+        call_deadline = self.calls.next_deadline() if self.calls is not None else None
         if call_deadline is not None and (deadline is None or call_deadline < deadline):
             deadline = call_deadline
         if deadline is None:
@@ -296,16 +298,16 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     server = Server(plan, listens, db_url, advertise)
     await server.start()
     # Start-up's objects out of every full collection, and rarer collections
-    # from now on: pbx/collector.py has the figures behind this.
-    collector.freeze_survivors()
-    collector.tune()
+    # from now on: pbx/server/gc_tuning.py has the figures behind this.
+    gc_tuning.freeze_survivors()
+    gc_tuning.tune()
 
     def apply_plan(new: Dialplan) -> None:
         server.apply_plan(new)
         # The new plan lives as long as the old one did: freeze it too, or
         # every full collection from now on would visit it. The old plan,
         # no longer referenced, is freed by reference counting.
-        collector.freeze_survivors()
+        gc_tuning.freeze_survivors()
 
     # The reloader takes its first look at the files before "listening" is
     # printed: whoever waits for that line may edit the dialplan at once.

@@ -41,7 +41,7 @@ from typing import Protocol
 
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
-from pbx.sip.dialog import Dialog
+from pbx.sip.dialog import Dialog, new_tag
 from pbx.sip.events import TransactionKey
 from pbx.sip.message import Header, Request, Response, make_request, make_response
 from pbx.sip.tokens import random_hex
@@ -672,6 +672,13 @@ class InviteSession:
             if sent is not None:
                 self._wire.send_ack(sent, self.dest)
         return []
+
+
+def refusal(request: Request, status: int, *, reason: str | None = None, to_tag: str | None = None,
+            headers: Sequence[Header] = ()) -> Response:
+    """The answer to a request refused before any session exists (400, 407,
+    422, 481 ...), with a fresh To tag unless given one."""
+    return make_response(request, status, reason, to_tag=to_tag or new_tag(), headers=headers)
 
 
 def _no_random() -> float:

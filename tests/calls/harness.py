@@ -10,11 +10,9 @@ what the PBX sends is collected, parsed, per destination port.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pbx.calls.call import Call
 from pbx.calls.controller import CallController

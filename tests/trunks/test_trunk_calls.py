@@ -10,7 +10,6 @@ the no-relay rules.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import secrets
 import time
