@@ -145,7 +145,7 @@ class Call:
     watch_due: float | None = None
     watch_reason: str = ""
     answered_monotonic: float | None = None
-    reinvites: dict[int, tuple[InviteSession, Request]] = field(default_factory=dict)
+    reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] = field(default_factory=dict)
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay)."""
 
@@ -322,16 +322,15 @@ class Call:
     # ------------------------------------------------------------ time
 
     def deadline(self) -> float | None:
-        due = [t for t in (self.ring_due, self.watch_due, self.a.deadline()) if t is not None]
-        if self.fork is not None and self.state is CallState.RINGING:
-            fork_due = self.fork.deadline()
-            if fork_due is not None:
-                due.append(fork_due)
-        if self.winner is not None:
-            session_due = self.winner.session.deadline()
-            if session_due is not None:
-                due.append(session_due)
-        return min(due, default=None)
+        """The earliest of the call's timers (asked after every event: kept
+        to plain comparisons, as most calls have one or two timers)."""
+        due = self.ring_due
+        for other in (self.watch_due, self.a.deadline(),
+                      self.fork.deadline() if self.fork is not None and self.state is CallState.RINGING else None,
+                      self.winner.session.deadline() if self.winner is not None else None):
+            if other is not None and (due is None or other < due):
+                due = other
+        return due
 
     def on_timer(self, now: float) -> None:
         for session in (self.a, self.winner.session if self.winner is not None else None):
@@ -393,7 +392,7 @@ class Call:
 
         event = "call_rejected" if disposition is Disposition.REJECTED else "call_failed"
         log.info(event, call_id=self.a_call_id, uuid=self.uuid, status=status, disposition=disposition.value,
-                 reason=reason)
+                 reason=reason, rule=self.rule, call_class=self.call_class)
         self.controller.recorder.call_ended(self, send_final)
 
     def end_by_pbx(self, reason: str, now: float, *, caller_gone: bool = False) -> None:

@@ -131,7 +131,8 @@ class CallController:
         self.sessions: dict[tuple[str, str], tuple[Call, InviteSession]] = {}
         self.by_key: dict[TransactionKey, tuple[Call, InviteSession]] = {}
         self._heap: list[tuple[float, int, Call]] = []
-        self._due: dict[int, float] = {}
+        self._due: dict[int, tuple[float, Call]] = {}
+        """Each timed call's deadline, by id: the one heap entry that counts."""
         self._seq = itertools.count()
         self._lingering: dict[int, float] = {}
         self.active = 0
@@ -330,17 +331,31 @@ class CallController:
     # ------------------------------------------------------------ time
 
     def _reschedule(self, call: Call) -> None:
+        """Keep ``call``'s one heap entry at its deadline. Entries a change
+        superseded are skipped when they surface (lazy deletion) and the heap
+        is rebuilt when they dominate: a call's maximum-duration entry may be
+        hours away, and must not keep a finished call alive till then."""
         due = call.deadline() if call.state is not CallState.ENDED else self._lingering.get(id(call))
-        if due is None or self._due.get(id(call)) == due:
-            if due is None:
-                self._due.pop(id(call), None)
+        if due is None:
+            self._due.pop(id(call), None)
             return
-        self._due[id(call)] = due
-        heapq.heappush(self._heap, (due, next(self._seq), call))
+        current = self._due.get(id(call))
+        if current is not None and current[0] == due:
+            return
+        self._due[id(call)] = (due, call)
+        heap = self._heap
+        heapq.heappush(heap, (due, next(self._seq), call))
+        if len(heap) > 2 * len(self._due) + 64:
+            heap[:] = [(when, next(self._seq), owner) for when, owner in self._due.values()]
+            heapq.heapify(heap)
+
+    def _current(self, due: float, call: Call) -> bool:
+        entry = self._due.get(id(call))
+        return entry is not None and entry[0] == due and entry[1] is call
 
     def next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and self._due.get(id(heap[0][2])) != heap[0][0]:
+        while heap and not self._current(heap[0][0], heap[0][2]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -349,7 +364,7 @@ class CallController:
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, _, call = heapq.heappop(heap)
-            if self._due.get(id(call)) != due:
+            if not self._current(due, call):
                 continue
             del self._due[id(call)]
             if call.state is CallState.ENDED:

@@ -152,6 +152,6 @@ class Relay:
         relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, response.body)
 
 
-def _ack_id(session: InviteSession, request: Request) -> int:
+def _ack_id(session: InviteSession, request: Request) -> tuple[int, int]:
     """A re-INVITE's ACK is found by its originator's session and CSeq."""
-    return hash((id(session), request.cseq.number))
+    return id(session), request.cseq.number

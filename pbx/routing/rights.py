@@ -32,6 +32,7 @@ entry may be written ``0900…`` or ``+84900…``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from datetime import datetime
 
 from pbx.routing.classes import EMERGENCY, INTERNAL
@@ -42,10 +43,7 @@ from pbx.routing.steps import Step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
-    """The answer of :func:`check_number`."""
-
-    allowed: bool
+class _Answer:
     reason: str
     """snake_case tag: ``emergency``, ``allowed``, ``whitelisted``,
     ``blacklisted``, ``not_on_whitelist``, ``in_group_only``, ``<class>_barred`` (denied),
@@ -55,6 +53,32 @@ class Verdict:
     """The rule that decided."""
     call_class: str | None
     steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allowed(_Answer):
+    """The person may dial the number now."""
+
+    allowed: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Barred(_Answer):
+    """The person may not dial the number (now)."""
+
+    allowed: ClassVar[bool] = False
+
+
+Verdict = Allowed | Barred
+"""The one answer of every rights check (:func:`check_number`,
+:func:`check_class`). ``CodeRequired`` (an account code would lift the
+bar) joins it with account codes; callers ``match`` on it."""
+
+
+def verdict_of(allowed: bool, *, reason: str, rule: str, call_class: str | None,
+               steps: tuple[Step, ...]) -> Verdict:
+    kind = Allowed if allowed else Barred
+    return kind(reason=reason, rule=rule, call_class=call_class, steps=steps)
 
 
 def class_of_service_for(plan: Dialplan, person: Extension) -> tuple[ClassOfService | None, Step]:
@@ -97,8 +121,8 @@ def check_number(
     entry = table.classify(number) if table is not None else None
     if table is None or entry is None:
         where = f"number_plans.{table.key}" if table is not None else "number_plans"
-        return Verdict(
-            allowed=False, reason="unknown_number", rule=where, call_class=None,
+        return Barred(
+            reason="unknown_number", rule=where, call_class=None,
             steps=(Step(rule=where, outcome=f"{number} matches no entry of number plan "
                         f"{table.key if table else '(none)'}"),),
         )
@@ -132,7 +156,7 @@ def check_class(
 
     def verdict(allowed: bool, reason: str, rule: str, outcome: str) -> Verdict:
         trail.append(Step(rule=rule, outcome=outcome))
-        return Verdict(allowed=allowed, reason=reason, rule=rule, call_class=call_class, steps=tuple(trail))
+        return verdict_of(allowed, reason=reason, rule=rule, call_class=call_class, steps=tuple(trail))
 
     if call_class == EMERGENCY:
         rule = trail[-1].rule if trail else "classes.emergency"
