@@ -139,15 +139,17 @@ class Call:
     """The leg whose early dialog A's early dialog is relayed to (RFC 3311)."""
     session_interval: int | None = None
     """Session interval in force (RFC 4028), None when no timer runs."""
-    peer_floor: dict[Side, int] = field(default_factory=dict)
-    """Min-SE a side asked for in a 422."""
+    floor_a: int = 0
+    floor_b: int = 0
+    """Min-SE each side asked for in a 422 (0: none)."""
     ring_due: float | None = None
     watch_due: float | None = None
     watch_reason: str = ""
     answered_monotonic: float | None = None
-    reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] = field(default_factory=dict)
+    reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
-    the session and request that ACK is for (see pbx.calls.relay)."""
+    the session and request that ACK is for (see pbx.calls.relay); made on
+    first use, as most calls have none."""
 
     # ------------------------------------------------------------ identity
 
@@ -171,6 +173,16 @@ class Call:
     @property
     def caller_name(self) -> str | None:
         return self.caller.name if self.caller is not None else self.presented_name
+
+    def floor(self, side: Side) -> int | None:
+        """The Min-SE ``side`` asked for in a 422, if it did (RFC 4028 §7.4)."""
+        return (self.floor_a if side is Side.A else self.floor_b) or None
+
+    def raise_floor(self, side: Side, min_se: int) -> None:
+        if side is Side.A:
+            self.floor_a = max(self.floor_a, min_se)
+        else:
+            self.floor_b = max(self.floor_b, min_se)
 
     def leg_of(self, session: InviteSession) -> Leg | None:
         return next((leg for leg in self.legs if leg.session is session), None)
@@ -220,7 +232,7 @@ class Call:
                 elif leg.live:
                     leg.close(LegState.FAILED, event.status, self.controller.wall())
             case IntervalRaised():
-                self.peer_floor[Side.B] = max(self.peer_floor.get(Side.B, 0), event.min_se)
+                self.raise_floor(Side.B, event.min_se)
                 log.info("call_leg_interval_raised", call_id=self.a_call_id, uuid=self.uuid, min_se=event.min_se)
             case ByeIn():
                 self._on_bye(Side.B, session, event)

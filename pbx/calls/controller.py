@@ -398,6 +398,8 @@ class CallController:
     def _drop(self, call: Call) -> None:
         self._lingering.pop(id(call), None)
         self._due.pop(id(call), None)
+        if call.fork is not None:
+            call.fork.release()
         for session in (call.a, *(leg.session for leg in call.legs)):
             self.sessions.pop(session.dialog_id, None)
             for key in session.keys:

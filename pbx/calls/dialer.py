@@ -73,12 +73,12 @@ class CallDialer(Dialer):
                    trunk=dialling.trunk.key)
 
     def _credentials(self, target: TrunkTarget) -> Credentials:
-        dialling, call = target.dialling, self.call
+        dialling, call_id = target.dialling, self.call.a_call_id  # not the call: no cycle through the session
 
         def answer(response: Response, invite: Request) -> Header | None:
             header = dialling.credentials(response, method="INVITE", uri=invite.uri, cnonce=new_tag() + new_tag())
             if header is None:
-                log.warning("trunk_auth_failed", call_id=call.a_call_id, trunk=dialling.trunk.key,
+                log.warning("trunk_auth_failed", call_id=call_id, trunk=dialling.trunk.key,
                             gateway=str(dialling.gateway.host), status=response.status,
                             reason="no_credentials" if dialling.trunk.username is None else "rejected")
             return header

@@ -173,7 +173,7 @@ class Fork:
                  unreachable: Outcome | None = None) -> None:
         self._waiting = sorted(targets, key=lambda t: t.after)
         self._unreachable = unreachable
-        self._dialer = dialer
+        self._dialer: Dialer | None = dialer
         self._wall = wall
         self._branches: list[_Branch] = []
         self._started_at = 0.0
@@ -211,12 +211,25 @@ class Fork:
     def _next_leg(self, branch: _Branch, now: float) -> None:
         target = branch.target
         if isinstance(target, ContactTarget):
-            leg = self._dialer.invite_contact(target)
+            leg = self._dialing().invite_contact(target)
         else:
-            leg = self._dialer.invite_gateway(target)
+            leg = self._dialing().invite_gateway(target)
             branch.silence_due = now + target.dialling.trunk.invite_timeout
         branch.legs.append(leg)
         self.legs.append(leg)
+
+    def _dialing(self) -> Dialer:
+        if self._dialer is None:
+            raise RuntimeError("the fork was released")
+        return self._dialer
+
+    def release(self) -> None:
+        """The call is over: let go of the dialer (it refers back to the
+        call), so the call is freed by reference counting, not by the cycle
+        collector, which the server runs rarely."""
+        self._dialer = None
+        self._waiting.clear()
+        self._branches = []  # the legs stay, for the CDR; a late answer is released without them
 
     def _any_live(self) -> bool:
         return any(branch.end is None for branch in self._branches)
@@ -231,7 +244,9 @@ class Fork:
         if self._any_live() or (self._waiting and not self.stopped):
             return None
         self.stopped = self._finished = True
-        return outcome([b.end for b in self._branches if b.end is not None], unreachable=self._unreachable)
+        result = outcome([b.end for b in self._branches if b.end is not None], unreachable=self._unreachable)
+        self.release()
+        return result
 
     def _branch_of(self, leg: Leg) -> _Branch | None:
         for branch in self._branches:
@@ -258,13 +273,11 @@ class Fork:
         leg.ended_at = None
         self.winner = leg
         self.stopped = True
-        self._waiting.clear()
-        for branch in self._branches:
-            branch.silence_due = None
         for other in self.legs:
             if other is not leg and other.live:
                 other.close(LegState.CANCELLED, other.status, self._wall())
                 other.session.cancel([COMPLETED_ELSEWHERE])
+        self.release()  # nothing more to place, for the rest of the call
         return True
 
     def on_failed(self, leg: Leg, status: int, reason: str, now: float) -> Outcome | None:
@@ -296,7 +309,7 @@ class Fork:
 
     def _fail_over(self, branch: _Branch, target: TrunkTarget, leg: Leg, why: str, now: float) -> None:
         following = target.dialling.next_gateway(why)
-        self._dialer.gateway_failed(target, leg, why, following is not None)
+        self._dialing().gateway_failed(target, leg, why, following is not None)
         if following is None:
             branch.end = BranchEnd(503, "trunk_unavailable", Disposition.CONGESTION, HangupSide.PBX)
         else:
@@ -307,6 +320,7 @@ class Fork:
         CANCEL every live leg with ``headers``; no outcome follows."""
         self._cancel_rest(headers)
         self._finished = True
+        self.release()
 
     def _cancel_rest(self, headers: Sequence[Header]) -> None:
         self.stopped = True

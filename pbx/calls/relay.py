@@ -47,8 +47,9 @@ class Relayed:
     """The originator's server transaction, answered with the response."""
     side: Side
     origin: Request
-    target: InviteSession
     relayed: Request | None = None
+    """Our copy (kept by the session it went out on: a field naming that
+    session would be a reference cycle)."""
 
 
 class Relay:
@@ -63,7 +64,7 @@ class Relay:
                 if isinstance(event.ref, Relayed):
                     self._response(call, event.ref, event, now)
             case AckIn():
-                pending = call.reinvites.pop(_ack_id(session, event.request), None)
+                pending = call.reinvites.pop(_ack_id(session, event.request), None) if call.reinvites else None
                 if pending is not None:
                     target, relayed = pending
                     target.ack_reinvite(relayed, event.request.body, carried(event.request))
@@ -84,7 +85,7 @@ class Relay:
     def timer_headers(self, call: Call, request: Request, towards: Side) -> list[Header]:
         settings = self.settings
         return session_timer.request_headers(request, session_expires=settings.session_expires,
-                                             floor=settings.min_se, peer_floor=call.peer_floor.get(towards))
+                                             floor=settings.min_se, peer_floor=call.floor(towards))
 
     def _target(self, call: Call, side: Side, session: InviteSession, method: str) -> InviteSession | None:
         """Where an in-dialog request from ``side`` goes: the other side's
@@ -121,7 +122,7 @@ class Relay:
             if self.refuse_short_interval(session, event.key, request):
                 return
             headers.extend(self.timer_headers(call, request, side.other))
-        relayed = Relayed(session, event.key, side, request, target)
+        relayed = Relayed(session, event.key, side, request)
         relayed.relayed = target.send(method, headers=headers, body=request.body, ref=relayed)
 
     def _response(self, call: Call, relayed: Relayed, event: ResponseIn, now: float) -> None:
@@ -139,7 +140,7 @@ class Relay:
             min_se = session_timer.parse_min_se(response.get("min-se"))
             if min_se is not None:
                 other = relayed.side.other
-                call.peer_floor[other] = max(call.peer_floor.get(other, 0), min_se)
+                call.raise_floor(other, min_se)
                 headers.append(("min-se", str(min_se)))
         if origin.method in ("INVITE", "UPDATE") and 200 <= status < 300 and relayed.relayed is not None:
             timer_headers, interval = session_timer.response_headers(origin, relayed.relayed, response)
@@ -148,7 +149,11 @@ class Relay:
                 call.watch(interval, now)  # a session refresh (RFC 4028 §10)
             if origin.method == "INVITE":
                 # Its ACK comes later, as AckIn: remember what it acknowledges.
-                call.reinvites[_ack_id(relayed.origin_session, origin)] = (relayed.target, relayed.relayed)
+                target = call.session_of(relayed.side.other)
+                if target is not None:
+                    if call.reinvites is None:
+                        call.reinvites = {}
+                    call.reinvites[_ack_id(relayed.origin_session, origin)] = (target, relayed.relayed)
         relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, response.body)
 
 

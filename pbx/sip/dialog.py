@@ -10,7 +10,7 @@ and a CSeq one above the last we sent (§12.2.1.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pbx.sip.message import Header, Request, Response, make_request, parse_name_addr
 from pbx.sip.tokens import random_hex
@@ -37,7 +37,6 @@ class Dialog:
     route_set: tuple[str, ...] = ()
     local_cseq: int = 0
     remote_cseq: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def as_uas(cls, request: Request, local_tag: str) -> Dialog:

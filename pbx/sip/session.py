@@ -220,6 +220,13 @@ class _GlareRetry:
     headers: list[Header] = field(default_factory=list)
 
 
+# Shared empty tables, replaced by a session's own on its first write (never
+# written to themselves: every write above checks for them first).
+_EMPTY_ACKS: dict[int, bytes] = {}
+_EMPTY_OUTGOING: dict[TransactionKey, _Outgoing] = {}
+_EMPTY_INCOMING: dict[TransactionKey, _Incoming] = {}
+
+
 class InviteSession:
     """One dialog side. Make it with :meth:`uac` or :meth:`uas`."""
 
@@ -252,9 +259,11 @@ class InviteSession:
         self._credentials: Credentials | None = None
         self._retried_422 = False
         self._ack_at_once = True
-        self._acks: dict[int, bytes] = {}             # our ACKs to 2xx, by CSeq, for resending
-        self._outgoing: dict[TransactionKey, _Outgoing] = {}
-        self._incoming: dict[TransactionKey, _Incoming] = {}
+        # Made on first use: most sessions never relay a request, and ten
+        # thousand concurrent calls make every empty dict count.
+        self._acks: dict[int, bytes] = _EMPTY_ACKS     # our ACKs to 2xx, by CSeq, for resending
+        self._outgoing: dict[TransactionKey, _Outgoing] = _EMPTY_OUTGOING
+        self._incoming: dict[TransactionKey, _Incoming] = _EMPTY_INCOMING
         self._bye_held: list[Header] | None = None    # a BYE waiting for the ACK (§15)
         self._glare: _GlareRetry | None = None
         self.keys: list[TransactionKey] = []
@@ -330,6 +339,8 @@ class InviteSession:
         ack = self.dialog.request("ACK", via=self._via(self.dest.transport), contact=None, cseq=cseq,
                                   headers=list(headers), body=body)
         data = ack.encode()
+        if self._acks is _EMPTY_ACKS:
+            self._acks = {}
         self._acks[cseq] = data
         self._wire.send_ack(data, self.dest)
 
@@ -423,6 +434,8 @@ class InviteSession:
                                       body=body)
         key = self._wire.send_request(self, request, self.dest)
         self.keys.append(key)
+        if self._outgoing is _EMPTY_OUTGOING:
+            self._outgoing = {}
         self._outgoing[key] = _Outgoing(ref, request, retry_glare)
         return request
 
@@ -626,6 +639,8 @@ class InviteSession:
                 retry = [("retry-after", str(int(self._random() * 10)))]
                 self._wire.send_response(key, self._response(request, 500, "Server Internal Error", retry, b""))
                 return []
+            if self._incoming is _EMPTY_INCOMING:
+                self._incoming = {}
             self._incoming[key] = _Incoming(request)
             self.keys.append(key)
         return [RequestIn(key, request)]
