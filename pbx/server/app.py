@@ -212,10 +212,9 @@ class Server:
             self.endpoint.on_timer(now)
         except Exception:
             log.exception("timer_failed")
-        self._flush()
         try:
             if self.calls is not None:
-                self.calls.on_timer(now)
+                self.calls.on_timer(now)  # what it sends goes out with the flush below
         except Exception:
             log.exception("call_timer_failed")
         self._flush()
