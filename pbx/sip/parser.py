@@ -18,6 +18,7 @@ Everything wrong raises ``SipError``; when the request is still answerable its
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from pbx.sip.errors import MessageTooLarge, SipError, VersionNotSupported
@@ -277,54 +278,77 @@ def _salvage_text(head: str) -> Request | None:
 class StreamFramer:
     """Cuts a TCP byte stream into messages by Content-Length (§18.3).
 
-    ``feed`` returns complete frames. CRLF keep-alives between messages
-    (RFC 5626 §3.5.1: a double CRLF "ping") are reported as ``b"\\r\\n\\r\\n"``
-    frames so the transport can answer the single-CRLF "pong". A header part
-    that never ends within ``limit`` bytes, or a Content-Length that cannot
-    be read, leaves the stream unframeable: ``broken`` is set and the
-    connection must be closed.
+    ``feed`` returns complete frames. Line breaks between messages are
+    keep-alives: a run of them holding a double CRLF (RFC 5626 §3.5.1 "ping")
+    is reported once as ``b"\\r\\n\\r\\n"`` so the transport can answer the
+    single-CRLF "pong", and is consumed, never stored: at most the last three
+    bytes of a run wait for the rest of a ping. A header part that never ends
+    within ``limit`` bytes, or a Content-Length that cannot be read, leaves
+    the stream unframeable: ``broken`` is set and the connection must be
+    closed.
+
+    Linear in the bytes received: the search for the end of the header part
+    resumes where the last one stopped, and a frame's length is read once.
     """
 
     def __init__(self, limit: int = MAX_MESSAGE * 2) -> None:
         self._buffer = bytearray()
         self._limit = limit
+        self._scanned = 0                 # bytes searched for the header end so far
+        self._frame_end: int | None = None  # length of the frame being received, once known
         self.broken: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a message (or ping) not yet complete."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.broken:
             return []
-        self._buffer += data
-        frames: list[bytes] = []
         buffer = self._buffer
+        buffer += data
+        frames: list[bytes] = []
         while buffer:
-            if buffer[0] in (13, 10):  # CR or LF before a message
-                stripped = len(buffer) - len(buffer.lstrip(b"\r\n"))
-                if buffer.startswith(b"\r\n\r\n"):
-                    frames.append(b"\r\n\r\n")
-                    del buffer[:4]
+            end = self._frame_end
+            if end is None:
+                if buffer[0] in (13, 10):  # CR or LF before a message: keep-alive
+                    match = _LINE_BREAKS.match(buffer)
+                    run = match.end() if match is not None else 0
+                    ping = buffer.find(b"\r\n\r\n", 0, run) >= 0
+                    if run == len(buffer) and not ping:
+                        if run > 3:
+                            del buffer[: run - 3]  # keep only what may still become a ping
+                        break
+                    if ping:
+                        frames.append(b"\r\n\r\n")
+                    del buffer[:run]
                     continue
-                if stripped == len(buffer):
-                    break  # wait: may become a ping
-                del buffer[:stripped]
-                continue
-            head_end = buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                if len(buffer) > self._limit:
-                    self.broken = "headers_too_large"
-                break
-            length = _stream_content_length(bytes(buffer[:head_end]))
-            if length is None:
-                self.broken = "bad_content_length"
-                break
-            end = head_end + 4 + length
-            if end > self._limit + MAX_MESSAGE:
-                self.broken = "too_large"
-                break
+                head_end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                if head_end < 0:
+                    self._scanned = len(buffer)
+                    if len(buffer) > self._limit:
+                        self.broken = "headers_too_large"
+                    break
+                length = _stream_content_length(bytes(buffer[:head_end]))
+                if length is None:
+                    self.broken = "bad_content_length"
+                    break
+                end = head_end + 4 + length
+                if end > self._limit + MAX_MESSAGE:
+                    self.broken = "too_large"
+                    break
+                self._frame_end = end
             if len(buffer) < end:
                 break
             frames.append(bytes(buffer[:end]))
             del buffer[:end]
+            self._frame_end = None
+            self._scanned = 0
         return frames
+
+
+_LINE_BREAKS = re.compile(rb"[\r\n]+")
 
 
 def _stream_content_length(head: bytes) -> int | None:

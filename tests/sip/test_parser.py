@@ -154,6 +154,34 @@ def test_stream_framer_splits_pings_and_partial_messages() -> None:
     assert framer.broken is None
 
 
+def test_stream_framer_consumes_line_break_floods_instead_of_storing_them() -> None:
+    # An unauthenticated peer sending nothing but line breaks must not grow
+    # the buffer: each run is one keep-alive at most, and at most the three
+    # bytes that may still become a ping wait.
+    framer = StreamFramer()
+    pings = 0
+    for _ in range(1000):
+        frames = framer.feed(b"\r\n" * 512)
+        pings += len(frames)
+        assert framer.buffered <= 3
+    assert pings == 1000 and framer.broken is None
+    assert framer.feed(b"\n" * 10_000) == [] and framer.buffered == 3  # no CRLFCRLF in it: no ping
+    assert framer.feed(b"\r\n\r\n") == [b"\r\n\r\n"] and framer.buffered == 0
+    message = load("register.sip")
+    assert framer.feed(b"\r\n" + message) == [message]
+
+
+def test_stream_framer_waits_for_a_dribbled_message_without_losing_it() -> None:
+    # One byte at a time, as a slow sender would: the header search resumes
+    # where it stopped, and the frame comes out whole exactly once.
+    message = load("invite_compact.sip")
+    framer = StreamFramer()
+    frames: list[bytes] = []
+    for byte in message + message:
+        frames.extend(framer.feed(bytes([byte])))
+    assert frames == [message, message] and framer.buffered == 0
+
+
 def test_stream_framer_gives_up_on_endless_headers() -> None:
     framer = StreamFramer(limit=1000)
     assert framer.feed(b"INVITE sip:x@y SIP/2.0\r\n" + b"X: y\r\n" * 300) == []
