@@ -142,9 +142,16 @@ class SecuritySettings:
     max_auth_failures: int = 10
     failure_window: int = 60
     block_seconds: int = 300
+    tcp_max_connections: int = 4000
+    """TCP (and later TLS) connections accepted at once."""
+    tcp_max_per_source: int = 200
+    """... from one address: an office behind NAT has many phones on one."""
+    tcp_message_seconds: int = 20
+    """A message must be complete this long after its first byte arrived."""
 
     def __post_init__(self) -> None:
-        if min(self.max_auth_failures, self.failure_window, self.block_seconds) < 1:
+        if min(self.max_auth_failures, self.failure_window, self.block_seconds, self.tcp_max_connections,
+               self.tcp_max_per_source, self.tcp_message_seconds) < 1:
             raise ValueError("security settings must all be at least 1")
 
 

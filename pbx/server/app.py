@@ -41,7 +41,7 @@ from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.store.db import make_engine, migrate
 from pbx.store.writer import BackgroundWriter
-from pbx.transport.tcp import TcpTransport
+from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
@@ -56,6 +56,12 @@ WRITE_BEHIND_INTERVAL = 0.2
 # GIL the event loop wants), for 5 ms more before a BYE's 200 (sent once the
 # call's CDR row has committed).
 WRITE_GATHER = 0.005
+
+
+def tcp_limits(plan: Dialplan) -> TcpLimits:
+    security = plan.security
+    return TcpLimits(max_connections=security.tcp_max_connections, max_per_source=security.tcp_max_per_source,
+                     message_seconds=float(security.tcp_message_seconds))
 
 
 class Server:
@@ -116,7 +122,7 @@ class Server:
                 self.udp.append(udp)
                 self.addresses.append(f"udp:{udp.local[0]}:{udp.local[1]}")
             else:
-                tcp = TcpTransport(self._on_data)
+                tcp = TcpTransport(self._on_data, limits=tcp_limits(self.plan))
                 await tcp.listen(host, port)
                 self.tcp.append(tcp)
                 self.addresses.append(f"tcp:{tcp.local[0]}:{tcp.local[1]}")
@@ -166,6 +172,8 @@ class Server:
         self.plan = plan
         for listener in self.plan_listeners:
             listener(plan)
+        for tcp in self.tcp:
+            tcp.limits = tcp_limits(plan)  # for connections and messages from now on
 
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""

@@ -5,6 +5,13 @@ on it carries that number in its ``Peer`` so responses, and later requests
 to a phone that registered over it, go back on the same connection
 (RFC 3261 §18.2.2, RFC 5626 §5). TLS will reuse this class with an SSL
 context passed to ``open_tcp``/``connect``.
+
+Limits (:class:`TcpLimits`, from the dialplan's ``security`` section), so
+one peer cannot take the server's memory or attention: connections accepted
+in total and per source address (one over is closed at once; the first
+refusal is logged, not every one), and a message must be complete within
+``message_seconds`` of its first byte (a slow sender is cut off). The
+framer (``StreamFramer``) keeps no keep-alive flood and caps what it holds.
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, cast
+
+import structlog
 
 from pbx.sip.address import Peer
 from pbx.sip.parser import StreamFramer
@@ -25,26 +36,53 @@ PING = b"\r\n\r\n"
 PONG = b"\r\n"
 
 _ids = itertools.count(1)
+log = structlog.get_logger("pbx.transport")
+
+SWEEP_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    max_connections: int = 4000
+    """Accepted connections at once, every source together."""
+    max_per_source: int = 200
+    """Accepted connections from one address (an office NAT has many phones)."""
+    message_seconds: float = 20.0
+    """A message must be complete this long after its first byte."""
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: "TcpTransport") -> None:
+    def __init__(self, owner: "TcpTransport", *, inbound: bool) -> None:
         self._owner = owner
         self._transport: asyncio.Transport | None = None
         self._framer = StreamFramer()
         self.id = next(_ids)
         self.peer: Peer | None = None
+        self.inbound = inbound
+        self.partial_since: float | None = None
+        """When the message now being received began (loop time)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
+        if self.inbound and not self._owner._admit(host):
+            self._transport.abort()  # over a limit: closed before it costs anything
+            return
         self.peer = Peer(self._owner.name, host, port, self.id)
         self._owner._connections[self.id] = self
         self._owner._by_address[(host, port)] = self.id
+        if self.inbound:
+            self._owner._per_host[host] += 1
 
     def data_received(self, data: bytes) -> None:
-        assert self.peer is not None and self._transport is not None
-        for frame in self._framer.feed(data):
+        if self.peer is None or self._transport is None:
+            return  # refused at connection_made
+        frames = self._framer.feed(data)
+        if self._framer.buffered == 0:
+            self.partial_since = None
+        elif self.partial_since is None or frames:
+            self.partial_since = asyncio.get_running_loop().time()
+        for frame in frames:
             if frame == PING:
                 self._transport.write(PONG)
             else:
@@ -56,6 +94,8 @@ class TcpConnection(asyncio.Protocol):
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is None:
+            return  # refused at connection_made: never counted
         self._owner._forget(self)
         if self.peer is not None:
             self._owner._on_closed(self.peer, "closed" if exc is None else "error")
@@ -79,7 +119,12 @@ class TcpTransport:
         *,
         name: str = "tcp",
         ssl_context: ssl.SSLContext | None = None,
+        limits: TcpLimits | None = None,
     ) -> None:
+        self.limits = limits or TcpLimits()
+        self._per_host: Counter[str] = Counter()
+        self._refusing: str | None = None  # the limit being hit, logged once
+        self._sweeper: asyncio.Task[None] | None = None
         self._receiver = receiver
         self._closed_hook = on_closed
         self._connections: dict[int, TcpConnection] = {}
@@ -93,10 +138,43 @@ class TcpTransport:
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: TcpConnection(self), host, port, ssl=self._ssl, reuse_address=True
+            lambda: TcpConnection(self, inbound=True), host, port, ssl=self._ssl, reuse_address=True
         )
         sockname = self._server.sockets[0].getsockname()
         self.local = (sockname[0], sockname[1])
+        self._sweeper = loop.create_task(self._sweep())
+
+    def _admit(self, host: str) -> bool:
+        """May one more connection from ``host`` be accepted? A refusal is
+        logged when a limit starts being hit, not for every connection."""
+        limits = self.limits
+        accepted = len(self._connections)
+        if accepted >= limits.max_connections:
+            hit = "max_connections"
+        elif self._per_host[host] >= limits.max_per_source:
+            hit = "max_per_source"
+        else:
+            self._refusing = None
+            return True
+        if self._refusing != hit:
+            self._refusing = hit
+            log.warning("tcp_connection_refused", limit=hit, source=host, connections=accepted,
+                        from_source=self._per_host[host])
+        return False
+
+    async def _sweep(self) -> None:
+        """Once a second: cut off senders whose message is overdue."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            cutoff = loop.time() - self.limits.message_seconds
+            late = [c for c in self._connections.values()
+                    if c.inbound and c.partial_since is not None and c.partial_since < cutoff]
+            for conn in late:
+                conn.close()
+            if late:
+                log.warning("tcp_slow_senders_closed", count=len(late), seconds=self.limits.message_seconds,
+                            sources=sorted({c.peer.host for c in late if c.peer is not None})[:10])
 
     def send(self, data: bytes, dest: Peer) -> None:
         """Write on the connection the peer used, or to an open one to its
@@ -129,7 +207,8 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self), dest.host, dest.port, ssl=self._ssl),
+                loop.create_connection(lambda: TcpConnection(self, inbound=False), dest.host, dest.port,
+                                       ssl=self._ssl),
                 timeout=10,
             )
         except (OSError, asyncio.TimeoutError):
@@ -137,7 +216,10 @@ class TcpTransport:
         return protocol
 
     def _forget(self, conn: TcpConnection) -> None:
-        self._connections.pop(conn.id, None)
+        if self._connections.pop(conn.id, None) is not None and conn.inbound and conn.peer is not None:
+            self._per_host[conn.peer.host] -= 1
+            if self._per_host[conn.peer.host] <= 0:
+                del self._per_host[conn.peer.host]
         if conn.peer is not None and self._by_address.get((conn.peer.host, conn.peer.port)) == conn.id:
             del self._by_address[(conn.peer.host, conn.peer.port)]
 
@@ -149,6 +231,8 @@ class TcpTransport:
         return len(self._connections)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections.values()):
