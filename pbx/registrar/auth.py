@@ -9,7 +9,11 @@ Security rules kept here:
 - only a response checked against one of our own live nonces counts as a
   failure towards the lockout: a forged or expired nonce is never verified,
   so it gives an attacker no oracle and costs a real phone nothing;
-- a wrong response does not consume the nonce count (RFC 7616 §3.4.6).
+- a wrong response does not consume the nonce count (RFC 7616 §3.4.6);
+- the digest's ``uri`` must name the Request-URI (RFC 3261 §22.4, RFC 7616
+  §3.5): otherwise a response computed for one request (an INVITE to an
+  extension) could be replayed on another (an INVITE to an outside number).
+  A mismatch counts as a failure.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from dataclasses import dataclass
 from pbx.registrar.lockout import Blocked, FailureTracker
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.sip import digest
+from pbx.sip.errors import SipError
 from pbx.sip.message import Request
+from pbx.sip.uri import SipUri, parse_uri
 
 _DUMMY_HA1 = {digest.Algorithm.MD5: "0" * 32, digest.Algorithm.SHA256: "0" * 64}
 
@@ -107,6 +113,8 @@ class Authenticator:
             return Challenge(header_values=self.challenge(now, user=user), failed=False, reason="foreign_nonce")
         if status is digest.NonceStatus.REPLAY:
             return self._failure(source_ip, now, "nonce_replay", user)
+        if not _same_uri(credentials.uri, request.uri):
+            return self._failure(source_ip, now, "uri_mismatch", user)
         extension = self.plan.extension(credentials.username)
         ha1 = self._ha1(extension, credentials.algorithm) if extension else None
         ok = digest.verify(credentials, ha1 or _DUMMY_HA1[credentials.algorithm], request.method)
@@ -133,3 +141,19 @@ class Authenticator:
         if value is not None:
             self._ha1_cache[key] = value
         return value
+
+
+def _same_uri(digest_uri: str, request_uri: str) -> bool:
+    """The digest ``uri`` names the Request-URI: the same text, or the same
+    scheme, user, host and port (a phone may spell the host in another case
+    or leave out a parameter)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        ours, theirs = parse_uri(request_uri), parse_uri(digest_uri)
+    except SipError:
+        return False
+    if not isinstance(ours, SipUri) or not isinstance(theirs, SipUri):
+        return False
+    return (ours.scheme, ours.user, ours.host, ours.port or 5060) == \
+        (theirs.scheme, theirs.user, theirs.host, theirs.port or 5060)
