@@ -145,8 +145,10 @@ class Authenticator:
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:
     """The digest ``uri`` names the Request-URI: the same text, or the same
-    scheme, user, host and port (a phone may spell the host in another case
-    or leave out a parameter)."""
+    scheme, host and port with the same user or none (a phone may spell the
+    host in another case or leave out a parameter; SIPp, like some older
+    phones, names only the server, ``sip:host:port``). A digest naming
+    another user is what a replay looks like, and is refused."""
     if digest_uri == request_uri:
         return True
     try:
@@ -155,5 +157,5 @@ def _same_uri(digest_uri: str, request_uri: str) -> bool:
         return False
     if not isinstance(ours, SipUri) or not isinstance(theirs, SipUri):
         return False
-    return (ours.scheme, ours.user, ours.host, ours.port or 5060) == \
-        (theirs.scheme, theirs.user, theirs.host, theirs.port or 5060)
+    same_user = theirs.user is None or theirs.user == ours.user
+    return same_user and (ours.scheme, ours.host, ours.port or 5060) == (theirs.scheme, theirs.host, theirs.port or 5060)

@@ -39,7 +39,8 @@ def answered(auth: Authenticator, request_uri: str, digest_uri: str) -> Authenti
     return auth.authenticate(invite(request_uri, credentials), "192.0.2.10", 1001.0, proxy=True)
 
 
-@pytest.mark.parametrize("digest_uri", ["sip:0912345678@pbx.example.com", "sip:0912345678@PBX.example.com:5060"])
+@pytest.mark.parametrize("digest_uri", ["sip:0912345678@pbx.example.com", "sip:0912345678@PBX.example.com:5060",
+                                        "sip:pbx.example.com"])  # SIPp names the server only
 def test_a_digest_for_the_request_uri_is_accepted(digest_uri: str) -> None:
     result = answered(authenticator(), "sip:0912345678@pbx.example.com", digest_uri)
     assert isinstance(result, Authenticated) and result.extension.number == "1001"
@@ -51,3 +52,8 @@ def test_a_digest_computed_for_another_uri_is_refused_and_counted() -> None:
     result = answered(authenticator(), "sip:0912345678@pbx.example.com", "sip:1002@pbx.example.com")
     assert isinstance(result, Challenge)
     assert (result.failed, result.reason) == (True, "uri_mismatch")
+
+
+def test_a_digest_for_another_server_is_refused() -> None:
+    result = answered(authenticator(), "sip:0912345678@pbx.example.com", "sip:other.example.net")
+    assert isinstance(result, Challenge) and result.reason == "uri_mismatch"
