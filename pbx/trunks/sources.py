@@ -3,8 +3,9 @@
 Pure lookup tables built from the dialplan's trunks and the addresses their
 host names resolved to (resolution is the asyncio side's job).
 
-A request counts as coming from a trunk when its source address *and port*
-are one of the trunk's gateways. The port matters: a provider's SIP server
+A request counts as coming from a trunk when its source address, port *and
+transport* are one of the trunk's gateways (a TCP connection from the port
+of a gateway configured for UDP is someone else, not the provider). The port matters: a provider's SIP server
 sends from the port it listens on (what RFC 3581 symmetric signalling
 relies on), and matching the address alone would let anything else on the
 same host, e.g. a phone beside a test provider on 127.0.0.1, bypass
@@ -41,7 +42,7 @@ class TrunkSources:
                  resolved: Mapping[str, tuple[str, ...]] | None = None) -> None:
         """``resolved`` maps a gateway host name to its IP addresses; hosts
         given as IP addresses need no entry."""
-        self._by_address: dict[tuple[str, int], str] = {}
+        self._by_address: dict[tuple[str, int, str], str] = {}
         self._networks: list[tuple[Network, str]] = []
         self._peers: dict[Gateway, Peer] = {}
         resolved = resolved or {}
@@ -52,13 +53,13 @@ class TrunkSources:
                 for address in addresses:
                     # Two trunks on one gateway address: the first keeps it
                     # (the loader warns about such a plan).
-                    self._by_address.setdefault((normalise_host(address), gateway.port), key)
+                    self._by_address.setdefault((normalise_host(address), gateway.port, gateway.transport), key)
                 self._peers[gateway] = Peer(gateway.transport, normalise_host(addresses[0]), gateway.port)
 
     def match(self, source: Peer) -> str | None:
         """The key of the trunk ``source`` is a gateway of, or None."""
         host = normalise_host(source.host)
-        found = self._by_address.get((host, source.port))
+        found = self._by_address.get((host, source.port, source.transport))
         if found is not None or not self._networks:
             return found
         try:

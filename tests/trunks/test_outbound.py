@@ -95,6 +95,9 @@ def test_sources_match_address_and_port() -> None:
     # IPv6 in any spelling, over the registration's TCP connection.
     assert sources.match(Peer("tcp", "2001:0db8:0:0::7", 5060, connection=4)) == "viettel"
     assert sources.peer(GATEWAYS[1]) == Peer("tcp", "2001:db8::7", 5060)
+    # The right address and port over the other transport is someone else.
+    assert sources.match(Peer("tcp", "198.51.100.1", 5070, connection=9)) is None
+    assert sources.match(Peer("udp", "2001:db8::7", 5060)) is None
 
 
 def test_sources_of_gateways_given_by_name() -> None:
