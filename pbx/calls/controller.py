@@ -29,7 +29,7 @@ import structlog
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer
-from pbx.calls.plan import Action, Caller, plan_call
+from pbx.calls.plan import Caller, plan_call
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
 from pbx.registrar.bindings import BindingTable
@@ -197,12 +197,19 @@ class CallController:
                 self._deliver(call, session, lambda: lost(event.key))
 
     def _deliver(self, call: Call, session: InviteSession, step: Callable[[], list[SessionEvent]]) -> None:
-        """Run ``step`` on ``session`` and its events through ``call``; the
-        transactions they start are indexed as the call's."""
-        previous, self.owner = self.owner, call
-        try:
+        """Run ``step`` on ``session`` and its events through ``call``."""
+        def work() -> None:
             for event in step():
                 call.on_event(session, event, self.now)
+
+        self._on_behalf(call, work)
+
+    def _on_behalf(self, call: Call, work: Callable[[], None]) -> None:
+        """Run ``work`` for ``call``: the transactions it starts are indexed
+        as the call's, and the call's timer is re-armed after."""
+        previous, self.owner = self.owner, call
+        try:
+            work()
         finally:
             self.owner = previous
         self._reschedule(call)
@@ -253,9 +260,9 @@ class CallController:
             return
         assert isinstance(result, Authenticated)
         caller = result.extension
-        floor = self.settings.min_se
-        if session_timer.too_small(request, floor):
-            self._respond(event, 422, headers=[("min-se", str(floor))])  # RFC 4028 §8.1
+        refusal = session_timer.interval_refusal(request, self.settings.min_se)
+        if refusal is not None:
+            self._respond(event, 422, headers=refusal)  # RFC 4028 §8.1
             return
         dialled = _dialled(request)
         call = self._open_call(event, dialled, caller=caller)
@@ -318,15 +325,7 @@ class CallController:
                         from_trunk=call.trunk)
         action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
                            call.a_call_id)
-        self._deliver_action(call, action)
-
-    def _deliver_action(self, call: Call, action: Action) -> None:
-        previous, self.owner = self.owner, call
-        try:
-            call.run(action, self.now)
-        finally:
-            self.owner = previous
-        self._reschedule(call)
+        self._on_behalf(call, lambda: call.run(action, self.now))
 
     # ------------------------------------------------------------ time
 
@@ -370,12 +369,7 @@ class CallController:
             if call.state is CallState.ENDED:
                 self._drop(call)
                 continue
-            previous, self.owner = self.owner, call
-            try:
-                call.on_timer(now)
-            finally:
-                self.owner = previous
-            self._reschedule(call)
+            self._on_behalf(call, lambda: call.on_timer(now))
 
     # ------------------------------------------------------------ cleanup
 

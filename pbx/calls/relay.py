@@ -76,10 +76,10 @@ class Relay:
 
     def refuse_short_interval(self, session: InviteSession, key: TransactionKey, request: Request) -> bool:
         """422 for a session interval below our Min-SE (RFC 4028 §8.1)."""
-        floor = self.settings.min_se
-        if not session_timer.too_small(request, floor):
+        refusal = session_timer.interval_refusal(request, self.settings.min_se)
+        if refusal is None:
             return False
-        session.answer(key, request, 422, headers=[("min-se", str(floor))])
+        session.answer(key, request, 422, headers=refusal)
         return True
 
     def timer_headers(self, call: Call, request: Request, towards: Side) -> list[Header]:

@@ -78,6 +78,12 @@ def too_small(request: Message, floor: int) -> bool:
     return asked is not None and asked.interval < floor
 
 
+def interval_refusal(request: Message, floor: int) -> list[Header] | None:
+    """The headers of the 422 that ``request`` gets for an interval below
+    ``floor`` (§8.1), or None when its interval will do."""
+    return [("min-se", str(floor))] if too_small(request, floor) else None
+
+
 def request_headers(
     request: Message, *, session_expires: int, floor: int, peer_floor: int | None = None,
 ) -> list[Header]:

@@ -97,8 +97,7 @@ class TcpConnection(asyncio.Protocol):
         if self.peer is None:
             return  # refused at connection_made: never counted
         self._owner._forget(self)
-        if self.peer is not None:
-            self._owner._on_closed(self.peer, "closed" if exc is None else "error")
+        self._owner._on_closed(self.peer, "closed" if exc is None else "error")
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
