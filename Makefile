@@ -48,6 +48,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
 	touch $@
 
+# fail2ban-regex checks the shipped fail2ban filter against real log lines
+# (tests/e2e/test_lockout.py). Only unpacked under var/tools: installing the
+# fail2ban package would start a banning daemon on the developer's machine.
+F2B_DIR := var/tools/fail2ban
+F2B_REGEX := $(F2B_DIR)/usr/bin/fail2ban-regex
+
 deps:
 	@if ! command -v sipp >/dev/null 2>&1; then \
 		echo "installing SIPp (Debian package sip-tester)"; \
@@ -60,6 +66,13 @@ deps:
 		for version in $$(ls /etc/postgresql); do \
 			$(SUDO) pg_ctlcluster --skip-systemctl-redirect "$$version" main start || true; \
 		done; \
+	fi
+	@if [ ! -f $(F2B_REGEX) ]; then \
+		echo "fetching fail2ban-regex (unpacked under $(F2B_DIR), not installed)"; \
+		mkdir -p $(F2B_DIR); \
+		cd $(F2B_DIR); \
+		apt-get download fail2ban >/dev/null 2>&1 || { $(APT_GET) update && apt-get download fail2ban; }; \
+		dpkg -x fail2ban_*.deb . && rm -f fail2ban_*.deb; \
 	fi
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
 		|| echo "note: no PostgreSQL on 127.0.0.1:5432: the tests marked postgres will be skipped"

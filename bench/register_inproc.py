@@ -42,7 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from pbx.registrar.auth import Authenticator  # noqa: E402
 from pbx.registrar.bindings import BindingTable  # noqa: E402
-from pbx.registrar.lockout import FailureTracker  # noqa: E402
+from pbx.security.lockout import Lockout  # noqa: E402
 from pbx.registrar.registrar import Registrar  # noqa: E402
 from pbx.routing.loader import load_dialplan  # noqa: E402
 from pbx.sip import digest  # noqa: E402
@@ -126,7 +126,7 @@ def register_bytes(user: str, cseq: int, call_id: str, branch: str, authorizatio
 class Bench:
     def __init__(self, plan_path: Path, passwords: dict[str, str]) -> None:
         plan = load_dialplan(plan_path)
-        tracker = FailureTracker(max_failures=100_000, window=60, block_seconds=1)
+        tracker = Lockout(max_failures=100_000, window=60, block_seconds=1)
         nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=300)
         algorithms = tuple(digest.Algorithm.parse(a) for a in plan.registrar.auth_algorithms)
         authenticator = Authenticator(plan, nonces, tracker, algorithms)

@@ -148,3 +148,58 @@ class SipClient:
             )
         )
         return self.final_response()
+
+    def invite_request(self, user: str, number: str, domain: str, *, call_id: str, cseq: int, branch: str,
+                       from_tag: str, proxy_authorization: str | None = None) -> bytes:
+        host, port = self.local
+        lines = [
+            f"INVITE sip:{number}@{domain} SIP/2.0",
+            f"Via: SIP/2.0/{self.transport.upper()} {host}:{port};branch={branch};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{domain}>;tag={from_tag}",
+            f"To: <sip:{number}@{domain}>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:{user}@{host}:{port};transport={self.transport}>",
+        ]
+        if proxy_authorization:
+            lines.append(f"Proxy-Authorization: {proxy_authorization}")
+        lines.append("Content-Length: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def ack(self, invite: bytes, response: Response) -> None:
+        """ACK a non-2xx final response to ``invite`` (§17.1.1.3)."""
+        head = invite.decode().split("\r\n")
+        via = next(line for line in head if line.startswith("Via:"))
+        call_id = next(line for line in head if line.startswith("Call-ID:"))
+        from_ = next(line for line in head if line.startswith("From:"))
+        cseq = next(line for line in head if line.startswith("CSeq:")).split()[1]
+        lines = [head[0].replace("INVITE", "ACK", 1), via, "Max-Forwards: 70", from_,
+                 f"To: {response.get('to')}", call_id, f"CSeq: {cseq} ACK", "Content-Length: 0"]
+        self.send_raw(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def invite(self, user: str, password: str, number: str, domain: str,
+               *, username: str | None = None) -> tuple[Response | None, Response | None]:
+        """INVITE ``number`` as ``user``; answer the 407 with ``password``.
+        Returns the first and the second final response (None: none came)."""
+        call_id, from_tag = f"inv-{next(_counter)}-{secrets.token_hex(4)}", secrets.token_hex(4)
+        first_request = self.invite_request(user, number, domain, call_id=call_id, cseq=1, from_tag=from_tag,
+                                            branch=f"z9hG4bK{secrets.token_hex(8)}")
+        self.send_raw(first_request)
+        first = self.final_response()
+        if first is None or first.status != 407:
+            return first, None
+        self.ack(first_request, first)
+        challenge = digest.choose_challenge(first.get_all("proxy-authenticate"))
+        assert challenge is not None
+        answer = digest.answer_challenge(
+            challenge, username=username or user, password=password, method="INVITE",
+            uri=f"sip:{number}@{domain}", cnonce=secrets.token_hex(4), nc=1,
+        )
+        second_request = self.invite_request(user, number, domain, call_id=call_id, cseq=2, from_tag=from_tag,
+                                             branch=f"z9hG4bK{secrets.token_hex(8)}", proxy_authorization=answer)
+        self.send_raw(second_request)
+        second = self.final_response()
+        if second is not None:
+            self.ack(second_request, second)
+        return first, second

@@ -64,11 +64,13 @@ def password(extension: str) -> str:
 def dialplan_text() -> str:
     # SIPp 3.6 answers the first challenge and knows only MD5, so the
     # registrar offers MD5 alone.  The lock-out is lenient: every call starts
-    # with a 407 from 127.0.0.1, and a block would hide the real failure.
+    # with a 407 from 127.0.0.1, and a block would hide the real failure; so
+    # is the per-source limit of unauthenticated requests (SIPp is one source).
     lines = [
         f"domain: {DOMAIN}",
         "registrar: {auth_algorithms: [MD5]}",
-        "security: {max_auth_failures: 100000, failure_window: 60, block_seconds: 1}",
+        "security: {max_auth_failures: 100000, failure_window: 60, block_seconds: 1,"
+        " unauthenticated_per_second: 100000, unauthenticated_burst: 100000}",
         "departments:",
         "  load: {name: Load}",
         "extensions:",

@@ -31,7 +31,7 @@ from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer
 from pbx.calls.plan import Caller, plan_call
 from pbx.calls.relay import Relay
-from pbx.registrar.auth import Authenticated, Authenticator, Challenge
+from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
 from pbx.routing.engine import CallRequest, Ring, RingMember, decide
@@ -112,10 +112,12 @@ class CallController:
         kick: Callable[[], None],
         monotonic: Callable[[], float],
         wall_clock: Callable[[], float],
+        challenges: ChallengeSink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.plan = plan
         self.auth = auth
+        self.challenges: ChallengeSink = challenges or AnswerUnlessSilent()
         self.bindings = bindings
         self.recorder = recorder
         self.local_address = local_address
@@ -245,24 +247,31 @@ class CallController:
             self._respond(event, 400, reason="Bad From")
             return
         claimed = from_user.user if isinstance(from_user, SipUri) else None
-        result = self.auth.authenticate(request, source.host, self.wall(), proxy=True, user=claimed)
+        result = self.auth.authenticate(request, source.host, self.wall(), proxy=True, user=claimed,
+                                        qop_optional="INVITE" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
-            if result.failed:
-                log.warning("call_auth_failed", source=str(source), reason=result.reason)
-            if result.blocked is not None:
-                log.warning("source_blocked", source=result.blocked.source, failures=result.blocked.failures)
             # Not from a trunk and not (yet) authenticated: nothing is
             # placed, least of all towards a trunk (no open relay).
+            if not self.challenges.answer(result, source, "INVITE"):
+                self.endpoint.discard(event.key)
+                return
             dialled = _dialled(request)
-            log.info("call_challenged", source=str(source), dialled=dialled, reason=result.reason,
-                     external=self.plan.extension(dialled) is None)
-            self._respond(event, 407, headers=[("proxy-authenticate", v) for v in result.header_values])
+            external = self.plan.extension(dialled) is None
+            if external or result.reason != "no_credentials":
+                # Not the routine first INVITE of an internal call: a probe
+                # for a way out, or credentials that did not do.
+                log.info("call_challenged", source=str(source), dialled=dialled, reason=result.reason,
+                         external=external)
+            # Statelessly (one 407, never retransmitted): a forged source
+            # address must not make the PBX a traffic reflector.
+            self.endpoint.answer_statelessly(event.key, refusal(
+                request, 407, to_tag=None, headers=[("proxy-authenticate", v) for v in result.header_values]))
             return
         assert isinstance(result, Authenticated)
         caller = result.extension
-        refusal = session_timer.interval_refusal(request, self.settings.min_se)
-        if refusal is not None:
-            self._respond(event, 422, headers=refusal)  # RFC 4028 §8.1
+        too_short = session_timer.interval_refusal(request, self.settings.min_se)
+        if too_short is not None:
+            self._respond(event, 422, headers=too_short)  # RFC 4028 §8.1
             return
         dialled = _dialled(request)
         call = self._open_call(event, dialled, caller=caller)

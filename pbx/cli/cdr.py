@@ -70,8 +70,8 @@ def parse_time(text: str, now: datetime, zone: tzinfo | None, *, end_of_day: boo
     return moment
 
 
-def _open_database(url: str) -> Engine:
-    """An engine on an existing database with a CDR table, or a ClickException."""
+def open_database(url: str, table: str = "cdr") -> Engine:
+    """An engine on an existing database that has ``table``, or a ClickException."""
     try:
         parsed = normalise_url(url)
     except DatabaseUrlError as error:
@@ -86,14 +86,14 @@ def _open_database(url: str) -> Engine:
             )
     engine = make_engine(url)
     try:
-        has_table = inspect(engine).has_table("cdr")
+        has_table = inspect(engine).has_table(table)
     except SQLAlchemyError as error:
         engine.dispose()
         raise click.ClickException(f"cannot read the database: {_first_line(error)}") from None
     if not has_table:
         engine.dispose()
         raise click.ClickException(
-            "the database has no cdr table yet: run pbx serve with this --db once to upgrade it"
+            f"the database has no {table} table yet: run pbx serve with this --db once to upgrade it"
         )
     return engine
 
@@ -163,7 +163,7 @@ def list_command(
     if start is not None and end is not None and end <= start:
         raise click.BadParameter("must be later than --since", param_hint="--until")
 
-    engine = _open_database(db_url)
+    engine = open_database(db_url)
     try:
         rows = list_calls(engine, since=start, until=end, extension=extension, limit=limit)
     except SQLAlchemyError as error:

@@ -9,7 +9,16 @@ Security rules kept here:
 - only a response checked against one of our own live nonces counts as a
   failure towards the lockout: a forged or expired nonce is never verified,
   so it gives an attacker no oracle and costs a real phone nothing;
+- an unknown user is offered the same algorithms a real user could be: a
+  user whose extension stores only an MD5 hash is offered MD5 alone, so an
+  unknown name gets a set drawn (keyed by the name, so it never changes)
+  from the sets the plan's real users get, in their proportions;
 - a wrong response does not consume the nonce count (RFC 7616 §3.4.6);
+- failures are counted by the `Lockout` (per source and username); under a
+  block a failing request gets no answer at all, a valid one is served;
+- a digest without ``qop`` (RFC 2069) is accepted only for the methods the
+  dialplan lists (REGISTER by default, for old phones): its response does
+  not cover a client nonce, so a captured INVITE is easier to replay.
 - the digest's ``uri`` must name the Request-URI (RFC 3261 §22.4, RFC 7616
   §3.5): otherwise a response computed for one request (an INVITE to an
   extension) could be replayed on another (an INVITE to an outside number).
@@ -18,11 +27,17 @@ Security rules kept here:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
-from pbx.registrar.lockout import Blocked, FailureTracker
+from pbx.security.lockout import Failure, Lockout
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.sip import digest
+from pbx.sip.address import Peer
 from pbx.sip.errors import SipError
 from pbx.sip.message import Request
 from pbx.sip.uri import SipUri, parse_uri
@@ -44,10 +59,33 @@ class Challenge:
     """True when credentials were checked and were wrong (counted)."""
     reason: str
     """snake_case tag for the log: no_credentials, stale_nonce, bad_credentials ..."""
-    blocked: Blocked | None = None
+    username: str = ""
+    """The username the credentials named (empty without credentials)."""
+    failure: Failure | None = None
+    """What counting this failure caused (blocks set, a username targeted)."""
+    silent: bool = False
+    """Under a block: answer nothing (the caller drops the request)."""
 
 
 AuthResult = Authenticated | Challenge
+
+
+class ChallengeSink(Protocol):
+    """Where the registrar's and the calling path's failed authentications
+    go (pbx/server/security.py: logs, the store, the rate limit)."""
+
+    def answer(self, challenge: Challenge, source: Peer, method: str) -> bool:
+        """Record ``challenge``; whether to send its 401/407 (False: drop
+        the request unanswered)."""
+        ...
+
+
+class AnswerUnlessSilent:
+    """A `ChallengeSink` for tests and tools: answers unless the lock-out
+    said not to, records nothing."""
+
+    def answer(self, challenge: Challenge, source: Peer, method: str) -> bool:
+        return not challenge.silent
 
 
 class Authenticator:
@@ -55,42 +93,80 @@ class Authenticator:
         self,
         plan: Dialplan,
         nonces: digest.NonceIssuer,
-        tracker: FailureTracker,
+        lockout: Lockout,
         algorithms: tuple[digest.Algorithm, ...] = (digest.Algorithm.SHA256, digest.Algorithm.MD5),
+        *,
+        decoy_key: bytes = b"",
     ) -> None:
         self.plan = plan
         self.nonces = nonces
-        self.tracker = tracker
+        self.lockout = lockout
         self.algorithms = algorithms
+        # Keys the choice of an unknown user's algorithms: without it an
+        # attacker could work out which names get which set.
+        self._decoy_key = decoy_key or nonces.issue(0.0).encode()
         self._ha1_cache: dict[tuple[str, digest.Algorithm], str] = {}
+        self._decoys: tuple[list[float], list[tuple[digest.Algorithm, ...]]] = self._decoy_sets()
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
         self._ha1_cache.clear()
+        self._decoys = self._decoy_sets()
 
-    def challenge(self, now: float, *, stale: bool = False, user: str | None = None) -> tuple[str, ...]:
-        """Challenge values, most preferred algorithm first (RFC 8760 §2.4).
+    def offered(self, user: str | None) -> tuple[digest.Algorithm, ...]:
+        """The algorithms a challenge for ``user`` offers.
 
         An extension configured with only one stored HA1 can only answer
-        that algorithm, so a challenge for it offers only that one. Unknown
-        users get the full set, like most extensions.
+        that algorithm, so a challenge for it offers only that one; an
+        unknown user gets one of the sets real users get (see the module).
         """
-        nonce = self.nonces.issue(now)
         extension = self.plan.extension(user) if user else None
+        if extension is not None:
+            return self._offered_to(extension)
+        bounds, sets = self._decoys
+        if len(sets) == 1:
+            return sets[0]
+        mac = hmac.new(self._decoy_key, (user or "").encode(), hashlib.sha256).digest()
+        point = int.from_bytes(mac[:8], "big") / 2**64
+        return sets[min(bisect_right(bounds, point), len(sets) - 1)]
+
+    def _offered_to(self, extension: Extension) -> tuple[digest.Algorithm, ...]:
         offered = self.algorithms
-        if extension is not None and extension.password is None and len(offered) > 1:
+        if extension.password is None and len(offered) > 1:
             offered = tuple(a for a in offered if self._ha1(extension, a) is not None) or offered
+        return offered
+
+    def _decoy_sets(self) -> tuple[list[float], list[tuple[digest.Algorithm, ...]]]:
+        """Cumulative shares of each offered set among the plan's users."""
+        counts = Counter(self._offered_to(extension) for extension in self.plan.extensions.values())
+        if len(counts) <= 1:
+            return [1.0], [next(iter(counts), self.algorithms)]
+        total = sum(counts.values())
+        bounds, sets, running = [], [], 0
+        for offered, count in sorted(counts.items(), key=lambda item: [a.value for a in item[0]]):
+            running += count
+            bounds.append(running / total)
+            sets.append(offered)
+        return bounds, sets
+
+    def challenge(self, now: float, *, stale: bool = False, user: str | None = None) -> tuple[str, ...]:
+        """Challenge values, most preferred algorithm first (RFC 8760 §2.4)."""
+        nonce = self.nonces.issue(now)
+        offered = self.offered(user)
         return tuple(
             digest.format_challenge(self.plan.domain, nonce, algorithm, stale=stale)
             for algorithm in offered
         )
 
     def authenticate(
-        self, request: Request, source_ip: str, now: float, *, proxy: bool = False, user: str | None = None
+        self, request: Request, source_ip: str, now: float, *, proxy: bool = False, user: str | None = None,
+        exempt: bool = False, qop_optional: bool = False,
     ) -> AuthResult:
         """Check the request's credentials. ``user`` is who the request claims
         to be (the To user of a REGISTER, From user of an INVITE): it only
-        tailors the challenge's algorithms, never who is authenticated."""
+        tailors the challenge's algorithms, never who is authenticated.
+        ``exempt`` sources (a trunk's gateways) are never counted or
+        blocked; ``qop_optional`` accepts a digest without ``qop``."""
         header = "proxy-authorization" if proxy else "authorization"
         credentials = None
         for value in request.get_all(header):
@@ -103,29 +179,53 @@ class Authenticator:
                 break
         if credentials is None:
             reason = "no_credentials" if not request.has(header) else "unusable_credentials"
-            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason=reason)
+            return self._challenge(now, reason, user)
+        username = credentials.username
         if credentials.algorithm not in self.algorithms:
-            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason="unsupported_algorithm")
+            return self._challenge(now, "unsupported_algorithm", user, username)
+        if credentials.qop is None and not qop_optional:
+            return self._challenge(now, "qop_required", user, username)
+        lockout = self.lockout
+        if not exempt and not lockout.may_check(source_ip, username, now):
+            # Blocked, and checked a moment ago: dropped unchecked, which is
+            # what holds a guesser to one try per retry interval.
+            return Challenge(header_values=(), failed=False, reason="blocked_unchecked", username=username,
+                             silent=True)
         status = self.nonces.check(credentials.nonce, credentials.nc, now)
         if status is digest.NonceStatus.STALE:
-            return Challenge(header_values=self.challenge(now, stale=True, user=user), failed=False, reason="stale_nonce")
+            return Challenge(header_values=self.challenge(now, stale=True, user=user), failed=False,
+                             reason="stale_nonce", username=username)
         if status is digest.NonceStatus.INVALID:
-            return Challenge(header_values=self.challenge(now, user=user), failed=False, reason="foreign_nonce")
+            return self._challenge(now, "foreign_nonce", user, username)
         if status is digest.NonceStatus.REPLAY:
-            return self._failure(source_ip, now, "nonce_replay", user)
+            return self._failure(source_ip, now, "nonce_replay", user, username, exempt)
         if not _same_uri(credentials.uri, request.uri):
-            return self._failure(source_ip, now, "uri_mismatch", user)
-        extension = self.plan.extension(credentials.username)
+            return self._failure(source_ip, now, "uri_mismatch", user, username, exempt)
+        extension = self.plan.extension(username)
         ha1 = self._ha1(extension, credentials.algorithm) if extension else None
         ok = digest.verify(credentials, ha1 or _DUMMY_HA1[credentials.algorithm], request.method)
         if extension is None or ha1 is None or not ok:
-            return self._failure(source_ip, now, "bad_credentials", user)
+            return self._failure(source_ip, now, "bad_credentials", user, username, exempt)
         self.nonces.accept(credentials.nonce, credentials.nc, now)
         return Authenticated(extension=extension)
 
-    def _failure(self, source_ip: str, now: float, reason: str, user: str | None) -> Challenge:
-        blocked = self.tracker.failure(source_ip, now)
-        return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason, blocked=blocked)
+    def _challenge(self, now: float, reason: str, user: str | None, username: str = "") -> Challenge:
+        return Challenge(header_values=self.challenge(now, user=user), failed=False, reason=reason,
+                         username=username)
+
+    def _failure(self, source_ip: str, now: float, reason: str, user: str | None, username: str,
+                 exempt: bool) -> Challenge:
+        if exempt:
+            return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason,
+                             username=username)
+        failure = self.lockout.failure(source_ip, username, now)
+        if self.lockout.blocked(source_ip, username, now) is not None:
+            # Blocked (perhaps by this very failure): a guesser learns
+            # nothing, not even that the guess was checked.
+            return Challenge(header_values=(), failed=True, reason=reason, username=username, failure=failure,
+                             silent=True)
+        return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason,
+                         username=username, failure=failure)
 
     def _ha1(self, extension: Extension, algorithm: digest.Algorithm) -> str | None:
         key = (extension.number, algorithm)

@@ -80,7 +80,8 @@ class Registrar:
                 event="register_bad_extension",
             )
 
-        result = self.auth.authenticate(request, source.host, now, user=aor)
+        result = self.auth.authenticate(request, source.host, now, user=aor,
+                                        qop_optional="REGISTER" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
             headers = [("www-authenticate", value) for value in result.header_values]
             return RegisterOutcome(

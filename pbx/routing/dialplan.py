@@ -132,27 +132,51 @@ class RegistrarSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SecuritySettings:
-    """Lockout of guessing sources.
+    """The lock-out of guessers and the limits on unauthenticated traffic
+    (pbx/security/ has the rules; docs/dialplan.md the keys).
 
-    A source IP address that fails digest authentication
-    ``max_auth_failures`` times within ``failure_window`` seconds is blocked
-    (its requests are dropped) for ``block_seconds`` seconds.
+    ``max_auth_failures`` failures for one username from one source within
+    ``failure_window`` seconds block that pair for ``block_seconds``;
+    failures for ``scan_usernames`` usernames from one source block the
+    source. A block silences only failing requests; a blocked pair gets one
+    check per ``blocked_retry_seconds``. ``targeted_failures`` failures for
+    one username from anywhere are logged. A source may send
+    ``unauthenticated_per_second`` requests without valid credentials (a
+    burst of ``unauthenticated_burst``) before it is ignored.
     """
 
     max_auth_failures: int = 10
     failure_window: int = 60
     block_seconds: int = 300
+    scan_usernames: int = 10
+    targeted_failures: int = 50
+    blocked_retry_seconds: int = 2
+    unauthenticated_per_second: int = 20
+    """Per source; an office of 200 phones behind one address re-registering
+    once a minute needs about 7 (each REGISTER is challenged once)."""
+    unauthenticated_burst: int = 400
+    """Every phone of such an office booting at once: two requests each."""
+    digest_without_qop: tuple[str, ...] = ("REGISTER",)
+    """Methods whose digest may leave out ``qop`` (RFC 2069, old phones)."""
     tcp_max_connections: int = 4000
     """TCP (and later TLS) connections accepted at once."""
     tcp_max_per_source: int = 200
     """... from one address: an office behind NAT has many phones on one."""
     tcp_message_seconds: int = 20
     """A message must be complete this long after its first byte arrived."""
+    tcp_idle_seconds: int = 120
+    """A connection that carries no registration is closed after this long
+    without a byte from its peer."""
 
     def __post_init__(self) -> None:
-        if min(self.max_auth_failures, self.failure_window, self.block_seconds, self.tcp_max_connections,
-               self.tcp_max_per_source, self.tcp_message_seconds) < 1:
+        numbers = (self.max_auth_failures, self.failure_window, self.block_seconds, self.scan_usernames,
+                   self.targeted_failures, self.blocked_retry_seconds, self.unauthenticated_per_second,
+                   self.unauthenticated_burst, self.tcp_max_connections, self.tcp_max_per_source,
+                   self.tcp_message_seconds, self.tcp_idle_seconds)
+        if min(numbers) < 1:
             raise ValueError("security settings must all be at least 1")
+        if not set(self.digest_without_qop) <= {"REGISTER", "INVITE"}:
+            raise ValueError("digest_without_qop lists methods: REGISTER and/or INVITE")
 
 
 RFC_MIN_SE: Final = 90

@@ -862,7 +862,10 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         k: (tuple(str(a) for a in v) if k == "auth_algorithms" else int(v))
         for k, v in data.get("registrar", {}).items()
     }
-    security = {k: int(v) for k, v in data.get("security", {}).items()}
+    security: dict[str, Any] = {
+        k: (tuple(str(m) for m in v) if k == "digest_without_qop" else int(v))
+        for k, v in data.get("security", {}).items()
+    }
     calls: dict[str, Any] = {
         k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()
     }

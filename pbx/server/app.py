@@ -27,12 +27,14 @@ from pbx.calls.controller import CallController
 from pbx.cdr.writer import CdrWriter, recover_interrupted
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
-from pbx.registrar.lockout import FailureTracker
+from pbx.security.lockout import Lockout
+from pbx.security.rate_limit import SourceRateLimit
 from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
 from pbx.server.reload import DialplanReloader
+from pbx.server.security import SecurityEvents
 from pbx.server.service import SipService, binding_of
 from pbx.sip import digest
 from pbx.sip.address import Peer
@@ -56,6 +58,18 @@ WRITE_BEHIND_INTERVAL = 0.2
 # GIL the event loop wants), for 5 ms more before a BYE's 200 (sent once the
 # call's CDR row has committed).
 WRITE_GATHER = 0.005
+
+
+def lockout_of(plan: Dialplan) -> Lockout:
+    s = plan.security
+    return Lockout(max_failures=s.max_auth_failures, window=s.failure_window, block_seconds=s.block_seconds,
+                   scan_usernames=s.scan_usernames, targeted_failures=s.targeted_failures,
+                   retry_seconds=s.blocked_retry_seconds)
+
+
+def rate_limit_of(plan: Dialplan) -> SourceRateLimit:
+    s = plan.security
+    return SourceRateLimit(rate=s.unauthenticated_per_second, burst=s.unauthenticated_burst)
 
 
 def tcp_limits(plan: Dialplan) -> TcpLimits:
@@ -98,22 +112,19 @@ class Server:
         stored = await asyncio.to_thread(bindings.load_active, now_utc)
         active_blocks = await asyncio.to_thread(blocks.active, now_utc)
 
-        settings = self.plan.security
-        tracker = FailureTracker(
-            max_failures=settings.max_auth_failures,
-            window=settings.failure_window,
-            block_seconds=settings.block_seconds,
-        )
-        tracker.load({source: until.timestamp() for source, until in active_blocks.items()})
+        lockout = lockout_of(self.plan)
         nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=self.plan.registrar.nonce_lifetime)
         table = BindingTable()
         table.load([binding_of(r, self.node) for r in stored], time.time())
         service_tag = secrets.token_hex(6)
         algorithms = tuple(digest.Algorithm.parse(a) for a in self.plan.registrar.auth_algorithms)
-        authenticator = Authenticator(self.plan, nonces, tracker, algorithms)
+        authenticator = Authenticator(self.plan, nonces, lockout, algorithms, decoy_key=secrets.token_bytes(32))
         registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
+        self.security = SecurityEvents(lockout, rate_limit_of(self.plan), self.writer, blocks, time.time,
+                                       exempt=self._from_trunk)
+        self.security.refresh(active_blocks, now_utc.timestamp())
         self.service = SipService(
-            self.endpoint, registrar, writer=self.writer, bindings=bindings, blocks=blocks,
+            self.endpoint, registrar, writer=self.writer, bindings=bindings, security=self.security,
             wall_clock=time.time, node=self.node,
         )
         for transport, host, port in self.listens:
@@ -143,6 +154,7 @@ class Server:
             kick=self._flush,
             monotonic=loop.time,
             wall_clock=time.time,
+            challenges=self.security,
         )
         self.service.calls = calls
         # Trunks: the source table for the controller, and the clients that
@@ -161,6 +173,9 @@ class Server:
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
 
+    def _from_trunk(self, source: Peer) -> bool:
+        return self.calls is not None and self.calls.trunk_sources.match(source) is not None
+
     def _use_trunk_sources(self, sources: TrunkSources) -> None:
         if self.calls is not None:
             self.calls.trunk_sources = sources
@@ -174,6 +189,13 @@ class Server:
             listener(plan)
         for tcp in self.tcp:
             tcp.limits = tcp_limits(plan)  # for connections and messages from now on
+        # The counts and blocks so far stay; the thresholds are the new ones.
+        lockout, limit, fresh = self.security.lockout, self.security.limit, lockout_of(plan)
+        lockout.max_failures, lockout.window, lockout.block_seconds = fresh.max_failures, fresh.window, \
+            fresh.block_seconds
+        lockout.scan_usernames, lockout.targeted_failures, lockout.retry_seconds = fresh.scan_usernames, \
+            fresh.targeted_failures, fresh.retry_seconds
+        limit.rate, limit.burst = rate_limit_of(plan).rate, rate_limit_of(plan).burst
 
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""
@@ -204,8 +226,6 @@ class Server:
     # ------------------------------------------------------------ the driver
 
     def _on_data(self, data: bytes, source: Peer) -> None:
-        if self.service.is_blocked(source, time.time()):
-            return
         try:
             self.endpoint.receive(data, source, self._loop.time())
         except Exception:  # our bug: log it, keep serving everyone else
@@ -273,6 +293,12 @@ class Server:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 self.service.sweep()
+                # The store is the truth about blocks: set on other nodes, or
+                # lifted by `pbx security blocks clear`.
+                read_at = time.time()
+                stored = await asyncio.to_thread(self.service.security.blocks.active,
+                                                 datetime.fromtimestamp(read_at, timezone.utc))
+                self.security.refresh(stored, read_at)
             except Exception:
                 log.exception("sweep_failed")
 

@@ -24,7 +24,7 @@ from pbx.sip.endpoint import MessageDropped, SipEndpoint
 from pbx.sip.events import RequestReceived
 from pbx.sip.message import Request, make_response
 from pbx.store.bindings import BindingRecord, BindingStore
-from pbx.store.blocks import BlockStore
+from pbx.server.security import SecurityEvents
 from pbx.store.writer import BackgroundWriter
 
 log = structlog.get_logger("pbx.service")
@@ -34,6 +34,10 @@ ACCEPT = "application/sdp"
 SUPPORTED = ""
 
 Clock = Callable[[], float]
+
+# Not gated by the rate limit: an ACK is never answered, and a CANCEL ends
+# what an earlier (gated) INVITE started.
+_NOT_GATED = frozenset({"ACK", "CANCEL"})
 
 
 class CallHandler(Protocol):
@@ -60,7 +64,7 @@ class SipService:
         *,
         writer: BackgroundWriter,
         bindings: BindingStore,
-        blocks: BlockStore,
+        security: SecurityEvents,
         wall_clock: Clock,
         node: str,
     ) -> None:
@@ -68,7 +72,7 @@ class SipService:
         self.registrar = registrar
         self.writer = writer
         self.bindings = bindings
-        self.blocks = blocks
+        self.security = security
         self.wall_clock = wall_clock
         self.node = node
         self.pending_bindings = BindingWriteBehind(writer)
@@ -76,7 +80,6 @@ class SipService:
         self.trunks: TrunkEvents | None = None
         """Registrations to trunks: they take their own REGISTERs' responses."""
         self.to_tag = secrets.token_hex(6)
-        self._blocked_logged: dict[str, float] = {}
 
     def allowed_methods(self) -> str:
         methods = ["REGISTER", "OPTIONS"]
@@ -86,22 +89,12 @@ class SipService:
 
     # ------------------------------------------------------------ input
 
-    def is_blocked(self, source: Peer, wall: float) -> bool:
-        """Checked before parsing, so a blocked flood costs almost nothing."""
-        if not self.registrar.auth.tracker.is_blocked(source.host, wall):
-            return False
-        last = self._blocked_logged.get(source.host, 0.0)
-        if wall - last >= 10.0:  # one line per source per 10 s, not per packet
-            self._blocked_logged[source.host] = wall
-            log.warning("request_from_blocked_source_dropped", source=str(source))
-        return True
-
     def handle_events(self, events: list[object], now: float) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
-                log.info("message_dropped", reason=event.reason, source=str(event.source), answered=event.answered)
+                self.security.dropped(event.reason, event.source, self.wall_clock(), answered=event.answered)
             elif self.trunks is not None and self.trunks.on_event(event, now):
                 pass
             elif self.calls is not None:
@@ -111,6 +104,11 @@ class SipService:
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request = event.request
         method = request.method
+        if method not in _NOT_GATED and request.to.tag is None and not self.security.admit(
+                request, event.source, self.wall_clock()):
+            self.endpoint.discard(event.key)
+            self.security.dropped("rate_limited", event.source, self.wall_clock(), method=method)
+            return
         if method == "REGISTER":
             self._register(event, now)
         elif method == "OPTIONS":
@@ -133,19 +131,15 @@ class SipService:
     def _register(self, event: RequestReceived, now: float) -> None:
         wall = self.wall_clock()
         outcome = self.registrar.handle(event.request, event.source, wall)
-        self.endpoint.send_response(event.key, outcome.response, now)
         challenge = outcome.challenge
         if challenge is not None:
-            if challenge.failed:
-                log.warning("auth_failed", source=str(event.source), **outcome.fields)
-            if challenge.blocked is not None:
-                blocked = challenge.blocked
-                log.warning("source_blocked", source=blocked.source, failures=blocked.failures,
-                            seconds=round(blocked.until - wall))
-                until = datetime.fromtimestamp(blocked.until, timezone.utc)
-                self.writer.submit(lambda conn: self.blocks.block(
-                    blocked.source, until, "auth_failures", blocked.failures, conn=conn))
+            if self.security.answer(challenge, event.source, "REGISTER"):
+                # Statelessly: nothing is kept for an unauthenticated peer.
+                self.endpoint.answer_statelessly(event.key, outcome.response)
+            else:
+                self.endpoint.discard(event.key)
             return
+        self.endpoint.send_response(event.key, outcome.response, now)
         if outcome.response.status >= 300:
             log.info(outcome.event, source=str(event.source), status=outcome.response.status, **outcome.fields)
         for change in outcome.changes:
@@ -180,7 +174,7 @@ class SipService:
     def sweep(self) -> None:
         wall = self.wall_clock()
         expired = self.registrar.table.sweep(wall)
-        self.registrar.auth.tracker.sweep(wall)
+        self.security.sweep(wall)
         if expired:
             log.info("bindings_expired", count=len(expired))
             cutoff = datetime.fromtimestamp(wall, timezone.utc)

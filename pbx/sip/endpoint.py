@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pbx.sip.address import Peer
 from pbx.sip.errors import SipError
-from pbx.sip.events import Send
+from pbx.sip.events import RequestReceived, Send
 from pbx.sip.message import Header, Request, Response, make_response
 from pbx.sip.parser import parse_message
 from pbx.sip.transaction import TransactionKey, TransactionLayer, response_destination, stamp_via
@@ -34,6 +34,12 @@ class SipEndpoint:
         self.transactions = transactions if transactions is not None else TransactionLayer()
         self._sends: list[Send] = []
         self._events: list[object] = []
+        # 100 Trying of INVITEs that arrived since the last drain, held one
+        # round: a TU that answers at once (a 407 challenge, a refusal) makes
+        # its 100 pointless, and one packet to a possibly forged source is
+        # better than two. What is still held at the next drain goes out.
+        self._tryings: dict[TransactionKey, Send] = {}
+        self._held: dict[TransactionKey, Send] = {}
 
     def receive(self, data: bytes, source: Peer, now: float) -> None:
         try:
@@ -66,7 +72,19 @@ class SipEndpoint:
         self._sends.append(Send(data=response.encode(), dest=response_destination(stamped.top_via, source)))
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        self._tryings.pop(key, None)
         self._route(self.transactions.send_response(key, response, now))
+
+    def answer_statelessly(self, key: TransactionKey, response: Response) -> None:
+        """``response`` once, and the server transaction forgotten (see
+        `TransactionLayer.answer_statelessly`)."""
+        self._tryings.pop(key, None)
+        self._route(self.transactions.answer_statelessly(key, response))
+
+    def discard(self, key: TransactionKey) -> None:
+        """Drop the request of server transaction ``key`` unanswered."""
+        self._tryings.pop(key, None)
+        self.transactions.discard(key)
 
     def send_request(self, request: Request, dest: Peer, now: float) -> TransactionKey:
         key, effects = self.transactions.send_request(request, dest, now)
@@ -90,13 +108,25 @@ class SipEndpoint:
         return self.transactions.next_deadline()
 
     def _route(self, effects: Sequence[object]) -> None:
+        trying_for = None
         for effect in effects:
             if isinstance(effect, Send):
-                self._sends.append(effect)
+                if trying_for is not None and effect.data.startswith(b"SIP/2.0 100 "):
+                    self._held[trying_for] = effect
+                    trying_for = None
+                else:
+                    self._sends.append(effect)
             else:
                 self._events.append(effect)
+                if isinstance(effect, RequestReceived) and effect.request.method == "INVITE":
+                    trying_for = effect.key  # the layer's 100 Trying follows it
 
     def drain(self) -> tuple[list[Send], list[object]]:
+        """What to send and what happened since the last drain. The caller
+        handles the events and drains again until there are none."""
         sends, events = self._sends, self._events
         self._sends, self._events = [], []
+        if self._tryings:
+            sends.extend(self._tryings.values())
+        self._tryings, self._held = self._held, {}
         return sends, events

@@ -740,6 +740,32 @@ class TransactionLayer:
         self._reschedule(transaction)
         return out
 
+    def answer_statelessly(self, key: TransactionKey, response: Response) -> list[Send]:
+        """Send ``response`` once and forget server transaction ``key``, as a
+        stateless server would (§16.11 aside, what Kamailio does for its
+        digest challenges): no retransmission, so a forged source address
+        gets one response, not the dozen timer G would send over 32 s. A
+        retransmitted request is answered afresh; its ACK, matching nothing,
+        is absorbed. For a final response to a request nobody has acted on."""
+        if not 300 <= response.status <= 699:
+            raise ValueError("only a final non-2xx response may be sent statelessly")
+        transaction = self._transactions.pop(key, None)
+        if transaction is None:
+            return []
+        if not isinstance(transaction, (InviteServerTransaction, NonInviteServerTransaction)):
+            raise ValueError(f"{key} is a client transaction")
+        transaction.ended = True
+        return [Send(data=response.encode(), dest=transaction.dest)]
+
+    def discard(self, key: TransactionKey) -> None:
+        """Forget server transaction ``key`` without answering: for a request
+        the TU drops on purpose (a flood, a blocked guesser). Its
+        retransmissions start a new transaction, to be dropped again."""
+        transaction = self._transactions.get(key)
+        if isinstance(transaction, (InviteServerTransaction, NonInviteServerTransaction)):
+            del self._transactions[key]
+            transaction.ended = True
+
     # ------------------------------------------------------------ client side
 
     def send_request(self, request: Request, dest: Peer, now: float) -> tuple[TransactionKey, list[Send]]:

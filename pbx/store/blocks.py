@@ -1,5 +1,6 @@
-"""Blocked source addresses kept in SQL, so a block outlives a restart and
-holds on every PBX node sharing the database.
+"""Blocks kept in SQL, so a block outlives a restart and holds on every PBX
+node sharing the database. A block is on a (source address, username) pair;
+the empty username (`ANY_USER`) covers every username from the source.
 
 Methods take an optional ``conn`` exactly like `pbx.store.bindings`: without
 it they commit on their own, with it they join the caller's transaction
@@ -9,6 +10,7 @@ it they commit on their own, with it they join the caller's transaction
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -19,6 +21,17 @@ from pbx.store.db import transaction
 from pbx.store.models import Base, BlockedSource, require_aware
 
 BLOCKS: Final[Table] = Base.metadata.tables[BlockedSource.__tablename__]
+ANY_USER: Final = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredBlock:
+    source: str
+    username: str
+    until: datetime
+    reason: str
+    failures: int
+    created_at: datetime
 
 
 def canonical_source(source: str) -> str:
@@ -44,10 +57,12 @@ class BlockStore:
         failures: int,
         conn: Connection | None = None,
         *,
+        username: str = ANY_USER,
         created_at: datetime | None = None,
     ) -> None:
-        """Block `source` until `until`, or move an existing block's end,
-        reason and failure count (its `created_at` is kept).
+        """Block `username` (default: every username) from `source` until
+        `until`, or move an existing block's end, reason and failure count
+        (its `created_at` is kept).
 
         `created_at` defaults to the current time.
         """
@@ -62,6 +77,7 @@ class BlockStore:
             raise ValueError("reason must not be empty")
         values = {
             "source": key,
+            "username": username,
             "blocked_until": until,
             "reason": reason,
             "failures": failures,
@@ -72,27 +88,36 @@ class BlockStore:
             name = c.dialect.name
             if name == "postgresql":
                 pg = postgresql.insert(BLOCKS).values(values)
-                c.execute(pg.on_conflict_do_update(index_elements=["source"], set_=updates))
+                c.execute(pg.on_conflict_do_update(index_elements=["source", "username"], set_=updates))
             elif name == "sqlite":
                 lite = sqlite.insert(BLOCKS).values(values)
-                c.execute(lite.on_conflict_do_update(index_elements=["source"], set_=updates))
+                c.execute(lite.on_conflict_do_update(index_elements=["source", "username"], set_=updates))
             else:
                 raise NotImplementedError(f"upsert not supported on {name}")
 
-    def active(self, now: datetime, conn: Connection | None = None) -> dict[str, datetime]:
-        """Source to block end, for every block still in force at `now`."""
+    def active(self, now: datetime, conn: Connection | None = None) -> list[StoredBlock]:
+        """Every block still in force at `now`, soonest to end first."""
         require_aware("now", now)
-        query = select(BLOCKS.c.source, BLOCKS.c.blocked_until).where(
-            BLOCKS.c.blocked_until > now
-        )
+        query = select(BLOCKS).where(BLOCKS.c.blocked_until > now).order_by(
+            BLOCKS.c.blocked_until, BLOCKS.c.source, BLOCKS.c.username)
         with transaction(self._engine, conn) as c:
-            return {row.source: row.blocked_until for row in c.execute(query)}
+            return [
+                StoredBlock(source=row.source, username=row.username, until=row.blocked_until, reason=row.reason,
+                            failures=row.failures, created_at=row.created_at)
+                for row in c.execute(query)
+            ]
 
-    def unblock(self, source: str, conn: Connection | None = None) -> int:
-        """Lift the block on `source`; rows removed (0 or 1)."""
-        key = canonical_source(source)
+    def unblock(self, source: str | None = None, username: str | None = None,
+                conn: Connection | None = None) -> int:
+        """Lift blocks: on `source` (all of its usernames unless `username`
+        is given), or every block when `source` is None; rows removed."""
+        query = delete(BLOCKS)
+        if source is not None:
+            query = query.where(BLOCKS.c.source == canonical_source(source))
+        if username is not None:
+            query = query.where(BLOCKS.c.username == username)
         with transaction(self._engine, conn) as c:
-            return c.execute(delete(BLOCKS).where(BLOCKS.c.source == key)).rowcount
+            return c.execute(query).rowcount
 
     def sweep(self, now: datetime, conn: Connection | None = None) -> int:
         """Delete blocks that ended at or before `now`; returns how many."""

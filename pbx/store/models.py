@@ -178,7 +178,8 @@ class RegistrationBinding(Base):
 
 
 class BlockedSource(Base):
-    """A source address refused for a while after repeated failures."""
+    """A source address whose failing logins go unanswered for a while, for
+    one username or (empty username) for all."""
 
     __tablename__ = "blocked_sources"
     __table_args__ = (
@@ -189,6 +190,10 @@ class BlockedSource(Base):
 
     source: Mapped[str] = mapped_column(
         String(64), primary_key=True, comment="Blocked IP address, canonical text form."
+    )
+    username: Mapped[str] = mapped_column(
+        String(255), primary_key=True, server_default="",
+        comment="Username blocked from the source; empty: every username (a scanner).",
     )
     blocked_until: Mapped[datetime] = mapped_column(comment="UTC instant the block ends.")
     reason: Mapped[str] = mapped_column(

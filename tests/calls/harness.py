@@ -18,7 +18,7 @@ from pbx.calls.call import Call
 from pbx.calls.controller import CallController
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import Binding, BindingTable
-from pbx.registrar.lockout import FailureTracker
+from pbx.security.lockout import Lockout
 from pbx.routing.dialplan import CallSettings, Department, Dialplan, Extension
 from pbx.sip import digest
 from pbx.sip.address import Peer
@@ -73,7 +73,7 @@ class Harness:
         self.bindings = bindings = BindingTable()
         self.register("2002", BOB)
         nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=300)
-        tracker = FailureTracker(max_failures=10, window=60, block_seconds=60)
+        tracker = Lockout(max_failures=10, window=60, block_seconds=60)
         self.controller = CallController(
             endpoint=self.endpoint, plan=self.plan, auth=Authenticator(self.plan, nonces, tracker),
             bindings=bindings, recorder=self.recorder, local_address=lambda transport: PBX, kick=self.flush,

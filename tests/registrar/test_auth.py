@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
-from pbx.registrar.lockout import FailureTracker
+from pbx.security.lockout import Lockout
 from pbx.routing.dialplan import Department, Dialplan, Extension
 from pbx.sip import digest
 from pbx.sip.message import Request, make_request
@@ -18,7 +18,7 @@ def authenticator() -> Authenticator:
     plan = Dialplan(domain=DOMAIN, departments={"sales": Department(key="sales", name="Sales")},
                     extensions={"1001": Extension(number="1001", name="An", department="sales", password=PASSWORD)})
     return Authenticator(plan, digest.NonceIssuer(b"k" * 32, lifetime=300),
-                         FailureTracker(max_failures=10, window=60, block_seconds=300))
+                         Lockout(max_failures=10, window=60, block_seconds=300))
 
 
 def invite(to: str, authorization: str | None = None) -> Request:
@@ -57,3 +57,44 @@ def test_a_digest_computed_for_another_uri_is_refused_and_counted() -> None:
 def test_a_digest_for_another_server_is_refused() -> None:
     result = answered(authenticator(), "sip:0912345678@pbx.example.com", "sip:other.example.net")
     assert isinstance(result, Challenge) and result.reason == "uri_mismatch"
+
+
+def _no_qop_answer(auth: Authenticator, request_uri: str) -> str:
+    challenge = auth.authenticate(invite(request_uri), "192.0.2.10", 1000.0, proxy=True)
+    assert isinstance(challenge, Challenge)
+    value = digest.choose_challenge(list(challenge.header_values))
+    assert value is not None
+    parsed = digest.parse_challenge(value)
+    # An RFC 2069 client: no qop, no cnonce, no nc.
+    ha1 = digest.ha1(parsed.algorithm, "1001", DOMAIN, PASSWORD)
+    response = digest.response_for(parsed.algorithm, ha1, parsed.nonce, "INVITE", request_uri, None, None, None)
+    return (f'Digest username="1001", realm="{DOMAIN}", nonce="{parsed.nonce}", uri="{request_uri}", '
+            f'response="{response}", algorithm={parsed.algorithm.value}')
+
+
+def test_a_digest_without_qop_is_refused_unless_the_method_allows_it() -> None:
+    auth, uri = authenticator(), "sip:0912345678@pbx.example.com"
+    refused = auth.authenticate(invite(uri, _no_qop_answer(auth, uri)), "192.0.2.10", 1001.0, proxy=True)
+    assert isinstance(refused, Challenge) and (refused.reason, refused.failed) == ("qop_required", False)
+    allowed = auth.authenticate(invite(uri, _no_qop_answer(auth, uri)), "192.0.2.10", 1001.0, proxy=True,
+                                qop_optional=True)
+    assert isinstance(allowed, Authenticated)
+
+
+def test_unknown_users_get_the_sets_real_users_get_in_their_proportions() -> None:
+    md5_only = digest.ha1(digest.Algorithm.MD5, "x", DOMAIN, "p")
+    extensions = {
+        f"{1000 + n}": Extension(number=f"{1000 + n}", name="E", department="sales", ha1_md5=md5_only)
+        if n % 4 == 0 else Extension(number=f"{1000 + n}", name="E", department="sales", password="secret-1")
+        for n in range(40)
+    }
+    plan = Dialplan(domain=DOMAIN, departments={"sales": Department(key="sales", name="Sales")},
+                    extensions=extensions)
+    auth = Authenticator(plan, digest.NonceIssuer(b"k" * 32, lifetime=300),
+                         Lockout(max_failures=10, window=60, block_seconds=300), decoy_key=b"d" * 32)
+    both, md5 = (digest.Algorithm.SHA256, digest.Algorithm.MD5), (digest.Algorithm.MD5,)
+    assert auth.offered("1000") == md5 and auth.offered("1001") == both
+    offers = [auth.offered(f"9{n:04d}") for n in range(4000)]
+    assert set(offers) == {both, md5}
+    assert 0.20 < offers.count(md5) / len(offers) < 0.30  # a quarter of the real users are MD5-only
+    assert [auth.offered(f"9{n:04d}") for n in range(100)] == offers[:100]  # the same name, the same answer

@@ -9,8 +9,8 @@ import pytest
 
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
-from pbx.registrar.lockout import FailureTracker
-from pbx.registrar.registrar import Registrar
+from pbx.security.lockout import Lockout
+from pbx.registrar.registrar import RegisterOutcome, Registrar
 from pbx.routing.dialplan import Department, Dialplan, Extension, RegistrarSettings, SecuritySettings
 from pbx.sip import digest
 from pbx.sip.address import Peer
@@ -42,7 +42,7 @@ def plan(**registrar: Any) -> Dialplan:
 
 def make_registrar(**settings: Any) -> Registrar:
     dialplan = plan(**settings)
-    tracker = FailureTracker(max_failures=3, window=60, block_seconds=300)
+    tracker = Lockout(max_failures=3, window=60, block_seconds=300)
     auth = Authenticator(dialplan, digest.NonceIssuer(b"k" * 32, lifetime=300), tracker)
     return Registrar(dialplan, auth, BindingTable(), to_tag="regtag")
 
@@ -133,26 +133,46 @@ def test_wrong_password_and_unknown_user_look_the_same() -> None:
     wrong = authed(registrar, "1001", ["<sip:1001@h>"], password="guess")
     unknown = authed(registrar, "1999", ["<sip:1999@h>"], password="guess")
     assert (wrong.status, wrong.reason) == (unknown.status, unknown.reason) == (401, "Unauthorized")
-    assert len(wrong.get_all("www-authenticate")) == len(unknown.get_all("www-authenticate"))
+    # An unknown user is offered one of the sets real users get (1001 has a
+    # password: SHA-256 and MD5; 1002 only an MD5 hash: MD5 alone).
+    real = {_algorithms(wrong), _algorithms(authed(registrar, "1002", ["<sip:1002@h>"], password="guess"))}
+    assert real == {("SHA-256", "MD5"), ("MD5",)}
+    assert _algorithms(unknown) in real
     assert registrar.table.current("1001", 1000.0) == []
 
 
-def test_repeated_failures_block_the_source() -> None:
-    registrar = make_registrar()
-    outcomes = []
-    for attempt in range(3):
-        first = registrar.handle(register("1001", ["<sip:1001@h>"]), PHONE, 1000.0 + attempt)
-        assert first.challenge is not None
-        answer = digest.answer_challenge(
-            digest.choose_challenge(first.response.get_all("www-authenticate")) or "",
-            username="1001", password=f"guess{attempt}", method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="x", nc=1,
-        )
-        outcomes.append(registrar.handle(register("1001", ["<sip:1001@h>"], authorization=answer), PHONE, 1000.0 + attempt))
-    blocked = [o.challenge.blocked for o in outcomes if o.challenge is not None]
-    assert blocked[:2] == [None, None] and blocked[2] is not None
-    assert blocked[2].until == 1002.0 + 300
-    assert registrar.auth.tracker.is_blocked(PHONE.host, 1100.0)
-    assert not registrar.auth.tracker.is_blocked(PHONE.host, 1303.0)
+def _algorithms(response: Response) -> tuple[str, ...]:
+    return tuple(digest.parse_challenge(v).algorithm.value for v in response.get_all("www-authenticate"))
+
+
+def _guess(registrar: Registrar, user: str, password: str, at: float, source: Peer = PHONE) -> RegisterOutcome:
+    first = registrar.handle(register(user, [f"<sip:{user}@h>"]), source, at)
+    assert first.challenge is not None
+    answer = digest.answer_challenge(
+        digest.choose_challenge(first.response.get_all("www-authenticate")) or "",
+        username=user, password=password, method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="x", nc=1,
+    )
+    return registrar.handle(register(user, [f"<sip:{user}@h>"], authorization=answer), source, at)
+
+
+def test_repeated_failures_block_the_pair_and_silence_only_failures() -> None:
+    registrar = make_registrar()  # 3 failures block
+    outcomes = [_guess(registrar, "1001", f"guess{n}", 1000.0 + n) for n in range(3)]
+    challenges = [o.challenge for o in outcomes]
+    assert all(c is not None and c.failed for c in challenges)
+    assert [c.silent for c in challenges if c is not None] == [False, False, True]
+    third = challenges[2]
+    assert third is not None and third.failure is not None
+    (block,) = third.failure.blocks
+    assert (block.source, block.username, block.until) == (PHONE.host, "1001", 1002.0 + 300)
+    # Blocked: another guess a moment later is dropped unchecked ...
+    later = _guess(registrar, "1001", "guess9", 1002.5)
+    assert later.challenge is not None and later.challenge.silent and later.challenge.reason == "blocked_unchecked"
+    # ... while the right password, after the retry interval, is served,
+    assert _guess(registrar, "1001", "an-secret-1001", 1005.0).response.status == 200
+    # and another user behind the same address never noticed anything.
+    assert _guess(registrar, "1002", "binh-secret", 1005.0).response.status == 200
+    assert registrar.auth.lockout.blocked(PHONE.host, "1001", 1303.0) is None
 
 
 def test_someone_else_cannot_bind_my_number() -> None:

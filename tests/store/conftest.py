@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from pbx.store.bindings import BindingRecord
+from pbx.store.blocks import StoredBlock
 from pbx.store.db import make_engine, migrate
 
 POSTGRES_URL = os.environ.get(
@@ -29,6 +30,11 @@ POSTGRES_URL = os.environ.get(
 )
 
 NOW = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)  # the night European clocks go forward
+
+
+def ends(blocks: list[StoredBlock]) -> dict[str, datetime]:
+    """Source to end, for whole-source blocks (what most store tests set)."""
+    return {block.source: block.until for block in blocks if block.username == ""}
 
 
 @pytest.fixture(

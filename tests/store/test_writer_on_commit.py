@@ -14,7 +14,7 @@ from pbx.store.blocks import BLOCKS, BlockStore
 from pbx.store.db import make_engine
 from pbx.store.writer import BackgroundWriter
 
-from .conftest import NOW
+from .conftest import NOW, ends
 
 
 class Gate:
@@ -50,7 +50,7 @@ def test_on_commit_runs_after_the_commit_is_visible(db_url: str, migrated: Engin
     def on_commit() -> None:
         fresh = make_engine(db_url)  # another connection, as another process would
         try:
-            seen.append(dict(BlockStore(fresh).active(NOW)))
+            seen.append(dict(ends(BlockStore(fresh).active(NOW))))
         finally:
             fresh.dispose()
         told.set()
@@ -89,7 +89,7 @@ def test_a_dropped_op_still_calls_back_and_says_so(migrated: Engine) -> None:
         {"event": "db_op_dropped", "op": "refused_by_the_database", "log_level": "error"}
     ]
     assert (writer.stats().committed, writer.stats().failed) == (1, 1)
-    assert list(BlockStore(migrated).active(NOW)) == ["192.0.2.8"]
+    assert list(ends(BlockStore(migrated).active(NOW))) == ["192.0.2.8"]
 
 
 def test_a_failing_callback_does_not_stop_the_writer(migrated: Engine) -> None:
@@ -105,4 +105,4 @@ def test_a_failing_callback_does_not_stop_the_writer(migrated: Engine) -> None:
         assert writer.close(timeout=30)
     assert called == ["next"]
     assert "db_on_commit_error" in [e["event"] for e in logs]
-    assert sorted(BlockStore(migrated).active(NOW)) == ["192.0.2.10", "192.0.2.9"]
+    assert sorted(ends(BlockStore(migrated).active(NOW))) == ["192.0.2.10", "192.0.2.9"]

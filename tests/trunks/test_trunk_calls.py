@@ -24,7 +24,7 @@ from pbx.calls.call import Call
 from pbx.calls.controller import CallController
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import Binding, BindingTable
-from pbx.registrar.lockout import FailureTracker
+from pbx.security.lockout import Lockout
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.sip import digest
@@ -108,7 +108,7 @@ class Wire:
         self.endpoint = SipEndpoint()
         self.recorder = Recorder()
         nonces = digest.NonceIssuer(secrets.token_bytes(32), lifetime=300)
-        tracker = FailureTracker(max_failures=10, window=60, block_seconds=300)
+        tracker = Lockout(max_failures=10, window=60, block_seconds=300)
         self.auth = Authenticator(plan, nonces, tracker, (digest.Algorithm.MD5,))
         self.bindings = BindingTable()
         self.controller = CallController(

@@ -1,0 +1,207 @@
+"""The lock-out, the rate limit and the stateless challenge, against `pbx
+serve` on real sockets (issue 12 §2 and §4).
+
+Every client here sends from 127.0.0.1, as phones behind one office NAT
+address would: the point of most tests is that one guesser among them
+cannot lock the others out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pbx.sip import digest
+from tests.server import RunningServer
+from tests.sipclient import SipClient
+
+from .harness import DOMAIN, Pbx
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[2]
+F2B = REPO / "var" / "tools" / "fail2ban"
+
+DIALPLAN = """\
+domain: pbx.example.com
+registrar: {min_expires: 60, max_expires: 3600, default_expires: 600}
+security:
+  max_auth_failures: 4
+  failure_window: 60
+  block_seconds: 120
+  blocked_retry_seconds: 1
+  scan_usernames: 5
+departments:
+  sales: {name: Sales}
+extensions:
+  1001: {name: An, department: sales, password: an-secret-1001}
+  1002: {name: Binh, department: sales, password: binh-secret-1002}
+"""
+
+
+@pytest.fixture
+def dialplan() -> str:
+    return DIALPLAN
+
+
+def client(server: RunningServer) -> SipClient:
+    return SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5)
+
+
+def logged(server: RunningServer, event: str) -> list[dict[str, object]]:
+    out = []
+    for line in server.output().splitlines():
+        if f'"event": "{event}"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+def pbx_cli(pbx: Pbx, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "pbx", *args, "--db", pbx.db_url], capture_output=True,
+                          text=True, timeout=30, check=True, cwd=REPO).stdout
+
+
+def test_a_guesser_is_silenced_while_its_neighbours_and_the_right_password_are_served(
+        pbx: Pbx, server: RunningServer) -> None:
+    with client(server) as guesser, client(server) as neighbour:
+        answers = [guesser.register("1001", f"guess-{i}", DOMAIN) for i in range(4)]
+        # The fourth failure sets the block: it and later failures get no answer.
+        assert [a.status if a else None for a in answers] == [401, 401, 401, None]
+        assert guesser.register("1001", "guess-9", DOMAIN) is None
+        # Another phone behind the same address, with its own password: served.
+        ok = neighbour.register("1002", "binh-secret-1002", DOMAIN)
+        assert ok is not None and ok.status == 200
+        # The owner's right password from the blocked address: served too
+        # (after the one-second wait a blocked pair has between checks).
+        time.sleep(1.1)
+        ok = guesser.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+    (block,) = logged(server, "security_block")
+    assert (block["source"], block["username"], block["scope"]) == ("127.0.0.1", "1001", "username")
+    assert "127.0.0.1" in pbx_cli(pbx, "security", "blocks", "list")
+    log = server.output()
+    assert "an-secret-1001" not in log and "guess-" not in log and "binh-secret" not in log
+
+
+@pytest.mark.skipif(not (F2B / "usr" / "bin" / "fail2ban-regex").is_file(),
+                    reason="fail2ban-regex is fetched by `make deps` into var/tools/fail2ban")
+def test_the_shipped_fail2ban_filter_finds_the_blocked_address(server: RunningServer, tmp_path: Path) -> None:
+    with client(server) as guesser:
+        for i in range(4):
+            guesser.register("1002", f"guess-{i}", DOMAIN)
+    server.wait_lines("security_block")
+    log_file = tmp_path / "pbx.log"
+    log_file.write_text("\n".join(server.lines_with("{")) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(F2B / "usr" / "lib" / "python3" / "dist-packages")}
+    result = subprocess.run(
+        [sys.executable, str(F2B / "usr" / "bin" / "fail2ban-regex"), "--print-all-matched", str(log_file),
+         str(REPO / "deploy" / "fail2ban" / "filter.d" / "pbx.conf")],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    )
+    assert "1 matched" in result.stdout, result.stdout
+    assert '"source": "127.0.0.1"' in result.stdout and "security_block" in result.stdout
+
+
+def test_invite_guesses_block_and_the_block_outlives_a_restart_until_cleared(
+        pbx: Pbx, server: RunningServer) -> None:
+    with client(server) as guesser:
+        finals = [guesser.invite("1002", f"guess-{i}", "1001", DOMAIN) for i in range(4)]
+        assert [f[0].status if f[0] else None for f in finals] == [407] * 4
+        assert [f[1].status if f[1] else None for f in finals] == [407, 407, 407, None]
+    server.wait_lines("security_block")
+    time.sleep(0.5)  # the store's writer commits within milliseconds
+    server.restart()
+    with client(server) as guesser:
+        first, second = guesser.invite("1002", "guess-after-restart", "1001", DOMAIN)
+        assert first is not None and first.status == 407  # a challenge is never refused
+        assert second is None  # but the failure goes unanswered: still blocked
+    listed = pbx_cli(pbx, "security", "blocks", "list")
+    assert "127.0.0.1" in listed and "1002" in listed
+    assert pbx_cli(pbx, "security", "blocks", "clear", "--source", "127.0.0.1").strip() == "lifted 1 block"
+    # The running server takes the store's word within its sweep interval.
+    deadline = time.monotonic() + 12
+    with client(server) as guesser:
+        while True:
+            time.sleep(1.1)
+            _, second = guesser.invite("1002", "guess-after-clear", "1001", DOMAIN)
+            if second is not None:
+                assert second.status == 407
+                break
+            assert time.monotonic() < deadline, "the cleared block still held"
+
+
+def test_a_scanner_blocks_its_source_for_failures_only(server: RunningServer) -> None:
+    with client(server) as scanner, client(server) as neighbour:
+        answers = [scanner.register(user, "1234", DOMAIN) for user in ("2001", "2002", "2003", "2004", "2005")]
+        # The fifth username failed sets the block on the whole source.
+        assert [a.status if a else None for a in answers] == [401, 401, 401, 401, None]
+        blocks = logged(server, "security_block")
+        assert [(b["username"], b["scope"]) for b in blocks] == [("", "source")]
+        assert scanner.register("2006", "1234", DOMAIN) is None
+        ok = neighbour.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+
+
+def test_an_unauthenticated_invite_draws_one_response(server: RunningServer) -> None:
+    """Before: 100 Trying and a 407 retransmitted by timer G for 32 s (12
+    responses) towards whatever source the INVITE claimed."""
+    with client(server) as reflector:
+        reflector.send_raw(reflector.invite_request("1001", "0912345678", DOMAIN, call_id="reflect-1", cseq=1,
+                                                    branch="z9hG4bK" + secrets.token_hex(8), from_tag="1"))
+        responses = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            response = reflector.receive(timeout=0.5)
+            if response is not None:
+                responses.append(response.status)
+    assert responses == [407]
+
+
+def test_junk_is_logged_sampled(server: RunningServer) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(500):
+            sock.sendto(b"x", ("127.0.0.1", server.udp_port))
+    finally:
+        sock.close()
+    # A summary comes once the ten-second interval is over (the sweep looks
+    # every five seconds); until then only the first drop was written.
+    (summary,) = [json.loads(line) for line in server.wait_lines('"messages_dropped"', timeout=20)]
+    assert len(logged(server, "message_dropped")) == 1
+    assert summary["count"] == 499 and summary["sources"] == {"127.0.0.1": 499}
+
+
+RATE_PLAN = DIALPLAN.replace("  scan_usernames: 5\n", "  scan_usernames: 5\n  unauthenticated_per_second: 2\n"
+                             "  unauthenticated_burst: 10\n")
+
+
+@pytest.mark.parametrize("dialplan", [RATE_PLAN])
+def test_a_flooding_source_is_ignored_but_valid_credentials_are_served(server: RunningServer) -> None:
+    with client(server) as phone, client(server) as flood:
+        # The phone has its challenge before the flood starts ...
+        phone.send_raw(phone.register_request("1001", DOMAIN, call_id="phone-1", cseq=1))
+        challenge = phone.final_response()
+        assert challenge is not None and challenge.status == 401
+        for n in range(40):
+            flood.send_raw(flood.register_request("1002", DOMAIN, call_id=f"flood-{n}", cseq=1))
+        answered = 0
+        while flood.final_response(timeout=0.5) is not None:
+            answered += 1
+        assert 9 <= answered <= 11  # the burst, give or take a refill
+        # ... and its credentials are checked and served during the dry spell.
+        value = digest.choose_challenge(challenge.get_all("www-authenticate"))
+        assert value is not None
+        answer = digest.answer_challenge(value, username="1001", password="an-secret-1001", method="REGISTER",
+                                         uri=f"sip:{DOMAIN}", cnonce="c1", nc=1)
+        phone.send_raw(phone.register_request("1001", DOMAIN, call_id="phone-1", cseq=2, authorization=answer))
+        ok = phone.final_response()
+        assert ok is not None and ok.status == 200
+    assert len(logged(server, "source_rate_limited")) == 1
