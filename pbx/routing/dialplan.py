@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
-from pbx.routing.classes_of_service import ClassOfService, NumberList
+from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
@@ -78,6 +78,8 @@ class Extension:
     """Overrides the department's class of service."""
     caller_id: str | None = None
     """Number presented through a trunk; None: the department's, else the trunk's."""
+    outside_calls: OutsideCallLimits = OutsideCallLimits()
+    """Caps on this extension's outside calls; unset: its class of service's."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -139,6 +141,9 @@ class SecuritySettings:
     (its requests are dropped) for ``block_seconds`` seconds.
     """
 
+    outside_calls: OutsideCallLimits = OutsideCallLimits()
+    """The company default caps on one extension's outside calls (what an
+    extension and its class of service leave unset)."""
     max_auth_failures: int = 10
     failure_window: int = 60
     block_seconds: int = 300

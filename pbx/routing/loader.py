@@ -862,7 +862,8 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         k: (tuple(str(a) for a in v) if k == "auth_algorithms" else int(v))
         for k, v in data.get("registrar", {}).items()
     }
-    security = {k: int(v) for k, v in data.get("security", {}).items()}
+    security: dict[str, Any] = {k: int(v) for k, v in data.get("security", {}).items() if k != "outside_calls"}
+    security.update(loader_routing.outside_call_limits(data.get("security", {})))
     calls: dict[str, Any] = {
         k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()
     }
