@@ -10,8 +10,9 @@ place that sets it wins:
 1. the extension's ``outside_calls``;
 2. its class of service's (its own, else its department's, as for its
    rights), then the classes of service that one ``extends``, nearest first;
-3. ``security.outside_calls``, the company default;
-4. :data:`DEFAULT_SIMULTANEOUS` and :data:`DEFAULT_PER_MINUTE`.
+3. ``security.outside_calls``, the company default, which is 4 at once
+   and 10 a minute unless the file says otherwise
+   (:class:`~pbx.routing.dialplan.SecuritySettings`).
 
 Pure data and lookup; counting needs a clock and lives at the call layer
 (:mod:`pbx.calls.limits`).
@@ -20,18 +21,11 @@ Pure data and lookup; counting needs a clock and lives at the call layer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from pbx.routing.classes_of_service import OutsideCallLimits
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.rights import class_of_service_for
-
-DEFAULT_SIMULTANEOUS: Final = 4
-"""No one at a desk holds more than a few outside calls at once (a call on
-hold, a consultation, a conference); a burst of fraud does."""
-DEFAULT_PER_MINUTE: Final = 10
-"""Dialling by hand takes seconds per call: ten a minute is a busy
-receptionist; a hundred in a second is a machine."""
 
 LimitName = Literal["simultaneous", "per_minute"]
 
@@ -44,7 +38,7 @@ class Limit:
     rule: str
     """``extensions.1001.outside_calls.per_minute``,
     ``classes_of_service.staff.outside_calls.simultaneous``,
-    ``security.outside_calls.per_minute`` or ``built-in default``."""
+    ``security.outside_calls.per_minute`` (the company default, given or not)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,14 +48,6 @@ class CallerLimits:
     simultaneous: Limit
     per_minute: Limit
 
-    def describe(self) -> str:
-        """``4 at once (built-in default), 10 a minute (security.outside_calls.per_minute)``."""
-        return (f"{self.simultaneous.value} at once ({self.simultaneous.rule}),"
-                f" {self.per_minute.value} a minute ({self.per_minute.rule})")
-
-
-BUILT_IN: Final = "built-in default"
-
 
 def limits_for(plan: Dialplan, person: Extension) -> CallerLimits:
     """The caps on ``person``'s outside calls under ``plan``."""
@@ -69,14 +55,13 @@ def limits_for(plan: Dialplan, person: Extension) -> CallerLimits:
     profile, _ = class_of_service_for(plan, person)
     if profile is not None:
         places.extend((f"classes_of_service.{link.key}", link.outside_calls) for link in profile.chain())
-    places.append(("security", plan.security.outside_calls))
+    places.append(("security", plan.security.outside_calls))  # sets both: SecuritySettings checks it
 
-    def find(name: LimitName, default: int) -> Limit:
+    def find(name: LimitName) -> Limit:
         for where, limits in places:
             value: int | None = getattr(limits, name)
             if value is not None:
                 return Limit(value=value, rule=f"{where}.outside_calls.{name}")
-        return Limit(value=default, rule=BUILT_IN)
+        raise AssertionError(f"security.outside_calls.{name} is never unset")
 
-    return CallerLimits(simultaneous=find("simultaneous", DEFAULT_SIMULTANEOUS),
-                        per_minute=find("per_minute", DEFAULT_PER_MINUTE))
+    return CallerLimits(simultaneous=find("simultaneous"), per_minute=find("per_minute"))

@@ -141,9 +141,11 @@ class SecuritySettings:
     (its requests are dropped) for ``block_seconds`` seconds.
     """
 
-    outside_calls: OutsideCallLimits = OutsideCallLimits()
+    outside_calls: OutsideCallLimits = OutsideCallLimits(simultaneous=4, per_minute=10)
     """The company default caps on one extension's outside calls (what an
-    extension and its class of service leave unset)."""
+    extension and its class of service leave unset). A person at a desk
+    holds a few outside calls at once (one on hold, a consultation) and
+    dials a few a minute at most; a hundred in a second is fraud."""
     max_auth_failures: int = 10
     failure_window: int = 60
     block_seconds: int = 300
@@ -155,6 +157,8 @@ class SecuritySettings:
     """A message must be complete this long after its first byte arrived."""
 
     def __post_init__(self) -> None:
+        if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
+            raise ValueError("security outside_calls needs both simultaneous and per_minute")
         if min(self.max_auth_failures, self.failure_window, self.block_seconds, self.tcp_max_connections,
                self.tcp_max_per_source, self.tcp_message_seconds) < 1:
             raise ValueError("security settings must all be at least 1")

@@ -863,7 +863,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         for k, v in data.get("registrar", {}).items()
     }
     security: dict[str, Any] = {k: int(v) for k, v in data.get("security", {}).items() if k != "outside_calls"}
-    security.update(loader_routing.outside_call_limits(data.get("security", {})))
+    security.update(loader_routing.outside_call_limits(data.get("security", {}), SecuritySettings().outside_calls))
     calls: dict[str, Any] = {
         k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()
     }

@@ -12,6 +12,7 @@ one mistake gives one message. Errors stop loading; warnings do not.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import functools
@@ -516,13 +517,14 @@ def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return fields | outside_call_limits(entry)
 
 
-def outside_call_limits(entry: dict[str, Any]) -> dict[str, Any]:
+def outside_call_limits(entry: dict[str, Any], base: OutsideCallLimits = OutsideCallLimits()) -> dict[str, Any]:
     """``outside_calls`` of an extension, a class of service or the
-    ``security`` section, as a keyword argument (none when not given)."""
+    ``security`` section over ``base``, as a keyword argument (none when
+    not given)."""
     given = entry.get("outside_calls")
     if not isinstance(given, dict):
         return {}
-    return {"outside_calls": OutsideCallLimits(**{str(key): int(value) for key, value in given.items()})}
+    return {"outside_calls": dataclasses.replace(base, **{str(key): int(value) for key, value in given.items()})}
 
 
 def build_routing(plan: Merged) -> dict[str, Any]:
