@@ -353,7 +353,10 @@ class CallController:
                     retry_after=hit.retry_after, call_class=call.call_class,
                     outcome="trunk_legs_dropped" if desk else "refused")
         if desk:
-            return replace(action, targets=desk)
+            # The desk rings alone, for its own ring time: a desk-first
+            # mobile's delay had been added to it.
+            delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
+            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
         return limit_refusal(hit, self.plan.domain)
 
     # ------------------------------------------------------------ time

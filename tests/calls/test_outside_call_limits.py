@@ -31,6 +31,7 @@ DESK = Peer("udp", "192.0.2.60", 5062)
 """Binh's (1002) desk phone."""
 AN_DESK = Peer("udp", "192.0.2.61", 5062)
 """An's (1001) desk phone, besides the phone An calls from."""
+CHAU_DESK = Peer("udp", "192.0.2.63", 5062)
 NATIONAL = "0912345678"
 
 
@@ -44,6 +45,7 @@ departments:
 extensions:
   1001: {{name: An Nguyen, department: sales, password: an-secret-1001}}
   1002: {{name: Binh Tran, department: sales, password: binh-secret-1002}}
+  1003: {{name: Chau Le, department: sales, password: chau-secret-1003}}
 number_plans:
   vietnam:
     - {{pattern: "11[345]", class: emergency}}
@@ -71,6 +73,7 @@ groups:
     members:
       "21": {{name: An, extension: "1001"}}
       "22": {{name: Binh, extension: "1002", mobile: "0912000002"}}
+      "23": {{name: Chau, extension: "1003", mobile: "0912000003", ring: desk_first, desk_seconds: 10}}
       "24": {{name: Dung, mobile: "0912000004"}}
 inbound:
   "+842873000100": {{extension: "1001"}}
@@ -90,7 +93,7 @@ class LimitWire(Wire):
     def __init__(self, plan: Dialplan) -> None:
         super().__init__(plan)
         self.placed: set[str] = set()
-        for number, desk in (("1001", AN_DESK), ("1002", DESK)):
+        for number, desk in (("1001", AN_DESK), ("1002", DESK), ("1003", CHAU_DESK)):
             self.bindings.put(Binding(aor=number, contact=f"sip:{number}@{desk.host}:{desk.port}",
                                       expires_at=time.time() + 3600, call_id=f"reg-{number}", cseq=1, source=desk))
 
@@ -233,7 +236,15 @@ def test_a_member_call_over_the_cap_rings_the_desk_without_the_mobile(tmp_path: 
         assert [m.method for m in wire.take(DESK) if isinstance(m, Request)] == ["INVITE"]
         assert wire.to_gateway() == []
         refused(wire, "24")  # Dung has only a mobile
-    assert [e["outcome"] for e in logs if e["event"] == "call_limit_hit"] == ["trunk_legs_dropped", "refused"]
+        desk_first = dial(wire, "23")  # Chau's desk, her mobile 10 s later
+        assert [m.method for m in wire.take(CHAU_DESK) if isinstance(m, Request)] == ["INVITE"]
+        wire.advance(29.9)
+        assert final(wire, desk_first) is None and wire.to_gateway() == []
+        wire.advance(0.2)  # her desk's ring time (30 s), not 10 s more for a mobile that never rings
+        ended = final(wire, desk_first)
+        assert ended is not None and ended.status == 480
+    assert [e["outcome"] for e in logs if e["event"] == "call_limit_hit"] == [
+        "trunk_legs_dropped", "refused", "trunk_legs_dropped"]
 
 
 def test_a_reload_applies_new_caps_to_the_next_call(tmp_path: Path) -> None:
