@@ -12,12 +12,12 @@ refused while there are ``per_minute`` of them. That is exactly what
 "10 a minute" reads as (never more than 10 in any 60 seconds, where a
 bucket refilling one call every 6 s would let an 11th through 6 s after a
 burst of 10), and it knows when the next call will be let through, which
-the refusal's Retry-After says. The memory is one float per call started
-in the last minute, bounded by the caps.
+the refusal's Retry-After says.
 
-Memory stays bounded: an extension is known only while it has a call up
-or a start within the window; the oldest starts are dropped first, in one
-queue for all extensions, as time passes.
+Memory stays bounded: one float per call started in the last minute (at
+most the cap per extension), and an extension is known only while it has
+a call up or a start within the window; the oldest starts are dropped
+first, in one queue for all extensions, as time passes.
 
 The counts live in this process: with several PBX nodes each counts the
 calls it carries, so an extension's real cap is the cap times the nodes
