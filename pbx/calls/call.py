@@ -206,7 +206,7 @@ class Call:
                     self.fail(result)
             case End():
                 self.end_unanswered(action.status, action.disposition, action.reason, action.side,
-                                    list(action.headers))
+                                    list(action.headers), phrase=action.phrase)
             case _:
                 assert_never(action)
 
@@ -381,6 +381,9 @@ class Call:
 
     def _ending(self, disposition: Disposition, status: int, side: HangupSide, reason: str) -> None:
         self.state = CallState.ENDING
+        # Every way a call ends passes here: its outside-call slot, if it
+        # holds one, is free from now on.
+        self.controller.outside_calls.release(self.uuid)
         self.ring_due = self.watch_due = None
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
@@ -390,12 +393,13 @@ class Call:
         self.end_unanswered(result.status, result.disposition, result.reason, result.side)
 
     def end_unanswered(self, status: int, disposition: Disposition, reason: str, side: HangupSide,
-                       headers: list[Header] | None = None) -> None:
+                       headers: list[Header] | None = None, *, phrase: str | None = None) -> None:
         """End a call that was never answered, with ``status`` to the caller."""
         if self.state in (CallState.ENDING, CallState.ENDED, CallState.ANSWERED):
             return
         self._ending(disposition, status, side, reason)
-        phrase = "Temporarily Unavailable" if status == 480 else None
+        if phrase is None and status == 480:
+            phrase = "Temporarily Unavailable"
         final_headers = headers if headers else [("reason", f'SIP;cause={status};text="{reason}"')]
 
         def send_final() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -28,11 +29,14 @@ import structlog
 
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.dialer import CallDialer
-from pbx.calls.fork import Dialer
-from pbx.calls.plan import Caller, plan_call
+from pbx.calls.fork import Dialer, TrunkTarget
+from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
+from pbx.calls.plan import Action, Caller, Ring as RingTargets, plan_call
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
+from pbx.routing.call_limits import limits_for
+from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
 from pbx.routing.engine import CallRequest, Ring, RingMember, decide
 from pbx.sip import session_timer
@@ -140,6 +144,9 @@ class CallController:
         self.active = 0
         self.trunk_sources = TrunkSources()
         """Which sources are trunk gateways; the trunk runtime replaces it."""
+        self.outside_calls = OutsideCallCounter()
+        """Each extension's outside calls, against its caps; kept across
+        reloads (a new plan's caps apply to the next call)."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -334,7 +341,32 @@ class CallController:
                         from_trunk=call.trunk)
         action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
                            call.a_call_id)
+        if call.caller is not None and isinstance(action, RingTargets):
+            action = self._within_limits(call, call.caller, action)
         self._on_behalf(call, lambda: call.run(action, self.now))
+
+    def _within_limits(self, call: Call, caller: Extension, action: RingTargets) -> Action:
+        """Hold one of ``caller``'s outside-call slots for ``call`` if it
+        places a leg through a trunk. Over a cap, the call is refused; a
+        group member's desk still rings without the mobile leg. Calls from
+        trunks and internal calls are never counted, emergency calls never
+        refused."""
+        if call.call_class == EMERGENCY or not any(isinstance(t, TrunkTarget) for t in action.targets):
+            return action
+        hit = self.outside_calls.admit(caller.number, call.uuid, limits_for(self.plan, caller), self.now)
+        if hit is None:
+            return action
+        desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
+        log.warning("call_limit_hit", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
+                    limit=hit.limit, value=hit.value, current=hit.current, rule=hit.rule,
+                    retry_after=hit.retry_after, call_class=call.call_class,
+                    outcome="trunk_legs_dropped" if desk else "refused")
+        if desk:
+            # The desk rings alone, for its own ring time: a desk-first
+            # mobile's delay had been added to it.
+            delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
+            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
+        return limit_refusal(hit, self.plan.domain)
 
     # ------------------------------------------------------------ time
 

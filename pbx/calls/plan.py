@@ -54,6 +54,8 @@ class End:
     reason: str
     side: HangupSide = HangupSide.PBX
     headers: tuple[Header, ...] = ()
+    phrase: str | None = None
+    """Reason phrase of the final response; None: the status's usual one."""
 
 
 Action = Ring | End

@@ -32,6 +32,24 @@ class NumberList:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutsideCallLimits:
+    """Caps on one extension's outside calls (``outside_calls:``, on an
+    extension, a class of service or under ``security:``). None: not set
+    here, the next place decides (:mod:`pbx.routing.call_limits`)."""
+
+    simultaneous: int | None = None
+    """Outside calls of one extension up at once (ringing or answered)."""
+    per_minute: int | None = None
+    """Outside calls one extension may start in any 60 seconds."""
+
+    def __post_init__(self) -> None:
+        for name in ("simultaneous", "per_minute"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"outside_calls {name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimedRule:
     """Allow or deny call classes while a schedule is open (``during``) or
     closed (``outside``)."""
@@ -68,6 +86,8 @@ class ClassOfService:
     whitelist: tuple[NumberList, ...] = ()
     whitelist_only: bool | None = None
     """None: as the parent says (default False)."""
+    outside_calls: OutsideCallLimits = OutsideCallLimits()
+    """Caps for its extensions; unset values come from what it extends."""
 
     def __post_init__(self) -> None:
         if EMERGENCY in self.deny or any(EMERGENCY in rule.deny for rule in self.when):

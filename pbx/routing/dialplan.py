@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
-from pbx.routing.classes_of_service import ClassOfService, NumberList
+from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
@@ -78,6 +78,8 @@ class Extension:
     """Overrides the department's class of service."""
     caller_id: str | None = None
     """Number presented through a trunk; None: the department's, else the trunk's."""
+    outside_calls: OutsideCallLimits = OutsideCallLimits()
+    """Caps on this extension's outside calls; unset: its class of service's."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -145,6 +147,11 @@ class SecuritySettings:
     burst of ``unauthenticated_burst``) before it is ignored.
     """
 
+    outside_calls: OutsideCallLimits = OutsideCallLimits(simultaneous=4, per_minute=10)
+    """The company default caps on one extension's outside calls (what an
+    extension and its class of service leave unset). A person at a desk
+    holds a few outside calls at once (one on hold, a consultation) and
+    dials a few a minute at most; a hundred in a second is fraud."""
     max_auth_failures: int = 10
     failure_window: int = 60
     block_seconds: int = 300
@@ -169,6 +176,8 @@ class SecuritySettings:
     without a byte from its peer."""
 
     def __post_init__(self) -> None:
+        if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
+            raise ValueError("security outside_calls needs both simultaneous and per_minute")
         numbers = (self.max_auth_failures, self.failure_window, self.block_seconds, self.scan_usernames,
                    self.targeted_failures, self.blocked_retry_seconds, self.unauthenticated_per_second,
                    self.unauthenticated_burst, self.tcp_max_connections, self.tcp_max_per_source,

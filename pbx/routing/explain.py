@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 
 from pbx.routing.calendars import WEEKDAYS
-from pbx.routing.dialplan import Dialplan
+from pbx.routing.call_limits import Limit, limits_for
+from pbx.routing.classes import EMERGENCY
+from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RingMember, ToTrunk, decide
 
 TRUNK_PREFIX = "trunk:"
@@ -63,7 +65,25 @@ def explain_call(plan: Dialplan, source: str, dialled: str, at: datetime) -> str
         lines.append(f"     {step.outcome}")
     lines.append("")
     lines.extend(_decision_lines(plan, decision))
+    if request.caller is not None:
+        lines.extend(_limit_lines(plan, request.caller, decision))
     return "\n".join(lines)
+
+
+def _limit_lines(plan: Dialplan, caller: Extension, decision: Decision) -> list[str]:
+    """The caps a call through a trunk counts against (emergency calls are
+    never refused for them)."""
+    leg = decision if isinstance(decision, ToTrunk) else decision.mobile if isinstance(decision, RingMember) else None
+    if leg is None or leg.call_class == EMERGENCY:
+        return []
+    limits = limits_for(plan, caller)
+
+    def cap(limit: Limit, what: str) -> str:
+        place = plan.place(limit.rule)
+        return f"          at most {limit.value} {what}: {limit.rule}" + (f" ({place})" if place else " (default)")
+
+    return [f"caps:     outside calls of {caller.number} (counted on each node)",
+            cap(limits.simultaneous, "at once"), cap(limits.per_minute, "a minute")]
 
 
 def _who(plan: Dialplan, request: CallRequest) -> str:

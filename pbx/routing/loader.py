@@ -864,8 +864,9 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
     }
     security: dict[str, Any] = {
         k: (tuple(str(m) for m in v) if k == "digest_without_qop" else int(v))
-        for k, v in data.get("security", {}).items()
+        for k, v in data.get("security", {}).items() if k != "outside_calls"
     }
+    security.update(loader_routing.outside_call_limits(data.get("security", {}), SecuritySettings().outside_calls))
     calls: dict[str, Any] = {
         k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()
     }

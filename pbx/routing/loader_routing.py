@@ -12,6 +12,7 @@ one mistake gives one message. Errors stop loading; warnings do not.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import functools
@@ -32,7 +33,7 @@ from pbx.routing.calendars import (
     public_holidays,
 )
 from pbx.routing.classes import BUILTIN_CLASSES, EMERGENCY, INTERNAL, RESERVED_CLASSES, NumberPlan, NumberPlanEntry
-from pbx.routing.classes_of_service import ClassOfService, NumberList, TimedRule
+from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits, TimedRule
 from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, dotted, entries_of,
                                        pattern_at, plan_entries, section_of, strings_in, suggest, value_at)
 from pbx.routing.patterns import Pattern, parse_pattern
@@ -512,7 +513,18 @@ def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
 
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of an extension entry, for :class:`Extension`."""
-    return {key: str(entry[key]) for key in ("class_of_service", "caller_id") if key in entry}
+    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id") if key in entry}
+    return fields | outside_call_limits(entry)
+
+
+def outside_call_limits(entry: dict[str, Any], base: OutsideCallLimits = OutsideCallLimits()) -> dict[str, Any]:
+    """``outside_calls`` of an extension, a class of service or the
+    ``security`` section over ``base``, as a keyword argument (none when
+    not given)."""
+    given = entry.get("outside_calls")
+    if not isinstance(given, dict):
+        return {}
+    return {"outside_calls": dataclasses.replace(base, **{str(key): int(value) for key, value in given.items()})}
 
 
 def build_routing(plan: Merged) -> dict[str, Any]:
@@ -626,6 +638,7 @@ def _build_profiles(plan: Merged, lists: dict[str, NumberList],
             blacklist=tuple(lists[str(n)] for n in entry.get("blacklist", [])),
             whitelist=tuple(lists[str(n)] for n in entry.get("whitelist", [])),
             whitelist_only=entry.get("whitelist_only"),
+            **outside_call_limits(entry),
         )
         built[name] = profile
         return profile
