@@ -237,11 +237,10 @@ def _lists_need_facts(plan: Merged, root: Place, report: Report) -> None:
         return
     tables = section_of(plan, "number_plans")
     for name, rows in _outside_rows(plan, root).items():
-        if rows and numbering_of(tables.get(name)) is None:
+        if rows and numbering_of(tables.get(name)) is None and plan.valid(("number_plans", name)):
             report(plan.key_place(("number_plans", name), root),
-                   f"number plan {name!r} gives no country_code: lists see its numbers in E.164 only where their"
-                   " trunk is sent E.164, and a black list refuses the others (unverifiable_number); write the"
-                   " plan as a mapping of country_code, national_prefix, international_prefixes and entries",
+                   f"number plan {name!r} has no country_code: lists see its numbers in E.164 only where"
+                   " their trunk is sent E.164, and black lists refuse the rest (unverifiable_number)",
                    "warning")
 
 

@@ -45,6 +45,7 @@ NATIONAL: Final = re.compile(r"[0-9]{1,20}")
 digits only (room for carrier prefixes such as Taiwan's ``005``)."""
 COUNTRY_CODE: Final = re.compile(r"[1-9][0-9]{0,2}")
 _DIGITS: Final = re.compile(r"[0-9]+")
+_NOT_ZERO: Final = frozenset("123456789")
 
 Fact = Literal["", "international_prefixes", "national_prefix", "area_code", "country_code"]
 
@@ -185,7 +186,12 @@ def e164_images(pattern: Pattern, numbering: Numbering, *, local: bool = False) 
         if fits == "never":
             continue
         rest, rest_tail = _after(positions, tail, len(prefix))
-        images.append(pattern_of(head + rest, rest_tail) if prefix != "+" else pattern_of(positions, tail))
+        if head == cc:
+            images.append(pattern_of(head + rest, rest_tail))
+        else:  # "+" or an international prefix: a country code follows
+            image = _country_first(rest, rest_tail)
+            if image is not None:
+                images.append(image)
         if fits == "always":
             return tuple(images)
     area = tuple(frozenset(c) for c in numbering.area_code) if local else ()
@@ -209,6 +215,15 @@ def _starts(positions: tuple[frozenset[str], ...], tail: Tail, prefix: str) -> s
         if chars != frozenset(char):
             answer = "sometimes"
     return answer
+
+
+def _country_first(rest: tuple[frozenset[str], ...], tail: Tail) -> Pattern | None:
+    """``+`` and ``rest``, keeping only what E.164 allows first (1-9)."""
+    plus = frozenset("+")
+    if rest:
+        first = rest[0] & _NOT_ZERO
+        return pattern_of((plus, first, *rest[1:]), tail) if first else None
+    return pattern_of((plus, _NOT_ZERO), "!") if tail else None
 
 
 def _after(positions: tuple[frozenset[str], ...], tail: Tail, size: int) -> tuple[tuple[frozenset[str], ...], Tail]:
