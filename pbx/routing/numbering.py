@@ -153,13 +153,18 @@ def list_entry(text: str) -> Pattern:
     """A number-list entry: a pattern of E.164 numbers (``+84 28 3822 XXXX``,
     ``+882 .``), a bare country code meaning every number in it (``+53``:
     no real number is that short, so this reading is unambiguous), or a
-    regular expression (``^…``) matched against the E.164 form.
+    regular expression beginning ``^\\+``, matched against the E.164 form.
 
     Raises :class:`~pbx.routing.patterns.PatternError`, or
     :class:`NotE164` for a dial pattern that does not begin with ``+``.
     """
     pattern = parse_pattern(text)
     if pattern.positions is None:
+        # A regex that does not begin with the '+' would quietly never
+        # match (a black list entry "^00…" carried over from a dialled form).
+        if not text.startswith(("^\\+", "^[+]")):
+            raise NotE164("a regular expression in a list is matched against the number in E.164,"
+                          " so it must begin with ^\\+", 0)
         return pattern
     if not pattern.positions or pattern.positions[0] != frozenset("+"):
         raise NotE164("list entries are matched against the number in E.164 (+ and the country code),"

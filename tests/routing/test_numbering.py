@@ -131,7 +131,7 @@ def test_list_entries_are_e164(entry: str, matches: list[str], misses: list[str]
     assert not any(pattern.matches(n) for n in misses)
 
 
-@pytest.mark.parametrize("entry", ["00 53 .", "0903 123 456", "1900 6XXX", "53"])
+@pytest.mark.parametrize("entry", ["00 53 .", "0903 123 456", "1900 6XXX", "53", "^00[0-9]+$", "^53"])
 def test_list_entries_in_a_dialled_form_are_refused(entry: str) -> None:
     with pytest.raises(NotE164):
         list_entry(entry)
@@ -346,6 +346,9 @@ def test_check_names_the_old_list_form_and_lists_no_plan_can_produce(tmp_path: P
         f"plan.yaml:17:9: number list entry '00 53 .' {WHY} '+53 .'",
         f"plan.yaml:17:20: number list entry '0903 123 456' {WHY} '+84903123456'",
         f"plan.yaml:17:36: number list entry '1900 6XXX' {WHY} '+8419006XXX'",
+        "plan.yaml:17:49: number list entry '^00' is not in E.164: a regular expression in a list is matched"
+        " against the number in E.164, so it must begin with ^\\+; write it with + and the country code"
+        " (+53 for Cuba)",
         "plan.yaml:18:16: warning: no number plan can produce list entry '+0 1 .': no number a caller may dial"
         " has this E.164 form",
         "plan.yaml:18:26: warning: no number plan can produce list entry '+84 *1': no number a caller may dial"
