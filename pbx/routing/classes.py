@@ -16,17 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from pbx.routing.numbering import Numbering
 from pbx.routing.patterns import Pattern
 
 INTERNAL: Final = "internal"
 EMERGENCY: Final = "emergency"
+LOCAL: Final = "local"
+"""Numbers dialled without their area code: the plan's ``area_code`` makes
+them whole in E.164."""
 INBOUND: Final = "inbound"
 """Class recorded for calls that came in from a trunk to a DID."""
 
 BUILTIN_CLASSES: Final[Mapping[str, str]] = {
     INTERNAL: "another extension of this PBX",
     EMERGENCY: "police, fire, ambulance: never barred",
-    "local": "a fixed line in the same area, dialled without area code",
+    LOCAL: "a fixed line in the same area, dialled without area code",
     "mobile": "a mobile phone in the same country",
     "national": "a fixed line elsewhere in the country",
     "international": "a number abroad",
@@ -57,6 +61,10 @@ class NumberPlan:
 
     key: str
     entries: tuple[NumberPlanEntry, ...]
+    numbering: Numbering | None = None
+    """The country's dialling facts that turn its numbers into E.164; None
+    for a plan written as a bare table (then only a trunk that sends E.164
+    gives a number its E.164 form)."""
 
     def classify(self, number: str) -> NumberPlanEntry | None:
         """The first entry whose pattern matches ``number``, or None."""
@@ -64,3 +72,8 @@ class NumberPlan:
             if entry.pattern.matches(number):
                 return entry
         return None
+
+    def completes(self, number: str) -> bool:
+        """True if more digits after ``number`` could make a number some
+        entry matches (regular expressions cannot tell, and count as no)."""
+        return any(entry.pattern.could_extend(number) for entry in self.entries)

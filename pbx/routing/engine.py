@@ -16,13 +16,16 @@ A call from an extension, in order (the first step that decides wins):
    short numbers, so to them the digits go on to the next steps);
 4. an extension number: internal, :class:`Ring` (unless its class of
    service denies internal calls: 403);
-5. otherwise the caller's number plan gives the call class (no entry
-   matches: 404 ``unknown_number``); the rights of the caller
-   (:func:`pbx.routing.rights.check_class`) may refuse it: 403 with the
-   rule; the first route that applies names the trunk (none: 404
-   ``no_route`` — a gap in the configuration, which retrying will not
-   fill; 503 is left to the trunk runtime for gateways that fail);
-   :class:`ToTrunk` with the number rewritten for that trunk.
+5. otherwise the caller's number plan gives the call class of the whole
+   number and its E.164 form, and the first route that applies gives the
+   trunk and what it will be sent (:func:`pbx.routing.outside.prepare`:
+   404 ``unknown_number``, 484 ``incomplete_number``, 404
+   ``malformed_number`` …); the rights of the caller
+   (:func:`pbx.routing.rights.check_class`, lists matched on the E.164
+   form) may refuse it: 403 with the rule; no route: 404 ``no_route`` — a
+   gap in the configuration, which retrying will not fill; 503 is left to
+   the trunk runtime for gateways that fail); :class:`ToTrunk` with the
+   number rewritten for that trunk, always E.164 or national digits.
 
 A call from a trunk may only reach a DID listed under ``inbound``: a DID
 rings its target; anything else is refused — 403 ``relay_denied`` if it is
@@ -37,8 +40,10 @@ from datetime import datetime
 
 from pbx.routing.classes import INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
+from pbx.routing.numbering import sendable
+from pbx.routing.outside import Refusal, prepare
 from pbx.routing.patterns import is_dialable
-from pbx.routing.rights import check_class, classified
+from pbx.routing.rights import check_class
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
@@ -78,10 +83,17 @@ class ToTrunk:
 
     trunk: str
     number: str
+    """Well-formed E.164 or national digits (checked on construction)."""
     caller_id: str | None
     rule: str
     call_class: str
     steps: tuple[Step, ...] = ()
+    e164: str | None = None
+    """The E.164 form the lists were matched on (None for emergency numbers)."""
+
+    def __post_init__(self) -> None:
+        if not sendable(self.number):
+            raise ValueError(f"{self.number!r} is neither an E.164 nor a national number")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,44 +195,35 @@ def _outside(number: str, caller: Extension, plan: Dialplan, at: datetime, steps
     classified by their number plan, checked against their rights, routed
     and rewritten for the trunk."""
     department = plan.departments[caller.department]
-    table = plan.number_plan_for(caller)
-    entry = table.classify(number) if table is not None else None
-    if table is None or entry is None:
-        rule = f"number_plans.{table.key}" if table is not None else "number_plans"
-        which = f"number plan {table.key!r}" if table is not None else "any number plan (none applies)"
-        return _reject(404, "unknown_number", rule, steps, f"{number} is no extension and matches no entry of {which}")
-    call_class = entry.call_class
-    steps.append(Step(rule=entry.rule, outcome=classified(number, call_class, entry.pattern.text, entry.name)))
-    if call_class == INTERNAL:
-        return _reject(404, "unknown_extension", entry.rule, steps,
-                       f"{number} is an internal number but no extension has it", call_class)
-
-    route = plan.route_for(caller, number, call_class)
-    trunk = plan.trunks[route.trunk] if route is not None else None
-    rewritten = trunk.outbound_number(number) if trunk is not None else None
-    forms = (number,) if rewritten in (None, number) else (number, str(rewritten))
-    verdict = check_class(plan, caller, number, call_class, at, steps=tuple(steps), forms=forms)
+    prepared = prepare(plan, caller, number, tuple(steps))
+    if isinstance(prepared, Refusal):
+        return Reject(status=prepared.status, reason=prepared.reason, rule=prepared.rule,
+                      call_class=prepared.call_class, steps=prepared.steps, detail=prepared.detail)
+    call_class = prepared.call_class
+    verdict = check_class(plan, caller, number, call_class, at, steps=prepared.steps, forms=prepared.forms,
+                          e164=prepared.e164)
     steps = list(verdict.steps)
     if not verdict.allowed:
         return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=call_class,
                       steps=verdict.steps, detail=verdict.steps[-1].outcome)
-    if route is None or trunk is None or rewritten is None:
+    route, trunk, sent = prepared.route, prepared.trunk, prepared.sent
+    if route is None or trunk is None or sent is None:
         return _reject(404, "no_route", "routes", steps,
                        f"no route takes {call_class} number {number} from department {department.key!r}",
                        call_class)
     steps.append(Step(rule=route.rule, outcome=f"{route.describe()}: through trunk {trunk.key}"))
-    for index, rewrite in enumerate(trunk.rewrites):
-        if rewrite.applies(number):
-            steps.append(Step(
-                rule=f"trunks.{trunk.key}.rewrites[{index}]",
-                outcome=f"{number} -> {rewritten} (match {rewrite.prefix_match!r}, strip {rewrite.strip},"
-                f" prepend {rewrite.prepend!r})",
-            ))
-            break
+    found = trunk.rewrite_for(number)
+    if found is not None:
+        index, rewrite = found
+        steps.append(Step(
+            rule=f"trunks.{trunk.key}.rewrites[{index}]",
+            outcome=f"{number} -> {sent} (match {rewrite.prefix_match!r}, strip {rewrite.strip},"
+            f" prepend {rewrite.prepend!r})",
+        ))
     caller_id, whose = plan.caller_id_for(caller, trunk)
     steps.append(Step(rule=f"trunks.{trunk.key}", outcome=f"caller ID {caller_id or '-'}: {whose}"))
-    return ToTrunk(trunk=trunk.key, number=rewritten, caller_id=caller_id, rule=route.rule,
-                   call_class=call_class, steps=tuple(steps))
+    return ToTrunk(trunk=trunk.key, number=sent, caller_id=caller_id, rule=route.rule,
+                   call_class=call_class, steps=tuple(steps), e164=prepared.e164)
 
 
 def _internal_destination(

@@ -105,7 +105,8 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
         case RingMember():
             return _member_lines(decision, rule)
         case ToTrunk():
-            return [f"decision: call {decision.number} through trunk {decision.trunk},"
+            e164 = f" (E.164 {decision.e164})" if decision.e164 not in (None, decision.number) else ""
+            return [f"decision: call {decision.number}{e164} through trunk {decision.trunk},"
                     f" caller ID {decision.caller_id or '(the trunk decides)'}",
                     f"          class {decision.call_class}, {rule}"]
         case Reject():

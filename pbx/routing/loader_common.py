@@ -246,6 +246,18 @@ class Located:
 
     path: DataPath
     pattern: Pattern
+    rule: str = ""
+    """For a number plan entry, its rule name (``number_plans.vietnam[4]``)."""
+
+
+def plan_table(plan: Merged, name: str) -> tuple[DataPath, list[Any]]:
+    """Where number plan ``name``'s entries are, and the entries: the plan
+    is a bare list, or a mapping of its country facts with ``entries``."""
+    value = section_of(plan, "number_plans").get(name)
+    if isinstance(value, dict):
+        entries = value.get("entries")
+        return ("number_plans", name, "entries"), entries if isinstance(entries, list) else []
+    return ("number_plans", name), value if isinstance(value, list) else []
 
 
 def plan_entries(plan: Merged, root: Place, report: Report | None) -> dict[str, list[tuple[Located, str]]]:
@@ -253,15 +265,16 @@ def plan_entries(plan: Merged, root: Place, report: Report | None) -> dict[str, 
     patterns when ``report`` is given."""
     quiet: Report = _ignore
     out: dict[str, list[tuple[Located, str]]] = {}
-    for name, entries in section_of(plan, "number_plans").items():
+    for name in section_of(plan, "number_plans"):
         rows: list[tuple[Located, str]] = []
-        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        where, entries = plan_table(plan, name)
+        for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 continue
-            path: DataPath = ("number_plans", name, index, "pattern")
+            path: DataPath = (*where, index, "pattern")
             pattern = pattern_at(plan, path, entry.get("pattern"), root, report or quiet)
             call_class = entry.get("class")
             if pattern is not None and isinstance(call_class, str):
-                rows.append((Located(path, pattern), call_class))
+                rows.append((Located(path, pattern, f"number_plans.{name}[{index}]"), call_class))
         out[name] = rows
     return out

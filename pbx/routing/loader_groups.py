@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from pbx.routing.classes import INTERNAL
-from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, dotted, entries_of,
+from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, entries_of,
                                        pattern_at, plan_entries, section_of, strings_in)
 from pbx.routing.patterns import parse_pattern
 from pbx.routing.short_numbers import DEFAULT_DESK_SECONDS, Member, RingPolicy, ShortNumberGroup
@@ -123,7 +123,7 @@ def check_short_number_keypad(plan: Merged, root: Place, report: Report) -> None
                 continue
             for located, call_class in outside:
                 if located.pattern.matches(short):
-                    report(where, f"{what} collides with {call_class} numbers {dotted(located.path[:-1])}"
+                    report(where, f"{what} collides with {call_class} numbers {located.rule}"
                            f" ({located.pattern.text}) at {plan.value_place(located.path, root)}")
                     break
 

@@ -32,11 +32,14 @@ from pbx.routing.calendars import (
     parse_time,
     public_holidays,
 )
-from pbx.routing.classes import BUILTIN_CLASSES, EMERGENCY, INTERNAL, RESERVED_CLASSES, NumberPlan, NumberPlanEntry
+from pbx.routing.classes import (BUILTIN_CLASSES, EMERGENCY, INTERNAL, LOCAL, RESERVED_CLASSES, NumberPlan,
+                                 NumberPlanEntry)
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits, TimedRule
-from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, dotted, entries_of,
-                                       pattern_at, plan_entries, section_of, strings_in, suggest, value_at)
-from pbx.routing.patterns import Pattern, parse_pattern
+from pbx.routing.loader_common import (DataPath, Located, Merged, Place, Report, check_reference, dotted,
+                                       entries_of, pattern_at, plan_entries, plan_table, section_of, strings_in,
+                                       suggest, value_at)
+from pbx.routing.numbering import Numbering, NotE164, e164_images, list_entry
+from pbx.routing.patterns import Pattern, PatternError, parse_pattern
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.trunk_config import Gateway, NumberRewrite, Trunk
 
@@ -119,12 +122,13 @@ def check_number_plans(plan: Merged, root: Place, report: Report) -> None:
                 if earlier.pattern.covers(located.pattern):
                     report(plan.value_place(located.path, root),
                            f"this entry can never match: every number it matches is taken first by"
-                           f" {dotted(earlier.path[:-1])} ({earlier.pattern.text}) at"
+                           f" {earlier.rule} ({earlier.pattern.text}) at"
                            f" {_where(plan, earlier.path, root)}", "warning")
                     break
-        for index, entry in enumerate(tables.get(name) or []):
+        where, entries = plan_table(plan, name)
+        for index, entry in enumerate(entries):
             if isinstance(entry, dict):
-                check_reference(plan, ("number_plans", name, index, "class"), classes, "call class",
+                check_reference(plan, (*where, index, "class"), classes, "call class",
                            f"number plan {name!r}", root, report)
     check_reference(plan, ("number_plan",), tables, "number plan", "'number_plan'", root, report)
     for key, _ in entries_of(plan, "departments"):
@@ -138,33 +142,107 @@ def check_number_plans(plan: Merged, root: Place, report: Report) -> None:
                        f" to choose among {', '.join(sorted(tables))}")
 
 
+def numbering_of(entry: object) -> Numbering | None:
+    """The country facts of a number plan written as a mapping, or None
+    (a bare list, or facts the schema refused)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("country_code"), str):
+        return None
+    prefixes = entry.get("international_prefixes", [])
+    try:
+        return Numbering(country_code=entry["country_code"], national_prefix=str(entry.get("national_prefix", "")),
+                         international_prefixes=tuple(str(p) for p in prefixes if isinstance(p, str)),
+                         area_code=str(entry.get("area_code", "")))
+    except ValueError:
+        return None
+
+
 def check_number_lists(plan: Merged, root: Place, report: Report) -> None:
+    """List entries are E.164 patterns: the old dialled form is an error
+    (with the E.164 spelling under the default plan, when there is one);
+    an entry no number plan can produce is a warning."""
     lists = section_of(plan, "number_lists")
-    emergency = _emergency_numbers(plan, root)
-    blacklisted = {name for _, name in strings_in(plan.data.get("blacklist"))}
-    for _, entry in entries_of(plan, "classes_of_service"):
-        blacklisted.update(name for _, name in strings_in(entry.get("blacklist")))
+    images = _e164_images(plan, root)
+    default = _default_numbering(plan)
     for name, items in lists.items():
         for index, text in strings_in(items):
             path: DataPath = ("number_lists", name, index)
-            pattern = pattern_at(plan, path, text, root, report)
-            if pattern is None or name not in blacklisted:
+            if not plan.valid(path):
                 continue
-            hit = next((number for number in emergency if pattern.matches(number)), None)
-            if hit is not None:
-                report(plan.value_place(path, root),
-                       f"black list entry {text!r} matches emergency number {hit}, which is never blocked",
-                       "warning")
+            at = plan.value_place(path, root)
+            try:
+                pattern = list_entry(text)
+            except NotE164 as error:
+                hint = _e164_spelling(text, default)
+                report(at, f"number list entry {text!r} is not in E.164: {error.message};"
+                       + (f" write it as {hint!r}" if hint else " write it with + and the country code (+53 for Cuba)"))
+                continue
+            except PatternError as error:
+                report(at, f"pattern {text!r}: {error.message} (character {error.offset + 1})")
+                continue
+            if images is not None and plan.complete and not any(image.overlaps(pattern) is not False
+                                                                 for image in images):
+                report(at, f"no number plan can produce list entry {text!r}: no number a caller may dial has this"
+                       " E.164 form", "warning")
     _references(plan, ("blacklist",), lists, "number list", "'blacklist'", root, report)
+    _lists_need_facts(plan, root, report)
 
 
-def _emergency_numbers(plan: Merged, root: Place) -> list[str]:
-    numbers: list[str] = []
-    for rows in plan_entries(plan, root, None).values():
+def _outside_rows(plan: Merged, root: Place) -> dict[str, list[tuple[Located, str]]]:
+    """Entries of each plan that are neither internal nor emergency: the
+    numbers that get an E.164 form."""
+    return {name: [(located, call_class) for located, call_class in rows if call_class not in (INTERNAL, EMERGENCY)]
+            for name, rows in plan_entries(plan, root, None).items()}
+
+
+def _e164_images(plan: Merged, root: Place) -> list[Pattern] | None:
+    """Patterns covering every E.164 number the plans can make; None when
+    that cannot be known (a plan without country facts, a regex entry)."""
+    tables = section_of(plan, "number_plans")
+    images: list[Pattern] = []
+    for name, rows in _outside_rows(plan, root).items():
+        numbering = numbering_of(tables.get(name))
         for located, call_class in rows:
-            if call_class == EMERGENCY:
-                numbers.extend(located.pattern.numbers() or ())
-    return numbers
+            made = e164_images(located.pattern, numbering, local=call_class == LOCAL) if numbering else None
+            if made is None:
+                return None
+            images.extend(made)
+    return images
+
+
+def _default_numbering(plan: Merged) -> Numbering | None:
+    tables = section_of(plan, "number_plans")
+    key = plan.data.get("number_plan")
+    if not isinstance(key, str):
+        key = next(iter(tables)) if len(tables) == 1 else None
+    return numbering_of(tables.get(key)) if key is not None else None
+
+
+def _e164_spelling(text: str, numbering: Numbering | None) -> str | None:
+    """An entry written as dialled, spelt in E.164 by the default plan's
+    facts, if that gives one pattern."""
+    if numbering is None:
+        return None
+    try:
+        made = e164_images(parse_pattern(text), numbering)
+    except PatternError:
+        return None
+    return made[0].text if made is not None and len(made) == 1 else None
+
+
+def _lists_need_facts(plan: Merged, root: Place, report: Report) -> None:
+    """Warn about plans whose numbers lists cannot see in E.164."""
+    used = bool(strings_in(plan.data.get("blacklist"))) or any(
+        strings_in(entry.get(key)) for _, entry in entries_of(plan, "classes_of_service")
+        for key in ("blacklist", "whitelist"))
+    if not used or not plan.complete:
+        return
+    tables = section_of(plan, "number_plans")
+    for name, rows in _outside_rows(plan, root).items():
+        if rows and numbering_of(tables.get(name)) is None and plan.valid(("number_plans", name)):
+            report(plan.key_place(("number_plans", name), root),
+                   f"number plan {name!r} has no country_code: lists see its numbers in E.164 only where"
+                   " their trunk is sent E.164, and black lists refuse the rest (unverifiable_number)",
+                   "warning")
 
 
 def check_calendars(plan: Merged, root: Place, report: Report) -> None:
@@ -482,7 +560,7 @@ def check_keypad(plan: Merged, root: Place, report: Report) -> None:
                 if located.pattern.matches(number):
                     report(plan.key_place((section, number), root),
                            f"{kind} {number!r} collides with {call_class} numbers"
-                           f" {dotted(located.path[:-1])} ({located.pattern.text}) at"
+                           f" {located.rule} ({located.pattern.text}) at"
                            f" {_where(plan, located.path, root)}")
                     break
 
@@ -537,12 +615,12 @@ def build_routing(plan: Merged) -> dict[str, Any]:
         name: NumberPlan(key=name, entries=tuple(
             NumberPlanEntry(pattern=parse_pattern(str(entry["pattern"])), call_class=str(entry["class"]),
                             name=str(entry.get("name", "")), rule=f"number_plans.{name}[{index}]")
-            for index, entry in enumerate(entries)
-        ))
-        for name, entries in section_of(plan, "number_plans").items()
+            for index, entry in enumerate(plan_table(plan, name)[1])
+        ), numbering=numbering_of(value))
+        for name, value in section_of(plan, "number_plans").items()
     }
     number_lists = {
-        name: NumberList(key=name, patterns=tuple(parse_pattern(str(text)) for text in items))
+        name: NumberList(key=name, patterns=tuple(list_entry(str(text)) for text in items))
         for name, items in section_of(plan, "number_lists").items()
     }
     calendars = {
@@ -694,6 +772,10 @@ def _places(plan: Merged, routes: tuple[Route, ...]) -> dict[str, str]:
     for path, node in plan.places.items():
         if path:
             places[dotted(path)] = str(node.key or node.value)
+        if len(path) == 4 and path[0] == "number_plans" and path[2] == "entries":
+            # Rules name an entry number_plans.<plan>[<index>] whichever way
+            # the plan is written.
+            places[f"number_plans.{path[1]}[{path[3]}]"] = str(node.value)
     for index, route in enumerate(routes):
         item = plan.places.get(("routes", index))
         if item is not None:

@@ -5,7 +5,10 @@ Two notations, both matched against the *whole* dialled number:
 * **Dial patterns** (Asterisk style): digits, ``*``, ``#`` and ``+`` stand
   for themselves; ``X`` is any digit 0-9, ``Z`` is 1-9, ``N`` is 2-9;
   ``[137]`` and ``[1-5]`` are one character out of a set; a final ``.``
-  means "one or more further characters" and a final ``!`` "zero or more".
+  means "one or more further digits" and a final ``!`` "zero or more".
+  The open tail takes digits only, never ``*``, ``#`` or ``+``: a number
+  such as ``00*53...`` must not be taken for an international number by
+  ``00 .`` (toll fraud); a pattern that wants those characters names them.
   Spaces are ignored, so ``"1900 XXXX"`` reads like a printed number.
 * **Regular expressions**: a pattern starting with ``^`` is a Python
   regular expression. It is anchored at both ends whether or not it ends
@@ -36,6 +39,8 @@ _CLASSES: Final = {
     "N": frozenset(_DIGITS[2:]),
 }
 _TAILS: Final = {".": "+", "!": "*"}
+TAIL_SET: Final = frozenset(_DIGITS)
+"""What an open tail (``.`` or ``!``) matches at each of its positions."""
 
 Tail = Literal["", ".", "!"]
 
@@ -91,7 +96,7 @@ class Pattern:
 
     def _set_at(self, index: int) -> frozenset[str]:
         assert self.positions is not None
-        return self.positions[index] if index < len(self.positions) else ALPHABET
+        return self.positions[index] if index < len(self.positions) else TAIL_SET
 
     def _allows_length(self, length: int) -> bool:
         assert self.positions is not None
@@ -103,7 +108,7 @@ class Pattern:
         return length == fixed
 
     def _lengths_to_check(self, other: Pattern) -> range:
-        # Past both fixed parts every position is "any character" on both
+        # Past both fixed parts every position is "any digit" on both
         # sides (or the length is impossible), so one length beyond the
         # longer fixed part decides every longer one too.
         assert self.positions is not None and other.positions is not None
@@ -123,6 +128,16 @@ class Pattern:
             if any(not other._set_at(i) <= self._set_at(i) for i in range(length)):
                 return False
         return True
+
+    def could_extend(self, number: str) -> bool | None:
+        """True if ``number`` followed by one or more characters matches:
+        the number is a proper prefix of one this pattern matches (it is
+        incomplete rather than wrong). None for a regular expression."""
+        if self.positions is None:
+            return None
+        length = len(number)
+        longer = bool(self.tail) or len(self.positions) > length
+        return longer and all(char in self._set_at(index) for index, char in enumerate(number))
 
     def overlaps(self, other: Pattern) -> bool | None:
         """True if some number matches both; None for regular expressions."""
@@ -175,11 +190,31 @@ def parse_pattern(text: str) -> Pattern:
                 index,
             )
         index += 1
+    return pattern_of(tuple(positions), tail, text)
+
+
+def pattern_of(positions: tuple[frozenset[str], ...], tail: Tail, text: str | None = None) -> Pattern:
+    """The dial pattern with these fixed positions and open tail; ``text``
+    defaults to a written form of it (see :func:`written`)."""
     body = "".join(_set_regex(chars) for chars in positions)
     if tail:
-        body += "[0-9*#+]" + _TAILS[tail]
-    compiled = re.compile(body)
-    return Pattern(text, compiled, tuple(positions), tail)
+        body += "[0-9]" + _TAILS[tail]
+    return Pattern(written(positions, tail) if text is None else text, re.compile(body), positions, tail)
+
+
+def written(positions: tuple[frozenset[str], ...], tail: Tail) -> str:
+    """How a person would write these positions: ``X`` ``Z`` ``N`` for
+    their sets, ``[...]`` for others, then the tail after a space."""
+    names = {chars: name for name, chars in _CLASSES.items()}
+    out = []
+    for chars in positions:
+        if len(chars) == 1:
+            out.append(next(iter(chars)))
+        elif chars in names:
+            out.append(names[chars])
+        else:
+            out.append("[" + "".join(sorted(chars)) + "]")
+    return " ".join(part for part in ("".join(out), tail) if part)
 
 
 def _parse_set(text: str, start: int) -> tuple[frozenset[str], int]:

@@ -24,9 +24,12 @@ Order of the checks, the first that decides wins:
 8. otherwise the class is not allowed.
 
 A person whose extension and department name no class of service may make
-internal and emergency calls only. Lists are matched against the number as
-dialled and, when a route was found, as rewritten for the trunk (so an
-entry may be written ``0900…`` or ``+84900…``).
+internal and emergency calls only. Lists are matched against the number's
+E.164 form (:mod:`pbx.routing.numbering`), so one entry such as ``+53``
+holds whatever international prefix the caller's plan uses. A number
+without an E.164 form (its plan has no country facts and its trunk is not
+sent E.164) cannot be checked against a black list, and is refused
+(``unverifiable_number``) wherever a black list applies.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from datetime import datetime
 from pbx.routing.classes import EMERGENCY, INTERNAL
 from pbx.routing.classes_of_service import ClassOfService, TimedRule
 from pbx.routing.dialplan import Dialplan, Extension
+from pbx.routing.outside import Refusal, prepare
 from pbx.routing.short_numbers import outside_check
 from pbx.routing.steps import Step
 
@@ -48,7 +52,9 @@ class _Answer:
     """snake_case tag: ``emergency``, ``allowed``, ``whitelisted``,
     ``blacklisted``, ``not_on_whitelist``, ``in_group_only``, ``<class>_barred`` (denied),
     ``<class>_not_allowed`` (never allowed, or not at this time),
-    ``unknown_number`` (no number plan entry matches)."""
+    ``unverifiable_number`` (no E.164 form to check a black list against),
+    or a refusal of :func:`pbx.routing.outside.prepare` (``unknown_number``,
+    ``incomplete_number``, ``malformed_number`` …) for :func:`check_number`."""
     rule: str
     """The rule that decided."""
     call_class: str | None
@@ -103,41 +109,23 @@ def class_of_service_for(plan: Dialplan, person: Extension) -> tuple[ClassOfServ
     )
 
 
-def check_number(
-    plan: Dialplan, person: Extension, number: str, at: datetime, *, rewritten: str | None = None
-) -> Verdict:
+def check_number(plan: Dialplan, person: Extension, number: str, at: datetime) -> Verdict:
     """May ``person`` dial ``number`` at ``at``?
 
     Pure. Classifies the number with the person's number plan (an extension
-    number is ``internal``); ``rewritten`` is the number as the trunk would
-    send it, if the caller already knows it, for list matching — otherwise
-    it is worked out from the plan's routes.
+    number is ``internal``), works out its E.164 form and what its trunk
+    would be sent (:func:`pbx.routing.outside.prepare`), then checks rights.
     """
     if plan.extension(number) is not None:
         return check_class(plan, person, number, INTERNAL, at, steps=(
             Step(rule=f"extensions.{number}", outcome=f"{number} is an extension: internal"),
         ))
-    table = plan.number_plan_for(person)
-    entry = table.classify(number) if table is not None else None
-    if table is None or entry is None:
-        where = f"number_plans.{table.key}" if table is not None else "number_plans"
-        return Barred(
-            reason="unknown_number", rule=where, call_class=None,
-            steps=(Step(rule=where, outcome=f"{number} matches no entry of number plan "
-                        f"{table.key if table else '(none)'}"),),
-        )
-    first = Step(rule=entry.rule, outcome=classified(number, entry.call_class, entry.pattern.text, entry.name))
-    if rewritten is None:
-        route = plan.route_for(person, number, entry.call_class)
-        if route is not None:
-            rewritten = plan.trunks[route.trunk].outbound_number(number)
-    forms = (number,) if rewritten in (None, number) else (number, str(rewritten))
-    return check_class(plan, person, number, entry.call_class, at, steps=(first,), forms=forms)
-
-
-def classified(number: str, call_class: str, pattern: str, name: str) -> str:
-    what = f" ({name})" if name else ""
-    return f"{number} is {call_class}{what}, pattern {pattern}"
+    prepared = prepare(plan, person, number)
+    if isinstance(prepared, Refusal):
+        return Barred(reason=prepared.reason, rule=prepared.rule, call_class=prepared.call_class,
+                      steps=prepared.steps)
+    return check_class(plan, person, number, prepared.call_class, at, steps=prepared.steps, forms=prepared.forms,
+                       e164=prepared.e164)
 
 
 def check_class(
@@ -149,8 +137,13 @@ def check_class(
     *,
     steps: tuple[Step, ...] = (),
     forms: tuple[str, ...] | None = None,
+    e164: str | None = None,
 ) -> Verdict:
-    """Rights of ``person`` for ``number`` already classified as ``call_class``."""
+    """Rights of ``person`` for ``number`` already classified as ``call_class``.
+
+    ``forms``: the number as dialled and as sent, for a group's
+    ``allow_outside`` list; ``e164``: its E.164 form, for the black and
+    white lists (None: it has none)."""
     forms = forms or (number,)
     trail = list(steps)
 
@@ -173,17 +166,26 @@ def check_class(
     chain = list(profile.chain()) if profile is not None else []
 
     if call_class != INTERNAL:
+        listed = (e164,) if e164 is not None else ()
         for name, lists in [("company", plan.blacklist), *((p.key, p.blacklist) for p in chain)]:
+            scope = "company-wide" if name == "company" else f"class of service {name!r}"
             for number_list in lists:
-                found = number_list.find(forms)
+                if e164 is None:
+                    # Fail closed: a number the list cannot be matched against
+                    # might be on it.
+                    rule = "blacklist" if name == "company" else f"classes_of_service.{name}.blacklist"
+                    return verdict(False, "unverifiable_number", rule,
+                                   f"{number} has no E.164 form (its number plan has no country_code and its"
+                                   f" trunk is not sent E.164), so black list {number_list.key!r} ({scope})"
+                                   " cannot be checked")
+                found = number_list.find(listed)
                 if found is not None:
                     index, pattern, matched = found
-                    scope = "company-wide" if name == "company" else f"class of service {name!r}"
                     return verdict(False, "blacklisted", f"number_lists.{number_list.key}[{index}]",
                                    f"{matched} matches {pattern.text} on black list {number_list.key!r} ({scope})")
         for link in chain:
             for number_list in link.whitelist:
-                found = number_list.find(forms)
+                found = number_list.find(listed)
                 if found is not None:
                     index, pattern, matched = found
                     return verdict(True, "whitelisted", f"number_lists.{number_list.key}[{index}]",

@@ -107,9 +107,14 @@ class Trunk:
     def sip_domain(self) -> str:
         return self.domain or self.gateways[0].host
 
+    def rewrite_for(self, dialled: str) -> tuple[int, NumberRewrite] | None:
+        """The first rewrite that applies to ``dialled``, with its index."""
+        for index, rewrite in enumerate(self.rewrites):
+            if rewrite.applies(dialled):
+                return index, rewrite
+        return None
+
     def outbound_number(self, dialled: str) -> str:
         """The number as sent to this provider."""
-        for rewrite in self.rewrites:
-            if rewrite.applies(dialled):
-                return rewrite.apply(dialled)
-        return dialled
+        found = self.rewrite_for(dialled)
+        return found[1].apply(dialled) if found is not None else dialled

@@ -198,11 +198,12 @@ def test_a_full_chain_for_the_director_dialling_a_mobile_after_hours_in_tet() ->
     decision = route("1001", "0912345678", at)
     assert decision == ToTrunk(
         trunk="viettel", number="+84912345678", caller_id="02873000101", rule="routes.vn-mobile",
-        call_class="mobile", steps=decision.steps,
+        call_class="mobile", steps=decision.steps, e164="+84912345678",
     )
     assert [step.rule for step in decision.steps] == [
         "extensions.1001",
         "number_plans.vietnam[10]",
+        "number_plans.vietnam.national_prefix",
         "departments.management.class_of_service",
         "classes_of_service.staff.allow",
         "routes.vn-mobile",
@@ -325,7 +326,8 @@ def test_emergency_is_never_refused(caller: str, moment: str) -> None:
 @pytest.mark.parametrize(
     ("dialled", "status", "reason", "rule"),
     [
-        ("7777", 404, "unknown_number", "number_plans.vietnam"),
+        ("7777", 484, "incomplete_number", "number_plans.vietnam"),  # a local number is 8 digits
+        ("1234", 404, "unknown_number", "number_plans.vietnam"),  # no number begins so
         ("12ab", 404, "invalid_number", "dialled"),
         ("", 404, "invalid_number", "dialled"),
         ("*97", 501, "feature_not_available", "feature_codes.*97"),
@@ -408,7 +410,8 @@ def test_a_call_from_nobody_is_refused() -> None:
         ("1099", "02363821234", "evening", False, "national_not_allowed"),
         ("1001", "005312345678", "business", False, "blacklisted"),
         ("1001", "1002", "business", True, "allowed"),
-        ("1001", "7777", "business", False, "unknown_number"),
+        ("1001", "7777", "business", False, "incomplete_number"),
+        ("1001", "1234", "business", False, "unknown_number"),
     ],
 )
 def test_check_number_for_legs_placed_on_someones_behalf(person: str, number: str, moment: str, allowed: bool,
@@ -419,11 +422,10 @@ def test_check_number_for_legs_placed_on_someones_behalf(person: str, number: st
     assert verdict.steps and PLAN.place(verdict.rule) is not None
 
 
-def test_black_list_matches_the_number_as_sent_to_the_trunk() -> None:
-    # '+882 .' is written in E.164; dialled as 00882... it is rewritten to +882...
+def test_black_list_matches_the_e164_form() -> None:
+    # '+882' is written in E.164; dialled as 00882... it is +882... in E.164.
     verdict = check_number(PLAN, PLAN.extensions["1001"], "0088299999999", MOMENTS["business"])
     assert verdict.reason == "blacklisted"
-    assert verdict.rule == "number_lists.fraud_destinations[2]"  # the first entry that matches
-    only_e164 = check_number(PLAN, PLAN.extensions["1001"], "0088299999999", MOMENTS["business"],
-                             rewritten="+88299999999")
-    assert only_e164.reason == "blacklisted"
+    assert verdict.rule == "number_lists.fraud_destinations[2]"
+    assert verdict.steps[-1].outcome == ("+88299999999 matches +882 on black list 'fraud_destinations'"
+                                         " (company-wide)")

@@ -25,6 +25,7 @@ def test_every_routing_error_with_its_place() -> None:
         "routing_errors.yaml:7:84: extension '1001' names unknown class of service 'nobody'",
         "routing_errors.yaml:8:3: extension '113' collides with emergency numbers number_plans.vn[0] (11[345]) at routing_errors.yaml:13:17",
         "routing_errors.yaml:10:3: call class 'mobile' is built in; choose another name",
+        "routing_errors.yaml:12:3: warning: number plan 'vn' has no country_code: lists see its numbers in E.164 only where their trunk is sent E.164, and black lists refuse the rest (unverifiable_number)",
         "routing_errors.yaml:13:17: warning: no route takes these emergency numbers (11[345]): calls to them are refused with 404",
         "routing_errors.yaml:14:44: number plan 'vn' names unknown call class 'mobil'; did you mean 'mobile'?",
         "routing_errors.yaml:15:17: pattern '0[35': '[' is never closed (character 2)",
@@ -55,9 +56,9 @@ def test_warnings_with_their_place_and_the_plan_still_loads() -> None:
     result = read_dialplan("routing_warnings.yaml")
     assert result.errors == ()
     assert [str(p) for p in result.warnings] == [
+        "routing_warnings.yaml:10:3: warning: number plan 'vn' has no country_code: lists see its numbers in E.164 only where their trunk is sent E.164, and black lists refuse the rest (unverifiable_number)",
         "routing_warnings.yaml:12:17: warning: no route takes these premium numbers (1900 XXXX): calls to them are refused with 404",
         "routing_warnings.yaml:14:17: warning: this entry can never match: every number it matches is taken first by number_plans.vn[2] (00.) at routing_warnings.yaml:13:17",
-        "routing_warnings.yaml:17:11: warning: black list entry '11[34]' matches emergency number 113, which is never blocked",
         "routing_warnings.yaml:20:44: warning: class of service 'sales' may dial only white-listed numbers but has no whitelist: only internal and emergency calls will work",
         "routing_warnings.yaml:20:57: warning: class of service 'sales': this 'when' rule allows and denies nothing",
         "routing_warnings.yaml:26:56: warning: trunk 't1': this rewrite can never apply: rewrite 0 (match '0') takes its numbers first",

@@ -64,9 +64,10 @@ def summary(decision: Decision) -> tuple[Any, ...]:
                                 "mobile")),
         ("1202", "0987000201", ("member", "factory", "601", None, "+84987000201", "together", "602", "mobile")),
         # Callers in no group have no short numbers.
-        ("1002", "601", ("reject", 404, "unknown_number", "number_plans.vietnam")),
-        ("1099", "602", ("reject", 404, "unknown_number", "number_plans.vietnam")),
-        ("1010", "601", ("reject", 404, "unknown_number", "number_plans.taiwan")),
+        # Outside the group, a short number is the start of a local number.
+        ("1002", "601", ("reject", 484, "incomplete_number", "number_plans.vietnam")),
+        ("1099", "602", ("reject", 484, "incomplete_number", "number_plans.vietnam")),
+        ("1010", "601", ("reject", 484, "incomplete_number", "number_plans.taiwan")),
         # ... and a member's numbers are plain numbers to them.
         ("1002", "1001", ("ring", "1001")),
         ("1002", "0903000101", ("trunk", "+84903000101", "mobile")),
@@ -98,7 +99,8 @@ def test_a_short_number_decision_in_full() -> None:
     decision = route("1004", "601")
     assert isinstance(decision, RingMember) and decision.mobile is not None
     assert decision.mobile == ToTrunk(trunk="viettel", number="+84903000101", caller_id="02873000200",
-                                      rule="routes.vn-mobile", call_class="mobile", steps=decision.mobile.steps)
+                                      rule="routes.vn-mobile", call_class="mobile", steps=decision.mobile.steps,
+                                      e164="+84903000101")
     assert (decision.rule, decision.dialled, decision.short_dialled, decision.desk_seconds) == (
         "groups.head_office.members.601", "601", True, 15)
     assert decision.member.name == "Nguyễn Văn An" and decision.resolved_number == "1001"
@@ -111,6 +113,7 @@ def test_a_short_number_decision_in_full() -> None:
         "classes_of_service.sales",
         "groups.head_office.members.601.mobile",
         "number_plans.vietnam[10]",
+        "number_plans.vietnam.national_prefix",
         "departments.sales.class_of_service",
         "classes_of_service.staff.allow",
         "routes.vn-mobile",
@@ -152,9 +155,9 @@ def test_in_group_only_is_a_right_that_follows_the_call() -> None:
     refused = check_number(PLAN, hoa, "0912345678", BUSINESS)
     assert (refused.allowed, refused.reason, refused.rule) == (False, "in_group_only", "groups.factory.in_group_only")
     member_mobile = check_number(PLAN, hoa, "0987000201", BUSINESS)
-    assert (member_mobile.allowed, member_mobile.steps[1].rule) == (True, "groups.factory.members.601")
+    assert (member_mobile.allowed, member_mobile.steps[2].rule) == (True, "groups.factory.members.601")
     listed = check_number(PLAN, hoa, "18001234", BUSINESS)
-    assert (listed.allowed, listed.steps[1].rule) == (True, "groups.factory.allow_outside[0]")
+    assert (listed.allowed, listed.steps[2].rule) == (True, "groups.factory.allow_outside[0]")
     assert check_number(PLAN, hoa, "114", BUSINESS).reason == "emergency"
 
 
