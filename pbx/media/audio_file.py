@@ -119,6 +119,7 @@ def _parse_fmt(body: bytes, name: str) -> tuple[int, int, int, int]:
 
 def _to_linear8k(samples: bytes, encoding: int, channels: int, rate: int, bits: int, name: str) -> bytes:
     width = bits // 8
+    linear: bytes
     samples = samples[:len(samples) - len(samples) % (width * channels)]
     if encoding == _FLOAT:
         floats = np.frombuffer(samples, dtype="<f4" if width == 4 else "<f8")
