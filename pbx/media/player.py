@@ -58,11 +58,16 @@ class Player:
     """A playlist being played with one codec."""
 
     def __init__(self, items: list[PlaylistItem] | tuple[PlaylistItem, ...], codec: Codec) -> None:
-        self.codec = codec
         self._items = list(items)
         self._index = 0
         self._offset = 0          # bytes (= samples) into the current item
         self._frame_count = 0     # frames sent of the current item
+        self.set_codec(codec)
+
+    def set_codec(self, codec: Codec) -> None:
+        """Go on in another codec (a re-INVITE changed it): G.711 is one
+        byte per sample in both laws, so the position stays valid."""
+        self.codec = codec
         self._silence = bytes([codec.silence]) * FRAME_SAMPLES
 
     @property
