@@ -86,7 +86,7 @@ def test_rfc4733_digits_over_real_sockets_come_out_once_each() -> None:
         a, b = await connected_pair(pbx, phone)
         for key in "2#9":
             assert b.send_digit(key, duration_ms=80)
-        digits = []
+        digits: list[Digit] = []
         while len(digits) < 3:
             event = await asyncio.wait_for(a.next_event(), 5)
             if isinstance(event, Digit):
