@@ -53,3 +53,16 @@ def test_names_never_reach_outside(name: str) -> None:
 def test_missing_prompt_says_where_it_looked() -> None:
     with pytest.raises(PromptNotFound, match="no prompt 'nothing' for 'vi'"):
         PromptLibrary().path("vi", "nothing")
+
+
+def test_the_script_regenerates_a_prompt(tmp_path: Path) -> None:
+    from pbx.ivr.make_prompts import PROMPTS_DIR, main
+
+    assert main(["--only", "en", "--out", str(tmp_path)]) == 0
+    made = sorted(p.name for p in (tmp_path / "en").iterdir())
+    assert made == sorted(f"{phrase}.wav" for phrase in PHRASES)
+    # Same tools, same text: the shipped file is what the script makes.
+    fresh = PromptLibrary(shipped_dir=tmp_path).load("en", "goodbye")
+    shipped = PromptLibrary(shipped_dir=PROMPTS_DIR).load("en", "goodbye")
+    assert abs(fresh.seconds - shipped.seconds) < 0.05
+    assert rms(fresh.linear) > 1000

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pbx.media.codecs import Codec
 from pbx.media.ports import PortAllocator, PortsExhausted
@@ -164,3 +166,26 @@ def test_port_pairs_round_robin_release_and_exhaustion() -> None:
     assert ports.allocate() == (10002, 10003)
     with pytest.raises(ValueError):
         PortAllocator(10000, 10000)
+
+
+@given(st.text(max_size=400))
+def test_random_text_parses_or_raises_sdp_error(text: str) -> None:
+    try:
+        session().answer("v=0\r\n" + text, LOCAL)
+    except SdpError:
+        pass
+
+
+@given(st.lists(st.sampled_from([
+    "o=- 1 1 IN IP4 10.0.0.1", "c=IN IP4 10.0.0.1", "c=IN IP6 ::1", "c=IN IP4 0.0.0.0", "m=audio 4000 RTP/AVP 0 8 101",
+    "m=audio 0 RTP/AVP 0", "m=video 5000 RTP/AVP 31", "a=rtpmap:101 telephone-event/8000", "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:97", "a=sendonly", "a=inactive", "a=ptime:x", "a=rtcp:", "a=rtcp:70000", "m=audio 1 RTP/AVP",
+    "m=audio 2 RTP/AVP 97", "a=rtpmap:97 PCMA/16000", "t=0 0", "s=", "b=AS:64",
+]), max_size=14))
+def test_shuffled_sdp_lines_parse_or_raise_sdp_error(lines: list[str]) -> None:
+    try:
+        answer, agreed = session().answer("v=0\r\n" + "\r\n".join(lines), LOCAL)
+    except SdpError:
+        return
+    assert agreed.remote_port > 0 and 0 < agreed.remote_rtcp_port < 65536
+    assert parse_sdp(answer.serialise()).media[0].port in (0, LOCAL.port)
