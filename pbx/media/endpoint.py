@@ -18,6 +18,25 @@ else is decided by the pure :class:`pbx.media.session.MediaStream`.
 
 Blocking work stays off the loop: loading a prompt file runs in a thread
 (:meth:`MediaSession.load_prompt`).
+
+How a call uses it (the coordinator in ``pbx/calls`` owns the session)::
+
+    session = await engine.open_session()          # PortsExhausted: answer 503
+    try:
+        sdp = session.answer(invite_body)          # SdpError: answer 488 with str(err)
+        # or, for an INVITE without SDP: session.offer() in the 2xx,
+        # then session.accept(ack_body)
+        ...send 200 OK (or 183 Session Progress for early media) with sdp...
+        audio = await session.load_prompt(lambda: library.load("vi", "welcome"))
+        finished = await session.play([Prompt(audio), Silence(0.5)])
+        event = await session.next_event()         # Digit(...) from RFC 4733 or in-band
+        digit = session.info(content_type, body)   # a SIP INFO: DtmfInfoError.status to answer
+    finally:
+        session.close()
+
+An announcement before a refusal (early media) is the same with a 183:
+answer the offer, send 183 with the SDP, ``await session.play(...)``, then
+send the final response and close.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from pbx.media.rtp import PacketError
+
 MIN_INTERVAL: Final = 5.0
 NTP_UNIX_OFFSET: Final = 2_208_988_800   # seconds from 1900-01-01 to 1970-01-01
 SR, RR, SDES, BYE = 200, 201, 202, 203
@@ -29,12 +31,8 @@ _HEADER = struct.Struct("!BBH")
 _BLOCK = struct.Struct("!IIIIII")
 
 
-class RtcpError(ValueError):
-    """Bytes that are not a valid compound RTCP packet; ``reason`` is a tag."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class RtcpError(PacketError):
+    """Not a valid compound RTCP packet."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,12 +24,17 @@ HEADER_SIZE: Final = 12
 _FIXED = struct.Struct("!BBHII")
 
 
-class RtpError(ValueError):
-    """Bytes that are not a valid RTP packet; ``reason`` is a snake_case tag."""
+class PacketError(ValueError):
+    """Bytes from the network that are not a valid packet; ``reason`` is a
+    snake_case tag, counted by the receiver rather than logged one by one."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RtpError(PacketError):
+    """Not a valid RTP packet."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
