@@ -2,7 +2,8 @@
 # with sudo, without a terminal:  make test
 #
 #   make venv    .venv with the package (editable) and its test extras
-#   make deps    Debian packages the tests use (SIPp); starts PostgreSQL if
+#   make deps    Debian packages the tests use (SIPp; espeak-ng and sox for
+#                prompts); starts PostgreSQL if
 #                it is installed but stopped
 #   make lint    mypy --strict over pbx, tests and bench
 #   make test    lint, then the whole pytest suite
@@ -10,6 +11,7 @@
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
+#   make prompts regenerate pbx/ivr/prompts/*/*.wav (espeak-ng + sox)
 #   make clean   caches and build output;  make distclean  also .venv and var/
 
 SHELL := /bin/bash
@@ -36,7 +38,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # lock: wait for it, up to 10 minutes, instead of failing.
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: venv deps lint test run bench bench-calls clean distclean
+.PHONY: venv deps lint test run bench bench-calls prompts clean distclean
 
 venv: $(STAMP)
 
@@ -59,6 +61,11 @@ deps:
 		echo "installing SIPp (Debian package sip-tester)"; \
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends sip-tester; \
+	fi
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then \
+		echo "installing espeak-ng and sox (prompt regeneration: pbx/ivr/make_prompts.py)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends espeak-ng sox; \
 	fi
 	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 \
 		&& command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
@@ -96,6 +103,9 @@ bench: venv deps
 bench-calls: venv deps
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,bench]'
 	$(BIN)/python bench/call_rate.py $(CALL_BENCH_ARGS)
+
+prompts: venv deps
+	$(BIN)/python -m pbx.ivr.make_prompts
 
 clean:
 	rm -rf .mypy_cache .pytest_cache .hypothesis build *.egg-info

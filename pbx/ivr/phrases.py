@@ -1,0 +1,77 @@
+"""Every phrase the PBX says, in each language it ships prompts for.
+
+The keys are the prompt names the call layer and the dialplan use; the
+texts are what ``make_prompts.py`` has espeak-ng speak. An admin's own
+recording replaces any of them (:mod:`pbx.ivr.prompts`). The welcome
+greeting matches the example dialplan's auto attendant (1: sales on
+extension 1002, 0: reception 1099).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+LANGUAGES: Final = ("vi", "zh", "en")
+
+VOICES: Final = {"vi": "vi", "zh": "cmn", "en": "en-us"}
+"""espeak-ng voice per language (cmn: Mandarin)."""
+
+PHRASES: Final[dict[str, dict[str, str]]] = {
+    "welcome": {
+        "en": "Welcome. For sales, press 1. For reception, press 0. Or dial an extension number.",
+        "vi": "Xin chào quý khách. Gặp phòng kinh doanh, bấm phím 1. Gặp lễ tân, bấm phím 0. "
+              "Hoặc bấm số máy lẻ.",
+        "zh": "您好，欢迎致电。销售部请按1，总机请按0，或直接拨分机号码。",
+    },
+    "closed": {
+        "en": "Thank you for calling. Our office is closed. Please call again during business hours.",
+        "vi": "Cảm ơn quý khách đã gọi. Văn phòng hiện đã hết giờ làm việc. "
+              "Vui lòng gọi lại trong giờ hành chính.",
+        "zh": "感谢您的来电。现在是非办公时间，请在办公时间内再拨。",
+    },
+    "enter_account_code": {
+        "en": "Please enter your account code, then press the hash key.",
+        "vi": "Vui lòng nhập mã tài khoản, sau đó bấm phím thăng.",
+        "zh": "请输入您的帐户代码，并以井号键结束。",
+    },
+    "invalid_code": {
+        "en": "That code is not valid.",
+        "vi": "Mã vừa nhập không hợp lệ.",
+        "zh": "您输入的代码无效。",
+    },
+    "not_allowed": {
+        "en": "You are not allowed to call this number.",
+        "vi": "Quý khách không được phép gọi số này.",
+        "zh": "您无权拨打此号码。",
+    },
+    "busy": {
+        "en": "The number you called is busy. Please try again later.",
+        "vi": "Số máy quý khách vừa gọi đang bận. Vui lòng gọi lại sau.",
+        "zh": "您拨打的电话正在通话中，请稍后再拨。",
+    },
+    "not_available": {
+        "en": "The person you called is not available.",
+        "vi": "Số máy quý khách vừa gọi hiện không liên lạc được.",
+        "zh": "您拨打的用户暂时无法接通。",
+    },
+    "number_does_not_exist": {
+        "en": "The number you dialled does not exist.",
+        "vi": "Số máy quý khách vừa gọi không tồn tại.",
+        "zh": "您拨打的号码不存在。",
+    },
+    "invalid_option": {
+        "en": "That is not a valid option.",
+        "vi": "Lựa chọn không hợp lệ.",
+        "zh": "您的选择无效。",
+    },
+    "goodbye": {
+        "en": "Goodbye.",
+        "vi": "Xin cảm ơn và hẹn gặp lại.",
+        "zh": "再见。",
+    },
+    "please_hold": {
+        "en": "Please hold while we connect your call.",
+        "vi": "Vui lòng giữ máy trong giây lát.",
+        "zh": "请稍候，正在为您转接。",
+    },
+}

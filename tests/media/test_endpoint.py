@@ -1,0 +1,146 @@
+"""The asyncio edge on real UDP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import numpy as np
+import pytest
+
+from pbx.ivr.prompts import PromptLibrary
+from pbx.media.codecs import Codec, rms
+from pbx.media.endpoint import MediaEngine, MediaSession
+from pbx.media.events import Digit, DigitSource
+from pbx.media.player import Prompt
+from pbx.media.ports import PortAllocator, PortsExhausted
+from pbx.media.rtp import RtpPacket, parse_rtp
+from pbx.media.sdp import SdpError
+
+HOST = "127.0.0.1"
+
+
+class Collector(asyncio.DatagramProtocol):
+    """A plain UDP socket standing in for a phone: keeps what arrives and when."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, bytes]] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.arrivals.append((asyncio.get_running_loop().time(), data))
+
+
+def phone_offer(port: int) -> str:
+    return ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
+
+
+def test_a_prompt_is_played_paced_to_a_plain_socket_then_ports_are_released() -> None:
+    audio = PromptLibrary().load("en", "please_hold")
+
+    async def scenario() -> tuple[list[tuple[float, bytes]], bool, int]:
+        loop = asyncio.get_running_loop()
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41000, 41099))
+        transport, phone = await loop.create_datagram_endpoint(Collector, local_addr=(HOST, 0))
+        port = transport.get_extra_info("sockname")[1]
+        session = await engine.open_session()
+        answer = session.answer(phone_offer(port))
+        assert f"m=audio {session.rtp_port} RTP/AVP 0 101" in answer
+        completed = await asyncio.wait_for(session.play([Prompt(audio)]), audio.seconds + 5)
+        session.close()
+        transport.close()
+        await asyncio.sleep(0.01)
+        return phone.arrivals, completed, engine.ports.in_use
+
+    arrivals, completed, in_use = asyncio.run(scenario())
+    assert completed and in_use == 0
+    packets = [parse_rtp(data) for _, data in arrivals]
+    frames = -(-len(audio.payload(Codec.PCMU)) // 160)
+    assert len(packets) >= frames
+    assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in zip(packets, packets[1:]))
+    assert all((b.timestamp - a.timestamp) % 2**32 == 160 for a, b in zip(packets, packets[1:]))
+    assert packets[0].marker and {p.payload_type for p in packets} == {0}
+    # What arrived is the prompt, non-silent.
+    payload = b"".join(p.payload for p in packets)[:len(audio.payload(Codec.PCMU))]
+    assert payload == audio.payload(Codec.PCMU)
+    assert rms(Codec.PCMU.decode(payload)) > 1000
+    # Paced, not sent in a burst: a packet never leaves before its tick, so the
+    # whole run takes at least its length in ticks; the typical gap is one tick.
+    times = [t for t, _ in arrivals]
+    assert times[-1] - times[0] >= (len(times) - 1) * 0.020 * 0.95
+    assert 0.015 < statistics.median(np.diff(times)) < 0.025
+
+
+async def connected_pair(engine_a: MediaEngine, engine_b: MediaEngine) -> tuple[MediaSession, MediaSession]:
+    """A offers (as for an INVITE without SDP), B answers, A accepts."""
+    a = await engine_a.open_session()
+    b = await engine_b.open_session()
+    a.accept(b.answer(a.offer()))
+    return a, b
+
+
+def test_rfc4733_digits_over_real_sockets_come_out_once_each() -> None:
+    async def scenario() -> list[Digit]:
+        pbx = MediaEngine(bind_host=HOST, ports=PortAllocator(41100, 41199))
+        phone = MediaEngine(bind_host=HOST, ports=PortAllocator(41200, 41299))
+        a, b = await connected_pair(pbx, phone)
+        for key in "2#9":
+            assert b.send_digit(key, duration_ms=80)
+        digits: list[Digit] = []
+        while len(digits) < 3:
+            event = await asyncio.wait_for(a.next_event(), 5)
+            if isinstance(event, Digit):
+                digits.append(event)
+        await asyncio.sleep(0.3)   # the redundant end packets arrive after the press
+        digits += [e for e in a.events if isinstance(e, Digit)]
+        await pbx.close()
+        await phone.close()
+        await asyncio.sleep(0.01)
+        assert pbx.ports.in_use == phone.ports.in_use == 0
+        return digits
+
+    digits = asyncio.run(scenario())
+    assert [(d.digit, d.source) for d in digits] == [("2", DigitSource.RFC4733), ("#", DigitSource.RFC4733),
+                                                     ("9", DigitSource.RFC4733)]
+
+
+def test_garbage_and_strangers_on_the_rtp_port_change_nothing() -> None:
+    async def scenario() -> tuple[int, object]:
+        loop = asyncio.get_running_loop()
+        pbx = MediaEngine(bind_host=HOST, ports=PortAllocator(41300, 41399))
+        phone = MediaEngine(bind_host=HOST, ports=PortAllocator(41400, 41499))
+        a, b = await connected_pair(pbx, phone)
+        await asyncio.sleep(0.2)                      # b's packets latch a to b
+        stranger, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(HOST, 0))
+        for n in range(50):
+            stranger.sendto(b"\x00" * n, (HOST, a.rtp_port))
+            stranger.sendto(RtpPacket(payload_type=101, sequence=n, timestamp=n, ssrc=99,
+                                      payload=bytes([1, 0x80, 0, 160])).serialise(), (HOST, a.rtp_port))
+        await asyncio.sleep(0.2)
+        destination = a.stream.destination
+        digits = sum(isinstance(e, Digit) for e in a.events)
+        stranger.close()
+        await pbx.close()
+        await phone.close()
+        return digits, destination == (HOST, b.rtp_port)
+
+    digits, still_latched = asyncio.run(scenario())
+    assert digits == 0 and still_latched
+
+
+def test_port_exhaustion_and_bad_sdp_are_clear_errors() -> None:
+    async def scenario() -> None:
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41500, 41501))
+        session = await engine.open_session()
+        with pytest.raises(PortsExhausted):
+            await engine.open_session()
+        with pytest.raises(SdpError, match="no common codec"):
+            session.answer(phone_offer(5000).replace("RTP/AVP 0 101", "RTP/AVP 18"))
+        session.close()
+        session.close()
+        await asyncio.sleep(0.01)                    # asyncio closes sockets a loop turn later
+        again = await engine.open_session()          # the pair is free again
+        assert again.rtp_port == 41500
+        again.close()
+
+    asyncio.run(scenario())
