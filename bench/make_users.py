@@ -70,6 +70,7 @@ class Security:
     # what the benchmark measures.
     unauthenticated_per_second: int = 1_000_000
     unauthenticated_burst: int = 1_000_000
+    source_packets_per_second: int = 10_000_000
 
 
 def make_users(count: int, *, first: int = DEFAULT_FIRST, password: str | None = None) -> list[User]:
@@ -122,6 +123,7 @@ def dialplan_yaml(
         f"  block_seconds: {security.block_seconds}",
         f"  unauthenticated_per_second: {security.unauthenticated_per_second}",
         f"  unauthenticated_burst: {security.unauthenticated_burst}",
+        f"  source_packets_per_second: {security.source_packets_per_second}",
         "departments:",
         f"  {DEPARTMENT_KEY}:",
         f"    name: {_quote(DEPARTMENT_NAME)}",

@@ -70,7 +70,7 @@ def dialplan_text() -> str:
         f"domain: {DOMAIN}",
         "registrar: {auth_algorithms: [MD5]}",
         "security: {max_auth_failures: 100000, failure_window: 60, block_seconds: 1,"
-        " unauthenticated_per_second: 100000, unauthenticated_burst: 100000}",
+        " unauthenticated_per_second: 100000, unauthenticated_burst: 100000, source_packets_per_second: 1000000}",
         "departments:",
         "  load: {name: Load}",
         "extensions:",

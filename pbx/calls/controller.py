@@ -213,6 +213,11 @@ class CallController:
 
         self._on_behalf(call, work)
 
+    def connections(self) -> set[int]:
+        """The TCP connections calls in progress use."""
+        return {session.dest.connection for _, session in self.sessions.values()
+                if session.dest.connection is not None}
+
     def _on_behalf(self, call: Call, work: Callable[[], None]) -> None:
         """Run ``work`` for ``call``: the transactions it starts are indexed
         as the call's, and the call's timer is re-armed after."""

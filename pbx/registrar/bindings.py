@@ -85,6 +85,11 @@ class BindingTable:
             b for contacts in self._by_aor.values() for b in contacts.values() if b.source.connection == connection
         ]
 
+    def connections(self) -> set[int]:
+        """The connections registrations live on (TCP, later TLS)."""
+        return {b.source.connection for contacts in self._by_aor.values() for b in contacts.values()
+                if b.source.connection is not None}
+
     def sweep(self, now: float) -> list[Binding]:
         """Remove and return every expired binding."""
         expired: list[Binding] = []

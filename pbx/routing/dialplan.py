@@ -163,6 +163,10 @@ class SecuritySettings:
     once a minute needs about 7 (each REGISTER is challenged once)."""
     unauthenticated_burst: int = 400
     """Every phone of such an office booting at once: two requests each."""
+    source_packets_per_second: int = 2000
+    """Every datagram or TCP message from one address, before it is even
+    parsed (a burst of twice as many): a flood is dropped for the cost of a
+    table lookup. Trunk gateways are exempt."""
     digest_without_qop: tuple[str, ...] = ("REGISTER",)
     """Methods whose digest may leave out ``qop`` (RFC 2069, old phones)."""
     tcp_max_connections: int = 4000
@@ -180,7 +184,8 @@ class SecuritySettings:
             raise ValueError("security outside_calls needs both simultaneous and per_minute")
         numbers = (self.max_auth_failures, self.failure_window, self.block_seconds, self.scan_usernames,
                    self.targeted_failures, self.blocked_retry_seconds, self.unauthenticated_per_second,
-                   self.unauthenticated_burst, self.tcp_max_connections, self.tcp_max_per_source,
+                   self.unauthenticated_burst, self.source_packets_per_second, self.tcp_max_connections,
+                   self.tcp_max_per_source,
                    self.tcp_message_seconds, self.tcp_idle_seconds)
         if min(numbers) < 1:
             raise ValueError("security settings must all be at least 1")

@@ -73,6 +73,25 @@ class SourceRateLimit:
         buckets[source] = (tokens, now, dry)
         return report
 
+    def consume(self, source: str, now: float) -> bool:
+        """Take a token if ``source`` has one; whether it had. The fast path
+        for every datagram (`take` is for the rarer, reported case)."""
+        buckets = self._buckets
+        entry = buckets.get(source)
+        if entry is None:
+            if len(buckets) >= self.max_sources:
+                buckets.popitem(last=False)
+            buckets[source] = (self.burst - 1.0, now, False)
+            return True
+        tokens = entry[0] + (now - entry[1]) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < 1.0:
+            buckets[source] = (tokens, now, True)
+            return False
+        buckets[source] = (tokens - 1.0, now, False)
+        return True
+
     def sweep(self, now: float) -> None:
         """Forget buckets that have refilled: they hold nothing a new one
         would not."""

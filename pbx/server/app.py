@@ -72,10 +72,16 @@ def rate_limit_of(plan: Dialplan) -> SourceRateLimit:
     return SourceRateLimit(rate=s.unauthenticated_per_second, burst=s.unauthenticated_burst)
 
 
+def packet_limit_of(plan: Dialplan) -> SourceRateLimit:
+    rate = plan.security.source_packets_per_second
+    return SourceRateLimit(rate=rate, burst=2 * rate)
+
+
 def tcp_limits(plan: Dialplan) -> TcpLimits:
     security = plan.security
     return TcpLimits(max_connections=security.tcp_max_connections, max_per_source=security.tcp_max_per_source,
-                     message_seconds=float(security.tcp_message_seconds))
+                     message_seconds=float(security.tcp_message_seconds),
+                     idle_seconds=float(security.tcp_idle_seconds))
 
 
 class Server:
@@ -121,7 +127,7 @@ class Server:
         authenticator = Authenticator(self.plan, nonces, lockout, algorithms, decoy_key=secrets.token_bytes(32))
         registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
         self.security = SecurityEvents(lockout, rate_limit_of(self.plan), self.writer, blocks, time.time,
-                                       exempt=self._from_trunk)
+                                       exempt=self._from_trunk, packets=packet_limit_of(self.plan))
         self.security.refresh(active_blocks, now_utc.timestamp())
         self.service = SipService(
             self.endpoint, registrar, writer=self.writer, bindings=bindings, security=self.security,
@@ -157,6 +163,8 @@ class Server:
             challenges=self.security,
         )
         self.service.calls = calls
+        for tcp in self.tcp:
+            tcp.in_use = lambda: table.connections() | calls.connections()
         # Trunks: the source table for the controller, and the clients that
         # register to providers (sent once the transports are open).
         self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)
@@ -196,6 +204,8 @@ class Server:
         lockout.scan_usernames, lockout.targeted_failures, lockout.retry_seconds = fresh.scan_usernames, \
             fresh.targeted_failures, fresh.retry_seconds
         limit.rate, limit.burst = rate_limit_of(plan).rate, rate_limit_of(plan).burst
+        self.security.packets.rate, self.security.packets.burst = packet_limit_of(plan).rate, \
+            packet_limit_of(plan).burst
 
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""
@@ -226,6 +236,8 @@ class Server:
     # ------------------------------------------------------------ the driver
 
     def _on_data(self, data: bytes, source: Peer) -> None:
+        if not self.security.admit_bytes(source, time.time()):
+            return
         try:
             self.endpoint.receive(data, source, self._loop.time())
         except Exception:  # our bug: log it, keep serving everyone else

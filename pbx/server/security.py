@@ -5,6 +5,10 @@ The registrar and the calling path both authenticate; whatever a failure
 caused (a block, a username under attack) is reported here once, so both
 paths log, store and count it the same way.
 
+Before parsing, every datagram and TCP message takes a token from its
+source's packet bucket (``source_packets_per_second``); a source out of
+them is dropped unparsed, except a trunk's gateways.
+
 The gate: a new request (out of any dialog) from a source that is not a
 trunk's gateway takes a token from its source's bucket if it carries no
 credentials, and so does every authentication that does not succeed. A
@@ -51,15 +55,27 @@ _CREDENTIALS = ("authorization", "proxy-authorization")
 
 class SecurityEvents:
     def __init__(self, lockout: Lockout, limit: SourceRateLimit, writer: BackgroundWriter, blocks: BlockStore,
-                 wall_clock: Callable[[], float], *, exempt: Callable[[Peer], bool] = lambda _: False) -> None:
+                 wall_clock: Callable[[], float], *, exempt: Callable[[Peer], bool] = lambda _: False,
+                 packets: SourceRateLimit | None = None) -> None:
         self.lockout = lockout
         self.limit = limit
+        self.packets = packets or SourceRateLimit(rate=2000, burst=4000)
+        """Every datagram or message per source, before parsing."""
         self.writer = writer
         self.blocks = blocks
         self.wall_clock = wall_clock
         self.exempt = exempt
         """Sources never limited nor counted: the trunks' gateways."""
         self.drops = DropSampler()
+
+    def admit_bytes(self, source: Peer, now: float) -> bool:
+        """Whether to parse what ``source`` just sent at all: False once it
+        sends more than the per-source packet rate (a flood costs a lookup
+        per packet then, not a parse)."""
+        if self.packets.consume(source.host, now) or self.exempt(source):
+            return True
+        self.dropped("source_flooding", source, now)
+        return False
 
     def admit(self, request: Request, source: Peer, now: float) -> bool:
         """Whether to handle a new request at all (see the module)."""
@@ -125,6 +141,7 @@ class SecurityEvents:
         """Periodic: forget refilled buckets and old counts; write held-back
         drop summaries."""
         self.limit.sweep(now)
+        self.packets.sweep(now)
         self.lockout.sweep(now)
         for summary in self.drops.flush(now):
             self._summarise(summary)

@@ -9,9 +9,13 @@ context passed to ``open_tcp``/``connect``.
 Limits (:class:`TcpLimits`, from the dialplan's ``security`` section), so
 one peer cannot take the server's memory or attention: connections accepted
 in total and per source address (one over is closed at once; the first
-refusal is logged, not every one), and a message must be complete within
-``message_seconds`` of its first byte (a slow sender is cut off). The
-framer (``StreamFramer``) keeps no keep-alive flood and caps what it holds.
+refusal is logged, not every one), a message must be complete within
+``message_seconds`` of its first byte (a slow sender is cut off; a new
+connection's first message is due that long after it opened), and an
+accepted connection that carries nothing the PBX needs (no registration,
+no call: the ``in_use`` callback says) is closed after ``idle_seconds``
+without a byte (2,000 idle connections once were all kept). The framer
+(``StreamFramer``) keeps no keep-alive flood and caps what it holds.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class TcpLimits:
     """Accepted connections from one address (an office NAT has many phones)."""
     message_seconds: float = 20.0
     """A message must be complete this long after its first byte."""
+    idle_seconds: float = 120.0
+    """An accepted connection not in use is closed after this long without
+    a byte from its peer (a registered phone's keep-alives count)."""
 
 
 class TcpConnection(asyncio.Protocol):
@@ -61,6 +68,8 @@ class TcpConnection(asyncio.Protocol):
         self.inbound = inbound
         self.partial_since: float | None = None
         """When the message now being received began (loop time)."""
+        self.last_byte = 0.0
+        """When the peer last sent anything (loop time)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -68,6 +77,11 @@ class TcpConnection(asyncio.Protocol):
         if self.inbound and not self._owner._admit(host):
             self._transport.abort()  # over a limit: closed before it costs anything
             return
+        self.last_byte = asyncio.get_running_loop().time()
+        if self.inbound:
+            # The first message is due like any other: a connection that
+            # never sends one is a slot held for nothing.
+            self.partial_since = self.last_byte
         self.peer = Peer(self._owner.name, host, port, self.id)
         self._owner._connections[self.id] = self
         self._owner._by_address[(host, port)] = self.id
@@ -78,10 +92,12 @@ class TcpConnection(asyncio.Protocol):
         if self.peer is None or self._transport is None:
             return  # refused at connection_made
         frames = self._framer.feed(data)
+        now = self.last_byte = asyncio.get_running_loop().time()
         if self._framer.buffered == 0:
-            self.partial_since = None
+            if frames or not self.inbound:
+                self.partial_since = None
         elif self.partial_since is None or frames:
-            self.partial_since = asyncio.get_running_loop().time()
+            self.partial_since = now
         for frame in frames:
             if frame == PING:
                 self._transport.write(PONG)
@@ -98,6 +114,11 @@ class TcpConnection(asyncio.Protocol):
             return  # refused at connection_made: never counted
         self._owner._forget(self)
         self._owner._on_closed(self.peer, "closed" if exc is None else "error")
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a message not yet complete."""
+        return self._framer.buffered
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -121,6 +142,9 @@ class TcpTransport:
         limits: TcpLimits | None = None,
     ) -> None:
         self.limits = limits or TcpLimits()
+        self.in_use: Callable[[], set[int]] = set
+        """Numbers of the connections registrations and calls rely on: never
+        closed for idleness. Asked only when some connection is idle."""
         self._per_host: Counter[str] = Counter()
         self._refusing: str | None = None  # the limit being hit, logged once
         self._sweeper: asyncio.Task[None] | None = None
@@ -162,18 +186,33 @@ class TcpTransport:
         return False
 
     async def _sweep(self) -> None:
-        """Once a second: cut off senders whose message is overdue."""
+        """Once a second: cut off senders whose message is overdue, and
+        close idle connections nothing relies on."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            cutoff = loop.time() - self.limits.message_seconds
-            late = [c for c in self._connections.values()
-                    if c.inbound and c.partial_since is not None and c.partial_since < cutoff]
-            for conn in late:
+            self.sweep(loop.time())
+
+    def sweep(self, now: float) -> None:
+        cutoff = now - self.limits.message_seconds
+        late = [c for c in self._connections.values()
+                if c.inbound and c.partial_since is not None and c.partial_since < cutoff]
+        for conn in late:
+            conn.close()
+        if late:
+            log.warning("tcp_slow_senders_closed", count=len(late), seconds=self.limits.message_seconds,
+                        sources=sorted({c.peer.host for c in late if c.peer is not None})[:10])
+        quiet = now - self.limits.idle_seconds
+        idle = [c for c in self._connections.values()
+                if c.inbound and c.buffered == 0 and c.last_byte < quiet]
+        if idle:
+            used = self.in_use()
+            idle = [c for c in idle if c.id not in used]
+            for conn in idle:
                 conn.close()
-            if late:
-                log.warning("tcp_slow_senders_closed", count=len(late), seconds=self.limits.message_seconds,
-                            sources=sorted({c.peer.host for c in late if c.peer is not None})[:10])
+            if idle:
+                log.info("tcp_idle_closed", count=len(idle), seconds=self.limits.idle_seconds,
+                         sources=sorted({c.peer.host for c in idle if c.peer is not None})[:10])
 
     def send(self, data: bytes, dest: Peer) -> None:
         """Write on the connection the peer used, or to an open one to its

@@ -104,3 +104,61 @@ def test_keep_alive_pings_get_pongs_and_hold_nothing() -> None:
         return pong
 
     assert asyncio.run(scenario()) == b"\r\n"
+
+
+def test_idle_connections_nothing_relies_on_are_closed() -> None:
+    """2,000 idle connections were all kept; now one that carries no
+    registration or call is closed after idle_seconds, one that does stays,
+    and a peer that keeps talking is never idle."""
+
+    async def scenario() -> tuple[bool, bool, bool, list[MutableMapping[str, Any]]]:
+        peers: list[int] = []
+        tcp = TcpTransport(lambda data, peer: peers.append(peer.connection or 0),
+                           limits=TcpLimits(idle_seconds=0.6))
+        await tcp.listen("127.0.0.1", 0)
+        (silent_r, silent_w), (bound_r, bound_w), (chatty_r, chatty_w) = [
+            await asyncio.open_connection(*tcp.local) for _ in range(3)]
+        bound_w.write(OPTIONS)  # say, a REGISTER: the registrar now relies on it
+        await bound_w.drain()
+        for _ in range(50):
+            if peers:
+                break
+            await asyncio.sleep(0.02)
+        tcp.in_use = lambda: set(peers)
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(6):  # 1.2 s of keep-alives on the chatty one
+                chatty_w.write(b"\r\n\r\n")
+                await chatty_w.drain()
+                await asyncio.sleep(0.2)
+            tcp.sweep(asyncio.get_running_loop().time())
+            silent = await closed_by_server(silent_r, 0.3)
+            bound = await closed_by_server(bound_r, 0.1)
+            chatty = await closed_by_server(chatty_r, 0.1)
+        for writer in (silent_w, bound_w, chatty_w):
+            writer.close()
+        tcp.close()
+        return silent, bound, chatty, logs
+
+    silent, bound, chatty, logs = asyncio.run(scenario())
+    assert (silent, bound, chatty) == (True, False, False)
+    assert [e["count"] for e in logs if e["event"] == "tcp_idle_closed"] == [1]
+
+
+def test_a_connection_that_never_sends_a_message_is_closed_at_the_message_deadline() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        tcp = TcpTransport(lambda data, peer: None, limits=TcpLimits(message_seconds=0.5, idle_seconds=3600))
+        await tcp.listen("127.0.0.1", 0)
+        silent_r, silent_w = await asyncio.open_connection(*tcp.local)
+        talking_r, talking_w = await asyncio.open_connection(*tcp.local)
+        talking_w.write(OPTIONS)
+        await talking_w.drain()
+        await asyncio.sleep(0.2)
+        # The transport's own sweeper runs once a second.
+        silent = await closed_by_server(silent_r, 2.5)
+        talking = await closed_by_server(talking_r, 0.1)
+        for writer in (silent_w, talking_w):
+            writer.close()
+        tcp.close()
+        return silent, talking
+
+    assert asyncio.run(scenario()) == (True, False)
