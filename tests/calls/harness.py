@@ -53,6 +53,9 @@ class Recorder:
     def call_answered(self, call: Call) -> None:
         pass
 
+    def call_alive(self, call: Call, at: float) -> None:
+        pass
+
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self.ended.append(call)
         on_durable()
