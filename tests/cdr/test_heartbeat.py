@@ -35,6 +35,17 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", before)
 
 
+def talking(background: BackgroundWriter, *, calls: int) -> CdrWriter:
+    """Node pbx-a with ``calls`` answered calls in progress, committed."""
+    cdrs = CdrWriter(background, "pbx-a", run_now)
+    for _ in range(calls):
+        call = uuid.uuid4()
+        cdrs.started(make_start(call))
+        cdrs.answered(make_answer(call))
+    assert background.flush(timeout=30)
+    return cdrs
+
+
 def stamps(engine: Engine) -> dict[str, datetime]:
     with engine.connect() as conn:
         return {row.node: row.alive_at for row in conn.execute(select(HEARTBEATS))}
@@ -43,12 +54,7 @@ def stamps(engine: Engine) -> dict[str, datetime]:
 def test_one_heartbeat_is_one_small_write_however_many_calls(
     migrated: Engine, background: BackgroundWriter
 ) -> None:
-    cdrs = CdrWriter(background, "pbx-a", run_now)
-    for _ in range(200):
-        call = uuid.uuid4()
-        cdrs.started(make_start(call))
-        cdrs.answered(make_answer(call))
-    assert background.flush(timeout=30)
+    cdrs = talking(background, calls=200)
     with statements(migrated) as seen:
         cdrs.heartbeat(at(20))
         assert background.flush(timeout=30)
@@ -116,11 +122,7 @@ def test_recovery_never_ends_a_call_after_the_restart(
 
 
 def test_in_dialog_signs_are_thinned(migrated: Engine, background: BackgroundWriter) -> None:
-    cdrs = CdrWriter(background, "pbx-a", run_now)
-    call = uuid.uuid4()
-    cdrs.started(make_start(call))
-    cdrs.answered(make_answer(call))
-    assert background.flush(timeout=30)
+    cdrs = talking(background, calls=1)
     with statements(migrated) as seen:
         cdrs.alive(at(10))
         for tenth in range(1, 10):  # a burst of DTMF INFOs within the second

@@ -49,4 +49,5 @@ def test_a_bad_nat_value_is_reported_at_its_place(
 
 def test_the_model_refuses_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match="nat must be one of auto, force, never"):
-        Extension(number="1001", name="An", department="sales", password="x" * 10, nat="sometimes")  # type: ignore[arg-type]
+        Extension(number="1001", name="An", department="sales", password="x" * 10,
+                  nat="sometimes")  # type: ignore[arg-type]
