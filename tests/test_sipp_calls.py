@@ -343,6 +343,8 @@ def test_kill_9_mid_load_keeps_every_completed_call(tmp_path: Path, dialplan: Pa
     assert interrupted == in_flight, context
     for uuid in in_flight:
         assert by_uuid[uuid]["reason"] == INTERRUPTED_REASON and by_uuid[uuid]["ended_at"] is not None
+        # Ended when last known alive, before the kill: not at the restart.
+        assert by_uuid[uuid]["ended_at"] <= restarted_at, by_uuid[uuid]
     for uuid, before in ended_at_kill.items():  # what was closed stays as it was
         assert by_uuid[uuid]["ended_at"] == before["ended_at"]
         assert by_uuid[uuid]["disposition"] == before["disposition"]

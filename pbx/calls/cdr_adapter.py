@@ -89,6 +89,9 @@ class CdrRecorder:
             destination=call.destination or call.dialled,
         ))
 
+    def call_alive(self, call: Call, at: float) -> None:
+        self.writer.alive(_at(at))
+
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self._trunk_chosen(call)
         ended = call.ended_at if call.ended_at is not None else call.started_at

@@ -73,6 +73,9 @@ class CallRecorder(Protocol):
 
     def call_answered(self, call: Call) -> None: ...
 
+    def call_alive(self, call: Call, at: float) -> None:
+        """An in-dialog message at wall-clock ``at`` shows the answered call is up."""
+
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None: ...
 
 

@@ -11,6 +11,7 @@ import structlog
 
 from pbx.calls.call import Call, Side, carried
 from pbx.calls.fork import ContactTarget, Dialer, Leg, TrunkTarget
+from pbx.registrar.destination import destination
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, new_tag
 from pbx.sip.message import Header, Request, Response
@@ -52,7 +53,10 @@ class CallDialer(Dialer):
                         remote_target=binding.contact)
         if call.destination is None:
             call.destination = target.extension
-        session = self._open(dialog, binding.source)
+        # The Request-URI is the Contact (§16.5); where the INVITE goes is
+        # the Contact's address, or the REGISTER's source behind NAT.
+        extension = self.controller.plan.extension(target.extension)
+        session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall())
 
     def invite_gateway(self, target: TrunkTarget) -> Leg:

@@ -57,6 +57,10 @@ class Relay:
         self.settings = settings
 
     def on_event(self, call: Call, side: Side, session: InviteSession, event: SessionEvent, now: float) -> None:
+        if call.state is CallState.ANSWERED and _is_message(event):
+            # A message from a side of the call: it is up (the CDR's end if
+            # the process dies now).
+            call.controller.recorder.call_alive(call, call.controller.wall())
         match event:
             case RequestIn():
                 self._request(call, side, session, event)
@@ -160,6 +164,13 @@ class Relay:
                         call.reinvites = {}
                     call.reinvites[_ack_id(relayed.origin_session, origin)] = (target, relayed.relayed)
         relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, response.body)
+
+
+def _is_message(event: SessionEvent) -> bool:
+    """A message came from the peer (a response that never came is no sign)."""
+    if isinstance(event, ResponseIn):
+        return event.response is not None
+    return isinstance(event, RequestIn | AckIn | CancelIn)
 
 
 def _ack_id(session: InviteSession, request: Request) -> tuple[int, int]:

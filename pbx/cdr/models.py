@@ -2,13 +2,14 @@
 contact rung for it.
 
 On the same `Base` as the rest of the PBX state, so one Alembic chain
-(``pbx/store/migrations``, revision 0002) creates these tables too.
+(``pbx/store/migrations``, revisions 0002 and 0003) creates these tables too.
 
 Life of a row: inserted when the call starts (``ended_at`` NULL: in
 progress), updated when it is answered and when it ends.  Every write is an
 upsert keyed on ``call_uuid``, so a retried or regrouped write never makes a
 second row.  A row still open when its node starts again was cut short by a
-crash and is closed as ``INTERRUPTED`` (see `pbx.cdr.writer.recover_interrupted`).
+crash and is closed as ``INTERRUPTED``, ended at the node's last sign of life
+in ``cdr_heartbeats`` (see `pbx.cdr.writer.recover_interrupted`).
 
 Invariants the database enforces (`CheckConstraint`):
 
@@ -135,7 +136,7 @@ class CallRecord(Base):
     )
     ended_at: Mapped[datetime | None] = mapped_column(
         comment="UTC instant the call ended; NULL while in progress.  For INTERRUPTED"
-        " rows, when the restarted PBX closed the row (an upper bound)."
+        " rows, the last moment the call was known alive (a lower bound)."
     )
     duration: Mapped[int | None] = mapped_column(
         Integer, comment="Seconds from start to end, rounded to the nearest."
@@ -253,4 +254,21 @@ class CallLeg(Base):
     )
     reason: Mapped[str | None] = mapped_column(
         String(255), comment="Why, in words: Reason header or a snake_case tag."
+    )
+
+
+class NodeHeartbeat(Base):
+    """When a PBX node was last known running: one row per node, stamped
+    every few seconds while it has calls in progress (one tiny write, however
+    many calls), so a crash's open rows can end there."""
+
+    __tablename__ = "cdr_heartbeats"
+    __table_args__ = ({"comment": "Call detail records: each node's last sign of life."},)
+
+    node: Mapped[str] = mapped_column(
+        String(255), primary_key=True, comment="Name of the PBX node (cdr.node)."
+    )
+    alive_at: Mapped[datetime] = mapped_column(
+        comment="UTC instant the node was last known running with its calls in"
+        " progress: the end of those a crash leaves open."
     )

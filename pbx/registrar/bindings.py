@@ -22,7 +22,8 @@ class Binding:
     call_id: str
     cseq: int
     source: Peer
-    """Where the REGISTER came from: requests to the phone go there (NAT)."""
+    """Where the REGISTER came from: requests to the phone go there when
+    NAT is seen or forced, else to the Contact (``pbx.registrar.destination``)."""
     q: float | None = None
     user_agent: str | None = None
     instance_id: str | None = None

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone, tzinfo
 from types import MappingProxyType
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar, get_args
 
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
@@ -32,6 +32,12 @@ _HA1_MD5: Final = re.compile(r"[0-9a-f]{32}")
 _HA1_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 CALLER_ID: Final = re.compile(r"\+?[0-9]{2,20}")
 """A number presented through a trunk: digits, optionally E.164's ``+``."""
+
+NatMode = Literal["auto", "force", "never"]
+"""Where calls to an extension's phones go (:mod:`pbx.registrar.destination`):
+``auto`` the Contact unless NAT is seen, ``force`` where the REGISTER came
+from, ``never`` the Contact."""
+NAT_MODES: Final[tuple[str, ...]] = get_args(NatMode)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +86,8 @@ class Extension:
     """Number presented through a trunk; None: the department's, else the trunk's."""
     outside_calls: OutsideCallLimits = OutsideCallLimits()
     """Caps on this extension's outside calls; unset: its class of service's."""
+    nat: NatMode = "auto"
+    """Where calls to its phones go: the Contact, or the REGISTER's source."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -103,6 +111,8 @@ class Extension:
             raise ValueError(f"extension {self.number!r}: max_contacts must be at least 1")
         if self.caller_id is not None and CALLER_ID.fullmatch(self.caller_id) is None:
             raise ValueError(f"extension {self.number!r}: caller_id must be digits, optionally after +")
+        if self.nat not in NAT_MODES:
+            raise ValueError(f"extension {self.number!r}: nat must be one of {', '.join(NAT_MODES)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

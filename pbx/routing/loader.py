@@ -878,6 +878,8 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
     for number, entry in data.get("extensions", {}).items():
         limits: dict[str, Any] = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
         limits.update(loader_routing.extension_fields(entry))
+        if "nat" in entry:
+            limits["nat"] = str(entry["nat"])
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),

@@ -537,7 +537,9 @@ def _check_member_target(plan: Merged, path: DataPath, owner: str, root: Place, 
     if not isinstance(entry, dict):
         report(plan.value_place(path, root), f"{owner} names unknown group {group!r}" + suggest(group, groups))
         return
-    members = {str(k) for k in (entry.get("members") or {})} | {str(k) for k in (entry.get("file_members") or {})}
+    # Not yet a mapping (``members: 601``) is the schema's to report, not a crash.
+    listed = (entry.get("members"), entry.get("file_members"))
+    members = {str(k) for found in listed if isinstance(found, dict) for k in found}
     if short not in members:
         report(plan.value_place(path, root), f"{owner}: group {group!r} has no member {short!r}")
 

@@ -46,12 +46,17 @@ class Recorder:
     def __init__(self) -> None:
         self.started: list[Call] = []
         self.ended: list[Call] = []
+        self.alive: list[float] = []
+        """Wall-clock times of the signs of life reported."""
 
     def call_started(self, call: Call) -> None:
         self.started.append(call)
 
     def call_answered(self, call: Call) -> None:
         pass
+
+    def call_alive(self, call: Call, at: float) -> None:
+        self.alive.append(at)
 
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self.ended.append(call)

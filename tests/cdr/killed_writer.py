@@ -3,6 +3,12 @@ until it is killed, printing each call's call_uuid once ``on_durable`` says
 its CDR is committed.  Every tenth call is left in progress (answered, never
 ended), like the calls up at the moment of a crash.
 
+It also starts one short call on the real clock, printed first as
+``short CALL_UUID ANSWERED_AT``, which stays up until the kill; and beats the
+CDR heartbeat every ``HEARTBEAT`` seconds, printing ``alive AT`` once each
+beat is committed.  So the test knows how long the short call was really up
+when it died, within one beat.
+
     python tests/cdr/killed_writer.py DATABASE_URL NODE
 
 The database must be migrated already.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -33,6 +40,9 @@ from pbx.store.writer import BackgroundWriter
 
 # Calls waiting for their CDR at once, as a busy PBX would have.
 IN_FLIGHT = 100
+# Seconds between heartbeats (the server's is longer; short here so the
+# test does not wait).
+HEARTBEAT = 0.1
 
 
 def main(url: str, node: str) -> None:
@@ -43,15 +53,32 @@ def main(url: str, node: str) -> None:
     def run_now(callback: Callable[[], None]) -> None:
         callback()
 
-    def durable(call: uuid.UUID) -> None:
+    def say(line: str) -> None:
         with print_lock:
-            sys.stdout.write(f"{call}\n")
+            sys.stdout.write(f"{line}\n")
             sys.stdout.flush()
+
+    def durable(call: uuid.UUID) -> None:
+        say(str(call))
         slots.release()
 
     cdrs = CdrWriter(background, node, run_now)
+    short = uuid.uuid4()
+    answered = datetime.now(UTC)
+    cdrs.started(CallStart(call_uuid=short, call_id=f"{short.hex}@192.0.2.4", started_at=answered,
+                           caller_number="1001", caller_name=None, dialed_number="1002"))
+    cdrs.answered(CallAnswer(call_uuid=short, answered_at=answered, destination="1002"))
+    say(f"short {short} {answered.isoformat()}")
+    beaten = time.monotonic()
+
     base = datetime(2025, 3, 30, tzinfo=UTC)
     for number in itertools.count():
+        if time.monotonic() - beaten >= HEARTBEAT:
+            beaten = time.monotonic()
+            now = datetime.now(UTC)
+            cdrs.heartbeat(now)
+            # Ops commit in order: once this one has, so has the heartbeat.
+            background.submit(lambda conn: None, partial(say, f"alive {now.isoformat()}"))
         call = uuid.uuid4()
         start = base + timedelta(seconds=number)
         cdrs.started(

@@ -241,7 +241,9 @@ class SipUA:
 
     # ------------------------------------------------------------ flows
 
-    def register(self, expires: int = 600) -> None:
+    def register(self, expires: int = 600, *, contact: str | None = None) -> None:
+        """REGISTER from this socket, answering the 401; ``contact``: a
+        Contact other than this socket's own."""
         call_id = f"reg-{self.user}-{secrets.token_hex(4)}"
         tag = secrets.token_hex(4)
         authorization: list[str] = []
@@ -255,7 +257,7 @@ class SipUA:
                 f"To: <sip:{self.user}@{self.domain}>",
                 f"Call-ID: {call_id}",
                 f"CSeq: {cseq} REGISTER",
-                f"Contact: {self.contact}",
+                f"Contact: {contact or self.contact}",
                 f"Expires: {expires}",
                 *authorization,
                 "Content-Length: 0",

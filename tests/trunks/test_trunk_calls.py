@@ -94,6 +94,9 @@ class Recorder:
     def call_answered(self, call: Call) -> None:
         self.answered.append(call)
 
+    def call_alive(self, call: Call, at: float) -> None:
+        pass
+
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self.ended.append(call)
         on_durable()
