@@ -35,6 +35,7 @@ from pbx.calls.plan import Action, Caller, Ring as RingTargets, plan_call
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
+from pbx.registrar.destination import remote_target
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
@@ -52,7 +53,8 @@ from pbx.sip.events import (
     TransactionKey,
     TransportFailed,
 )
-from pbx.sip.message import Header, Request, Response
+from pbx.sip.errors import SipError
+from pbx.sip.message import Header, HeaderValueError, Request, Response, parse_name_addr
 from pbx.sip.session import InviteSession, LocalAddress, SessionEvent, refusal
 from pbx.sip.uri import SipUri, parse_uri
 from pbx.trunks.sources import TrunkSources
@@ -322,8 +324,18 @@ class CallController:
                    trunk: str | None = None, presented_number: str = "", presented_name: str | None = None) -> Call:
         """A new call for the INVITE in ``event``, known from now on (its A
         dialog answers in-dialog requests and CANCEL)."""
+        dest = None
+        if caller is not None:
+            # §12.1.1: requests to the caller go to its Contact, or to where
+            # it sent from when NAT is seen (pbx/registrar/destination.py).
+            contact = event.request.get("contact")
+            if contact is not None:
+                try:
+                    dest = remote_target(parse_name_addr(contact).uri, event.source, caller.nat).peer
+                except (HeaderValueError, SipError):
+                    dest = None
         a = InviteSession.uas(request=event.request, key=event.key, source=event.source, local_tag=new_tag(),
-                              wire=self.wire, local=self.local_address)
+                              wire=self.wire, local=self.local_address, dest=dest)
         call = Call(caller=caller, dialled=dialled, a=a, started_at=self.wall(), controller=self, trunk=trunk,
                     presented_number=presented_number, presented_name=presented_name)
         self.sessions[a.dialog_id] = (call, a)

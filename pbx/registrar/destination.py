@@ -69,21 +69,27 @@ class Destination:
 def destination(binding: Binding, nat: NatMode = "auto") -> Destination:
     """Where requests to ``binding``'s phone go under ``nat`` (see the
     module docstring)."""
-    source = binding.source
+    return remote_target(binding.contact, binding.source, nat)
+
+
+def remote_target(contact: str, source: Peer, nat: NatMode = "auto") -> Destination:
+    """Where requests go to a phone whose Contact is ``contact`` and whose
+    request came from ``source``: a registration's binding, or the caller's
+    side of a call (§12.1.1: the remote target is the INVITE's Contact)."""
     if nat == "force":
         return Destination(source, "nat_forced")
-    contact = _contact_peer(binding.contact, source.transport)
-    if contact is None:
+    peer = _contact_peer(contact, source.transport)
+    if peer is None:
         return Destination(source, "contact_unusable")
-    if nat == "auto" and _behind_nat(contact.host, source.host):
+    if nat == "auto" and _behind_nat(peer.host, source.host):
         return Destination(source, "nat_detected")
     if source.connection is not None:
-        if contact.transport != source.transport:
+        if peer.transport != source.transport:
             # Registered over a connection, the Contact names another
             # transport: the connection wins.
             return Destination(source, "connection")
-        return Destination(replace(contact, connection=source.connection), "contact")
-    return Destination(contact, "contact")
+        return Destination(replace(peer, connection=source.connection), "contact")
+    return Destination(peer, "contact")
 
 
 def _contact_peer(contact: str, registered_over: str) -> Peer | None:

@@ -290,9 +290,11 @@ class InviteSession:
     @classmethod
     def uas(cls, *, request: Request, key: TransactionKey, source: Peer, local_tag: str, wire: Wire,
             local: LocalAddress, tokens: Callable[[int], str] = random_hex,
-            random: Random | None = None) -> InviteSession:
-        """The session a received dialog-creating INVITE starts (§12.1.1)."""
-        session = cls(role=Role.UAS, dialog=Dialog.as_uas(request, local_tag), dest=source, wire=wire,
+            random: Random | None = None, dest: Peer | None = None) -> InviteSession:
+        """The session a received dialog-creating INVITE starts (§12.1.1).
+        Our requests in the dialog go to ``dest`` (the remote target, as
+        the owner resolved it), or back to ``source``."""
+        session = cls(role=Role.UAS, dialog=Dialog.as_uas(request, local_tag), dest=dest or source, wire=wire,
                       local=local, tokens=tokens, random=random or _no_random)
         session.invite, session.invite_key = request, key
         session.keys.append(key)

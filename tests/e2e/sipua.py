@@ -66,6 +66,8 @@ class UaDialog:
     """The INVITE that made it (UAC side), to retransmit."""
     invite_cseq: int = 0
     route_set: tuple[str, ...] = ()
+    contact: str | None = None
+    """Our Contact in this dialog; None: the UA's own socket."""
 
     def request(self, method: str, *, headers: list[str] | None = None, body: bytes = b"",
                 cseq: int | None = None, branch: str | None = None) -> bytes:
@@ -85,7 +87,7 @@ class UaDialog:
             *(f"Route: {route}" for route in self.route_set),
         ]
         if method in ("INVITE", "UPDATE"):
-            lines.append(f"Contact: {self.ua.contact}")
+            lines.append(f"Contact: {self.contact or self.ua.contact}")
         lines.extend(headers or [])
         if body:
             lines.append("Content-Type: application/sdp")
@@ -293,11 +295,14 @@ class SipUA:
             local_cseq=0,
         )
 
-    def invite(self, number: str, *, body: bytes = b"", headers: list[str] | None = None) -> UaDialog:
+    def invite(self, number: str, *, body: bytes = b"", headers: list[str] | None = None,
+               contact: str | None = None) -> UaDialog:
         """INVITE ``number`` through the PBX, answering its 407 (ACKed, as
         §17.1.1.3 says); returns the dialog, its INVITE sent and not yet
-        answered (beyond 100 Trying)."""
+        answered (beyond 100 Trying). ``contact``: another Contact than
+        this UA's socket."""
         dialog = self.new_dialog(number)
+        dialog.contact = contact
         first = dialog.request("INVITE", headers=headers, body=body)
         self.send(first)
         challenge = self._final(dialog.call_id, "INVITE")

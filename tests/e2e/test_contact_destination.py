@@ -136,3 +136,29 @@ def test_a_tcp_phone_gets_its_calls_on_the_connection_it_registered_over(pbx: Pb
             assert dialog.expect_response(486).status == 486
     finally:
         phone.close()
+
+
+@pytest.mark.parametrize(("caller", "reached"), [("2004", "listening"), ("2003", "calling")],
+                         ids=["contact", "nat-force"])
+def test_requests_to_the_caller_go_to_its_contact_unless_nat_is_forced(pbx: Pbx, caller: str, reached: str) -> None:
+    # §12.1.1: the remote target of the caller's dialog is its INVITE's
+    # Contact; a BYE from the PBX (the callee hung up) goes there.
+    with SipUA.start(pbx.udp, caller, PASSWORDS[caller], DOMAIN) as calling, \
+            SipUA.start(pbx.udp, caller, PASSWORDS[caller], DOMAIN) as listening, \
+            SipUA.start(pbx.udp, "2002", PASSWORDS["2002"], DOMAIN) as bob:
+        calling.register()
+        bob.register()
+        a = calling.invite("2002", body=b"", contact=listening.contact)
+        b_invite = bob.expect_request("INVITE")
+        b = bob.answer_dialog(b_invite)
+        bob.respond(b_invite, 200, to_tag=b.local_tag, body=b"v=0\r\n")
+        ok = a.expect_response(200, method="INVITE")
+        a.confirm(ok)
+        a.ack(body=b"v=0\r\n")
+        bob.expect_request("ACK", call_id=b.call_id)
+        b.send("BYE")
+        phone, other = (listening, calling) if reached == "listening" else (calling, listening)
+        bye = phone.expect_request("BYE")
+        phone.respond(bye, 200)
+        assert b.expect_response(200, method="BYE").status == 200
+        other.absent(lambda m: isinstance(m, Request) and m.method == "BYE", 0.5)
