@@ -200,6 +200,7 @@ def _outside(number: str, caller: Extension, plan: Dialplan, at: datetime, steps
         return Reject(status=prepared.status, reason=prepared.reason, rule=prepared.rule,
                       call_class=prepared.call_class, steps=prepared.steps, detail=prepared.detail)
     call_class = prepared.call_class
+    number = prepared.number  # the plan's own form of a number dialled in E.164
     verdict = check_class(plan, caller, number, call_class, at, steps=prepared.steps, forms=prepared.forms,
                           e164=prepared.e164)
     steps = list(verdict.steps)

@@ -95,6 +95,22 @@ class Malformed:
     why: str
 
 
+def dialled_form(number: str, numbering: Numbering) -> str | None:
+    """A number a phone dialled in E.164 (``+84912345678``, what a
+    softphone's address book holds) as the plan's users would dial it:
+    ``0912345678`` at home, ``00…`` (the first international prefix)
+    abroad. None when ``number`` is not E.164 or the plan has no
+    international prefix to dial it with."""
+    if not is_e164(number):
+        return None
+    digits = number[1:]
+    if digits.startswith(numbering.country_code):
+        return numbering.national_prefix + digits[len(numbering.country_code):]
+    if not numbering.international_prefixes:
+        return None
+    return numbering.international_prefixes[0] + digits
+
+
 def is_e164(number: str) -> bool:
     return E164.fullmatch(number) is not None
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from pbx.routing.classes import EMERGENCY, INTERNAL, LOCAL, NumberPlan, NumberPlanEntry
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.routing.numbering import Malformed, is_e164, sendable, to_e164
+from pbx.routing.numbering import Malformed, dialled_form, is_e164, sendable, to_e164
 from pbx.routing.routes import Route
 from pbx.routing.steps import Step
 from pbx.routing.trunk_config import Trunk
@@ -98,6 +98,14 @@ def prepare(plan: Dialplan, person: Extension, number: str, steps: tuple[Step, .
 
     table = plan.number_plan_for(person)
     entry = table.classify(number) if table is not None else None
+    if entry is None and table is not None and table.numbering is not None:
+        # Dialled in E.164 (a softphone's contact list): the plan's own
+        # dialled form is classified and checked like any other number.
+        local_form = dialled_form(number, table.numbering)
+        if local_form is not None and (entry := table.classify(local_form)) is not None:
+            trail.append(Step(rule=f"number_plans.{table.key}.country_code",
+                              outcome=f"{number} is dialled in E.164: {local_form} in number plan {table.key!r}"))
+            number = local_form
     if table is None or entry is None:
         rule = f"number_plans.{table.key}" if table is not None else "number_plans"
         which = f"number plan {table.key!r}" if table is not None else "any number plan (none applies)"

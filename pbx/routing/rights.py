@@ -124,8 +124,8 @@ def check_number(plan: Dialplan, person: Extension, number: str, at: datetime) -
     if isinstance(prepared, Refusal):
         return Barred(reason=prepared.reason, rule=prepared.rule, call_class=prepared.call_class,
                       steps=prepared.steps)
-    return check_class(plan, person, number, prepared.call_class, at, steps=prepared.steps, forms=prepared.forms,
-                       e164=prepared.e164)
+    return check_class(plan, person, prepared.number, prepared.call_class, at, steps=prepared.steps,
+                       forms=prepared.forms, e164=prepared.e164)
 
 
 def check_class(

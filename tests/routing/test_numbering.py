@@ -15,7 +15,8 @@ from pbx.cli.main import main
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.engine import CallRequest, Decision, Reject, ToTrunk, decide
 from pbx.routing.loader import check_dialplan, load_dialplan
-from pbx.routing.numbering import InE164, Malformed, NotE164, Numbering, list_entry, sendable, to_e164
+from pbx.routing.numbering import (InE164, Malformed, NotE164, Numbering, dialled_form, list_entry, sendable,
+                                  to_e164)
 from pbx.routing.patterns import PatternError, parse_pattern
 from pbx.routing.rights import check_number
 from tests.routing.test_loader import EXAMPLE
@@ -155,7 +156,7 @@ def test_a_bad_list_entry_is_a_pattern_error_first() -> None:
         ("1001", "0000053712345678", 404, "malformed_number"),
         ("1001", "00#53712345678", 404, "unknown_number"),
         ("1001", "0053712345678*", 404, "unknown_number"),
-        ("1001", "+53712345678", 404, "unknown_number"),  # the plan has no entry for a leading +
+        ("1001", "+53712345678", 403, "blacklisted"),  # dialled in E.164: the black list sees +53
         ("1001", "0912*345678", 404, "unknown_number"),
         # More digits would make these numbers: RFC 3261 §21.4.22.
         ("1001", "00", 484, "incomplete_number"),
@@ -415,3 +416,32 @@ def test_explain_shows_the_e164_form_it_matched_on() -> None:
     result = CliRunner().invoke(main, ["explain", "--dialplan", str(EXAMPLE), "--from", "1010",
                                        "--to", "00552712345", "--at", "2027-03-10 10:00"])
     assert "decision: call 00552712345 (E.164 +52712345) through trunk cht, caller ID 0227200100" in result.stdout
+
+
+# ---------------------------------------------------------------- dialled in E.164
+
+
+@pytest.mark.parametrize(("numbering", "number", "form"), [
+    (VIETNAM, "+84912345678", "0912345678"),
+    (VIETNAM, "+81312345678", "0081312345678"),
+    (TAIWAN, "+886227200200", "0227200200"),
+    (TAIWAN, "+53712345", "00253712345"),
+    (VIETNAM, "+*53712345", None),
+    (VIETNAM, "0912345678", None),
+    (Numbering(country_code="84"), "+81312345678", None),  # no prefix to dial abroad with
+])
+def test_a_number_dialled_in_e164_takes_the_plans_own_form(numbering: Numbering, number: str,
+                                                           form: str | None) -> None:
+    assert dialled_form(number, numbering) == form
+
+
+def test_softphones_dialling_e164_are_routed_and_checked_like_anyone() -> None:
+    # A Linphone address book holds +84…: it goes out as the same call as 09…,
+    decision = route("1001", "+84912345678")
+    assert isinstance(decision, ToTrunk) and (decision.number, decision.e164) == ("+84912345678", "+84912345678")
+    assert decision.call_class == "mobile"
+    # and the lists and classes see it the same way: +53 is black-listed from Taipei,
+    refused = route("1010", "+53712345")
+    assert isinstance(refused, Reject) and refused.reason == "blacklisted"
+    # while E.164 tricks stay unknown numbers.
+    assert isinstance(route("1001", "+84*912345678"), Reject)
