@@ -215,6 +215,7 @@ class Call:
                 if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
                     self.earlier_legs.extend(self.fork.legs)
                     self.fork.release()
+                    self.destination = None  # the new fork's first leg names it
                 self.hunt = action.hunt
                 if action.hunt is not None:
                     self.hunt_group = action.hunt.group.number

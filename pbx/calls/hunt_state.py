@@ -76,11 +76,13 @@ class HuntState:
         return found.last_member if found is not None else None
 
     def idle_since(self, member: str) -> float | None:
-        """The latest end of a group call the member took, in any group."""
+        """When the member's latest group call (in any group) ended, or was
+        answered if it has not ended yet: a member still on that call has
+        not been idle since the one before."""
         latest: float | None = None
         for (_, key), record in self._members.items():
             if key == member:
-                latest = _later(latest, record.last_ended_at)
+                latest = _later(latest, _later(record.last_ended_at, record.last_answered_at))
         return latest
 
     def calls_today(self, group: str, member: str, day: str) -> int:
