@@ -84,8 +84,9 @@ def _popen(workdir: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]
 
 
 @contextmanager
-def member(sipp: str, target: str, workdir: Path, extension: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Register ``extension`` from a free port, then answer there."""
+def member(sipp: str, target: str, workdir: Path, extension: str,
+           scenario: str = "hunt_member_uas") -> Iterator[subprocess.Popen[bytes]]:
+    """Register ``extension`` from a free port, then play ``scenario`` there."""
     (workdir / f"{extension}.csv").write_text(users_csv([extension]))
     for _ in range(5):
         port = free_udp_port()
@@ -99,7 +100,7 @@ def member(sipp: str, target: str, workdir: Path, extension: str) -> Iterator[su
     else:
         raise RuntimeError(f"could not register SIPp member {extension}")
     process = _popen(workdir, f"member-{extension}", [
-        sipp, "-sf", str(SCENARIOS / "hunt_member_uas.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", str(port),
+        sipp, "-sf", str(SCENARIOS / f"{scenario}.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", str(port),
         "-nostdin", "-trace_logs", "-log_file", f"member-{extension}.log", "-trace_err", "-error_file",
         f"member-{extension}-errors.log"])
     try:

@@ -2,8 +2,8 @@
 
 A :class:`Fork` rings targets in stages. Each target is a branch: a
 registered contact (one INVITE) or a trunk (one INVITE per gateway, in
-order, with failover). A stage starts at its ``after`` time, or sooner when
-every branch started so far has failed (so "desk first, mobile after 10 s"
+order, with failover). A stage starts at its ``after`` time (a ``chained`` one
+never on time), or sooner when every branch started so far has failed (so "desk first, mobile after 10 s"
 and, later, a hunt group member by member are the same engine). A target may
 also ring for a limited time (``ring_for``, counted from when its branch is
 placed: a hunt group member's ring time): then its legs are cancelled and
@@ -88,6 +88,10 @@ class ContactTarget:
     """Seconds this branch rings at most once placed; None: as long as the call."""
     member: str | None = None
     """The hunt group member it rings."""
+    chained: bool = False
+    """Starts only once every branch started before it has ended, never on
+    time (``after`` then only orders the stages): a hunt group's next
+    member, who must not ring while the one before still does."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +102,7 @@ class TrunkTarget:
     after: float = 0.0
     ring_for: float | None = None
     member: str | None = None
+    chained: bool = False
 
 
 Target = ContactTarget | TrunkTarget
@@ -212,7 +217,8 @@ class Fork:
         started branches failed) the next stage at once."""
         while self._waiting and not self.stopped:
             after = self._waiting[0].after
-            if self._started_at + after > now and not (force and not self._any_live()):
+            on_time = not self._waiting[0].chained and self._started_at + after <= now
+            if not on_time and not (force and not self._any_live()):
                 return
             while self._waiting and self._waiting[0].after == after:
                 self._place(self._waiting.pop(0), now)
@@ -366,7 +372,7 @@ class Fork:
     def deadline(self) -> float | None:
         due = [b.silence_due for b in self._branches if b.silence_due is not None]
         due.extend(b.ring_due for b in self._branches if b.ring_due is not None and b.end is None)
-        if self._waiting and not self.stopped:
+        if self._waiting and not self.stopped and not self._waiting[0].chained:
             due.append(self._started_at + self._waiting[0].after)
         return min(due, default=None)
 

@@ -15,9 +15,9 @@ Rules:
 - tiers ring in order (tier 1 first); within a tier the strategy orders the
   members (see :mod:`pbx.routing.hunt_groups`); ``ring_all`` rings a tier at
   once, the others one member after the other;
-- each stage starts ``after`` the previous ones' ring times, or at once
-  when everything before it failed (the fork engine's rule), and each member
-  is cancelled after its ring time (``ring_for``); the sequential
+- each stage after the first is ``chained``: it starts once everything
+  before it has ended (rang out, refused), never while a member before it
+  still rings; each member is cancelled after its ring time (``ring_for``); the sequential
   strategies go round again while the group's time lasts (at most
   ``MAX_ROUNDS`` times), ``ring_all`` rings each tier once;
 - members see who calls and through which group: ``"Sales: 0912345678"``.
@@ -176,7 +176,8 @@ def plan_hunt(decision: Hunt, *, caller_number: str, domain: str, trunks: Mappin
                 ring_for = float(group.ring_seconds(member))
                 if member.extension is not None:
                     targets.extend(ContactTarget(binding=binding, extension=member.extension, from_uri=from_uri,
-                                                 after=after, ring_for=ring_for, member=member.key)
+                                                 after=after, ring_for=ring_for, member=member.key,
+                                                 chained=after > 0)
                                    for binding in contacts(member.extension))
                 else:
                     leg = outside[member.key]
@@ -185,7 +186,8 @@ def plan_hunt(decision: Hunt, *, caller_number: str, domain: str, trunks: Mappin
                         caller_id = leg.caller_id or trunk.caller_id or caller_number
                         targets.append(TrunkTarget(dialling=TrunkDialling(trunk=trunk, number=leg.number,
                                                                           caller_id=caller_id),
-                                                   after=after, ring_for=ring_for, member=member.key))
+                                                   after=after, ring_for=ring_for, member=member.key,
+                                                   chained=after > 0))
             after += max(group.ring_seconds(member) for member in stage)
     return targets, HuntRing(group=group, call_class=decision.call_class,
                              order=tuple(member.key for stage in first for member in stage))

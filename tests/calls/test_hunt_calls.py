@@ -454,3 +454,23 @@ def test_star_45_alone_toggles_back_in(wire: Wire) -> None:
     answer = final(wire)
     assert answer is not None and answer.reason == "Logged In 700,701,702,703,704,705"
     assert wire.controller.hunts.logged_in("703", "2104")
+
+
+def test_the_next_member_never_rings_while_the_one_before_still_does(wire: Wire) -> None:
+    # The server wakes up a little after a deadline (it gathers timers):
+    # 2102 starts at 5.01 instead of 5.0, so its ring time runs to 10.01.
+    # 2103's stage was planned for 10.0, but must wait for 2102 to end.
+    wire.take(PHONE)
+    authenticated_call(wire, "700")
+    phones = Phones(wire, {})
+    phones.step()
+    for late in (5.01, 10.0):
+        wire.timers.now = late
+        wire.controller.on_timer(late)
+        wire.pump()
+        phones.step()
+    assert phones.rang == ["2101", "2102"]
+    wire.advance(0.02)
+    phones.step()
+    assert phones.rang == ["2101", "2102", "2103"]
+    assert phones.cancels["2102"], "2102 was cancelled before 2103 rang"
