@@ -28,10 +28,10 @@ from pbx.store.db import make_engine
 from tests.server import run_server
 from tests.test_sipp_calls import (
     CALLERS,
-    DOMAIN,
     SCENARIOS,
     TALK_MS,
     cdr_rows,
+    dialplan_text as calls_dialplan,
     free_udp_port,
     kill_group,
     last_statistics,
@@ -47,20 +47,8 @@ MEMBERS: Final = ["2101", "2102", "2103"]
 
 
 def dialplan_text() -> str:
-    lines = [
-        f"domain: {DOMAIN}",
-        "registrar: {auth_algorithms: [MD5]}",
-        "security: {max_auth_failures: 100000, failure_window: 60, block_seconds: 1,"
-        " unauthenticated_per_second: 100000, unauthenticated_burst: 100000}",
-        "departments:",
-        "  load: {name: Load}",
-        "extensions:",
-    ]
-    for extension in [*MEMBERS, *CALLERS]:
-        lines.append(f'  "{extension}": {{name: Load {extension}, department: load, password: {password(extension)}}}')
-    lines += ["hunt_groups:", f'  "{GROUP}": {{name: Sales, strategy: ring_all, members: '
-              + "[" + ", ".join(f'"{m}"' for m in MEMBERS) + "]}"]
-    return "\n".join(lines) + "\n"
+    return calls_dialplan([*MEMBERS, *CALLERS]) + "hunt_groups:\n" + (
+        f'  "{GROUP}": {{name: Sales, strategy: ring_all, members: [' + ", ".join(f'"{m}"' for m in MEMBERS) + "]}\n")
 
 
 @dataclass

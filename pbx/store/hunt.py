@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx.calls.hunt_state import GroupRecord, MemberRecord, Record
-from pbx.store.db import transaction
+from pbx.store.db import transaction, upsert
 from pbx.store.models import Base, HuntGroupState, HuntMemberState
 
 MEMBERS: Final[Table] = Base.metadata.tables[HuntMemberState.__tablename__]
@@ -75,14 +74,5 @@ class HuntStore:
     def save(self, record: Record, conn: Connection | None = None) -> None:
         """Insert the row, or replace the one with the same key."""
         table, values, key = _values(record)
-        updates = {name: value for name, value in values.items() if name not in key}
         with transaction(self._engine, conn) as c:
-            name = c.dialect.name
-            if name == "postgresql":
-                pg = postgresql.insert(table).values(values)
-                c.execute(pg.on_conflict_do_update(index_elements=list(key), set_=updates))
-            elif name == "sqlite":
-                lite = sqlite.insert(table).values(values)
-                c.execute(lite.on_conflict_do_update(index_elements=list(key), set_=updates))
-            else:
-                raise NotImplementedError(f"upsert not supported on {name}")
+            upsert(c, table, values, key)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,11 @@ import pytest
 from pbx.calls.call import Call
 from pbx.calls.fork import COMPLETED_ELSEWHERE
 from pbx.calls.hunt_state import HuntState, Record
-from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.sip.address import Peer
 from pbx.sip.message import Request, Response, make_request, make_response
+from tests.calls.test_member_calls import register
 from tests.trunks.test_trunk_calls import GW1, PHONE, Wire, authenticated_call
 
 MEMBERS = ["2101", "2102", "2103", "2104", "2105"]
@@ -90,10 +89,6 @@ hunt_groups:
   "709": {name: Outside, strategy: linear, members: [{number: "0912000001"}, "2102"], department: desk}
 """.replace("[MEMBERS]", "[" + ", ".join(f'"{m}"' for m in MEMBERS) + "]")
 
-Behaviour = Callable[[int], str]
-"""Given the call's index, what a member's phone does: answer, ring, busy."""
-
-
 @pytest.fixture
 def plan(tmp_path: Path) -> Dialplan:
     path = tmp_path / "plan.yaml"
@@ -110,11 +105,6 @@ def wire(plan: Dialplan) -> Wire:
     register(wire, "1099", RECEPTION)
     register(wire, "1098", NIGHT)
     return wire
-
-
-def register(wire: Wire, number: str, peer: Peer) -> None:
-    wire.bindings.put(Binding(aor=number, contact=f"sip:{number}@{peer.host}:{peer.port}",
-                              expires_at=time.time() + 3600, call_id=f"reg-{peer.host}", cseq=1, source=peer))
 
 
 class Phones:
