@@ -61,7 +61,7 @@ def password(extension: str) -> str:
     return f"load-{extension}-secret"
 
 
-def dialplan_text() -> str:
+def dialplan_text(extensions: list[str] | None = None) -> str:
     # SIPp 3.6 answers the first challenge and knows only MD5, so the
     # registrar offers MD5 alone.  The lock-out is lenient: every call starts
     # with a 407 from 127.0.0.1, and a block would hide the real failure; so
@@ -75,7 +75,7 @@ def dialplan_text() -> str:
         "  load: {name: Load}",
         "extensions:",
     ]
-    for extension in [CALLEE, *CALLERS]:
+    for extension in extensions or [CALLEE, *CALLERS]:
         lines.append(f'  "{extension}": {{name: Load {extension}, department: load, password: {password(extension)}}}')
     return "\n".join(lines) + "\n"
 

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, assert_never
 import structlog
 
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
-from pbx.calls.plan import Action, End, Ring
+from pbx.calls.hunt import HuntRing
+from pbx.calls.plan import Action, End, Overflowing, Ring
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember
+from pbx.routing.hunt_groups import Condition
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request, Response
 from pbx.sip.session import (
@@ -146,6 +148,17 @@ class Call:
     watch_due: float | None = None
     watch_reason: str = ""
     answered_monotonic: float | None = None
+    hunt: HuntRing | None = None
+    """The hunt group being rung (or that answered), if any."""
+    hunt_group: str | None = None
+    """The CDR's hunt group: the group dialled, then the one that answered."""
+    answered_by: str | None = None
+    """The hunt group member who took the call."""
+    earlier_legs: list[Leg] = field(default_factory=list)
+    """Legs of the forks an overflow replaced, for the CDR."""
+    overflows: int = 0
+    on_call: tuple[str, ...] = ()
+    """Extensions this call keeps busy (for ``skip_busy`` hunt groups)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -163,7 +176,8 @@ class Call:
 
     @property
     def legs(self) -> list[Leg]:
-        return self.fork.legs if self.fork is not None else []
+        legs = self.fork.legs if self.fork is not None else []
+        return [*self.earlier_legs, *legs] if self.earlier_legs else legs
 
     @property
     def caller_number(self) -> str:
@@ -198,6 +212,13 @@ class Call:
         match action:
             case Ring():
                 self.state = CallState.RINGING
+                if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
+                    self.earlier_legs.extend(self.fork.legs)
+                    self.fork.release()
+                    self.destination = None  # the new fork's first leg names it
+                self.hunt = action.hunt
+                if action.hunt is not None:
+                    self.hunt_group = action.hunt.group.number
                 self.ring_due = now + action.ring_timeout
                 self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
                                  unreachable=action.unreachable)
@@ -207,6 +228,11 @@ class Call:
             case End():
                 self.end_unanswered(action.status, action.disposition, action.reason, action.side,
                                     list(action.headers), phrase=action.phrase)
+            case Overflowing():
+                unavailable = action.unavailable
+                log.info("hunt_unavailable", call_id=self.a_call_id, uuid=self.uuid, group=unavailable.group.number,
+                         condition=unavailable.condition)
+                self.controller.overflow(self, unavailable.group, unavailable.condition, unavailable.call_class)
             case _:
                 assert_never(action)
 
@@ -276,6 +302,13 @@ class Call:
         self.winner = leg
         if self.member is not None:
             self._member_answered(self.member, leg)
+        if leg.target is not None and leg.trunk is None:
+            self.on_call = self.controller.presence.hold(self.on_call, leg.target)
+        if self.hunt is not None:
+            self.hunt_group = self.hunt.group.number
+            self.answered_by = leg.member
+            self.destination = leg.target or self.destination
+            self.controller.hunt_answered(self)
         self.state = CallState.ANSWERED
         self.answered_at = self.controller.wall()
         self.ring_due = None
@@ -353,6 +386,8 @@ class Call:
             self.ring_due = None
             if self.fork is not None:
                 self.fork.stop([])
+            if self._overflowed("no_answer"):
+                return
             self.end_unanswered(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX)
             return
         if self.fork is not None and self.state is CallState.RINGING:
@@ -384,12 +419,27 @@ class Call:
         # Every way a call ends passes here: its outside-call slot, if it
         # holds one, is free from now on.
         self.controller.outside_calls.release(self.uuid)
+        self.on_call = self.controller.presence.release(self.on_call)
+        if self.answered_by is not None and self.hunt is not None:
+            self.controller.hunt_ended(self)
         self.ring_due = self.watch_due = None
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
 
+    def _overflowed(self, condition: Condition) -> bool:
+        """A hunt group's call not answered: sent on to the group's
+        destination for ``condition``, if it names one."""
+        hunt = self.hunt
+        if hunt is None or hunt.group.overflow.get(condition) is None or self.state is not CallState.RINGING:
+            return False
+        self.controller.overflow(self, hunt.group, condition, hunt.call_class)
+        return True
+
     def fail(self, result: Outcome) -> None:
-        """Every leg failed: tell the caller the fork's one outcome."""
+        """Every leg failed: tell the caller the fork's one outcome (a hunt
+        group: overflow first, busy when every member said busy)."""
+        if self._overflowed("busy" if result.disposition is Disposition.BUSY else "no_answer"):
+            return
         self.end_unanswered(result.status, result.disposition, result.reason, result.side)
 
     def end_unanswered(self, status: int, disposition: Disposition, reason: str, side: HangupSide,

@@ -65,6 +65,7 @@ class CdrRecorder:
                 short_number=member.short_number if member is not None else None,
                 resolved_number=call.resolved_number,
                 member=member.label if member is not None else None,
+                hunt_group=call.hunt_group,
             ))
 
     def _trunk_chosen(self, call: Call) -> None:
@@ -78,6 +79,9 @@ class CdrRecorder:
     def call_answered(self, call: Call) -> None:
         assert call.answered_at is not None
         self._trunk_chosen(call)
+        if call.hunt_group is not None:
+            # The group that answered (an overflow may have led to another).
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), hunt_group=call.hunt_group))
         if call.member is not None:
             # Which of the member's numbers took it, and its class (a mobile
             # that answers makes the call a mobile call).
@@ -87,6 +91,7 @@ class CdrRecorder:
             call_uuid=uuid.UUID(call.uuid),
             answered_at=_at(call.answered_at),
             destination=call.destination or call.dialled,
+            answered_by=call.answered_by,
         ))
 
     def call_alive(self, call: Call, at: float) -> None:
@@ -100,7 +105,7 @@ class CdrRecorder:
             leg_end = leg.ended_at if leg.ended_at is not None else ended
             result = _leg_result(leg)
             legs.append(LegAttempt(
-                target=call.destination or call.dialled,
+                target=leg.target or call.destination or call.dialled,
                 contact=leg.contact,
                 started_at=_at(leg.started_at),
                 ended_at=_at(max(leg_end, leg.started_at)),

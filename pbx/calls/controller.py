@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -30,8 +31,11 @@ import structlog
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
+from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
-from pbx.calls.plan import Action, Caller, Ring as RingTargets, plan_call
+from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
+from pbx.calls.presence import Presence
+from pbx.cdr.records import Disposition
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
@@ -39,7 +43,8 @@ from pbx.registrar.destination import remote_target
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import CallRequest, Ring, RingMember, decide
+from pbx.routing.engine import AgentCode, CallRequest, Decision, Hunt, Ring, RingMember, decide, overflow_decision
+from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import new_tag
@@ -62,6 +67,9 @@ from pbx.trunks.sources import TrunkSources
 log = structlog.get_logger("pbx.calls")
 
 METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK", "NOTIFY", "REFER", "MESSAGE"})
+MAX_OVERFLOWS = 5
+"""Hunt group overflows one call may take (the loader refuses loops; this
+bounds a plan built otherwise)."""
 LINGER = 32.0
 """Seconds a finished call's unsettled sessions stay reachable (64*T1): a
 cancelled INVITE's crossing 2xx still gets ACK and BYE, a BYE held for an
@@ -122,6 +130,8 @@ class CallController:
         monotonic: Callable[[], float],
         wall_clock: Callable[[], float],
         challenges: ChallengeSink | None = None,
+        hunts: HuntState | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.plan = plan
@@ -152,6 +162,12 @@ class CallController:
         self.outside_calls = OutsideCallCounter()
         """Each extension's outside calls, against its caps; kept across
         reloads (a new plan's caps apply to the next call)."""
+        self.presence = Presence()
+        """Who is on a call, for hunt groups that skip busy members."""
+        self.hunts = hunts or HuntState()
+        """Agents' log-ins and the strategies' state (the store's cache)."""
+        self.rng = rng or random.Random()
+        """The ``random`` strategy's source; tests pass a seeded one."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -341,6 +357,8 @@ class CallController:
         self.sessions[a.dialog_id] = (call, a)
         self.by_key[event.key] = (call, a)
         self.active += 1
+        if caller is not None:
+            call.on_call = self.presence.hold((), caller.number)
         return call
 
     def _route(self, call: Call, request: CallRequest) -> None:
@@ -350,20 +368,87 @@ class CallController:
             # Known before the CDR row starts, so it records them.
             call.member = MemberCall(decision=decision)
             call.resolved_number = decision.resolved_number
+        elif isinstance(decision, Hunt):
+            call.hunt_group = decision.group.number
         log.info("call_routed", call_id=call.a_call_id, uuid=call.uuid, caller=call.caller_number,
                  dialled=call.dialled, trunk=call.trunk, decision=type(decision).__name__, rule=decision.rule,
                  call_class=decision.call_class, steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
         self.recorder.call_started(call)
         if isinstance(decision, Ring):
             call.destination = decision.extension.number
+        if isinstance(decision, AgentCode):
+            agent = self._agent_code(call, decision)
+            self._on_behalf(call, lambda: call.run(agent, self.now))
+            return
+        action = self._plan(call, decision)
+        if call.caller is not None and isinstance(action, RingTargets) and action.hunt is None:
+            # A hunt group's outside members go out with the group's rights,
+            # not as the caller's outside calls.
+            action = self._within_limits(call, call.caller, action)
+        self._on_behalf(call, lambda: call.run(action, self.now))
+
+    def _plan(self, call: Call, decision: Decision) -> Action:
         wall = self.wall()
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
-        action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
-                           call.a_call_id)
-        if call.caller is not None and isinstance(action, RingTargets):
-            action = self._within_limits(call, call.caller, action)
-        self._on_behalf(call, lambda: call.run(action, self.now))
+        day = datetime.fromtimestamp(wall, self.plan.timezone).date().isoformat()
+        hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=day)
+        return plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
+                         call.a_call_id, hunting)
+
+    # ------------------------------------------------------------ hunt groups
+
+    def overflow(self, call: Call, group: HuntGroup, condition: Condition, call_class: str) -> None:
+        """Send ``call`` on to ``group``'s destination for ``condition``, or
+        tell the caller when the group names none."""
+        call.overflows += 1
+        decision = overflow_decision(self.plan, group, condition, self._at(), call_class) \
+            if call.overflows <= MAX_OVERFLOWS else None
+        log.info("hunt_overflow", call_id=call.a_call_id, uuid=call.uuid, group=group.number, condition=condition,
+                 destination=None if decision is None else decision.rule)
+        if decision is None:
+            status, disposition = {
+                "busy": (486, Disposition.BUSY), "no_answer": (480, Disposition.NO_ANSWER),
+            }.get(condition, (480, Disposition.UNAVAILABLE))
+            call.run(End(status=status, disposition=disposition, reason=f"hunt_{condition}"), self.now)
+            return
+        call.run(self._plan(call, decision), self.now)
+
+    def _day(self, wall: float) -> str:
+        return datetime.fromtimestamp(wall, self.plan.timezone).date().isoformat()
+
+    def hunt_answered(self, call: Call) -> None:
+        if call.hunt is not None and call.answered_by is not None:
+            wall = self.wall()
+            self.hunts.answered(call.hunt.group.number, call.answered_by, wall, self._day(wall))
+            log.info("hunt_answered", call_id=call.a_call_id, uuid=call.uuid, group=call.hunt.group.number,
+                     member=call.answered_by, wait=round(wall - call.started_at, 3))
+
+    def hunt_ended(self, call: Call) -> None:
+        if call.hunt is not None and call.answered_by is not None:
+            self.hunts.ended(call.hunt.group.number, call.answered_by, self.wall())
+
+    def _agent_code(self, call: Call, decision: AgentCode) -> End:
+        """Log the agent in or out. Until spoken confirmations come with
+        media (issue 9), the answer is a final response whose reason phrase
+        says what was done: 480 ``Logged In 501`` / ``Logged Out 501``."""
+        extension, groups = decision.extension, decision.groups
+        match decision.action:
+            case "login":
+                logged_in = True
+            case "logout" | "logout_all":
+                logged_in = False
+            case "toggle":
+                logged_in = not any(self.hunts.logged_in(group, extension) for group in groups)
+        wall = self.wall()
+        for group in groups:
+            self.hunts.set_login(group, extension, logged_in, wall)
+        word = "logged_in" if logged_in else "logged_out"
+        log.info("hunt_agent", call_id=call.a_call_id, uuid=call.uuid, extension=extension, groups=list(groups),
+                 state=word, by="feature_code")
+        phrase = ("Logged In " if logged_in else "Logged Out ") + ",".join(groups)
+        return End(status=480, disposition=Disposition.UNAVAILABLE, reason=f"hunt_{word}",
+                   headers=(("reason", f'SIP;cause=200;text="hunt_{word} {",".join(groups)}"'),), phrase=phrase)
 
     def _within_limits(self, call: Call, caller: Extension, action: RingTargets) -> Action:
         """Hold one of ``caller``'s outside-call slots for ``call`` if it

@@ -57,7 +57,8 @@ class CallDialer(Dialer):
         # the Contact's address, or the REGISTER's source behind NAT.
         extension = self.controller.plan.extension(target.extension)
         session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer)
-        return Leg(contact=binding.contact, session=session, started_at=self.controller.wall())
+        return Leg(contact=binding.contact, session=session, started_at=self.controller.wall(),
+                   target=target.extension, member=target.member)
 
     def invite_gateway(self, target: TrunkTarget) -> Leg:
         controller, call, dialling = self.controller, self.call, target.dialling
@@ -74,7 +75,7 @@ class CallDialer(Dialer):
         log.info("trunk_invite_sent", call_id=call.a_call_id, uuid=call.uuid, trunk=dialling.trunk.key,
                  gateway=str(dest), number=dialling.number, caller_id=dialling.caller_id)
         return Leg(contact=f"sip:{dialling.number}@{where}", session=session, started_at=controller.wall(),
-                   trunk=dialling.trunk.key)
+                   trunk=dialling.trunk.key, target=dialling.number, member=target.member)
 
     def _credentials(self, target: TrunkTarget) -> Credentials:
         dialling, call_id = target.dialling, self.call.a_call_id  # not the call: no cycle through the session

@@ -2,9 +2,12 @@
 
 A :class:`Fork` rings targets in stages. Each target is a branch: a
 registered contact (one INVITE) or a trunk (one INVITE per gateway, in
-order, with failover). A stage starts at its ``after`` time, or sooner when
-every branch started so far has failed (so "desk first, mobile after 10 s"
-and, later, a hunt group member by member are the same engine). Rules
+order, with failover). A stage starts at its ``after`` time (a ``chained`` one
+never on time), or sooner when every branch started so far has failed (so "desk first, mobile after 10 s"
+and, later, a hunt group member by member are the same engine). A target may
+also ring for a limited time (``ring_for``, counted from when its branch is
+placed: a hunt group member's ring time): then its legs are cancelled and
+the branch ends as not answered, which lets the next stage start. Rules
 (RFC 3261 §16.7 as a B2BUA applies them to its own legs):
 
 - the first 2xx wins; every other live leg gets CANCEL with
@@ -53,6 +56,10 @@ class Leg:
     """Wall-clock seconds, for the CDR."""
     trunk: str | None = None
     """The trunk this leg goes out through; None for a leg to a contact."""
+    target: str | None = None
+    """The extension or number the leg reaches (the CDR leg's target)."""
+    member: str | None = None
+    """The hunt group member this leg rings, if it rings one."""
     state: LegState = LegState.CALLING
     status: int | None = None
     ended_at: float | None = None
@@ -77,6 +84,14 @@ class ContactTarget:
     extension: str
     from_uri: str
     after: float = 0.0
+    ring_for: float | None = None
+    """Seconds this branch rings at most once placed; None: as long as the call."""
+    member: str | None = None
+    """The hunt group member it rings."""
+    chained: bool = False
+    """Starts only once every branch started before it has ended, never on
+    time (``after`` then only orders the stages): a hunt group's next
+    member, who must not ring while the one before still does."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +100,9 @@ class TrunkTarget:
 
     dialling: TrunkDialling
     after: float = 0.0
+    ring_for: float | None = None
+    member: str | None = None
+    chained: bool = False
 
 
 Target = ContactTarget | TrunkTarget
@@ -160,6 +178,8 @@ class _Branch:
     end: BranchEnd | None = None
     silence_due: float | None = None
     """Trunk: when the current gateway's ``invite_timeout`` runs out."""
+    ring_due: float | None = None
+    """When the target's ``ring_for`` runs out."""
 
     @property
     def current(self) -> Leg | None:
@@ -197,14 +217,15 @@ class Fork:
         started branches failed) the next stage at once."""
         while self._waiting and not self.stopped:
             after = self._waiting[0].after
-            if self._started_at + after > now and not (force and not self._any_live()):
+            on_time = not self._waiting[0].chained and self._started_at + after <= now
+            if not on_time and not (force and not self._any_live()):
                 return
             while self._waiting and self._waiting[0].after == after:
                 self._place(self._waiting.pop(0), now)
             force = False
 
     def _place(self, target: Target, now: float) -> None:
-        branch = _Branch(target)
+        branch = _Branch(target, ring_due=None if target.ring_for is None else now + target.ring_for)
         self._branches.append(branch)
         self._next_leg(branch, now)
 
@@ -315,6 +336,17 @@ class Fork:
         else:
             self._next_leg(branch, now)
 
+    def _rang_out(self, branch: _Branch) -> None:
+        """The target's ring time is over: cancel it (a plain CANCEL: the
+        member did miss the call) and count it as not answered."""
+        branch.ring_due = branch.silence_due = None
+        at = self._wall()
+        for leg in branch.legs:
+            if leg.live:
+                leg.close(LegState.FAILED, 408, at)
+                leg.session.cancel()
+        branch.end = BranchEnd(408)
+
     def stop(self, headers: Sequence[Header]) -> None:
         """Stop ringing for the caller (who left, or whose time ran out):
         CANCEL every live leg with ``headers``; no outcome follows."""
@@ -339,7 +371,8 @@ class Fork:
 
     def deadline(self) -> float | None:
         due = [b.silence_due for b in self._branches if b.silence_due is not None]
-        if self._waiting and not self.stopped:
+        due.extend(b.ring_due for b in self._branches if b.ring_due is not None and b.end is None)
+        if self._waiting and not self.stopped and not self._waiting[0].chained:
             due.append(self._started_at + self._waiting[0].after)
         return min(due, default=None)
 
@@ -347,6 +380,9 @@ class Fork:
         if self.stopped:
             return None
         for branch in list(self._branches):
+            if branch.ring_due is not None and now >= branch.ring_due and branch.end is None:
+                self._rang_out(branch)
+                continue
             if branch.silence_due is not None and now >= branch.silence_due and branch.end is None:
                 branch.silence_due = None
                 leg = branch.current

@@ -9,11 +9,17 @@ for the caller. The coordinator runs the result with ``match`` and
 ``assert_never``; answering locally (IVR, account-code prompt) joins this
 union when the media layer exists.
 
+A hunt group (:mod:`pbx.calls.hunt`) becomes a ``Ring`` that carries the
+group (:class:`~pbx.calls.hunt.HuntRing`), or :class:`Overflowing` when
+nobody in it can take the call; the controller then routes the group's
+overflow destination for that condition.
+
 Pure: the registered contacts and the clock's reading come in as values.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
@@ -21,10 +27,11 @@ from typing import assert_never
 import structlog
 
 from pbx.calls.fork import ContactTarget, Outcome, Target, TrunkTarget
+from pbx.calls.hunt import HuntRing, HuntView, Unavailable, plan_hunt
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.routing.engine import Decision, Reject, Ring as RingExtension, RingMember, ToTrunk
+from pbx.routing.engine import AgentCode, Decision, Hunt, Reject, Ring as RingExtension, RingMember, ToTrunk
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
 from pbx.trunks.outbound import TrunkDialling
@@ -43,6 +50,8 @@ class Ring:
     unreachable: Outcome | None = None
     """What the caller hears when every target failed without a telling
     status (a group member's numbers all out of reach)."""
+    hunt: HuntRing | None = None
+    """The hunt group rung, when it is one: its overflow and CDR columns."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +67,26 @@ class End:
     """Reason phrase of the final response; None: the status's usual one."""
 
 
-Action = Ring | End
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overflowing:
+    """Nobody in a hunt group can take the call: route the group's
+    destination for ``unavailable.condition`` (or tell the caller)."""
+
+    unavailable: Unavailable
+
+
+Action = Ring | End | Overflowing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hunting:
+    """What ringing a hunt group reads besides the plan: the agents' state,
+    who is on a call, the random source and today's date (the plan's zone)."""
+
+    view: HuntView
+    busy: Callable[[str], bool]
+    rng: random.Random
+    day: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,10 +100,28 @@ class Caller:
 
 
 def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
-              contacts: Callable[[str], list[Binding]], call_id: str) -> Action:
+              contacts: Callable[[str], list[Binding]], call_id: str, hunting: Hunting | None = None) -> Action:
     """What to do for ``decision``. ``contacts(number)``: an extension's
     registered contacts now."""
     match decision:
+        case Hunt():
+            if hunting is None:
+                log.error("hunt_without_state", call_id=call_id, group=decision.group.number)
+                return End(status=503, disposition=Disposition.FAILED, reason="hunt_unavailable")
+            planned = plan_hunt(decision, caller_number=caller.number, domain=plan.domain, trunks=plan.trunks,
+                                view=hunting.view, contacts=contacts, busy=hunting.busy, rng=hunting.rng,
+                                day=hunting.day)
+            if isinstance(planned, Unavailable):
+                return Overflowing(unavailable=planned)
+            targets, ring = planned
+            log.info("hunt_ringing", call_id=call_id, group=ring.group.number, strategy=ring.group.strategy,
+                     order=list(ring.order))
+            return Ring(targets=tuple(targets), ring_timeout=float(ring.group.total_seconds), hunt=ring)
+        case AgentCode():
+            # Agent codes change lasting state: the controller answers them
+            # before planning. Reaching here is a bug, told plainly.
+            log.error("agent_code_not_handled", call_id=call_id)
+            return End(status=500, disposition=Disposition.FAILED, reason="agent_code_not_handled")
         case RingExtension():
             extension = decision.extension
             found = contacts(extension.number)
@@ -87,7 +133,7 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
         case RingMember():
             return _ring_member(decision, caller, plan, contacts, call_id)
         case ToTrunk():
-            if caller.extension is None:
+            if caller.extension is None and decision.for_group is None:
                 # Routing gives trunk calls only DIDs, but a call from a
                 # trunk must never be relayed back out (toll fraud).
                 log.warning("trunk_relay_refused", call_id=call_id, trunk=caller.from_trunk,

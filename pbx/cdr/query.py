@@ -17,7 +17,7 @@ from typing import Any, Final, TextIO
 
 from sqlalchemy import Engine, or_, select
 
-from pbx.cdr.writer import CDR
+from pbx.cdr.writer import CDR, whole_seconds
 from pbx.store.models import require_aware
 
 # Columns of `list_calls` rows and of the CSV, in order.
@@ -49,7 +49,11 @@ COLUMNS: Final[tuple[str, ...]] = (
     "resolved_number",
     "member",
     "cost",
+    "wait",
 )
+"""``wait`` is computed, not stored: whole seconds from the INVITE to the
+answer (for a hunt group, how long the caller waited for a member)."""
+_STORED: Final = tuple(name for name in COLUMNS if name != "wait")
 
 _TIME_COLUMNS: Final = frozenset({"started_at", "answered_at", "ended_at"})
 
@@ -60,14 +64,16 @@ def list_calls(
     until: datetime | None = None,
     extension: str | None = None,
     limit: int | None = None,
+    hunt_group: str | None = None,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
     `extension` keeps calls it placed, dialled, or that reached it (caller,
     dialled number or destination).  With `limit`, the newest `limit` of
-    them (still oldest first).
+    them (still oldest first). `hunt_group` keeps the calls of that hunt
+    group.
     """
-    query = select(*(CDR.c[name] for name in COLUMNS))
+    query = select(*(CDR.c[name] for name in _STORED))
     if since is not None:
         require_aware("since", since)
         query = query.where(CDR.c.started_at >= since)
@@ -82,6 +88,8 @@ def list_calls(
                 CDR.c.destination == extension,
             )
         )
+    if hunt_group is not None:
+        query = query.where(CDR.c.hunt_group == hunt_group)
     if limit is not None:
         if limit < 1:
             raise ValueError("limit must be positive")
@@ -97,10 +105,13 @@ def list_calls(
 
 def _plain(row: Mapping[Any, Any]) -> dict[str, Any]:
     # Enum members as their stored text, so callers see what the table holds.
-    return {
+    plain = {
         str(name): value.value if isinstance(value, Enum) else value
         for name, value in row.items()
     }
+    started, answered = plain.get("started_at"), plain.get("answered_at")
+    plain["wait"] = whole_seconds(answered - started) if started is not None and answered is not None else None
+    return plain
 
 
 def show_time(value: datetime, zone: tzinfo | None) -> datetime:
@@ -152,10 +163,11 @@ _TABLE: Final[tuple[tuple[str, str], ...]] = (
     ("disposition", "disposition"),
     ("duration", "duration"),
     ("billsec", "billsec"),
+    ("wait", "wait"),
     ("hangup", "hangup_side"),
     ("status", "hangup_status"),
 )
-_NUMERIC: Final = frozenset({"duration", "billsec", "hangup_status"})
+_NUMERIC: Final = frozenset({"duration", "billsec", "wait", "hangup_status"})
 _MAX_CELL: Final = 24
 
 

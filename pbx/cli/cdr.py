@@ -123,6 +123,7 @@ def cdr() -> None:
 @click.option("--until", help="Calls started before this (same forms); a bare date includes that whole day.",)
 @click.option("--extension", "-e", help="Only calls this number placed, dialled or reached.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N calls.")
+@click.option("--hunt-group", "hunt_group", metavar="NUMBER", help="Only calls to this hunt group.")
 @click.option(
     "--csv", "as_csv", is_flag=True, help="CSV with a header row (UTF-8, opens in spreadsheets)."
 )
@@ -141,6 +142,7 @@ def list_command(
     until: str | None,
     extension: str | None,
     limit: int | None,
+    hunt_group: str | None,
     as_csv: bool,
     bom: bool,
     utc: bool,
@@ -165,7 +167,8 @@ def list_command(
 
     engine = open_database(db_url)
     try:
-        rows = list_calls(engine, since=start, until=end, extension=extension, limit=limit)
+        rows = list_calls(engine, since=start, until=end, extension=extension, limit=limit,
+                          hunt_group=hunt_group)
     except SQLAlchemyError as error:
         raise click.ClickException(f"cannot read the CDRs: {_first_line(error)}") from None
     finally:

@@ -21,6 +21,7 @@ from typing import Final, Literal, TypeVar, get_args
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
+from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
@@ -280,6 +281,8 @@ class Dialplan:
     groups: Mapping[str, ShortNumberGroup] = field(default_factory=dict)
     """Short-number groups by key, in file order (the order a caller's
     groups are tried in); read-only after construction."""
+    hunt_groups: Mapping[str, HuntGroup] = field(default_factory=dict)
+    """Hunt groups by number, in file order; read-only after construction."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -293,7 +296,7 @@ class Dialplan:
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
-                     "classes_of_service", "feature_codes", "inbound", "groups", "places"):
+                     "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "places"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -328,11 +331,23 @@ class Dialplan:
             current: InboundTarget | None = target
             while current is not None:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
+                known("hunt group", current.hunt_group, self.hunt_groups, f"inbound number {did!r}")
                 current = current.otherwise
         for group in self.groups.values():
             for member in group.members.values():
                 known("extension", member.extension, self.extensions,
                       f"member {member.short!r} of group {group.key!r}")
+        for hunt in self.hunt_groups.values():
+            owner = f"hunt group {hunt.number!r}"
+            for agent in hunt.members:
+                known("extension", agent.extension, self.extensions, owner)
+            for destination in (hunt.overflow.get(condition) for condition in CONDITIONS):
+                if destination is not None:
+                    known("extension", destination.extension, self.extensions, owner)
+                    known("hunt group", destination.hunt_group, self.hunt_groups, owner)
+            known("hunt group", hunt.otherwise, self.hunt_groups, owner)
+            known("department", hunt.department, self.departments, owner)
+            known("class of service", hunt.class_of_service, self.classes_of_service, owner)
         for profile in self.classes_of_service.values():
             for call_class in profile.allow | profile.deny:
                 known("call class", call_class, self.call_classes, f"class of service {profile.key!r}")

@@ -9,12 +9,16 @@ controller handles it.
 A call from an extension, in order (the first step that decides wins):
 
 1. the dialled string must be a number (digits, ``*``, ``#``, ``+``): else 404;
-2. a reserved feature code: 501 (the feature is not built yet);
+2. a hunt group agent code (``*45``/``*46`` [+ group]): :class:`AgentCode`
+   for the caller's own membership (403 when not a member, 404 for no such
+   group); a reserved feature code: 501 (the feature is not built yet);
 3. a short number of one of the caller's groups, or the long number
    (extension or mobile) of a member of one of them: :class:`RingMember`
    (see :mod:`pbx.routing.short_numbers`; a caller in no group has no
    short numbers, so to them the digits go on to the next steps);
-4. an extension number: internal, :class:`Ring` (unless its class of
+4. a hunt group number: :class:`Hunt` (the group in force at the time:
+   a group outside its schedule hands over to its ``otherwise`` group);
+   an extension number: internal, :class:`Ring` (unless its class of
    service denies internal calls: 403);
 5. otherwise the caller's number plan gives the call class of the whole
    number and its E.164 form, and the first route that applies gives the
@@ -28,18 +32,20 @@ A call from an extension, in order (the first step that decides wins):
    number rewritten for that trunk, always E.164 or national digits.
 
 A call from a trunk may only reach a DID listed under ``inbound``: a DID
-rings its target; anything else is refused — 403 ``relay_denied`` if it is
+rings its target (an extension, a group member or a hunt group); anything else is refused — 403 ``relay_denied`` if it is
 an outside number (no open relay through the PBX), 404 ``unknown_did``
 otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pbx.routing.classes import INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
+from pbx.routing.hunt_groups import (AgentAction, Condition, Destination, HuntGroup, groups_of_member,
+                                     parse_agent_code)
 from pbx.routing.numbering import sendable
 from pbx.routing.outside import Refusal, prepare
 from pbx.routing.patterns import is_dialable
@@ -47,7 +53,8 @@ from pbx.routing.rights import check_class
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
-__all__ = ["CallRequest", "Decision", "Reject", "Ring", "RingMember", "Step", "ToTrunk", "decide"]
+__all__ = ["AgentCode", "CallRequest", "Decision", "Hunt", "Reject", "Ring", "RingMember", "Step", "ToTrunk",
+           "decide", "overflow_decision"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +97,9 @@ class ToTrunk:
     steps: tuple[Step, ...] = ()
     e164: str | None = None
     """The E.164 form the lists were matched on (None for emergency numbers)."""
+    for_group: str | None = None
+    """Placed for a hunt group (an outside member or an overflow number),
+    with the group's rights: a call in from a trunk may take this way out."""
 
     def __post_init__(self) -> None:
         if not sendable(self.number):
@@ -151,7 +161,35 @@ class RingMember:
         return self.member.mobile or self.dialled
 
 
-Decision = Ring | RingMember | ToTrunk | Reject
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hunt:
+    """Ring hunt group ``group``: :mod:`pbx.calls.hunt` orders its members by
+    the strategy and skips those who cannot take the call."""
+
+    group: HuntGroup
+    outside: tuple[tuple[str, ToTrunk], ...] = ()
+    """Outside members that may be rung (member number, the leg ready for
+    the trunk); a member the group's rights refuse is left out (the steps
+    say why)."""
+    rule: str
+    call_class: str = INTERNAL
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCode:
+    """An agent's ``*45``/``*46`` code: log ``extension`` in to or out of
+    ``groups`` (``toggle``: out of all if logged in to any, else in to all)."""
+
+    action: AgentAction
+    extension: str
+    groups: tuple[str, ...]
+    rule: str
+    call_class: str = INTERNAL
+    steps: tuple[Step, ...] = ()
+
+
+Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject
 
 
 
@@ -180,6 +218,9 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     if not is_dialable(number):
         return _reject(404, "invalid_number", "dialled", steps,
                        f"{number!r} is not a number (digits, *, #, + only)")
+    code = parse_agent_code(number) if plan.hunt_groups else None
+    if code is not None:
+        return _agent_code(caller, plan, code[0], code[1], steps)
     if number in plan.feature_codes:
         return _reject(501, "feature_not_available", f"feature_codes.{number}", steps,
                        f"{number} is reserved for {plan.feature_codes[number]!r}, not available yet")
@@ -241,6 +282,14 @@ def _internal_destination(
     found = resolve(caller.number, number, plan.groups)
     if found is not None:
         return _ring_member(call, caller, plan, steps, found)
+    hunt = plan.hunt_groups.get(number)
+    if hunt is not None:
+        verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
+            *steps, Step(rule=hunt.rule, outcome=f"{number} is hunt group {hunt.name}: internal")))
+        if not verdict.allowed:
+            return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
+                          steps=verdict.steps, detail=verdict.steps[-1].outcome)
+        return _hunt(plan, hunt, call.at, list(verdict.steps), INTERNAL)
     target = plan.extension(number)
     if target is None:
         return None
@@ -329,6 +378,8 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
         steps.append(Step(rule=f"inbound.{call.dialled}", outcome=f"{call.dialled} is an inbound number: {why}"))
         if resolved.member is not None:
             return _inbound_member(call, plan, resolved.member, resolved.rule, steps)
+        if resolved.hunt_group is not None:
+            return _hunt(plan, plan.hunt_groups[resolved.hunt_group], call.at, steps, INBOUND)
         assert resolved.extension is not None  # InboundTarget holds exactly one of the two
         extension = plan.extensions[resolved.extension]
         return Ring(extension=extension, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
@@ -382,3 +433,96 @@ def _is_outside_number(number: str, plan: Dialplan) -> bool:
         if entry is not None and entry.call_class != INTERNAL:
             return True
     return any(route.pattern is not None and route.pattern.matches(number) for route in plan.routes)
+
+
+# ---------------------------------------------------------------- hunt groups
+
+
+def _agent_code(caller: Extension, plan: Dialplan, action: AgentAction, number: str | None,
+                steps: list[Step]) -> AgentCode | Reject:
+    """``*45``/``*46``: the caller logs themselves in or out; nobody else."""
+    code = "*45" if action in ("login", "toggle") else "*46"
+    rule = "hunt_groups"  # the agent codes are the hunt groups' own, not a feature_codes entry
+    if number is None:
+        mine = groups_of_member(caller.number, plan.hunt_groups)
+        if not mine:
+            return _reject(403, "not_a_member", rule, steps, f"{caller.number} is a member of no hunt group")
+        steps.append(Step(rule=rule, outcome=f"{code} alone: {action.replace('_', ' ')} for every group of"
+                          f" {caller.number}: " + ", ".join(group.number for group in mine)))
+        return AgentCode(action=action, extension=caller.number, groups=tuple(g.number for g in mine), rule=rule,
+                         steps=tuple(steps))
+    group = plan.hunt_groups.get(number)
+    if group is None:
+        return _reject(404, "unknown_hunt_group", rule, steps, f"{code}{number}: no hunt group {number}")
+    if group.member(caller.number) is None:
+        return _reject(403, "not_a_member", group.rule, steps,
+                       f"{caller.number} is not a member of hunt group {group.title}")
+    steps.append(Step(rule=group.rule, outcome=f"{code}{number}: {action} {caller.number} for hunt group"
+                      f" {group.title}"))
+    return AgentCode(action=action, extension=caller.number, groups=(number,), rule=group.rule, steps=tuple(steps))
+
+
+def group_identity(group: HuntGroup) -> Extension | None:
+    """Who outside calls for ``group`` are placed as: its department's number
+    plan and caller ID, its class of service. Never registered nor
+    authenticated (it is in no plan's extensions, and its digest hash is
+    of no password)."""
+    if group.department is None:
+        return None
+    return Extension(number=group.number, name=group.name, department=group.department,
+                     class_of_service=group.class_of_service, ha1_sha256="0" * 64)
+
+
+def _hunt(plan: Dialplan, group: HuntGroup, at: datetime, steps: list[Step], call_class: str) -> Hunt | Reject:
+    """The group in force at ``at`` (following ``otherwise`` out of hours),
+    with its outside members prepared under the group's rights."""
+    seen = {group.number}
+    while True:
+        in_force, why = group.in_force(at)
+        if in_force:
+            break
+        assert group.otherwise is not None  # a schedule comes with an otherwise group
+        steps.append(Step(rule=f"{group.rule}.otherwise", outcome=f"not {why}: hunt group {group.otherwise}"
+                          " takes the call"))
+        group = plan.hunt_groups[group.otherwise]
+        if group.number in seen:  # the loader refuses loops; a plan built by hand may not
+            return _reject(508, "hunt_loop", group.rule, steps, f"hunt groups loop back to {group.number}")
+        seen.add(group.number)
+    listed = ", ".join(f"{m.key}" + (f" (tier {m.tier})" if m.tier > 1 else "") for m in group.members)
+    steps.append(Step(rule=group.rule, outcome=f"hunt group {group.title}: {group.strategy}, members {listed};"
+                      f" {group.member_seconds} s a member, {group.total_seconds} s in all"))
+    outside: list[tuple[str, ToTrunk]] = []
+    identity = group_identity(group)
+    for member in group.members:
+        if member.number is None:
+            continue
+        leg = _outside(member.number, identity, plan, at, list(steps)) if identity is not None else None
+        if isinstance(leg, ToTrunk):
+            outside.append((member.key, replace(leg, for_group=group.number, steps=())))
+        else:
+            why = leg.reason if leg is not None else "the group has no department"
+            steps.append(Step(rule=f"{group.rule}.members", outcome=f"outside member {member.number} left out:"
+                              f" {why}"))
+    return Hunt(group=group, outside=tuple(outside), rule=group.rule, call_class=call_class, steps=tuple(steps))
+
+
+def overflow_decision(plan: Dialplan, group: HuntGroup, condition: Condition, at: datetime,
+                      call_class: str) -> Decision | None:
+    """Where a call ``group`` could not place goes on ``condition``; None
+    when the group names no destination for it (the caller is told)."""
+    destination: Destination | None = group.overflow.get(condition)
+    if destination is None:
+        return None
+    rule = f"{group.rule}.overflow.{condition}"
+    steps = [Step(rule=rule, outcome=f"{condition.replace('_', ' ')}: on to {destination.what}")]
+    if destination.extension is not None:
+        extension = plan.extensions[destination.extension]
+        return Ring(extension=extension, rule=rule, call_class=call_class, steps=tuple(steps))
+    if destination.hunt_group is not None:
+        return _hunt(plan, plan.hunt_groups[destination.hunt_group], at, steps, call_class)
+    assert destination.number is not None
+    identity = group_identity(group)
+    if identity is None:
+        return _reject(403, "no_group_rights", rule, steps, f"hunt group {group.number} has no department")
+    leg = _outside(destination.number, identity, plan, at, steps)
+    return replace(leg, for_group=group.number) if isinstance(leg, ToTrunk) else leg

@@ -14,7 +14,8 @@ from pbx.routing.calendars import WEEKDAYS
 from pbx.routing.call_limits import Limit, limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RingMember, ToTrunk, decide
+from pbx.routing.hunt_groups import CONDITIONS
+from pbx.routing.engine import AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, ToTrunk, decide
 
 TRUNK_PREFIX = "trunk:"
 
@@ -104,6 +105,13 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
                     f"          class {decision.call_class}, {rule}"]
         case RingMember():
             return _member_lines(decision, rule)
+        case Hunt():
+            return _hunt_lines(decision, rule)
+        case AgentCode():
+            what = {"login": "log in to", "logout": "log out of", "toggle": "toggle (out of all if in any, else in"
+                    " to all)", "logout_all": "log out of"}[decision.action]
+            return [f"decision: agent {decision.extension}: {what} hunt group(s) " + ", ".join(decision.groups),
+                    f"          {rule}"]
         case ToTrunk():
             e164 = f" (E.164 {decision.e164})" if decision.e164 not in (None, decision.number) else ""
             return [f"decision: call {decision.number}{e164} through trunk {decision.trunk},"
@@ -136,3 +144,30 @@ def _member_lines(decision: RingMember, rule: str) -> list[str]:
             f"          {order}" + (f"; the desk sees the caller as {decision.presented_number}"
                                      if decision.extension is not None else ""),
             f"          class {decision.call_class}, {rule}"]
+
+
+def _hunt_lines(decision: Hunt, rule: str) -> list[str]:
+    group = decision.group
+    lines = [f"decision: hunt group {group.title}, strategy {group.strategy}",
+             f"          each member up to its ring time ({group.member_seconds} s unless it sets its own),"
+             f" {group.total_seconds} s in all"]
+    outside = dict(decision.outside)
+    for member in group.members:
+        if member.extension is not None:
+            how = f"extension {member.extension}"
+        elif member.key in outside:
+            leg = outside[member.key]
+            how = f"number {member.number} as {leg.number} through trunk {leg.trunk}"
+        else:
+            how = f"number {member.number} (left out: see the steps)"
+        extra = [f"tier {member.tier}"] + ([f"weight {member.weight}"] if member.weight != 1 else []) + (
+            [f"{member.ring_seconds} s"] if member.ring_seconds is not None else [])
+        lines.append(f"          member {how} ({', '.join(extra)})")
+    if group.skip_busy:
+        lines.append("          members on a call are skipped")
+    for condition in CONDITIONS:
+        destination = group.overflow.get(condition)
+        if destination is not None:
+            lines.append(f"          overflow {condition.replace('_', ' ')}: {destination.what}")
+    lines.append(f"          class {decision.call_class}, {rule}")
+    return lines

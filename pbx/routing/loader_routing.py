@@ -507,8 +507,9 @@ def check_inbound(plan: Merged, root: Place, report: Report) -> None:
         current: Any = entry
         while isinstance(current, dict):
             check_reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
-            if ("extension" in current) == ("member" in current):
-                report(plan.value_place(path, root), f"{owner}: give 'extension' or 'member', exactly one")
+            if sum(kind in current for kind in ("extension", "member", "hunt_group")) != 1:
+                report(plan.value_place(path, root),
+                       f"{owner}: give 'extension', 'member' or 'hunt_group', exactly one")
             elif "member" in current:
                 _check_member_target(plan, (*path, "member"), owner, root, report)
             given = [key for key in ("during", "outside") if key in current]
@@ -762,6 +763,7 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
         rule=rule,
         extension=str(entry["extension"]) if "extension" in entry else None,
         member=(member[0], member[1]) if member is not None else None,
+        hunt_group=str(entry["hunt_group"]) if "hunt_group" in entry else None,
         schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
         outside=outside,
         otherwise=_inbound(f"{rule}.otherwise", otherwise, schedules) if isinstance(otherwise, dict) else None,

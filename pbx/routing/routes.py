@@ -57,9 +57,9 @@ class Route:
 class InboundTarget:
     """Where a call to a DID goes (``inbound:`` section).
 
-    A target is an extension, or a member of a short-number group (their
-    desk and mobile, as the member's ring policy says); hunt groups and IVRs
-    are further kinds of target (later issues).
+    A target is an extension, a member of a short-number group (their
+    desk and mobile, as the member's ring policy says) or a hunt group;
+    IVRs are a further kind of target (a later issue).
     """
 
     rule: str
@@ -67,6 +67,8 @@ class InboundTarget:
     extension: str | None = None
     member: tuple[str, str] | None = None
     """(group key, short number) of a group member."""
+    hunt_group: str | None = None
+    """Number of a hunt group."""
     schedule: Schedule | None = None
     outside: bool = False
     """With a schedule: True if this target applies while it is closed."""
@@ -74,8 +76,8 @@ class InboundTarget:
     """Where the call goes when the schedule condition does not hold."""
 
     def __post_init__(self) -> None:
-        if (self.extension is None) == (self.member is None):
-            raise ValueError(f"{self.rule}: a target is an extension or a member, exactly one")
+        if sum(kind is not None for kind in (self.extension, self.member, self.hunt_group)) != 1:
+            raise ValueError(f"{self.rule}: a target is an extension, a member or a hunt group, exactly one")
         if (self.schedule is None) != (self.otherwise is None):
             raise ValueError(f"{self.rule}: a schedule needs an 'otherwise' target, and only then")
 
@@ -83,6 +85,8 @@ class InboundTarget:
     def what(self) -> str:
         if self.member is not None:
             return f"member {self.member[1]} of group {self.member[0]}"
+        if self.hunt_group is not None:
+            return f"hunt group {self.hunt_group}"
         return f"extension {self.extension}"
 
     def resolve(self, at: datetime) -> tuple[InboundTarget, str]:

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
+from pbx.calls.hunt_state import HuntState, Record as HuntRecord
 from pbx.cdr.writer import CdrWriter, recover_interrupted
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
@@ -42,6 +43,7 @@ from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.store.db import make_engine, migrate
+from pbx.store.hunt import HuntStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.udp import UdpTransport, open_udp
@@ -152,6 +154,12 @@ class Server:
             loop.call_soon_threadsafe(callback)
 
         self.cdr = CdrRecorder(CdrWriter(self.writer, self.node, notify=notify))
+        # Hunt groups' state: the store is the truth (other nodes, pbx hunt);
+        # changes here are written behind, and the store is read again on
+        # every sweep.
+        self.hunt_store = HuntStore(engine)
+        self.hunts = HuntState(save=self._save_hunt)
+        self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
         interrupted = await asyncio.to_thread(recover_interrupted, engine, self.node, datetime.now(timezone.utc))
         if interrupted:
             log.warning("cdr_interrupted_calls_marked", count=interrupted)
@@ -166,6 +174,7 @@ class Server:
             monotonic=loop.time,
             wall_clock=time.time,
             challenges=self.security,
+            hunts=self.hunts,
         )
         self.service.calls = calls
         for tcp in self.tcp:
@@ -186,6 +195,10 @@ class Server:
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _save_hunt(self, record: HuntRecord) -> None:
+        store = self.hunt_store
+        self.writer.submit(lambda conn: store.save(record, conn=conn))
 
     def _from_trunk(self, source: Peer) -> bool:
         return self.calls is not None and self.calls.trunk_sources.match(source) is not None
@@ -317,6 +330,7 @@ class Server:
                 stored = await asyncio.to_thread(self.service.security.blocks.active,
                                                  datetime.fromtimestamp(read_at, timezone.utc))
                 self.security.refresh(stored, read_at)
+                self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
             except Exception:
                 log.exception("sweep_failed")
 

@@ -22,9 +22,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pbx.store.db import transaction
+from pbx.store.db import transaction, upsert
 from pbx.store.models import TRANSPORTS, Base, RegistrationBinding, require_aware
 
 BINDINGS: Final[Table] = Base.metadata.tables[RegistrationBinding.__tablename__]
@@ -125,18 +124,8 @@ class BindingStore:
     def upsert(self, record: BindingRecord, conn: Connection | None = None) -> None:
         """Insert the binding, or replace every field of the one with the same
         (aor, contact): a refresh (§10.3 step 7)."""
-        values = record.values()
-        updates = {k: v for k, v in values.items() if k not in _KEY}
         with transaction(self._engine, conn) as c:
-            name = c.dialect.name
-            if name == "postgresql":
-                pg = postgresql.insert(BINDINGS).values(values)
-                c.execute(pg.on_conflict_do_update(index_elements=list(_KEY), set_=updates))
-            elif name == "sqlite":
-                lite = sqlite.insert(BINDINGS).values(values)
-                c.execute(lite.on_conflict_do_update(index_elements=list(_KEY), set_=updates))
-            else:
-                raise NotImplementedError(f"upsert not supported on {name}")
+            upsert(c, BINDINGS, record.values(), _KEY)
 
     def delete(self, aor: str, contact: str, conn: Connection | None = None) -> int:
         """Remove one binding (a REGISTER with expires=0, §10.3 step 7); rows removed."""

@@ -27,7 +27,8 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -192,3 +193,18 @@ def transaction(engine: Engine, conn: Connection | None = None) -> Iterator[Conn
         return
     with engine.begin() as owned:
         yield owned
+
+
+def upsert(conn: Connection, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
+    """Insert ``values`` into ``table``, or replace every other column of the
+    row with the same ``key`` columns (one statement, on both backends)."""
+    updates = {name: value for name, value in values.items() if name not in key}
+    name = conn.dialect.name
+    if name == "postgresql":
+        pg = postgresql.insert(table).values(values)
+        conn.execute(pg.on_conflict_do_update(index_elements=list(key), set_=updates))
+    elif name == "sqlite":
+        lite = sqlite.insert(table).values(values)
+        conn.execute(lite.on_conflict_do_update(index_elements=list(key), set_=updates))
+    else:
+        raise NotImplementedError(f"upsert not supported on {name}")

@@ -23,6 +23,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -201,3 +202,54 @@ class BlockedSource(Base):
     )
     failures: Mapped[int] = mapped_column(comment="Failures counted when the block was set.")
     created_at: Mapped[datetime] = mapped_column(comment="UTC instant first blocked.")
+
+
+class HuntMemberState(Base):
+    """An agent in a hunt group: logged in or out, and what the strategies
+    remember of them (``pbx.calls.hunt_state``)."""
+
+    __tablename__ = "hunt_member_state"
+    __table_args__ = (
+        CheckConstraint("calls_count >= 0", name="calls_count"),
+        {"comment": "Hunt group members: log-in state, last calls, today's count."},
+    )
+
+    group_number: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="The hunt group's number (hunt_groups.<number>)."
+    )
+    member: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="The member: an extension, or an outside number."
+    )
+    logged_in: Mapped[bool] = mapped_column(
+        Boolean, server_default="1", comment="False once the agent logged out (*46, pbx hunt logout)."
+    )
+    login_changed_at: Mapped[datetime | None] = mapped_column(
+        comment="UTC instant the log-in state last changed; the newest change wins across nodes."
+    )
+    last_answered_at: Mapped[datetime | None] = mapped_column(
+        comment="UTC instant the member last took a call of the group."
+    )
+    last_ended_at: Mapped[datetime | None] = mapped_column(
+        comment="UTC instant the member's last call of the group ended (longest_idle)."
+    )
+    calls_day: Mapped[str | None] = mapped_column(
+        String(10), comment="Day calls_count counts, YYYY-MM-DD in the dialplan's time zone."
+    )
+    calls_count: Mapped[int] = mapped_column(
+        server_default="0", comment="Calls of the group the member took on calls_day (fewest_calls)."
+    )
+
+
+class HuntGroupState(Base):
+    """What a hunt group's strategy remembers: who last took a call (circular)."""
+
+    __tablename__ = "hunt_group_state"
+    __table_args__ = ({"comment": "Hunt groups: the round-robin position."},)
+
+    group_number: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="The hunt group's number (hunt_groups.<number>)."
+    )
+    last_member: Mapped[str | None] = mapped_column(
+        String(64), comment="The member who last took a call; circular starts after them."
+    )
+    updated_at: Mapped[datetime | None] = mapped_column(comment="UTC instant of the last change.")
