@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
+from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
@@ -49,6 +50,8 @@ class Department:
     """Number plan that classifies what its extensions dial; None: the plan's default."""
     caller_id: str | None = None
     """Number presented through a trunk for its extensions, unless an extension sets one."""
+    language: str | None = None
+    """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +83,8 @@ class Extension:
     """Number presented through a trunk; None: the department's, else the trunk's."""
     outside_calls: OutsideCallLimits = OutsideCallLimits()
     """Caps on this extension's outside calls; unset: its class of service's."""
+    language: str | None = None
+    """Overrides the department's prompt language."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -265,6 +270,9 @@ class Dialplan:
     groups: Mapping[str, ShortNumberGroup] = field(default_factory=dict)
     """Short-number groups by key, in file order (the order a caller's
     groups are tried in); read-only after construction."""
+    ivr_menus: Mapping[str, IvrMenu] = field(default_factory=dict)
+    """Auto attendant menus by key; read-only after construction."""
+    media: MediaSettings = field(default_factory=MediaSettings)
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -278,7 +286,7 @@ class Dialplan:
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
-                     "classes_of_service", "feature_codes", "inbound", "groups", "places"):
+                     "classes_of_service", "feature_codes", "inbound", "groups", "ivr_menus", "places"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -313,7 +321,17 @@ class Dialplan:
             current: InboundTarget | None = target
             while current is not None:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
+                known("menu", current.menu, self.ivr_menus, f"inbound number {did!r}")
                 current = current.otherwise
+        for menu in self.ivr_menus.values():
+            known("menu", menu.closed, self.ivr_menus, f"menu {menu.key!r}")
+            known("class of service", menu.class_of_service, self.classes_of_service, f"menu {menu.key!r}")
+            known("department", menu.department, self.departments, f"menu {menu.key!r}")
+            for rule, target in menu.destinations():
+                table: Mapping[str, object] | None = {"extension": self.extensions,
+                                                      "menu": self.ivr_menus}.get(target.kind)
+                if table is not None:
+                    known(target.kind, target.value, table, rule)
         for group in self.groups.values():
             for member in group.members.values():
                 known("extension", member.extension, self.extensions,
@@ -328,6 +346,22 @@ class Dialplan:
     def extension(self, number: str) -> Extension | None:
         """The extension with this number, or None."""
         return self.extensions.get(number)
+
+    def menu_at(self, number: str) -> IvrMenu | None:
+        """The menu reached by internal ``number``, or None."""
+        for menu in self.ivr_menus.values():
+            if menu.number == number:
+                return menu
+        return None
+
+    def language_for(self, person: Extension | None) -> str:
+        """The language the PBX speaks to ``person`` (a trunk caller: the plan's)."""
+        if person is not None:
+            department = self.departments.get(person.department)
+            found = person.language or (department.language if department is not None else None)
+            if found is not None:
+                return found
+        return self.media.language
 
     def number_plan_for(self, person: Extension) -> NumberPlan | None:
         """The number plan that classifies what ``person`` dials."""

@@ -57,9 +57,9 @@ class Route:
 class InboundTarget:
     """Where a call to a DID goes (``inbound:`` section).
 
-    A target is an extension, or a member of a short-number group (their
-    desk and mobile, as the member's ring policy says); hunt groups and IVRs
-    are further kinds of target (later issues).
+    A target is an extension, a member of a short-number group (their
+    desk and mobile, as the member's ring policy says), or an auto
+    attendant menu; hunt groups are a further kind (a later issue).
     """
 
     rule: str
@@ -67,6 +67,8 @@ class InboundTarget:
     extension: str | None = None
     member: tuple[str, str] | None = None
     """(group key, short number) of a group member."""
+    menu: str | None = None
+    """Key of an auto attendant menu (``ivr_menus``)."""
     schedule: Schedule | None = None
     outside: bool = False
     """With a schedule: True if this target applies while it is closed."""
@@ -74,8 +76,8 @@ class InboundTarget:
     """Where the call goes when the schedule condition does not hold."""
 
     def __post_init__(self) -> None:
-        if (self.extension is None) == (self.member is None):
-            raise ValueError(f"{self.rule}: a target is an extension or a member, exactly one")
+        if sum(target is not None for target in (self.extension, self.member, self.menu)) != 1:
+            raise ValueError(f"{self.rule}: a target is an extension, a member or a menu, exactly one")
         if (self.schedule is None) != (self.otherwise is None):
             raise ValueError(f"{self.rule}: a schedule needs an 'otherwise' target, and only then")
 
@@ -83,15 +85,21 @@ class InboundTarget:
     def what(self) -> str:
         if self.member is not None:
             return f"member {self.member[1]} of group {self.member[0]}"
+        if self.menu is not None:
+            return f"menu {self.menu}"
         return f"extension {self.extension}"
+
+    @property
+    def outcome(self) -> str:
+        return f"answered by {self.what}" if self.menu is not None else f"rings {self.what}"
 
     def resolve(self, at: datetime) -> tuple[InboundTarget, str]:
         """The target in force at ``at`` (this one or a fallback) and why."""
         if self.schedule is None or self.otherwise is None:
-            return self, f"rings {self.what}"
+            return self, self.outcome
         state = self.schedule.state(at)
         word = "outside" if self.outside else "during"
         if state.open != self.outside:
-            return self, f"{word} {self.schedule.key} ({state.why}): rings {self.what}"
+            return self, f"{word} {self.schedule.key} ({state.why}): {self.outcome}"
         target, why = self.otherwise.resolve(at)
         return target, f"not {word} {self.schedule.key} ({state.why}): otherwise {why}"
