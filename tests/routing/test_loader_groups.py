@@ -255,7 +255,7 @@ inbound:
         "26:20: inbound number '+842873000604': give 'extension', 'member' or 'menu', exactly one",
         "27:20: inbound number '+842873000605': give 'extension', 'member' or 'menu', exactly one",
         "27:21: unknown key 'name' in inbound number '+842873000605'"
-        " (expected one of: extension, member, during, outside, otherwise)",
+        " (expected one of: extension, member, menu, during, outside, otherwise)",
         "28:29: member 'office-601' must be GROUP/SHORT, e.g. head_office/601",
     ], messages
 
