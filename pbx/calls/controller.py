@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Protocol
@@ -31,14 +31,17 @@ from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
+from pbx.calls.local import LocalMedia
 from pbx.calls.plan import Action, Caller, Ring as RingTargets, plan_call
+from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import CallRequest, Ring, RingMember, decide
+from pbx.routing.engine import CallRequest, Ring, RingMember, ToTrunk, decide, decide_menu_destination
+from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import new_tag
@@ -147,6 +150,10 @@ class CallController:
         self.outside_calls = OutsideCallCounter()
         """Each extension's outside calls, against its caps; kept across
         reloads (a new plan's caps apply to the next call)."""
+        self.media: LocalMedia | None = None
+        """How calls are answered locally (menus, announcements); None: never."""
+        self.hours: Mapping[str, HoursOverride] = {}
+        """Administrators' schedule overrides (``pbx hours``), as last read from the store."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -159,6 +166,42 @@ class CallController:
 
     def dialer(self, call: Call) -> Dialer:
         return CallDialer(self, call)
+
+    def act(self, call: Call, work: Callable[[], None]) -> None:
+        """Run ``work`` for ``call`` from outside the SIP input path (the
+        media layer's callbacks), then flush what it sent."""
+        self.now = self.monotonic()
+        self._on_behalf(call, work)
+        self.kick()
+
+    def menu_run(self, menu: IvrMenu) -> MenuRun:
+        """A caller's run through ``menu``; a menu entered by key is
+        replaced by its closed menu when its hours are closed then."""
+        plan = self.plan
+        return MenuRun(plan.ivr_menus, menu, extensions=plan.extensions.keys(),
+                       enter=lambda chosen: entry_menu(plan.ivr_menus, chosen, self._at(), self.hours)[0])
+
+    def transfer(self, call: Call, chosen: Transfer) -> None:
+        """Place what a menu chose for ``call``: routed like a call of its
+        own (a group member, an outside number with the menu's rights)."""
+        request = CallRequest(caller=call.caller, trunk=call.trunk, dialled=call.dialled, at=self._at(),
+                              caller_number=call.caller_number, hours=self.hours)
+        decision = decide_menu_destination(self.plan, chosen.menu, chosen.destination, chosen.rule, request)
+        if isinstance(decision, ToTrunk):
+            call.call_class = decision.call_class
+        log.info("menu_transfer", call_id=call.a_call_id, uuid=call.uuid, menu=chosen.menu.key, rule=chosen.rule,
+                 destination=chosen.destination.describe(), decision=type(decision).__name__,
+                 steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
+        if isinstance(decision, Ring):
+            call.destination = decision.extension.number
+        wall = self.wall()
+        caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
+                        from_trunk=call.trunk)
+        action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
+                           call.a_call_id, transfer=True)
+        if call.caller is not None and isinstance(action, RingTargets):
+            action = self._within_limits(call, call.caller, action)
+        call.transfer(action, decision.rule, self.now)
 
     # ------------------------------------------------------------ input
 
@@ -282,7 +325,8 @@ class CallController:
             return
         dialled = _dialled(request)
         call = self._open_call(event, dialled, caller=caller)
-        self._route(call, CallRequest(caller=caller, dialled=dialled, at=self._at(), caller_number=caller.number))
+        self._route(call, CallRequest(caller=caller, dialled=dialled, at=self._at(), caller_number=caller.number,
+                                      hours=self.hours))
 
     def _new_trunk_call(self, event: RequestReceived, trunk_key: str) -> None:
         """An INVITE from a trunk's gateway: the provider authenticated the
@@ -305,7 +349,7 @@ class CallController:
         call = self._open_call(event, dialled, caller=None, trunk=trunk_key, presented_number=presented,
                                presented_name=from_.display or None)
         self._route(call, CallRequest(caller=None, trunk=trunk_key, dialled=dialled, caller_number=presented,
-                                      at=self._at()))
+                                      at=self._at(), hours=self.hours))
 
     def _at(self) -> datetime:
         return datetime.fromtimestamp(self.wall(), timezone.utc)

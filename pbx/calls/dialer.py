@@ -52,7 +52,9 @@ class CallDialer(Dialer):
                         remote_target=binding.contact)
         if call.destination is None:
             call.destination = target.extension
-        session = self._open(dialog, binding.source)
+        # A menu's transfer: no session timer towards the callee, as the
+        # caller was answered by us without one (nobody would refresh it).
+        session = self._open(dialog, binding.source, timers=call.media is None)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall())
 
     def invite_gateway(self, target: TrunkTarget) -> Leg:

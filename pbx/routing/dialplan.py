@@ -327,11 +327,11 @@ class Dialplan:
             known("menu", menu.closed, self.ivr_menus, f"menu {menu.key!r}")
             known("class of service", menu.class_of_service, self.classes_of_service, f"menu {menu.key!r}")
             known("department", menu.department, self.departments, f"menu {menu.key!r}")
-            for rule, target in menu.destinations():
+            for rule, destination in menu.destinations():
                 table: Mapping[str, object] | None = {"extension": self.extensions,
-                                                      "menu": self.ivr_menus}.get(target.kind)
+                                                      "menu": self.ivr_menus}.get(destination.kind)
                 if table is not None:
-                    known(target.kind, target.value, table, rule)
+                    known(destination.kind, destination.value, table, rule)
         for group in self.groups.values():
             for member in group.members.values():
                 known("extension", member.extension, self.extensions,

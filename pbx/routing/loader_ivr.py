@@ -75,7 +75,7 @@ def _closed_loop(menus: dict[str, Any], start: str) -> bool:
     seen = {start}
     current = menus.get(start)
     while isinstance(current, dict) and isinstance(current.get("closed"), str):
-        following = current["closed"]
+        following = str(current["closed"])
         if following in seen:
             return following == start
         seen.add(following)
@@ -85,7 +85,9 @@ def _closed_loop(menus: dict[str, Any], start: str) -> bool:
 
 def _own_prompt(plan: Merged, name: str) -> bool:
     directory = value_at(plan, ("media", "prompt_dir"))
-    return isinstance(directory, str) and any(Path(directory).glob(f"*/{name}.wav"))
+    if not isinstance(directory, str):
+        return False
+    return any(Path(str(directory)).glob(f"*/{name}.wav"))
 
 
 def _check_destination(plan: Merged, where: DataPath, target: dict[str, Any], entry: dict[str, Any], owner: str,
