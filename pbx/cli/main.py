@@ -10,6 +10,7 @@ from pbx.cli.cdr import cdr
 from pbx.cli.check import check
 from pbx.cli.explain import explain
 from pbx.cli.group import group
+from pbx.cli.hours import hours
 from pbx.cli.reload import reload
 from pbx.cli.security import security
 from pbx.cli.serve import serve
@@ -28,6 +29,7 @@ main.add_command(reload)
 main.add_command(cdr)
 main.add_command(group)
 main.add_command(security)
+main.add_command(hours)
 
 if __name__ == "__main__":
     main()
