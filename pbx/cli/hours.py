@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -56,7 +58,10 @@ def parse_until(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)
 
 
-def _options(command: click.Command) -> click.Command:
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _options(command: F) -> F:
     for option in reversed([
         click.option("--schedule", default=ALL_SCHEDULES, show_default=True,
                      help="the schedule to override; * is every schedule"),
