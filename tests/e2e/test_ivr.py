@@ -18,6 +18,7 @@ import pytest
 from pbx.ivr.prompts import PromptLibrary
 
 from .harness import DOMAIN, Pbx
+from .linphone import Linphone, available as linphone_available
 from .phone import Phone, PhoneFactory, write_tone_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -241,3 +242,59 @@ def test_a_refused_call_hears_not_allowed_before_the_403(pbx: Pbx, phones: Phone
     assert abs((last - first) - expected) <= 0.15 * expected + 0.1
     row = pbx.cdr_for("1099", "0081312345678")
     assert (row["disposition"], row["hangup_status"]) == ("REJECTED", "403")
+
+
+def first_utterance(path: Path, *, max_gap: float = 0.8, level: float = 300.0) -> tuple[float, float]:
+    """(start, end) of the first stretch of sound with no silence longer than ``max_gap``."""
+    data, rate = samples(path)
+    frame = rate // 50
+    count = len(data) // frame
+    loud = np.flatnonzero(np.sqrt((data[:count * frame].reshape(count, frame) ** 2).mean(axis=1)) > level)
+    assert len(loud), f"{path}: silence"
+    end = loud[0]
+    for index in loud[1:]:
+        if (index - end) / 50 > max_gap:
+            break
+        end = index
+    return loud[0] / 50, (end + 1) / 50
+
+
+def tail_frequency(path: Path, seconds: float) -> float:
+    data, rate = samples(path)
+    tail = data[-int(seconds * rate):]
+    spectrum = np.abs(np.fft.rfft(tail))
+    return float(np.fft.rfftfreq(len(tail), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+
+
+@pytest.mark.skipif(not linphone_available(), reason="no linphonec: make deps installs linphone-cli")
+def test_a_linphone_caller_keys_through_to_a_pjsua_phone(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    sales = registered(phones, pbx, "1002", auto_answer=200, auto_answer_delay=1.0)
+    caller = Linphone(tmp_path / "linphone")
+    heard_by_caller, heard_by_sales = tmp_path / "linphone-heard.wav", tmp_path / "sales-heard.wav"
+    try:
+        caller.send(f"register sip:1001@{DOMAIN} sip:{pbx.registrar()} {PASSWORDS['1001']}")
+        caller.send(f"call sip:800@{pbx.registrar()}")
+        caller.wait_for("connected", 10.0)
+        caller.send(f"record {heard_by_caller}")
+        time.sleep(prompt_span("welcome") + 1.0)
+        caller.send("1")  # RFC 2833 / 4733, as linphonec is configured
+        sales_call = int(sales.wait_for("incoming_call", 10.0)["call"])
+        sales.wait_call_state("CONFIRMED", sales_call, timeout=10.0)
+        pbx.server.wait_lines("direct_media", timeout=10.0)
+        time.sleep(0.5)
+        sales.record(heard_by_sales, sales_call)
+        caller.send(f"play {write_tone_wav(tmp_path / 'a.wav', frequency=440.0, seconds=3.0)}")
+        sales.play(write_tone_wav(tmp_path / "b.wav", frequency=660.0, seconds=3.0), sales_call, loop=True)
+        time.sleep(2.5)
+        sales.stop_record(sales_call)
+        caller.send("terminate")
+        sales.wait_call_state("DISCONNECTED", sales_call, timeout=10.0)
+    finally:
+        caller.close()
+    first, last = first_utterance(heard_by_caller)
+    expected = prompt_span("welcome")
+    assert abs((last - first) - expected) <= 0.1 * expected, (first, last, expected)
+    assert abs(tail_frequency(heard_by_caller, 1.5) - 660.0) < 20.0
+    assert abs(dominant(heard_by_sales) - 440.0) < 20.0
+    row = pbx.cdr_for("1001", "800")
+    assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "1002", "main[1]")
