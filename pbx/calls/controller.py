@@ -306,7 +306,7 @@ class CallController:
                 self.endpoint.discard(event.key)
                 return
             dialled = _dialled(request)
-            external = self.plan.extension(dialled) is None
+            external = self.plan.extension(dialled) is None and self.plan.menu_at(dialled) is None
             if external or result.reason != "no_credentials":
                 # Not the routine first INVITE of an internal call: a probe
                 # for a way out, or credentials that did not do.
