@@ -218,13 +218,7 @@ class Call:
     def run(self, action: Action, now: float) -> None:
         match action:
             case Ring():
-                self.state = CallState.RINGING
-                self.ring_due = now + action.ring_timeout
-                self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
-                                 unreachable=action.unreachable)
-                result = self.fork.start(now)
-                if result is not None:
-                    self.fail(result)
+                self._ring(action, now)
             case End():
                 if action.announcement is not None and self._announce(action, now):
                     return
@@ -234,6 +228,15 @@ class Call:
                 self._answer_menu(action, now)
             case _:
                 assert_never(action)
+
+    def _ring(self, action: Ring, now: float) -> None:
+        self.state = CallState.RINGING
+        self.ring_due = now + action.ring_timeout
+        self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
+                         unreachable=action.unreachable)
+        result = self.fork.start(now)
+        if result is not None:
+            self.fail(result)
 
     # ------------------------------------------------------------ answering locally
 
@@ -319,14 +322,9 @@ class Call:
         self.rule = rule
         match action:
             case Ring():
-                self.state, self.destination = CallState.RINGING, None
-                self.ring_due = now + action.ring_timeout
+                self.destination = None
                 media.ringback(self.controller.plan.media.tones)
-                self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
-                                 unreachable=action.unreachable)
-                result = self.fork.start(now)
-                if result is not None:
-                    self.fail(result)
+                self._ring(action, now)
             case End():
                 self._transfer_failed(Outcome(action.status, action.disposition, action.reason, action.side))
             case AnswerMenu():

@@ -40,7 +40,8 @@ from pbx.registrar.bindings import BindingTable
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import CallRequest, Ring, RingMember, ToTrunk, decide, decide_menu_destination
+from pbx.routing.engine import (CallRequest, Decision, Ring, RingMember, ToTrunk, decide,
+                                decide_menu_destination)
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
@@ -192,16 +193,7 @@ class CallController:
         log.info("menu_transfer", call_id=call.a_call_id, uuid=call.uuid, menu=chosen.menu.key, rule=chosen.rule,
                  destination=chosen.destination.describe(), decision=type(decision).__name__,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
-        if isinstance(decision, Ring):
-            call.destination = decision.extension.number
-        wall = self.wall()
-        caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
-                        from_trunk=call.trunk)
-        action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
-                           call.a_call_id, transfer=True)
-        if call.caller is not None and isinstance(action, RingTargets):
-            action = self._within_limits(call, call.caller, action)
-        call.transfer(action, decision.rule, self.now)
+        call.transfer(self._plan(call, decision, transfer=True), decision.rule, self.now)
 
     # ------------------------------------------------------------ input
 
@@ -378,16 +370,22 @@ class CallController:
                  dialled=call.dialled, trunk=call.trunk, decision=type(decision).__name__, rule=decision.rule,
                  call_class=decision.call_class, steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
         self.recorder.call_started(call)
+        action = self._plan(call, decision)
+        self._on_behalf(call, lambda: call.run(action, self.now))
+
+    def _plan(self, call: Call, decision: Decision, *, transfer: bool = False) -> Action:
+        """What ``call`` does for ``decision`` (a menu's ``transfer`` too),
+        held to the caller's outside-call caps."""
         if isinstance(decision, Ring):
             call.destination = decision.extension.number
         wall = self.wall()
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
-                           call.a_call_id)
+                           call.a_call_id, transfer=transfer)
         if call.caller is not None and isinstance(action, RingTargets):
             action = self._within_limits(call, call.caller, action)
-        self._on_behalf(call, lambda: call.run(action, self.now))
+        return action
 
     def _within_limits(self, call: Call, caller: Extension, action: RingTargets) -> Action:
         """Hold one of ``caller``'s outside-call slots for ``call`` if it

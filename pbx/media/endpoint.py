@@ -120,14 +120,21 @@ class MediaEngine:
                 self.ports.unusable(rtp_port)
                 continue
             session.attach(rtp, rtcp_transport)
-            self._sessions[rtp_port] = session
-            if self._timer is None:
-                self._start, self._tick = loop.time(), 0
-                self._schedule()
-            return session
+            return self._ticking(session, loop)
+        raise self._exhausted()
+
+    def _ticking(self, session: MediaSession, loop: asyncio.AbstractEventLoop) -> MediaSession:
+        """``session`` joins the tick (which starts with the first one)."""
+        self._sessions[session.rtp_port] = session
+        if self._timer is None:
+            self._start, self._tick = loop.time(), 0
+            self._schedule()
+        return session
+
+    def _exhausted(self) -> PortsExhausted:
         log.warning("media_ports_exhausted", first=self.ports.first, last=self.ports.last,
                     in_use=self.ports.in_use)
-        raise PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
+        return PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
 
     def open_session_now(self, *, settings: StreamSettings = StreamSettings(),
                          on_event: Callable[[MediaEvent], None] | None = None) -> MediaSession:
@@ -153,15 +160,9 @@ class MediaEngine:
                 self.ports.unusable(rtp_port)
                 continue
             session = MediaSession(self, rtp_port, settings=settings, on_event=on_event)
-            self._sessions[rtp_port] = session
             session.adopting = loop.create_task(session.adopt(*sockets))
-            if self._timer is None:
-                self._start, self._tick = loop.time(), 0
-                self._schedule()
-            return session
-        log.warning("media_ports_exhausted", first=self.ports.first, last=self.ports.last,
-                    in_use=self.ports.in_use)
-        raise PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
+            return self._ticking(session, loop)
+        raise self._exhausted()
 
     def forget(self, session: MediaSession) -> None:
         """A session is closing: no more ticks for it. Its ports go back to
