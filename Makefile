@@ -2,12 +2,13 @@
 # with sudo, without a terminal:  make test
 #
 #   make venv    .venv with the package (editable) and its test extras
-#   make deps    Debian packages the tests use (SIPp; espeak-ng and sox for
-#                prompts); starts PostgreSQL if
+#   make deps    Debian packages the tests use (SIPp; linphone-cli; espeak-ng
+#                and sox for prompts); starts PostgreSQL if
 #                it is installed but stopped
 #   make lint    mypy --strict over pbx, tests and bench
 #   make test    lint, then the whole pytest suite
-#   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change)
+#   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change);
+#                call 800 for the auto attendant
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
@@ -61,6 +62,11 @@ deps:
 		echo "installing SIPp (Debian package sip-tester)"; \
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends sip-tester; \
+	fi
+	@if ! command -v linphonec >/dev/null 2>&1; then \
+		echo "installing linphone-cli (linphonec: the auto attendant's Linphone test)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends linphone-cli; \
 	fi
 	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then \
 		echo "installing espeak-ng and sox (prompt regeneration: pbx/ivr/make_prompts.py)"; \

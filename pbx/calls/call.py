@@ -13,7 +13,11 @@ Rules it keeps (RFC 3261 unless said):
   answer, so B's ACK waits for A's ACK (§13.2.1 delayed offer);
 - the final response that ends a call (the error to A's INVITE, the 200 to
   a BYE) is sent only once the CDR is durable: once a phone has seen the
-  call end, its CDR survives kill -9.
+  call end, its CDR survives kill -9;
+- a call the PBX answers itself (an auto attendant, an announcement before
+  a refusal) has a local media side (:mod:`pbx.calls.local`) until it ends
+  or a transfer is answered; meanwhile A's in-dialog requests are the
+  PBX's to answer (keys in INFO, re-INVITEs), never relayed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import structlog
 
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
-from pbx.calls.plan import Action, End, Overflowing, Ring
+from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
+from pbx.calls.plan import Action, AnswerMenu, End, Overflowing, Ring, quoted_text as quoted
+from pbx.ivr.menu import Hangup, Transfer
+from pbx.media.sdp import SdpError
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember
@@ -34,6 +41,7 @@ from pbx.routing.hunt_groups import Condition
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request, Response
 from pbx.sip.session import (
+    ALLOW,
     AckIn,
     AckTimedOut,
     Answered,
@@ -63,7 +71,8 @@ CARRIED = ("content-type", "content-disposition", "content-encoding", "content-l
 
 class CallState(enum.Enum):
     ROUTING = "routing"
-    RINGING = "ringing"      # B legs placed, no 2xx yet
+    LOCAL = "local"          # the PBX answers (menu) or speaks before refusing; no B leg rings
+    RINGING = "ringing"      # B legs placed, no 2xx yet (a menu's transfer too)
     ANSWERED = "answered"    # a B leg answered; 2xx relayed to A
     ENDING = "ending"        # ended, CDR being made durable
     ENDED = "ended"
@@ -159,6 +168,13 @@ class Call:
     overflows: int = 0
     on_call: tuple[str, ...] = ()
     """Extensions this call keeps busy (for ``skip_busy`` hunt groups)."""
+    media: CallMedia | None = None
+    """The local media side while the PBX answers the call itself."""
+    ivr_path: str | None = None
+    """Menus the caller went through and what was keyed (the CDR's)."""
+    language: str = "en"
+    announced: End | None = None
+    """The refusal an announcement plays before."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -173,6 +189,11 @@ class Call:
     @property
     def a_request(self) -> Request:
         return self.a.invite
+
+    @property
+    def local(self) -> bool:
+        """The PBX itself answered A (a menu, or a transfer from it ringing)."""
+        return self.media is not None and self.a.answered
 
     @property
     def legs(self) -> list[Leg]:
@@ -211,21 +232,10 @@ class Call:
     def run(self, action: Action, now: float) -> None:
         match action:
             case Ring():
-                self.state = CallState.RINGING
-                if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
-                    self.earlier_legs.extend(self.fork.legs)
-                    self.fork.release()
-                    self.destination = None  # the new fork's first leg names it
-                self.hunt = action.hunt
-                if action.hunt is not None:
-                    self.hunt_group = action.hunt.group.number
-                self.ring_due = now + action.ring_timeout
-                self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
-                                 unreachable=action.unreachable)
-                result = self.fork.start(now)
-                if result is not None:
-                    self.fail(result)
+                self._ring(action, now)
             case End():
+                if action.announcement is not None and self._announce(action, now):
+                    return
                 self.end_unanswered(action.status, action.disposition, action.reason, action.side,
                                     list(action.headers), phrase=action.phrase)
             case Overflowing():
@@ -233,8 +243,190 @@ class Call:
                 log.info("hunt_unavailable", call_id=self.a_call_id, uuid=self.uuid, group=unavailable.group.number,
                          condition=unavailable.condition)
                 self.controller.overflow(self, unavailable.group, unavailable.condition, unavailable.call_class)
+            case AnswerMenu():
+                self._answer_menu(action, now)
             case _:
                 assert_never(action)
+
+    def _ring(self, action: Ring, now: float) -> None:
+        self.state = CallState.RINGING
+        if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
+            self.earlier_legs.extend(self.fork.legs)
+            self.fork.release()
+            self.destination = None  # the new fork's first leg names it
+        self.hunt = action.hunt
+        if action.hunt is not None:
+            self.hunt_group = action.hunt.group.number
+        self.ring_due = now + action.ring_timeout
+        self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
+                         unreachable=action.unreachable)
+        result = self.fork.start(now)
+        if result is not None:
+            self.fail(result)
+
+    # ------------------------------------------------------------ answering locally
+
+    def _open_media(self) -> CallMedia | None:
+        service = self.controller.media
+        if service is None:
+            return None
+        try:
+            return service.open(lambda work: self.controller.act(self, work))
+        except MediaUnavailable as err:
+            log.warning("media_unavailable", call_id=self.a_call_id, uuid=self.uuid, error=str(err))
+            return None
+
+    def _announce(self, action: End, now: float) -> bool:
+        """Say why before refusing (183 with SDP, the prompt, then the final
+        response): only when A offered SDP, so early media can flow."""
+        if not self.a_request.body:
+            return False
+        media = self._open_media()
+        if media is None:
+            return False
+        try:
+            sdp = media.answer(self.a_request.body)
+        except SdpError:
+            media.close()
+            return False
+        self.media, self.announced, self.state = media, action, CallState.LOCAL
+        self.ring_due = now + ANNOUNCEMENT_LIMIT
+        self.a.respond(183, "Session Progress", [SDP_TYPE], sdp)
+        log.info("call_announcement", call_id=self.a_call_id, uuid=self.uuid, phrase=action.announcement,
+                 status=action.status, language=action.language)
+        media.announce(action.announcement or "", action.language, self._announced)
+        return True
+
+    def _announced(self) -> None:
+        action = self.announced
+        if action is None or self.state is not CallState.LOCAL:
+            return
+        self.end_unanswered(action.status, action.disposition, action.reason, action.side, list(action.headers),
+                            phrase=action.phrase)
+
+    def _answer_menu(self, action: AnswerMenu, now: float) -> None:
+        media = self._open_media()
+        if media is None:
+            self.end_unanswered(503, Disposition.CONGESTION, "media_unavailable", HangupSide.PBX)
+            return
+        offer = self.a_request.body
+        try:
+            sdp = media.answer(offer) if offer else media.offer()
+        except SdpError as err:
+            media.close()
+            self.end_unanswered(488, Disposition.FAILED, "sdp_refused", HangupSide.PBX,
+                                [("warning", f'399 {self.controller.plan.domain} "{quoted(str(err))}"')])
+            return
+        self.media, self.state, self.language = media, CallState.LOCAL, action.language
+        self.destination = f"menu:{action.menu.key}"
+        self.answered_at = self.controller.wall()
+        self.answered_monotonic = now
+        self.a.respond(200, None, [SDP_TYPE], sdp)
+        self.controller.recorder.call_answered(self)
+        log.info("call_answered_by_menu", call_id=self.a_call_id, uuid=self.uuid, menu=action.menu.key,
+                 language=action.language)
+        self.watch(None, now)
+        media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action, self._menu_path)
+
+    def _menu_path(self, path: str) -> None:
+        self.ivr_path = path
+
+    def _menu_action(self, action: Transfer | Hangup) -> None:
+        if self.state is not CallState.LOCAL:
+            return
+        match action:
+            case Hangup():
+                self.end_by_pbx(action.reason, self.controller.now, status=200)
+            case Transfer():
+                self.controller.transfer(self, action)
+
+    def transfer(self, action: Action, rule: str, now: float) -> None:
+        """Ring what the menu chose while the caller hears ringback."""
+        media = self.media
+        if media is None or self.state is not CallState.LOCAL:
+            return
+        self.rule = rule
+        match action:
+            case Ring():
+                self.destination = None
+                media.ringback(self.controller.plan.media.tones)
+                self._ring(action, now)
+            case End():
+                self._transfer_failed(Outcome(action.status, action.disposition, action.reason, action.side))
+            case AnswerMenu():
+                self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
+            case Overflowing():
+                self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))
+            case _:
+                assert_never(action)
+
+    def _transfer_failed(self, result: Outcome) -> None:
+        """Nobody took the transfer: say so, then hang up."""
+        media = self.media
+        if media is None:
+            return
+        self.state, self.ring_due = CallState.LOCAL, None
+        log.info("menu_transfer_failed", call_id=self.a_call_id, uuid=self.uuid, status=result.status,
+                 reason=result.reason)
+        media.announce(PHRASE_FOR_STATUS.get(result.status, "not_available"), self.language,
+                       lambda: self.end_by_pbx(f"transfer_{result.reason}", self.controller.now, status=200))
+
+    def _transfer_answered(self, leg: Leg, response: Response, now: float) -> None:
+        """The callee took the transfer: the caller's media goes to it
+        directly, the PBX leaves the media path."""
+        media = self.media
+        assert media is not None
+        self.media = None
+        self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
+        offer = media.reoffer(response.body) if response.body else b""
+        media.close()
+        self.controller.recorder.call_answered(self)
+        log.info("menu_transfer_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,
+                 destination=self.destination)
+        if not offer:
+            self.end_by_pbx("no_sdp_from_callee", now)
+            return
+        direct = DirectMedia()
+        direct.request = self.a.send("INVITE", headers=[SDP_TYPE], body=offer, ref=direct, retry_glare=True)
+        self.watch(None, now)
+
+    def _direct_media(self, ref: DirectMedia, event: ResponseIn, now: float) -> None:
+        winner = self.winner
+        if event.response is not None and 200 <= event.status < 300 and ref.request is not None:
+            self.a.ack_reinvite(ref.request)
+            if winner is not None and not winner.session.acked:
+                # Delayed offer: the callee's 2xx offered, the caller's re-INVITE 2xx answers.
+                winner.session.ack(event.response.body, [SDP_TYPE])
+            log.info("direct_media", call_id=self.a_call_id, uuid=self.uuid)
+            return
+        log.warning("direct_media_refused", call_id=self.a_call_id, uuid=self.uuid, status=event.status)
+        self.end_by_pbx("reinvite_refused", now)
+
+    def _local_request(self, event: RequestIn | AckIn) -> None:
+        """A's in-dialog request while the PBX is its peer."""
+        media = self.media
+        assert media is not None
+        if isinstance(event, AckIn):
+            if event.request.body:
+                try:
+                    media.accept(event.request.body)
+                except SdpError as err:
+                    log.info("sdp_answer_refused", call_id=self.a_call_id, uuid=self.uuid, error=str(err))
+            return
+        request, key = event.request, event.key
+        if request.method == "INFO":
+            status = media.info(request.get("content-type") or "", request.body)
+            self.a.answer(key, request, status)
+        elif request.method in ("INVITE", "UPDATE"):
+            try:
+                sdp = media.answer(request.body) if request.body else media.offer()
+            except SdpError as err:
+                self.a.answer(key, request, 488, headers=[("warning", f'399 {self.controller.plan.domain}'
+                                                                       f' "{quoted(str(err))}"')])
+                return
+            self.a.answer(key, request, 200, headers=[SDP_TYPE], body=sdp)
+        else:
+            self.a.answer(key, request, 405, headers=[("allow", ALLOW)])
 
     # ------------------------------------------------------------ events
 
@@ -268,10 +460,19 @@ class Call:
     def _on_a(self, event: SessionEvent, now: float) -> None:
         match event:
             case CancelReceived():
-                if self.state in (CallState.RINGING, CallState.ROUTING):
+                if self.media is not None and not self.a.answered:  # during an announcement
+                    self.end_unanswered(487, Disposition.CANCELLED, "caller_cancelled", HangupSide.CALLER)
+                elif self.state in (CallState.RINGING, CallState.ROUTING):
                     if self.fork is not None:
                         self.fork.stop([])
                     self.end_unanswered(487, Disposition.CANCELLED, "caller_cancelled", HangupSide.CALLER)
+            case Confirmed() if self.media is not None:
+                if event.ack.body and not self.a_request.body:
+                    try:
+                        self.media.accept(event.ack.body)  # the answer to the offer in our 200
+                    except SdpError as err:
+                        log.info("sdp_answer_refused", call_id=self.a_call_id, uuid=self.uuid, error=str(err))
+                        self.end_by_pbx("sdp_refused", now)
             case Confirmed():
                 winner = self.winner
                 if winner is not None and not winner.session.acked:
@@ -281,12 +482,18 @@ class Call:
                 self.end_by_pbx("no_ack", now, caller_gone=True)
             case ByeIn():
                 self._on_bye(Side.A, self.a, event)
+            case ResponseIn() if isinstance(event.ref, DirectMedia):
+                self._direct_media(event.ref, event, now)
+            case RequestIn() | AckIn() if self.media is not None:
+                self._local_request(event)
             case RequestIn() | AckIn() | ResponseIn() | CancelIn():
                 self.controller.relay.on_event(self, Side.A, self.a, event, now)
 
     def _on_provisional(self, leg: Leg, response: Response) -> None:
         assert self.fork is not None
         self.fork.on_early(leg)
+        if self.local:
+            return  # the caller hears our ringback; the callee's early dialog stays with us
         if response.to.tag is not None and self.state is CallState.RINGING:
             self.early_leg = leg
         if self.state is CallState.RINGING and leg.live:
@@ -299,6 +506,9 @@ class Call:
             return
         if not fork.on_answered(leg):
             return  # lost the race: the fork ACKed and BYEd it, as a 2xx cannot be refused
+        if self.local:
+            self._transfer_answered(leg, response, now)
+            return
         self.winner = leg
         if self.member is not None:
             self._member_answered(self.member, leg)
@@ -342,9 +552,24 @@ class Call:
             if leg is not None and leg.live:
                 session.cancel()
             return
+        if side is Side.A and self.local:
+            # The caller left the menu, or the transfer while it rang.
+            if self.fork is not None and self.state is CallState.RINGING:
+                self.fork.stop([])
+            self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, "bye")
+            log.info("call_ended", call_id=self.a_call_id, uuid=self.uuid, side="caller", path=self.ivr_path)
+
+            def answer_bye() -> None:
+                session.answer(event.key, event.request, 200)
+                self.controller.forget(self)
+
+            self.controller.recorder.call_ended(self, answer_bye)
+            return
         if self.state is not CallState.ANSWERED:
             session.answer(event.key, event.request, 200)
-            if side is Side.A and self.state is CallState.RINGING:
+            if side is Side.A and self.media is not None:
+                self.end_unanswered(487, Disposition.CANCELLED, "caller_bye", HangupSide.CALLER)
+            elif side is Side.A and self.state is CallState.RINGING:
                 # §15: the caller may end its early dialog with BYE; it means
                 # what a CANCEL would.
                 if self.fork is not None:
@@ -388,8 +613,14 @@ class Call:
                 self.fork.stop([])
             if self._overflowed("no_answer"):
                 return
-            self.end_unanswered(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX)
+            if self.local:
+                self._transfer_failed(Outcome(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX))
+            else:
+                self.end_unanswered(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX)
             return
+        if self.ring_due is not None and now >= self.ring_due and self.state is CallState.LOCAL:
+            self.ring_due = None
+            self._announced()  # the announcement took too long: refuse now
         if self.fork is not None and self.state is CallState.RINGING:
             fork_due = self.fork.deadline()
             if fork_due is not None and now >= fork_due:
@@ -423,6 +654,9 @@ class Call:
         if self.answered_by is not None and self.hunt is not None:
             self.controller.hunt_ended(self)
         self.ring_due = self.watch_due = None
+        if self.media is not None:
+            self.media.close()
+            self.media = None
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
 
@@ -437,8 +671,12 @@ class Call:
 
     def fail(self, result: Outcome) -> None:
         """Every leg failed: tell the caller the fork's one outcome (a hunt
-        group: overflow first, busy when every member said busy)."""
+        group: overflow first, busy when every member said busy; a caller the
+        menu transferred hears it said)."""
         if self._overflowed("busy" if result.disposition is Disposition.BUSY else "no_answer"):
+            return
+        if self.local:
+            self._transfer_failed(result)
             return
         self.end_unanswered(result.status, result.disposition, result.reason, result.side)
 
@@ -461,16 +699,19 @@ class Call:
                  reason=reason, rule=self.rule, call_class=self.call_class)
         self.controller.recorder.call_ended(self, send_final)
 
-    def end_by_pbx(self, reason: str, now: float, *, caller_gone: bool = False) -> None:
+    def end_by_pbx(self, reason: str, now: float, *, caller_gone: bool = False, status: int | None = None) -> None:
         """End an answered call from here: BYE to both sides, once the CDR
         saying so is durable. ``caller_gone``: the caller never ACKed, so its
         BYE cannot wait for that ACK."""
-        if self.state is not CallState.ANSWERED:
+        if self.state is not CallState.ANSWERED and not self.local:
             return
-        status = 200 if reason == "max_duration" else 408
+        if self.fork is not None and self.state is CallState.RINGING:
+            self.fork.stop([])  # a menu's transfer still ringing
+        if status is None:
+            status = 200 if reason == "max_duration" else 408
         self._ending(Disposition.ANSWERED, status, HangupSide.PBX, reason)
         log.warning("call_ended_by_pbx", call_id=self.a_call_id, uuid=self.uuid, reason=reason,
-                    session_interval=self.session_interval)
+                    session_interval=self.session_interval, path=self.ivr_path)
         headers: list[Header] = [("reason", f'SIP;cause={status};text="{reason}"')]
 
         def send_byes() -> None:
@@ -480,3 +721,7 @@ class Call:
             self.controller.forget(self)
 
         self.controller.recorder.call_ended(self, send_byes)
+
+
+ANNOUNCEMENT_LIMIT = 30.0
+"""Longest an announcement may hold a refused call before its final response."""

@@ -76,12 +76,19 @@ class CdrRecorder:
         if call.outbound is not None and (winner is None or winner.trunk is not None):
             self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), trunk=call.outbound.trunk.key))
 
+    def _menu_path(self, call: Call) -> None:
+        if call.ivr_path:
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), ivr_path=call.ivr_path, rule=call.rule))
+
     def call_answered(self, call: Call) -> None:
+        """The caller was answered: by a callee, by a menu, or by the callee
+        a menu transferred it to (a second report: the destination)."""
         assert call.answered_at is not None
         self._trunk_chosen(call)
         if call.hunt_group is not None:
             # The group that answered (an overflow may have led to another).
             self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), hunt_group=call.hunt_group))
+        self._menu_path(call)
         if call.member is not None:
             # Which of the member's numbers took it, and its class (a mobile
             # that answers makes the call a mobile call).
@@ -99,6 +106,7 @@ class CdrRecorder:
 
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self._trunk_chosen(call)
+        self._menu_path(call)
         ended = call.ended_at if call.ended_at is not None else call.started_at
         legs = []
         for leg in call.legs:

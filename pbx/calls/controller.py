@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Protocol
@@ -33,9 +33,11 @@ from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
+from pbx.calls.local import LocalMedia
 from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
 from pbx.calls.presence import Presence
 from pbx.cdr.records import Disposition
+from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
@@ -43,8 +45,10 @@ from pbx.registrar.destination import remote_target
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import AgentCode, CallRequest, Decision, Hunt, Ring, RingMember, decide, overflow_decision
+from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Ring, RingMember, ToTrunk, decide,
+                                decide_menu_destination, overflow_decision)
 from pbx.routing.hunt_groups import Condition, HuntGroup
+from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import new_tag
@@ -168,6 +172,10 @@ class CallController:
         """Agents' log-ins and the strategies' state (the store's cache)."""
         self.rng = rng or random.Random()
         """The ``random`` strategy's source; tests pass a seeded one."""
+        self.media: LocalMedia | None = None
+        """How calls are answered locally (menus, announcements); None: never."""
+        self.hours: Mapping[str, HoursOverride] = {}
+        """Administrators' schedule overrides (``pbx hours``), as last read from the store."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -180,6 +188,33 @@ class CallController:
 
     def dialer(self, call: Call) -> Dialer:
         return CallDialer(self, call)
+
+    def act(self, call: Call, work: Callable[[], None]) -> None:
+        """Run ``work`` for ``call`` from outside the SIP input path (the
+        media layer's callbacks), then flush what it sent."""
+        self.now = self.monotonic()
+        self._on_behalf(call, work)
+        self.kick()
+
+    def menu_run(self, menu: IvrMenu) -> MenuRun:
+        """A caller's run through ``menu``; a menu entered by key is
+        replaced by its closed menu when its hours are closed then."""
+        plan = self.plan
+        return MenuRun(plan.ivr_menus, menu, extensions=plan.extensions.keys(),
+                       enter=lambda chosen: entry_menu(plan.ivr_menus, chosen, self._at(), self.hours)[0])
+
+    def transfer(self, call: Call, chosen: Transfer) -> None:
+        """Place what a menu chose for ``call``: routed like a call of its
+        own (a group member, an outside number with the menu's rights)."""
+        request = CallRequest(caller=call.caller, trunk=call.trunk, dialled=call.dialled, at=self._at(),
+                              caller_number=call.caller_number, hours=self.hours)
+        decision = decide_menu_destination(self.plan, chosen.menu, chosen.destination, chosen.rule, request)
+        if isinstance(decision, ToTrunk):
+            call.call_class = decision.call_class
+        log.info("menu_transfer", call_id=call.a_call_id, uuid=call.uuid, menu=chosen.menu.key, rule=chosen.rule,
+                 destination=chosen.destination.describe(), decision=type(decision).__name__,
+                 steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
+        call.transfer(self._plan(call, decision, transfer=True), decision.rule, self.now)
 
     # ------------------------------------------------------------ input
 
@@ -289,7 +324,7 @@ class CallController:
                 self.endpoint.discard(event.key)
                 return
             dialled = _dialled(request)
-            external = self.plan.extension(dialled) is None
+            external = self.plan.extension(dialled) is None and self.plan.menu_at(dialled) is None
             if external or result.reason != "no_credentials":
                 # Not the routine first INVITE of an internal call: a probe
                 # for a way out, or credentials that did not do.
@@ -308,7 +343,8 @@ class CallController:
             return
         dialled = _dialled(request)
         call = self._open_call(event, dialled, caller=caller)
-        self._route(call, CallRequest(caller=caller, dialled=dialled, at=self._at(), caller_number=caller.number))
+        self._route(call, CallRequest(caller=caller, dialled=dialled, at=self._at(), caller_number=caller.number,
+                                      hours=self.hours))
 
     def _new_trunk_call(self, event: RequestReceived, trunk_key: str) -> None:
         """An INVITE from a trunk's gateway: the provider authenticated the
@@ -331,7 +367,7 @@ class CallController:
         call = self._open_call(event, dialled, caller=None, trunk=trunk_key, presented_number=presented,
                                presented_name=from_.display or None)
         self._route(call, CallRequest(caller=None, trunk=trunk_key, dialled=dialled, caller_number=presented,
-                                      at=self._at()))
+                                      at=self._at(), hours=self.hours))
 
     def _at(self) -> datetime:
         return datetime.fromtimestamp(self.wall(), timezone.utc)
@@ -374,27 +410,29 @@ class CallController:
                  dialled=call.dialled, trunk=call.trunk, decision=type(decision).__name__, rule=decision.rule,
                  call_class=decision.call_class, steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
         self.recorder.call_started(call)
-        if isinstance(decision, Ring):
-            call.destination = decision.extension.number
         if isinstance(decision, AgentCode):
             agent = self._agent_code(call, decision)
             self._on_behalf(call, lambda: call.run(agent, self.now))
             return
         action = self._plan(call, decision)
+        self._on_behalf(call, lambda: call.run(action, self.now))
+
+    def _plan(self, call: Call, decision: Decision, *, transfer: bool = False) -> Action:
+        """What ``call`` does for ``decision`` (a menu's ``transfer`` too),
+        held to the caller's outside-call caps."""
+        if isinstance(decision, Ring):
+            call.destination = decision.extension.number
+        wall = self.wall()
+        caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
+                        from_trunk=call.trunk)
+        hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
+        action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
+                           call.a_call_id, hunting, transfer=transfer)
         if call.caller is not None and isinstance(action, RingTargets) and action.hunt is None:
             # A hunt group's outside members go out with the group's rights,
             # not as the caller's outside calls.
             action = self._within_limits(call, call.caller, action)
-        self._on_behalf(call, lambda: call.run(action, self.now))
-
-    def _plan(self, call: Call, decision: Decision) -> Action:
-        wall = self.wall()
-        caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
-                        from_trunk=call.trunk)
-        day = datetime.fromtimestamp(wall, self.plan.timezone).date().isoformat()
-        hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=day)
-        return plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
-                         call.a_call_id, hunting)
+        return action
 
     # ------------------------------------------------------------ hunt groups
 

@@ -54,9 +54,12 @@ class CallDialer(Dialer):
         if call.destination is None:
             call.destination = target.extension
         # The Request-URI is the Contact (§16.5); where the INVITE goes is
-        # the Contact's address, or the REGISTER's source behind NAT.
+        # the Contact's address, or the REGISTER's source behind NAT. A
+        # menu's transfer: no session timer towards the callee, as the
+        # caller was answered by us without one (nobody would refresh it).
         extension = self.controller.plan.extension(target.extension)
-        session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer)
+        session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer,
+                             timers=call.media is None)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall(),
                    target=target.extension, member=target.member)
 

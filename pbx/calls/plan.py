@@ -4,10 +4,11 @@ Routing (:mod:`pbx.routing.engine`) says *who* (an extension, a group
 member, a number through a trunk, or no). This module says *how*: a
 :class:`Ring` of fork targets (every registered contact of an extension,
 a member's desk and mobile, a trunk with its gateways) with the ring time
-and the words for an unreachable callee, or an :class:`End` with the status
-for the caller. The coordinator runs the result with ``match`` and
-``assert_never``; answering locally (IVR, account-code prompt) joins this
-union when the media layer exists.
+and the words for an unreachable callee, an :class:`End` with the status
+for the caller (and, when the dialplan wants it, the announcement the
+caller hears first), or an :class:`AnswerMenu`: the PBX answers and runs
+an auto attendant. The coordinator runs the result with ``match`` and
+``assert_never``.
 
 A hunt group (:mod:`pbx.calls.hunt`) becomes a ``Ring`` that carries the
 group (:class:`~pbx.calls.hunt.HuntRing`), or :class:`Overflowing` when
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 import structlog
@@ -31,7 +32,10 @@ from pbx.calls.hunt import HuntRing, HuntView, Unavailable, plan_hunt
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.routing.engine import AgentCode, Decision, Hunt, Reject, Ring as RingExtension, RingMember, ToTrunk
+from pbx.calls.local import PHRASE_FOR_STATUS
+from pbx.routing.engine import (AgentCode, Decision, Hunt, Reject, Ring as RingExtension, RingMember, RunIvr,
+                                ToTrunk)
+from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
 from pbx.trunks.outbound import TrunkDialling
@@ -65,6 +69,9 @@ class End:
     headers: tuple[Header, ...] = ()
     phrase: str | None = None
     """Reason phrase of the final response; None: the status's usual one."""
+    announcement: str | None = None
+    """Prompt said first (183 with early media), when the call can carry it."""
+    language: str = "en"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,9 +80,6 @@ class Overflowing:
     destination for ``unavailable.condition`` (or tell the caller)."""
 
     unavailable: Unavailable
-
-
-Action = Ring | End | Overflowing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +94,17 @@ class Hunting:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerMenu:
+    """Answer the call and run ``menu``, speaking ``language``."""
+
+    menu: IvrMenu
+    language: str
+
+
+Action = Ring | End | Overflowing | AnswerMenu
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Caller:
     """Who is calling, as the legs present them."""
 
@@ -100,9 +115,11 @@ class Caller:
 
 
 def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
-              contacts: Callable[[str], list[Binding]], call_id: str, hunting: Hunting | None = None) -> Action:
+              contacts: Callable[[str], list[Binding]], call_id: str, hunting: Hunting | None = None, *,
+              transfer: bool = False) -> Action:
     """What to do for ``decision``. ``contacts(number)``: an extension's
-    registered contacts now."""
+    registered contacts now. ``transfer``: a menu placing the call it
+    answered (an outside number was checked against the menu's rights)."""
     match decision:
         case Hunt():
             if hunting is None:
@@ -126,16 +143,18 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             extension = decision.extension
             found = contacts(extension.number)
             if not found:
-                return End(status=480, disposition=Disposition.UNAVAILABLE, reason="not_registered")
+                return _announced(End(status=480, disposition=Disposition.UNAVAILABLE, reason="not_registered"),
+                                  caller, plan)
             from_uri = _caller_uri(caller, plan.domain)
             return Ring(targets=tuple(ContactTarget(binding=b, extension=extension.number, from_uri=from_uri)
                                       for b in found), ring_timeout=extension.ring_timeout)
         case RingMember():
             return _ring_member(decision, caller, plan, contacts, call_id)
         case ToTrunk():
-            if caller.extension is None and decision.for_group is None:
+            if caller.extension is None and decision.for_group is None and not transfer:
                 # Routing gives trunk calls only DIDs, but a call from a
-                # trunk must never be relayed back out (toll fraud).
+                # trunk must never be relayed back out (toll fraud); a menu
+                # may, with the rights its class of service gives it.
                 log.warning("trunk_relay_refused", call_id=call_id, trunk=caller.from_trunk,
                             to_trunk=decision.trunk)
                 return End(status=403, disposition=Disposition.REJECTED, reason="no_trunk_to_trunk")
@@ -147,9 +166,20 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             dialling = TrunkDialling(trunk=trunk, number=decision.number, caller_id=caller_id)
             return Ring(targets=(TrunkTarget(dialling=dialling),), ring_timeout=TRUNK_RING_TIMEOUT)
         case Reject():
-            return _refusal(decision, caller, plan.domain)
+            return _announced(_refusal(decision, caller, plan.domain), caller, plan)
+        case RunIvr():
+            return AnswerMenu(menu=decision.menu, language=decision.menu.language or plan.language_for(caller.extension))
         case _:
             assert_never(decision)
+
+
+def _announced(end: End, caller: Caller, plan: Dialplan) -> End:
+    """``end`` with the announcement its status calls for, if the dialplan
+    wants refusals announced."""
+    phrase = PHRASE_FOR_STATUS.get(end.status)
+    if phrase is None or not plan.media.announce_refusals:
+        return end
+    return replace(end, announcement=phrase, language=plan.language_for(caller.extension))
 
 
 def _refusal(decision: Reject, caller: Caller, domain: str) -> End:

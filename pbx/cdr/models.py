@@ -204,6 +204,10 @@ class CallRecord(Base):
     cost: Mapped[Decimal | None] = mapped_column(
         Numeric(14, 6), comment="Cost of the call in the tariff's currency."
     )
+    ivr_path: Mapped[str | None] = mapped_column(
+        String(512),
+        comment="Auto attendant menus and keys, e.g. main[7 invalid|1]; secret entries show as (secret).",
+    )
 
 
 class CallLeg(Base):

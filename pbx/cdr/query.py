@@ -48,6 +48,7 @@ COLUMNS: Final[tuple[str, ...]] = (
     "short_number",
     "resolved_number",
     "member",
+    "ivr_path",
     "cost",
     "wait",
 )

@@ -122,6 +122,7 @@ class CallRouted:
     short_number: str | None = None     # the short number dialled, if one
     resolved_number: str | None = None  # what the short number stood for
     member: str | None = None           # the group member whose short number it was
+    ivr_path: str | None = None         # menus and keys, secret entries hidden (pbx.ivr.menu)
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)

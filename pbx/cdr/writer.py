@@ -88,6 +88,7 @@ _ROUTING_FIELDS: Final = (
     "short_number",
     "resolved_number",
     "member",
+    "ivr_path",
 )
 
 

@@ -11,6 +11,7 @@ from pbx.cli.check import check
 from pbx.cli.explain import explain
 from pbx.cli.group import group
 from pbx.cli.hunt import hunt
+from pbx.cli.hours import hours
 from pbx.cli.reload import reload
 from pbx.cli.security import security
 from pbx.cli.serve import serve
@@ -30,6 +31,7 @@ main.add_command(cdr)
 main.add_command(group)
 main.add_command(hunt)
 main.add_command(security)
+main.add_command(hours)
 
 if __name__ == "__main__":
     main()

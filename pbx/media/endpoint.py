@@ -45,6 +45,7 @@ import asyncio
 import collections
 import random
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import Final
@@ -119,14 +120,49 @@ class MediaEngine:
                 self.ports.unusable(rtp_port)
                 continue
             session.attach(rtp, rtcp_transport)
-            self._sessions[rtp_port] = session
-            if self._timer is None:
-                self._start, self._tick = loop.time(), 0
-                self._schedule()
-            return session
+            return self._ticking(session, loop)
+        raise self._exhausted()
+
+    def _ticking(self, session: MediaSession, loop: asyncio.AbstractEventLoop) -> MediaSession:
+        """``session`` joins the tick (which starts with the first one)."""
+        self._sessions[session.rtp_port] = session
+        if self._timer is None:
+            self._start, self._tick = loop.time(), 0
+            self._schedule()
+        return session
+
+    def _exhausted(self) -> PortsExhausted:
         log.warning("media_ports_exhausted", first=self.ports.first, last=self.ports.last,
                     in_use=self.ports.in_use)
-        raise PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
+        return PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
+
+    def open_session_now(self, *, settings: StreamSettings = StreamSettings(),
+                         on_event: Callable[[MediaEvent], None] | None = None) -> MediaSession:
+        """:meth:`open_session` without waiting, for a caller that must
+        answer at once (the call layer builds its SDP in the same step): the
+        sockets are bound here, asyncio takes them over a moment later.
+        Packets that arrive meanwhile wait in the socket; ticks before then
+        send nothing. :class:`PortsExhausted` when no pair can be bound."""
+        loop = self._loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        for _ in range(self.ports.capacity):
+            rtp_port, rtcp_port = self.ports.allocate()
+            sockets: list[socket.socket] = []
+            try:
+                for port in (rtp_port, rtcp_port):
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    sockets.append(sock)
+                    sock.setblocking(False)
+                    sock.bind((self.bind_host, port))
+            except OSError:
+                for sock in sockets:
+                    sock.close()
+                self.ports.unusable(rtp_port)
+                continue
+            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event)
+            session.adopting = loop.create_task(session.adopt(*sockets))
+            return self._ticking(session, loop)
+        raise self._exhausted()
 
     def forget(self, session: MediaSession) -> None:
         """A session is closing: no more ticks for it. Its ports go back to
@@ -201,9 +237,36 @@ class MediaSession:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._open_sockets = 2
         self.closed = False
+        self.adopting: asyncio.Task[None] | None = None
+        """Sockets bound by :meth:`MediaEngine.open_session_now` being handed to asyncio."""
 
     def attach(self, rtp: asyncio.DatagramTransport, rtcp: asyncio.DatagramTransport) -> None:
         self._rtp, self._rtcp = rtp, rtcp
+
+    async def adopt(self, rtp: socket.socket, rtcp: socket.socket) -> None:
+        """Hand sockets bound by :meth:`MediaEngine.open_session_now` to
+        asyncio; a session closed meanwhile closes them instead."""
+        loop = self._loop
+        transports: list[asyncio.DatagramTransport] = []
+
+        def protocol(handler: Callable[[bytes, Address], None]) -> Callable[[], _Receiver]:
+            return lambda: _Receiver(handler, self.socket_closed)
+
+        try:
+            for sock, handler in ((rtp, self.on_rtp), (rtcp, self.on_rtcp)):
+                transport, _ = await loop.create_datagram_endpoint(protocol(handler), sock=sock)
+                transports.append(transport)
+        except OSError as err:
+            log.error("media_socket_failed", port=self.rtp_port, error=str(err))
+        if len(transports) < 2 or self.closed:
+            self.close()  # first: the ports go back once the last socket is closed
+            for transport in transports:
+                transport.close()
+            for sock in (rtp, rtcp)[len(transports):]:
+                sock.close()
+                self.socket_closed()
+            return
+        self.attach(transports[0], transports[1])
 
     @property
     def local(self) -> LocalMedia:

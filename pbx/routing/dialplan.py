@@ -22,6 +22,7 @@ from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
+from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.trunk_config import Trunk
@@ -56,6 +57,8 @@ class Department:
     """Number plan that classifies what its extensions dial; None: the plan's default."""
     caller_id: str | None = None
     """Number presented through a trunk for its extensions, unless an extension sets one."""
+    language: str | None = None
+    """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +92,8 @@ class Extension:
     """Caps on this extension's outside calls; unset: its class of service's."""
     nat: NatMode = "auto"
     """Where calls to its phones go: the Contact, or the REGISTER's source."""
+    language: str | None = None
+    """Overrides the department's prompt language."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -283,6 +288,9 @@ class Dialplan:
     groups are tried in); read-only after construction."""
     hunt_groups: Mapping[str, HuntGroup] = field(default_factory=dict)
     """Hunt groups by number, in file order; read-only after construction."""
+    ivr_menus: Mapping[str, IvrMenu] = field(default_factory=dict)
+    """Auto attendant menus by key; read-only after construction."""
+    media: MediaSettings = field(default_factory=MediaSettings)
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -296,7 +304,8 @@ class Dialplan:
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
-                     "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "places"):
+                     "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "ivr_menus",
+                     "places"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -332,7 +341,17 @@ class Dialplan:
             while current is not None:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
                 known("hunt group", current.hunt_group, self.hunt_groups, f"inbound number {did!r}")
+                known("menu", current.menu, self.ivr_menus, f"inbound number {did!r}")
                 current = current.otherwise
+        for menu in self.ivr_menus.values():
+            known("menu", menu.closed, self.ivr_menus, f"menu {menu.key!r}")
+            known("class of service", menu.class_of_service, self.classes_of_service, f"menu {menu.key!r}")
+            known("department", menu.department, self.departments, f"menu {menu.key!r}")
+            for rule, destination in menu.destinations():
+                table: Mapping[str, object] | None = {"extension": self.extensions,
+                                                      "menu": self.ivr_menus}.get(destination.kind)
+                if table is not None:
+                    known(destination.kind, destination.value, table, rule)
         for group in self.groups.values():
             for member in group.members.values():
                 known("extension", member.extension, self.extensions,
@@ -341,10 +360,10 @@ class Dialplan:
             owner = f"hunt group {hunt.number!r}"
             for agent in hunt.members:
                 known("extension", agent.extension, self.extensions, owner)
-            for destination in (hunt.overflow.get(condition) for condition in CONDITIONS):
-                if destination is not None:
-                    known("extension", destination.extension, self.extensions, owner)
-                    known("hunt group", destination.hunt_group, self.hunt_groups, owner)
+            for overflow in (hunt.overflow.get(condition) for condition in CONDITIONS):
+                if overflow is not None:
+                    known("extension", overflow.extension, self.extensions, owner)
+                    known("hunt group", overflow.hunt_group, self.hunt_groups, owner)
             known("hunt group", hunt.otherwise, self.hunt_groups, owner)
             known("department", hunt.department, self.departments, owner)
             known("class of service", hunt.class_of_service, self.classes_of_service, owner)
@@ -358,6 +377,22 @@ class Dialplan:
     def extension(self, number: str) -> Extension | None:
         """The extension with this number, or None."""
         return self.extensions.get(number)
+
+    def menu_at(self, number: str) -> IvrMenu | None:
+        """The menu reached by internal ``number``, or None."""
+        for menu in self.ivr_menus.values():
+            if menu.number == number:
+                return menu
+        return None
+
+    def language_for(self, person: Extension | None) -> str:
+        """The language the PBX speaks to ``person`` (a trunk caller: the plan's)."""
+        if person is not None:
+            department = self.departments.get(person.department)
+            found = person.language or (department.language if department is not None else None)
+            if found is not None:
+                return found
+        return self.media.language
 
     def number_plan_for(self, person: Extension) -> NumberPlan | None:
         """The number plan that classifies what ``person`` dials."""

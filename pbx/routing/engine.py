@@ -19,7 +19,8 @@ A call from an extension, in order (the first step that decides wins):
 4. a hunt group number: :class:`Hunt` (the group in force at the time:
    a group outside its schedule hands over to its ``otherwise`` group);
    an extension number: internal, :class:`Ring` (unless its class of
-   service denies internal calls: 403);
+   service denies internal calls: 403); an auto attendant's internal
+   number: :class:`RunIvr` (its closed menu while its hours are closed);
 5. otherwise the caller's number plan gives the call class of the whole
    number and its E.164 form, and the first route that applies gives the
    trunk and what it will be sent (:func:`pbx.routing.outside.prepare`:
@@ -32,20 +33,24 @@ A call from an extension, in order (the first step that decides wins):
    number rewritten for that trunk, always E.164 or national digits.
 
 A call from a trunk may only reach a DID listed under ``inbound``: a DID
-rings its target (an extension, a group member or a hunt group); anything else is refused — 403 ``relay_denied`` if it is
+rings its target (an extension, a group member or a hunt group, or a menu
+answers it); anything else is refused — 403 ``relay_denied`` if it is
 an outside number (no open relay through the PBX), 404 ``unknown_did``
 otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import MappingProxyType
 
 from pbx.routing.classes import INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.routing.hunt_groups import (AgentAction, Condition, Destination, HuntGroup, groups_of_member,
-                                     parse_agent_code)
+from pbx.routing.hunt_groups import (AgentAction, Condition, Destination as OverflowDestination, HuntGroup,
+                                     groups_of_member, parse_agent_code)
+from pbx.routing.ivr import Destination, HoursOverride, IvrMenu, entry_menu
 from pbx.routing.numbering import sendable
 from pbx.routing.outside import Refusal, prepare
 from pbx.routing.patterns import is_dialable
@@ -53,8 +58,8 @@ from pbx.routing.rights import check_class
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
-__all__ = ["AgentCode", "CallRequest", "Decision", "Hunt", "Reject", "Ring", "RingMember", "Step", "ToTrunk",
-           "decide", "overflow_decision"]
+__all__ = ["AgentCode", "CallRequest", "Decision", "Hunt", "Reject", "Ring", "RingMember", "RunIvr", "Step",
+           "ToTrunk", "decide", "decide_menu_destination", "overflow_decision"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +76,8 @@ class CallRequest:
     caller_number: str = ""
     """The number the caller presents: the extension number, or for an
     inbound call the From user as the provider sent it."""
+    hours: Mapping[str, HoursOverride] = field(default_factory=lambda: MappingProxyType({}))
+    """Administrators' overrides of schedules (``pbx hours``), by schedule."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +196,18 @@ class AgentCode:
     steps: tuple[Step, ...] = ()
 
 
-Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunIvr:
+    """The PBX answers and runs ``menu`` (an auto attendant), already the
+    closed-hours menu when the hours said so."""
+
+    menu: IvrMenu
+    rule: str
+    call_class: str
+    steps: tuple[Step, ...] = ()
+
+
+Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr
 
 
 
@@ -292,7 +310,11 @@ def _internal_destination(
         return _hunt(plan, hunt, call.at, list(verdict.steps), INTERNAL)
     target = plan.extension(number)
     if target is None:
-        return None
+        menu = plan.menu_at(number)
+        if menu is None:
+            return None
+        steps.append(Step(rule=menu.rule, outcome=f"{number} is auto attendant menu {menu.key}: internal"))
+        return _run_menu(plan, menu, call, INTERNAL, steps)
     verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
         *steps, Step(rule=f"extensions.{number}", outcome=f"{number} is extension {target.name}: internal"),
     ))
@@ -380,6 +402,8 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
             return _inbound_member(call, plan, resolved.member, resolved.rule, steps)
         if resolved.hunt_group is not None:
             return _hunt(plan, plan.hunt_groups[resolved.hunt_group], call.at, steps, INBOUND)
+        if resolved.menu is not None:
+            return _run_menu(plan, plan.ivr_menus[resolved.menu], call, INBOUND, steps)
         assert resolved.extension is not None  # InboundTarget holds exactly one of the two
         extension = plan.extensions[resolved.extension]
         return Ring(extension=extension, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
@@ -510,7 +534,7 @@ def overflow_decision(plan: Dialplan, group: HuntGroup, condition: Condition, at
                       call_class: str) -> Decision | None:
     """Where a call ``group`` could not place goes on ``condition``; None
     when the group names no destination for it (the caller is told)."""
-    destination: Destination | None = group.overflow.get(condition)
+    destination: OverflowDestination | None = group.overflow.get(condition)
     if destination is None:
         return None
     rule = f"{group.rule}.overflow.{condition}"
@@ -526,3 +550,46 @@ def overflow_decision(plan: Dialplan, group: HuntGroup, condition: Condition, at
         return _reject(403, "no_group_rights", rule, steps, f"hunt group {group.number} has no department")
     leg = _outside(destination.number, identity, plan, at, steps)
     return replace(leg, for_group=group.number) if isinstance(leg, ToTrunk) else leg
+def _run_menu(plan: Dialplan, menu: IvrMenu, call: CallRequest, call_class: str, steps: list[Step]) -> RunIvr:
+    answering, why = entry_menu(plan.ivr_menus, menu, call.at, call.hours)
+    if answering is not menu or menu.hours is not None:
+        steps.append(Step(rule=f"{menu.rule}.hours", outcome=why))
+    return RunIvr(menu=answering, rule=answering.rule, call_class=call_class, steps=tuple(steps))
+
+
+def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destination, rule: str,
+                            call: CallRequest) -> Decision:
+    """Where a menu's ``destination`` (chosen under ``rule``) takes the
+    caller of ``call``: an extension rings (its own class of service does
+    not matter, the menu chose it), a group member rings as from an inbound
+    number, an outside number goes out with the rights of the menu's class
+    of service (a menu without one may not call out), another menu runs."""
+    steps = [Step(rule=rule, outcome=f"menu {menu.key}: {destination.describe()}")]
+    call_class = INTERNAL if call.trunk is None else INBOUND
+    match destination.kind:
+        case "extension":
+            return Ring(extension=plan.extensions[destination.value], rule=rule, call_class=call_class,
+                        steps=tuple(steps))
+        case "member":
+            group, _, short = destination.value.partition("/")
+            return _inbound_member(call, plan, (group, short), rule, steps)
+        case "menu":
+            return _run_menu(plan, plan.ivr_menus[destination.value], call, call_class, steps)
+        case "number":
+            holder = _menu_rights(menu)
+            if holder is None:
+                return _reject(403, "menu_has_no_rights", rule, steps,
+                               f"menu {menu.key} has no class_of_service and department to call out with")
+            return _outside(destination.value, holder, plan, call.at, steps)
+        case _:
+            return _reject(480, "hangup", rule, steps, "the menu hangs up")
+
+
+def _menu_rights(menu: IvrMenu) -> Extension | None:
+    """The menu as a caller: its class of service and department, for the
+    rights check and number plan of an outside number it calls. Never in
+    the plan's extensions, so nobody can register or authenticate as it."""
+    if menu.class_of_service is None or menu.department is None:
+        return None
+    return Extension(number=menu.number or "00", name=f"menu {menu.key}", department=menu.department,
+                     class_of_service=menu.class_of_service, ha1_sha256="0" * 64)

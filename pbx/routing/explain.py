@@ -15,7 +15,9 @@ from pbx.routing.call_limits import Limit, limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import CONDITIONS
-from pbx.routing.engine import AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, ToTrunk, decide
+from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, RunIvr, ToTrunk,
+                                decide)
+from pbx.routing.ivr import IvrMenu
 
 TRUNK_PREFIX = "trunk:"
 
@@ -121,6 +123,18 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
             return [f"decision: refuse with {decision.status} ({decision.reason})",
                     f"          class {decision.call_class or '-'}, {rule}",
                     f"          {decision.detail}"]
+        case RunIvr():
+            return [f"decision: the PBX answers: auto attendant menu {decision.menu.key}",
+                    *_menu_lines(decision.menu), f"          class {decision.call_class}, {rule}"]
+
+
+def _menu_lines(menu: IvrMenu) -> list[str]:
+    lines = [f"          greeting {menu.greeting!r}, {menu.retries} retries, {menu.timeout:g} s for a key"]
+    lines += [f"          key {keys}: {target.describe()}" for keys, target in menu.options.items()]
+    if menu.dial_by_extension:
+        lines.append("          or any extension number")
+    lines.append(f"          then: {menu.fallback.describe()}")
+    return lines
 
 
 def _member_lines(decision: RingMember, rule: str) -> list[str]:

@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_groups, loader_hunt, loader_routing
+from pbx.routing import loader_groups, loader_hunt, loader_ivr, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -86,7 +86,7 @@ WEAK_PASSWORD_LENGTH: Final = 8
 
 _SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256"})
 _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department", **loader_routing.SECTION_NOUNS,
-                          **loader_groups.SECTION_NOUNS, **loader_hunt.SECTION_NOUNS}
+                          **loader_groups.SECTION_NOUNS, **loader_hunt.SECTION_NOUNS, **loader_ivr.SECTION_NOUNS}
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
@@ -846,7 +846,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
-    *loader_groups.CHECKS, *loader_hunt.CHECKS,
+    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -901,5 +901,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         sources=sources,
         groups=loader_groups.build_groups(plan),
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
+        ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
+        media=loader_ivr.build_media(plan),
         **routing,
     )

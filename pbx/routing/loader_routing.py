@@ -507,9 +507,10 @@ def check_inbound(plan: Merged, root: Place, report: Report) -> None:
         current: Any = entry
         while isinstance(current, dict):
             check_reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
-            if sum(kind in current for kind in ("extension", "member", "hunt_group")) != 1:
+            check_reference(plan, (*path, "menu"), section_of(plan, "ivr_menus"), "menu", owner, root, report)
+            if sum(kind in current for kind in ("extension", "member", "hunt_group", "menu")) != 1:
                 report(plan.value_place(path, root),
-                       f"{owner}: give 'extension', 'member' or 'hunt_group', exactly one")
+                       f"{owner}: give 'extension', 'member', 'hunt_group' or 'menu', exactly one")
             elif "member" in current:
                 _check_member_target(plan, (*path, "member"), owner, root, report)
             given = [key for key in ("during", "outside") if key in current]
@@ -589,12 +590,14 @@ CHECKS: Final[tuple[Callable[[Merged, Place, Report], None], ...]] = (
 
 def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of a department entry, for :class:`Department`."""
-    return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id") if key in entry}
+    return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id", "language")
+            if key in entry}
 
 
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of an extension entry, for :class:`Extension`."""
-    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id") if key in entry}
+    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id", "language")
+                              if key in entry}
     return fields | outside_call_limits(entry)
 
 
@@ -764,6 +767,7 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
         extension=str(entry["extension"]) if "extension" in entry else None,
         member=(member[0], member[1]) if member is not None else None,
         hunt_group=str(entry["hunt_group"]) if "hunt_group" in entry else None,
+        menu=str(entry["menu"]) if "menu" in entry else None,
         schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
         outside=outside,
         otherwise=_inbound(f"{rule}.otherwise", otherwise, schedules) if isinstance(otherwise, dict) else None,

@@ -58,8 +58,8 @@ class InboundTarget:
     """Where a call to a DID goes (``inbound:`` section).
 
     A target is an extension, a member of a short-number group (their
-    desk and mobile, as the member's ring policy says) or a hunt group;
-    IVRs are a further kind of target (a later issue).
+    desk and mobile, as the member's ring policy says), a hunt group or an
+    auto attendant menu.
     """
 
     rule: str
@@ -69,6 +69,8 @@ class InboundTarget:
     """(group key, short number) of a group member."""
     hunt_group: str | None = None
     """Number of a hunt group."""
+    menu: str | None = None
+    """Key of an auto attendant menu (``ivr_menus``)."""
     schedule: Schedule | None = None
     outside: bool = False
     """With a schedule: True if this target applies while it is closed."""
@@ -76,8 +78,8 @@ class InboundTarget:
     """Where the call goes when the schedule condition does not hold."""
 
     def __post_init__(self) -> None:
-        if sum(kind is not None for kind in (self.extension, self.member, self.hunt_group)) != 1:
-            raise ValueError(f"{self.rule}: a target is an extension, a member or a hunt group, exactly one")
+        if sum(kind is not None for kind in (self.extension, self.member, self.hunt_group, self.menu)) != 1:
+            raise ValueError(f"{self.rule}: a target is an extension, a member, a hunt group or a menu, exactly one")
         if (self.schedule is None) != (self.otherwise is None):
             raise ValueError(f"{self.rule}: a schedule needs an 'otherwise' target, and only then")
 
@@ -87,15 +89,21 @@ class InboundTarget:
             return f"member {self.member[1]} of group {self.member[0]}"
         if self.hunt_group is not None:
             return f"hunt group {self.hunt_group}"
+        if self.menu is not None:
+            return f"menu {self.menu}"
         return f"extension {self.extension}"
+
+    @property
+    def outcome(self) -> str:
+        return f"answered by {self.what}" if self.menu is not None else f"rings {self.what}"
 
     def resolve(self, at: datetime) -> tuple[InboundTarget, str]:
         """The target in force at ``at`` (this one or a fallback) and why."""
         if self.schedule is None or self.otherwise is None:
-            return self, f"rings {self.what}"
+            return self, self.outcome
         state = self.schedule.state(at)
         word = "outside" if self.outside else "during"
         if state.open != self.outside:
-            return self, f"{word} {self.schedule.key} ({state.why}): rings {self.what}"
+            return self, f"{word} {self.schedule.key} ({state.why}): {self.outcome}"
         target, why = self.otherwise.resolve(at)
         return target, f"not {word} {self.schedule.key} ({state.why}): otherwise {why}"

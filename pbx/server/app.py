@@ -26,6 +26,9 @@ from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
 from pbx.cdr.writer import CdrWriter, recover_interrupted
+from pbx.ivr.service import IvrMedia, prompt_library
+from pbx.media.endpoint import MediaEngine
+from pbx.media.ports import PortAllocator
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.security.lockout import Lockout
@@ -43,6 +46,7 @@ from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.store.db import make_engine, migrate
+from pbx.store.hours import HoursStore
 from pbx.store.hunt import HuntStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
@@ -110,6 +114,8 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self.trunks: TrunkRuntime | None = None
         self.calls: CallController | None = None
+        self.media: MediaEngine | None = None
+        self.ivr: IvrMedia | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -179,6 +185,15 @@ class Server:
         self.service.calls = calls
         for tcp in self.tcp:
             tcp.in_use = lambda: table.connections() | calls.connections()
+        # Media for the calls the PBX answers itself: RTP binds where SIP
+        # does and is advertised as SIP is (the public address behind NAT).
+        media = self.plan.media
+        bind_host = self.udp[0].local[0] if self.udp else "0.0.0.0"
+        self.media = MediaEngine(bind_host=bind_host, ports=PortAllocator(media.rtp_first, media.rtp_last),
+                                 advertise=self.local_address("udp")[0])
+        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir))
+        self.hours_store = HoursStore(engine)
+        calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Trunks: the source table for the controller, and the clients that
         # register to providers (sent once the transports are open).
         self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)
@@ -211,9 +226,13 @@ class Server:
         """Use a new, valid dialplan for everything that starts from now on:
         registrations, authentication and new calls. Calls in progress keep
         their legs; the lockout tracker keeps its counts."""
-        self.plan = plan
+        old_media, self.plan = self.plan.media, plan
         for listener in self.plan_listeners:
             listener(plan)
+        if self.ivr is not None and plan.media.prompt_dir != old_media.prompt_dir:
+            self.ivr.prompts = prompt_library(plan.media.prompt_dir)
+        if (plan.media.rtp_first, plan.media.rtp_last) != (old_media.rtp_first, old_media.rtp_last):
+            log.warning("rtp_ports_change_needs_restart", ports=f"{plan.media.rtp_first}-{plan.media.rtp_last}")
         for tcp in self.tcp:
             tcp.limits = tcp_limits(plan)  # for connections and messages from now on
         # The counts and blocks so far stay; the thresholds are the new ones.
@@ -331,6 +350,7 @@ class Server:
                                                  datetime.fromtimestamp(read_at, timezone.utc))
                 self.security.refresh(stored, read_at)
                 self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
+                await self.refresh_hours()
             except Exception:
                 log.exception("sweep_failed")
 
@@ -341,6 +361,15 @@ class Server:
                 self.cdr.writer.heartbeat(datetime.now(timezone.utc))
             except Exception:
                 log.exception("cdr_heartbeat_failed")
+
+    async def refresh_hours(self) -> None:
+        """Read ``pbx hours`` overrides (every sweep and on SIGHUP): the next
+        call uses them."""
+        found = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
+        if self.calls is not None and found != self.calls.hours:
+            self.calls.hours = found
+            log.info("hours_overrides_loaded", overrides={k: f"{v.mode}" + (f" until {v.until.isoformat()}" if v.until
+                                                                              else "") for k, v in found.items()})
 
     async def _write_behind(self) -> None:
         while True:
@@ -359,6 +388,8 @@ class Server:
             tcp.close()
         if self._timer is not None:
             self._timer.cancel()
+        if self.media is not None:
+            await self.media.close()
         flushed = await asyncio.to_thread(self.writer.close, 10.0)
         log.info("pbx_stopped", flushed=flushed)
 
@@ -391,10 +422,14 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     watcher = loop.create_task(reloader.watch())
     reloads: set[asyncio.Task[bool]] = set()
 
+    async def refresh_hours() -> bool:
+        await server.refresh_hours()
+        return True
+
     def on_sighup() -> None:
-        task = loop.create_task(reloader.reload("sighup"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        for task in (loop.create_task(reloader.reload("sighup")), loop.create_task(refresh_hours())):
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     written = pid_file is not None and write_pid_file(pid_file)

@@ -178,6 +178,26 @@ class RegistrationBinding(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")
 
 
+class HoursOverrideRow(Base):
+    """An administrator's override of a schedule (``pbx hours``)."""
+
+    __tablename__ = "hours_overrides"
+    __table_args__ = (
+        CheckConstraint("mode IN ('open', 'closed')", name="mode"),
+        CheckConstraint("until IS NULL OR until > set_at", name="until_after_set"),
+        {"comment": "Schedules forced open or closed by an administrator (pbx hours)."},
+    )
+
+    schedule: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="Schedule key in the dialplan, or * for every schedule."
+    )
+    mode: Mapped[str] = mapped_column(String(8), comment="open or closed.")
+    until: Mapped[datetime | None] = mapped_column(
+        comment="UTC instant the override ends by itself; NULL: until pbx hours auto."
+    )
+    set_at: Mapped[datetime] = mapped_column(comment="UTC instant it was set.")
+
+
 class BlockedSource(Base):
     """A source address whose failing logins go unanswered for a while, for
     one username or (empty username) for all."""

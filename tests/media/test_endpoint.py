@@ -144,3 +144,34 @@ def test_port_exhaustion_and_bad_sdp_are_clear_errors() -> None:
         again.close()
 
     asyncio.run(scenario())
+
+
+def test_a_session_opened_at_once_answers_at_once_hears_digits_and_gives_its_ports_back() -> None:
+    """open_session_now binds before it returns (the call layer puts the
+    port in its 200 in the same step); asyncio takes the sockets a moment
+    later, and what the phone sent meanwhile is not lost."""
+
+    async def scenario() -> tuple[list[Digit], int, int]:
+        loop = asyncio.get_running_loop()
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41200, 41219))
+        transport, _ = await loop.create_datagram_endpoint(Collector, local_addr=(HOST, 0))
+        port = transport.get_extra_info("sockname")[1]
+        received: list[Digit] = []
+        session = engine.open_session_now(on_event=lambda e: received.append(e) if isinstance(e, Digit) else None)
+        session.answer(phone_offer(port))
+        from pbx.media.telephone_event import event_packets
+        from pbx.media.rtp import pack_header
+        for index, (start, offset, payload) in enumerate(event_packets("7", duration_ms=100)):
+            transport.sendto(pack_header(101, index, 1000 + offset, 1234, start) + payload, (HOST, session.rtp_port))
+        await asyncio.sleep(0.3)
+        busy = engine.ports.in_use
+        # One more, closed before asyncio had its sockets: nothing leaks.
+        engine.open_session_now().close()
+        session.close()
+        transport.close()
+        await asyncio.sleep(0.05)
+        return received, busy, engine.ports.in_use
+
+    received, busy, in_use = asyncio.run(scenario())
+    assert [d.digit for d in received] == ["7"]
+    assert busy == 1 and in_use == 0

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Decision, Reject, Ring, ToTrunk, decide
+from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RunIvr, ToTrunk, decide
 from pbx.routing.loader import load_dialplan
 from pbx.routing.rights import check_number
 from tests.routing.test_loader import EXAMPLE
@@ -358,9 +358,6 @@ def inbound(trunk: str, dialled: str, at: datetime, presented: str = "0912345678
     [
         ("viettel", "+842873000100", "business", "1099", "inbound.+842873000100"),
         ("viettel", "+842873000101", "evening", "1001", "inbound.+842873000101"),
-        ("viettel", "+842873000200", "business", "1003", "inbound.+842873000200"),
-        ("viettel", "+842873000200", "evening", "1099", "inbound.+842873000200.otherwise"),
-        ("viettel", "+842873000200", "tet", "1099", "inbound.+842873000200.otherwise"),
         ("cht", "0227200100", "tet", "1010", "inbound.0227200100"),
     ],
 )
@@ -369,6 +366,16 @@ def test_inbound_numbers_ring_their_target(trunk: str, dialled: str, moment: str
     decision = inbound(trunk, dialled, MOMENTS[moment])
     assert isinstance(decision, Ring), decision
     assert (decision.extension.number, decision.rule, decision.call_class) == (extension, rule, "inbound")
+
+
+@pytest.mark.parametrize(
+    ("moment", "menu"), [("business", "main"), ("evening", "after_hours"), ("tet", "after_hours")],
+)
+def test_the_sales_line_is_answered_by_the_auto_attendant(moment: str, menu: str) -> None:
+    decision = inbound("viettel", "+842873000200", MOMENTS[moment])
+    assert isinstance(decision, RunIvr), decision
+    assert (decision.menu.key, decision.rule, decision.call_class) == (menu, f"ivr_menus.{menu}", "inbound")
+    assert decision.steps[-1].rule == "ivr_menus.main.hours"
 
 
 @pytest.mark.parametrize(

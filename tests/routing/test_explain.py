@@ -41,9 +41,10 @@ def test_a_call_in_from_the_trunk_on_the_first_day_of_tet() -> None:
     code, out, _ = explain("--from", "trunk:viettel/0912345678", "--to", "+842873000200", "--at", "2027-02-06 09:00")
     assert code == 0
     assert out.startswith("call from 0912345678 via trunk viettel to +842873000200\n")
-    assert "Lunar New Year (public holiday VN)): otherwise rings extension 1099" in out
-    assert "decision: ring extension 1099 (Reception / Lễ tân)" in out
-    assert "class inbound, rule inbound.+842873000200.otherwise" in out
+    assert "+842873000200 is an inbound number: answered by menu main" in out
+    assert "Lunar New Year (public holiday VN)): menu after_hours instead of main" in out
+    assert "decision: the PBX answers: auto attendant menu after_hours" in out
+    assert "class inbound, rule ivr_menus.after_hours" in out
 
 
 def test_relay_through_the_trunk_is_explained_as_refused() -> None:

@@ -1,0 +1,206 @@
+"""The asyncio glue between the call layer and the media layer: a call's
+local media side (:class:`pbx.calls.local.CallMedia`) on a
+:class:`pbx.media.endpoint.MediaSession`.
+
+Thin on purpose: the menu's decisions are :class:`pbx.ivr.menu.MenuRun`'s;
+here its actions are carried out (prompts loaded in a thread, then played;
+playback stopped) and what happens is fed back (keys from RTP, in-band
+tones and SIP INFO as one stream, the end of a playlist, the deadline it
+asked for). What the call must do (transfer, hang up, refuse after an
+announcement) goes back through ``act``, which runs it for the call and
+sends what it sent. One task per call at most, cancelled on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pbx.calls.local import Act, CallMedia, MediaUnavailable
+from pbx.ivr.menu import CollectDigits, Hangup, MenuEvent, MenuRun, Play, StopPlayback, Timeout, Transfer
+from pbx.ivr.prompts import PromptLibrary, PromptNotFound
+from pbx.media.audio_file import Audio, AudioFileError
+from pbx.media.dtmf_info import DtmfInfoError
+from pbx.media.endpoint import MediaEngine, MediaSession
+from pbx.media.events import Digit, MediaEvent, PlaybackFinished
+from pbx.media.player import PlaylistItem, Prompt, Silence, Tone
+from pbx.media.ports import PortsExhausted
+from pbx.media.sdp import Origin, SdpError, parse_sdp
+from pbx.media.tones import ToneKind, tone_spec
+
+log = structlog.get_logger("pbx.ivr")
+
+ANNOUNCEMENT_TAIL = 0.3
+"""Silence after an announcement, so its last word is not cut by the final response."""
+
+
+class IvrMedia:
+    """Local media for the controller (``CallController.media``)."""
+
+    def __init__(self, engine: MediaEngine, prompts: PromptLibrary) -> None:
+        self.engine = engine
+        self.prompts = prompts
+
+    def open(self, act: Act) -> CallMedia:
+        media = SessionMedia(self.prompts, act)
+        try:
+            media.session = self.engine.open_session_now(on_event=media.on_event)
+        except PortsExhausted as err:
+            raise MediaUnavailable(str(err)) from None
+        return media
+
+
+class SessionMedia:
+    """One call's media side."""
+
+    session: MediaSession
+
+    def __init__(self, prompts: PromptLibrary, act: Act) -> None:
+        self._prompts = prompts
+        self._act = act
+        self._digits: asyncio.Queue[Digit] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, Digit):
+            self._digits.put_nowait(event)
+
+    # ------------------------------------------------------------ SDP and INFO
+
+    def answer(self, offer: bytes) -> bytes:
+        return self.session.answer(offer).encode()
+
+    def offer(self) -> bytes:
+        return self.session.offer().encode()
+
+    def accept(self, answer: bytes) -> None:
+        self.session.accept(answer)
+
+    def info(self, content_type: str, body: bytes) -> int:
+        try:
+            self.session.info(content_type, body)
+        except DtmfInfoError as err:
+            return err.status
+        return 200
+
+    def reoffer(self, remote: bytes) -> bytes:
+        # RFC 3264 §8: an offer in this dialog keeps our o= line (same
+        # session id, next version), whatever it now describes.
+        ours = self.session.sdp
+        try:
+            description = parse_sdp(remote)
+        except SdpError:
+            return remote
+        ours.version += 1
+        origin = Origin(username=ours.username, session_id=ours.session_id, version=ours.version,
+                        address=ours.address)
+        return replace(description, origin=origin).serialise().encode()
+
+    # ------------------------------------------------------------ what plays
+
+    def run_menu(self, run: MenuRun, language: str, on_action: Callable[[Transfer | Hangup], None],
+                 on_path: Callable[[str], None]) -> None:
+        self._start(self._menu(run, language, on_action, on_path))
+
+    def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
+        self._start(self._announce(phrase, language, then))
+
+    def ringback(self, country: str) -> None:
+        self._cancel()
+        self.session.play([Tone(tone_spec(country, ToneKind.RINGBACK))])
+
+    def close(self) -> None:
+        self._cancel()
+        self.session.close()
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        self._cancel()
+        self._task = asyncio.get_running_loop().create_task(work)
+
+    def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _load(self, prompts: Sequence[str], language: str) -> list[Audio]:
+        library = self._prompts
+
+        def load() -> list[Audio]:
+            found = []
+            for name in prompts:
+                try:
+                    found.append(library.load(language, name))
+                except (PromptNotFound, AudioFileError) as err:
+                    log.error("prompt_missing", prompt=name, language=language, error=str(err))
+            return found
+
+        return await asyncio.to_thread(load)
+
+    async def _play(self, prompts: Sequence[str], language: str, tail: float = 0.0) -> asyncio.Future[bool]:
+        audio = await self._load(prompts, language)
+        items: list[PlaylistItem] = [Prompt(a) for a in audio]
+        if tail:
+            items.append(Silence(tail))
+        return self.session.play(items)
+
+    async def _announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
+        playing = await self._play([phrase], language, ANNOUNCEMENT_TAIL)
+        await playing
+        self._task = None
+        self._act(then)
+
+    async def _menu(self, run: MenuRun, language: str, on_action: Callable[[Transfer | Hangup], None],
+                    on_path: Callable[[str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        playing: asyncio.Future[bool] | None = None
+        actions = run.start(loop.time())
+        while True:
+            on_path(run.path)
+            for action in actions:
+                match action:
+                    case Play():
+                        playing = await self._play(action.prompts, language)
+                    case StopPlayback():
+                        self.session.stop_playback()
+                        playing = None
+                    case CollectDigits():
+                        pass  # the machine's deadline() says until when
+                    case Transfer() | Hangup():
+                        self._task = None
+                        chosen = action
+                        self._act(lambda: on_action(chosen))
+                        return
+            event = await self._next(playing, run.deadline())
+            if isinstance(event, PlaybackFinished):
+                playing = None
+            actions = run.handle(event, loop.time())
+
+    async def _next(self, playing: asyncio.Future[bool] | None, deadline: float | None) -> MenuEvent:
+        """The first of: a key, the end of what plays, the deadline."""
+        loop = asyncio.get_running_loop()
+        if not self._digits.empty():
+            return self._digits.get_nowait()
+        key = loop.create_task(self._digits.get())
+        waiting: set[asyncio.Future[Any]] = {key}
+        if playing is not None:
+            waiting.add(playing)
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not key.done():
+                key.cancel()
+        if key in done:
+            return key.result()
+        if playing is not None and playing in done:
+            return PlaybackFinished(playback_id=0, completed=playing.result(), time=loop.time())
+        return Timeout(loop.time())
+
+
+def prompt_library(prompt_dir: str | None) -> PromptLibrary:
+    return PromptLibrary(Path(prompt_dir) if prompt_dir else None)
