@@ -32,6 +32,7 @@ from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls.plan import Action, AnswerMenu, End, Overflowing, Ring, quoted_text as quoted
+from pbx.calls import transfer as transfers
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError
 from pbx.cdr.records import Disposition, HangupSide
@@ -62,6 +63,7 @@ from pbx.trunks.outbound import TrunkDialling
 
 if TYPE_CHECKING:
     from pbx.calls.controller import CallController
+    from pbx.calls.transfer import CallTransfer
 
 log = structlog.get_logger("pbx.calls")
 
@@ -179,12 +181,27 @@ class Call:
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
     first use, as most calls have none."""
+    paid_by: Extension | None = None
+    """Whose rights the caller's side uses when it is not the caller's own
+    (an account code's): see :meth:`payer`."""
+    transferring: CallTransfer | None = None
+    """A transfer in progress (pbx.calls.transfer)."""
+    transfer_legs: list[Leg] = field(default_factory=list)
+    """Legs transfers placed or took over, for the CDR."""
+    retired: list[InviteSession] = field(default_factory=list)
+    """Sessions of parties that left by a transfer: answered, not relayed."""
+    transfers: list[str] = field(default_factory=list)
+    """The CDR's words for each transfer: ``blind 2002 -> 2003``."""
+    linked_call: str | None = None
+    """The other call an attended transfer joined to this one (its uuid)."""
+    first_call_id: str | None = None
+    """The caller's Call-ID, kept once a transfer moved the A side."""
 
     # ------------------------------------------------------------ identity
 
     @property
     def a_call_id(self) -> str:
-        return self.a.dialog.call_id
+        return self.first_call_id or self.a.dialog.call_id
 
     @property
     def a_request(self) -> Request:
@@ -198,6 +215,9 @@ class Call:
     @property
     def legs(self) -> list[Leg]:
         legs = self.fork.legs if self.fork is not None else []
+        if self.transfer_legs or self.transferring is not None:
+            pending = self.transferring.legs if self.transferring is not None else []
+            return [*self.earlier_legs, *legs, *self.transfer_legs, *pending]
         return [*self.earlier_legs, *legs] if self.earlier_legs else legs
 
     @property
@@ -226,6 +246,84 @@ class Call:
         if side is Side.A:
             return self.a
         return self.winner.session if self.winner is not None else None
+
+    # ------------------------------------------------------------ who pays
+
+    def party(self, side: Side) -> Extension | None:
+        """The extension on ``side``: the caller, or the callee that
+        answered (None for a party through a trunk)."""
+        if side is Side.A:
+            return self.caller
+        winner = self.winner
+        if winner is None or winner.trunk is not None or winner.target is None:
+            return None
+        return self.controller.plan.extension(winner.target)
+
+    def party_of(self, session: InviteSession) -> Extension | None:
+        if session is self.a:
+            return self.party(Side.A)
+        if self.winner is not None and session is self.winner.session:
+            return self.party(Side.B)
+        return None
+
+    def payer(self, side: Side) -> Extension | None:
+        """Whose rights a leg placed on ``side``'s behalf is checked against
+        (a transfer, a forward): the caller's own, or what the call was
+        placed with (``paid_by``, an account code's rights); the callee's
+        own for the callee. Rights follow the call, never more. The one
+        place that answers "who pays"."""
+        if side is Side.A:
+            return self.paid_by or self.caller
+        return self.party(side)
+
+    # ------------------------------------------------------------ transfers
+
+    def retire(self, session: InviteSession) -> None:
+        """``session``'s party left by a transfer: its dialog only ends."""
+        if session not in self.retired:
+            self.retired.append(session)
+
+    def transfer_done(self, transfer: CallTransfer) -> None:
+        """The transfer is over (done or not): its legs stay, for the CDR."""
+        self.transferring = None
+        self.transfer_legs.extend(leg for leg in transfer.legs if leg not in self.transfer_legs)
+
+    def transferred(self, kind: str, side: Side, by: str, target: str, leg: Leg) -> None:
+        """The transferee and ``leg`` are the call's sides from now on."""
+        if side is Side.A:
+            # The caller left: the callee takes its place as the A side.
+            self.first_call_id = self.a_call_id
+            previous = self.winner
+            assert previous is not None
+            self.a = previous.session
+        self.winner = leg
+        self.destination = target
+        presence = self.controller.presence
+        self.on_call = presence.release(self.on_call)
+        for number in (self.party(Side.A), self.party(Side.B)):
+            if number is not None:
+                self.on_call = presence.hold(self.on_call, number.number)
+        self.transfers.append(f"{kind} {by} -> {target}")
+
+    def hand_over(self, session: InviteSession, *, into: Call) -> None:
+        """An attended transfer takes ``session`` (this call's dialog with
+        the target) into call ``into``: this call ends for the rest of it,
+        its CDR linked to that call."""
+        self.linked_call, into.linked_call = into.uuid, self.uuid
+        others = [s for s in (self.a, self.winner.session if self.winner is not None else None)
+                  if s is not None and s is not session]
+        if self.winner is not None and self.winner.session is session:
+            self.winner = None
+        self.retire(session)  # never hung up from here
+        self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, "transferred")
+        log.info("call_ended", call_id=self.a_call_id, uuid=self.uuid, side="transfer", into=into.uuid)
+
+        def hang_up() -> None:
+            for other in others:
+                other.hangup()
+            self.controller.forget(self)
+
+        self.controller.recorder.call_ended(self, hang_up)
 
     # ------------------------------------------------------------ starting
 
@@ -431,6 +529,12 @@ class Call:
     # ------------------------------------------------------------ events
 
     def on_event(self, session: InviteSession, event: SessionEvent, now: float) -> None:
+        if self.transferring is not None and transfers.on_event(self, self.transferring, session, event, now):
+            return
+        if session in self.retired:
+            if isinstance(event, ByeIn | RequestIn):
+                session.answer(event.key, event.request, 200 if isinstance(event, ByeIn) else 481)
+            return
         if session is self.a:
             self._on_a(event, now)
             return
@@ -596,6 +700,7 @@ class Call:
         to plain comparisons, as most calls have one or two timers)."""
         due = self.ring_due
         for other in (self.watch_due, self.a.deadline(),
+                      self.transferring.deadline() if self.transferring is not None else None,
                       self.fork.deadline() if self.fork is not None and self.state is CallState.RINGING else None,
                       self.winner.session.deadline() if self.winner is not None else None):
             if other is not None and (due is None or other < due):
@@ -627,6 +732,8 @@ class Call:
                 result = self.fork.on_timer(now)
                 if result is not None:
                     self.fail(result)
+        if self.transferring is not None and (due := self.transferring.deadline()) is not None and now >= due:
+            transfers.on_timer(self, self.transferring, now)
         if self.watch_due is not None and now >= self.watch_due:
             self.watch_due = None
             self.end_by_pbx(self.watch_reason, now)
@@ -657,6 +764,15 @@ class Call:
         if self.media is not None:
             self.media.close()
             self.media = None
+        transfer = self.transferring
+        if transfer is not None:
+            # The call ends while a transfer rings or is being bridged: its
+            # target goes too.
+            if transfer.fork is not None:
+                transfer.fork.stop([])
+            if transfer.leg is not None:
+                transfer.leg.session.hangup()
+            self.transfer_done(transfer)
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
 

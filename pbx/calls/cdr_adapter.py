@@ -107,6 +107,11 @@ class CdrRecorder:
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self._trunk_chosen(call)
         self._menu_path(call)
+        if call.transfers or call.linked_call is not None:
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), transfer="; ".join(call.transfers) or None,
+                                          destination=call.destination if call.transfers else None,
+                                          linked_call=None if call.linked_call is None
+                                          else str(uuid.UUID(call.linked_call))))
         ended = call.ended_at if call.ended_at is not None else call.started_at
         legs = []
         for leg in call.legs:

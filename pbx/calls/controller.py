@@ -45,7 +45,7 @@ from pbx.registrar.destination import remote_target
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Ring, RingMember, ToTrunk, decide,
+from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, ToTrunk, decide,
                                 decide_menu_destination, overflow_decision)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
@@ -186,8 +186,53 @@ class CallController:
         """Session timers and maximum duration, from the dialplan in force."""
         return self.plan.calls
 
-    def dialer(self, call: Call) -> Dialer:
-        return CallDialer(self, call)
+    def dialer(self, call: Call, *, delayed_offer: bool = False) -> Dialer:
+        return CallDialer(self, call, delayed_offer=delayed_offer)
+
+    def at(self) -> datetime:
+        """Now, for routing and rights (aware, from the injected wall clock)."""
+        return self._at()
+
+    # ------------------------------------------------------------ transfers
+
+    def plan_transfer(self, call: Call, payer: Extension, transferee: Caller, dialled: str) -> Action:
+        """What a transfer of ``call`` to ``dialled`` rings: routed as if
+        ``payer`` dialled it (their rights, their outside-call caps), the
+        new leg showing ``transferee`` as the caller."""
+        request = CallRequest(caller=payer, dialled=dialled, at=self._at(), caller_number=payer.number,
+                              hours=self.hours)
+        decision = decide(request, self.plan)
+        log.info("transfer_routed", call_id=call.a_call_id, uuid=call.uuid, payer=payer.number, dialled=dialled,
+                 decision=type(decision).__name__, rule=decision.rule,
+                 steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
+        if isinstance(decision, Reject):
+            return End(status=decision.status, disposition=Disposition.REJECTED, reason=decision.reason)
+        if not isinstance(decision, (Ring, RingMember, Hunt, ToTrunk)):
+            return End(status=488, disposition=Disposition.REJECTED, reason="not_a_transfer_target")
+        wall = self.wall()
+        hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
+        action = plan_call(decision, transferee, self.plan, lambda number: self.bindings.current(number, wall),
+                           call.a_call_id, hunting, transfer=True)
+        if isinstance(action, RingTargets) and action.hunt is None:
+            action = self._within_limits(call, payer, action)
+        return action
+
+    def dialog_for(self, call_id: str, to_tag: str, from_tag: str) -> tuple[Call, InviteSession] | None:
+        """The call and session of the dialog a Replaces names (RFC 3891
+        §3): our tag is one of the two, the peer's the other."""
+        for ours, theirs in ((to_tag, from_tag), (from_tag, to_tag)):
+            found = self.sessions.get((call_id, ours))
+            if found is not None and found[1].dialog.remote_tag == theirs:
+                return found
+        return None
+
+    def adopt(self, call: Call, session: InviteSession) -> None:
+        """``session`` belongs to ``call`` from now on (taken over from
+        another call by an attended transfer)."""
+        self.sessions[session.dialog_id] = (call, session)
+        for key in session.keys:
+            if key in self.by_key:
+                self.by_key[key] = (call, session)
 
     def act(self, call: Call, work: Callable[[], None]) -> None:
         """Run ``work`` for ``call`` from outside the SIP input path (the
@@ -564,7 +609,7 @@ class CallController:
             return
         call.state = CallState.ENDED
         self.active -= 1
-        sessions = [call.a, *(leg.session for leg in call.legs)]
+        sessions = [call.a, *(leg.session for leg in call.legs), *call.retired]
         if all(session.settled for session in sessions):
             self._drop(call)
         else:
@@ -578,10 +623,14 @@ class CallController:
         self._due.pop(id(call), None)
         if call.fork is not None:
             call.fork.release()
-        for session in (call.a, *(leg.session for leg in call.legs)):
-            self.sessions.pop(session.dialog_id, None)
+        for session in (call.a, *(leg.session for leg in call.legs), *call.retired):
+            # A session an attended transfer moved to another call is that
+            # call's to drop.
+            if self.sessions.get(session.dialog_id, (call,))[0] is call:
+                self.sessions.pop(session.dialog_id, None)
             for key in session.keys:
-                self.by_key.pop(key, None)
+                if self.by_key.get(key, (call,))[0] is call:
+                    self.by_key.pop(key, None)
 
 
 def _dialled(request: Request) -> str:

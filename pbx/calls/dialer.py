@@ -27,20 +27,25 @@ class CallDialer(Dialer):
     """Places a fork's INVITEs for one call: the caller's offer and headers,
     one dialog per leg."""
 
-    def __init__(self, controller: CallController, call: Call) -> None:
+    def __init__(self, controller: CallController, call: Call, *, delayed_offer: bool = False) -> None:
         self.controller, self.call = controller, call
+        self.delayed_offer = delayed_offer
+        """Send no SDP (a transfer's leg: the target's 2xx offers, and the
+        transferee, whose media it is, answers in a re-INVITE)."""
 
     def _open(self, dialog: Dialog, dest: Peer, *, timers: bool = True,
               credentials: Credentials | None = None) -> InviteSession:
         controller, call = self.controller, self.call
         request = call.a_request
-        headers = [*carried(request)]
-        if timers:
+        delayed = self.delayed_offer
+        headers = [] if delayed else [*carried(request)]
+        if timers and not delayed:
             headers.extend(controller.relay.timer_headers(call, request, Side.B))
+        body = b"" if delayed else request.body
         session = InviteSession.uac(
             dialog=dialog, dest=dest, wire=controller.wire, local=controller.local_address, headers=headers,
-            body=request.body, max_forwards=max(0, int(request.get("max-forwards") or "70") - 1),
-            ack_at_once=bool(request.body), credentials=credentials,
+            body=body, max_forwards=max(0, int(request.get("max-forwards") or "70") - 1),
+            ack_at_once=bool(body), credentials=credentials,
         )
         controller.sessions[session.dialog_id] = (call, session)
         return session

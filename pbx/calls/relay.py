@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pbx.calls import transfer as transfers
 from pbx.calls.call import CARRIED, Call, CallState, Side, carried
 from pbx.routing.dialplan import CallSettings
 from pbx.sip import session_timer
@@ -63,7 +64,7 @@ class Relay:
             call.controller.recorder.call_alive(call, call.controller.wall())
         match event:
             case RequestIn():
-                self._request(call, side, session, event)
+                self._request(call, side, session, event, now)
             case ResponseIn():
                 if isinstance(event.ref, Relayed):
                     self._response(call, event.ref, event, now)
@@ -112,12 +113,12 @@ class Relay:
             return None  # A has no early dialog with us until a 1xx went to it
         return call.a
 
-    def _request(self, call: Call, side: Side, session: InviteSession, event: RequestIn) -> None:
+    def _request(self, call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> None:
         request, method = event.request, event.request.method
         if method == "REFER":
-            # Transfer is not built yet (the call-features issue): say so
-            # rather than pass it on without its Refer-To and pretend.
-            session.answer(event.key, request, 501, "Transfer Not Implemented")
+            # The PBX performs transfers itself (pbx.calls.transfer): a
+            # REFER is never passed on to the other side.
+            transfers.on_refer(call, side, session, event, now)
             return
         target = self._target(call, side, session, method) if method in RELAYED else None
         if target is None:

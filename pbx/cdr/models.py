@@ -208,6 +208,15 @@ class CallRecord(Base):
         String(512),
         comment="Auto attendant menus and keys, e.g. main[7 invalid|1]; secret entries show as (secret).",
     )
+    transfer: Mapped[str | None] = mapped_column(
+        String(512),
+        comment="Transfers and forwards the call took, in order, e.g. 'blind 2002 -> 2003';"
+        " 'forward busy 2002 -> 2004'.",
+    )
+    linked_call: Mapped[str | None] = mapped_column(
+        String(UUID_LENGTH),
+        comment="call_uuid of the call an attended transfer joined to this one (both rows name the other).",
+    )
 
 
 class CallLeg(Base):

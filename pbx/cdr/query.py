@@ -49,6 +49,8 @@ COLUMNS: Final[tuple[str, ...]] = (
     "resolved_number",
     "member",
     "ivr_path",
+    "transfer",
+    "linked_call",
     "cost",
     "wait",
 )

@@ -123,6 +123,9 @@ class CallRouted:
     resolved_number: str | None = None  # what the short number stood for
     member: str | None = None           # the group member whose short number it was
     ivr_path: str | None = None         # menus and keys, secret entries hidden (pbx.ivr.menu)
+    transfer: str | None = None         # transfers and forwards: "blind 2002 -> 2003; ..."
+    linked_call: str | None = None      # the call an attended transfer joined (its call_uuid)
+    destination: str | None = None      # who the call reached in the end, when a transfer moved it
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)

@@ -89,6 +89,9 @@ _ROUTING_FIELDS: Final = (
     "resolved_number",
     "member",
     "ivr_path",
+    "transfer",
+    "linked_call",
+    "destination",
 )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
@@ -273,3 +274,48 @@ class HuntGroupState(Base):
         String(64), comment="The member who last took a call; circular starts after them."
     )
     updated_at: Mapped[datetime | None] = mapped_column(comment="UTC instant of the last change.")
+
+
+class ExtensionFeatures(Base):
+    """What a user set for their extension from the phone (``*72``, ``*78``
+    ...) or an administrator with ``pbx ext forward``: do not disturb and
+    the four forwards (``pbx.calls.features``)."""
+
+    __tablename__ = "extension_features"
+    __table_args__ = ({"comment": "Per-extension call features: do not disturb and call forwarding."},)
+
+    extension: Mapped[str] = mapped_column(String(8), primary_key=True, comment="The extension number.")
+    dnd: Mapped[bool] = mapped_column(
+        Boolean, server_default="0", comment="Do not disturb: callers get busy (or the busy forward)."
+    )
+    forward_always: Mapped[str | None] = mapped_column(
+        String(32), comment="Unconditional forward target (*72); NULL: off."
+    )
+    forward_busy: Mapped[str | None] = mapped_column(String(32), comment="Forward when busy (*90); NULL: off.")
+    forward_no_answer: Mapped[str | None] = mapped_column(
+        String(32), comment="Forward after the ring time (*92); NULL: off."
+    )
+    forward_unreachable: Mapped[str | None] = mapped_column(
+        String(32), comment="Forward when no phone is registered; NULL: off."
+    )
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change; the newest wins.")
+
+
+class OfflineMessage(Base):
+    """A SIP MESSAGE (RFC 3428) kept for an extension with no phone
+    registered, delivered when one registers (``pbx.calls.chat``)."""
+
+    __tablename__ = "offline_messages"
+    __table_args__ = (
+        Index("ix_offline_messages_recipient_created_at", "recipient", "created_at"),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        {"comment": "Chat messages waiting for their recipient to register."},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Surrogate key, in arrival order.")
+    recipient: Mapped[str] = mapped_column(String(8), comment="The extension it is for.")
+    sender: Mapped[str] = mapped_column(String(8), comment="The authenticated extension that sent it.")
+    content_type: Mapped[str] = mapped_column(String(128), comment="Its Content-Type, e.g. text/plain.")
+    body: Mapped[bytes] = mapped_column(LargeBinary, comment="The message body as sent.")
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant it arrived.")
+    expires_at: Mapped[datetime] = mapped_column(comment="UTC instant it is dropped undelivered.")

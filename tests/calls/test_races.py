@@ -409,13 +409,3 @@ def test_a_decline_on_one_fork_stops_the_others() -> None:
     h.deliver(response_text(to_bob_2, 487, to_tag="bob2"), BOB_2)
     assert finals(h.take(ALICE)) == []
     assert ended_as(h) == ("REJECTED", "callee", "declined", 603)
-
-
-def test_refer_is_refused_until_transfer_exists() -> None:
-    h = Harness(CallSettings())
-    call = connected(h)
-    h.deliver(from_alice("REFER", call.a_ok, 3, headers=["Refer-To: <sip:2003@pbx.example.com>"]), ALICE)
-    assert statuses(h.take(ALICE), "REFER") == [501]
-    assert h.take(BOB) == []  # nothing passed on to the other side
-    alice_hangs_up(h, call.a_ok, cseq=4)
-    assert ended_as(h) == ("ANSWERED", "caller", "bye", 200)

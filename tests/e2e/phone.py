@@ -278,6 +278,22 @@ class Phone:
         """Send an UPDATE (RFC 3311) with a new SDP offer in the call."""
         return self.command({"cmd": "update", "call": call}, timeout)
 
+    def xfer(self, uri: str, call: int | None = None, timeout: float = 5.0) -> Event:
+        """Blind transfer of ``call`` to ``uri`` (REFER)."""
+        return self.command({"cmd": "xfer", "uri": uri, "call": call}, timeout)
+
+    def xfer_replaces(self, call: int, to: int, timeout: float = 5.0) -> Event:
+        """Attended transfer: ``call``'s peer replaces us in call ``to``."""
+        return self.command({"cmd": "xfer_replaces", "call": call, "to": to}, timeout)
+
+    def subscribe(self, uri: str, timeout: float = 5.0) -> Event:
+        """Watch ``uri``'s presence; ``buddy_state`` events follow."""
+        return self.command({"cmd": "subscribe", "uri": uri}, timeout)
+
+    def message(self, uri: str, body: str, timeout: float = 5.0) -> Event:
+        """Send a chat message (SIP MESSAGE); an ``im`` event at the recipient."""
+        return self.command({"cmd": "message", "uri": uri, "body": body}, timeout)
+
     # --- internals -----------------------------------------------------------------
 
     def _read_events(self) -> None:

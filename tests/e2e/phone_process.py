@@ -208,6 +208,32 @@ class PhoneAccount(pj.Account):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
         self._phone.guard("incoming_call", lambda: self._phone.on_incoming_call(self, prm))
 
+    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("im", lambda: self._phone.sink.emit(
+            "im", **{"from": str(prm.fromUri)}, to=str(prm.toUri), body=str(prm.msgBody),
+            content_type=str(prm.contentType)))
+
+
+class PhoneBuddy(pj.Buddy):  # type: ignore[misc]
+    """A presence subscription (RFC 3856) or a chat peer (RFC 3428)."""
+
+    def __init__(self, phone: Phone, uri: str) -> None:
+        super().__init__()
+        self._phone = phone
+        self.uri = uri
+
+    def onBuddyState(self) -> None:  # noqa: N802
+        def report() -> None:
+            info = self.getInfo()
+            status = {pj.PJSUA_BUDDY_STATUS_ONLINE: "online", pj.PJSUA_BUDDY_STATUS_OFFLINE: "offline"}.get(
+                int(info.presStatus.status), "unknown")
+            activity = {pj.PJRPID_ACTIVITY_BUSY: "busy", pj.PJRPID_ACTIVITY_AWAY: "away"}.get(
+                int(info.presStatus.activity), "none")
+            self._phone.sink.emit("buddy_state", uri=self.uri, status=status, activity=activity,
+                                  text=str(info.presStatus.statusText), note=str(info.presStatus.note),
+                                  sub_state=str(info.subStateName))
+        self._phone.guard("buddy_state", report)
+
 
 class PhoneCall(pj.Call):  # type: ignore[misc]
     def __init__(self, phone: Phone, account: PhoneAccount, serial: int,
@@ -232,6 +258,11 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
 
     def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
         self._phone.guard("tsx", lambda: self._phone.on_tsx_state(self, prm))
+
+    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        self._phone.guard("xfer_status", lambda: self._phone.sink.emit(
+            "xfer_status", call=self.serial, code=int(prm.statusCode), reason=str(prm.reason),
+            final=bool(prm.finalNotify)))
 
 
 class PhonePlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
@@ -296,6 +327,7 @@ class Phone:
     options: AccountOptions = field(default_factory=AccountOptions)
     calls: dict[int, PhoneCall] = field(default_factory=dict)
     finished_calls: list[PhoneCall] = field(default_factory=list)
+    buddies: dict[str, PhoneBuddy] = field(default_factory=dict)
     pending_answers: list[PendingAnswer] = field(default_factory=list)
     closing_recordings: list[ClosingRecording] = field(default_factory=list)
     next_serial: int = 1
@@ -591,6 +623,10 @@ class Phone:
             "stop_record": self.cmd_stop_record,
             "send_dtmf": self.cmd_send_dtmf,
             "update": self.cmd_update,
+            "xfer": self.cmd_xfer,
+            "xfer_replaces": self.cmd_xfer_replaces,
+            "subscribe": self.cmd_subscribe,
+            "message": self.cmd_message,
             "status": self.cmd_status,
             "quit": self.cmd_quit,
         }
@@ -823,6 +859,49 @@ class Phone:
         call = self._find_call(args)
         call.update(pj.CallOpParam(True))   # RFC 3311 UPDATE with a new offer
         return {"call": call.serial}
+
+    def cmd_xfer(self, args: Command) -> dict[str, Any]:
+        """Blind transfer: REFER with Refer-To ``uri`` (RFC 3515)."""
+        call = self._find_call(args)
+        call.xfer(_str(args, "uri"), pj.CallOpParam(True))
+        return {"call": call.serial}
+
+    def cmd_xfer_replaces(self, args: Command) -> dict[str, Any]:
+        """Attended transfer: REFER in ``call`` naming call ``to``'s dialog (RFC 3891)."""
+        call = self._find_call(args)
+        other = self.calls.get(_int(args, "to"))
+        if other is None:
+            raise CommandError("no such call to replace")
+        call.xferReplaces(other, pj.CallOpParam(True))
+        return {"call": call.serial}
+
+    def _buddy(self, uri: str, subscribe: bool) -> PhoneBuddy:
+        found = self.buddies.get(uri)
+        if found is not None:
+            return found
+        config = pj.BuddyConfig()
+        config.uri = uri
+        config.subscribe = subscribe
+        buddy = PhoneBuddy(self, uri)
+        buddy.create(self._require_account(), config)
+        self.buddies[uri] = buddy
+        return buddy
+
+    def cmd_subscribe(self, args: Command) -> dict[str, Any]:
+        """Watch ``uri``'s presence (SUBSCRIBE, Event: presence)."""
+        uri = _str(args, "uri")
+        buddy = self._buddy(uri, True)
+        buddy.subscribePresence(True)
+        return {"uri": uri}
+
+    def cmd_message(self, args: Command) -> dict[str, Any]:
+        """Send ``body`` to ``uri`` in a MESSAGE (RFC 3428)."""
+        uri = _str(args, "uri")
+        param = pj.SendInstantMessageParam()
+        param.content = _str(args, "body")
+        param.contentType = "text/plain"
+        self._buddy(uri, False).sendInstantMessage(param)
+        return {"uri": uri}
 
     def cmd_status(self, args: Command) -> dict[str, Any]:
         registered = self.account_active()
