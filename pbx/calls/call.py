@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Literal, assert_never
 
 import structlog
 
-from pbx.calls.fork import Fork, Leg, LegState, Outcome
+from pbx.calls.features import ForwardOnFail
+from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls.plan import Action, AnswerMenu, End, Overflowing, Ring, quoted_text as quoted
 from pbx.calls import transfer as transfers
 from pbx.ivr.menu import Hangup, Transfer
-from pbx.media.sdp import SdpError
+from pbx.media.sdp import SdpError, cross_answer
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember
@@ -196,6 +197,10 @@ class Call:
     """The other call an attended transfer joined to this one (its uuid)."""
     first_call_id: str | None = None
     """The caller's Call-ID, kept once a transfer moved the A side."""
+    forward_on_fail: ForwardOnFail | None = None
+    """The rung extension's busy and no-answer forwards (pbx.calls.features)."""
+    forwards: int = 0
+    """Forwards followed so far (bounded by the plan's forward_limit)."""
 
     # ------------------------------------------------------------ identity
 
@@ -305,7 +310,44 @@ class Call:
                 self.on_call = presence.hold(self.on_call, number.number)
         self.transfers.append(f"{kind} {by} -> {target}")
 
-    def hand_over(self, session: InviteSession, *, into: Call) -> None:
+    def picked_up(self, picker_call: Call, picker: Extension, rung: str, now: float) -> bool:
+        """``picker_call`` (the picker's ``*8``) takes this ringing call: the
+        phones that ring stop (CANCEL with "Call completed elsewhere"), the
+        caller and the picker are answered, each with an answer pointing at
+        the other's offer, and the picker's dialog becomes this call's
+        callee. False when their offers have nothing in common (or one is
+        missing): nothing changes then."""
+        offer, picker_offer = self.a_request.body, picker_call.a_request.body
+        try:
+            to_caller = cross_answer(offer, picker_offer, session_id=abs(hash(self.uuid)) % 10**9)
+            to_picker = cross_answer(picker_offer, offer, session_id=abs(hash(picker_call.uuid)) % 10**9)
+        except SdpError:
+            return False
+        if self.fork is not None:
+            self.fork.stop([COMPLETED_ELSEWHERE])
+        session = picker_call.a
+        leg = Leg(contact=session.dialog.remote_target, session=session, started_at=picker_call.started_at,
+                  target=picker.number, state=LegState.ANSWERED)
+        # The picker's own call ends here (answered, linked to this one);
+        # its dialog is this call's from now on.
+        picker_call.answered_at = self.controller.wall()
+        session.respond(200, None, [SDP_TYPE], to_picker)
+        self.controller.recorder.call_answered(picker_call)
+        self.controller.adopt(self, session)
+        picker_call.hand_over(session, into=self, reason="picked_up")
+        self.transfer_legs.append(leg)
+        self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
+        self.destination = picker.number
+        self.transfers.append(f"pickup {picker.number} <- {rung}")
+        self.on_call = self.controller.presence.hold(self.on_call, picker.number)
+        self.answered_at = self.controller.wall()
+        self.answered_monotonic = now
+        self.a.respond(200, None, [SDP_TYPE], to_caller)
+        self.controller.recorder.call_answered(self)
+        self.watch(None, now)
+        return True
+
+    def hand_over(self, session: InviteSession, *, into: Call, reason: str = "transferred") -> None:
         """An attended transfer takes ``session`` (this call's dialog with
         the target) into call ``into``: this call ends for the rest of it,
         its CDR linked to that call."""
@@ -315,7 +357,7 @@ class Call:
         if self.winner is not None and self.winner.session is session:
             self.winner = None
         self.retire(session)  # never hung up from here
-        self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, "transferred")
+        self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, reason)
         log.info("call_ended", call_id=self.a_call_id, uuid=self.uuid, side="transfer", into=into.uuid)
 
         def hang_up() -> None:
@@ -356,6 +398,7 @@ class Call:
         if action.hunt is not None:
             self.hunt_group = action.hunt.group.number
         self.ring_due = now + action.ring_timeout
+        self.forward_on_fail = action.forward
         self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
                          unreachable=action.unreachable)
         result = self.fork.start(now)
@@ -716,7 +759,7 @@ class Call:
             self.ring_due = None
             if self.fork is not None:
                 self.fork.stop([])
-            if self._overflowed("no_answer"):
+            if self._overflowed("no_answer") or self._forwarded("no_answer"):
                 return
             if self.local:
                 self._transfer_failed(Outcome(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX))
@@ -785,11 +828,27 @@ class Call:
         self.controller.overflow(self, hunt.group, condition, hunt.call_class)
         return True
 
+    def _forwarded(self, condition: Literal["busy", "no_answer"]) -> bool:
+        """The rung extension did not take the call: sent on to its forward
+        for ``condition``, if it has one."""
+        forward = self.forward_on_fail
+        if forward is None or self.state is not CallState.RINGING or self.local:
+            return False
+        target = forward.busy if condition == "busy" else forward.no_answer
+        if target is None:
+            return False
+        self.forward_on_fail = None
+        self.controller.forward_unanswered(self, forward.extension, condition, target)
+        return True
+
     def fail(self, result: Outcome) -> None:
         """Every leg failed: tell the caller the fork's one outcome (a hunt
         group: overflow first, busy when every member said busy; a caller the
         menu transferred hears it said)."""
         if self._overflowed("busy" if result.disposition is Disposition.BUSY else "no_answer"):
+            return
+        if result.disposition in (Disposition.BUSY, Disposition.NO_ANSWER) and self._forwarded(
+                "busy" if result.disposition is Disposition.BUSY else "no_answer"):
             return
         if self.local:
             self._transfer_failed(result)

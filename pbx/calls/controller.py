@@ -35,8 +35,9 @@ from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
 from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
+from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
-from pbx.cdr.records import Disposition
+from pbx.cdr.records import Disposition, HangupSide
 from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
@@ -45,8 +46,8 @@ from pbx.registrar.destination import remote_target
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, ToTrunk, decide,
-                                decide_menu_destination, overflow_decision)
+from pbx.routing.engine import (AgentCode, CallRequest, Decision, Feature, Hunt, Reject, Ring, RingMember, ToTrunk,
+                                decide, decide_menu_destination, overflow_decision)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
@@ -136,6 +137,7 @@ class CallController:
         challenges: ChallengeSink | None = None,
         hunts: HuntState | None = None,
         rng: random.Random | None = None,
+        features: FeatureState | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.plan = plan
@@ -176,6 +178,8 @@ class CallController:
         """How calls are answered locally (menus, announcements); None: never."""
         self.hours: Mapping[str, HoursOverride] = {}
         """Administrators' schedule overrides (``pbx hours``), as last read from the store."""
+        self.features = features or FeatureState()
+        """Forwards and do not disturb (the store's cache)."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -459,25 +463,148 @@ class CallController:
             agent = self._agent_code(call, decision)
             self._on_behalf(call, lambda: call.run(agent, self.now))
             return
+        if isinstance(decision, Feature):
+            feature = self._feature_code(call, decision)
+            self._on_behalf(call, lambda: call.run(feature, self.now))
+            return
         action = self._plan(call, decision)
         self._on_behalf(call, lambda: call.run(action, self.now))
 
-    def _plan(self, call: Call, decision: Decision, *, transfer: bool = False) -> Action:
+    def _plan(self, call: Call, decision: Decision, *, transfer: bool = False,
+              payer: Extension | None = None) -> Action:
         """What ``call`` does for ``decision`` (a menu's ``transfer`` too),
-        held to the caller's outside-call caps."""
+        held to the outside-call caps of whoever pays: the caller, or the
+        extension whose forward placed it (``payer``)."""
+        wall = self.wall()
         if isinstance(decision, Ring):
             call.destination = decision.extension.number
-        wall = self.wall()
+            redirect = self._redirect(call, decision.extension, wall)
+            if redirect is not None:
+                return redirect
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
         action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
-                           call.a_call_id, hunting, transfer=transfer)
-        if call.caller is not None and isinstance(action, RingTargets) and action.hunt is None:
+                           call.a_call_id, hunting, transfer=transfer or payer is not None)
+        payer = payer or call.caller
+        if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             # A hunt group's outside members go out with the group's rights,
             # not as the caller's outside calls.
-            action = self._within_limits(call, call.caller, action)
+            action = self._within_limits(call, payer, action)
+        if isinstance(decision, Ring) and isinstance(action, RingTargets):
+            forward = self.features.settings(decision.extension).forward
+            if forward.busy is not None or forward.no_answer is not None:
+                action = replace(action, forward=ForwardOnFail(decision.extension.number, forward.busy,
+                                                               forward.no_answer))
         return action
+
+    # ------------------------------------------------------------ forwarding
+
+    def _redirect(self, call: Call, extension: Extension, wall: float) -> Action | None:
+        """A call to ``extension`` that must not ring it: forwarded, or busy
+        (do not disturb, its maximum of calls); None: ring it."""
+        settings = self.features.settings(extension)
+        redirect = forward_before_ringing(settings, calls=self.presence.calls(extension.number),
+                                          max_calls=extension.max_calls,
+                                          registered=bool(self.bindings.current(extension.number, wall)))
+        if redirect is None:
+            return None
+        if redirect.target is not None:
+            return self.forward(call, extension, redirect.condition, redirect.target)
+        reason = "do_not_disturb" if redirect.condition == "dnd" else "busy"
+        log.info("call_busy", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number, reason=reason,
+                 calls=self.presence.calls(extension.number), max_calls=extension.max_calls)
+        return End(status=486, disposition=Disposition.BUSY, reason=reason, side=HangupSide.CALLEE,
+                   announcement="busy" if self.plan.media.announce_refusals else None,
+                   language=self.plan.language_for(call.caller))
+
+    def forward(self, call: Call, extension: Extension, condition: str, target: str) -> Action:
+        """Send ``call`` on to ``target`` as ``extension``'s forward: routed
+        as a call ``extension`` places (its rights, its caps); a chain of
+        forwards is followed at most ``forward_limit`` times."""
+        call.forwards += 1
+        call.transfers.append(f"forward {condition} {extension.number} -> {target}")
+        limit = self.plan.features.forward_limit
+        if call.forwards > limit:
+            log.warning("forward_limit", call_id=call.a_call_id, uuid=call.uuid, chain=call.transfers,
+                        limit=limit)
+            return End(status=482, disposition=Disposition.FAILED, reason="forward_limit", phrase="Loop Detected")
+        request = CallRequest(caller=extension, dialled=target, at=self._at(), caller_number=extension.number,
+                              hours=self.hours)
+        decision = decide(request, self.plan)
+        log.info("call_forwarded", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
+                 condition=condition, target=target, decision=type(decision).__name__, rule=decision.rule,
+                 steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
+        if isinstance(decision, Reject):
+            return End(status=decision.status, disposition=Disposition.REJECTED, reason=f"forward_{decision.reason}")
+        if not isinstance(decision, (Ring, RingMember, Hunt, ToTrunk)):
+            return End(status=480, disposition=Disposition.UNAVAILABLE, reason="forward_not_a_destination")
+        if isinstance(decision, ToTrunk):
+            call.call_class = decision.call_class
+        return self._plan(call, decision, payer=extension)
+
+    def forward_unanswered(self, call: Call, number: str, condition: str, target: str) -> None:
+        """The rung extension was busy or did not answer: its forward rings."""
+        extension = self.plan.extension(number)
+        if extension is None:
+            call.run(End(status=480, disposition=Disposition.UNAVAILABLE, reason="forward_extension_gone"),
+                     self.now)
+            return
+        call.run(self.forward(call, extension, condition, target), self.now)
+
+    # ------------------------------------------------------------ pickup
+
+    def pickup(self, call: Call, decision: Feature) -> Action:
+        """``*8`` (a call ringing in the picker's pickup group) or ``**E``
+        (the call ringing at extension E): the ringing phones stop with
+        "Call completed elsewhere" and the picker talks to the caller."""
+        picker = decision.extension
+        directed = decision.dialled.argument if decision.dialled.action == "directed_pickup" else None
+        group = picker.pickup_group or picker.department
+        ringing = sorted({id(c): c for c, _ in self.sessions.values()}.values(), key=lambda c: c.started_at)
+        for candidate in ringing:
+            if candidate is call or candidate.state is not CallState.RINGING or candidate.local \
+                    or candidate.fork is None:
+                continue
+            for leg in candidate.fork.legs:
+                rung = self.plan.extension(leg.target) if leg.live and leg.trunk is None and leg.target else None
+                if rung is None or rung.number == picker.number:
+                    continue
+                if directed == rung.number or (directed is None and (rung.pickup_group or rung.department) == group):
+                    if candidate.picked_up(call, picker, rung.number, self.now):
+                        log.info("call_picked_up", call_id=candidate.a_call_id, uuid=candidate.uuid,
+                                 picker=picker.number, rung=rung.number, by=call.uuid)
+                        return End(status=480, disposition=Disposition.ANSWERED, reason="picked_up")
+                    return End(status=488, disposition=Disposition.FAILED, reason="pickup_media_unusable")
+        log.info("pickup_nothing_ringing", call_id=call.a_call_id, uuid=call.uuid, picker=picker.number,
+                 directed=directed, group=group)
+        return End(status=480, disposition=Disposition.UNAVAILABLE, reason="nothing_to_pick_up",
+                   phrase="Nothing To Pick Up")
+
+    def _feature_code(self, call: Call, decision: Feature) -> Action:
+        """Change the caller's forwards or do not disturb, then say so: a
+        spoken confirmation in early media where the call has media, and a
+        480 whose reason phrase says what was done (the agent codes' way)."""
+        feature, extension, wall = decision.dialled, decision.extension, self.wall()
+        match feature.action:
+            case "forward_on" | "forward_off":
+                assert feature.kind is not None
+                target = feature.argument if feature.action == "forward_on" else None
+                self.features.set_forward(extension, feature.kind, target, wall)
+                on = target is not None
+                phrase = f"Forwarding {feature.kind} " + (f"On {target}" if on else "Off")
+                prompt = "forwarding_on" if on else "forwarding_off"
+            case "dnd_on" | "dnd_off":
+                on = feature.action == "dnd_on"
+                self.features.set_dnd(extension, on, wall)
+                phrase, prompt = ("Do Not Disturb On", "dnd_on") if on else ("Do Not Disturb Off", "dnd_off")
+            case "pickup" | "directed_pickup":
+                return self.pickup(call, decision)
+        log.info("feature_set", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
+                 action=feature.action, kind=feature.kind, target=feature.argument, by="feature_code")
+        return End(status=480, disposition=Disposition.UNAVAILABLE, reason=f"feature_{feature.action}",
+                   headers=(("reason", f'SIP;cause=200;text="{feature.action}"'),), phrase=phrase,
+                   announcement=prompt, language=self.plan.language_for(extension))
 
     # ------------------------------------------------------------ hunt groups
 

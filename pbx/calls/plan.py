@@ -33,8 +33,9 @@ from pbx.cdr.records import Disposition, HangupSide
 from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.calls.local import PHRASE_FOR_STATUS
-from pbx.routing.engine import (AgentCode, Decision, Hunt, Reject, Ring as RingExtension, RingMember, RunIvr,
-                                ToTrunk)
+from pbx.calls.features import ForwardOnFail
+from pbx.routing.engine import (AgentCode, Decision, Feature, Hunt, Reject, Ring as RingExtension, RingMember,
+                                RunIvr, ToTrunk)
 from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
@@ -56,6 +57,8 @@ class Ring:
     status (a group member's numbers all out of reach)."""
     hunt: HuntRing | None = None
     """The hunt group rung, when it is one: its overflow and CDR columns."""
+    forward: ForwardOnFail | None = None
+    """Where the call goes if the extension is busy or does not answer."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,11 +137,11 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             log.info("hunt_ringing", call_id=call_id, group=ring.group.number, strategy=ring.group.strategy,
                      order=list(ring.order))
             return Ring(targets=tuple(targets), ring_timeout=float(ring.group.total_seconds), hunt=ring)
-        case AgentCode():
-            # Agent codes change lasting state: the controller answers them
-            # before planning. Reaching here is a bug, told plainly.
-            log.error("agent_code_not_handled", call_id=call_id)
-            return End(status=500, disposition=Disposition.FAILED, reason="agent_code_not_handled")
+        case AgentCode() | Feature():
+            # Agent and feature codes change lasting state: the controller
+            # answers them before planning. Reaching here is a bug, told plainly.
+            log.error("feature_code_not_handled", call_id=call_id)
+            return End(status=500, disposition=Disposition.FAILED, reason="feature_code_not_handled")
         case RingExtension():
             extension = decision.extension
             found = contacts(extension.number)

@@ -33,3 +33,7 @@ class Presence:
 
     def busy(self, extension: str) -> bool:
         return extension in self._calls
+
+    def calls(self, extension: str) -> int:
+        """How many calls ``extension`` is on (against its ``max_calls``)."""
+        return self._calls.get(extension, 0)

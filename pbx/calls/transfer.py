@@ -216,8 +216,8 @@ def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: floa
             return
     transfer.target = number
     transfer.leg = transfer.taken = leg
-    other.hand_over(leg.session, into=call)
     controller.adopt(call, leg.session)
+    other.hand_over(leg.session, into=call)
     fetch = transfer.fetch = _Fetch()
     fetch.request = leg.session.send("INVITE", ref=fetch, retry_glare=True)
 

@@ -43,12 +43,18 @@ def _fail(message: str) -> None:
 
 
 def _plan(path: Path) -> Dialplan:
+    return valid_plan(path, "hunt")
+
+
+def valid_plan(path: Path, command: str) -> Dialplan:
+    """The dialplan at ``path``; its problems printed and exit 1 if it has
+    any (``pbx <command>: ... has errors``)."""
     result = read_dialplan(path)
     if result.dialplan is None:
         for problem in result.errors:
             click.echo(str(problem), err=True)
-        _fail(f"{path} has errors")
-    assert result.dialplan is not None
+        click.echo(f"pbx {command}: {path} has errors", err=True)
+        sys.exit(1)
     return result.dialplan
 
 

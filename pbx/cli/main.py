@@ -9,6 +9,7 @@ from pbx import __version__
 from pbx.cli.cdr import cdr
 from pbx.cli.check import check
 from pbx.cli.explain import explain
+from pbx.cli.ext import ext
 from pbx.cli.group import group
 from pbx.cli.hunt import hunt
 from pbx.cli.hours import hours
@@ -32,6 +33,7 @@ main.add_command(group)
 main.add_command(hunt)
 main.add_command(security)
 main.add_command(hours)
+main.add_command(ext)
 
 if __name__ == "__main__":
     main()

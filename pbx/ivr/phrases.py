@@ -17,6 +17,26 @@ VOICES: Final = {"vi": "vi", "zh": "cmn", "en": "en-us"}
 """espeak-ng voice per language (cmn: Mandarin)."""
 
 PHRASES: Final[dict[str, dict[str, str]]] = {
+    "forwarding_on": {
+        "en": "Call forwarding is on.",
+        "vi": "Đã bật chuyển cuộc gọi.",
+        "zh": "呼叫转移已开启。",
+    },
+    "forwarding_off": {
+        "en": "Call forwarding is off.",
+        "vi": "Đã tắt chuyển cuộc gọi.",
+        "zh": "呼叫转移已关闭。",
+    },
+    "dnd_on": {
+        "en": "Do not disturb is on.",
+        "vi": "Đã bật chế độ không làm phiền.",
+        "zh": "免打扰已开启。",
+    },
+    "dnd_off": {
+        "en": "Do not disturb is off.",
+        "vi": "Đã tắt chế độ không làm phiền.",
+        "zh": "免打扰已关闭。",
+    },
     "welcome": {
         "en": "Welcome. For sales, press 1. For reception, press 0. Or dial an extension number.",
         "vi": "Xin chào quý khách. Gặp phòng kinh doanh, bấm phím 1. Gặp lễ tân, bấm phím 0. "

@@ -439,3 +439,39 @@ class SdpSession:
         media, negotiated = answer_media(offer, local)
         return self.describe(media), negotiated
 
+
+
+def cross_answer(offer: bytes, other: bytes, *, session_id: int) -> bytes:
+    """An answer to ``offer`` that points at the party who made ``other``,
+    another offer: for joining two callers who both offered (call pickup,
+    where the ringing call's caller and the picker each sent an offer).
+
+    Each media line keeps the formats of ``offer`` whose encoding ``other``
+    offered too, with ``offer``'s payload numbers (RFC 3264 §6.1), and
+    takes ``other``'s address and port; a line with nothing in common, or
+    that ``other`` lacks, is refused with port 0 (§6). SdpError when either
+    cannot be parsed."""
+    theirs, mine = parse_sdp(offer), parse_sdp(other)
+    media: list[MediaDescription] = []
+    for index, m in enumerate(theirs.media):
+        peer = mine.media[index] if index < len(mine.media) else None
+        if peer is None or peer.media != m.media:
+            media.append(MediaDescription(media=m.media, port=0, proto=m.proto, formats=m.formats[:1]))
+            continue
+        wanted = {(name.lower(), rate) for name, rate in peer.rtpmap().values()}
+        mapping = m.rtpmap()
+        kept = tuple(f for f in m.formats if f.isdigit() and (mapping.get(int(f), ("", 0))[0].lower(),
+                                                               mapping.get(int(f), ("", 0))[1]) in wanted)
+        if not kept:
+            media.append(MediaDescription(media=m.media, port=0, proto=m.proto, formats=m.formats[:1]))
+            continue
+        attributes = tuple((key, value) for key, value in m.attributes
+                           if key in ("rtpmap", "fmtp") and value and value.partition(" ")[0] in kept)
+        direction = peer.direction(mine.direction)
+        media.append(MediaDescription(media=m.media, port=peer.port, proto=m.proto, formats=kept,
+                                      connection=peer.connection or mine.connection,
+                                      attributes=(*attributes, (direction.value, None))))
+    address = mine.connection or next((m.connection for m in mine.media if m.connection), None) or "0.0.0.0"
+    answer = SessionDescription(origin=Origin(username="pbx", session_id=session_id, version=1, address=address),
+                                media=tuple(media))
+    return answer.serialise().encode()

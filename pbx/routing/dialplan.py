@@ -61,6 +61,36 @@ class Department:
     """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
 
 
+FORWARD_TARGET: Final = re.compile(r"\+?[0-9]{2,20}")
+"""Where a forward may point: an extension, a hunt group or an outside number."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forwards:
+    """An extension's call forwarding (``forward:``), each None when off.
+
+    ``always`` takes every call at once; ``busy`` the calls that find it
+    busy (on its maximum of calls, do not disturb, or every phone said
+    busy); ``no_answer`` the calls unanswered after its ring time;
+    ``unreachable`` the calls when no phone of it is registered. What the
+    user sets from the phone (``*72`` ...) is kept in the store and wins
+    over this (:mod:`pbx.calls.features`)."""
+
+    always: str | None = None
+    busy: str | None = None
+    no_answer: str | None = None
+    unreachable: str | None = None
+
+    def __post_init__(self) -> None:
+        for kind in FORWARD_KINDS:
+            target = getattr(self, kind)
+            if target is not None and FORWARD_TARGET.fullmatch(target) is None:
+                raise ValueError(f"forward {kind} must be a number, got {target!r}")
+
+
+FORWARD_KINDS: Final = ("always", "busy", "no_answer", "unreachable")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Extension:
     """A user of the PBX, registered and authenticated by its number.
@@ -94,8 +124,20 @@ class Extension:
     """Where calls to its phones go: the Contact, or the REGISTER's source."""
     language: str | None = None
     """Overrides the department's prompt language."""
+    forward: Forwards = Forwards()
+    """Call forwarding the administrator set (the user's own, from the phone, wins)."""
+    dnd: bool = False
+    """Do not disturb as the administrator set it (``*78``/``*79`` change it)."""
+    max_calls: int = 2
+    """Calls the extension may be in at once (call waiting: the second
+    rings while the first goes on); a caller beyond it gets busy."""
+    pickup_group: str | None = None
+    """Who may pick up its ringing calls with ``*8``: extensions of the
+    same pickup group; None: its department."""
 
     def __post_init__(self) -> None:
+        if self.max_calls < 1:
+            raise ValueError(f"extension {self.number!r}: max_calls must be at least 1")
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
             raise ValueError(f"extension number {self.number!r} must be 2 to 8 digits")
         has_ha1 = self.ha1_md5 is not None or self.ha1_sha256 is not None
@@ -240,6 +282,37 @@ class CallSettings:
             raise ValueError("calls session_expires must not be below min_se")
 
 
+PresenceVisibility = Literal["company", "department"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureSettings:
+    """Limits of the everyday call features (the ``features:`` section).
+
+    A forward that leads to another extension's forward is followed at most
+    ``forward_limit`` times (a loop ends there, with 482 and a CDR saying
+    so). A chat message may be ``chat_max_bytes`` long; one kept for an
+    offline user is kept ``chat_retention_hours`` and at most
+    ``chat_max_stored`` wait per user (the oldest go first). Presence and
+    busy lamps of an extension may be watched by every extension
+    (``company``) or by its own department's (``department``)."""
+
+    forward_limit: int = 5
+    chat_max_bytes: int = 4096
+    chat_retention_hours: int = 168
+    chat_max_stored: int = 100
+    presence_visibility: PresenceVisibility = "company"
+    max_subscriptions: int = 200
+    """Presence and dialog subscriptions one extension may hold at once."""
+
+    def __post_init__(self) -> None:
+        if min(self.forward_limit, self.chat_max_bytes, self.chat_retention_hours, self.chat_max_stored,
+               self.max_subscriptions) < 1:
+            raise ValueError("features settings must all be at least 1")
+        if self.presence_visibility not in ("company", "department"):
+            raise ValueError("presence_visibility must be company or department")
+
+
 _V = TypeVar("_V")
 
 
@@ -257,6 +330,8 @@ class Dialplan:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     calls: CallSettings = field(default_factory=CallSettings)
     """Session timers and the maximum call duration."""
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    """Forwarding, chat and presence limits."""
     departments: Mapping[str, Department] = field(default_factory=dict)
     """Departments by key; read-only after construction."""
     extensions: Mapping[str, Extension] = field(default_factory=dict)

@@ -54,11 +54,12 @@ from pbx.routing.ivr import Destination, HoursOverride, IvrMenu, entry_menu
 from pbx.routing.numbering import sendable
 from pbx.routing.outside import Refusal, prepare
 from pbx.routing.patterns import is_dialable
-from pbx.routing.rights import check_class
+from pbx.routing.feature_codes import FeatureDialled, parse_feature_code
+from pbx.routing.rights import check_class, check_number
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
-__all__ = ["AgentCode", "CallRequest", "Decision", "Hunt", "Reject", "Ring", "RingMember", "RunIvr", "Step",
+__all__ = ["AgentCode", "CallRequest", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember", "RunIvr", "Step",
            "ToTrunk", "decide", "decide_menu_destination", "overflow_decision"]
 
 
@@ -207,7 +208,20 @@ class RunIvr:
     steps: tuple[Step, ...] = ()
 
 
-Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feature:
+    """A feature code (:mod:`pbx.routing.feature_codes`): change the caller's
+    forwards or do not disturb, or pick up a ringing call. A forward's
+    target was checked against the caller's rights already."""
+
+    dialled: FeatureDialled
+    extension: Extension
+    rule: str
+    call_class: str = INTERNAL
+    steps: tuple[Step, ...] = ()
+
+
+Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr | Feature
 
 
 
@@ -239,6 +253,9 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     code = parse_agent_code(number) if plan.hunt_groups else None
     if code is not None:
         return _agent_code(caller, plan, code[0], code[1], steps)
+    feature = parse_feature_code(number)
+    if feature is not None:
+        return _feature(caller, plan, feature, call.at, steps)
     if number in plan.feature_codes:
         return _reject(501, "feature_not_available", f"feature_codes.{number}", steps,
                        f"{number} is reserved for {plan.feature_codes[number]!r}, not available yet")
@@ -247,6 +264,31 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     if internal is not None:
         return internal
     return _outside(number, caller, plan, call.at, steps)
+
+
+def _feature(caller: Extension, plan: Dialplan, feature: FeatureDialled, at: datetime,
+             steps: list[Step]) -> Feature | Reject:
+    """A feature code: its number (a forward's target, a pickup's
+    extension) must make sense for the caller; a forward target must be
+    something they may dial themselves (a forward is a call they place)."""
+    rule = f"feature_codes.{feature.code}"
+    target = feature.argument
+    if feature.action == "forward_on":
+        if not target:
+            return _reject(484, "forward_target_missing", rule, steps, f"{feature.code} needs a number after it")
+        if target == caller.number:
+            return _reject(403, "forward_to_self", rule, steps, f"{caller.number} cannot forward to itself")
+        if plan.extension(target) is None and target not in plan.hunt_groups:
+            verdict = check_number(plan, caller, target, at)
+            if not verdict.allowed:
+                return Reject(status=403 if verdict.reason != "unknown_number" else 404, reason=verdict.reason,
+                              rule=verdict.rule, call_class=verdict.call_class, steps=(*steps, *verdict.steps),
+                              detail=verdict.steps[-1].outcome if verdict.steps else verdict.reason)
+    elif feature.action == "directed_pickup" and (not target or plan.extension(target) is None):
+        return _reject(404, "no_such_extension", rule, steps, f"{target!r} is no extension to pick up from")
+    steps.append(Step(rule=rule, outcome=f"feature code {feature.code}: {feature.action}"
+                      + (f" {feature.kind}" if feature.kind else "") + (f" {target}" if target else "")))
+    return Feature(dialled=feature, extension=caller, rule=rule, steps=tuple(steps))
 
 
 def _outside(number: str, caller: Extension, plan: Dialplan, at: datetime, steps: list[Step]) -> ToTrunk | Reject:

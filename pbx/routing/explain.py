@@ -15,7 +15,8 @@ from pbx.routing.call_limits import Limit, limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import CONDITIONS
-from pbx.routing.engine import (AgentCode, CallRequest, Decision, Hunt, Reject, Ring, RingMember, RunIvr, ToTrunk,
+from pbx.routing.engine import (AgentCode, CallRequest, Decision, Feature, Hunt, Reject, Ring, RingMember, RunIvr,
+                                ToTrunk,
                                 decide)
 from pbx.routing.ivr import IvrMenu
 
@@ -123,6 +124,11 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
             return [f"decision: refuse with {decision.status} ({decision.reason})",
                     f"          class {decision.call_class or '-'}, {rule}",
                     f"          {decision.detail}"]
+        case Feature():
+            feature = decision.dialled
+            return [f"decision: feature code {feature.code}: {feature.action}"
+                    + (f" {feature.kind}" if feature.kind else "")
+                    + (f" {feature.argument}" if feature.argument else ""), f"          {rule}"]
         case RunIvr():
             return [f"decision: the PBX answers: auto attendant menu {decision.menu.key}",
                     *_menu_lines(decision.menu), f"          class {decision.call_class}, {rule}"]

@@ -50,6 +50,8 @@ from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
     Department,
+    FeatureSettings,
+    Forwards,
     Dialplan,
     Extension,
     RegistrarSettings,
@@ -854,6 +856,25 @@ _CHECKS: Final[tuple[Check, ...]] = (
 # ---------------------------------------------------------------- build
 
 
+def _features(section: dict[str, Any]) -> FeatureSettings:
+    fields: dict[str, Any] = {k: (str(v) if k == "presence_visibility" else int(v)) for k, v in section.items()}
+    return FeatureSettings(**fields)
+
+
+def _feature_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """An extension's forwards, do not disturb, call limit and pickup group."""
+    fields: dict[str, Any] = {}
+    if "forward" in entry:
+        fields["forward"] = Forwards(**{k: str(v) for k, v in entry["forward"].items()})
+    if "dnd" in entry:
+        fields["dnd"] = entry["dnd"] is True
+    if "max_calls" in entry:
+        fields["max_calls"] = int(entry["max_calls"])
+    if "pickup_group" in entry:
+        fields["pickup_group"] = str(entry["pickup_group"])
+    return fields
+
+
 def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
@@ -880,6 +901,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         limits.update(loader_routing.extension_fields(entry))
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
+        limits.update(_feature_fields(entry))
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),
@@ -896,6 +918,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         registrar=RegistrarSettings(**registrar),
         security=SecuritySettings(**security),
         calls=CallSettings(**calls),
+        features=_features(data.get("features", {})),
         departments=departments,
         extensions=extensions,
         sources=sources,

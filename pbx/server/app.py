@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
+from pbx.calls.features import FeatureRecord, FeatureState
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
 from pbx.cdr.writer import CdrWriter, recover_interrupted
 from pbx.ivr.service import IvrMedia, prompt_library
@@ -46,6 +47,7 @@ from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.store.db import make_engine, migrate
+from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
 from pbx.store.hunt import HuntStore
 from pbx.store.writer import BackgroundWriter
@@ -166,6 +168,11 @@ class Server:
         self.hunt_store = HuntStore(engine)
         self.hunts = HuntState(save=self._save_hunt)
         self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
+        # Forwards and do not disturb: the same pattern (the store is the
+        # truth, written behind, read again on every sweep).
+        self.feature_store = FeatureStore(engine)
+        self.features = FeatureState(save=self._save_features)
+        self.features.merge(await asyncio.to_thread(self.feature_store.load))
         interrupted = await asyncio.to_thread(recover_interrupted, engine, self.node, datetime.now(timezone.utc))
         if interrupted:
             log.warning("cdr_interrupted_calls_marked", count=interrupted)
@@ -181,6 +188,7 @@ class Server:
             wall_clock=time.time,
             challenges=self.security,
             hunts=self.hunts,
+            features=self.features,
         )
         self.service.calls = calls
         for tcp in self.tcp:
@@ -210,6 +218,10 @@ class Server:
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _save_features(self, record: FeatureRecord) -> None:
+        store = self.feature_store
+        self.writer.submit(lambda conn: store.save(record, conn=conn))
 
     def _save_hunt(self, record: HuntRecord) -> None:
         store = self.hunt_store
@@ -350,6 +362,7 @@ class Server:
                                                  datetime.fromtimestamp(read_at, timezone.utc))
                 self.security.refresh(stored, read_at)
                 self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
+                self.features.merge(await asyncio.to_thread(self.feature_store.load))
                 await self.refresh_hours()
             except Exception:
                 log.exception("sweep_failed")

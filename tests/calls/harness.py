@@ -264,3 +264,20 @@ def non_2xx_ack_text(invite: bytes, response: Response) -> bytes:
     request = parse_message(invite)
     assert isinstance(request, Request)
     return build_non_2xx_ack(request, response).encode()
+
+
+def add_extension(h: Harness, number: str, phone: Peer | None, **fields: object) -> None:
+    """Extension ``number`` in the harness's plan (registered at ``phone``
+    unless None); ``fields`` set or replace any Extension field, also of
+    2001 and 2002 when ``number`` is theirs."""
+    from dataclasses import replace
+
+    extensions = dict(h.plan.extensions)
+    current = extensions.get(number) or Extension(number=number, name=f"User {number}", department="ops",
+                                                  password=f"secret-{number}")
+    extensions[number] = replace(current, **fields)  # type: ignore[arg-type]
+    h.plan = replace(h.plan, extensions=extensions)
+    h.controller.use_plan(h.plan)
+    h.controller.auth.use_plan(h.plan)
+    if phone is not None:
+        h.register(number, phone)

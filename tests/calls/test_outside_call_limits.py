@@ -43,7 +43,7 @@ calls: {{max_call_seconds: 300}}
 departments:
   sales: {{name: Sales, class_of_service: outside}}
 extensions:
-  1001: {{name: An Nguyen, department: sales, password: an-secret-1001}}
+  1001: {{name: An Nguyen, department: sales, password: an-secret-1001, max_calls: 3}}  # on two calls, a third still rings
   1002: {{name: Binh Tran, department: sales, password: binh-secret-1002}}
   1003: {{name: Chau Le, department: sales, password: chau-secret-1003}}
 number_plans:

@@ -46,9 +46,10 @@ def dialplan() -> str:
     return DIALPLAN
 
 
-def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
+def registered(phones: PhoneFactory, pbx: Pbx, number: str, passwords: dict[str, str] = PASSWORDS,
+               **options: object) -> Phone:
     phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
+    state = phone.register(number, passwords[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
     assert state["code"] == 200, state
     return phone
 
