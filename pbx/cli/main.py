@@ -14,6 +14,7 @@ from pbx.cli.hunt import hunt
 from pbx.cli.reload import reload
 from pbx.cli.security import security
 from pbx.cli.serve import serve
+from pbx.cli.tls import tls
 
 
 @click.group()
@@ -30,6 +31,7 @@ main.add_command(cdr)
 main.add_command(group)
 main.add_command(hunt)
 main.add_command(security)
+main.add_command(tls)
 
 if __name__ == "__main__":
     main()

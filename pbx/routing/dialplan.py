@@ -189,6 +189,8 @@ class SecuritySettings:
     tcp_idle_seconds: int = 120
     """A connection that carries no registration is closed after this long
     without a byte from its peer."""
+    tls_handshake_seconds: int = 10
+    """A TLS handshake must be done this long after its connection opened."""
 
     def __post_init__(self) -> None:
         if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
@@ -197,7 +199,7 @@ class SecuritySettings:
                    self.targeted_failures, self.blocked_retry_seconds, self.unauthenticated_per_second,
                    self.unauthenticated_burst, self.source_packets_per_second, self.tcp_max_connections,
                    self.tcp_max_per_source,
-                   self.tcp_message_seconds, self.tcp_idle_seconds)
+                   self.tcp_message_seconds, self.tcp_idle_seconds, self.tls_handshake_seconds)
         if min(numbers) < 1:
             raise ValueError("security settings must all be at least 1")
         if not set(self.digest_without_qop) <= {"REGISTER", "INVITE"}:
