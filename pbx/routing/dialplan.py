@@ -39,6 +39,10 @@ NatMode = Literal["auto", "force", "never"]
 ``auto`` the Contact unless NAT is seen, ``force`` where the REGISTER came
 from, ``never`` the Contact."""
 NAT_MODES: Final[tuple[str, ...]] = get_args(NatMode)
+MediaEncryption = Literal["none", "optional", "required"]
+"""SRTP for an extension's calls (:mod:`pbx.calls.media_policy`,
+:mod:`pbx.media.sdes`): never, when offered or taken, or always (488)."""
+MEDIA_ENCRYPTIONS: Final[tuple[str, ...]] = get_args(MediaEncryption)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +93,9 @@ class Extension:
     """Caps on this extension's outside calls; unset: its class of service's."""
     nat: NatMode = "auto"
     """Where calls to its phones go: the Contact, or the REGISTER's source."""
+    media_encryption: MediaEncryption = "optional"
+    """SRTP: ``required`` refuses (488) calls from or to it whose offer has
+    no SDES key; the PBX's own media offers SRTP unless ``none``."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -114,6 +121,9 @@ class Extension:
             raise ValueError(f"extension {self.number!r}: caller_id must be digits, optionally after +")
         if self.nat not in NAT_MODES:
             raise ValueError(f"extension {self.number!r}: nat must be one of {', '.join(NAT_MODES)}")
+        if self.media_encryption not in MEDIA_ENCRYPTIONS:
+            raise ValueError(f"extension {self.number!r}: media_encryption must be one of"
+                             f" {', '.join(MEDIA_ENCRYPTIONS)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +201,9 @@ class SecuritySettings:
     without a byte from its peer."""
     tls_handshake_seconds: int = 10
     """A TLS handshake must be done this long after its connection opened."""
+    sdes_over_plain_signalling: bool = False
+    """Let SRTP keys (SDP a=crypto) pass between phones whose signalling is
+    not TLS (:mod:`pbx.calls.media_policy`)."""
 
     def __post_init__(self) -> None:
         if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
