@@ -15,8 +15,8 @@ def parse_listen(value: str) -> tuple[str, str, int]:
     transport, sep, rest = value.partition(":")
     transport = transport.lower()
     host, colon, port_text = rest.rpartition(":")
-    if not sep or not colon or transport not in ("udp", "tcp", "tls") or not port_text.isdigit():
-        raise click.BadParameter(f"{value!r}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
+    if not sep or not colon or transport not in ("udp", "tcp", "tls", "ws", "wss") or not port_text.isdigit():
+        raise click.BadParameter(f"{value!r}: expected udp:, tcp:, tls:, ws: or wss:HOST:PORT")
     port = int(port_text)
     if port > 65535:
         raise click.BadParameter(f"{value!r}: port out of range")
@@ -26,7 +26,7 @@ def parse_listen(value: str) -> tuple[str, str, int]:
 @click.command()
 @click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--listen", "listens", multiple=True,
-              help="udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable)")
+              help="udp:HOST:PORT, tcp:…, tls:…, ws:… or wss:… (repeatable; ws/wss: SIP over WebSocket)")
 @click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help="SQLAlchemy database URL")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
@@ -51,8 +51,8 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    if any(t == "tls" for t, _, _ in addresses) and tls_cert is None:
-        raise click.UsageError("--listen tls:... needs --tls-cert and --tls-key")
+    if any(t in ("tls", "wss") for t, _, _ in addresses) and tls_cert is None:
+        raise click.UsageError("--listen tls:... (and wss:...) needs --tls-cert and --tls-key")
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:

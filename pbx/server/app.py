@@ -48,6 +48,7 @@ from pbx.store.hunt import HuntStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.tls import ClientTls, ServerCertificates, client_context
+from pbx.transport.websocket import WebSocketTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
@@ -111,6 +112,7 @@ class Server:
         self.tls: list[TcpTransport] = []
         """TLS listeners; without one, a transport that only opens
         connections (to trunks that need TLS)."""
+        self.websockets: list[WebSocketTransport] = []
         self.certificates = certificates
         self._client_contexts: dict[str | None, ssl.SSLContext] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -153,6 +155,15 @@ class Server:
                 udp = await open_udp(host, port, self._on_data)
                 self.udp.append(udp)
                 self.addresses.append(f"udp:{udp.local[0]}:{udp.local[1]}")
+            elif transport in ("ws", "wss"):
+                if transport == "wss" and self.certificates is None:
+                    raise ValueError("listening on WSS needs a certificate and key")
+                ws = WebSocketTransport(self._on_data, secure=transport == "wss", limits=tcp_limits(self.plan),
+                                        ssl_context=self.certificates.context
+                                        if transport == "wss" and self.certificates is not None else None)
+                await ws.listen(host, port)
+                self.websockets.append(ws)
+                self.addresses.append(f"{transport}:{ws.local[0]}:{ws.local[1]}")
             elif transport == "tls":
                 if self.certificates is None:
                     raise ValueError("listening on TLS needs a certificate and key")
@@ -196,8 +207,8 @@ class Server:
             hunts=self.hunts,
         )
         self.service.calls = calls
-        for tcp in (*self.tcp, *self.tls):
-            tcp.in_use = lambda: table.connections() | calls.connections()
+        for stream in self._streams():
+            stream.in_use = lambda: table.connections() | calls.connections()
         # Trunks: the source table for the controller, and the clients that
         # register to providers (sent once the transports are open).
         self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)
@@ -214,6 +225,10 @@ class Server:
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _streams(self) -> list[TcpTransport | WebSocketTransport]:
+        """The connection-oriented transports: limits and idleness apply."""
+        return [*self.tcp, *self.tls, *self.websockets]
 
     def _save_hunt(self, record: HuntRecord) -> None:
         store = self.hunt_store
@@ -233,8 +248,8 @@ class Server:
         self.plan = plan
         for listener in self.plan_listeners:
             listener(plan)
-        for tcp in (*self.tcp, *self.tls):
-            tcp.limits = tcp_limits(plan)  # for connections and messages from now on
+        for stream in self._streams():
+            stream.limits = tcp_limits(plan)  # for connections and messages from now on
         # The counts and blocks so far stay; the thresholds are the new ones.
         lockout, limit, fresh = self.security.lockout, self.security.limit, lockout_of(plan)
         lockout.max_failures, lockout.window, lockout.block_seconds = fresh.max_failures, fresh.window, \
@@ -264,7 +279,10 @@ class Server:
 
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""
-        if transport == "udp" and self.udp:
+        ws = next((w for w in self.websockets if w.name == transport), None)
+        if ws is not None:
+            bound = ws.local
+        elif transport == "udp" and self.udp:
             bound = self.udp[0].local
         elif transport == "tls" and self.tls and self.tls[0].local[1]:
             bound = self.tls[0].local
@@ -360,6 +378,10 @@ class Server:
                 self.udp[0].send(data, dest)
         elif dest.transport == "tls":
             self.tls[0].send(data, dest)
+        elif dest.transport in ("ws", "wss"):
+            for ws in self.websockets:
+                if ws.name == dest.transport:
+                    ws.send(data, dest)
         elif self.tcp:
             self.tcp[0].send(data, dest)
 
@@ -399,8 +421,8 @@ class Server:
         self.service.pending_bindings.flush()
         for udp in self.udp:
             udp.close()
-        for tcp in (*self.tcp, *self.tls):
-            tcp.close()
+        for stream in self._streams():
+            stream.close()
         if self._timer is not None:
             self._timer.cancel()
         flushed = await asyncio.to_thread(self.writer.close, 10.0)

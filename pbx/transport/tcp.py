@@ -44,6 +44,9 @@ PING = b"\r\n\r\n"
 PONG = b"\r\n"
 
 _ids = itertools.count(1)
+next_connection_id = _ids.__next__
+"""Numbers connections of every kind (TCP, TLS, WebSocket) apart: the
+registrar and calls keep a connection by its number alone."""
 log = structlog.get_logger("pbx.transport")
 
 SWEEP_SECONDS = 1.0

@@ -42,7 +42,7 @@ def test_serve_refuses_a_tls_listener_without_a_certificate(tmp_path: Path) -> N
     plan.write_text("domain: pbx.example.com\nextensions: {}\n")
     result = CliRunner().invoke(main, ["serve", "--dialplan", str(plan), "--listen", "tls:127.0.0.1:0"])
     assert result.exit_code == 2
-    assert "--listen tls:... needs --tls-cert and --tls-key" in result.output
+    assert "needs --tls-cert and --tls-key" in result.output
 
 
 def test_a_server_with_the_self_signed_certificate_answers_over_tls(tmp_path: Path) -> None:
