@@ -353,6 +353,24 @@ def open_phones(log_dir: Path) -> Iterator[PhoneFactory]:
 # --- audio helpers ------------------------------------------------------------------
 
 
+def talk_both_ways(alice: Phone, bob: Phone, call: int, bob_call: int, folder: Path) -> tuple[float, float]:
+    """On an answered call each side plays a tone and records the other;
+    returns the loudness (RMS) Alice heard, then Bob's."""
+    tone_a = write_tone_wav(folder / "a.wav", frequency=440.0, seconds=1.0)
+    tone_b = write_tone_wav(folder / "b.wav", frequency=660.0, seconds=1.0)
+    heard_by_bob, heard_by_alice = folder / "bob-heard.wav", folder / "alice-heard.wav"
+    bob.record(heard_by_bob, bob_call)
+    alice.record(heard_by_alice, call)
+    alice.play(tone_a, call)
+    bob.play(tone_b, bob_call)
+    alice.wait_for("play_done", 5.0, call=call)
+    bob.wait_for("play_done", 5.0, call=bob_call)
+    time.sleep(1.0)
+    bob.stop_record(bob_call)
+    alice.stop_record(call)
+    return wav_rms(heard_by_alice), wav_rms(heard_by_bob)
+
+
 def write_tone_wav(path: Path, *, frequency: float = 440.0, seconds: float = 1.0,
                    rate: int = 8000, amplitude: float = 0.5) -> Path:
     """Write a mono 16-bit sine tone (for ``play``)."""

@@ -6,7 +6,6 @@ The PBX's certificate comes from a test CA the phones trust, issued for
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from tests.server import RunningServer, run_server
 from tests.tls_certs import write_ca, write_leaf
 
 from .harness import DOMAIN
-from .phone import Phone, PhoneFactory, wav_rms, write_tone_wav
+from .phone import Phone, PhoneFactory, talk_both_ways
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -80,23 +79,6 @@ def registered(phones: PhoneFactory, pbx: TlsPbx, number: str, transport: str = 
     return phone
 
 
-def talk(alice: Phone, bob: Phone, call: int, bob_call: int, folder: Path) -> tuple[float, float]:
-    """Each side plays a tone and records the other; the loudness each heard."""
-    tone_a = write_tone_wav(folder / "a.wav", frequency=440.0, seconds=1.0)
-    tone_b = write_tone_wav(folder / "b.wav", frequency=660.0, seconds=1.0)
-    heard_by_bob, heard_by_alice = folder / "bob-heard.wav", folder / "alice-heard.wav"
-    bob.record(heard_by_bob, bob_call)
-    alice.record(heard_by_alice, call)
-    alice.play(tone_a, call)
-    bob.play(tone_b, bob_call)
-    alice.wait_for("play_done", 5.0, call=call)
-    bob.wait_for("play_done", 5.0, call=bob_call)
-    time.sleep(1.0)
-    bob.stop_record(bob_call)
-    alice.stop_record(call)
-    return wav_rms(heard_by_alice), wav_rms(heard_by_bob)
-
-
 def test_phones_register_and_call_over_tls_with_audio_both_ways(tls_pbx: TlsPbx, phones: PhoneFactory,
                                                                tmp_path: Path) -> None:
     alice = registered(phones, tls_pbx, "1001")
@@ -106,7 +88,7 @@ def test_phones_register_and_call_over_tls_with_audio_both_ways(tls_pbx: TlsPbx,
     alice.wait_for("media_state", 10.0, call=call, status="active")
     incoming = bob.wait_for("media_state", 10.0, status="active")
     bob_call = int(incoming["call"])
-    heard_by_alice, heard_by_bob = talk(alice, bob, call, bob_call, tmp_path)
+    heard_by_alice, heard_by_bob = talk_both_ways(alice, bob, call, bob_call, tmp_path)
     alice.hangup(call)
     bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
     assert heard_by_alice > 1000.0 and heard_by_bob > 1000.0
@@ -123,7 +105,7 @@ def test_tls_and_srtp_phones_call_a_required_extension_with_encrypted_audio_both
     mine = alice.wait_for("media_state", 10.0, call=call, status="active")
     incoming = bob.wait_for("media_state", 10.0, status="active")
     bob_call = int(incoming["call"])
-    heard_by_alice, heard_by_bob = talk(alice, bob, call, bob_call, tmp_path)
+    heard_by_alice, heard_by_bob = talk_both_ways(alice, bob, call, bob_call, tmp_path)
     alice.hangup(call)
     bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
     assert heard_by_alice > 1000.0 and heard_by_bob > 1000.0
