@@ -7,8 +7,10 @@
 #                it is installed but stopped
 #   make lint    mypy --strict over pbx, tests and bench
 #   make test    lint, then the whole pytest suite
-#   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change);
-#                call 800 for the auto attendant
+#   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change)
+#                on UDP/TCP 5060 and TLS 5061 (a self-signed certificate is
+#                made in var/tls on first start; TLS_CERT=, TLS_KEY= for
+#                yours); call 800 for the auto attendant
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
@@ -26,9 +28,10 @@ STAMP := $(VENV)/.installed
 
 DIALPLAN ?= dialplans/example.yaml
 DB ?= sqlite:///var/pbx.sqlite3
-# Space-separated, e.g. LISTEN="udp:127.0.0.1:5060 tcp:127.0.0.1:5060";
-# empty: the server's own defaults.
-LISTEN ?=
+# Space-separated, e.g. LISTEN="udp:127.0.0.1:5060 tcp:127.0.0.1:5060".
+LISTEN ?= udp:0.0.0.0:5060 tcp:0.0.0.0:5060 tls:0.0.0.0:5061
+TLS_CERT ?= var/tls/pbx.crt
+TLS_KEY ?= var/tls/pbx.key
 BENCH_ARGS ?=
 BENCH_RESULTS ?= bench/results/register_rate.json
 CALL_BENCH_ARGS ?=
@@ -101,7 +104,9 @@ test: venv deps lint
 
 run: venv
 	mkdir -p var
-	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address))
+	$(BIN)/pbx tls self-signed --if-missing --cert $(TLS_CERT) --key $(TLS_KEY)
+	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address)) \
+		--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)
 
 bench: venv deps
 	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)

@@ -38,7 +38,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 START_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 # `listening udp:127.0.0.1:5060`; IPv6 hosts come bracketed: `tcp:[::1]:5060`.
-_LISTENING: Final = re.compile(r"\blistening (udp|tcp):(\[[^\]]+\]|[^\s:]+):(\d+)\b")
+_LISTENING: Final = re.compile(r"\blistening (udp|tcp|tls|wss|ws):(\[[^\]]+\]|[^\s:]+):(\d+)\b")
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ class Listen:
     def parse(cls, text: str) -> Listen:
         transport, sep, rest = text.partition(":")
         host, sep2, port = rest.rpartition(":")
-        if not sep or not sep2 or transport not in ("udp", "tcp") or not host or not port.isdigit():
+        if not sep or not sep2 or transport not in ("udp", "tcp", "tls", "ws", "wss") or not host or not port.isdigit():
             raise ValueError(f"listen address must look like udp:HOST:PORT or tcp:HOST:PORT, got {text!r}")
         return cls(transport, host, int(port))
 
@@ -169,6 +169,10 @@ class RunningServer:
     @property
     def tcp_port(self) -> int:
         return self._port("tcp")
+
+    @property
+    def tls_port(self) -> int:
+        return self._port("tls")
 
     @property
     def listening(self) -> list[Listen]:

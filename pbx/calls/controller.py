@@ -34,6 +34,7 @@ from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
+from pbx.calls.media_policy import check_offer
 from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
@@ -467,8 +468,30 @@ class CallController:
             feature = self._feature_code(call, decision)
             self._on_behalf(call, lambda: call.run(feature, self.now))
             return
-        action = self._plan(call, decision)
+        refused = self._media_refusal(call, decision)
+        action = refused if refused is not None else self._plan(call, decision)
         self._on_behalf(call, lambda: call.run(action, self.now))
+
+    def _media_refusal(self, call: Call, decision: Decision) -> End | None:
+        """488 for an offer the caller's or callee's media_encryption, or
+        the signalling its keys would cross, does not allow
+        (:mod:`pbx.calls.media_policy`)."""
+        callee = decision.extension if isinstance(decision, Ring) else None
+        callee_on_tls = None
+        if callee is not None:
+            phones = self.bindings.current(callee.number, self.wall())
+            callee_on_tls = bool(phones) and all(b.source.transport == "tls" for b in phones)
+        refused = check_offer(
+            call.a_request.body, caller=call.caller.media_encryption if call.caller is not None else None,
+            callee=callee.media_encryption if callee is not None else None,
+            caller_on_tls=call.a.dest.transport == "tls", callee_on_tls=callee_on_tls,
+            allow_plain_signalling=self.plan.security.sdes_over_plain_signalling)
+        if refused is None:
+            return None
+        log.info("call_media_refused", call_id=call.a_call_id, uuid=call.uuid, reason=refused.tag,
+                 caller=call.caller_number, callee=callee.number if callee is not None else None)
+        return End(status=refused.status, disposition=Disposition.REJECTED, reason=refused.tag,
+                   phrase=refused.reason)
 
     def _plan(self, call: Call, decision: Decision, *, transfer: bool = False,
               payer: Extension | None = None) -> Action:

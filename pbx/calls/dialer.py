@@ -11,6 +11,7 @@ import structlog
 
 from pbx.calls.call import Call, Side, carried
 from pbx.calls.fork import ContactTarget, Dialer, Leg, TrunkTarget
+from pbx.calls.media_policy import leg_offer
 from pbx.registrar.destination import destination
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, new_tag
@@ -41,7 +42,10 @@ class CallDialer(Dialer):
         headers = [] if delayed else [*carried(request)]
         if timers and not delayed:
             headers.extend(controller.relay.timer_headers(call, request, Side.B))
-        body = b"" if delayed else request.body
+        # SRTP keys in the offer go on only where both legs are TLS.
+        body = b"" if delayed else leg_offer(
+            request.body, caller_on_tls=call.a.dest.transport == "tls", leg_on_tls=dest.transport == "tls",
+            allow_plain_signalling=controller.plan.security.sdes_over_plain_signalling)
         session = InviteSession.uac(
             dialog=dialog, dest=dest, wire=controller.wire, local=controller.local_address, headers=headers,
             body=body, max_forwards=max(0, int(request.get("max-forwards") or "70") - 1),

@@ -16,6 +16,7 @@ from pbx.cli.hours import hours
 from pbx.cli.reload import reload
 from pbx.cli.security import security
 from pbx.cli.serve import serve
+from pbx.cli.tls import tls
 
 
 @click.group()
@@ -34,6 +35,7 @@ main.add_command(hunt)
 main.add_command(security)
 main.add_command(hours)
 main.add_command(ext)
+main.add_command(tls)
 
 if __name__ == "__main__":
     main()

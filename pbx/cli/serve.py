@@ -15,8 +15,8 @@ def parse_listen(value: str) -> tuple[str, str, int]:
     transport, sep, rest = value.partition(":")
     transport = transport.lower()
     host, colon, port_text = rest.rpartition(":")
-    if not sep or not colon or transport not in ("udp", "tcp") or not port_text.isdigit():
-        raise click.BadParameter(f"{value!r}: expected udp:HOST:PORT or tcp:HOST:PORT")
+    if not sep or not colon or transport not in ("udp", "tcp", "tls", "ws", "wss") or not port_text.isdigit():
+        raise click.BadParameter(f"{value!r}: expected udp:, tcp:, tls:, ws: or wss:HOST:PORT")
     port = int(port_text)
     if port > 65535:
         raise click.BadParameter(f"{value!r}: port out of range")
@@ -25,7 +25,8 @@ def parse_listen(value: str) -> tuple[str, str, int]:
 
 @click.command()
 @click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--listen", "listens", multiple=True, help="udp:HOST:PORT or tcp:HOST:PORT (repeatable)")
+@click.option("--listen", "listens", multiple=True,
+              help="udp:HOST:PORT, tcp:…, tls:…, ws:… or wss:… (repeatable; ws/wss: SIP over WebSocket)")
 @click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help="SQLAlchemy database URL")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
@@ -34,18 +35,28 @@ def parse_listen(value: str) -> tuple[str, str, int]:
 @click.option("--advertise", metavar="HOST",
               help="address put in Via and Contact (the public address when behind NAT); "
                    "default: the listen address, or this host's address when listening on 0.0.0.0")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM certificate for tls: listeners, leaf first then its chain")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM private key of --tls-cert")
 def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
-          pid_file: Path, advertise: str | None) -> None:
+          pid_file: Path, advertise: str | None, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
-    reloads the dialplan; an invalid file is reported and not used."""
+    reloads the dialplan; an invalid file is reported and not used. The TLS
+    certificate is read again the same ways (new connections get it)."""
     from pbx import log
     from pbx.routing.loader import DialplanError
     from pbx.server.app import run_server
 
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if any(t in ("tls", "wss") for t, _, _ in addresses) and tls_cert is None:
+        raise click.UsageError("--listen tls:... (and wss:...) needs --tls-cert and --tls-key")
+    tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
-        run_server(dialplan, addresses, db_url, pid_file, advertise)
+        run_server(dialplan, addresses, db_url, pid_file, advertise, tls)
     except DialplanError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)

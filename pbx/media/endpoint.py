@@ -56,6 +56,7 @@ from pbx.media.audio_file import Audio
 from pbx.media.events import Address, Digit, MediaEvent, PlaybackFinished, RemoteLatched, SsrcChanged
 from pbx.media.player import PlaylistItem
 from pbx.media.ports import PortAllocator, PortsExhausted
+from pbx.media.sdes import MATERIAL_BYTES, PREFERENCE, MediaEncryption
 from pbx.media.sdp import (
     Direction,
     LocalMedia,
@@ -99,13 +100,15 @@ class MediaEngine:
         return len(self._sessions)
 
     async def open_session(self, *, settings: StreamSettings = StreamSettings(),
-                           on_event: Callable[[MediaEvent], None] | None = None) -> MediaSession:
+                           on_event: Callable[[MediaEvent], None] | None = None,
+                           encryption: MediaEncryption = "none") -> MediaSession:
         """Bind an RTP/RTCP pair from the range; :class:`PortsExhausted`
-        when none is free."""
+        when none is free. ``encryption``: SRTP never, when the phone offers
+        or takes it, or always (a plain offer is then refused: 488)."""
         loop = self._loop = asyncio.get_running_loop()
         for _ in range(self.ports.capacity):
             rtp_port, rtcp_port = self.ports.allocate()
-            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event)
+            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event, encryption=encryption)
             try:
                 rtp, _ = await loop.create_datagram_endpoint(lambda: _Receiver(session.on_rtp, session.socket_closed),
                                                              local_addr=(self.bind_host, rtp_port))
@@ -220,8 +223,10 @@ class MediaSession:
     """One call's media, owned by the call coordinator."""
 
     def __init__(self, engine: MediaEngine, rtp_port: int, *, settings: StreamSettings,
-                 on_event: Callable[[MediaEvent], None] | None) -> None:
+                 on_event: Callable[[MediaEvent], None] | None, encryption: MediaEncryption = "none") -> None:
         self.engine = engine
+        self.encryption: MediaEncryption = encryption
+        """SRTP for this call's media (the extension's ``media_encryption``)."""
         self.rtp_port = rtp_port
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -270,7 +275,14 @@ class MediaSession:
 
     @property
     def local(self) -> LocalMedia:
-        return LocalMedia(address=self.engine.advertise, port=self.rtp_port)
+        return self._local(Direction.SENDRECV)
+
+    def _local(self, direction: Direction) -> LocalMedia:
+        # A fresh SRTP key for every offer and answer: never one key for two
+        # suites or two directions (RFC 4568 §6.1). Drawn here, at the edge.
+        material = secrets.token_bytes(MATERIAL_BYTES * len(PREFERENCE)) if self.encryption != "none" else b""
+        return LocalMedia(address=self.engine.advertise, port=self.rtp_port, direction=direction,
+                          encryption=self.encryption, key_material=material)
 
     # ------------------------------------------------------------ SDP
 
@@ -279,7 +291,7 @@ class MediaSession:
         """Our SDP answer to the phone's offer (INVITE, re-INVITE or the ACK
         of a 2xx we sent an offer in is :meth:`accept`). Raises
         :class:`pbx.media.sdp.SdpError`: answer 488 with its text."""
-        local = LocalMedia(address=self.engine.advertise, port=self.rtp_port, direction=direction)
+        local = self._local(direction)
         description, negotiated = self.sdp.answer(offer, local)
         self._apply(negotiated, allowed_hosts)
         return description.serialise()
@@ -287,7 +299,7 @@ class MediaSession:
     def offer(self, *, direction: Direction = Direction.SENDRECV) -> str:
         """An SDP offer: for an INVITE that came without one (our 2xx or
         reliable 18x carries it), for hold (``sendonly``) and resume."""
-        local = LocalMedia(address=self.engine.advertise, port=self.rtp_port, direction=direction)
+        local = self._local(direction)
         description = self.sdp.offer(local)
         self._pending_offer = (description, local)
         return description.serialise()

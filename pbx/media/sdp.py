@@ -4,11 +4,13 @@ stream, pure.
 What we offer and accept: G.711 μ-law and A-law (static payload types 0
 and 8, or a dynamic type whose rtpmap names PCMU/PCMA at 8000 Hz),
 ``telephone-event/8000`` (RFC 4733) on a dynamic payload type, 20 ms
-packets, and the four directions. Everything else in an offer (video,
-T.38, a second audio stream, SRTP profiles) gets its m-line back with port
-0, which RFC 3264 §6 defines as "rejected"; an offer with no audio stream
-we can take raises :class:`SdpError`, and the caller answers 488 Not
-Acceptable Here with the error's text as the reason.
+packets, and the four directions; SRTP keyed by SDES (``RTP/SAVP``, or
+``RTP/AVP`` with ``a=crypto``: :mod:`pbx.media.sdes`) as ``LocalMedia``'s
+``encryption`` allows. Everything else in an offer (video, T.38, a second
+audio stream, DTLS-SRTP) gets its m-line back with port 0, which RFC 3264
+§6 defines as "rejected"; an offer with no audio stream we can take raises
+:class:`SdpError`, and the caller answers 488 Not Acceptable Here with the
+error's text as the reason.
 
 Rules kept from RFC 3264:
 - the answer has the offer's m-lines, in order (§6);
@@ -29,6 +31,17 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from pbx.media.codecs import Codec
+from pbx.media.sdes import (
+    PLAIN_PROFILES,
+    SECURE_PROFILES,
+    Crypto,
+    MediaEncryption,
+    SrtpKeys,
+    choose,
+    offered_cryptos,
+    our_crypto,
+    our_offer,
+)
 
 MAX_SDP: Final = 16 * 1024
 MAX_MEDIA: Final = 16
@@ -171,6 +184,8 @@ class Negotiated:
     remote_ptime: int | None = None
     """What the peer asked to receive (a=ptime); we send 20 ms packets,
     which every G.711 phone takes."""
+    srtp: SrtpKeys | None = None
+    """The SRTP keys agreed (SDES), None for plain RTP."""
 
     @property
     def payload_types(self) -> frozenset[int]:
@@ -190,6 +205,11 @@ class LocalMedia:
     """In order of preference, for offers; answers follow the offerer's order."""
     telephone_event: int = DEFAULT_EVENT_PT
     direction: Direction = Direction.SENDRECV
+    encryption: MediaEncryption = "none"
+    """SRTP: never, when the peer offers or takes it, or always (else 488)."""
+    key_material: bytes = field(default=b"", repr=False)
+    """Fresh random bytes for our SRTP keys (the edge draws them), at least
+    ``sdes.MATERIAL_BYTES`` × 3 when offering SRTP."""
 
 
 def _addr_type(address: str) -> str:
@@ -290,7 +310,7 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
 def _audio_choice(m: MediaDescription, codecs: tuple[Codec, ...]) -> tuple[Codec, int, int | None] | None:
     """(codec, its payload type, telephone-event type) we would use for this
     m-line, in the order its formats are listed; None if nothing fits."""
-    if m.media != "audio" or m.port == 0 or m.proto not in ("RTP/AVP", "RTP/AVPF"):
+    if m.media != "audio" or m.port == 0 or m.proto not in PLAIN_PROFILES | SECURE_PROFILES:
         return None
     mapping = m.rtpmap()
     event_pt = next((pt for pt, (name, rate) in mapping.items()
@@ -321,12 +341,28 @@ def _is_hold_address(address: str) -> bool:
 
 
 def _negotiated(session: SessionDescription, m: MediaDescription, codec: Codec, pt: int, event_pt: int | None,
-                ours: Direction) -> Negotiated:
+                ours: Direction, srtp: SrtpKeys | None = None) -> Negotiated:
     address, rtcp_port = _remote(session, m)
     ptime = m.attribute("ptime")
     return Negotiated(codec=codec, payload_type=pt, telephone_event=event_pt, remote_address=address,
                       remote_port=m.port, remote_rtcp_port=rtcp_port, direction=ours,
-                      remote_ptime=int(ptime) if ptime and ptime.isdigit() else None)
+                      remote_ptime=int(ptime) if ptime and ptime.isdigit() else None, srtp=srtp)
+
+
+def _answer_crypto(m: MediaDescription, local: LocalMedia) -> tuple[Crypto | None, str | None]:
+    """(our a=crypto for this offered m-line or None for plain RTP, or why
+    the m-line cannot be taken)."""
+    offered = choose(offered_cryptos(m.attributes)) if local.encryption != "none" else None
+    if m.proto in SECURE_PROFILES:
+        if local.encryption == "none":
+            return None, f"{m.proto} offered, but SRTP is not enabled for this call"
+        if offered is None:
+            return None, f"{m.proto} offered without a usable a=crypto (SDES) line"
+    elif offered is None and local.encryption == "required":
+        return None, "SRTP is required: the offer has no usable a=crypto line"
+    if offered is None:
+        return None, None
+    return our_crypto(offered, local.key_material), None
 
 
 def _audio_attributes(codec: Codec, pt: int, event_pt: int | None, direction: Direction,
@@ -343,9 +379,12 @@ def answer_media(offer: SessionDescription, local: LocalMedia) -> tuple[tuple[Me
     audio stream we can take is used, every other m-line rejected (port 0)."""
     answered: list[MediaDescription] = []
     chosen: Negotiated | None = None
+    refused: str | None = None
     for m in offer.media:
         choice = None if chosen is not None else _audio_choice(m, local.codecs)
-        if choice is None:
+        crypto, why = _answer_crypto(m, local) if choice is not None else (None, None)
+        if choice is None or why is not None:
+            refused = refused or why
             answered.append(MediaDescription(media=m.media, port=0, proto=m.proto, formats=m.formats[:1] or ("0",)))
             continue
         codec, pt, event_pt = choice
@@ -354,16 +393,27 @@ def answer_media(offer: SessionDescription, local: LocalMedia) -> tuple[tuple[Me
         if address is not None and _is_hold_address(address):
             offered = Direction.of(offered.sends, False)     # §8.4: the old way to say "do not send to me"
         ours = offered.answer_to(local.direction)
-        chosen = _negotiated(offer, m, codec, pt, event_pt, ours)
+        keys = None
+        attributes = _audio_attributes(codec, pt, event_pt, ours, "0-15")
+        if crypto is not None:
+            theirs = choose(offered_cryptos(m.attributes))
+            assert theirs is not None
+            keys = SrtpKeys(crypto.suite, send=crypto.material, receive=theirs.material)
+            attributes += (("crypto", crypto.value()),)
+        chosen = _negotiated(offer, m, codec, pt, event_pt, ours, keys)
         formats = (str(pt),) + ((str(event_pt),) if event_pt is not None else ())
+        # The answer's profile is the offer's: RTP/AVP with a=crypto answers
+        # best-effort SRTP (its a=crypto says the media is SRTP all the same).
         answered.append(MediaDescription(media="audio", port=local.port, proto=m.proto, formats=formats,
-                                         attributes=_audio_attributes(codec, pt, event_pt, ours, "0-15")))
+                                         attributes=attributes))
     if chosen is None:
+        if refused is not None:
+            raise SdpError(refused)
         audio = [m for m in offer.media if m.media == "audio" and m.port != 0]
         if not audio:
             raise SdpError("no audio stream offered")
-        if all(m.proto not in ("RTP/AVP", "RTP/AVPF") for m in audio):
-            raise SdpError(f"unsupported media profile {audio[0].proto} (RTP/AVP only)")
+        if all(m.proto not in PLAIN_PROFILES | SECURE_PROFILES for m in audio):
+            raise SdpError(f"unsupported media profile {audio[0].proto} (RTP/AVP or RTP/SAVP only)")
         raise SdpError("no common codec (PCMU or PCMA at 8000 Hz)")
     return tuple(answered), chosen
 
@@ -376,8 +426,32 @@ def offer_media(local: LocalMedia) -> MediaDescription:
     attributes += [("rtpmap", f"{local.telephone_event} {TELEPHONE_EVENT}/8000"),
                    ("fmtp", f"{local.telephone_event} 0-16"), ("ptime", str(PTIME)),
                    (local.direction.value, None)]
-    return MediaDescription(media="audio", port=local.port, proto="RTP/AVP", formats=formats,
+    if local.encryption != "none":
+        attributes += [("crypto", c.value()) for c in our_offer(local.key_material)]
+    # Optional: best-effort SRTP (RTP/AVP with a=crypto), which a phone
+    # without SRTP still answers with plain RTP; required: RTP/SAVP.
+    proto = "RTP/SAVP" if local.encryption == "required" else "RTP/AVP"
+    return MediaDescription(media="audio", port=local.port, proto=proto, formats=formats,
                             attributes=tuple(attributes))
+
+
+def _accepted_keys(ours: MediaDescription, theirs: MediaDescription) -> SrtpKeys | None:
+    """The keys an answer takes from our offer's a=crypto lines; SdpError
+    when the answer's line is not one we offered, or SRTP was required and
+    the answer has none."""
+    offered = offered_cryptos(ours.attributes)
+    if not offered:
+        return None
+    answered = offered_cryptos(theirs.attributes)
+    if not answered:
+        if ours.proto in SECURE_PROFILES:
+            raise SdpError("the answer has no a=crypto line for our RTP/SAVP offer")
+        return None  # best-effort SRTP declined: plain RTP
+    crypto = answered[0]
+    mine = next((c for c in offered if c.tag == crypto.tag), None)
+    if mine is None or mine.suite is not crypto.suite:
+        raise SdpError("the answer's a=crypto matches no line of our offer")
+    return SrtpKeys(crypto.suite, send=mine.material, receive=crypto.material)
 
 
 def accept_answer(offer: SessionDescription, answer: SessionDescription, local: LocalMedia) -> Negotiated:
@@ -402,7 +476,8 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription, local: 
         # Our direction: what we offered, narrowed by what the answer allows.
         mine = ours.direction(offer.direction)
         return _negotiated(answer, theirs, codec, pt, event_pt,
-                           Direction.of(mine.sends and answered.receives, mine.receives and answered.sends))
+                           Direction.of(mine.sends and answered.receives, mine.receives and answered.sends),
+                           _accepted_keys(ours, theirs))
     raise SdpError("our offer had no audio stream")
 
 

@@ -19,7 +19,12 @@ Rules it keeps:
   phone has not sent any: a phone that sends RFC 4733 often leaves the
   tones in the audio too, and a key must not count twice;
 - RTCP: SR while we send, RR otherwise, at the §6.2 interval (first one
-  after half of it), from the peer's RTCP address only.
+  after half of it), from the peer's RTCP address only;
+- SRTP (when the SDP agreed keys, :mod:`pbx.media.sdes`): every packet out
+  is protected, every packet in must pass authentication and the replay
+  check before anything else looks at it (a packet that fails counts in
+  ``srtp_rejected``). The context survives a re-INVITE that keeps the keys:
+  a new one would restart the replay window and the rollover counter.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pbx.media.jitter import JitterBuffer
 from pbx.media.player import Player, PlaylistItem
 from pbx.media.rtp import pack_header
 from pbx.media.sdp import Negotiated
+from pbx.media.srtp import SrtpContext
 from pbx.media.stream import ReceivePolicy, RtpReceiver
 from pbx.media.telephone_event import TelephoneEventReceiver, event_packets
 
@@ -66,6 +72,7 @@ class MediaStream:
         self._timestamp = rng.getrandbits(32)
         self._marker = True
         self.negotiated: Negotiated | None = None
+        self.srtp: SrtpContext | None = None
         self.receiver: RtpReceiver | None = None
         self._events_in = TelephoneEventReceiver()
         self._inband = InbandDetector()
@@ -90,6 +97,10 @@ class MediaStream:
         """Apply an offer/answer result (first or after a re-INVITE)."""
         old = self.negotiated
         self.negotiated = negotiated
+        if negotiated.srtp is None:
+            self.srtp = None
+        elif self.srtp is None or old is None or old.srtp != negotiated.srtp:
+            self.srtp = SrtpContext(negotiated.srtp)
         policy = ReceivePolicy(payload_types=negotiated.payload_types, audio_payload_type=negotiated.payload_type,
                                relatch_silence=self.settings.relatch_silence, allowed_hosts=allowed_hosts)
         if self.receiver is None or old is None or (old.remote_address, old.remote_port) != (
@@ -192,7 +203,13 @@ class MediaStream:
         self.packets_sent += 1
         self.octets_sent += len(payload)
         self._sent_since_report = True
-        return pack_header(payload_type, self._sequence, timestamp, self.ssrc, marker) + payload
+        packet = pack_header(payload_type, self._sequence, timestamp, self.ssrc, marker) + payload
+        return self.srtp.protect(packet) if self.srtp is not None else packet
+
+    @property
+    def srtp_rejected(self) -> int:
+        """SRTP/SRTCP packets dropped: failed authentication or replay check."""
+        return self.srtp.rejected if self.srtp is not None else 0
 
     # ------------------------------------------------------------ receiving
 
@@ -200,6 +217,11 @@ class MediaStream:
         receiver, n = self.receiver, self.negotiated
         if receiver is None or n is None or not n.direction.receives:
             return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(data)
+            if clear is None:
+                return  # forged, replayed or plain: never latched on, never heard
+            data = clear
         received = receiver.receive(data, source, now)
         for event in receiver.drain_events():
             self._events.append(event)
@@ -246,6 +268,12 @@ class MediaStream:
         if expected is None or source[0] != expected[0]:
             self.rtcp_dropped += 1
             return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect_rtcp(data)
+            if clear is None:
+                self.rtcp_dropped += 1
+                return
+            data = clear
         try:
             packets = rtcp.parse_rtcp(data)
         except rtcp.RtcpError:
@@ -272,7 +300,8 @@ class MediaStream:
         else:
             report = rtcp.ReceiverReport(ssrc=self.ssrc, reports=blocks)
         self._sent_since_report = False
-        return rtcp.build_compound(report, self.cname, bye=bye)
+        compound = rtcp.build_compound(report, self.cname, bye=bye)
+        return self.srtp.protect_rtcp(compound) if self.srtp is not None else compound
 
     def drain_events(self) -> list[MediaEvent]:
         events, self._events = self._events, []

@@ -40,6 +40,10 @@ NatMode = Literal["auto", "force", "never"]
 ``auto`` the Contact unless NAT is seen, ``force`` where the REGISTER came
 from, ``never`` the Contact."""
 NAT_MODES: Final[tuple[str, ...]] = get_args(NatMode)
+MediaEncryption = Literal["none", "optional", "required"]
+"""SRTP for an extension's calls (:mod:`pbx.calls.media_policy`,
+:mod:`pbx.media.sdes`): never, when offered or taken, or always (488)."""
+MEDIA_ENCRYPTIONS: Final[tuple[str, ...]] = get_args(MediaEncryption)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +138,9 @@ class Extension:
     pickup_group: str | None = None
     """Who may pick up its ringing calls with ``*8``: extensions of the
     same pickup group; None: its department."""
+    media_encryption: MediaEncryption = "optional"
+    """SRTP: ``required`` refuses (488) calls from or to it whose offer has
+    no SDES key; the PBX's own media offers SRTP unless ``none``."""
 
     def __post_init__(self) -> None:
         if self.max_calls < 1:
@@ -161,6 +168,9 @@ class Extension:
             raise ValueError(f"extension {self.number!r}: caller_id must be digits, optionally after +")
         if self.nat not in NAT_MODES:
             raise ValueError(f"extension {self.number!r}: nat must be one of {', '.join(NAT_MODES)}")
+        if self.media_encryption not in MEDIA_ENCRYPTIONS:
+            raise ValueError(f"extension {self.number!r}: media_encryption must be one of"
+                             f" {', '.join(MEDIA_ENCRYPTIONS)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,6 +246,11 @@ class SecuritySettings:
     tcp_idle_seconds: int = 120
     """A connection that carries no registration is closed after this long
     without a byte from its peer."""
+    tls_handshake_seconds: int = 10
+    """A TLS handshake must be done this long after its connection opened."""
+    sdes_over_plain_signalling: bool = False
+    """Let SRTP keys (SDP a=crypto) pass between phones whose signalling is
+    not TLS (:mod:`pbx.calls.media_policy`)."""
 
     def __post_init__(self) -> None:
         if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
@@ -244,7 +259,7 @@ class SecuritySettings:
                    self.targeted_failures, self.blocked_retry_seconds, self.unauthenticated_per_second,
                    self.unauthenticated_burst, self.source_packets_per_second, self.tcp_max_connections,
                    self.tcp_max_per_source,
-                   self.tcp_message_seconds, self.tcp_idle_seconds)
+                   self.tcp_message_seconds, self.tcp_idle_seconds, self.tls_handshake_seconds)
         if min(numbers) < 1:
             raise ValueError("security settings must all be at least 1")
         if not set(self.digest_without_qop) <= {"REGISTER", "INVITE"}:

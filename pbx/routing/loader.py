@@ -884,7 +884,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         for k, v in data.get("registrar", {}).items()
     }
     security: dict[str, Any] = {
-        k: (tuple(str(m) for m in v) if k == "digest_without_qop" else int(v))
+        k: (tuple(str(m) for m in v) if k == "digest_without_qop" else v is True if isinstance(v, bool) else int(v))
         for k, v in data.get("security", {}).items() if k != "outside_calls"
     }
     security.update(loader_routing.outside_call_limits(data.get("security", {}), SecuritySettings().outside_calls))
@@ -902,6 +902,8 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
         limits.update(_feature_fields(entry))
+        if "media_encryption" in entry:
+            limits["media_encryption"] = str(entry["media_encryption"])
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),

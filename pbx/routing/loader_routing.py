@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
+import os
 import functools
 import zoneinfo
 from collections.abc import Callable, Iterable
@@ -414,6 +415,9 @@ def check_trunks(plan: Merged, root: Place, report: Report) -> None:
                 report(plan.value_place((*path, "inbound_sources", index), root),
                        f"trunk {name!r}: inbound source {text!r} is the whole Internet: anyone could call"
                        " in as the provider")
+        for index, gateway in enumerate(entry.get("gateways") or []):
+            if isinstance(gateway, dict):
+                _check_gateway_tls(plan, (*path, "gateways", index), name, gateway, root, report)
         rewrites = [(index, rewrite) for index, rewrite in enumerate(entry.get("rewrites") or [])
                     if isinstance(rewrite, dict) and isinstance(rewrite.get("match", ""), str)]
         for position, (index, rewrite) in enumerate(rewrites):
@@ -424,6 +428,20 @@ def check_trunks(plan: Merged, root: Place, report: Report) -> None:
                            f"trunk {name!r}: this rewrite can never apply: rewrite {earlier_index}"
                            f" (match {str(earlier.get('match', ''))!r}) takes its numbers first", "warning")
                     break
+
+
+def _check_gateway_tls(plan: Merged, path: DataPath, trunk: str, gateway: dict[str, Any], root: Place,
+                       report: Report) -> None:
+    tls_keys = [key for key in ("tls_ca_file", "tls_server_name", "tls_pins") if key in gateway]
+    if gateway.get("transport", "udp") != "tls":
+        for key in tls_keys:
+            report(plan.key_place((*path, key), root), f"trunk {trunk!r}: {key} needs transport: tls")
+        return
+    ca_file = gateway.get("tls_ca_file")
+    if isinstance(ca_file, str) and not os.path.isfile(ca_file):
+        report(plan.value_place((*path, "tls_ca_file"), root),
+               f"trunk {trunk!r}: tls_ca_file {ca_file!r} is not a file (a relative path is taken from the"
+               " directory the server runs in)")
 
 
 def check_routes(plan: Merged, root: Place, report: Report) -> None:
@@ -744,16 +762,22 @@ def _trunk(name: str, entry: dict[str, Any]) -> Trunk:
                                            for text in entry["inbound_sources"])
     return Trunk(
         key=name,
-        gateways=tuple(
-            Gateway(host=str(g["host"]), port=int(g.get("port", 5060)), transport=g.get("transport", "udp"))
-            for g in entry["gateways"]
-        ),
+        gateways=tuple(_gateway(g) for g in entry["gateways"]),
         rewrites=tuple(
             NumberRewrite(prefix_match=str(r.get("match", "")), strip=int(r.get("strip", 0)),
                           prepend=str(r.get("prepend", "")))
             for r in entry.get("rewrites", [])
         ),
         **options,
+    )
+
+
+def _gateway(entry: dict[str, Any]) -> Gateway:
+    transport = entry.get("transport", "udp")
+    return Gateway(
+        host=str(entry["host"]), port=int(entry.get("port", 5061 if transport == "tls" else 5060)),
+        transport=transport, tls_ca_file=entry.get("tls_ca_file"), tls_server_name=entry.get("tls_server_name"),
+        tls_pins=tuple(p.replace(":", "").lower() for p in entry.get("tls_pins", [])),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,12 +27,22 @@ class Gateway:
     """IP address or host name."""
     port: int = 5060
     transport: Transport = "udp"
+    tls_ca_file: str | None = None
+    """TLS: the CA certificates (PEM) the gateway's certificate must chain
+    to; None: the system's trusted CAs."""
+    tls_server_name: str | None = None
+    """TLS: the name the certificate must carry (and SNI); None: ``host``."""
+    tls_pins: tuple[str, ...] = ()
+    """TLS: SHA-256 of acceptable public keys (SubjectPublicKeyInfo), lower
+    -case hex; empty: any key the CA vouches for."""
 
     def __post_init__(self) -> None:
         if not self.host:
             raise ValueError("gateway needs a host")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"gateway port {self.port} out of range")
+        if self.transport != "tls" and (self.tls_ca_file or self.tls_server_name or self.tls_pins):
+            raise ValueError("tls_* settings need transport: tls")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 from datetime import datetime, timezone
@@ -52,6 +53,8 @@ from pbx.store.hours import HoursStore
 from pbx.store.hunt import HuntStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
+from pbx.transport.tls import ClientTls, ServerCertificates, client_context
+from pbx.transport.websocket import WebSocketTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
@@ -94,12 +97,13 @@ def tcp_limits(plan: Dialplan) -> TcpLimits:
     security = plan.security
     return TcpLimits(max_connections=security.tcp_max_connections, max_per_source=security.tcp_max_per_source,
                      message_seconds=float(security.tcp_message_seconds),
-                     idle_seconds=float(security.tcp_idle_seconds))
+                     idle_seconds=float(security.tcp_idle_seconds),
+                     handshake_seconds=float(security.tls_handshake_seconds))
 
 
 class Server:
     def __init__(self, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, certificates: ServerCertificates | None = None) -> None:
         self.plan = plan
         self.listens = listens
         self.db_url = db_url
@@ -111,6 +115,12 @@ class Server:
         self.endpoint = SipEndpoint()
         self.udp: list[UdpTransport] = []
         self.tcp: list[TcpTransport] = []
+        self.tls: list[TcpTransport] = []
+        """TLS listeners; without one, a transport that only opens
+        connections (to trunks that need TLS)."""
+        self.websockets: list[WebSocketTransport] = []
+        self.certificates = certificates
+        self._client_contexts: dict[str | None, ssl.SSLContext] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,11 +163,31 @@ class Server:
                 udp = await open_udp(host, port, self._on_data)
                 self.udp.append(udp)
                 self.addresses.append(f"udp:{udp.local[0]}:{udp.local[1]}")
+            elif transport in ("ws", "wss"):
+                if transport == "wss" and self.certificates is None:
+                    raise ValueError("listening on WSS needs a certificate and key")
+                ws = WebSocketTransport(self._on_data, secure=transport == "wss", limits=tcp_limits(self.plan),
+                                        ssl_context=self.certificates.context
+                                        if transport == "wss" and self.certificates is not None else None)
+                await ws.listen(host, port)
+                self.websockets.append(ws)
+                self.addresses.append(f"{transport}:{ws.local[0]}:{ws.local[1]}")
+            elif transport == "tls":
+                if self.certificates is None:
+                    raise ValueError("listening on TLS needs a certificate and key")
+                tls = TcpTransport(self._on_data, name="tls", ssl_context=self.certificates.context,
+                                   limits=tcp_limits(self.plan), client_tls=self._client_tls)
+                await tls.listen(host, port)
+                self.tls.append(tls)
+                self.addresses.append(f"tls:{tls.local[0]}:{tls.local[1]}")
             else:
                 tcp = TcpTransport(self._on_data, limits=tcp_limits(self.plan))
                 await tcp.listen(host, port)
                 self.tcp.append(tcp)
                 self.addresses.append(f"tcp:{tcp.local[0]}:{tcp.local[1]}")
+        if not self.tls:
+            self.tls.append(TcpTransport(self._on_data, name="tls", limits=tcp_limits(self.plan),
+                                         client_tls=self._client_tls))
         def notify(callback: Callable[[], None]) -> None:
             loop.call_soon_threadsafe(callback)
 
@@ -191,8 +221,8 @@ class Server:
             features=self.features,
         )
         self.service.calls = calls
-        for tcp in self.tcp:
-            tcp.in_use = lambda: table.connections() | calls.connections()
+        for stream in self._streams():
+            stream.in_use = lambda: table.connections() | calls.connections()
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -223,6 +253,10 @@ class Server:
         store = self.feature_store
         self.writer.submit(lambda conn: store.save(record, conn=conn))
 
+    def _streams(self) -> list[TcpTransport | WebSocketTransport]:
+        """The connection-oriented transports: limits and idleness apply."""
+        return [*self.tcp, *self.tls, *self.websockets]
+
     def _save_hunt(self, record: HuntRecord) -> None:
         store = self.hunt_store
         self.writer.submit(lambda conn: store.save(record, conn=conn))
@@ -245,8 +279,8 @@ class Server:
             self.ivr.prompts = prompt_library(plan.media.prompt_dir)
         if (plan.media.rtp_first, plan.media.rtp_last) != (old_media.rtp_first, old_media.rtp_last):
             log.warning("rtp_ports_change_needs_restart", ports=f"{plan.media.rtp_first}-{plan.media.rtp_last}")
-        for tcp in self.tcp:
-            tcp.limits = tcp_limits(plan)  # for connections and messages from now on
+        for stream in self._streams():
+            stream.limits = tcp_limits(plan)  # for connections and messages from now on
         # The counts and blocks so far stay; the thresholds are the new ones.
         lockout, limit, fresh = self.security.lockout, self.security.limit, lockout_of(plan)
         lockout.max_failures, lockout.window, lockout.block_seconds = fresh.max_failures, fresh.window, \
@@ -257,10 +291,36 @@ class Server:
         self.security.packets.rate, self.security.packets.burst = packet_limit_of(plan).rate, \
             packet_limit_of(plan).burst
 
+    def _client_tls(self, dest: Peer) -> ClientTls | None:
+        """How to check the server of a TLS connection we open: a trunk's
+        gateway by its settings; anything else (a phone whose connection
+        closed) against the system's CAs and its address."""
+        gateway = self.calls.trunk_sources.tls_gateway(dest) if self.calls is not None else None
+        ca_file = gateway.tls_ca_file if gateway is not None else None
+        context = self._client_contexts.get(ca_file)
+        if context is None:
+            try:
+                context = self._client_contexts[ca_file] = client_context(ca_file)
+            except (OSError, ssl.SSLError) as err:
+                log.error("tls_ca_file_unusable", path=ca_file, error=str(err), dest=str(dest))
+                return None
+        if gateway is None:
+            return ClientTls(context, None)
+        return ClientTls(context, gateway.tls_server_name or gateway.host, gateway.tls_pins)
+
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where peers reach us over ``transport``, for Via and Contact."""
-        bound = self.udp[0].local if transport == "udp" and self.udp else (
-            self.tcp[0].local if self.tcp else ("127.0.0.1", 5060))
+        ws = next((w for w in self.websockets if w.name == transport), None)
+        if ws is not None:
+            bound = ws.local
+        elif transport == "udp" and self.udp:
+            bound = self.udp[0].local
+        elif transport == "tls" and self.tls and self.tls[0].local[1]:
+            bound = self.tls[0].local
+        elif transport == "tls":
+            bound = (self.tcp[0].local[0] if self.tcp else "127.0.0.1", 5061)  # not listening: the default
+        else:
+            bound = self.tcp[0].local if self.tcp else ("127.0.0.1", 5060)
         host, port = bound
         if self._advertise is not None:
             host = self._advertise
@@ -347,6 +407,12 @@ class Server:
         if dest.transport == "udp":
             if self.udp:
                 self.udp[0].send(data, dest)
+        elif dest.transport == "tls":
+            self.tls[0].send(data, dest)
+        elif dest.transport in ("ws", "wss"):
+            for ws in self.websockets:
+                if ws.name == dest.transport:
+                    ws.send(data, dest)
         elif self.tcp:
             self.tcp[0].send(data, dest)
 
@@ -397,8 +463,8 @@ class Server:
         self.service.pending_bindings.flush()
         for udp in self.udp:
             udp.close()
-        for tcp in self.tcp:
-            tcp.close()
+        for stream in self._streams():
+            stream.close()
         if self._timer is not None:
             self._timer.cancel()
         if self.media is not None:
@@ -408,11 +474,12 @@ class Server:
 
 
 async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
-                 pid_file: Path | None, advertise: str | None) -> None:
+                 pid_file: Path | None, advertise: str | None, tls: tuple[Path, Path] | None) -> None:
     # The store's writer thread competes with the event loop for the GIL; a
     # shorter switch interval bounds how long a packet waits behind it.
     sys.setswitchinterval(0.001)
-    server = Server(plan, listens, db_url, advertise)
+    certificates = ServerCertificates(*tls) if tls is not None else None
+    server = Server(plan, listens, db_url, advertise, certificates)
     await server.start()
     # Start-up's objects out of every full collection, and rarer collections
     # from now on: pbx/server/gc_tuning.py has the figures behind this.
@@ -433,6 +500,9 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         print(f"listening {address}", flush=True)
     loop = asyncio.get_running_loop()
     watcher = loop.create_task(reloader.watch())
+    # A renewed certificate is read on SIGHUP or when its files change: new
+    # connections get it, established ones (and their calls) keep theirs.
+    cert_watcher = loop.create_task(certificates.watch()) if certificates is not None else None
     reloads: set[asyncio.Task[bool]] = set()
 
     async def refresh_hours() -> bool:
@@ -443,6 +513,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         for task in (loop.create_task(reloader.reload("sighup")), loop.create_task(refresh_hours())):
             reloads.add(task)
             task.add_done_callback(reloads.discard)
+        if certificates is not None:
+            certificates.reload("sighup")
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     written = pid_file is not None and write_pid_file(pid_file)
@@ -454,6 +526,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     finally:
         log.info("pbx_stopping")
         watcher.cancel()
+        if cert_watcher is not None:
+            cert_watcher.cancel()
         if written and pid_file is not None:
             remove_pid_file(pid_file)
         await server.stop()
@@ -480,12 +554,14 @@ def remove_pid_file(path: Path) -> None:
 
 
 def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
-               pid_file: Path | None = None, advertise: str | None = None) -> None:
+               pid_file: Path | None = None, advertise: str | None = None,
+               tls: tuple[Path, Path] | None = None) -> None:
+    """``tls``: the certificate (chain) and key files, for TLS listeners."""
     plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
+        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls))
     else:
-        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
+        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls))
     sys.stdout.flush()

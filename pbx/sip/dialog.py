@@ -37,6 +37,10 @@ class Dialog:
     route_set: tuple[str, ...] = ()
     local_cseq: int = 0
     remote_cseq: int | None = None
+    secure: bool = False
+    """§12.1.1: the dialog-making request had a SIPS Request-URI (and came or
+    went over TLS: the session checks the transport). Our Contact in it is
+    then a SIPS URI too (§8.1.1.8, RFC 5630 §3.1.3)."""
 
     @classmethod
     def as_uas(cls, request: Request, local_tag: str) -> Dialog:
@@ -54,6 +58,7 @@ class Dialog:
             route_set=tuple(request.get_all("record-route")),
             local_cseq=0,
             remote_cseq=request.cseq.number,
+            secure=request.uri.lower().startswith("sips:"),
         )
 
     def confirm_as_uac(self, response: Response) -> None:

@@ -281,6 +281,7 @@ class InviteSession:
                       random=random or _no_random)
         session._credentials = credentials
         session._ack_at_once = ack_at_once
+        dialog.secure = dialog.remote_target.lower().startswith("sips:")
         transport = dest.transport
         invite = dialog.request("INVITE", via=session._via(transport), contact=session._contact(transport),
                                 headers=[("allow", ALLOW), *headers], body=body, max_forwards=max_forwards)
@@ -318,6 +319,10 @@ class InviteSession:
 
     def _contact(self, transport: str) -> str:
         host, port = self._local(transport)
+        if transport == "tls" and self.dialog.secure:
+            # RFC 5630 §3.1.3: a SIPS dialog's Contact is SIPS; "transport=tls"
+            # is deprecated (§3.1.1) and would be wrong here.
+            return f"<sips:{host}:{port}>"
         suffix = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{host}:{port}{suffix}>"
 

@@ -3,8 +3,11 @@
 Each accepted (or opened) connection gets a number; a message that arrived
 on it carries that number in its ``Peer`` so responses, and later requests
 to a phone that registered over it, go back on the same connection
-(RFC 3261 §18.2.2, RFC 5626 §5). TLS will reuse this class with an SSL
-context passed to ``open_tcp``/``connect``.
+(RFC 3261 §18.2.2, RFC 5626 §5). TLS is this class with a listening SSL
+context and, for connections it opens, ``client_tls`` saying how to check
+the server (:mod:`pbx.transport.tls`). Accepted TLS connections count
+against the limits below once their handshake is done; a handshake must be
+done within ``handshake_seconds``, so half-open handshakes cannot pile up.
 
 Limits (:class:`TcpLimits`, from the dialplan's ``security`` section), so
 one peer cannot take the server's memory or attention: connections accepted
@@ -31,6 +34,7 @@ import structlog
 
 from pbx.sip.address import Peer
 from pbx.sip.parser import StreamFramer
+from pbx.transport.tls import ClientTls, public_key_pin, verify_failure
 
 Receiver = Callable[[bytes, Peer], None]
 ClosedHook = Callable[[Peer, str], None]
@@ -40,6 +44,9 @@ PING = b"\r\n\r\n"
 PONG = b"\r\n"
 
 _ids = itertools.count(1)
+next_connection_id = _ids.__next__
+"""Numbers connections of every kind (TCP, TLS, WebSocket) apart: the
+registrar and calls keep a connection by its number alone."""
 log = structlog.get_logger("pbx.transport")
 
 SWEEP_SECONDS = 1.0
@@ -56,6 +63,9 @@ class TcpLimits:
     idle_seconds: float = 120.0
     """An accepted connection not in use is closed after this long without
     a byte from its peer (a registered phone's keep-alives count)."""
+    handshake_seconds: float = 10.0
+    """TLS only: a handshake, in or out, must be done this long after the
+    connection opened."""
 
 
 class TcpConnection(asyncio.Protocol):
@@ -140,6 +150,7 @@ class TcpTransport:
         name: str = "tcp",
         ssl_context: ssl.SSLContext | None = None,
         limits: TcpLimits | None = None,
+        client_tls: Callable[[Peer], ClientTls | None] | None = None,
     ) -> None:
         self.limits = limits or TcpLimits()
         self.in_use: Callable[[], set[int]] = set
@@ -154,6 +165,9 @@ class TcpTransport:
         self._by_address: dict[tuple[str, int], int] = {}
         self._server: asyncio.AbstractServer | None = None
         self._ssl = ssl_context
+        self._client_tls = client_tls
+        """TLS: how to verify the server of a connection we open to a peer;
+        None from it: no TLS connection may be opened there."""
         self._pending: dict[tuple[str, int], asyncio.Task[TcpConnection | None]] = {}
         self.name = name
         self.local: tuple[str, int] = ("", 0)
@@ -161,7 +175,8 @@ class TcpTransport:
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: TcpConnection(self, inbound=True), host, port, ssl=self._ssl, reuse_address=True
+            lambda: TcpConnection(self, inbound=True), host, port, ssl=self._ssl, reuse_address=True,
+            ssl_handshake_timeout=self.limits.handshake_seconds if self._ssl is not None else None,
         )
         sockname = self._server.sockets[0].getsockname()
         self.local = (sockname[0], sockname[1])
@@ -243,14 +258,35 @@ class TcpTransport:
 
     async def _connect(self, dest: Peer) -> TcpConnection | None:
         loop = asyncio.get_running_loop()
+        tls: ClientTls | None = None
+        if self._client_tls is not None:
+            tls = self._client_tls(dest)
+            if tls is None:
+                log.warning("tls_connection_not_allowed", dest=str(dest))
+                return None
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self, inbound=False), dest.host, dest.port,
-                                       ssl=self._ssl),
-                timeout=10,
+            transport, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: TcpConnection(self, inbound=False), dest.host, dest.port,
+                    ssl=tls.context if tls is not None else None,
+                    server_hostname=(tls.server_name or dest.host) if tls is not None else None,
+                    ssl_handshake_timeout=self.limits.handshake_seconds if tls is not None else None),
+                timeout=10 + self.limits.handshake_seconds,
             )
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as err:
+            if tls is not None and isinstance(err, ssl.SSLError):
+                # The server's certificate is refused: say why, once per try.
+                log.error("tls_certificate_refused", dest=str(dest), server_name=tls.server_name or dest.host,
+                          reason=verify_failure(err))
             return None
+        if tls is not None and tls.pins:
+            der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            pin = public_key_pin(der) if der else ""
+            if pin not in tls.pins:  # pins are normalised lower-case hex
+                log.error("tls_certificate_refused", dest=str(dest), server_name=tls.server_name or dest.host,
+                          reason="public key not pinned", sha256=pin)
+                transport.abort()
+                return None
         return protocol
 
     def _forget(self, conn: TcpConnection) -> None:

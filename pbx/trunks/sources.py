@@ -45,6 +45,7 @@ class TrunkSources:
         self._by_address: dict[tuple[str, int, str], str] = {}
         self._networks: list[tuple[Network, str]] = []
         self._peers: dict[Gateway, Peer] = {}
+        self._tls: dict[tuple[str, int], Gateway] = {}
         resolved = resolved or {}
         for key, trunk in (trunks or {}).items():
             self._networks.extend((network, key) for network in trunk.inbound_sources)
@@ -54,6 +55,8 @@ class TrunkSources:
                     # Two trunks on one gateway address: the first keeps it
                     # (the loader warns about such a plan).
                     self._by_address.setdefault((normalise_host(address), gateway.port, gateway.transport), key)
+                    if gateway.transport == "tls":
+                        self._tls.setdefault((normalise_host(address), gateway.port), gateway)
                 self._peers[gateway] = Peer(gateway.transport, normalise_host(addresses[0]), gateway.port)
 
     def match(self, source: Peer) -> str | None:
@@ -77,6 +80,10 @@ class TrunkSources:
         if found is not None:
             return found
         return Peer(gateway.transport, normalise_host(gateway.host), gateway.port)
+
+    def tls_gateway(self, dest: Peer) -> Gateway | None:
+        """The TLS gateway at ``dest``'s address: how to check its certificate."""
+        return self._tls.get((normalise_host(dest.host), dest.port))
 
     def __len__(self) -> int:
         return len(self._by_address)

@@ -76,7 +76,7 @@ class Phone:
     @classmethod
     def start(cls, name: str, log_dir: Path, *, log_level: int = 3,
               codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000"),
-              timeout: float = 10.0) -> Phone:
+              timeout: float = 10.0, tls_ca: Path | None = None) -> Phone:
         """Spawn a phone and wait for its ``ready`` event.
 
         The pjsua log goes to ``log_dir/<name>.pjsua.log`` and anything the
@@ -90,6 +90,8 @@ class Phone:
         command = [sys.executable, str(PHONE_SCRIPT), "--name", name,
                    "--log-file", str(log_dir / f"{name}.pjsua.log"),
                    "--log-level", str(log_level), "--codecs", ",".join(codecs)]
+        if tls_ca is not None:
+            command += ["--tls-ca", str(tls_ca)]
         try:
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=stderr_file)
@@ -202,12 +204,14 @@ class Phone:
     def register(self, user: str, password: str, domain: str, registrar: str, *,
                  transport: str = "udp", expires: int = 300, realm: str = "*",
                  auto_answer: int | None = None, auto_answer_delay: float = 0.0,
-                 timeout: float = 5.0) -> Event:
-        """Register and return the resulting ``reg_state`` (success or not)."""
+                 timeout: float = 5.0, srtp: str = "disabled") -> Event:
+        """Register and return the resulting ``reg_state`` (success or not).
+        ``srtp``: disabled, optional or mandatory (SDES, RFC 4568)."""
         command: dict[str, Any] = {
             "cmd": "register", "user": user, "password": password, "domain": domain,
             "registrar": registrar, "transport": transport, "expires": expires,
             "realm": realm, "auto_answer": auto_answer, "auto_answer_delay": auto_answer_delay,
+            "srtp": srtp,
         }
         self.command(command, timeout)
         return self.wait_for("reg_state", timeout)
@@ -338,8 +342,8 @@ class PhoneFactory:
         self.phones: list[Phone] = []
 
     def __call__(self, name: str, *, log_level: int = 3,
-                 codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000")) -> Phone:
-        phone = Phone.start(name, self.log_dir, log_level=log_level, codecs=codecs)
+                 codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000"), tls_ca: Path | None = None) -> Phone:
+        phone = Phone.start(name, self.log_dir, log_level=log_level, codecs=codecs, tls_ca=tls_ca)
         self.phones.append(phone)
         return phone
 
@@ -363,6 +367,24 @@ def open_phones(log_dir: Path) -> Iterator[PhoneFactory]:
 
 
 # --- audio helpers ------------------------------------------------------------------
+
+
+def talk_both_ways(alice: Phone, bob: Phone, call: int, bob_call: int, folder: Path) -> tuple[float, float]:
+    """On an answered call each side plays a tone and records the other;
+    returns the loudness (RMS) Alice heard, then Bob's."""
+    tone_a = write_tone_wav(folder / "a.wav", frequency=440.0, seconds=1.0)
+    tone_b = write_tone_wav(folder / "b.wav", frequency=660.0, seconds=1.0)
+    heard_by_bob, heard_by_alice = folder / "bob-heard.wav", folder / "alice-heard.wav"
+    bob.record(heard_by_bob, bob_call)
+    alice.record(heard_by_alice, call)
+    alice.play(tone_a, call)
+    bob.play(tone_b, bob_call)
+    alice.wait_for("play_done", 5.0, call=call)
+    bob.wait_for("play_done", 5.0, call=bob_call)
+    time.sleep(1.0)
+    bob.stop_record(bob_call)
+    alice.stop_record(call)
+    return wav_rms(heard_by_alice), wav_rms(heard_by_bob)
 
 
 def write_tone_wav(path: Path, *, frequency: float = 440.0, seconds: float = 1.0,

@@ -62,7 +62,10 @@ _MEDIA_DIRECTION: dict[int, str] = {
     pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv",
 }
 
-_TRANSPORTS = ("udp", "tcp")
+_TRANSPORTS = ("udp", "tcp", "tls")
+# AccountConfig.mediaConfig.srtpUse by name (pjmedia_srtp_use).
+_SRTP_USE = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+             "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 DEFAULT_CODECS = ("PCMU/8000", "PCMA/8000")
 
 
@@ -173,11 +176,11 @@ def _describe(exc: BaseException) -> str:
 
 
 # RFC 3261 §7.3.3 compact forms of the headers incoming_call reports.
-_COMPACT = {"f": "from", "t": "to"}
+_COMPACT = {"f": "from", "t": "to", "v": "via"}
 
 
 def _parse_request(message: str) -> tuple[str, dict[str, str]]:
-    """Request-URI and the first From / To header values of a raw request."""
+    """Request-URI and the first From / To / Via header values of a raw request."""
     head = message.replace("\r\n", "\n").split("\n\n", 1)[0]
     lines = head.split("\n")
     parts = lines[0].split(" ")
@@ -189,7 +192,7 @@ def _parse_request(message: str) -> tuple[str, dict[str, str]]:
             continue
         key = name.strip().lower()
         key = _COMPACT.get(key, key)
-        if key in ("from", "to") and key not in found:
+        if key in ("from", "to", "via") and key not in found:
             found[key] = value.strip()
     return request_uri, found
 
@@ -319,6 +322,7 @@ class Phone:
     log_file: str
     log_level: int
     codecs: tuple[str, ...]
+    tls_ca: str = ""
     endpoint: Any = None
     transport_ids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
@@ -355,11 +359,19 @@ class Phone:
         config.medConfig.clockRate = 8000
         config.medConfig.sndClockRate = 8000
         ep.libInit(config)
-        for kind, type_id in (("udp", pj.PJSIP_TRANSPORT_UDP), ("tcp", pj.PJSIP_TRANSPORT_TCP)):
+        for kind, type_id in (("udp", pj.PJSIP_TRANSPORT_UDP), ("tcp", pj.PJSIP_TRANSPORT_TCP),
+                              ("tls", pj.PJSIP_TRANSPORT_TLS)):
             transport_config = pj.TransportConfig()
             transport_config.port = 0
             transport_config.boundAddress = "127.0.0.1"
             transport_config.publicAddress = "127.0.0.1"
+            if kind == "tls":
+                # The test PBX's certificate comes from a test CA: trust it
+                # when given (--tls-ca), and check the name then.
+                transport_config.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+                if self.tls_ca:
+                    transport_config.tlsConfig.CaListFile = self.tls_ca
+                    transport_config.tlsConfig.verifyServer = True
             self.transport_ids[kind] = ep.transportCreate(type_id, transport_config)
             local = ep.transportGetInfo(self.transport_ids[kind]).localName
             self.ports[kind] = int(str(local).rsplit(":", 1)[1])
@@ -368,7 +380,7 @@ class Phone:
         self._set_codecs()
         self._create_local_account()
         self.sink.emit("ready", name=self.name, pid=os.getpid(),
-                       udp_port=self.ports["udp"], tcp_port=self.ports["tcp"],
+                       udp_port=self.ports["udp"], tcp_port=self.ports["tcp"], tls_port=self.ports["tls"],
                        codecs=list(self.codecs))
 
     def _set_codecs(self) -> None:
@@ -543,7 +555,8 @@ class Phone:
         info = call.getInfo()
         request_uri, headers = _parse_request(str(prm.rdata.wholeMsg))
         self.sink.emit("incoming_call", call=call.serial, sip_call_id=str(info.callIdString),
-                       request_uri=request_uri,
+                       request_uri=request_uri, via=headers.get("via", ""),
+                       body=str(prm.rdata.wholeMsg).replace("\r\n", "\n").partition("\n\n")[2],
                        **{"from": headers.get("from", str(info.remoteUri)),
                           "to": headers.get("to", str(info.localUri))})
         if self.options.ring:
@@ -571,8 +584,15 @@ class Phone:
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
             status = _MEDIA_STATUS.get(int(media.status), str(media.status))
+            proto = ""
+            if status == "active":
+                try:
+                    proto = "RTP/SAVP" if int(call.getStreamInfo(media.index).proto) & pj.PJMEDIA_TP_PROFILE_SRTP \
+                        else "RTP/AVP"
+                except pj.Error:
+                    proto = ""
             self.sink.emit("media_state", call=call.serial, status=status,
-                           dir=_MEDIA_DIRECTION.get(int(media.dir), str(media.dir)))
+                           dir=_MEDIA_DIRECTION.get(int(media.dir), str(media.dir)), proto=proto)
             if status == "active":
                 self._connect_media(call)
 
@@ -663,6 +683,13 @@ class Phone:
         config.sipConfig.transportId = self.transport_ids[transport]
         config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", realm, user, 0, password))
         self._plain_nat_config(config)
+        srtp = _str(args, "srtp", "disabled")
+        if srtp not in _SRTP_USE:
+            raise CommandError(f"srtp must be one of {sorted(_SRTP_USE)}, got {srtp!r}")
+        config.mediaConfig.srtpUse = _SRTP_USE[srtp]
+        # 0: SRTP over any signalling transport (the PBX decides what it
+        # accepts; the tests check that).
+        config.mediaConfig.srtpSecureSignaling = _int(args, "srtp_secure_signaling", 0)
         if self.account is not None and self.account.isValid():
             self.account.modify(config)
         else:
@@ -920,6 +947,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-level", type=int, default=3, choices=range(0, 6))
     parser.add_argument("--codecs", default=",".join(DEFAULT_CODECS),
                         help="comma separated, e.g. PCMU/8000,PCMA/8000")
+    parser.add_argument("--tls-ca", default="", help="CA file the PBX's TLS certificate is checked against")
     return parser.parse_args(argv)
 
 
@@ -933,7 +961,7 @@ def main(argv: list[str]) -> NoReturn:
     sink = EventSink(os.fdopen(event_fd, "w", encoding="utf-8", buffering=1))
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
     phone = Phone(name=args.name, sink=sink, log_file=args.log_file,
-                  log_level=args.log_level, codecs=codecs)
+                  log_level=args.log_level, codecs=codecs, tls_ca=args.tls_ca)
     try:
         phone.start()
         phone.run(sys.stdin.fileno())

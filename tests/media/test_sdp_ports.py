@@ -96,7 +96,8 @@ def test_dynamic_pcmu_is_understood() -> None:
 
 @pytest.mark.parametrize(("offer", "reason"), [
     (PHONE_OFFER.replace("m=audio 4000 RTP/AVP 8 0 96", "m=audio 4000 RTP/AVP 18 9"), "no common codec"),
-    (PHONE_OFFER.replace("RTP/AVP", "RTP/SAVP"), "unsupported media profile RTP/SAVP"),
+    (PHONE_OFFER.replace("RTP/AVP", "RTP/SAVP"), "RTP/SAVP offered, but SRTP is not enabled for this call"),
+    (PHONE_OFFER.replace("RTP/AVP", "UDP/TLS/RTP/SAVP"), "unsupported media profile UDP/TLS/RTP/SAVP"),
     (PHONE_OFFER.replace("m=audio", "m=video"), "no audio stream offered"),
     (PHONE_OFFER.replace("c=IN IP4 10.0.0.5\r\n", ""), "no c= line"),
     ("", "must start with v=0"),

@@ -146,10 +146,10 @@ BASE = (
             id="trunk-credentials",
         ),
         pytest.param(
-            "trunks:\n  t:\n    gateways: [{host: 127.0.0.1, port: 70000, transport: tls}]\n",
+            "trunks:\n  t:\n    gateways: [{host: 127.0.0.1, port: 70000, transport: sctp}]\n",
             [
                 "plan.yaml:8:40: 'gateways[0].port' of trunk 't' must be at most 65535, not 70000",
-                "plan.yaml:8:58: 'gateways[0].transport' of trunk 't' must be one of 'udp', 'tcp'",
+                "plan.yaml:8:58: 'gateways[0].transport' of trunk 't' must be one of 'udp', 'tcp', 'tls'",
             ],
             id="gateway-schema",
         ),
@@ -227,3 +227,34 @@ trunks:
     path.write_text(path.read_text().replace(", not-an-address, 0.0.0.0/0", ""))
     sources = load_dialplan(path).trunks["t"].inbound_sources
     assert [str(n) for n in sources] == ["203.0.113.0/24", "2001:db8::1/128"]
+
+
+def test_trunk_gateway_tls_settings_are_checked_and_loaded(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"""\
+domain: pbx.example.com
+trunks:
+  secure:
+    gateways:
+      - {{host: sip.provider.test, transport: tls, tls_ca_file: "{ca}", tls_pins: ["{'AB:' * 31}AB"]}}
+  plain:
+    gateways:
+      - {{host: 192.0.2.7, tls_server_name: sip.provider.test}}
+  missing:
+    gateways:
+      - {{host: 192.0.2.8, transport: tls, tls_ca_file: /nowhere/ca.pem, tls_pins: [nothex]}}
+""")
+    errors = [f"{p.line}:{p.column}: {p.message}" for p in check_dialplan(path) if p.is_error]
+    assert errors == [
+        "8:27: trunk 'plain': tls_server_name needs transport: tls",
+        "11:56: trunk 'missing': tls_ca_file '/nowhere/ca.pem' is not a file (a relative path is taken from the"
+        " directory the server runs in)",
+        "11:84: 'gateways[0].tls_pins[0]' of trunk 'missing' must be a SHA-256 in hex (64 digits, colons allowed)",
+    ]
+    path.write_text(path.read_text().replace("/nowhere/ca.pem", str(ca)).replace(", tls_pins: [nothex]", "")
+                    .replace(", tls_server_name: sip.provider.test", ""))
+    gateway = load_dialplan(path).trunks["secure"].gateways[0]
+    assert (gateway.transport, gateway.port, gateway.tls_ca_file) == ("tls", 5061, str(ca))
+    assert gateway.tls_pins == ("ab" * 32,)

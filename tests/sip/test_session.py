@@ -83,8 +83,8 @@ def reply(request: Request, status: int, *, tag: str | None = "callee", headers:
     return make_response(request, status, to_tag=tag, headers=extra, body=body)
 
 
-def incoming_invite(*, cseq: int = 1, body: bytes = SDP) -> Request:
-    return make_request("INVITE", "sip:1002@pbx.example.com", [
+def incoming_invite(*, cseq: int = 1, body: bytes = SDP, uri: str = "sip:1002@pbx.example.com") -> Request:
+    return make_request("INVITE", uri, [
         ("via", "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKcaller1"), ("max-forwards", "70"),
         ("from", "<sip:1001@pbx.example.com>;tag=caller"), ("to", "<sip:1002@pbx.example.com>"),
         ("call-id", "a-leg"), ("cseq", f"{cseq} INVITE"), ("contact", "<sip:1001@192.0.2.10:5062>"),
@@ -350,3 +350,37 @@ def test_a_timed_out_in_dialog_request_reports_408() -> None:
     session = confirmed_uas(wire)
     sent = session.send("INFO", ref="info")
     assert session.on_timeout(client_key(sent)) == [ResponseIn("info", None, 408)]
+
+
+# ---------------------------------------------------------------- TLS and SIPS (RFC 5630)
+
+
+@pytest.mark.parametrize(("request_uri", "contact"), [
+    ("sips:1002@pbx.example.com", "<sips:192.0.2.1:5061>"),
+    ("sip:1002@pbx.example.com", "<sip:192.0.2.1:5061;transport=tls>"),
+])
+def test_uas_over_tls_answers_with_a_sips_contact_only_for_a_sips_request(request_uri: str, contact: str) -> None:
+    wire = RecordingWire()
+    invite = incoming_invite(uri=request_uri)
+    session = InviteSession.uas(request=invite, key=TransactionKey(True, "z9hG4bKcaller1", "h", "INVITE"),
+                                source=Peer("tls", "192.0.2.10", 50000, 7), local_tag="pbx", wire=wire,
+                                local=lambda _: ("192.0.2.1", 5061), tokens=counter())
+    session.respond(200, body=SDP)
+    [(_, response)] = wire.responses
+    assert response.get("contact") == contact
+
+
+@pytest.mark.parametrize(("target", "via", "contact"), [
+    ("sips:1002@192.0.2.20:5061", "SIP/2.0/TLS 192.0.2.1:5061;", "<sips:192.0.2.1:5061>"),
+    ("sip:1002@192.0.2.20:5061;transport=tls", "SIP/2.0/TLS 192.0.2.1:5061;", "<sip:192.0.2.1:5061;transport=tls>"),
+])
+def test_uac_over_tls_sends_a_tls_via_and_a_sips_contact_to_a_sips_target(target: str, via: str,
+                                                                         contact: str) -> None:
+    wire = RecordingWire()
+    dialog = Dialog(call_id="b-leg-2", local_tag="pbx", remote_tag=None, local_uri="<sip:1001@pbx.example.com>",
+                    remote_uri="<sip:1002@pbx.example.com>", remote_target=target)
+    InviteSession.uac(dialog=dialog, dest=Peer("tls", "192.0.2.20", 5061), wire=wire,
+                      local=lambda _: ("192.0.2.1", 5061), headers=[], body=SDP, tokens=counter())
+    [invite] = wire.requests
+    assert (invite.get("via") or "").startswith(via)
+    assert invite.get("contact") == contact

@@ -1,0 +1,134 @@
+"""Softphones over TLS (pjsua2) through a real `pbx serve --listen tls:`.
+
+The PBX's certificate comes from a test CA the phones trust, issued for
+127.0.0.1, so the phones verify it as a real deployment would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.server import RunningServer, run_server
+from tests.tls_certs import write_ca, write_leaf
+
+from .harness import DOMAIN
+from .phone import Phone, PhoneFactory, talk_both_ways
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+DIALPLAN = """\
+domain: pbx.example.com
+departments:
+  sales: {name: Sales}
+extensions:
+  1001: {name: An Nguyen, department: sales, password: an-secret-1001}
+  1003: {name: Chau Le, department: sales, password: chau-secret-1003, media_encryption: required}
+  1004: {name: Dung Pham, department: sales, password: dung-secret-1004}
+"""
+PASSWORDS = {"1001": "an-secret-1001", "1003": "chau-secret-1003", "1004": "dung-secret-1004"}
+
+
+@dataclass
+class TlsPbx:
+    server: RunningServer
+    ca_file: Path
+    cert: Path
+    key: Path
+    ca: trustme.CA
+
+    @property
+    def registrar(self) -> str:
+        return f"127.0.0.1:{self.server.tls_port}"
+
+
+def start_tls_pbx(directory: Path, dialplan: str) -> Iterator[TlsPbx]:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    cert, key = write_leaf(ca, directory / "tls", "127.0.0.1", "pbx.example.com")
+    ca_file = write_ca(ca, directory / "tls" / "ca.pem")
+    plan = directory / "plan.yaml"
+    plan.write_text(dialplan)
+    with run_server(plan, f"sqlite:///{directory / 'pbx.sqlite3'}",
+                    ["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"],
+                    ("--tls-cert", str(cert), "--tls-key", str(key))) as server:
+        yield TlsPbx(server, ca_file, cert, key, ca)
+
+
+@pytest.fixture
+def dialplan() -> str:
+    return DIALPLAN
+
+
+@pytest.fixture
+def tls_pbx(tmp_path: Path, dialplan: str) -> Iterator[TlsPbx]:
+    yield from start_tls_pbx(tmp_path / "pbx", dialplan)
+
+
+def registered(phones: PhoneFactory, pbx: TlsPbx, number: str, transport: str = "tls",
+               **options: object) -> Phone:
+    phone = phones(f"ext{number}", tls_ca=pbx.ca_file)
+    registrar = pbx.registrar if transport == "tls" else f"127.0.0.1:{pbx.server.udp_port}"
+    state = phone.register(number, PASSWORDS[number], DOMAIN, registrar, transport=transport,
+                           **options)  # type: ignore[arg-type]
+    assert state["code"] == 200, state
+    return phone
+
+
+def test_phones_register_and_call_over_tls_with_audio_both_ways(tls_pbx: TlsPbx, phones: PhoneFactory,
+                                                               tmp_path: Path) -> None:
+    alice = registered(phones, tls_pbx, "1001")
+    bob = registered(phones, tls_pbx, "1004", auto_answer=200)
+    call = alice.call(f"sip:1004@{tls_pbx.registrar};transport=tls")
+    invite = bob.wait_for("incoming_call", 10.0)
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    incoming = bob.wait_for("media_state", 10.0, status="active")
+    bob_call = int(incoming["call"])
+    heard_by_alice, heard_by_bob = talk_both_ways(alice, bob, call, bob_call, tmp_path)
+    alice.hangup(call)
+    bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+    assert heard_by_alice > 1000.0 and heard_by_bob > 1000.0
+    # Bob was reached over TLS: the PBX's Via says so.
+    assert invite["via"].startswith("SIP/2.0/TLS 127.0.0.1:"), invite["via"]
+
+
+def test_tls_and_srtp_phones_call_a_required_extension_with_encrypted_audio_both_ways(
+        tls_pbx: TlsPbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    alice = registered(phones, tls_pbx, "1001", srtp="mandatory")
+    bob = registered(phones, tls_pbx, "1003", auto_answer=200, srtp="mandatory")
+    call = alice.call(f"sip:1003@{tls_pbx.registrar};transport=tls")
+    invite = bob.wait_for("incoming_call", 10.0)
+    mine = alice.wait_for("media_state", 10.0, call=call, status="active")
+    incoming = bob.wait_for("media_state", 10.0, status="active")
+    bob_call = int(incoming["call"])
+    heard_by_alice, heard_by_bob = talk_both_ways(alice, bob, call, bob_call, tmp_path)
+    alice.hangup(call)
+    bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+    assert heard_by_alice > 1000.0 and heard_by_bob > 1000.0
+    # Both ends run SRTP with the keys the PBX passed end to end over TLS.
+    assert mine["proto"] == incoming["proto"] == "RTP/SAVP"
+    assert "m=audio" in invite["body"] and "RTP/SAVP" in invite["body"] and "a=crypto:" in invite["body"]
+
+
+def test_a_plain_rtp_offer_to_a_required_extension_gets_488(tls_pbx: TlsPbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, tls_pbx, "1001")           # no SRTP at all
+    bob = registered(phones, tls_pbx, "1003", auto_answer=200, srtp="mandatory")
+    call = alice.call(f"sip:1003@{tls_pbx.registrar};transport=tls")
+    ended = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert ended["code"] == 488 and ended["reason"] == "SRTP Required"
+    with pytest.raises(TimeoutError):
+        bob.wait_for("incoming_call", 1.0)  # never rung
+
+
+def test_srtp_keys_offered_over_udp_are_not_passed_on(tls_pbx: TlsPbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, tls_pbx, "1001", transport="udp", srtp="mandatory")
+    bob = registered(phones, tls_pbx, "1004", auto_answer=200, srtp="optional")
+    call = alice.call(f"sip:1004@127.0.0.1:{tls_pbx.server.udp_port}", transport="udp")
+    ended = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert ended["code"] == 488 and ended["reason"] == "SRTP Keys Need TLS Signalling"
+    with pytest.raises(TimeoutError):
+        bob.wait_for("incoming_call", 1.0)  # never rung
