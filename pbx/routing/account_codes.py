@@ -76,11 +76,11 @@ class Prefixed:
 def split_prefixed(dialled: str, prefix: str) -> Prefixed | None:
     """``*11123456#0912345678`` -> code ``123456``, number ``0912345678``;
     None when ``dialled`` does not start with ``prefix`` or has no ``#``
-    after a run of digits. A URI carries ``#`` escaped (``%23``): the
-    caller unescapes it first."""
+    after a run of digits. A SIP URI carries ``#`` escaped (``%23``,
+    RFC 3261 §25.1): both forms are understood."""
     if not dialled.startswith(prefix):
         return None
-    code, end, number = dialled[len(prefix):].partition("#")
+    code, end, number = dialled[len(prefix):].replace("%23", "#").partition("#")
     if not end or not code.isdigit() or not code.isascii() or not number or len(code) > MAX_LENGTH:
         return None
     return Prefixed(code=code, number=number)
