@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import pytest
 from pbx.store.codes import CodeStore
 from pbx.store.db import make_engine, migrate
 from tests.server import run_server
+from tests.test_sipp_hunt import _popen
 from tests.test_sipp_calls import (CALLERS, DOMAIN, SCENARIOS, cdr_rows, free_udp_port, kill_group, last_statistics,
                                    logged_call_ids, password, sipp_binary, users_csv)
 
@@ -80,12 +80,6 @@ class Result:
     @property
     def cpu_ms_per_call(self) -> float:
         return 1000 * self.cpu_seconds / max(1, self.calls)
-
-
-def _popen(workdir: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    with (workdir / f"{name}.out").open("wb") as output:
-        return subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def run_load(workdir: Path, db_url: str, *, rate: int, seconds: int,

@@ -19,7 +19,7 @@ from typing import TypeVar
 import click
 from sqlalchemy import Engine
 
-from pbx.accountcodes.codes import StoredCode, WeakCode, check_chosen, generate
+from pbx.accountcodes.codes import Status, StoredCode, WeakCode, check_chosen, generate
 from pbx.cli.cdr import TIME_HELP, TimeFormatError, parse_time
 from pbx.cli.defaults import DEFAULT_DB
 from pbx.routing.dialplan import Dialplan
@@ -181,16 +181,20 @@ def _each(which: str, db_url: str, work: Callable[[CodeStore, StoredCode], None]
         engine.dispose()
 
 
+def _set_status(which: str, db_url: str, status: Status) -> None:
+    def work(store: CodeStore, code: StoredCode) -> None:
+        store.set_status(code.id, status, datetime.now(UTC))
+        click.echo(f"code {code.label}: {'enabled' if status == 'active' else 'disabled'}")
+
+    _each(which, db_url, work)
+
+
 @codes.command("disable")
 @click.argument("which", metavar="ID|OWNER")
 @_options
 def disable(which: str, db_url: str, dialplan: Path) -> None:
     """Stop a code (or all of an owner's) from working, from the next call on."""
-    def work(store: CodeStore, code: StoredCode) -> None:
-        store.set_status(code.id, "disabled", datetime.now(UTC))
-        click.echo(f"code {code.label}: disabled")
-
-    _each(which, db_url, work)
+    _set_status(which, db_url, "disabled")
 
 
 @codes.command("enable")
@@ -198,11 +202,7 @@ def disable(which: str, db_url: str, dialplan: Path) -> None:
 @_options
 def enable(which: str, db_url: str, dialplan: Path) -> None:
     """Let a disabled code work again."""
-    def work(store: CodeStore, code: StoredCode) -> None:
-        store.set_status(code.id, "active", datetime.now(UTC))
-        click.echo(f"code {code.label}: enabled")
-
-    _each(which, db_url, work)
+    _set_status(which, db_url, "active")
 
 
 @codes.command("rotate")

@@ -28,7 +28,7 @@ from tests.trunks.provider import Sipp
 
 from .harness import DOMAIN, Pbx, start_pbx
 from .phone import Phone, PhoneFactory
-from .test_ivr import prompt_span, voiced
+from .test_ivr import prompt_span, registered as ivr_registered, voiced
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed")]
@@ -127,10 +127,7 @@ def add_code(pbx: Pbx, tmp_path: Path, digits: str, owner: str, rights: str, *ex
 
 
 def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
-    phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
-    assert state["code"] == 200, state
-    return phone
+    return ivr_registered(phones, pbx, number, passwords=PASSWORDS, **options)
 
 
 def dial(phone: Phone, dialled: str, pbx: Pbx) -> int:
