@@ -1,6 +1,7 @@
 """Write a pcap of RFC 4733 key presses for SIPp's ``play_pcap_audio``.
 
     python sipp-scenarios/make_dtmf_pcap.py 9 sipp-scenarios/dtmf_9.pcap
+    python sipp-scenarios/make_dtmf_pcap.py '483948#' sipp-scenarios/dtmf_code.pcap --gap 0.2
 
 Each key is sent as the PBX's own media layer sends one
 (:func:`pbx.media.telephone_event.event_packets`: 100 ms, the end packet
@@ -43,8 +44,9 @@ def frame(payload: bytes) -> bytes:
     return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp
 
 
-def rtp_packets(keys: str) -> list[tuple[float, bytes]]:
-    """(seconds from the start, RTP packet) for each key in turn."""
+def rtp_packets(keys: str, gap: float = GAP_SECONDS) -> list[tuple[float, bytes]]:
+    """(seconds from the start, RTP packet) for each key in turn, ``gap``
+    seconds between keys."""
     out: list[tuple[float, bytes]] = []
     sequence, timestamp, at = 1, 160, 0.0
     for key in keys:
@@ -52,8 +54,8 @@ def rtp_packets(keys: str) -> list[tuple[float, bytes]]:
             out.append((at, pack_header(PAYLOAD_TYPE, sequence, timestamp + offset, SSRC, marker) + payload))
             sequence += 1
             at += PACKET_SECONDS
-        at += GAP_SECONDS
-        timestamp += int(GAP_SECONDS * 8000) + 8 * 160
+        at += gap
+        timestamp += int(gap * 8000) + 8 * 160
     return out
 
 
@@ -72,8 +74,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("keys", help="the keys to press, e.g. 9 or 1#")
     parser.add_argument("output", type=Path)
+    parser.add_argument("--gap", type=float, default=GAP_SECONDS, help="seconds between keys (default 1)")
     args = parser.parse_args(argv)
-    write_pcap(args.output, rtp_packets(args.keys))
+    write_pcap(args.output, rtp_packets(args.keys, args.gap))
     return 0
 
 

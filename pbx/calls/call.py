@@ -32,13 +32,13 @@ from pbx.calls.features import ForwardOnFail
 from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
-from pbx.calls.plan import Action, AnswerMenu, End, Overflowing, Ring, quoted_text as quoted
 from pbx.calls import transfer as transfers
+from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError, cross_answer
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
-from pbx.routing.engine import RingMember
+from pbx.routing.engine import RingMember, ToTrunk
 from pbx.routing.hunt_groups import Condition
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request, Response
@@ -63,6 +63,7 @@ from pbx.sip.tokens import random_uuid
 from pbx.trunks.outbound import TrunkDialling
 
 if TYPE_CHECKING:
+    from pbx.calls.codes import AccountUse, CodeCall
     from pbx.calls.controller import CallController
     from pbx.calls.transfer import CallTransfer
 
@@ -178,6 +179,15 @@ class Call:
     language: str = "en"
     announced: End | None = None
     """The refusal an announcement plays before."""
+    code: CodeCall | None = None
+    """The account code business of a call routing said needs one."""
+    account: AccountUse | None = None
+    """The account code the call is placed with: its rights, its billing."""
+    code_decision: ToTrunk | None = None
+    """Where the call goes with the code's rights, once the code is right."""
+    unanswered: Disposition = Disposition.CANCELLED
+    """How a call the PBX answered itself (a code prompt) but nobody else
+    did ends in the CDR, should it end before anyone answers."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -216,6 +226,16 @@ class Call:
     def local(self) -> bool:
         """The PBX itself answered A (a menu, or a transfer from it ringing)."""
         return self.media is not None and self.a.answered
+
+    @property
+    def routing(self) -> bool:
+        """Not yet ringing, answered or refused (an account code being looked up)."""
+        return self.state is CallState.ROUTING
+
+    @property
+    def answering_locally(self) -> bool:
+        """The PBX itself talks to the caller (a menu, a prompt, an announcement)."""
+        return self.state is CallState.LOCAL and self.media is not None
 
     @property
     def legs(self) -> list[Leg]:
@@ -385,6 +405,8 @@ class Call:
                 self.controller.overflow(self, unavailable.group, unavailable.condition, unavailable.call_class)
             case AnswerMenu():
                 self._answer_menu(action, now)
+            case AskCode():
+                self._ask_code(action, now)
             case _:
                 assert_never(action)
 
@@ -445,11 +467,13 @@ class Call:
         self.end_unanswered(action.status, action.disposition, action.reason, action.side, list(action.headers),
                             phrase=action.phrase)
 
-    def _answer_menu(self, action: AnswerMenu, now: float) -> None:
+    def _answer_locally(self) -> CallMedia | None:
+        """Answer A with our own media side (a 200 with our SDP), or end
+        the call when that cannot be done."""
         media = self._open_media()
         if media is None:
             self.end_unanswered(503, Disposition.CONGESTION, "media_unavailable", HangupSide.PBX)
-            return
+            return None
         offer = self.a_request.body
         try:
             sdp = media.answer(offer) if offer else media.offer()
@@ -457,17 +481,44 @@ class Call:
             media.close()
             self.end_unanswered(488, Disposition.FAILED, "sdp_refused", HangupSide.PBX,
                                 [("warning", f'399 {self.controller.plan.domain} "{quoted(str(err))}"')])
+            return None
+        self.media, self.state = media, CallState.LOCAL
+        self.a.respond(200, None, [SDP_TYPE], sdp)
+        return media
+
+    def _answer_menu(self, action: AnswerMenu, now: float) -> None:
+        media = self._answer_locally()
+        if media is None:
             return
-        self.media, self.state, self.language = media, CallState.LOCAL, action.language
+        self.language = action.language
         self.destination = f"menu:{action.menu.key}"
         self.answered_at = self.controller.wall()
         self.answered_monotonic = now
-        self.a.respond(200, None, [SDP_TYPE], sdp)
         self.controller.recorder.call_answered(self)
         log.info("call_answered_by_menu", call_id=self.a_call_id, uuid=self.uuid, menu=action.menu.key,
                  language=action.language)
         self.watch(None, now)
         media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action, self._menu_path)
+
+    def _ask_code(self, action: AskCode, now: float) -> None:
+        """Answer and ask for an account code. Not the call's answer: the
+        CDR's answer time is the callee's (a prompt is not billed)."""
+        media = self._answer_locally()
+        if media is None:
+            return
+        self.language = action.language
+        codes = self.controller.account_codes
+        log.info("account_code_prompt", call_id=self.a_call_id, uuid=self.uuid, mode=action.decision.mode,
+                 language=action.language)
+        self.watch(None, now)
+        media.run_code_prompt(codes.prompt(), action.language, lambda chosen: codes.on_prompt(self, chosen),
+                              self._menu_path)
+
+    def end_locally(self, reason: str, disposition: Disposition, now: float) -> None:
+        """End a call the PBX answered but nobody else did (a code prompt
+        that gave up), as ``disposition``."""
+        self.unanswered = disposition
+        self.end_by_pbx(reason, now, status=200)
 
     def _menu_path(self, path: str) -> None:
         self.ivr_path = path
@@ -494,7 +545,7 @@ class Call:
                 self._ring(action, now)
             case End():
                 self._transfer_failed(Outcome(action.status, action.disposition, action.reason, action.side))
-            case AnswerMenu():
+            case AnswerMenu() | AskCode():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
             case Overflowing():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))
@@ -507,6 +558,7 @@ class Call:
         if media is None:
             return
         self.state, self.ring_due = CallState.LOCAL, None
+        self.unanswered = result.disposition
         log.info("menu_transfer_failed", call_id=self.a_call_id, uuid=self.uuid, status=result.status,
                  reason=result.reason)
         media.announce(PHRASE_FOR_STATUS.get(result.status, "not_available"), self.language,
@@ -519,6 +571,8 @@ class Call:
         assert media is not None
         self.media = None
         self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
+        if self.answered_at is None:  # a code prompt answered the caller, the callee answers the call
+            self.answered_at, self.answered_monotonic = self.controller.wall(), now
         offer = media.reoffer(response.body) if response.body else b""
         media.close()
         self.controller.recorder.call_answered(self)
@@ -797,6 +851,10 @@ class Call:
 
     def _ending(self, disposition: Disposition, status: int, side: HangupSide, reason: str) -> None:
         self.state = CallState.ENDING
+        if disposition is Disposition.ANSWERED and self.answered_at is None:
+            # Answered by the PBX itself (a code prompt), never by anyone:
+            # the CDR says how it ended instead.
+            disposition = self.unanswered
         # Every way a call ends passes here: its outside-call slot, if it
         # holds one, is free from now on.
         self.controller.outside_calls.release(self.uuid)

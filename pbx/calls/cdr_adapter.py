@@ -79,6 +79,13 @@ class CdrRecorder:
     def _menu_path(self, call: Call) -> None:
         if call.ivr_path:
             self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), ivr_path=call.ivr_path, rule=call.rule))
+        account = call.account
+        if account is not None:
+            # The code's id and owner, never its digits; with the call
+            # class the code's rights gave it.
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), account_code=str(account.code_id),
+                                          account_owner=account.owner, account_rights=account.class_of_service,
+                                          call_class=call.call_class, rule=call.rule))
 
     def call_answered(self, call: Call) -> None:
         """The caller was answered: by a callee, by a menu, or by the callee

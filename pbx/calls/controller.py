@@ -29,6 +29,7 @@ from typing import Protocol
 import structlog
 
 from pbx.calls.call import Call, CallState, MemberCall
+from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_state import HuntState
@@ -44,11 +45,12 @@ from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.destination import remote_target
+from pbx.routing.account_codes import masked, split_prefixed
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
-from pbx.routing.engine import (AgentCode, CallRequest, Decision, Feature, Hunt, Reject, Ring, RingMember, ToTrunk,
-                                decide, decide_menu_destination, overflow_decision)
+from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring,
+                                RingMember, ToTrunk, decide, decide_menu_destination, overflow_decision)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
@@ -181,6 +183,9 @@ class CallController:
         """Administrators' schedule overrides (``pbx hours``), as last read from the store."""
         self.features = features or FeatureState()
         """Forwards and do not disturb (the store's cache)."""
+        self.codes: CodeChecker | None = None
+        """Where account codes are looked up; None: calls that need one are refused."""
+        self.account_codes = AccountCodes(self)
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -378,8 +383,8 @@ class CallController:
             if external or result.reason != "no_credentials":
                 # Not the routine first INVITE of an internal call: a probe
                 # for a way out, or credentials that did not do.
-                log.info("call_challenged", source=str(source), dialled=dialled, reason=result.reason,
-                         external=external)
+                log.info("call_challenged", source=str(source), dialled=masked(dialled, self.plan.account_codes.prefix),
+                         reason=result.reason, external=external)
             # Statelessly (one 407, never retransmitted): a forged source
             # address must not make the PBX a traffic reflector.
             self.endpoint.answer_statelessly(event.key, refusal(
@@ -392,9 +397,16 @@ class CallController:
             self._respond(event, 422, headers=too_short)  # RFC 4028 §8.1
             return
         dialled = _dialled(request)
+        # An account code dialled before the number (*11<code>#<number>)
+        # leaves the dialled string here: only the number is logged, routed
+        # and written to the CDR.
+        prefixed = split_prefixed(dialled, self.plan.account_codes.prefix)
+        if prefixed is not None:
+            dialled = prefixed.number
         call = self._open_call(event, dialled, caller=caller)
         self._route(call, CallRequest(caller=caller, dialled=dialled, at=self._at(), caller_number=caller.number,
-                                      hours=self.hours))
+                                      hours=self.hours, code_given=prefixed is not None),
+                    given=prefixed.code if prefixed is not None else None)
 
     def _new_trunk_call(self, event: RequestReceived, trunk_key: str) -> None:
         """An INVITE from a trunk's gateway: the provider authenticated the
@@ -447,7 +459,7 @@ class CallController:
             call.on_call = self.presence.hold((), caller.number)
         return call
 
-    def _route(self, call: Call, request: CallRequest) -> None:
+    def _route(self, call: Call, request: CallRequest, given: str | None = None) -> None:
         decision = decide(request, self.plan)
         call.rule, call.call_class = decision.rule, decision.call_class
         if isinstance(decision, RingMember):
@@ -467,6 +479,9 @@ class CallController:
         if isinstance(decision, Feature):
             feature = self._feature_code(call, decision)
             self._on_behalf(call, lambda: call.run(feature, self.now))
+            return
+        if isinstance(decision, CodeRequired):
+            self._on_behalf(call, lambda: self.account_codes.start(call, decision, request, given))
             return
         refused = self._media_refusal(call, decision)
         action = refused if refused is not None else self._plan(call, decision)
@@ -492,6 +507,10 @@ class CallController:
                  caller=call.caller_number, callee=callee.number if callee is not None else None)
         return End(status=refused.status, disposition=Disposition.REJECTED, reason=refused.tag,
                    phrase=refused.reason)
+
+    def plan_for(self, call: Call, decision: Decision, *, transfer: bool = False) -> Action:
+        """What ``call`` does for ``decision`` (an account code's too)."""
+        return self._plan(call, decision, transfer=transfer)
 
     def _plan(self, call: Call, decision: Decision, *, transfer: bool = False,
               payer: Extension | None = None) -> Action:

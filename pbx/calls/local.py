@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome
 from pbx.ivr.menu import Hangup, MenuRun, Transfer
 from pbx.sip.message import Header, Request
 
@@ -74,6 +75,17 @@ class CallMedia(Protocol):
 
     def run_menu(self, run: MenuRun, language: str, on_action: Callable[[Transfer | Hangup], None],
                  on_path: Callable[[str], None]) -> None: ...
+
+    def run_code_prompt(self, prompt: CodePrompt, language: str,
+                        on_action: Callable[[CheckCode | Accepted | Hangup], None],
+                        on_path: Callable[[str], None]) -> None:
+        """Ask for an account code; entries go to ``on_action`` as
+        :class:`CheckCode`, answered by :meth:`code_checked`."""
+        ...
+
+    def code_checked(self, outcome: Outcome) -> None:
+        """What the entry last handed over amounted to."""
+        ...
 
     def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
         """Say ``phrase``, then call ``then`` (through ``act``)."""

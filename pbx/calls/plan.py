@@ -34,8 +34,8 @@ from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.calls.local import PHRASE_FOR_STATUS
 from pbx.calls.features import ForwardOnFail
-from pbx.routing.engine import (AgentCode, Decision, Feature, Hunt, Reject, Ring as RingExtension, RingMember,
-                                RunIvr, ToTrunk)
+from pbx.routing.engine import (AgentCode, CodeRequired, Decision, Feature, Hunt, Reject, Ring as RingExtension,
+                                RingMember, RunIvr, ToTrunk)
 from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
@@ -104,7 +104,16 @@ class AnswerMenu:
     language: str
 
 
-Action = Ring | End | Overflowing | AnswerMenu
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AskCode:
+    """Answer the call and ask for an account code, speaking ``language``
+    (:mod:`pbx.calls.codes` runs the rest)."""
+
+    decision: CodeRequired
+    language: str
+
+
+Action = Ring | End | Overflowing | AnswerMenu | AskCode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +181,8 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             return _announced(_refusal(decision, caller, plan.domain), caller, plan)
         case RunIvr():
             return AnswerMenu(menu=decision.menu, language=decision.menu.language or plan.language_for(caller.extension))
+        case CodeRequired():
+            return AskCode(decision=decision, language=plan.language_for(caller.extension))
         case _:
             assert_never(decision)
 

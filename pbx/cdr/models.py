@@ -81,6 +81,8 @@ class CallRecord(Base):
         Index("ix_cdr_dialed_number", "dialed_number"),
         Index("ix_cdr_destination", "destination"),
         Index("ix_cdr_node_ended_at", "node", "ended_at"),
+        Index("ix_cdr_account_code", "account_code"),
+        Index("ix_cdr_account_owner", "account_owner"),
         CheckConstraint(
             "disposition IS NULL OR " + _in("disposition", Disposition), name="disposition"
         ),
@@ -181,7 +183,13 @@ class CallRecord(Base):
         String(64), comment="Class of the call, e.g. internal, local, mobile, international."
     )
     account_code: Mapped[str | None] = mapped_column(
-        String(64), comment="Account code the caller entered, if one was asked."
+        String(64), comment="Id of the account code the call was placed with (never its digits)."
+    )
+    account_owner: Mapped[str | None] = mapped_column(
+        String(255), comment="Owner of that account code: whom the call is billed to."
+    )
+    account_rights: Mapped[str | None] = mapped_column(
+        String(64), comment="Class of service the account code gave the call."
     )
     hunt_group: Mapped[str | None] = mapped_column(
         String(255), comment="Hunt group the call rang, if any."

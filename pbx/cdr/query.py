@@ -42,6 +42,8 @@ COLUMNS: Final[tuple[str, ...]] = (
     "rule",
     "call_class",
     "account_code",
+    "account_owner",
+    "account_rights",
     "hunt_group",
     "answered_by",
     "trunk",
@@ -68,13 +70,16 @@ def list_calls(
     extension: str | None = None,
     limit: int | None = None,
     hunt_group: str | None = None,
+    account_code: str | None = None,
+    account_owner: str | None = None,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
     `extension` keeps calls it placed, dialled, or that reached it (caller,
     dialled number or destination).  With `limit`, the newest `limit` of
     them (still oldest first). `hunt_group` keeps the calls of that hunt
-    group.
+    group; `account_code` (an id) and `account_owner` keep the calls placed
+    with an account code, or with any code of that owner.
     """
     query = select(*(CDR.c[name] for name in _STORED))
     if since is not None:
@@ -93,6 +98,10 @@ def list_calls(
         )
     if hunt_group is not None:
         query = query.where(CDR.c.hunt_group == hunt_group)
+    if account_code is not None:
+        query = query.where(CDR.c.account_code == account_code.removeprefix("#"))
+    if account_owner is not None:
+        query = query.where(CDR.c.account_owner == account_owner)
     if limit is not None:
         if limit < 1:
             raise ValueError("limit must be positive")
@@ -170,6 +179,8 @@ _TABLE: Final[tuple[tuple[str, str], ...]] = (
     ("hangup", "hangup_side"),
     ("status", "hangup_status"),
 )
+_ACCOUNT: Final = (("code", "account_code"), ("code owner", "account_owner"))
+"""Shown only when some row was placed with an account code."""
 _NUMERIC: Final = frozenset({"duration", "billsec", "wait", "hangup_status"})
 _MAX_CELL: Final = 24
 
@@ -211,16 +222,17 @@ def _table_cell(name: str, value: Any, zone: tzinfo | None) -> str:
 def format_table(rows: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> list[str]:
     """Lines of an aligned text table of `rows` (one per call, a header first)."""
     zone_name = "UTC" if zone is UTC else "local" if zone is None else str(zone)
-    headers = [f"started ({zone_name})"] + [title for title, _ in _TABLE[1:]]
-    cells = [[_table_cell(name, row.get(name), zone) for _, name in _TABLE] for row in rows]
+    table = _TABLE + (_ACCOUNT if any(row.get("account_code") for row in rows) else ())
+    headers = [f"started ({zone_name})"] + [title for title, _ in table[1:]]
+    cells = [[_table_cell(name, row.get(name), zone) for _, name in table] for row in rows]
     widths = [
         max([display_width(headers[i])] + [display_width(line[i]) for line in cells])
-        for i in range(len(_TABLE))
+        for i in range(len(table))
     ]
 
     def layout(values: Sequence[str]) -> str:
         parts = []
-        for (_, name), value, width in zip(_TABLE, values, widths, strict=True):
+        for (_, name), value, width in zip(table, values, widths, strict=True):
             pad = " " * (width - display_width(value))
             parts.append(pad + value if name in _NUMERIC else value + pad)
         return "  ".join(parts).rstrip()

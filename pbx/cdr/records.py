@@ -35,6 +35,7 @@ class Disposition(StrEnum):
     CONGESTION = "CONGESTION"    # no resources: 503, trunk full, overload
     FAILED = "FAILED"            # anything else that went wrong
     INTERRUPTED = "INTERRUPTED"  # the PBX stopped during the call (set at restart)
+    AUTH_FAILED = "AUTH_FAILED"  # ended on wrong (or no) account codes, or a phone locked out for them
 
 
 class HangupSide(StrEnum):
@@ -116,7 +117,9 @@ class CallRouted:
     call_uuid: uuid.UUID
     rule: str | None = None             # the dialplan rule that matched
     call_class: str | None = None       # e.g. internal, local, mobile, international
-    account_code: str | None = None     # the code the caller entered, if asked
+    account_code: str | None = None     # the account code's id (never its digits), if one was used
+    account_owner: str | None = None    # whose code it was
+    account_rights: str | None = None   # the class of service the code gave the call
     hunt_group: str | None = None
     trunk: str | None = None
     short_number: str | None = None     # the short number dialled, if one

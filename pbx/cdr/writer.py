@@ -83,6 +83,8 @@ _ROUTING_FIELDS: Final = (
     "rule",
     "call_class",
     "account_code",
+    "account_owner",
+    "account_rights",
     "hunt_group",
     "trunk",
     "short_number",

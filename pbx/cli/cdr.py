@@ -124,6 +124,9 @@ def cdr() -> None:
 @click.option("--extension", "-e", help="Only calls this number placed, dialled or reached.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N calls.")
 @click.option("--hunt-group", "hunt_group", metavar="NUMBER", help="Only calls to this hunt group.")
+@click.option("--account-code", "account_code", metavar="ID",
+              help="Only calls placed with this account code (its id, as pbx codes list shows it).")
+@click.option("--owner", "account_owner", metavar="NAME", help="Only calls placed with an account code of this owner.")
 @click.option(
     "--csv", "as_csv", is_flag=True, help="CSV with a header row (UTF-8, opens in spreadsheets)."
 )
@@ -143,6 +146,8 @@ def list_command(
     extension: str | None,
     limit: int | None,
     hunt_group: str | None,
+    account_code: str | None,
+    account_owner: str | None,
     as_csv: bool,
     bom: bool,
     utc: bool,
@@ -168,7 +173,7 @@ def list_command(
     engine = open_database(db_url)
     try:
         rows = list_calls(engine, since=start, until=end, extension=extension, limit=limit,
-                          hunt_group=hunt_group)
+                          hunt_group=hunt_group, account_code=account_code, account_owner=account_owner)
     except SQLAlchemyError as error:
         raise click.ClickException(f"cannot read the CDRs: {_first_line(error)}") from None
     finally:

@@ -8,6 +8,7 @@ import click
 from pbx import __version__
 from pbx.cli.cdr import cdr
 from pbx.cli.check import check
+from pbx.cli.codes import codes
 from pbx.cli.explain import explain
 from pbx.cli.ext import ext
 from pbx.cli.group import group
@@ -36,6 +37,7 @@ main.add_command(security)
 main.add_command(hours)
 main.add_command(ext)
 main.add_command(tls)
+main.add_command(codes)
 
 if __name__ == "__main__":
     main()

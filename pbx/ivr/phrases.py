@@ -59,6 +59,11 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Mã vừa nhập không hợp lệ.",
         "zh": "您输入的代码无效。",
     },
+    "code_locked": {
+        "en": "Too many wrong codes. Account codes are locked on this phone for a while.",
+        "vi": "Quý khách đã nhập sai mã quá nhiều lần. Máy này tạm thời bị khóa mã tài khoản.",
+        "zh": "错误次数过多，本话机暂时无法使用帐户代码。",
+    },
     "not_allowed": {
         "en": "You are not allowed to call this number.",
         "vi": "Quý khách không được phép gọi số này.",

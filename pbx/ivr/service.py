@@ -21,8 +21,9 @@ from typing import Any
 
 import structlog
 
+from pbx.accountcodes.prompt import Accepted, CheckCode, Checked, CodePrompt, Outcome, PromptAction, PromptEvent
 from pbx.calls.local import Act, CallMedia, MediaUnavailable
-from pbx.ivr.menu import CollectDigits, Hangup, MenuEvent, MenuRun, Play, StopPlayback, Timeout, Transfer
+from pbx.ivr.menu import CollectDigits, Hangup, MenuAction, MenuRun, Play, StopPlayback, Timeout, Transfer
 from pbx.ivr.prompts import PromptLibrary, PromptNotFound
 from pbx.media.audio_file import Audio, AudioFileError
 from pbx.media.dtmf_info import DtmfInfoError
@@ -63,12 +64,16 @@ class SessionMedia:
     def __init__(self, prompts: PromptLibrary, act: Act) -> None:
         self._prompts = prompts
         self._act = act
-        self._digits: asyncio.Queue[Digit] = asyncio.Queue()
+        self._digits: asyncio.Queue[Digit | Checked] = asyncio.Queue()
+        """Keys, and what the call said of an account code entry."""
         self._task: asyncio.Task[None] | None = None
 
     def on_event(self, event: MediaEvent) -> None:
         if isinstance(event, Digit):
             self._digits.put_nowait(event)
+
+    def code_checked(self, outcome: Outcome) -> None:
+        self._digits.put_nowait(Checked(outcome))
 
     # ------------------------------------------------------------ SDP and INFO
 
@@ -105,7 +110,38 @@ class SessionMedia:
 
     def run_menu(self, run: MenuRun, language: str, on_action: Callable[[Transfer | Hangup], None],
                  on_path: Callable[[str], None]) -> None:
-        self._start(self._menu(run, language, on_action, on_path))
+        def handle(event: PromptEvent, now: float) -> list[MenuAction | PromptAction]:
+            return [] if isinstance(event, Checked) else list(run.handle(event, now))
+
+        def act(action: MenuAction | PromptAction) -> bool:
+            if isinstance(action, Transfer | Hangup):
+                self._finish(lambda: on_action(action))
+                return True
+            return False
+
+        self._start(self._drive(run.start, handle, run.deadline, lambda: run.path, language, on_path, act))
+
+    def run_code_prompt(self, prompt: CodePrompt, language: str,
+                        on_action: Callable[[CheckCode | Accepted | Hangup], None],
+                        on_path: Callable[[str], None]) -> None:
+        def handle(event: PromptEvent, now: float) -> list[MenuAction | PromptAction]:
+            return list(prompt.handle(event, now))
+
+        def act(action: MenuAction | PromptAction) -> bool:
+            if isinstance(action, CheckCode):
+                # Handed over at once; the answer comes back as `Checked`.
+                self._act(lambda: on_action(action))
+            elif isinstance(action, Accepted | Hangup):
+                self._finish(lambda: on_action(action))
+                return True
+            return False
+
+        self._start(self._drive(prompt.start, handle, prompt.deadline, lambda: prompt.path, language, on_path, act))
+
+    def _finish(self, work: Callable[[], None]) -> None:
+        """The machine is done: hand its last action to the call."""
+        self._task = None
+        self._act(work)
 
     def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
         self._start(self._announce(phrase, language, then))
@@ -154,13 +190,18 @@ class SessionMedia:
         self._task = None
         self._act(then)
 
-    async def _menu(self, run: MenuRun, language: str, on_action: Callable[[Transfer | Hangup], None],
-                    on_path: Callable[[str], None]) -> None:
+    async def _drive(self, start: Callable[[float], Sequence[MenuAction | PromptAction]],
+                     handle: Callable[[PromptEvent, float], list[MenuAction | PromptAction]],
+                     deadline: Callable[[], float | None], path: Callable[[], str], language: str,
+                     on_path: Callable[[str], None], act: Callable[[MenuAction | PromptAction], bool]) -> None:
+        """Run a menu or a code prompt: play what it says, feed it keys,
+        the end of what plays and its deadline, until ``act`` takes an
+        action that ends it."""
         loop = asyncio.get_running_loop()
         playing: asyncio.Future[bool] | None = None
-        actions = run.start(loop.time())
+        actions = start(loop.time())
         while True:
-            on_path(run.path)
+            on_path(path())
             for action in actions:
                 match action:
                     case Play():
@@ -170,22 +211,20 @@ class SessionMedia:
                         playing = None
                     case CollectDigits():
                         pass  # the machine's deadline() says until when
-                    case Transfer() | Hangup():
-                        self._task = None
-                        chosen = action
-                        self._act(lambda: on_action(chosen))
-                        return
-            event = await self._next(playing, run.deadline())
+                    case _:
+                        if act(action):
+                            return
+            event = await self._next(playing, deadline())
             if isinstance(event, PlaybackFinished):
                 playing = None
-            actions = run.handle(event, loop.time())
+            actions = handle(event, loop.time())
 
-    async def _next(self, playing: asyncio.Future[bool] | None, deadline: float | None) -> MenuEvent:
-        """The first of: a key, the end of what plays, the deadline."""
+    async def _next(self, playing: asyncio.Future[bool] | None, deadline: float | None) -> PromptEvent:
+        """The first of: a key (or a code's outcome), the end of what plays, the deadline."""
         loop = asyncio.get_running_loop()
         if not self._digits.empty():
             return self._digits.get_nowait()
-        key = loop.create_task(self._digits.get())
+        key: asyncio.Task[Digit | Checked] = loop.create_task(self._digits.get())
         waiting: set[asyncio.Future[Any]] = {key}
         if playing is not None:
             waiting.add(playing)

@@ -18,6 +18,7 @@ from datetime import timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, get_args
 
+from pbx.routing.account_codes import AccountCodeSettings, Mode as AccountCodeMode
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
@@ -63,6 +64,8 @@ class Department:
     """Number presented through a trunk for its extensions, unless an extension sets one."""
     language: str | None = None
     """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
+    account_codes: AccountCodeMode | None = None
+    """When its extensions are asked for an account code; None: the company default."""
 
 
 FORWARD_TARGET: Final = re.compile(r"\+?[0-9]{2,20}")
@@ -141,6 +144,8 @@ class Extension:
     media_encryption: MediaEncryption = "optional"
     """SRTP: ``required`` refuses (488) calls from or to it whose offer has
     no SDES key; the PBX's own media offers SRTP unless ``none``."""
+    account_codes: AccountCodeMode | None = None
+    """Overrides the department's account code mode."""
 
     def __post_init__(self) -> None:
         if self.max_calls < 1:
@@ -381,6 +386,9 @@ class Dialplan:
     ivr_menus: Mapping[str, IvrMenu] = field(default_factory=dict)
     """Auto attendant menus by key; read-only after construction."""
     media: MediaSettings = field(default_factory=MediaSettings)
+    account_codes: AccountCodeSettings = field(default_factory=AccountCodeSettings)
+    """Account code prompts: the company default mode, code length, dial
+    prefix, attempts, timeouts and lock-out (:mod:`pbx.routing.account_codes`)."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -483,6 +491,15 @@ class Dialplan:
             if found is not None:
                 return found
         return self.media.language
+
+    def account_code_mode(self, person: Extension) -> tuple[AccountCodeMode, str]:
+        """When ``person`` is asked for an account code, and the rule that says so."""
+        if person.account_codes is not None:
+            return person.account_codes, f"extensions.{person.number}.account_codes"
+        department = self.departments.get(person.department)
+        if department is not None and department.account_codes is not None:
+            return department.account_codes, f"departments.{department.key}.account_codes"
+        return self.account_codes.mode, "account_codes.mode"
 
     def number_plan_for(self, person: Extension) -> NumberPlan | None:
         """The number plan that classifies what ``person`` dials."""

@@ -30,7 +30,14 @@ A call from an extension, in order (the first step that decides wins):
    form) may refuse it: 403 with the rule; no route: 404 ``no_route`` — a
    gap in the configuration, which retrying will not fill; 503 is left to
    the trunk runtime for gateways that fail); :class:`ToTrunk` with the
-   number rewritten for that trunk, always E.164 or national digits.
+   number rewritten for that trunk, always E.164 or national digits;
+6. an outside call may need an account code first
+   (:mod:`pbx.routing.account_codes`): in ``all_outbound`` mode every one
+   that would go out or that a code could open, in ``restricted`` mode one
+   the caller's own class of service does not allow, and any that was
+   dialled with a code: :class:`CodeRequired`. Emergency numbers never ask.
+   Once the code is known, :func:`decide_with_code` decides again with the
+   code owner's class of service in place of the phone's.
 
 A call from a trunk may only reach a DID listed under ``inbound``: a DID
 rings its target (an extension, a group member or a hunt group, or a menu
@@ -46,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from pbx.routing.classes import INBOUND, INTERNAL
+from pbx.routing.classes import EMERGENCY, INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import (AgentAction, Condition, Destination as OverflowDestination, HuntGroup,
                                      groups_of_member, parse_agent_code)
@@ -59,8 +66,8 @@ from pbx.routing.rights import check_class, check_number
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
-__all__ = ["AgentCode", "CallRequest", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember", "RunIvr", "Step",
-           "ToTrunk", "decide", "decide_menu_destination", "overflow_decision"]
+__all__ = ["AgentCode", "CallRequest", "CodeRequired", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember",
+           "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +86,10 @@ class CallRequest:
     inbound call the From user as the provider sent it."""
     hours: Mapping[str, HoursOverride] = field(default_factory=lambda: MappingProxyType({}))
     """Administrators' overrides of schedules (``pbx hours``), by schedule."""
+    code_given: bool = False
+    """The caller dialled an account code before the number (the dial
+    prefix); ``dialled`` is the number after it. The code itself never
+    reaches routing."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,7 +232,76 @@ class Feature:
     steps: tuple[Step, ...] = ()
 
 
-Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr | Feature
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeRequired:
+    """An outside call that needs an account code first: the caller is
+    prompted (or the code given with the number is checked), then
+    :func:`decide_with_code` decides with the code owner's rights."""
+
+    number: str
+    """The number dialled (after a dial prefix)."""
+    mode: str
+    """Why: ``all_outbound``, ``restricted`` or ``prefix`` (a code was dialled)."""
+    barred: str | None
+    """What the phone's own rights said (``international_not_allowed``), if they refused."""
+    given: bool
+    """A code came with the number: check it, do not prompt."""
+    rule: str
+    call_class: str | None
+    steps: tuple[Step, ...] = ()
+
+
+Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr | Feature | CodeRequired
+
+
+def _liftable(reason: str) -> bool:
+    """Could another class of service allow a call refused for ``reason``?
+    Black lists, a group's in-group-only rule and unusable numbers hold
+    whoever's rights are used."""
+    return reason.endswith(("_barred", "_not_allowed")) or reason == "not_on_whitelist"
+
+
+def _with_account_code(call: CallRequest, caller: Extension, plan: Dialplan,
+                       outside: ToTrunk | Reject) -> ToTrunk | Reject | CodeRequired:
+    """``outside``, or :class:`CodeRequired` when an account code must come first."""
+    if outside.call_class == EMERGENCY:
+        return outside
+    barred = outside.reason if isinstance(outside, Reject) else None
+    if isinstance(outside, Reject) and (outside.status != 403 or not _liftable(outside.reason)):
+        return outside
+    mode, rule = plan.account_code_mode(caller)
+    if call.code_given:
+        why, rule = "an account code was dialled before the number", "account_codes.prefix"
+    elif mode == "all_outbound":
+        why = "every outside call of this phone asks for an account code"
+    elif mode == "restricted" and barred is not None:
+        why = "the phone may not place this call itself: an account code may"
+    else:
+        return outside
+    steps = (*outside.steps, Step(rule=rule, outcome=f"{why}; the call then has the code owner's class of service"))
+    return CodeRequired(number=call.dialled, mode="prefix" if call.code_given else mode, barred=barred,
+                        given=call.code_given, rule=rule, call_class=outside.call_class, steps=steps)
+
+
+def decide_with_code(call: CallRequest, plan: Dialplan, class_of_service: str, code: str) -> ToTrunk | Reject:
+    """Decide ``call`` again with class of service ``class_of_service`` (an
+    account code's, ``code`` naming it for the steps) in place of the
+    phone's: classified, routed and presented as the phone's own call
+    (its department's number plan, routes and caller ID), checked against
+    the code's rights."""
+    caller = call.caller
+    steps: list[Step] = []
+    if caller is None:
+        return _reject(403, "unauthenticated", "sources", steps, "an account code needs a calling extension")
+    if class_of_service not in plan.classes_of_service:
+        return _reject(403, "unknown_class_of_service", "account_codes", steps,
+                       f"account code {code} carries class of service {class_of_service!r}, which this dialplan"
+                       " does not have")
+    steps.append(Step(rule=f"classes_of_service.{class_of_service}",
+                      outcome=f"account code {code}: class of service {class_of_service!r} instead of"
+                      f" {caller.number}'s own"))
+    walking = replace(caller, class_of_service=class_of_service)
+    return _outside(call.dialled, walking, plan, call.at, steps)
 
 
 
@@ -263,7 +343,7 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     internal = _internal_destination(call, caller, plan, steps)
     if internal is not None:
         return internal
-    return _outside(number, caller, plan, call.at, steps)
+    return _with_account_code(call, caller, plan, _outside(number, caller, plan, call.at, steps))
 
 
 def _feature(caller: Extension, plan: Dialplan, feature: FeatureDialled, at: datetime,

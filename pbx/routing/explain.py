@@ -15,9 +15,8 @@ from pbx.routing.call_limits import Limit, limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import CONDITIONS
-from pbx.routing.engine import (AgentCode, CallRequest, Decision, Feature, Hunt, Reject, Ring, RingMember, RunIvr,
-                                ToTrunk,
-                                decide)
+from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring,
+                                RingMember, RunIvr, ToTrunk, decide, decide_with_code)
 from pbx.routing.ivr import IvrMenu
 
 TRUNK_PREFIX = "trunk:"
@@ -69,6 +68,8 @@ def explain_call(plan: Dialplan, source: str, dialled: str, at: datetime) -> str
         lines.append(f"     {step.outcome}")
     lines.append("")
     lines.extend(_decision_lines(plan, decision))
+    if isinstance(decision, CodeRequired):
+        lines.extend(_code_lines(plan, request))
     if request.caller is not None:
         lines.extend(_limit_lines(plan, request.caller, decision))
     return "\n".join(lines)
@@ -132,6 +133,25 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
         case RunIvr():
             return [f"decision: the PBX answers: auto attendant menu {decision.menu.key}",
                     *_menu_lines(decision.menu), f"          class {decision.call_class}, {rule}"]
+        case CodeRequired():
+            how = "checks the account code dialled before it" if decision.given else \
+                "answers and asks for an account code, ended by #"
+            own = f"; the phone alone: {decision.barred}" if decision.barred else ""
+            return [f"decision: the PBX {how} ({decision.mode}{own})",
+                    f"          class {decision.call_class or '-'}, {rule}"]
+
+
+def _code_lines(plan: Dialplan, request: CallRequest) -> list[str]:
+    """What the call may do once a code is given: each class of service a
+    code can carry, decided again with it."""
+    lines = ["with a code: the call has the code owner's class of service"]
+    for key in plan.classes_of_service:
+        found = decide_with_code(request, plan, key, f"of class of service {key!r}")
+        if isinstance(found, ToTrunk):
+            lines.append(f"          {key}: allowed, through trunk {found.trunk} as {found.number}")
+        else:
+            lines.append(f"          {key}: refused with {found.status} ({found.reason})")
+    return lines
 
 
 def _menu_lines(menu: IvrMenu) -> list[str]:

@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_groups, loader_hunt, loader_ivr, loader_routing
+from pbx.routing import loader_codes, loader_groups, loader_hunt, loader_ivr, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -848,7 +848,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
-    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS,
+    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -928,5 +928,6 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
         media=loader_ivr.build_media(plan),
+        account_codes=loader_codes.build_account_codes(plan),
         **routing,
     )

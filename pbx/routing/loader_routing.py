@@ -608,14 +608,14 @@ CHECKS: Final[tuple[Callable[[Merged, Place, Report], None], ...]] = (
 
 def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of a department entry, for :class:`Department`."""
-    return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id", "language")
-            if key in entry}
+    return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id", "language",
+                                             "account_codes") if key in entry}
 
 
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of an extension entry, for :class:`Extension`."""
-    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id", "language")
-                              if key in entry}
+    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id", "language",
+                                                               "account_codes") if key in entry}
     return fields | outside_call_limits(entry)
 
 

@@ -47,6 +47,9 @@ from pbx.sip.address import Peer
 from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
+from pbx.server.codes import StoreChecker
+from pbx.store.code_key import load_code_key
+from pbx.store.codes import CodeStore
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
@@ -232,6 +235,11 @@ class Server:
         self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir))
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
+        # Account codes: looked up in the store for each call (a code
+        # disabled by `pbx codes` is refused from the next call on), hashed
+        # with a secret kept outside the database (pbx/store/code_key.py).
+        code_key = await asyncio.to_thread(load_code_key)
+        calls.codes = StoreChecker(CodeStore(engine, code_key), lambda: self.plan.account_codes.lockout)
         # Trunks: the source table for the controller, and the clients that
         # register to providers (sent once the transports are open).
         self.trunks = TrunkRuntime(endpoint=self.endpoint, local_address=self.local_address, kick=self._flush)

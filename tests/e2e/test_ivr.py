@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,10 @@ def dialplan() -> str:
     return DIALPLAN
 
 
-def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
+def registered(phones: PhoneFactory, pbx: Pbx, number: str, *, passwords: Mapping[str, str] = PASSWORDS,
+               **options: object) -> Phone:
     phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
+    state = phone.register(number, passwords[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
     assert state["code"] == 200, state
     return phone
 

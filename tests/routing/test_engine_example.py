@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Decision, Reject, Ring, RunIvr, ToTrunk, decide
+from pbx.routing.engine import CallRequest, CodeRequired, Decision, Reject, Ring, RunIvr, ToTrunk, decide
 from pbx.routing.loader import load_dialplan
 from pbx.routing.rights import check_number
 from tests.routing.test_loader import EXAMPLE
@@ -69,6 +69,7 @@ DEPARTMENTS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 OK = "ok"
+CODE = "account code"
 ALL_DAY = {"business": OK, "evening": OK, "tet": OK}
 
 
@@ -96,13 +97,12 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         "premium": _never("premium_not_allowed"),
         "satellite": _never("satellite_not_allowed"),
     },
+    # all_outbound: every outside call asks for an account code first,
+    # whatever the department's own rights would say; emergency never asks.
     "accounting": {
-        **STAFF,
-        "mobile": _only_business("mobile_barred"),
-        "national": _only_business("national_barred"),
-        "international": _never("international_not_allowed"),
-        "premium": _never("premium_not_allowed"),
-        "satellite": _never("satellite_not_allowed"),
+        **{cls: {moment: CODE for moment in MOMENTS} for cls in PLAN.call_classes},
+        "internal": ALL_DAY,
+        "emergency": ALL_DAY,
     },
     "taipei": {
         **STAFF,
@@ -151,7 +151,10 @@ def test_department_by_call_class(department: str, call_class: str, moment: str,
     assert PLAN.extensions[caller].class_of_service is None  # the department's rights
     dialled = numbers[call_class]
     decision = route(caller, dialled, MOMENTS[moment])
-    if expected == OK:
+    if expected == CODE:
+        assert isinstance(decision, CodeRequired), decision
+        assert (decision.mode, decision.call_class, decision.given) == ("all_outbound", call_class, False)
+    elif expected == OK:
         assert isinstance(decision, Ring if call_class == "internal" else ToTrunk), decision
         assert decision.call_class == call_class
         expected_trunk = "cht" if department == "taipei" else "viettel"
@@ -293,10 +296,12 @@ def test_taipei_hours_are_taipei_time() -> None:
         ("1007", "0912345678", "not_on_whitelist", "classes_of_service.customer_service.whitelist_only"),
         ("1007", "18001091", "not_on_whitelist", "classes_of_service.customer_service.whitelist_only"),
         ("1007", "1006", OK, "extensions.1006"),  # internal calls are not outside numbers
-        # Reception: local and mobile only.
+        # Reception: local and mobile only; anything else asks for an account code (restricted).
         ("1099", "38221234", OK, "routes.vn-local"),
         ("1099", "0912345678", OK, "routes.vn-mobile"),
-        ("1099", "02363821234", "national_not_allowed", "classes_of_service.reception"),
+        ("1099", "02363821234", CODE, "extensions.1099.account_codes"),
+        ("1099", "0081312345678", CODE, "extensions.1099.account_codes"),
+        ("1099", "005312345678", "blacklisted", "number_lists.fraud_destinations[0]"),  # no code opens it
     ],
 )
 def test_lists_and_extension_overrides(caller: str, dialled: str, expected: str, rule: str) -> None:
@@ -304,6 +309,9 @@ def test_lists_and_extension_overrides(caller: str, dialled: str, expected: str,
     assert decision.rule == rule, decision
     if expected == OK:
         assert isinstance(decision, ToTrunk | Ring), decision
+    elif expected == CODE:
+        assert isinstance(decision, CodeRequired) and decision.mode == "restricted", decision
+        assert decision.barred is not None and decision.barred.endswith("_not_allowed")
     else:
         assert isinstance(decision, Reject) and decision.reason == expected and decision.status == 403
 
