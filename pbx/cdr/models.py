@@ -26,6 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Enum,
     ForeignKey,
@@ -203,6 +204,18 @@ class CallRecord(Base):
     )
     cost: Mapped[Decimal | None] = mapped_column(
         Numeric(14, 6), comment="Cost of the call in the tariff's currency."
+    )
+    cost_minor: Mapped[int | None] = mapped_column(
+        BigInteger, comment="Cost in minor units of `currency` (exact; what reports and budgets sum)."
+    )
+    currency: Mapped[str | None] = mapped_column(
+        String(3), comment="ISO 4217 code of the cost's currency."
+    )
+    tariff: Mapped[str | None] = mapped_column(
+        String(64), comment="Id of the dialplan tariff that priced the call."
+    )
+    project: Mapped[str | None] = mapped_column(
+        String(64), comment="Project tag of the calling extension, for budgets and reports."
     )
 
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, get_args
 
+from pbx.routing.budgets import BudgetSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.routes import InboundTarget, Route
+from pbx.routing.screening import Screening
 from pbx.routing.short_numbers import ShortNumberGroup
+from pbx.routing.tariffs import Billing
 from pbx.routing.trunk_config import Trunk
 
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
@@ -38,6 +41,14 @@ NatMode = Literal["auto", "force", "never"]
 ``auto`` the Contact unless NAT is seen, ``force`` where the REGISTER came
 from, ``never`` the Contact."""
 NAT_MODES: Final[tuple[str, ...]] = get_args(NatMode)
+
+ExtensionStatus = Literal["active", "suspended", "retired"]
+"""Set by the admin (``pbx ext suspend|resume|retire``): a suspended or
+retired extension neither registers nor calls, and calls to it are refused."""
+EXTENSION_STATUSES: Final[tuple[str, ...]] = get_args(ExtensionStatus)
+ExtensionState = Literal["active", "suspended", "retired", "not_yet_valid", "expired"]
+"""An extension's status at a moment: its ``status``, or what its
+``valid_from``/``valid_until`` make of an active one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,8 +99,29 @@ class Extension:
     """Caps on this extension's outside calls; unset: its class of service's."""
     nat: NatMode = "auto"
     """Where calls to its phones go: the Contact, or the REGISTER's source."""
+    project: str | None = None
+    """Project tag its calls are charged to (budgets, reports), if any."""
+    status: ExtensionStatus = "active"
+    valid_from: datetime | None = None
+    """First moment the number works; None: always has."""
+    valid_until: datetime | None = None
+    """First moment it no longer works (a temporary project number); None: never ends."""
+    inactive_status: int | None = None
+    """What calls to it get while it is not active: 404 or 480; None: 404
+    once retired, 480 otherwise (it may come back)."""
+    incoming: Screening = Screening()
+    """Black and white lists for callers from outside who reach it."""
 
     def __post_init__(self) -> None:
+        if self.status not in EXTENSION_STATUSES:
+            raise ValueError(f"extension {self.number!r}: status must be one of {', '.join(EXTENSION_STATUSES)}")
+        if self.inactive_status not in (None, 404, 480):
+            raise ValueError(f"extension {self.number!r}: inactive_status must be 404 or 480")
+        for moment in (self.valid_from, self.valid_until):
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"extension {self.number!r}: valid_from/valid_until must be aware datetimes")
+        if self.valid_from is not None and self.valid_until is not None and self.valid_until <= self.valid_from:
+            raise ValueError(f"extension {self.number!r}: valid_until must be after valid_from")
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
             raise ValueError(f"extension number {self.number!r} must be 2 to 8 digits")
         has_ha1 = self.ha1_md5 is not None or self.ha1_sha256 is not None
@@ -113,6 +145,22 @@ class Extension:
             raise ValueError(f"extension {self.number!r}: caller_id must be digits, optionally after +")
         if self.nat not in NAT_MODES:
             raise ValueError(f"extension {self.number!r}: nat must be one of {', '.join(NAT_MODES)}")
+
+    def state_at(self, at: datetime) -> ExtensionState:
+        """The extension's status at ``at`` (an aware datetime)."""
+        if self.status != "active":
+            return self.status
+        if self.valid_from is not None and at < self.valid_from:
+            return "not_yet_valid"
+        if self.valid_until is not None and at >= self.valid_until:
+            return "expired"
+        return "active"
+
+    def refusal_status(self, state: ExtensionState) -> int:
+        """The status calls to it get in ``state`` (not active)."""
+        if self.inactive_status is not None:
+            return self.inactive_status
+        return 404 if state == "retired" else 480
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +328,14 @@ class Dialplan:
     groups: Mapping[str, ShortNumberGroup] = field(default_factory=dict)
     """Short-number groups by key, in file order (the order a caller's
     groups are tried in); read-only after construction."""
+    billing: Billing = field(default_factory=Billing)
+    """Currency and tariffs: what each outside call costs."""
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    """Spending limits per extension, department, project and account code."""
+    incoming: Screening = field(default_factory=Screening)
+    """Company-wide black and white lists for callers from outside."""
+    did_incoming: Mapping[str, Screening] = field(default_factory=dict)
+    """Per inbound number (as in ``inbound``): its lists for callers."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -293,7 +349,7 @@ class Dialplan:
         object.__setattr__(self, "extensions", _frozen_mapping(self.extensions))
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
-                     "classes_of_service", "feature_codes", "inbound", "groups", "places"):
+                     "classes_of_service", "feature_codes", "inbound", "groups", "places", "did_incoming"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
