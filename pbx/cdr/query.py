@@ -49,6 +49,9 @@ COLUMNS: Final[tuple[str, ...]] = (
     "resolved_number",
     "member",
     "cost",
+    "currency",
+    "tariff",
+    "project",
 )
 
 _TIME_COLUMNS: Final = frozenset({"started_at", "answered_at", "ended_at"})
@@ -60,14 +63,30 @@ def list_calls(
     until: datetime | None = None,
     extension: str | None = None,
     limit: int | None = None,
+    *,
+    disposition: str | None = None,
+    department: str | None = None,
+    call_class: str | None = None,
+    min_cost: int | None = None,
+    max_cost: int | None = None,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
     `extension` keeps calls it placed, dialled, or that reached it (caller,
     dialled number or destination).  With `limit`, the newest `limit` of
-    them (still oldest first).
+    them (still oldest first).  `disposition`, `department` (the caller's),
+    `call_class` keep what they name; `min_cost`/`max_cost` (minor units,
+    inclusive) keep priced calls in that range.
     """
     query = select(*(CDR.c[name] for name in COLUMNS))
+    for column, wanted in (("disposition", disposition), ("caller_department", department),
+                           ("call_class", call_class)):
+        if wanted is not None:
+            query = query.where(CDR.c[column] == wanted)
+    if min_cost is not None:
+        query = query.where(CDR.c.cost_minor >= min_cost)
+    if max_cost is not None:
+        query = query.where(CDR.c.cost_minor <= max_cost)
     if since is not None:
         require_aware("since", since)
         query = query.where(CDR.c.started_at >= since)
@@ -123,7 +142,11 @@ def _csv_cell(name: str, value: Any, zone: tzinfo | None) -> str:
         return show_time(value, zone).isoformat(timespec="seconds")
     if isinstance(value, Decimal):
         return format(value, "f")
-    text = str(value)
+    return spreadsheet_safe(str(value))
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet will not run as a formula."""
     if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
         return "'" + text
     return text

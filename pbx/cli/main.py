@@ -6,11 +6,14 @@ from __future__ import annotations
 import click
 
 from pbx import __version__
+from pbx.cli.budget import budget
 from pbx.cli.cdr import cdr
 from pbx.cli.check import check
 from pbx.cli.explain import explain
+from pbx.cli.ext import ext
 from pbx.cli.group import group
 from pbx.cli.reload import reload
+from pbx.cli.report import report
 from pbx.cli.security import security
 from pbx.cli.serve import serve
 
@@ -28,6 +31,9 @@ main.add_command(reload)
 main.add_command(cdr)
 main.add_command(group)
 main.add_command(security)
+main.add_command(report)
+main.add_command(budget)
+main.add_command(ext)
 
 if __name__ == "__main__":
     main()

@@ -16,19 +16,16 @@ folder, so neither loses the other's member.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from pbx.routing.loader import Problem, read_dialplan
+from pbx.routing.plan_edit import locked as _locked
+from pbx.routing.plan_edit import round_trip_yaml as _yaml
+from pbx.routing.plan_edit import write_atomically as _write_atomically
 from pbx.routing.short_numbers import Member
 
 MEMBERS_FILE_HEADER = (
@@ -69,26 +66,6 @@ def _members_file(dialplan: Path, group: str) -> Path:
     return Path(members_file)
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096  # one member per line, as written: never re-wrapped
-    return yaml
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (flock on the directory itself,
-    so no lock file appears among the dialplan's files)."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)
-
-
 def _read(path: Path, group: str) -> tuple[str | None, CommentedMap]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -102,19 +79,6 @@ def _read(path: Path, group: str) -> tuple[str | None, CommentedMap]:
     if not isinstance(data, CommentedMap):
         raise GroupAdminError(f"{path}: expected a mapping of short numbers to members")
     return text, data
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _commit(dialplan: Path, path: Path, old_text: str | None, data: CommentedMap) -> None:
