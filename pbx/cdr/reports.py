@@ -153,7 +153,7 @@ class Traffic:
 
 def _hour_bucket(dialect: str) -> ColumnElement[Any]:
     if dialect == "postgresql":
-        return func.date_trunc("hour", CDR.c.started_at.op("AT TIME ZONE")("UTC"))
+        return func.date_trunc("hour", func.timezone("UTC", CDR.c.started_at))
     return func.strftime("%Y-%m-%d %H:00:00", CDR.c.started_at)
 
 

@@ -143,6 +143,7 @@ class Server:
             self.endpoint, registrar, writer=self.writer, bindings=bindings, security=self.security,
             wall_clock=time.time, node=self.node,
         )
+        self.service.drop_inactive(self.plan)  # suspended or expired while the server was down
         for transport, host, port in self.listens:
             if transport == "udp":
                 udp = await open_udp(host, port, self._on_data)
@@ -212,6 +213,7 @@ class Server:
         self.plan = plan
         for listener in self.plan_listeners:
             listener(plan)
+        self.service.drop_inactive(plan)  # a suspended extension's phones lose their bindings now
         for tcp in self.tcp:
             tcp.limits = tcp_limits(plan)  # for connections and messages from now on
         # The counts and blocks so far stay; the thresholds are the new ones.
@@ -322,6 +324,7 @@ class Server:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 self.service.sweep()
+                self.service.drop_inactive(self.plan)  # temporary numbers that just expired
                 # The store is the truth about blocks: set on other nodes, or
                 # lifted by `pbx security blocks clear`.
                 read_at = time.time()
