@@ -49,6 +49,7 @@ COLUMNS: Final[tuple[str, ...]] = (
     "resolved_number",
     "member",
     "cost",
+    "cost_minor",
     "currency",
     "tariff",
     "project",
