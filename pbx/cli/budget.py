@@ -19,8 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from pbx.cli.cdr import open_database
 from pbx.cli.defaults import DEFAULT_PID_FILE
 from pbx.cli.group import tell_server
-from pbx.cli.report import DB, _period, _plan, _zone
-from pbx.routing.budgets import SECTION_OF, BudgetKind
+from pbx.cli.report import DB, period_arg, plan_of
+from pbx.routing.budgets import SECTION_OF, BudgetKind, Period, period_of
+from pbx.routing.dialplan import Dialplan
 
 KINDS: dict[str, BudgetKind] = {"extension": "extension", "department": "department", "project": "project",
                                 "code": "account_code"}
@@ -47,7 +48,7 @@ def set_budget(kind: str, name: str, amount: str, dialplan: Path, pid_file: Path
     from pbx.routing.plan_edit import PlanEditError, set_value
     from pbx.routing.tariffs import MoneyError, parse_money
 
-    plan = _plan(dialplan)
+    plan = plan_of(dialplan)
     assert plan is not None
     try:
         parse_money(amount, plan.billing.minor_unit)
@@ -66,6 +67,15 @@ def set_budget(kind: str, name: str, amount: str, dialplan: Path, pid_file: Path
     tell_server(pid_file)
 
 
+def _plan_and_period(dialplan: Path, period: str | None) -> tuple[Dialplan, Period]:
+    """The plan, and ``period`` in its time zone (default: the budgets' current one)."""
+    plan = plan_of(dialplan)
+    assert plan is not None
+    if period is not None:
+        return plan, period_arg(period, plan.timezone)
+    return plan, period_of(datetime.now(UTC), plan.budgets.period, plan.timezone)
+
+
 @budget.command("show")
 @PERIOD
 @DB
@@ -74,11 +84,8 @@ def show(period: str | None, db_url: str, dialplan: Path) -> None:
     """Each budget's limit, spend and share used in a period."""
     from pbx.store.budgets import read_spend
 
-    plan = _plan(dialplan)
-    assert plan is not None
-    zone = _zone(None, plan)
-    span = _period(period, zone) if period is not None else None
-    label = span.label if span is not None else _current(plan)
+    plan, span = _plan_and_period(dialplan, period)
+    label = span.label
     engine = open_database(db_url, "budget_spend")
     try:
         with engine.connect() as conn:
@@ -100,34 +107,21 @@ def show(period: str | None, db_url: str, dialplan: Path) -> None:
                    f" {share:6.1f} %  {state}")
 
 
-def _current(plan: object) -> str:
-    from pbx.routing.budgets import period_of
-    from pbx.routing.dialplan import Dialplan
-
-    assert isinstance(plan, Dialplan)
-    return period_of(datetime.now(UTC), plan.budgets.period, plan.timezone).label
-
-
 @budget.command("recount")
 @PERIOD
 @DB
 @DIALPLAN
 def recount_command(period: str | None, db_url: str, dialplan: Path) -> None:
     """Count each budget's spend in a period again from the CDRs."""
-    from pbx.routing.budgets import parse_period, period_of
     from pbx.store.budgets import recount
 
-    plan = _plan(dialplan)
-    assert plan is not None
-    try:
-        span = (parse_period(period, plan.timezone) if period is not None
-                else period_of(datetime.now(UTC), plan.budgets.period, plan.timezone))
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--period") from None
+    plan, span = _plan_and_period(dialplan, period)
     engine = open_database(db_url, "budget_spend")
     try:
         with engine.begin() as conn:
             counted = recount(list(plan.budgets.budgets.values()), span, datetime.now(UTC), conn)
+    except SQLAlchemyError as error:
+        raise click.ClickException(f"cannot recount budget spend: {type(error).__name__}") from None
     finally:
         engine.dispose()
     for key, total in counted.items():

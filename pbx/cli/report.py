@@ -45,7 +45,7 @@ DIALPLAN = click.option("--dialplan", type=click.Path(path_type=Path, exists=Tru
 EXTENSION = click.option("--extension", "-e", help="Only the calls this extension placed (someone's own usage).")
 
 
-def _plan(path: Path | None) -> Dialplan | None:
+def plan_of(path: Path | None) -> Dialplan | None:
     if path is None:
         return None
     from pbx.routing.loader import read_dialplan
@@ -58,7 +58,7 @@ def _plan(path: Path | None) -> Dialplan | None:
     return result.dialplan
 
 
-def _zone(name: str | None, plan: Dialplan | None) -> tzinfo:
+def zone_arg(name: str | None, plan: Dialplan | None) -> tzinfo:
     if name is not None:
         try:
             return zoneinfo.ZoneInfo(name)
@@ -70,7 +70,7 @@ def _zone(name: str | None, plan: Dialplan | None) -> tzinfo:
     return local if local is not None else UTC
 
 
-def _period(label: str | None, zone: tzinfo) -> Period:
+def period_arg(label: str | None, zone: tzinfo) -> Period:
     if label is None:
         return period_of(datetime.now(UTC), "month", zone)
     try:
@@ -107,9 +107,9 @@ def report(ctx: click.Context, by: str, period: str | None, tz_name: str | None,
     class, trunk or project, with a total; or `traffic`."""
     if ctx.invoked_subcommand is not None:
         return
-    plan = _plan(dialplan)
-    zone = _zone(tz_name, plan)
-    span = _period(period, zone)
+    plan = plan_of(dialplan)
+    zone = zone_arg(tz_name, plan)
+    span = period_arg(period, zone)
     engine = open_database(db_url)
     try:
         found = usage_report(engine, _report_by(by), span, extension=extension)
@@ -183,9 +183,9 @@ def traffic(period: str | None, tz_name: str | None, extension: str | None, svg_
             dialplan: Path | None) -> None:
     """Calls per hour of day and weekday, answer rate, wait before answer,
     the busiest hour."""
-    plan = _plan(dialplan)
-    zone = _zone(tz_name, plan)
-    span = _period(period, zone)
+    plan = plan_of(dialplan)
+    zone = zone_arg(tz_name, plan)
+    span = period_arg(period, zone)
     engine = open_database(db_url)
     try:
         found = traffic_report(engine, span, zone, extension=extension)

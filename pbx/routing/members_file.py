@@ -23,6 +23,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from pbx.routing.loader import Problem, read_dialplan
+from pbx.routing.plan_edit import key_in as _key_in
 from pbx.routing.plan_edit import locked as _locked
 from pbx.routing.plan_edit import round_trip_yaml as _yaml
 from pbx.routing.plan_edit import write_atomically as _write_atomically
@@ -95,16 +96,6 @@ def _commit(dialplan: Path, path: Path, old_text: str | None, data: CommentedMap
                               result.errors)
 
 
-def _key_of(data: CommentedMap, short: str) -> object | None:
-    # A hand-written `601:` is an int to YAML; the dialplan reads keys as
-    # their source text, so compare that way too.
-    for key in data:
-        if str(key) == short:
-            found: object = key
-            return found
-    return None
-
-
 def _new_key(short: str) -> object:
     # Written like the hand-written keys around it: 604 bare, 0604 quoted
     # (YAML would read a bare 0604 as a number); the loader reads both as text.
@@ -133,7 +124,7 @@ def _add(dialplan: Path, group: str, member: Member, path: Path) -> Change:
         entry["ring"] = member.ring
         entry["desk_seconds"] = member.desk_seconds
     entry.fa.set_flow_style()
-    existing = _key_of(data, member.short)
+    existing = _key_in(data, member.short)
     action = "added" if existing is None else "replaced"
     if existing is not None:
         data[existing] = entry  # keep the key as it was written
@@ -150,7 +141,7 @@ def remove_member(dialplan: Path, group: str, short: str) -> Change:
         raise GroupAdminError(f"group {group!r} has no member with short number {short!r} ({path} does not exist)")
     with _locked(path.parent):
         old_text, data = _read(path, group)
-        existing = _key_of(data, short)
+        existing = _key_in(data, short)
         if existing is None:
             raise GroupAdminError(f"group {group!r} has no member with short number {short!r} in {path}"
                                   + _inline_hint(dialplan, group, short))

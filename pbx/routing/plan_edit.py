@@ -83,7 +83,7 @@ def _file_of(dialplan: Path, rule: str) -> Path:
     return Path(where.rsplit(":", 2)[0])
 
 
-def _key_in(data: CommentedMap, key: str) -> object | None:
+def key_in(data: CommentedMap, key: str) -> object | None:
     # A hand-written `1001:` is an int to YAML; the dialplan reads keys as
     # their source text, so compare that way too.
     for found in data:
@@ -104,7 +104,7 @@ def set_value(dialplan: Path, path: tuple[str, ...], value: object) -> Path:
             raise PlanEditError(f"{file}: expected a mapping at the top")
         here = data
         for part in path[:-1]:
-            key = _key_in(here, part)
+            key = key_in(here, part)
             if key is None:
                 if value is DELETE:
                     return file
@@ -114,7 +114,7 @@ def set_value(dialplan: Path, path: tuple[str, ...], value: object) -> Path:
             if not isinstance(child, CommentedMap):
                 raise PlanEditError(f"{file}: {'.'.join(path[:-1])} is not a mapping")
             here = child
-        last = _key_in(here, path[-1])
+        last = key_in(here, path[-1])
         if value is DELETE:
             if last is None:
                 return file
