@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, assert_never
 
 import structlog
@@ -36,10 +37,11 @@ from pbx.calls import transfer as transfers
 from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError, cross_answer
-from pbx.cdr.records import Disposition, HangupSide
+from pbx.cdr.records import Disposition, HangupSide, whole_seconds
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember, ToTrunk
 from pbx.routing.hunt_groups import Condition
+from pbx.routing.tariffs import Rate
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request, Response
 from pbx.sip.session import (
@@ -109,6 +111,11 @@ class MemberCall:
         """``head_office/601 Nguyễn Văn An``: the member, for the CDR."""
         member = self.decision.member
         return f"{self.decision.group}/{member.short}" + (f" {member.name}" if member.name else "")
+
+
+def _utc(stamp: float) -> datetime:
+    # As the CDR adapter stamps times, so billsec here is the row's billsec.
+    return datetime.fromtimestamp(stamp, timezone.utc)
 
 
 def carried(message: Request | Response) -> list[Header]:
@@ -188,6 +195,10 @@ class Call:
     unanswered: Disposition = Disposition.CANCELLED
     """How a call the PBX answered itself (a code prompt) but nobody else
     did ends in the CDR, should it end before anyone answers."""
+    rate: Rate | None = None
+    """The tariff its trunk leg is priced by, fixed when the call is placed."""
+    cost: int | None = None
+    """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -876,6 +887,19 @@ class Call:
             self.transfer_done(transfer)
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
+        self.cost = self._cost(self.ended_at)
+        # Its budget reservation goes too, and its cost counts.
+        self.controller.budgets.settle(self.uuid, self.cost or 0)
+
+    def _cost(self, ended_at: float) -> int | None:
+        """What the call cost: priced only when a leg through a trunk
+        answered (a group member's desk answering costs nothing), on the
+        billsec its CDR will show."""
+        rate, winner, answered_at = self.rate, self.winner, self.answered_at
+        if rate is None or winner is None or winner.trunk is None or answered_at is None:
+            return None
+        billsec = whole_seconds(_utc(max(ended_at, answered_at)) - _utc(answered_at))
+        return rate.tariff.cost(billsec)
 
     def _overflowed(self, condition: Condition) -> bool:
         """A hunt group's call not answered: sent on to the group's

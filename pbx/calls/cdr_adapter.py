@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from pbx.calls.call import Call
 from pbx.calls.fork import Leg, LegState
@@ -20,6 +21,7 @@ from pbx.cdr.records import (
     LegResult,
 )
 from pbx.cdr.writer import CdrWriter
+from pbx.routing.tariffs import to_decimal
 
 
 def _at(stamp: float) -> datetime:
@@ -41,6 +43,15 @@ def _leg_result(leg: Leg) -> LegResult:
     return LegResult.REJECTED
 
 
+def _priced(call: Call) -> dict[str, Any]:
+    """The cost columns of a call's end, when a tariff priced it."""
+    if call.cost is None or call.rate is None:
+        return {}
+    rate = call.rate
+    return {"cost": to_decimal(call.cost, rate.minor_unit), "cost_minor": call.cost, "currency": rate.currency,
+            "tariff": rate.tariff.id}
+
+
 class CdrRecorder:
     """The controller's ``CallRecorder`` on top of :class:`CdrWriter`."""
 
@@ -57,6 +68,7 @@ class CdrRecorder:
             caller_name=call.caller_name,
             dialed_number=call.dialled or "?",
             caller_department=call.caller.department if call.caller is not None else None,
+            project=call.caller.project if call.caller is not None else None,
         ))
         if call.rule is not None or call.trunk is not None:
             member = call.member
@@ -144,6 +156,7 @@ class CdrRecorder:
                 else call.hangup_status,
                 reason=call.reason,
                 destination=call.destination,
+                **_priced(call),
             ),
             legs,
             on_durable,

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import structlog
 
+from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls.dialer import CallDialer
@@ -46,6 +47,7 @@ from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator,
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.destination import remote_target
 from pbx.routing.account_codes import masked, split_prefixed
+from pbx.routing.budgets import FREE_CLASSES, budgets_for, period_of
 from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
@@ -186,6 +188,9 @@ class CallController:
         self.codes: CodeChecker | None = None
         """Where account codes are looked up; None: calls that need one are refused."""
         self.account_codes = AccountCodes(self)
+        self.budgets = BudgetLedger()
+        """Spend and reservations against budgets; the edge gives it a
+        listener that keeps the store and sends alerts."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -533,6 +538,8 @@ class CallController:
             # A hunt group's outside members go out with the group's rights,
             # not as the caller's outside calls.
             action = self._within_limits(call, payer, action)
+        if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
+            action = self._within_budget(call, payer, action, decision)
         if isinstance(decision, Ring) and isinstance(action, RingTargets):
             forward = self.features.settings(decision.extension).forward
             if forward.busy is not None or forward.no_answer is not None:
@@ -724,6 +731,45 @@ class CallController:
             delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
             return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
         return limit_refusal(hit, self.plan.domain)
+
+    def _within_budget(self, call: Call, caller: Extension, action: RingTargets, decision: Decision) -> Action:
+        """Price ``call``'s trunk leg, and hold the cost of
+        ``reserve_seconds`` of it against each of ``caller``'s budgets. A
+        paid call without room is refused before anything is placed (a
+        group member's desk still rings without the mobile); emergency and
+        free-phone calls always go through."""
+        leg = next((target for target in action.targets if isinstance(target, TrunkTarget)), None)
+        if leg is None:
+            return action
+        priced: ToTrunk | None = decision.mobile if isinstance(decision, RingMember) else (
+            decision if isinstance(decision, ToTrunk) else None)
+        call_class = priced.call_class if priced is not None else call.call_class
+        number = (priced.e164 if priced is not None else None) or leg.dialling.number
+        call.rate = rate = self.plan.billing.rate_for(leg.dialling.trunk.key, call_class, number)
+        if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
+            return action
+        settings = self.plan.budgets
+        budgets = budgets_for(self.plan, caller)
+        if not budgets:
+            return action
+        started = datetime.fromtimestamp(call.started_at, timezone.utc)
+        period = period_of(started, settings.period, self.plan.timezone).label
+        charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
+        hit = self.budgets.admit(call.uuid, charges, rate.tariff.cost(settings.reserve_seconds))
+        if hit is None:
+            return action
+        desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
+        log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
+                    budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,
+                    spent=hit.spent, reserved=hit.reserved, needed=hit.needed, tariff=rate.tariff.id,
+                    call_class=call_class, outcome="trunk_legs_dropped" if desk else "refused")
+        if desk:
+            delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
+            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
+        # Announcement seam: once calls have local media (issue 9), play the
+        # "budget exhausted" prompt here before this refusal.
+        return budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
+                              rate.money(hit.budget.limit))
 
     # ------------------------------------------------------------ time
 

@@ -26,6 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Enum,
     ForeignKey,
@@ -224,6 +225,18 @@ class CallRecord(Base):
     linked_call: Mapped[str | None] = mapped_column(
         String(UUID_LENGTH),
         comment="call_uuid of the call an attended transfer joined to this one (both rows name the other).",
+    )
+    cost_minor: Mapped[int | None] = mapped_column(
+        BigInteger, comment="Cost in minor units of `currency` (exact; what reports and budgets sum)."
+    )
+    currency: Mapped[str | None] = mapped_column(
+        String(3), comment="ISO 4217 code of the cost's currency."
+    )
+    tariff: Mapped[str | None] = mapped_column(
+        String(64), comment="Id of the dialplan tariff that priced the call."
+    )
+    project: Mapped[str | None] = mapped_column(
+        String(64), comment="Project tag of the calling extension, for budgets and reports."
     )
 
 

@@ -55,6 +55,10 @@ COLUMNS: Final[tuple[str, ...]] = (
     "linked_call",
     "cost",
     "wait",
+    "cost_minor",
+    "currency",
+    "tariff",
+    "project",
 )
 """``wait`` is computed, not stored: whole seconds from the INVITE to the
 answer (for a hunt group, how long the caller waited for a member)."""
@@ -72,6 +76,12 @@ def list_calls(
     hunt_group: str | None = None,
     account_code: str | None = None,
     account_owner: str | None = None,
+    *,
+    disposition: str | None = None,
+    department: str | None = None,
+    call_class: str | None = None,
+    min_cost: int | None = None,
+    max_cost: int | None = None,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
@@ -79,9 +89,20 @@ def list_calls(
     dialled number or destination).  With `limit`, the newest `limit` of
     them (still oldest first). `hunt_group` keeps the calls of that hunt
     group; `account_code` (an id) and `account_owner` keep the calls placed
-    with an account code, or with any code of that owner.
+    with an account code, or with any code of that owner. `disposition`,
+    `department` (the caller's), `call_class` keep what they name;
+    `min_cost`/`max_cost` (minor units, inclusive) keep priced calls in that
+    range.
     """
     query = select(*(CDR.c[name] for name in _STORED))
+    for column, wanted in (("disposition", disposition), ("caller_department", department),
+                           ("call_class", call_class)):
+        if wanted is not None:
+            query = query.where(CDR.c[column] == wanted)
+    if min_cost is not None:
+        query = query.where(CDR.c.cost_minor >= min_cost)
+    if max_cost is not None:
+        query = query.where(CDR.c.cost_minor <= max_cost)
     if since is not None:
         require_aware("since", since)
         query = query.where(CDR.c.started_at >= since)
@@ -146,7 +167,11 @@ def _csv_cell(name: str, value: Any, zone: tzinfo | None) -> str:
         return show_time(value, zone).isoformat(timespec="seconds")
     if isinstance(value, Decimal):
         return format(value, "f")
-    text = str(value)
+    return spreadsheet_safe(str(value))
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet will not run as a formula."""
     if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
         return "'" + text
     return text

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -83,6 +83,15 @@ def _require_status(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be a SIP status code 100..699")
 
 
+def whole_seconds(delta: timedelta) -> int:
+    """`delta` in seconds, rounded half up (so 1.5 s bills as 2, 1.4 s as 1).
+
+    The exact timestamps stay in the row for anyone who rates differently.
+    """
+    micro = delta // timedelta(microseconds=1)
+    return (micro + 500_000) // 1_000_000
+
+
 def new_call_uuid() -> uuid.UUID:
     """A fresh id for a call.  Random (version 4), so PBX nodes sharing one
     database never hand out the same one."""
@@ -100,6 +109,7 @@ class CallStart:
     caller_name: str | None    # display name, as presented
     dialed_number: str         # what the caller dialled (Request-URI user part)
     caller_department: str | None = None
+    project: str | None = None        # the calling extension's project tag
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)
@@ -166,7 +176,10 @@ class CallEnd:
     hangup_status: int | None = None
     reason: str | None = None        # free text: Reason header, snake_case tag ...
     destination: str | None = None   # for unanswered calls: the last target tried
-    cost: Decimal | None = None
+    cost: Decimal | None = None      # in the currency, exact (cost_minor scaled)
+    cost_minor: int | None = None    # in minor units of `currency`: what reports sum
+    currency: str | None = None      # ISO 4217
+    tariff: str | None = None        # id of the tariff that priced the call
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)
@@ -180,6 +193,9 @@ class CallEnd:
         _require_status("hangup_status", self.hangup_status)
         if self.cost is not None and (not isinstance(self.cost, Decimal) or not self.cost.is_finite()):
             raise ValueError("cost must be a finite Decimal")
+        if self.cost_minor is not None and (isinstance(self.cost_minor, bool) or not isinstance(self.cost_minor, int)
+                                            or self.cost_minor < 0):
+            raise ValueError("cost_minor must be a non-negative int")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,6 +58,7 @@ from pbx.cdr.records import (
     HangupSide,
     LegAttempt,
     LegResult,
+    whole_seconds,
 )
 from pbx.store.models import Base, require_aware
 from pbx.store.writer import BackgroundWriter, Together, WriterClosed
@@ -99,15 +100,6 @@ _ROUTING_FIELDS: Final = (
 
 class UnknownCall(LookupError):
     """A report for a call_uuid that `started` never saw (or already ended)."""
-
-
-def whole_seconds(delta: timedelta) -> int:
-    """`delta` in seconds, rounded half up (so 1.5 s bills as 2, 1.4 s as 1).
-
-    The exact timestamps stay in the row for anyone who rates differently.
-    """
-    micro = delta // timedelta(microseconds=1)
-    return (micro + 500_000) // 1_000_000
 
 
 def _lengths(table: Table) -> dict[str, int]:
@@ -313,6 +305,7 @@ class CdrWriter:
             "caller_number": start.caller_number,
             "caller_name": start.caller_name,
             "caller_department": start.caller_department,
+            "project": start.project,
             "dialed_number": start.dialed_number,
         }
         self._calls[start.call_uuid] = _OpenCall(row=row, started_at=start.started_at)
@@ -368,6 +361,9 @@ class CdrWriter:
         row["hangup_status"] = end.hangup_status
         row["reason"] = end.reason
         row["cost"] = end.cost
+        row["cost_minor"] = end.cost_minor
+        row["currency"] = end.currency
+        row["tariff"] = end.tariff
         if end.destination is not None and row.get("destination") is None:
             row["destination"] = end.destination
         call_uuid = str(end.call_uuid)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from pbx.cdr.query import format_table, list_calls, write_csv
+from pbx.cdr.records import Disposition
 from pbx.cli.defaults import DEFAULT_DB
 from pbx.store.db import DatabaseUrlError, make_engine, normalise_url
 
@@ -127,6 +128,12 @@ def cdr() -> None:
 @click.option("--account-code", "account_code", metavar="ID",
               help="Only calls placed with this account code (its id, as pbx codes list shows it).")
 @click.option("--owner", "account_owner", metavar="NAME", help="Only calls placed with an account code of this owner.")
+@click.option("--disposition", type=click.Choice([d.value for d in Disposition], case_sensitive=False),
+              help="Only calls that ended this way (REJECTED, ANSWERED ...).")
+@click.option("--department", help="Only calls placed from this department (its key).")
+@click.option("--class", "call_class", help="Only calls of this call class (mobile, international ...).")
+@click.option("--min-cost", type=click.IntRange(min=0), help="Only calls that cost at least this (minor units).")
+@click.option("--max-cost", type=click.IntRange(min=0), help="Only calls that cost at most this (minor units).")
 @click.option(
     "--csv", "as_csv", is_flag=True, help="CSV with a header row (UTF-8, opens in spreadsheets)."
 )
@@ -148,6 +155,11 @@ def list_command(
     hunt_group: str | None,
     account_code: str | None,
     account_owner: str | None,
+    disposition: str | None,
+    department: str | None,
+    call_class: str | None,
+    min_cost: int | None,
+    max_cost: int | None,
     as_csv: bool,
     bom: bool,
     utc: bool,
@@ -173,7 +185,9 @@ def list_command(
     engine = open_database(db_url)
     try:
         rows = list_calls(engine, since=start, until=end, extension=extension, limit=limit,
-                          hunt_group=hunt_group, account_code=account_code, account_owner=account_owner)
+                          hunt_group=hunt_group, account_code=account_code, account_owner=account_owner,
+                          disposition=disposition.upper() if disposition else None, department=department,
+                          call_class=call_class, min_cost=min_cost, max_cost=max_cost)
     except SQLAlchemyError as error:
         raise click.ClickException(f"cannot read the CDRs: {_first_line(error)}") from None
     finally:

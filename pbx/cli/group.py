@@ -36,7 +36,7 @@ def _fail(message: str, problems: tuple[object, ...] = ()) -> None:
     sys.exit(1)
 
 
-def _tell_server(pid_file: Path) -> None:
+def tell_server(pid_file: Path) -> None:
     from pbx.server.control import ControlError, signal_reload
 
     try:
@@ -78,7 +78,7 @@ def add(group_key: str, short: str, name: str, extension: str | None, mobile: st
         _fail(str(err), err.problems)
         return
     click.echo(f"{change.action} member {short} of group {group_key} in {change.members_file}")
-    _tell_server(pid_file)
+    tell_server(pid_file)
 
 
 @group.command()
@@ -96,7 +96,7 @@ def remove(group_key: str, short: str, dialplan: Path, pid_file: Path) -> None:
         _fail(str(err), err.problems)
         return
     click.echo(f"removed member {short} of group {group_key} from {change.members_file}")
-    _tell_server(pid_file)
+    tell_server(pid_file)
 
 
 @group.command(name="list")

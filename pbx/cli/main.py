@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from pbx import __version__
+from pbx.cli.budget import budget
 from pbx.cli.cdr import cdr
 from pbx.cli.check import check
 from pbx.cli.codes import codes
@@ -15,6 +16,7 @@ from pbx.cli.group import group
 from pbx.cli.hunt import hunt
 from pbx.cli.hours import hours
 from pbx.cli.reload import reload
+from pbx.cli.report import report
 from pbx.cli.security import security
 from pbx.cli.serve import serve
 from pbx.cli.tls import tls
@@ -38,6 +40,8 @@ main.add_command(hours)
 main.add_command(ext)
 main.add_command(tls)
 main.add_command(codes)
+main.add_command(report)
+main.add_command(budget)
 
 if __name__ == "__main__":
     main()

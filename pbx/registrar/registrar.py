@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
 from pbx.registrar.bindings import Binding, BindingChange, BindingTable
@@ -91,6 +92,16 @@ class Registrar:
                 challenge=result,
             )
         assert isinstance(result, Authenticated)
+        state = result.extension.state_at(datetime.fromtimestamp(now, timezone.utc))
+        if state != "active":
+            # Suspended, retired, not yet or no longer valid: the phone is
+            # told, and what it had registered is already gone.
+            return RegisterOutcome(
+                response=self._answer(request, 403, "Extension Not Active",
+                                      [("warning", f'399 {self.plan.domain} "extension {aor} is {state}"')]),
+                event="register_inactive",
+                fields={"aor": aor, "state": state},
+            )
         if result.extension.number != aor:
             # §10.3 step 6: authenticated, but not allowed to bind this AOR.
             return RegisterOutcome(

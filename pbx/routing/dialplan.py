@@ -14,18 +14,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, get_args
 
 from pbx.routing.account_codes import AccountCodeSettings, Mode as AccountCodeMode
+from pbx.routing.budgets import BudgetSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
 from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
+from pbx.routing.screening import Screening
 from pbx.routing.short_numbers import ShortNumberGroup
+from pbx.routing.tariffs import Billing
 from pbx.routing.trunk_config import Trunk
 
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
@@ -45,6 +48,14 @@ MediaEncryption = Literal["none", "optional", "required"]
 """SRTP for an extension's calls (:mod:`pbx.calls.media_policy`,
 :mod:`pbx.media.sdes`): never, when offered or taken, or always (488)."""
 MEDIA_ENCRYPTIONS: Final[tuple[str, ...]] = get_args(MediaEncryption)
+
+ExtensionStatus = Literal["active", "suspended", "retired"]
+"""Set by the admin (``pbx ext suspend|resume|retire``): a suspended or
+retired extension neither registers nor calls, and calls to it are refused."""
+EXTENSION_STATUSES: Final[tuple[str, ...]] = get_args(ExtensionStatus)
+ExtensionState = Literal["active", "suspended", "retired", "not_yet_valid", "expired"]
+"""An extension's status at a moment: its ``status``, or what its
+``valid_from``/``valid_until`` make of an active one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,9 +158,31 @@ class Extension:
     account_codes: AccountCodeMode | None = None
     """Overrides the department's account code mode."""
 
+    project: str | None = None
+    """Project tag its calls are charged to (budgets, reports), if any."""
+    status: ExtensionStatus = "active"
+    valid_from: datetime | None = None
+    """First moment the number works; None: always has."""
+    valid_until: datetime | None = None
+    """First moment it no longer works (a temporary project number); None: never ends."""
+    inactive_status: int | None = None
+    """What calls to it get while it is not active: 404 or 480; None: 404
+    once retired, 480 otherwise (it may come back)."""
+    incoming: Screening = Screening()
+    """Black and white lists for callers from outside who reach it."""
+
     def __post_init__(self) -> None:
         if self.max_calls < 1:
             raise ValueError(f"extension {self.number!r}: max_calls must be at least 1")
+        if self.status not in EXTENSION_STATUSES:
+            raise ValueError(f"extension {self.number!r}: status must be one of {', '.join(EXTENSION_STATUSES)}")
+        if self.inactive_status not in (None, 404, 480):
+            raise ValueError(f"extension {self.number!r}: inactive_status must be 404 or 480")
+        for moment in (self.valid_from, self.valid_until):
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"extension {self.number!r}: valid_from/valid_until must be aware datetimes")
+        if self.valid_from is not None and self.valid_until is not None and self.valid_until <= self.valid_from:
+            raise ValueError(f"extension {self.number!r}: valid_until must be after valid_from")
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
             raise ValueError(f"extension number {self.number!r} must be 2 to 8 digits")
         has_ha1 = self.ha1_md5 is not None or self.ha1_sha256 is not None
@@ -176,6 +209,22 @@ class Extension:
         if self.media_encryption not in MEDIA_ENCRYPTIONS:
             raise ValueError(f"extension {self.number!r}: media_encryption must be one of"
                              f" {', '.join(MEDIA_ENCRYPTIONS)}")
+
+    def state_at(self, at: datetime) -> ExtensionState:
+        """The extension's status at ``at`` (an aware datetime)."""
+        if self.status != "active":
+            return self.status
+        if self.valid_from is not None and at < self.valid_from:
+            return "not_yet_valid"
+        if self.valid_until is not None and at >= self.valid_until:
+            return "expired"
+        return "active"
+
+    def refusal_status(self, state: ExtensionState) -> int:
+        """The status calls to it get in ``state`` (not active)."""
+        if self.inactive_status is not None:
+            return self.inactive_status
+        return 404 if state == "retired" else 480
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -389,6 +438,14 @@ class Dialplan:
     account_codes: AccountCodeSettings = field(default_factory=AccountCodeSettings)
     """Account code prompts: the company default mode, code length, dial
     prefix, attempts, timeouts and lock-out (:mod:`pbx.routing.account_codes`)."""
+    billing: Billing = field(default_factory=Billing)
+    """Currency and tariffs: what each outside call costs."""
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    """Spending limits per extension, department, project and account code."""
+    incoming: Screening = field(default_factory=Screening)
+    """Company-wide black and white lists for callers from outside."""
+    did_incoming: Mapping[str, Screening] = field(default_factory=dict)
+    """Per inbound number (as in ``inbound``): its lists for callers."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
@@ -403,7 +460,7 @@ class Dialplan:
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
                      "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "ivr_menus",
-                     "places"):
+                     "places", "did_incoming"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():

@@ -63,6 +63,12 @@ from pbx.routing.outside import Refusal, prepare
 from pbx.routing.patterns import is_dialable
 from pbx.routing.feature_codes import FeatureDialled, parse_feature_code
 from pbx.routing.rights import check_class, check_number
+from pbx.routing.dialplan import Dialplan, Extension, ExtensionState
+from pbx.routing.numbering import sendable
+from pbx.routing.outside import Refusal, prepare
+from pbx.routing.patterns import is_dialable
+from pbx.routing.rights import check_class
+from pbx.routing.screening import Screening, caller_forms, screen
 from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
@@ -339,6 +345,11 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
     if number in plan.feature_codes:
         return _reject(501, "feature_not_available", f"feature_codes.{number}", steps,
                        f"{number} is reserved for {plan.feature_codes[number]!r}, not available yet")
+    inactive = _inactive(caller, call.at)
+    if inactive is not None and not _is_emergency(number, caller, plan):
+        state, rule, why = inactive
+        return _reject(403, f"caller_{state}", rule, steps, f"caller {caller.number} {why}: it may not call"
+                       " (emergency numbers excepted)")
 
     internal = _internal_destination(call, caller, plan, steps)
     if internal is not None:
@@ -437,6 +448,9 @@ def _internal_destination(
             return None
         steps.append(Step(rule=menu.rule, outcome=f"{number} is auto attendant menu {menu.key}: internal"))
         return _run_menu(plan, menu, call, INTERNAL, steps)
+    refused = _refuse_inactive(target, call.at, steps, INTERNAL)
+    if refused is not None:
+        return refused
     verdict = check_class(plan, caller, number, INTERNAL, call.at, steps=(
         *steps, Step(rule=f"extensions.{number}", outcome=f"{number} is extension {target.name}: internal"),
     ))
@@ -465,6 +479,14 @@ def _ring_member(call: CallRequest, caller: Extension, plan: Dialplan, steps: li
     steps.append(Step(rule=rule, outcome=said))
 
     extension: Extension | None = None
+    if wants_desk and member.extension is not None and _inactive(plan.extensions[member.extension], call.at):
+        steps.append(Step(rule=f"extensions.{member.extension}", outcome="the desk leg is dropped: extension"
+                          f" {member.extension} is not active"))
+        wants_desk = False
+        if not wants_mobile:
+            refused = _refuse_inactive(plan.extensions[member.extension], call.at, steps, INTERNAL)
+            assert refused is not None
+            return refused
     if wants_desk and member.extension is not None:
         target = plan.extensions[member.extension]
         verdict = check_class(plan, caller, target.number, INTERNAL, call.at, steps=(
@@ -520,15 +542,26 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
     if target is not None:
         resolved, why = target.resolve(call.at)
         steps.append(Step(rule=f"inbound.{call.dialled}", outcome=f"{call.dialled} is an inbound number: {why}"))
+        reached: Extension | None = None
+        if resolved.extension is not None:
+            reached = plan.extensions[resolved.extension]
+        elif resolved.member is not None:
+            member = plan.groups[resolved.member[0]].members[resolved.member[1]]
+            reached = plan.extensions.get(member.extension) if member.extension is not None else None
+        screened = _screen_caller(call, plan, reached, steps)
+        if screened is not None:
+            return screened
         if resolved.member is not None:
             return _inbound_member(call, plan, resolved.member, resolved.rule, steps)
         if resolved.hunt_group is not None:
             return _hunt(plan, plan.hunt_groups[resolved.hunt_group], call.at, steps, INBOUND)
         if resolved.menu is not None:
             return _run_menu(plan, plan.ivr_menus[resolved.menu], call, INBOUND, steps)
-        assert resolved.extension is not None  # InboundTarget holds exactly one of the two
-        extension = plan.extensions[resolved.extension]
-        return Ring(extension=extension, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
+        assert reached is not None  # InboundTarget holds exactly one of the kinds
+        refused = _refuse_inactive(reached, call.at, steps, INBOUND)
+        if refused is not None:
+            return refused
+        return Ring(extension=reached, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
     if _is_outside_number(call.dialled, plan):
         return _reject(403, "relay_denied", "inbound", steps,
                        f"{call.dialled} is an outside number, not one of our inbound numbers:"
@@ -546,6 +579,12 @@ def _inbound_member(call: CallRequest, plan: Dialplan, ref: tuple[str, str], rul
     group = plan.groups[ref[0]]
     member = group.members[ref[1]]
     owner = plan.extensions.get(member.extension) if member.extension is not None else None
+    if owner is not None and _inactive(owner, call.at) is not None:
+        # A member whose extension is not active is not reached, desk or mobile:
+        # their rights are not lent to a call out either.
+        refused = _refuse_inactive(owner, call.at, steps, INBOUND)
+        assert refused is not None
+        return refused
     desk = owner
     mobile: ToTrunk | None = None
     if member.mobile is not None:
@@ -715,3 +754,56 @@ def _menu_rights(menu: IvrMenu) -> Extension | None:
         return None
     return Extension(number=menu.number or "00", name=f"menu {menu.key}", department=menu.department,
                      class_of_service=menu.class_of_service, ha1_sha256="0" * 64)
+# ---------------------------------------------------------------- lifecycle and screening
+
+
+def _inactive(extension: Extension, at: datetime) -> tuple[ExtensionState, str, str] | None:
+    """(state, rule, in words) when ``extension`` is not active at ``at``."""
+    state = extension.state_at(at)
+    if state == "active":
+        return None
+    where = f"extensions.{extension.number}"
+    if state == "not_yet_valid":
+        return state, f"{where}.valid_from", f"is valid only from {extension.valid_from:%Y-%m-%d %H:%M}"
+    if state == "expired":
+        return state, f"{where}.valid_until", f"expired at {extension.valid_until:%Y-%m-%d %H:%M}"
+    return state, f"{where}.status", f"is {state}"
+
+
+def _refuse_inactive(extension: Extension, at: datetime, steps: list[Step], call_class: str) -> Reject | None:
+    """The refusal of a call to ``extension`` while it is not active: 480
+    (it may come back) or 404 (retired), as its ``inactive_status`` says."""
+    inactive = _inactive(extension, at)
+    if inactive is None:
+        return None
+    state, rule, why = inactive
+    return _reject(extension.refusal_status(state), f"extension_{state}", rule, steps,
+                   f"extension {extension.number} {why}", call_class)
+
+
+def _is_emergency(number: str, caller: Extension, plan: Dialplan) -> bool:
+    table = plan.number_plan_for(caller)
+    entry = table.classify(number) if table is not None else None
+    return entry is not None and entry.call_class == EMERGENCY
+
+
+def _screen_caller(call: CallRequest, plan: Dialplan, reached: Extension | None,
+                   steps: list[Step]) -> Reject | None:
+    """The company's, the DID's and the callee's lists for a caller from
+    outside (:mod:`pbx.routing.screening`): 603 Decline when they refuse."""
+    levels: list[tuple[str, Screening]] = [("incoming", plan.incoming)]
+    did = plan.did_incoming.get(call.dialled)
+    if did is not None:
+        levels.append((f"incoming.dids.{call.dialled}", did))
+    if reached is not None:
+        levels.append((f"extensions.{reached.number}.incoming", reached.incoming))
+    levels = [(where, level) for where, level in levels if level]
+    if not levels:
+        return None
+    key = plan.number_plan or (next(iter(plan.number_plans)) if len(plan.number_plans) == 1 else None)
+    numbering = plan.number_plans[key].numbering if key is not None else None
+    refused, passed = screen(caller_forms(call.caller_number, numbering), levels)
+    if refused is None:
+        steps.append(Step(rule=levels[0][0], outcome=passed))
+        return None
+    return _reject(603, "caller_blocked", refused.rule, steps, refused.outcome, INBOUND)

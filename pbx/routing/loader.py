@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_codes, loader_groups, loader_hunt, loader_ivr, loader_routing
+from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -848,7 +848,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
-    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS,
+    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -895,10 +895,12 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         key: Department(key=key, name=str(entry["name"]), **loader_routing.department_fields(entry))
         for key, entry in data.get("departments", {}).items()
     }
+    routing = loader_routing.build_routing(plan)
     extensions: dict[str, Extension] = {}
     for number, entry in data.get("extensions", {}).items():
         limits: dict[str, Any] = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
         limits.update(loader_routing.extension_fields(entry))
+        limits.update(loader_cost.extension_fields(entry, data, routing["number_lists"]))
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
         limits.update(_feature_fields(entry))
@@ -913,7 +915,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
             ha1_sha256=entry.get("ha1_sha256"),
             **limits,
         )
-    routing = loader_routing.build_routing(plan)
+    routing.update(loader_cost.build_cost(plan, routing["number_lists"]))
     routing["places"] = {**routing["places"], **loader_groups.member_places(plan)}
     return Dialplan(
         domain=str(data["domain"]),

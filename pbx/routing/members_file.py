@@ -16,19 +16,17 @@ folder, so neither loses the other's member.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from pbx.routing.loader import Problem, read_dialplan
+from pbx.routing.plan_edit import key_in as _key_in
+from pbx.routing.plan_edit import locked as _locked
+from pbx.routing.plan_edit import round_trip_yaml as _yaml
+from pbx.routing.plan_edit import write_atomically as _write_atomically
 from pbx.routing.short_numbers import Member
 
 MEMBERS_FILE_HEADER = (
@@ -69,26 +67,6 @@ def _members_file(dialplan: Path, group: str) -> Path:
     return Path(members_file)
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096  # one member per line, as written: never re-wrapped
-    return yaml
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (flock on the directory itself,
-    so no lock file appears among the dialplan's files)."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)
-
-
 def _read(path: Path, group: str) -> tuple[str | None, CommentedMap]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,19 +82,6 @@ def _read(path: Path, group: str) -> tuple[str | None, CommentedMap]:
     return text, data
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _commit(dialplan: Path, path: Path, old_text: str | None, data: CommentedMap) -> None:
     buffer = StringIO()
     _yaml().dump(data, buffer)
@@ -129,16 +94,6 @@ def _commit(dialplan: Path, path: Path, old_text: str | None, data: CommentedMap
             _write_atomically(path, old_text)
         raise GroupAdminError("the change would make the dialplan invalid; nothing was changed",
                               result.errors)
-
-
-def _key_of(data: CommentedMap, short: str) -> object | None:
-    # A hand-written `601:` is an int to YAML; the dialplan reads keys as
-    # their source text, so compare that way too.
-    for key in data:
-        if str(key) == short:
-            found: object = key
-            return found
-    return None
 
 
 def _new_key(short: str) -> object:
@@ -169,7 +124,7 @@ def _add(dialplan: Path, group: str, member: Member, path: Path) -> Change:
         entry["ring"] = member.ring
         entry["desk_seconds"] = member.desk_seconds
     entry.fa.set_flow_style()
-    existing = _key_of(data, member.short)
+    existing = _key_in(data, member.short)
     action = "added" if existing is None else "replaced"
     if existing is not None:
         data[existing] = entry  # keep the key as it was written
@@ -186,7 +141,7 @@ def remove_member(dialplan: Path, group: str, short: str) -> Change:
         raise GroupAdminError(f"group {group!r} has no member with short number {short!r} ({path} does not exist)")
     with _locked(path.parent):
         old_text, data = _read(path, group)
-        existing = _key_of(data, short)
+        existing = _key_in(data, short)
         if existing is None:
             raise GroupAdminError(f"group {group!r} has no member with short number {short!r} in {path}"
                                   + _inline_hint(dialplan, group, short))

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from pbx.registrar.bindings import Binding, BindingChange
 from pbx.registrar.persist import BindingWriteBehind
 from pbx.registrar.registrar import Registrar
+from pbx.routing.dialplan import Dialplan
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import MessageDropped, SipEndpoint
 from pbx.sip.events import RequestReceived
@@ -170,6 +171,24 @@ class SipService:
             reg_id=binding.reg_id,
             updated_at=datetime.fromtimestamp(wall, timezone.utc),
         )
+
+    def drop_inactive(self, plan: Dialplan) -> None:
+        """Drop at once the registrations of extensions that are not active
+        now (suspended, retired, expired, not yet valid): calls to them are
+        refused anyway, and a phone that lost its extension must not keep
+        its binding till it expires."""
+        wall = self.wall_clock()
+        at = datetime.fromtimestamp(wall, timezone.utc)
+        table = self.registrar.table
+        for aor in table.aors():
+            extension = plan.extension(aor)
+            if extension is None or (state := extension.state_at(at)) == "active":
+                continue
+            dropped = [binding.contact for binding in table.current(aor, wall)]
+            for contact in dropped:
+                table.remove(aor, contact)
+                self.pending_bindings.delete(aor, contact)
+            log.info("bindings_dropped", aor=aor, state=state, count=len(dropped))
 
     def sweep(self) -> None:
         wall = self.wall_clock()

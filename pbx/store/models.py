@@ -319,3 +319,27 @@ class OfflineMessage(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary, comment="The message body as sent.")
     created_at: Mapped[datetime] = mapped_column(comment="UTC instant it arrived.")
     expires_at: Mapped[datetime] = mapped_column(comment="UTC instant it is dropped undelivered.")
+class BudgetSpend(Base):
+    """What one budget has spent in one period: the settled cost of the
+    calls started in it, kept here so nodes sharing the database count
+    together, and recountable from the CDRs (``pbx budget recount``)."""
+
+    __tablename__ = "budget_spend"
+    __table_args__ = (
+        CheckConstraint("spent_minor >= 0", name="spent_minor"),
+        {"comment": "Budgets: spend per budget and period, and whether its alert went out."},
+    )
+
+    budget: Mapped[str] = mapped_column(
+        String(128), primary_key=True, comment="The budget: kind:name, e.g. department:sales."
+    )
+    period: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="Period label: 2026-12, 2026-W51 or 2026-12-24."
+    )
+    spent_minor: Mapped[int] = mapped_column(
+        BigInteger, comment="Cost of the period's settled calls, in minor units of the plan's currency."
+    )
+    warned_at: Mapped[datetime | None] = mapped_column(
+        comment="UTC instant the warning alert was claimed (one per budget and period); NULL: not yet."
+    )
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")

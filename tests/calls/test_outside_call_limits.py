@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from pbx.calls.controller import CallRecorder
+
 from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
@@ -90,12 +92,14 @@ class LimitWire(Wire):
     """The trunk tests' wire, telling a new INVITE to a gateway from a
     retransmission (the B leg's Call-ID is new)."""
 
-    def __init__(self, plan: Dialplan) -> None:
-        super().__init__(plan)
+    def __init__(self, plan: Dialplan, *, wall_clock: Callable[[], float] = time.time,
+                 recorder: CallRecorder | None = None) -> None:
+        super().__init__(plan, wall_clock=wall_clock, recorder=recorder)
         self.placed: set[str] = set()
         for number, desk in (("1001", AN_DESK), ("1002", DESK), ("1003", CHAU_DESK)):
             self.bindings.put(Binding(aor=number, contact=f"sip:{number}@{desk.host}:{desk.port}",
-                                      expires_at=time.time() + 3600, call_id=f"reg-{number}", cseq=1, source=desk))
+                                      expires_at=wall_clock() + 3600, call_id=f"reg-{number}", cseq=1,
+                                      source=desk))
 
     def to_gateway(self, gateway: Peer = GW1) -> list[Request]:
         """Calls placed through ``gateway`` since the last look: their first INVITE."""

@@ -21,7 +21,7 @@ import pytest
 import structlog
 
 from pbx.calls.call import Call
-from pbx.calls.controller import CallController
+from pbx.calls.controller import CallController, CallRecorder
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import Binding, BindingTable
 from pbx.security.lockout import Lockout
@@ -105,7 +105,8 @@ class Recorder:
 class Wire:
     """The PBX's controller and endpoint, and everything it sent, by peer."""
 
-    def __init__(self, plan: Dialplan) -> None:
+    def __init__(self, plan: Dialplan, *, wall_clock: Callable[[], float] = time.time,
+                 recorder: CallRecorder | None = None) -> None:
         self.plan = plan
         self.timers = Timers()
         self.endpoint = SipEndpoint()
@@ -115,8 +116,9 @@ class Wire:
         self.auth = Authenticator(plan, nonces, tracker, (digest.Algorithm.MD5,))
         self.bindings = BindingTable()
         self.controller = CallController(
-            endpoint=self.endpoint, plan=plan, auth=self.auth, bindings=self.bindings, recorder=self.recorder,
-            local_address=lambda _: PBX, kick=self.pump, monotonic=lambda: self.timers.now, wall_clock=time.time,
+            endpoint=self.endpoint, plan=plan, auth=self.auth, bindings=self.bindings,
+            recorder=recorder or self.recorder,
+            local_address=lambda _: PBX, kick=self.pump, monotonic=lambda: self.timers.now, wall_clock=wall_clock,
         )
         self.controller.trunk_sources = TrunkSources(plan.trunks)
         self.outbox: dict[Peer, list[Message]] = {}
