@@ -54,11 +54,11 @@ COLUMNS: Final[tuple[str, ...]] = (
     "transfer",
     "linked_call",
     "cost",
-    "wait",
     "cost_minor",
     "currency",
     "tariff",
     "project",
+    "wait",
 )
 """``wait`` is computed, not stored: whole seconds from the INVITE to the
 answer (for a hunt group, how long the caller waited for a member)."""
