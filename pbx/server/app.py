@@ -39,6 +39,8 @@ from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
 from pbx.server.reload import DialplanReloader
+from pbx.server.chat import ChatService
+from pbx.server.presence import PresenceService
 from pbx.server.security import SecurityEvents
 from pbx.server.service import SipService, binding_of
 from pbx.sip import digest
@@ -46,6 +48,7 @@ from pbx.sip.address import Peer
 from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
+from pbx.store.chat import OfflineMessageStore
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
@@ -191,6 +194,18 @@ class Server:
             features=self.features,
         )
         self.service.calls = calls
+        # Presence and busy lamps (SUBSCRIBE/NOTIFY) and chat (MESSAGE).
+        self.presence = PresenceService(
+            endpoint=self.endpoint, plan=self.plan, auth=authenticator, challenges=self.security, bindings=table,
+            presence=calls.presence, local_address=self.local_address, kick=self._flush, monotonic=loop.time,
+            wall_clock=time.time, soon=loop.call_soon, call_at=loop.call_at)
+        self.chat = ChatService(
+            endpoint=self.endpoint, plan=self.plan, auth=authenticator, challenges=self.security, bindings=table,
+            local_address=self.local_address, kick=self._flush, monotonic=loop.time, wall_clock=time.time,
+            call_at=loop.call_at, store=OfflineMessageStore(engine), writer=self.writer,
+            threadsafe=loop.call_soon_threadsafe)
+        await self.chat.refresh()
+        self.service.presence, self.service.chat = self.presence, self.chat
         for tcp in self.tcp:
             tcp.in_use = lambda: table.connections() | calls.connections()
         # Media for the calls the PBX answers itself: RTP binds where SIP
@@ -215,6 +230,8 @@ class Server:
             self.service.registrar.use_plan,  # and its authenticator
             calls.use_plan,
             self.trunks.use_plan,
+            self.presence.use_plan,
+            self.chat.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
@@ -363,6 +380,7 @@ class Server:
                 self.security.refresh(stored, read_at)
                 self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
                 self.features.merge(await asyncio.to_thread(self.feature_store.load))
+                await self.chat.refresh()
                 await self.refresh_hours()
             except Exception:
                 log.exception("sweep_failed")
