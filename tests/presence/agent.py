@@ -123,9 +123,10 @@ class Agent:
                 return self.inbox.pop(index)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            message = self._read(left)
-            if message is None:
+            read = self._read(left)
+            if read is None:
                 return None
+            message = read
             if isinstance(message, want) and message.cseq.method == method and not (
                     isinstance(message, Response) and message.status < 200):
                 return message
