@@ -8,8 +8,8 @@ and how many of its phones ring (the call layer's
 
 - PIDF (RFC 3863) with the data model's person element (RFC 4479) and
   RPID activities (RFC 4480): ``open`` while a phone is registered; on a
-  call the person is ``on-the-phone`` and ``busy`` (what softphones such as
-  pjsua show as busy) with a note saying so;
+  call the person is ``busy`` and ``on-the-phone``, ``busy`` first (pjsua
+  reads only the first activity) with a note saying so;
 - dialog-info (RFC 4235 §4): one ``dialog`` element per call the extension
   is on (``confirmed``) and per ringing phone (``early``, direction
   ``recipient``: what makes a busy lamp blink for pickup); none when idle.
@@ -58,7 +58,7 @@ def _key(entity: str) -> str:
 def pidf(entity: str, state: ExtensionState) -> bytes:
     """The ``application/pidf+xml`` document for ``entity`` (a SIP URI)."""
     key, note = _key(entity), escape(state.note)
-    activities = ("<rpid:activities><rpid:on-the-phone/><rpid:busy/></rpid:activities>"
+    activities = ("<rpid:activities><rpid:busy/><rpid:on-the-phone/></rpid:activities>"
                   if state.calls else "")
     return (
         f'{_DECLARATION}<presence xmlns="{PIDF_NS}" xmlns:dm="{DATA_MODEL_NS}" xmlns:rpid="{RPID_NS}"'

@@ -114,7 +114,7 @@ def test_pidf_parses_with_the_state() -> None:
     assert root.tag == f"{PIDF}presence" and root.get("entity") == "sip:2002@pbx.example.com"
     assert root.findtext(f"{PIDF}tuple/{PIDF}status/{PIDF}basic") == "open"
     activities = root.find(f"{DM}person/{RPID}activities")
-    assert activities is not None and [a.tag for a in activities] == [f"{RPID}on-the-phone", f"{RPID}busy"]
+    assert activities is not None and [a.tag for a in activities] == [f"{RPID}busy", f"{RPID}on-the-phone"]
     offline = ElementTree.fromstring(pidf("sip:2003@pbx.example.com", ExtensionState(False)))
     assert offline.findtext(f"{PIDF}tuple/{PIDF}status/{PIDF}basic") == "closed"
     assert offline.find(f"{DM}person/{RPID}activities") is None
