@@ -52,7 +52,7 @@ def test_a_raw_dialog_subscription_sees_the_call(pbx: Pbx, phones: PhoneFactory)
         assert dialog_states(dialog_info(watcher.incoming("NOTIFY"))) == []
         alice = registered(phones, pbx, "2001")
         call = alice.call(uri("2002", pbx))
-        seen = []
+        seen: list[list[str]] = []
         while not seen or seen[-1] != ["confirmed"]:
             seen.append(dialog_states(dialog_info(watcher.incoming("NOTIFY", timeout=10.0))))
         assert seen[0] == ["early"]  # ringing for a second before it answers
