@@ -24,6 +24,16 @@ def _nobody(extension: str) -> None:
     return None
 
 
+def _one_less(counts: dict[str, int], extension: str) -> None:
+    """Count one less for ``extension``; no entry at zero (the maps stay
+    as small as what is going on)."""
+    left = counts.get(extension, 0) - 1
+    if left > 0:
+        counts[extension] = left
+    else:
+        counts.pop(extension, None)
+
+
 class Presence:
     def __init__(self) -> None:
         self._calls: dict[str, int] = {}
@@ -42,11 +52,7 @@ class Presence:
     def release(self, held: tuple[str, ...]) -> tuple[str, ...]:
         """Give back what a call held; returns the empty tuple to keep."""
         for extension in held:
-            left = self._calls.get(extension, 0) - 1
-            if left > 0:
-                self._calls[extension] = left
-            else:
-                self._calls.pop(extension, None)
+            _one_less(self._calls, extension)
             self.listener(extension)
         return ()
 
@@ -62,11 +68,7 @@ class Presence:
             if done:
                 return
             done = True
-            left = self._ringing.get(extension, 0) - 1
-            if left > 0:
-                self._ringing[extension] = left
-            else:
-                self._ringing.pop(extension, None)
+            _one_less(self._ringing, extension)
             self.listener(extension)
 
         return stop

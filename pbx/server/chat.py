@@ -30,10 +30,10 @@ from pbx.registrar.auth import Authenticator, ChallengeSink
 from pbx.registrar.bindings import Binding, BindingTable
 from pbx.registrar.destination import destination
 from pbx.routing.dialplan import Dialplan
-from pbx.server.requests import LocalParty, authenticated, request_user
+from pbx.server.requests import LocalParty, answered, authenticated, request_user
 from pbx.sip.dialog import new_tag
 from pbx.sip.endpoint import SipEndpoint
-from pbx.sip.events import RequestReceived, ResponseReceived, TimedOut, TransactionKey, TransportFailed
+from pbx.sip.events import RequestReceived, TransactionKey
 from pbx.sip.message import Header, Request, make_request, make_response
 from pbx.sip.session import LocalAddress
 from pbx.sip.tokens import random_hex
@@ -149,21 +149,10 @@ class ChatService:
 
     def on_event(self, event: object, now: float) -> bool:
         """Answers to our MESSAGEs (and their timeouts); False: not ours."""
-        if isinstance(event, ResponseReceived):
-            relay = self._by_key.get(event.key)
-            if relay is None:
-                return False
-            if event.response.status >= 200:
-                del self._by_key[event.key]
-                self._answered(relay, event.response.status, now)
-            return True
-        if isinstance(event, (TimedOut, TransportFailed)):
-            relay = self._by_key.pop(event.key, None)
-            if relay is None:
-                return False
-            self._answered(relay, 408, now)
-            return True
-        return False
+        found = answered(event, self._by_key)
+        if isinstance(found, tuple):
+            self._answered(*found, now)
+        return found is not False
 
     def _answered(self, relay: ChatRelay, status: int, now: float) -> None:
         outcome = relay.answered(status)

@@ -35,10 +35,10 @@ from pbx.registrar.auth import Authenticator, ChallengeSink
 from pbx.registrar.bindings import BindingTable
 from pbx.registrar.destination import remote_target
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.server.requests import LocalParty, authenticated, request_user
+from pbx.server.requests import LocalParty, answered, authenticated, request_user
 from pbx.sip.dialog import Dialog, new_tag
 from pbx.sip.endpoint import SipEndpoint
-from pbx.sip.events import RequestReceived, ResponseReceived, TimedOut, TransactionKey, TransportFailed
+from pbx.sip.events import RequestReceived, TransactionKey
 from pbx.sip.message import Header, HeaderValueError, make_response, parse_name_addr
 from pbx.sip.session import LocalAddress
 
@@ -240,21 +240,10 @@ class PresenceService:
 
     def on_event(self, event: object, now: float) -> bool:
         """Answers to our NOTIFYs (and their timeouts); False: not ours."""
-        if isinstance(event, ResponseReceived):
-            subscription = self._by_key.get(event.key)
-            if subscription is None:
-                return False
-            if event.response.status >= 200:
-                del self._by_key[event.key]
-                self._answered(subscription, event.response.status, now)
-            return True
-        if isinstance(event, (TimedOut, TransportFailed)):
-            subscription = self._by_key.pop(event.key, None)
-            if subscription is None:
-                return False
-            self._answered(subscription, 408, now)
-            return True
-        return False
+        found = answered(event, self._by_key)
+        if isinstance(found, tuple):
+            self._answered(*found, now)
+        return found is not False
 
     def _answered(self, subscription: Subscription, status: int, now: float) -> None:
         was_active = subscription.state is SubscriptionState.ACTIVE

@@ -1,6 +1,6 @@
 """What the PBX's own out-of-dialog services share at the edge: who sent a
-request (digest, as for INVITE), and the Via and Contact of requests the
-PBX sends itself (NOTIFY, MESSAGE).
+request (digest, as for INVITE), the Via and Contact of requests the PBX
+sends itself (NOTIFY, MESSAGE), and the answers to them.
 
 Authentication is the calling path's (:mod:`pbx.calls.controller`): a 407
 with Proxy-Authenticate, sent statelessly so a forged source address gets
@@ -11,14 +11,17 @@ lock-out, the rate limit), and under a block nothing is answered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.routing.dialplan import Dialplan, Extension
-from pbx.sip.dialog import new_branch
+from pbx.sip.dialog import contact_value, new_branch, via_value
 from pbx.sip.endpoint import SipEndpoint
-from pbx.sip.events import RequestReceived
+from pbx.sip.events import RequestReceived, ResponseReceived, TimedOut, TransactionKey, TransportFailed
 from pbx.sip.session import LocalAddress, refusal
 from pbx.sip.uri import SipUri, parse_uri
+
+T = TypeVar("T")
 
 
 def authenticated(event: RequestReceived, *, plan: Dialplan, auth: Authenticator, challenges: ChallengeSink,
@@ -62,10 +65,26 @@ class LocalParty:
         self.local_address: Callable[[str], tuple[str, int]] = local_address
 
     def via(self, transport: str) -> str:
-        host, port = self.local_address(transport)
-        return f"SIP/2.0/{transport.upper()} {host}:{port};branch={new_branch()};rport"
+        return via_value(transport, *self.local_address(transport), new_branch())
 
     def contact(self, transport: str) -> str:
-        host, port = self.local_address(transport)
-        suffix = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{host}:{port}{suffix}>"
+        return contact_value(transport, *self.local_address(transport))
+
+
+def answered(event: object, pending: dict[TransactionKey, T]) -> tuple[T, int] | bool:
+    """What ``event`` says of a request we sent and keep in ``pending``:
+    (its owner, the final status: 408 for a timeout or a transport
+    failure), the entry then dropped; True for a provisional answer; False
+    when the event is not about one of them."""
+    if isinstance(event, ResponseReceived):
+        owner = pending.get(event.key)
+        if owner is None:
+            return False
+        if event.response.status < 200:
+            return True
+        del pending[event.key]
+        return owner, event.response.status
+    if isinstance(event, (TimedOut, TransportFailed)):
+        owner = pending.pop(event.key, None)
+        return False if owner is None else (owner, 408)
+    return False
