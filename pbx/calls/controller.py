@@ -838,6 +838,8 @@ class CallController:
         self._due.pop(id(call), None)
         if call.fork is not None:
             call.fork.release()
+        for leg in call.legs:
+            leg.stopped_ringing()  # a leg nobody closed must not ring on the busy lamps forever
         for session in (call.a, *(leg.session for leg in call.legs), *call.retired):
             # A session an attended transfer moved to another call is that
             # call's to drop.

@@ -70,7 +70,8 @@ class CallDialer(Dialer):
         session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer,
                              timers=call.media is None)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall(),
-                   target=target.extension, member=target.member)
+                   target=target.extension, member=target.member,
+                   on_close=self.controller.presence.ring(target.extension))
 
     def invite_gateway(self, target: TrunkTarget) -> Leg:
         controller, call, dialling = self.controller, self.call, target.dialling

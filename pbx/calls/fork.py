@@ -63,6 +63,8 @@ class Leg:
     state: LegState = LegState.CALLING
     status: int | None = None
     ended_at: float | None = None
+    on_close: Callable[[], None] | None = field(default=None, repr=False)
+    """Called once when the leg stops ringing (the busy lamps' "ringing")."""
 
     @property
     def live(self) -> bool:
@@ -74,6 +76,13 @@ class Leg:
 
     def close(self, state: LegState, status: int | None, at: float) -> None:
         self.state, self.status, self.ended_at = state, status, at
+        self.stopped_ringing()
+
+    def stopped_ringing(self) -> None:
+        """Run ``on_close`` if it has not run yet."""
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

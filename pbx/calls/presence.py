@@ -1,35 +1,77 @@
-"""Who is on a call, on this node: what ``skip_busy`` hunt groups ask.
+"""Who is on a call, and whose phones ring, on this node: what
+``skip_busy`` hunt groups, call waiting's limit and the busy lamps ask.
 
 An extension is on a call from the moment it places one until that call
 ends, and from the moment it answers one until that call ends, whichever
 group (if any) the call came through: a member in several groups is busy
 for all of them. Each call keeps the extensions it holds and gives them back
 once, when it ends.
+
+An extension rings while an INVITE to one of its phones waits for an
+answer: :meth:`Presence.ring` counts it and returns what gives it back
+(the leg calls it when it closes, however it closes).
+
+Every change is reported to ``listener`` (the presence service, which
+tells subscribers); the default listener does nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _nobody(extension: str) -> None:
+    return None
+
+
+def _one_less(counts: dict[str, int], extension: str) -> None:
+    """Count one less for ``extension``; no entry at zero (the maps stay
+    as small as what is going on)."""
+    left = counts.get(extension, 0) - 1
+    if left > 0:
+        counts[extension] = left
+    else:
+        counts.pop(extension, None)
 
 
 class Presence:
     def __init__(self) -> None:
         self._calls: dict[str, int] = {}
+        self._ringing: dict[str, int] = {}
+        self.listener: Callable[[str], None] = _nobody
+        """Called with an extension whose calls or ringing changed."""
 
     def hold(self, held: tuple[str, ...], extension: str) -> tuple[str, ...]:
         """``held`` plus ``extension``, now counted as on one more call."""
         if extension in held:
             return held
         self._calls[extension] = self._calls.get(extension, 0) + 1
+        self.listener(extension)
         return (*held, extension)
 
     def release(self, held: tuple[str, ...]) -> tuple[str, ...]:
         """Give back what a call held; returns the empty tuple to keep."""
         for extension in held:
-            left = self._calls.get(extension, 0) - 1
-            if left > 0:
-                self._calls[extension] = left
-            else:
-                self._calls.pop(extension, None)
+            _one_less(self._calls, extension)
+            self.listener(extension)
         return ()
+
+    def ring(self, extension: str) -> Callable[[], None]:
+        """One more phone of ``extension`` rings; call the result (once)
+        when it stops."""
+        self._ringing[extension] = self._ringing.get(extension, 0) + 1
+        self.listener(extension)
+        done = False
+
+        def stop() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            _one_less(self._ringing, extension)
+            self.listener(extension)
+
+        return stop
 
     def busy(self, extension: str) -> bool:
         return extension in self._calls
@@ -37,3 +79,7 @@ class Presence:
     def calls(self, extension: str) -> int:
         """How many calls ``extension`` is on (against its ``max_calls``)."""
         return self._calls.get(extension, 0)
+
+    def ringing(self, extension: str) -> int:
+        """How many of ``extension``'s phones ring now."""
+        return self._ringing.get(extension, 0)

@@ -42,6 +42,8 @@ from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
 from pbx.server.reload import DialplanReloader
+from pbx.server.chat import ChatService
+from pbx.server.presence import PresenceService
 from pbx.server.security import SecurityEvents
 from pbx.server.service import SipService, binding_of
 from pbx.sip import digest
@@ -50,6 +52,7 @@ from pbx.sip.endpoint import SipEndpoint
 from pbx.store.bindings import BindingStore
 from pbx.store.blocks import BlockStore
 from pbx.server.codes import StoreChecker
+from pbx.store.chat import OfflineMessageStore
 from pbx.store.code_key import load_code_key
 from pbx.store.codes import CodeStore
 from pbx.store.db import make_engine, migrate
@@ -232,6 +235,18 @@ class Server:
         self.service.calls = calls
         for stream in self._streams():
             stream.in_use = lambda: table.connections() | calls.connections()
+        # Presence and busy lamps (SUBSCRIBE/NOTIFY) and chat (MESSAGE).
+        self.presence = PresenceService(
+            endpoint=self.endpoint, plan=self.plan, auth=authenticator, challenges=self.security, bindings=table,
+            presence=calls.presence, local_address=self.local_address, kick=self._flush, monotonic=loop.time,
+            wall_clock=time.time, soon=loop.call_soon, call_at=loop.call_at)
+        self.chat = ChatService(
+            endpoint=self.endpoint, plan=self.plan, auth=authenticator, challenges=self.security, bindings=table,
+            local_address=self.local_address, kick=self._flush, monotonic=loop.time, wall_clock=time.time,
+            call_at=loop.call_at, store=OfflineMessageStore(engine), writer=self.writer,
+            threadsafe=loop.call_soon_threadsafe)
+        await self.chat.refresh()
+        self.service.presence, self.service.chat = self.presence, self.chat
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -265,6 +280,8 @@ class Server:
             calls.use_plan,
             self.trunks.use_plan,
             self.budgets.use_plan,
+            self.presence.use_plan,
+            self.chat.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
@@ -451,6 +468,7 @@ class Server:
                 self.security.refresh(stored, read_at)
                 self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
                 self.features.merge(await asyncio.to_thread(self.feature_store.load))
+                await self.chat.refresh()
                 await self.refresh_hours()
             except Exception:
                 log.exception("sweep_failed")

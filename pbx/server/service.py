@@ -3,7 +3,8 @@
 REGISTER goes to the registrar, OPTIONS is answered here (§11.2: 200 with
 Allow, Accept, Supported), other methods the PBX does not implement get 405
 with Allow (§8.2.1). The calling path (INVITE and in-dialog requests) plugs
-in here as another handler. This module logs and hands persistence to the
+in here as another handler, and so do presence (SUBSCRIBE, PUBLISH) and
+chat (MESSAGE outside a dialog; one inside a call is the call's). This module logs and hands persistence to the
 store's background writer; the decisions themselves are pure.
 """
 
@@ -51,6 +52,25 @@ class CallHandler(Protocol):
     def on_event(self, event: object, now: float) -> None: ...
 
 
+class OwnRequests(Protocol):
+    """A service of the PBX's own (presence, chat): its requests in, the
+    answers to what it sent out (``on_event``: True when it was its own)."""
+
+    def on_request(self, event: RequestReceived, now: float) -> None: ...
+
+    def on_event(self, event: object, now: float) -> bool: ...
+
+
+class PresenceEvents(OwnRequests, Protocol):
+    def changed(self, extension: str) -> None:
+        """``extension``'s registrations changed."""
+
+
+class ChatEvents(OwnRequests, Protocol):
+    def registered(self, aor: str) -> None:
+        """``aor`` registered a phone: deliver what waits for it."""
+
+
 class TrunkEvents(Protocol):
     """The trunk registration clients (``pbx.trunks.client``)."""
 
@@ -79,6 +99,8 @@ class SipService:
         self.pending_bindings = BindingWriteBehind(writer)
         self.calls: CallHandler | None = None
         self.trunks: TrunkEvents | None = None
+        self.presence: PresenceEvents | None = None
+        self.chat: ChatEvents | None = None
         """Registrations to trunks: they take their own REGISTERs' responses."""
         self.to_tag = secrets.token_hex(6)
 
@@ -86,6 +108,10 @@ class SipService:
         methods = ["REGISTER", "OPTIONS"]
         if self.calls is not None:
             methods.extend(sorted(self.calls.methods - {"PRACK", "NOTIFY", "REFER", "MESSAGE"}))
+        if self.chat is not None:
+            methods.append("MESSAGE")
+        if self.presence is not None:
+            methods.append("SUBSCRIBE")
         return ", ".join(methods)
 
     # ------------------------------------------------------------ input
@@ -96,6 +122,10 @@ class SipService:
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
                 self.security.dropped(event.reason, event.source, self.wall_clock(), answered=event.answered)
+            elif self.presence is not None and self.presence.on_event(event, now):
+                pass
+            elif self.chat is not None and self.chat.on_event(event, now):
+                pass
             elif self.trunks is not None and self.trunks.on_event(event, now):
                 pass
             elif self.calls is not None:
@@ -117,6 +147,10 @@ class SipService:
                 ("allow", self.allowed_methods()), ("accept", ACCEPT), ("supported", SUPPORTED),
                 ("accept-language", "en"),
             ])
+        elif method in ("SUBSCRIBE", "PUBLISH") and self.presence is not None:
+            self.presence.on_request(event, now)
+        elif method == "MESSAGE" and request.to.tag is None and self.chat is not None:
+            self.chat.on_request(event, now)
         elif self.calls is not None and method in self.calls.methods:
             self.calls.on_request(event, now)
         else:
@@ -145,6 +179,13 @@ class SipService:
             log.info(outcome.event, source=str(event.source), status=outcome.response.status, **outcome.fields)
         for change in outcome.changes:
             self._persist(change, wall)
+        changed = {change.binding.aor for change in outcome.changes if change.binding is not None} | {
+            change.removed[0] for change in outcome.changes if change.removed is not None}
+        for aor in changed:
+            if self.presence is not None:
+                self.presence.changed(aor)
+            if self.chat is not None and any(change.binding is not None for change in outcome.changes):
+                self.chat.registered(aor)
 
     def _persist(self, change: BindingChange, wall: float) -> None:
         if change.binding is not None:
@@ -196,6 +237,9 @@ class SipService:
         self.security.sweep(wall)
         if expired:
             log.info("bindings_expired", count=len(expired))
+            if self.presence is not None:
+                for aor in {binding.aor for binding in expired}:
+                    self.presence.changed(aor)
             cutoff = datetime.fromtimestamp(wall, timezone.utc)
 
             def sweep(conn: Connection) -> None:

@@ -24,6 +24,17 @@ def new_branch() -> str:
     return "z9hG4bK" + random_hex(8)
 
 
+def via_value(transport: str, host: str, port: int, branch: str) -> str:
+    """Our Via for a request over ``transport`` (with rport, RFC 3581)."""
+    return f"SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport"
+
+
+def contact_value(transport: str, host: str, port: int) -> str:
+    """Our Contact over ``transport`` (UDP is the default, §19.1.2)."""
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:{host}:{port}{suffix}>"
+
+
 @dataclass(slots=True, kw_only=True)
 class Dialog:
     call_id: str

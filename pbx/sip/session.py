@@ -41,7 +41,7 @@ from typing import Protocol
 
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
-from pbx.sip.dialog import Dialog, new_tag
+from pbx.sip.dialog import Dialog, contact_value, new_tag, via_value
 from pbx.sip.events import TransactionKey
 from pbx.sip.message import Header, Request, Response, make_request, make_response
 from pbx.sip.tokens import random_hex
@@ -314,8 +314,7 @@ class InviteSession:
     # ------------------------------------------------------------ building
 
     def _via(self, transport: str) -> str:
-        host, port = self._local(transport)
-        return f"SIP/2.0/{transport.upper()} {host}:{port};branch=z9hG4bK{self._tokens(8)};rport"
+        return via_value(transport, *self._local(transport), f"z9hG4bK{self._tokens(8)}")
 
     def _contact(self, transport: str) -> str:
         host, port = self._local(transport)

@@ -303,7 +303,7 @@ class ExtensionFeatures(Base):
 
 class OfflineMessage(Base):
     """A SIP MESSAGE (RFC 3428) kept for an extension with no phone
-    registered, delivered when one registers (``pbx.calls.chat``)."""
+    registered, delivered when one registers (``pbx.presence.chat``)."""
 
     __tablename__ = "offline_messages"
     __table_args__ = (

@@ -682,6 +682,11 @@ class Phone:
         config.regConfig.unregWaitMsec = 1000
         config.sipConfig.transportId = self.transport_ids[transport]
         config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", realm, user, 0, password))
+        if _get(args, "outbound_proxy", bool, False):
+            # Requests to the domain's URIs (a buddy's SUBSCRIBE, which pjsua
+            # sends from the account matching its URI) go to the PBX: the
+            # test domain has no DNS.
+            config.sipConfig.proxies.append(f"sip:{registrar};transport={transport};lr")
         self._plain_nat_config(config)
         srtp = _str(args, "srtp", "disabled")
         if srtp not in _SRTP_USE:
