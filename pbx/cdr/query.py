@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from enum import Enum
@@ -66,13 +66,21 @@ def list_calls(
     extension: str | None = None,
     limit: int | None = None,
     hunt_group: str | None = None,
+    disposition: str | None = None,
+    numbers: Collection[str] | None = None,
+    departments: Collection[str] | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
     `extension` keeps calls it placed, dialled, or that reached it (caller,
     dialled number or destination).  With `limit`, the newest `limit` of
-    them (still oldest first). `hunt_group` keeps the calls of that hunt
-    group.
+    them (still oldest first), after skipping the newest `offset`.
+    `hunt_group` keeps the calls of that hunt group, `disposition` those
+    that ended so. Given `numbers` or `departments` (a reader's scope, or a
+    department asked for), only calls involving one of those numbers as
+    above, or placed from one of those departments, are kept; empty
+    collections keep nothing.
     """
     query = select(*(CDR.c[name] for name in _STORED))
     if since is not None:
@@ -91,10 +99,17 @@ def list_calls(
         )
     if hunt_group is not None:
         query = query.where(CDR.c.hunt_group == hunt_group)
+    if disposition is not None:
+        query = query.where(CDR.c.disposition == disposition)
+    if numbers is not None or departments is not None:
+        wanted, kept = list(numbers or ()), list(departments or ())
+        query = query.where(or_(
+            CDR.c.caller_number.in_(wanted), CDR.c.dialed_number.in_(wanted), CDR.c.destination.in_(wanted),
+            CDR.c.caller_department.in_(kept)))
     if limit is not None:
         if limit < 1:
             raise ValueError("limit must be positive")
-        query = query.order_by(CDR.c.started_at.desc(), CDR.c.id.desc()).limit(limit)
+        query = query.order_by(CDR.c.started_at.desc(), CDR.c.id.desc()).limit(limit).offset(max(offset, 0))
     else:
         query = query.order_by(CDR.c.started_at, CDR.c.id)
     with engine.connect() as conn:

@@ -12,6 +12,7 @@ from pbx.cli.explain import explain
 from pbx.cli.group import group
 from pbx.cli.hunt import hunt
 from pbx.cli.hours import hours
+from pbx.cli.ldap import ldap
 from pbx.cli.reload import reload
 from pbx.cli.security import security
 from pbx.cli.serve import serve
@@ -32,6 +33,7 @@ main.add_command(group)
 main.add_command(hunt)
 main.add_command(security)
 main.add_command(hours)
+main.add_command(ldap)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,14 @@ def parse_listen(value: str) -> tuple[str, str, int]:
     return transport, host.strip("[]") or "0.0.0.0", port
 
 
+def parse_http(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets) for --http."""
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not port_text.isdigit() or int(port_text) > 65535:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080", param_hint="--http")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
 @click.command()
 @click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--listen", "listens", multiple=True, help="udp:HOST:PORT or tcp:HOST:PORT (repeatable)")
@@ -34,8 +42,17 @@ def parse_listen(value: str) -> tuple[str, str, int]:
 @click.option("--advertise", metavar="HOST",
               help="address put in Via and Contact (the public address when behind NAT); "
                    "default: the listen address, or this host's address when listening on 0.0.0.0")
+@click.option("--http", "http_address", metavar="HOST:PORT",
+              help="also serve the web console, the API under /api/ and /metrics here (e.g. 127.0.0.1:8080)")
+@click.option("--http-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="certificate (PEM) to serve --http over HTTPS")
+@click.option("--http-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="private key (PEM) of --http-cert")
+@click.option("--http-insecure-cookies", is_flag=True,
+              help="session cookies without Secure, for plain HTTP beyond this host (not recommended)")
 def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
-          pid_file: Path, advertise: str | None) -> None:
+          pid_file: Path, advertise: str | None, http_address: str | None, http_cert: Path | None,
+          http_key: Path | None, http_insecure_cookies: bool) -> None:
     """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
     reloads the dialplan; an invalid file is reported and not used."""
     from pbx import log
@@ -43,9 +60,18 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     from pbx.server.app import run_server
 
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
+    http = None
+    if http_address is not None:
+        from pbx.web.serve import HttpOptions
+
+        if (http_cert is None) != (http_key is None):
+            raise click.BadParameter("give --http-cert and --http-key together", param_hint="--http-cert")
+        host, port = parse_http(http_address)
+        http = HttpOptions(host=host, port=port, secure_cookies=not http_insecure_cookies, certificate=http_cert,
+                           key=http_key)
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
-        run_server(dialplan, addresses, db_url, pid_file, advertise)
+        run_server(dialplan, addresses, db_url, pid_file, advertise, http)
     except DialplanError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)

@@ -18,6 +18,7 @@ from datetime import timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, get_args
 
+from pbx.ldap.settings import LdapSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
@@ -94,6 +95,11 @@ class Extension:
     """Where calls to its phones go: the Contact, or the REGISTER's source."""
     language: str | None = None
     """Overrides the department's prompt language."""
+    email: str | None = None
+    mobile: str | None = None
+    ldap_dn: str | None = None
+    """The directory entry this extension is kept in step with (``pbx ldap
+    sync``); None: made by hand, never touched by the sync."""
 
     def __post_init__(self) -> None:
         if EXTENSION_NUMBER.fullmatch(self.number) is None:
@@ -291,6 +297,8 @@ class Dialplan:
     ivr_menus: Mapping[str, IvrMenu] = field(default_factory=dict)
     """Auto attendant menus by key; read-only after construction."""
     media: MediaSettings = field(default_factory=MediaSettings)
+    ldap: LdapSettings | None = None
+    """Where employees are read from (``pbx ldap sync``); None: no directory."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()

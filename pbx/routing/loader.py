@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_groups, loader_hunt, loader_ivr, loader_routing
+from pbx.routing import loader_groups, loader_hunt, loader_ivr, loader_ldap, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -846,7 +846,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
-    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS,
+    *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_ldap.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -880,6 +880,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         limits.update(loader_routing.extension_fields(entry))
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
+        limits.update({key: str(entry[key]) for key in ("email", "mobile", "ldap_dn") if key in entry})
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),
@@ -903,5 +904,6 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
         media=loader_ivr.build_media(plan),
+        ldap=loader_ldap.build_ldap(plan),
         **routing,
     )

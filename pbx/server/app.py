@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import structlog
 from sqlalchemy import Engine
@@ -37,6 +37,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
+from pbx.server.call_hooks import HookedRecorder
 from pbx.server.reload import DialplanReloader
 from pbx.server.security import SecurityEvents
 from pbx.server.service import SipService, binding_of
@@ -53,6 +54,10 @@ from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
+from pbx.web.metrics import SipCounters
+
+if TYPE_CHECKING:
+    from pbx.web.serve import HttpOptions
 
 log = structlog.get_logger("pbx.app")
 
@@ -119,6 +124,7 @@ class Server:
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
+        self.counters = SipCounters()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -160,6 +166,10 @@ class Server:
             loop.call_soon_threadsafe(callback)
 
         self.cdr = CdrRecorder(CdrWriter(self.writer, self.node, notify=notify))
+        # Listeners on calls (metrics, webhooks) see every call through this.
+        self.recorder = HookedRecorder(self.cdr, loop.time)
+        self.recorder.on_started.append(self._count_call)
+        self.recorder.on_commit.append(self.counters.commit)
         # Hunt groups' state: the store is the truth (other nodes, pbx hunt);
         # changes here are written behind, and the store is read again on
         # every sweep.
@@ -174,7 +184,7 @@ class Server:
             plan=self.plan,
             auth=authenticator,
             bindings=table,
-            recorder=self.cdr,
+            recorder=self.recorder,
             local_address=self.local_address,
             kick=self._flush,
             monotonic=loop.time,
@@ -331,7 +341,11 @@ class Server:
                 self._timer_at = deadline + slack
                 self._timer = self._loop.call_at(deadline + slack, self._on_timer)
 
+    def _count_call(self, call: object) -> None:
+        self.counters.calls_started += 1
+
     def _send(self, data: bytes, dest: Peer) -> None:
+        self.counters.sent(data)
         if dest.transport == "udp":
             if self.udp:
                 self.udp[0].send(data, dest)
@@ -395,7 +409,7 @@ class Server:
 
 
 async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
-                 pid_file: Path | None, advertise: str | None) -> None:
+                 pid_file: Path | None, advertise: str | None, http: HttpOptions | None = None) -> None:
     # The store's writer thread competes with the event loop for the GIL; a
     # shorter switch interval bounds how long a packet waits behind it.
     sys.setswitchinterval(0.001)
@@ -419,6 +433,11 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     for address in server.addresses:
         print(f"listening {address}", flush=True)
     loop = asyncio.get_running_loop()
+    web = None
+    if http is not None:
+        from pbx.web.serve import start_web  # FastAPI and uvicorn only when asked for
+
+        web = await start_web(server, reloader, http)
     watcher = loop.create_task(reloader.watch())
     reloads: set[asyncio.Task[bool]] = set()
 
@@ -441,6 +460,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     finally:
         log.info("pbx_stopping")
         watcher.cancel()
+        if web is not None:
+            await web.stop()
         if written and pid_file is not None:
             remove_pid_file(pid_file)
         await server.stop()
@@ -467,12 +488,12 @@ def remove_pid_file(path: Path) -> None:
 
 
 def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
-               pid_file: Path | None = None, advertise: str | None = None) -> None:
+               pid_file: Path | None = None, advertise: str | None = None, http: HttpOptions | None = None) -> None:
     plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
+        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, http))
     else:
-        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise))
+        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, http))
     sys.stdout.flush()
