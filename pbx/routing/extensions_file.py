@@ -107,6 +107,7 @@ def _edited(path: Path, text: str, edits: Sequence[ExtensionEdit]) -> str:
         raise ExtensionEditError(f"{path}: extensions is not a mapping")
     for edit in edits:
         key = _key_of(section, edit.number)
+        last = next(reversed(section), None) if key is None else None
         if key is None:
             key = _new_key(edit.number)
             section[key] = CommentedMap()
@@ -118,6 +119,23 @@ def _edited(path: Path, text: str, edits: Sequence[ExtensionEdit]) -> str:
                 entry.pop(name, None)
             else:
                 entry[name] = value
+        if last is not None:
+            _move_trailing_comment(section[last], entry)
     buffer = StringIO()
     _yaml().dump(data, buffer)
     return buffer.getvalue()
+
+
+def _move_trailing_comment(before: object, after: CommentedMap) -> None:
+    """Move the comment block that follows the section's last entry (in
+    YAML's eyes it belongs to that entry's last value: the comment heading
+    the next section) to the entry now last, so it stays above that section."""
+    while isinstance(before, CommentedMap) and len(before):
+        last = next(reversed(before))
+        held = before.ca.items.get(last)
+        if held is not None and len(held) > 2 and held[2] is not None:
+            token, held[2] = held[2], None
+            if len(after):
+                after.ca.items.setdefault(next(reversed(after)), [None, None, None, None])[2] = token
+            return
+        before = before[last]
