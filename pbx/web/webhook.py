@@ -85,9 +85,12 @@ class WebhookSender:
             log.warning("webhook_queue_full", call_uuid=event.call_uuid)
 
     def close(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        """Deliver what is queued for up to ``timeout`` seconds, then stop
+        (cutting short any back-off wait)."""
         self._queue.put(None)
         self._thread.join(timeout)
+        self._stop.set()
+        self._thread.join(1.0)
 
     def _hooks_now(self) -> list[Hook]:
         if self._clock() - self._cached_at > HOOKS_TTL:
