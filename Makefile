@@ -3,12 +3,14 @@
 #
 #   make venv    .venv with the package (editable) and its test extras
 #   make deps    Debian packages the tests use (SIPp; linphone-cli; espeak-ng
-#                and sox for prompts); starts PostgreSQL if
+#                and sox for prompts; slapd and ldap-utils for the LDAP sync
+#                tests; chromium for the browser tests); starts PostgreSQL if
 #                it is installed but stopped
 #   make lint    mypy --strict over pbx, tests and bench
 #   make test    lint, then the whole pytest suite
 #   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change);
-#                call 800 for the auto attendant
+#                call 800 for the auto attendant; the web console on
+#                http://127.0.0.1:8080/ (HTTP= to change, HTTP= empty: off)
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
@@ -29,6 +31,10 @@ DB ?= sqlite:///var/pbx.sqlite3
 # Space-separated, e.g. LISTEN="udp:127.0.0.1:5060 tcp:127.0.0.1:5060";
 # empty: the server's own defaults.
 LISTEN ?=
+# The web console and API; its admin's one-time password is printed at the
+# first start. Session cookies are Secure: browsers keep them over plain
+# http:// on this host only; elsewhere serve HTTPS (pbx serve --http-cert).
+HTTP ?= 127.0.0.1:8080
 BENCH_ARGS ?=
 BENCH_RESULTS ?= bench/results/register_rate.json
 CALL_BENCH_ARGS ?=
@@ -73,6 +79,17 @@ deps:
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends espeak-ng sox; \
 	fi
+	@if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then \
+		echo "installing slapd and ldap-utils (the LDAP sync tests start their own slapd; no system directory is set up)"; \
+		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends slapd ldap-utils; \
+	fi
+	@if ! [ -x /usr/bin/chromium ]; then \
+		echo "installing chromium (the web console's browser tests, driven by Playwright)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends chromium; \
+	fi
 	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 \
 		&& command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
 		echo "starting PostgreSQL"; \
@@ -101,7 +118,8 @@ test: venv deps lint
 
 run: venv
 	mkdir -p var
-	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address))
+	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address)) \
+		$(if $(HTTP),--http $(HTTP))
 
 bench: venv deps
 	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)
