@@ -1,31 +1,38 @@
-"""Running the web app inside ``pbx serve``: uvicorn on the SIP server's
-own event loop, the webhook sender, and the periodic directory sync.
+"""Running the web app inside ``pbx serve``: uvicorn in a thread of its
+own, the webhook sender, and the periodic directory sync.
 
-One loop serves SIP and HTTP. That is safe because the HTTP side never
-blocks it: database queries, file edits, password hashing and LDAP run in
-threads, and what runs on the loop copies a few numbers or lists. The PBX
-keeps its own signal handling (uvicorn would install its own otherwise);
-stopping the PBX stops the web server first. bench/web_load.py measures
-SIP response times with and without API load.
+The HTTP side has its own event loop in its own thread, so parsing
+requests, checking them and rendering JSON and pages never runs on the SIP
+loop. What must be read where the SIP state lives (registrations, calls,
+blocks, the metrics' numbers) or done there (a dialplan reload) is handed
+to the SIP loop as a small job and awaited (:class:`SipLoopBridge`); each
+job copies a few numbers or lists. Database queries, file edits, password
+hashing and LDAP run in the web side's worker threads. The two threads
+still share the GIL (the server sets a 1 ms switch interval); the SIP
+loop's worst case is bounded by that, not by a request's length.
+bench/web_load.py measures OPTIONS round trips with and without API load.
+The PBX keeps its own signal handling; stopping it stops the web server
+first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import uvicorn
 
 from pbx.web.app import create_app
-from pbx.web.context import WebContext
+from pbx.web.context import BlockView, CallView, RegistrationView, WebContext
 from pbx.web.live import ServerLive
 from pbx.web.metrics import Snapshot, exposition
 from pbx.web.store import WebStore
@@ -54,10 +61,55 @@ class _InLoopServer(uvicorn.Server):
         yield
 
 
+T = TypeVar("T")
+
+
+class SipLoopBridge:
+    """Runs small jobs on the SIP loop for the web thread, and waits."""
+
+    TIMEOUT = 5.0
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def call(self, job: Callable[[], T]) -> T:
+        """Run ``job`` on the SIP loop; from another thread only."""
+        async def run() -> T:
+            return job()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(self.TIMEOUT)
+
+    async def await_on_sip(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Await ``job()`` on the SIP loop, from the web loop."""
+        async def run() -> T:
+            return await job()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self.loop))
+
+
+class BridgedLive:
+    """:class:`ServerLive`, read on the SIP loop for the web thread."""
+
+    def __init__(self, live: ServerLive, bridge: SipLoopBridge) -> None:
+        self.live, self.bridge = live, bridge
+
+    def registrations(self) -> list[RegistrationView]:
+        return self.bridge.call(self.live.registrations)
+
+    def calls(self) -> list[CallView]:
+        return self.bridge.call(self.live.calls)
+
+    def blocks(self) -> list[BlockView]:
+        return self.bridge.call(self.live.blocks)
+
+    def sockets_bound(self) -> bool:
+        return self.bridge.call(self.live.sockets_bound)
+
+
 @dataclass
 class RunningWeb:
     server: _InLoopServer
-    task: asyncio.Task[None]
+    thread: threading.Thread
     webhooks: WebhookSender
     ldap: asyncio.Task[None] | None
 
@@ -65,11 +117,17 @@ class RunningWeb:
         if self.ldap is not None:
             self.ldap.cancel()
         self.server.should_exit = True
-        try:
-            await asyncio.wait_for(self.task, 5.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            self.task.cancel()
+        await asyncio.to_thread(self.thread.join, 5.0)
         await asyncio.to_thread(self.webhooks.close, 2.0)
+
+
+def new_loop() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """How the web thread runs its loop: uvloop, as the SIP side does."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run
+    return uvloop.run
 
 
 def _snapshot(server: Server) -> Snapshot:
@@ -93,20 +151,35 @@ def _bind(host: str, port: int) -> socket.socket:
 async def start_web(server: Server, reloader: DialplanReloader, http: HttpOptions) -> RunningWeb:
     store = WebStore(server.engine)
     password = await asyncio.to_thread(store.ensure_admin, datetime.now(UTC))
+    loop = asyncio.get_running_loop()
+    bridge = SipLoopBridge(loop)
+
+    async def reload(trigger: str) -> bool:
+        return await bridge.await_on_sip(lambda: reloader.reload(trigger))
+
     ctx = WebContext(engine=server.engine, store=store, dialplan_path=reloader.path, plan=lambda: reloader.plan,
-                     reload=reloader.reload, live=ServerLive(server), secure_cookies=http.secure_cookies,
-                     metrics_text=exposition(server.counters, lambda: _snapshot(server)))
+                     reload=reload, live=BridgedLive(ServerLive(server), bridge), secure_cookies=http.secure_cookies,
+                     metrics_text=exposition(server.counters, lambda: bridge.call(lambda: _snapshot(server))))
     config = uvicorn.Config(create_app(ctx), loop="none", lifespan="off", log_config=None, access_log=False,
                             ssl_certfile=str(http.certificate) if http.certificate else None,
                             ssl_keyfile=str(http.key) if http.key else None, server_header=False)
     web = _InLoopServer(config)
     sock = _bind(http.host, http.port)
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(web.serve(sockets=[sock]))
-    while not web.started and not task.done():
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            new_loop()(web.serve(sockets=[sock]))
+        except BaseException as err:  # reported to start_web, or logged once running
+            failed.append(err)
+            log.exception("web_server_failed")
+
+    thread = threading.Thread(target=run, name="pbx-web", daemon=True)
+    thread.start()
+    while not web.started and thread.is_alive():
         await asyncio.sleep(0.01)
-    if task.done():
-        task.result()  # raises what stopped it
+    if failed:
+        raise failed[0]
     host, port = sock.getsockname()[:2]
     scheme = "https" if http.certificate else "http"
     shown = f"[{host}]" if ":" in host else host
@@ -119,7 +192,7 @@ async def start_web(server: Server, reloader: DialplanReloader, http: HttpOption
     server.recorder.on_ended.append(sender.call_ended)
     ldap = loop.create_task(_ldap_every(server, reloader)) if reloader.plan.ldap is not None else None
     log.info("web_started", address=f"{scheme}://{shown}:{port}/")
-    return RunningWeb(server=web, task=task, webhooks=sender, ldap=ldap)
+    return RunningWeb(server=web, thread=thread, webhooks=sender, ldap=ldap)
 
 
 async def _ldap_every(server: Server, reloader: DialplanReloader) -> None:
