@@ -133,7 +133,10 @@ def main() -> None:
         loader.start()
         time.sleep(0.5)
         loaded, lost_loaded = round_trips(port, args.seconds, args.rate)
-        api_times, api_errors = results.get(timeout=args.seconds + 30)  # type: ignore[misc]
+        got = results.get(timeout=args.seconds + 30)
+        assert isinstance(got, tuple)
+        api_times: list[float] = got[0]
+        api_errors: int = got[1]
         loader.join(10)
     print(f"OPTIONS round trips over UDP, {args.rate:g}/s for {args.seconds:g} s each (milliseconds)")
     print(f"{'run':<28}{'answered':>9}{'lost':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")

@@ -88,12 +88,13 @@ def is_disabled(user: DirectoryUser) -> bool:
 
 
 def _clean_number(text: str | None) -> str | None:
-    # Directories often hold "+84 28 3822 1042" or "1042": the extension is
-    # the digits of a short value; anything else is not an extension.
+    # The attribute holds the extension itself ("1042", or "10 42"); a full
+    # phone number (+84 28 3822 1042) is not one, and guessing which digits
+    # are the extension would give someone else's.
     if text is None:
         return None
-    digits = "".join(c for c in text if c.isdigit())
-    return digits if EXTENSION_NUMBER.fullmatch(digits) and len(text.strip()) <= 12 else None
+    kept = text.strip().replace(" ", "").replace("-", "")
+    return kept if EXTENSION_NUMBER.fullmatch(kept) else None
 
 
 def _department(user: DirectoryUser, settings: LdapSettings, plan: Dialplan) -> str | None:
