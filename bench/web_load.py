@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,18 @@ def options(port: int) -> bytes:
             f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
 
 
+def paced(seconds: float, rate: float) -> Iterator[int]:
+    """0, 1, 2 ... at ``rate`` per second (on a fixed schedule, so a slow
+    answer does not lower the rate) for ``seconds``."""
+    start = time.monotonic()
+    sent = 0
+    while time.monotonic() - start < seconds:
+        if (wait := start + sent / rate - time.monotonic()) > 0:
+            time.sleep(wait)
+        yield sent
+        sent += 1
+
+
 def round_trips(port: int, seconds: float, rate: float) -> tuple[list[float], int]:
     """Milliseconds per answered OPTIONS, and how many went unanswered.
 
@@ -59,16 +72,10 @@ def round_trips(port: int, seconds: float, rate: float) -> tuple[list[float], in
         udp.settimeout(1.0)
         sockets.append(udp)
     try:
-        start = time.monotonic()
-        sent = 0
-        while time.monotonic() - start < seconds:
-            due = start + sent / rate
-            if (wait := due - time.monotonic()) > 0:
-                time.sleep(wait)
+        for sent in paced(seconds, rate):
             udp = sockets[sent % len(sockets)]
             began = time.perf_counter()
             udp.sendto(options(port), ("127.0.0.1", port))
-            sent += 1
             try:
                 udp.recv(4096)
                 times.append((time.perf_counter() - began) * 1000)
@@ -84,14 +91,8 @@ def api_load(base: str, token: str, seconds: float, rate: float, results: multip
     times: list[float] = []
     errors = 0
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=5.0) as client:
-        start = time.monotonic()
-        sent = 0
-        while time.monotonic() - start < seconds:
-            due = start + sent / rate
-            if (wait := due - time.monotonic()) > 0:
-                time.sleep(wait)
+        for sent in paced(seconds, rate):
             path = API_PATHS[sent % len(API_PATHS)]
-            sent += 1
             began = time.perf_counter()
             try:
                 if client.get(path).status_code != 200:
