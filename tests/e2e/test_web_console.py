@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.phone import PhoneFactory
 from tests.web.harness import Web, start_web
+from tests.web.test_webhook import Receiver
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -73,6 +75,11 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     page.screenshot(path=str(shots / "extension-created.png"))
     assert password and len(password) >= 12
 
+    # A CRM's webhook hears of the call's end.
+    crm = Receiver(failures=0)
+    admin_api = web.login("admin", web.admin_password)
+    assert admin_api.post("/api/webhooks", json={"url": crm.url}).status_code == 201
+
     registrar = f"127.0.0.1:{web.server.udp_port}"
     caller = phones("ext1050")
     assert caller.register("1050", password, DOMAIN, registrar)["code"] == 200
@@ -93,6 +100,11 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
 
     caller.hangup(call)
     callee.wait_call_state("DISCONNECTED", timeout=10.0)
+    assert crm.done.wait(10.0)
+    ended = json.loads(crm.received[0][1])
+    crm.server.shutdown()
+    assert (ended["event"], ended["caller"], ended["callee"], ended["disposition"]) == (
+        "call.ended", "1050", "1004", "ANSWERED")
     page.goto(f"{web.base}/")
     page.locator("#live-calls tr.live-call").wait_for(state="detached", timeout=10_000)
 
@@ -119,7 +131,7 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
         page.screenshot(path=str(shots / f"{name}.png"))
 
     # A manager of accounting: not the sales call, on the page or by the API.
-    admin = web.login("admin", web.admin_password)
+    admin = admin_api
     made = admin.post("/api/users", json={"username": "kt-manager", "password": "accounting-manager-1",
                                           "role": "manager", "departments": ["accounting"]})
     assert made.status_code == 201, made.text
