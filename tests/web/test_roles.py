@@ -48,7 +48,7 @@ def test_who_may_write_a_departments_extensions(who: Principal, department: str,
 def test_only_admins_administer() -> None:
     for role in ("branch_admin", "manager", "employee"):
         for permission in (Permission.USERS_ADMIN, Permission.DIALPLAN_ADMIN, Permission.SECURITY_READ):
-            assert not allowed(person(role), permission)  # type: ignore[arg-type]
+            assert not allowed(person(role), permission)
     assert all(allowed(person("admin"), p) for p in Permission)
 
 
