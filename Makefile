@@ -3,14 +3,16 @@
 #
 #   make venv    .venv with the package (editable) and its test extras
 #   make deps    Debian packages the tests use (SIPp; linphone-cli; espeak-ng
-#                and sox for prompts); starts PostgreSQL if
+#                and sox for prompts; slapd and ldap-utils for the LDAP sync
+#                tests; chromium for the browser tests); starts PostgreSQL if
 #                it is installed but stopped
 #   make lint    mypy --strict over pbx, tests and bench
 #   make test    lint, then the whole pytest suite
 #   make run     serve dialplans/example.yaml (DIALPLAN=, DB=, LISTEN= to change)
 #                on UDP/TCP 5060 and TLS 5061 (a self-signed certificate is
 #                made in var/tls on first start; TLS_CERT=, TLS_KEY= for
-#                yours); call 800 for the auto attendant
+#                yours); call 800 for the auto attendant; the web console on
+#                http://127.0.0.1:8080/ (HTTP= to change, HTTP= empty: off)
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
@@ -32,6 +34,10 @@ DB ?= sqlite:///var/pbx.sqlite3
 LISTEN ?= udp:0.0.0.0:5060 tcp:0.0.0.0:5060 tls:0.0.0.0:5061
 TLS_CERT ?= var/tls/pbx.crt
 TLS_KEY ?= var/tls/pbx.key
+# The web console and API; its admin's one-time password is printed at the
+# first start. Session cookies are Secure: browsers keep them over plain
+# http:// on this host only; elsewhere serve HTTPS (pbx serve --http-cert).
+HTTP ?= 127.0.0.1:8080
 BENCH_ARGS ?=
 BENCH_RESULTS ?= bench/results/register_rate.json
 CALL_BENCH_ARGS ?=
@@ -76,6 +82,17 @@ deps:
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends espeak-ng sox; \
 	fi
+	@if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then \
+		echo "installing slapd and ldap-utils (the LDAP sync tests start their own slapd; no system directory is set up)"; \
+		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends slapd ldap-utils; \
+	fi
+	@if ! [ -x /usr/bin/chromium ]; then \
+		echo "installing chromium (the web console's browser tests, driven by Playwright)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends chromium; \
+	fi
 	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 \
 		&& command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
 		echo "starting PostgreSQL"; \
@@ -106,7 +123,7 @@ run: venv
 	mkdir -p var
 	$(BIN)/pbx tls self-signed --if-missing --cert $(TLS_CERT) --key $(TLS_KEY)
 	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address)) \
-		--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)
+		--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY) $(if $(HTTP),--http $(HTTP))
 
 bench: venv deps
 	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)

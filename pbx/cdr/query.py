@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from enum import Enum
@@ -82,17 +82,23 @@ def list_calls(
     call_class: str | None = None,
     min_cost: int | None = None,
     max_cost: int | None = None,
+    numbers: Collection[str] | None = None,
+    departments: Collection[str] | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Calls started in [since, until), oldest first.
 
     `extension` keeps calls it placed, dialled, or that reached it (caller,
     dialled number or destination).  With `limit`, the newest `limit` of
-    them (still oldest first). `hunt_group` keeps the calls of that hunt
-    group; `account_code` (an id) and `account_owner` keep the calls placed
-    with an account code, or with any code of that owner. `disposition`,
-    `department` (the caller's), `call_class` keep what they name;
-    `min_cost`/`max_cost` (minor units, inclusive) keep priced calls in that
-    range.
+    them (still oldest first), after skipping the newest `offset`.
+    `hunt_group` keeps the calls of that hunt group; `account_code` (an id)
+    and `account_owner` keep the calls placed with an account code, or with
+    any code of that owner. `disposition`, `department` (the caller's),
+    `call_class` keep what they name; `min_cost`/`max_cost` (minor units,
+    inclusive) keep priced calls in that range. Given `numbers` or
+    `departments` (a reader's scope, or a department asked for), only calls
+    involving one of those numbers as above, or placed from one of those
+    departments, are kept; empty collections keep nothing.
     """
     query = select(*(CDR.c[name] for name in _STORED))
     for column, wanted in (("disposition", disposition), ("caller_department", department),
@@ -123,10 +129,15 @@ def list_calls(
         query = query.where(CDR.c.account_code == account_code.removeprefix("#"))
     if account_owner is not None:
         query = query.where(CDR.c.account_owner == account_owner)
+    if numbers is not None or departments is not None:
+        scope, scope_departments = list(numbers or ()), list(departments or ())
+        query = query.where(or_(
+            CDR.c.caller_number.in_(scope), CDR.c.dialed_number.in_(scope), CDR.c.destination.in_(scope),
+            CDR.c.caller_department.in_(scope_departments)))
     if limit is not None:
         if limit < 1:
             raise ValueError("limit must be positive")
-        query = query.order_by(CDR.c.started_at.desc(), CDR.c.id.desc()).limit(limit)
+        query = query.order_by(CDR.c.started_at.desc(), CDR.c.id.desc()).limit(limit).offset(max(offset, 0))
     else:
         query = query.order_by(CDR.c.started_at, CDR.c.id)
     with engine.connect() as conn:

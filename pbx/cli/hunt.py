@@ -24,7 +24,7 @@ from pbx.cli.defaults import DEFAULT_DB
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.hunt_groups import HuntGroup
 from pbx.routing.loader import read_dialplan
-from pbx.store.hunt import HuntStore
+from pbx.store.hunt import HuntStore, set_agent_login
 
 DIALPLAN = click.option("--dialplan", "dialplan", required=True, type=click.Path(path_type=Path),
                         help="the dialplan file that defines the hunt groups")
@@ -76,14 +76,7 @@ def _set(dialplan: Path, db_url: str, member: str, number: str | None, logged_in
         _fail(f"{member} is not a member of " + (f"hunt group {number}" if number else "any hunt group"))
     engine = open_database(db_url, "hunt_member_state")
     try:
-        store = HuntStore(engine)
-        now = time.time()
-        with engine.begin() as conn:
-            for group in groups:
-                record = store.member(group.number, member, conn=conn)
-                state = HuntState(save=lambda r: store.save(r, conn=conn))
-                state.merge([record])
-                state.set_login(group.number, member, logged_in, now)
+        set_agent_login(engine, [g.number for g in groups], member, logged_in, time.time())
     except SQLAlchemyError as error:
         _fail(f"cannot write the store: {_first_line(error)}")
     finally:

@@ -15,6 +15,7 @@ from pbx.cli.ext import ext
 from pbx.cli.group import group
 from pbx.cli.hunt import hunt
 from pbx.cli.hours import hours
+from pbx.cli.ldap import ldap
 from pbx.cli.reload import reload
 from pbx.cli.report import report
 from pbx.cli.security import security
@@ -42,6 +43,7 @@ main.add_command(tls)
 main.add_command(codes)
 main.add_command(report)
 main.add_command(budget)
+main.add_command(ldap)
 
 if __name__ == "__main__":
     main()

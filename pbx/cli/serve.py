@@ -23,6 +23,14 @@ def parse_listen(value: str) -> tuple[str, str, int]:
     return transport, host.strip("[]") or "0.0.0.0", port
 
 
+def parse_http(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets) for --http."""
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not port_text.isdigit() or int(port_text) > 65535:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080", param_hint="--http")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
 @click.command()
 @click.option("--dialplan", "dialplan", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--listen", "listens", multiple=True,
@@ -39,8 +47,18 @@ def parse_listen(value: str) -> tuple[str, str, int]:
               help="PEM certificate for tls: listeners, leaf first then its chain")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM private key of --tls-cert")
+@click.option("--http", "http_address", metavar="HOST:PORT",
+              help="also serve the web console, the API under /api/ and /metrics here (e.g. 127.0.0.1:8080)")
+@click.option("--http-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="certificate (PEM) to serve --http over HTTPS")
+@click.option("--http-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="private key (PEM) of --http-cert")
+@click.option("--http-insecure-cookies", is_flag=True,
+              help="session cookies without Secure, for plain HTTP beyond this host (not recommended)")
 def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
-          pid_file: Path, advertise: str | None, tls_cert: Path | None, tls_key: Path | None) -> None:
+          pid_file: Path, advertise: str | None, tls_cert: Path | None, tls_key: Path | None,
+          http_address: str | None, http_cert: Path | None, http_key: Path | None,
+          http_insecure_cookies: bool) -> None:
     """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
     reloads the dialplan; an invalid file is reported and not used. The TLS
     certificate is read again the same ways (new connections get it)."""
@@ -54,9 +72,18 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     if any(t in ("tls", "wss") for t, _, _ in addresses) and tls_cert is None:
         raise click.UsageError("--listen tls:... (and wss:...) needs --tls-cert and --tls-key")
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    http = None
+    if http_address is not None:
+        from pbx.web.serve import HttpOptions
+
+        if (http_cert is None) != (http_key is None):
+            raise click.BadParameter("give --http-cert and --http-key together", param_hint="--http-cert")
+        host, port = parse_http(http_address)
+        http = HttpOptions(host=host, port=port, secure_cookies=not http_insecure_cookies, certificate=http_cert,
+                           key=http_key)
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
-        run_server(dialplan, addresses, db_url, pid_file, advertise, tls)
+        run_server(dialplan, addresses, db_url, pid_file, advertise, tls, http)
     except DialplanError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)

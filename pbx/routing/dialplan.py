@@ -20,6 +20,7 @@ from typing import Final, Literal, TypeVar, get_args
 
 from pbx.routing.account_codes import AccountCodeSettings, Mode as AccountCodeMode
 from pbx.routing.budgets import BudgetSettings
+from pbx.ldap.settings import LdapSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
@@ -170,6 +171,11 @@ class Extension:
     once retired, 480 otherwise (it may come back)."""
     incoming: Screening = Screening()
     """Black and white lists for callers from outside who reach it."""
+    email: str | None = None
+    mobile: str | None = None
+    ldap_dn: str | None = None
+    """The directory entry this extension is kept in step with (``pbx ldap
+    sync``); None: made by hand, never touched by the sync."""
 
     def __post_init__(self) -> None:
         if self.max_calls < 1:
@@ -446,6 +452,8 @@ class Dialplan:
     """Company-wide black and white lists for callers from outside."""
     did_incoming: Mapping[str, Screening] = field(default_factory=dict)
     """Per inbound number (as in ``inbound``): its lists for callers."""
+    ldap: LdapSettings | None = None
+    """Where employees are read from (``pbx ldap sync``); None: no directory."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()

@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_routing
+from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_ldap, loader_routing
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -849,6 +849,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
+    *loader_ldap.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -906,6 +907,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         limits.update(_feature_fields(entry))
         if "media_encryption" in entry:
             limits["media_encryption"] = str(entry["media_encryption"])
+        limits.update({key: str(entry[key]) for key in ("email", "mobile", "ldap_dn") if key in entry})
         extensions[number] = Extension(
             number=number,
             name=str(entry["name"]),
@@ -931,5 +933,6 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
         media=loader_ivr.build_media(plan),
         account_codes=loader_codes.build_account_codes(plan),
+        ldap=loader_ldap.build_ldap(plan),
         **routing,
     )

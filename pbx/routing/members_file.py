@@ -96,7 +96,7 @@ def _commit(dialplan: Path, path: Path, old_text: str | None, data: CommentedMap
                               result.errors)
 
 
-def _new_key(short: str) -> object:
+def new_key(short: str) -> object:
     # Written like the hand-written keys around it: 604 bare, 0604 quoted
     # (YAML would read a bare 0604 as a number); the loader reads both as text.
     return int(short) if not short.startswith("0") else short
@@ -129,7 +129,7 @@ def _add(dialplan: Path, group: str, member: Member, path: Path) -> Change:
     if existing is not None:
         data[existing] = entry  # keep the key as it was written
     else:
-        data[_new_key(member.short)] = entry
+        data[new_key(member.short)] = entry
     _commit(dialplan, path, old_text, data)
     return Change(group, member.short, path, action)
 

@@ -18,7 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import structlog
 from sqlalchemy import Engine
@@ -41,6 +41,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
+from pbx.server.call_hooks import HookedRecorder
 from pbx.server.reload import DialplanReloader
 from pbx.server.chat import ChatService
 from pbx.server.presence import PresenceService
@@ -66,6 +67,10 @@ from pbx.transport.websocket import WebSocketTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
+from pbx.web.metrics import SipCounters
+
+if TYPE_CHECKING:
+    from pbx.web.serve import HttpOptions
 
 log = structlog.get_logger("pbx.app")
 
@@ -142,6 +147,7 @@ class Server:
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
+        self.counters = SipCounters()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,6 +210,10 @@ class Server:
             loop.call_soon_threadsafe(callback)
 
         self.cdr = CdrRecorder(CdrWriter(self.writer, self.node, notify=notify))
+        # Listeners on calls (metrics, webhooks) see every call through this.
+        self.recorder = HookedRecorder(self.cdr, loop.time)
+        self.recorder.on_started.append(self._count_call)
+        self.recorder.on_commit.append(self.counters.commit)
         # Hunt groups' state: the store is the truth (other nodes, pbx hunt);
         # changes here are written behind, and the store is read again on
         # every sweep.
@@ -223,7 +233,7 @@ class Server:
             plan=self.plan,
             auth=authenticator,
             bindings=table,
-            recorder=self.cdr,
+            recorder=self.recorder,
             local_address=self.local_address,
             kick=self._flush,
             monotonic=loop.time,
@@ -441,7 +451,11 @@ class Server:
                 self._timer_at = deadline + slack
                 self._timer = self._loop.call_at(deadline + slack, self._on_timer)
 
+    def _count_call(self, call: object) -> None:
+        self.counters.calls_started += 1
+
     def _send(self, data: bytes, dest: Peer) -> None:
+        self.counters.sent(data)
         if dest.transport == "udp":
             if self.udp:
                 self.udp[0].send(data, dest)
@@ -522,7 +536,8 @@ class Server:
 
 
 async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, int]], db_url: str,
-                 pid_file: Path | None, advertise: str | None, tls: tuple[Path, Path] | None) -> None:
+                 pid_file: Path | None, advertise: str | None, tls: tuple[Path, Path] | None,
+                 http: HttpOptions | None = None) -> None:
     # The store's writer thread competes with the event loop for the GIL; a
     # shorter switch interval bounds how long a packet waits behind it.
     sys.setswitchinterval(0.001)
@@ -547,6 +562,11 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     for address in server.addresses:
         print(f"listening {address}", flush=True)
     loop = asyncio.get_running_loop()
+    web = None
+    if http is not None:
+        from pbx.web.serve import start_web  # FastAPI and uvicorn only when asked for
+
+        web = await start_web(server, reloader, http)
     watcher = loop.create_task(reloader.watch())
     # A renewed certificate is read on SIGHUP or when its files change: new
     # connections get it, established ones (and their calls) keep theirs.
@@ -576,6 +596,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         watcher.cancel()
         if cert_watcher is not None:
             cert_watcher.cancel()
+        if web is not None:
+            await web.stop()
         if written and pid_file is not None:
             remove_pid_file(pid_file)
         await server.stop()
@@ -603,13 +625,14 @@ def remove_pid_file(path: Path) -> None:
 
 def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
                pid_file: Path | None = None, advertise: str | None = None,
-               tls: tuple[Path, Path] | None = None) -> None:
-    """``tls``: the certificate (chain) and key files, for TLS listeners."""
+               tls: tuple[Path, Path] | None = None, http: HttpOptions | None = None) -> None:
+    """``tls``: the certificate (chain) and key files, for TLS listeners;
+    ``http``: where to serve the web console and API."""
     plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls))
+        asyncio.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls, http))
     else:
-        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls))
+        uvloop.run(_serve(dialplan, plan, listens, db_url, pid_file, advertise, tls, http))
     sys.stdout.flush()

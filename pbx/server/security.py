@@ -67,6 +67,8 @@ class SecurityEvents:
         self.exempt = exempt
         """Sources never limited nor counted: the trunks' gateways."""
         self.drops = DropSampler()
+        self.blocks_set = 0
+        """Blocks set since start, for metrics."""
 
     def admit_bytes(self, source: Peer, now: float) -> bool:
         """Whether to parse what ``source`` just sent at all: False once it
@@ -129,6 +131,7 @@ class SecurityEvents:
                         window=self.lockout.window)
 
     def _block(self, block: Block) -> None:
+        self.blocks_set += 1  # for metrics
         wall = self.wall_clock()
         log.warning("security_block", source=block.source, username=block.username, scope=block.scope,
                     failures=block.failures, seconds=round(block.until - wall))

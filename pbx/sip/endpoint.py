@@ -40,6 +40,8 @@ class SipEndpoint:
         # better than two. What is still held at the next drain goes out.
         self._tryings: dict[TransactionKey, Send] = {}
         self._held: dict[TransactionKey, Send] = {}
+        self.retransmissions = 0
+        """Messages sent again by a transaction timer (A, E, G), for metrics."""
 
     def receive(self, data: bytes, source: Peer, now: float) -> None:
         try:
@@ -102,7 +104,10 @@ class SipEndpoint:
         self._sends.append(Send(data=data, dest=dest))
 
     def on_timer(self, now: float) -> None:
-        self._route(self.transactions.on_timer(now))
+        effects = self.transactions.on_timer(now)
+        # What a timer sends is always a message sent before: a retransmission.
+        self.retransmissions += sum(1 for effect in effects if isinstance(effect, Send))
+        self._route(effects)
 
     def next_deadline(self) -> float | None:
         return self.transactions.next_deadline()

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Table, select
 
-from pbx.calls.hunt_state import GroupRecord, MemberRecord, Record
+from pbx.calls.hunt_state import GroupRecord, HuntState, MemberRecord, Record
 from pbx.store.db import transaction, upsert
 from pbx.store.models import Base, HuntGroupState, HuntMemberState
 
@@ -76,3 +76,16 @@ class HuntStore:
         table, values, key = _values(record)
         with transaction(self._engine, conn) as c:
             upsert(c, table, values, key)
+
+
+def set_agent_login(engine: Engine, groups: list[str], member: str, logged_in: bool, now: float) -> None:
+    """Log ``member`` in to (or out of) each of ``groups`` in one transaction,
+    as ``pbx hunt login|logout`` and the HTTP API do; running servers read
+    it on their next sweep."""
+    store = HuntStore(engine)
+    with engine.begin() as conn:
+        for group in groups:
+            record = store.member(group, member, conn=conn)
+            state = HuntState(save=lambda r: store.save(r, conn=conn))
+            state.merge([record])
+            state.set_login(group, member, logged_in, now)

@@ -99,7 +99,7 @@ class Base(DeclarativeBase):
 # Every module that declares tables on `Base`.  Alembic's autogenerate and
 # the schema test import them all, so `Base.metadata` is complete; a new
 # model module must be added here.
-MODEL_MODULES: Final = ("pbx.store.models", "pbx.cdr.models", "pbx.store.codes")
+MODEL_MODULES: Final = ("pbx.store.models", "pbx.cdr.models", "pbx.store.codes", "pbx.web.models")
 
 
 def load_all_models() -> MetaData:

@@ -1,0 +1,84 @@
+"""Logging in and out (``/api/login``, ``/api/logout``) and ``/api/me``.
+
+The browser pages log in through the same :func:`log_in`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from pbx.web.auth import Caller, authenticated, client_address, context, cookie_name, now_utc
+from pbx.web.roles import Principal
+from pbx.web.store import SESSION_LIFETIME
+
+router = APIRouter(prefix="/api", tags=["session"])
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    principal: Principal
+    token: str
+    csrf: str
+
+
+class LoginRefused(Exception):
+    def __init__(self, status: int, key: str) -> None:
+        super().__init__(key)
+        self.status, self.key = status, key
+
+
+async def log_in(request: Request, username: str, password: str) -> LoggedIn:
+    """Check the password with the brute-force lock-out; a new session."""
+    ctx = context(request)
+    source, now = client_address(request), ctx.clock()
+    username = username.strip()[:64]
+    if ctx.lockout.blocked(source, username, now) is not None and not ctx.lockout.may_check(source, username, now):
+        raise LoginRefused(429, "login_blocked")
+    principal = await run_in_threadpool(ctx.store.check_password, username, password)
+    if principal is None:
+        failure = ctx.lockout.failure(source, username, now)
+        blocked = bool(failure.blocks) or ctx.lockout.blocked(source, username, now) is not None
+        raise LoginRefused(429 if blocked else 401, "login_blocked" if blocked else "login_failed")
+    token, csrf = await run_in_threadpool(ctx.store.open_session, principal, now_utc(ctx))
+    return LoggedIn(principal, token, csrf)
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    ctx = context(request)
+    response.set_cookie(cookie_name(ctx), token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+                        secure=ctx.secure_cookies, httponly=True, samesite="strict")
+
+
+@router.post("/login")
+async def login(credentials: Credentials, request: Request, response: Response) -> dict[str, object]:
+    try:
+        done = await log_in(request, credentials.username, credentials.password)
+    except LoginRefused as refused:
+        raise HTTPException(status_code=refused.status, detail=refused.key) from None
+    set_session_cookie(request, response, done.token)
+    return {"username": done.principal.username, "role": done.principal.role, "csrf_token": done.csrf}
+
+
+@router.post("/logout")
+async def logout(request: Request, response: Response, caller: Caller = Depends(authenticated)) -> dict[str, bool]:
+    ctx = context(request)
+    token = request.cookies.get(cookie_name(ctx))
+    if token:
+        await run_in_threadpool(ctx.store.close_session, token)
+    response.delete_cookie(cookie_name(ctx), path="/", secure=ctx.secure_cookies, httponly=True, samesite="strict")
+    return {"logged_out": True}
+
+
+@router.get("/me")
+async def me(caller: Caller = Depends(authenticated)) -> dict[str, object]:
+    p = caller.principal
+    return {"username": p.username, "role": p.role, "departments": sorted(p.departments),
+            "extension": p.extension, "token": p.token, "csrf_token": caller.csrf}

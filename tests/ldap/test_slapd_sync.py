@@ -1,0 +1,112 @@
+"""``pbx ldap sync`` against a real OpenLDAP server with 50 users, over
+ldap:// and ldaps://: the first sync creates them, a department change and
+a disabled account show after the next one, and the dry run lists exactly
+those changes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbx.routing.loader import read_dialplan
+from tests.ldap.slapd import ADMIN, ADMIN_PASSWORD, PEOPLE, Slapd, available, run_slapd, user_ldif
+from tests.server import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(not available(), reason="needs Debian's slapd and ldap-utils (make deps)")
+
+DEPARTMENTS = ("Sales", "Support")
+
+
+def _dialplan(directory: Path, url: str, ca_file: Path) -> Path:
+    (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
+    plan = directory / "plan.yaml"
+    plan.write_text(f"""\
+domain: ldap.example.com
+departments:
+  sales: {{name: Sales}}
+  support: {{name: Support}}
+extensions:
+  1000: {{name: Reception, department: sales, password: "reception-1000"}}
+ldap:
+  url: {url}
+  bind_dn: "{ADMIN}"
+  password_file: {directory / 'ldap.secret'}
+  base_dn: "{PEOPLE}"
+  filter: "(objectClass=inetOrgPerson)"
+  ca_file: {ca_file}
+  departments: {{Sales: sales, Support: support}}
+""")
+    return plan
+
+
+def _sync(plan: Path, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pbx", "ldap", "sync", "--dialplan", str(plan), "--db",
+                           f"sqlite:///{db}", "--pid-file", str(db.parent / "none.pid"), *extra],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+@pytest.fixture
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    with run_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        server.ldif("".join(user_ldif(f"{2000 + i}", f"Nhân Viên {i:02d}", DEPARTMENTS[i % 2],
+                                      account_control=512 if i % 5 == 0 else None) for i in range(50)))
+        yield server
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ldap", "ldaps"])
+def test_fifty_users_then_a_move_and_a_disabled_account(slapd: Slapd, tmp_path: Path, secure: bool) -> None:
+    plan = _dialplan(tmp_path, slapd.ldaps_url if secure else slapd.ldap_url, slapd.ca_file)
+    db = tmp_path / "pbx.sqlite3"
+    first = _sync(plan, db)
+    assert first.returncode == 0, first.stderr
+    passwords = dict(re.findall(r"new extension (\d+): SIP password (\S+) \(shown once\)", first.stdout))
+    assert len(passwords) == 50
+    loaded = read_dialplan(plan).dialplan
+    assert loaded is not None
+    made = {n: e for n, e in loaded.extensions.items() if e.ldap_dn is not None}
+    assert sorted(made) == [str(2000 + i) for i in range(50)]
+    assert made["2003"].department == "support" and made["2003"].name == "Nhân Viên 03"
+    assert made["2003"].email == "u2003@example.com" and made["2003"].mobile == "+84902003"
+    assert made["2003"].password is None and made["2003"].ha1_md5 is not None  # no password in the files
+    assert passwords["2003"] not in plan.read_text()
+    assert ADMIN_PASSWORD not in first.stdout + first.stderr
+    assert loaded.extensions["1000"].ldap_dn is None  # made by hand: never the sync's
+
+    assert "nothing to change" in _sync(plan, db).stdout  # a second sync finds nothing to do
+
+    moved, disabled = "2010", "2020"
+    slapd.ldif(f"dn: uid=u{moved},{PEOPLE}\nchangetype: modify\nreplace: departmentNumber\n"
+               f"departmentNumber: Support\n\n"
+               f"dn: uid=u{disabled},{PEOPLE}\nchangetype: modify\nreplace: userAccountControl\n"
+               "userAccountControl: 514\n", modify=True)
+    dry = _sync(plan, db, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    changes = [line for line in dry.stdout.splitlines() if not line.startswith(("dry run", "skip"))]
+    assert changes == [f"update {moved}: department 'sales' -> 'support'",
+                       f"suspend {disabled}: disabled in the directory"]
+    assert read_dialplan(plan).dialplan.extensions[moved].department == "sales"  # type: ignore[union-attr]
+
+    done = _sync(plan, db)
+    assert done.returncode == 0, done.stderr
+    after = read_dialplan(plan).dialplan
+    assert after is not None and after.extensions[moved].department == "support"
+    # A disabled account is suspended, never deleted.
+    assert after.extensions[disabled].status == "suspended"
+
+
+def test_a_server_certificate_from_an_unknown_ca_is_refused(slapd: Slapd, tmp_path: Path) -> None:
+    stranger = tmp_path / "other-ca.crt"
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    plan = _dialplan(tmp_path, slapd.ldaps_url, stranger)
+    result = _sync(plan, tmp_path / "pbx.sqlite3", "--dry-run")
+    assert result.returncode == 1
+    assert "pbx ldap sync: LDAP ldaps://" in result.stderr and ADMIN_PASSWORD not in result.stderr

@@ -1,0 +1,87 @@
+"""Log-in lock-out, pages, health and metrics on a real ``pbx serve --http``."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.web.harness import Web, start_web
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    with start_web(tmp_path_factory.mktemp("web")) as running:
+        yield running
+
+
+def test_guessing_a_password_is_locked_out_and_the_real_password_then_waits(web: Web) -> None:
+    with web.client() as client:
+        codes = [client.post("/api/login", json={"username": "admin", "password": f"guess-{i}"}).status_code
+                 for i in range(7)]
+        assert codes[:4] == [401] * 4
+        assert codes[4:] == [429] * 3  # the fifth failure blocks the pair
+        # Blocked: even the right password is not checked again for a while.
+        right = client.post("/api/login", json={"username": "admin", "password": web.admin_password})
+        assert right.status_code == 429
+    lines = web.server.lines_with(web.admin_password)
+    assert len(lines) == 1, "the one-time password is printed once, and never logged"
+
+
+def test_login_page_sets_a_secure_http_only_cookie(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with start_web(tmp_path_factory.mktemp("fresh")) as web, web.client() as client:
+        page = client.get("/login")
+        assert page.status_code == 200 and 'name="password"' in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        wrong = client.post("/login", data={"username": "admin", "password": "nope"})
+        assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
+        done = client.post("/login", data={"username": "admin", "password": web.admin_password},
+                           follow_redirects=False)
+        assert done.status_code == 303
+        cookie = done.headers["set-cookie"]
+        assert cookie.startswith("__Host-pbx_session=")
+        for flag in ("Secure", "HttpOnly", "SameSite=strict", "Path=/"):
+            assert flag in cookie
+        session = {"Cookie": cookie.split(";")[0]}
+        for path in ("/", "/extensions", "/groups", "/cdr", "/live"):
+            assert client.get(path, headers=session).status_code == 200, path
+        assert client.get("/cdr", follow_redirects=False).status_code == 303  # no session: to the log-in
+        vietnamese = client.get("/", headers={**session, "Accept-Language": "vi-VN,vi;q=0.9"})
+        assert "Cuộc gọi hôm nay" in vietnamese.text
+        chinese = client.get("/", headers={**session, "Cookie": session["Cookie"] + "; lang=zh"})
+        assert "今日通话" in chinese.text
+
+
+def _options(port: int) -> bytes:
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    return (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;rport;branch={branch}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+            f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def test_metrics_count_sip_responses_and_health_says_ready(web: Web) -> None:
+    with web.client() as client:
+        assert client.get("/healthz").text == "ok\n"
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True, "database": True, "sip_sockets": True}
+
+        def responses_200() -> float:
+            text = client.get("/metrics").text
+            found = re.search(r'^pbx_sip_responses_total\{code="200"\} (\S+)$', text, re.MULTILINE)
+            return float(found.group(1)) if found else 0.0
+
+        before = responses_200()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(5)
+            for _ in range(3):
+                udp.sendto(_options(web.server.udp_port), ("127.0.0.1", web.server.udp_port))
+                assert udp.recv(4096).startswith(b"SIP/2.0 200")
+        assert responses_200() == before + 3
+        text = client.get("/metrics").text
+        for name in ("pbx_registrations", "pbx_calls_in_progress", "pbx_calls_total", "pbx_sip_retransmissions_total",
+                     "pbx_cdr_writer_queue", "pbx_cdr_commit_seconds_bucket", "pbx_lockout_blocks",
+                     "pbx_lockouts_total"):
+            assert re.search(rf"^{name}(\{{[^}}]*\}})? ", text, re.MULTILINE), name
