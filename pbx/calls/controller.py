@@ -766,10 +766,12 @@ class CallController:
         if desk:
             delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
             return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
-        # Announcement seam: once calls have local media (issue 9), play the
-        # "budget exhausted" prompt here before this refusal.
-        return budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
-                              rate.money(hit.budget.limit))
+        refused = budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
+                                 rate.money(hit.budget.limit))
+        if self.plan.media.announce_refusals:
+            # Said before the 403, in early media, like routing's refusals.
+            refused = replace(refused, announcement="budget_exhausted", language=self.plan.language_for(caller))
+        return refused
 
     # ------------------------------------------------------------ time
 

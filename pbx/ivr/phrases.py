@@ -69,6 +69,11 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Quý khách không được phép gọi số này.",
         "zh": "您无权拨打此号码。",
     },
+    "budget_exhausted": {
+        "en": "The calling budget for this period is used up. This call cannot be placed.",
+        "vi": "Ngân sách cuộc gọi của kỳ này đã hết. Không thể thực hiện cuộc gọi này.",
+        "zh": "本期通话预算已用完，无法拨打此电话。",
+    },
     "busy": {
         "en": "The number you called is busy. Please try again later.",
         "vi": "Số máy quý khách vừa gọi đang bận. Vui lòng gọi lại sau.",
