@@ -72,11 +72,11 @@ def copy_example(directory: Path) -> Path:
 
 @contextmanager
 def start_web(directory: Path, dialplan: Path | None = None,
-              listens: tuple[str, ...] = ("udp:127.0.0.1:0",)) -> Iterator[Web]:
+              listens: tuple[str, ...] = ("udp:127.0.0.1:0",), extra_args: tuple[str, ...] = ()) -> Iterator[Web]:
     directory.mkdir(parents=True, exist_ok=True)
     plan = dialplan or copy_example(directory / "dialplan")
     db_url = f"sqlite:///{directory / 'pbx.sqlite3'}"
-    with run_server(plan, db_url, list(listens), ("--http", "127.0.0.1:0")) as server:
+    with run_server(plan, db_url, list(listens), ("--http", "127.0.0.1:0", *extra_args)) as server:
         line = server.wait_lines("web console http", timeout=30)[0]
         password_line = server.wait_lines("one-time password", timeout=5)[0]
         base = _WEB.search(line)
