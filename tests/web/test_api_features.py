@@ -22,10 +22,9 @@ from pbx.store.codes import CodeStore
 from pbx.store.db import make_engine
 from tests.cdr.test_reports import cdr_row
 from tests.server import REPO_ROOT
-from tests.web.harness import Session, Web, start_web
+from tests.web.harness import Session, Web, sessions_per_role, start_web
 
 KEY = "cd" * 32
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +44,7 @@ def engine(web: Web) -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def users(web: Web) -> dict[str, Session]:
-    admin = web.login("admin", web.admin_password)
-    for body in ({"username": "sales-admin", "role": "branch_admin", "departments": ["sales"]},
-                 {"username": "sales-manager", "role": "manager", "departments": ["sales"]},
-                 {"username": "chau", "role": "employee", "extension": "1003"}):
-        assert admin.post("/api/users", json={**body, "password": PASSWORD}).status_code == 201
-    return {"admin": admin, "branch_admin": web.login("sales-admin", PASSWORD),
-            "manager": web.login("sales-manager", PASSWORD), "employee": web.login("chau", PASSWORD)}
+    return sessions_per_role(web)
 
 
 def _pbx(web: Web, *args: str) -> str:

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.web.harness import Session, Web, start_web
+from tests.web.harness import ROLE_PASSWORD, Session, Web, sessions_per_role, start_web
 
 ROLES = ("admin", "branch_admin", "manager", "employee")
 A, B, M, E = ROLES
 EVERYONE = frozenset(ROLES)
-PASSWORD = "correct horse battery"
+PASSWORD = ROLE_PASSWORD
 
 
 def _new_sales(role: str) -> dict[str, Any]:
@@ -138,20 +138,15 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
 
 @pytest.fixture(scope="module")
 def sessions(web: Web) -> dict[str, Session]:
-    admin = web.login("admin", web.admin_password)
-    for body in ({"username": "sales-admin", "role": "branch_admin", "departments": ["sales"]},
-                 {"username": "sales-manager", "role": "manager", "departments": ["sales"]},
-                 {"username": "chau", "role": "employee", "extension": "1003"}):
-        answer = admin.post("/api/users", json={**body, "password": PASSWORD})
-        assert answer.status_code == 201, answer.text
+    made = sessions_per_role(web)
+    admin = made[A]
     for owner, department in (("Sales code", "sales"), ("Accounting code", "accounting"),
                               ("Accounting code to remove", "accounting"),
                               *((f"To remove {role}", "sales") for role in ROLES)):
         answer = admin.post("/api/codes", json={"owner": owner, "class_of_service": "staff",
                                                 "department": department})
         assert answer.status_code == 201, answer.text
-    return {A: admin, B: web.login("sales-admin", PASSWORD), M: web.login("sales-manager", PASSWORD),
-            E: web.login("chau", PASSWORD)}
+    return made
 
 
 @pytest.mark.parametrize("role", ROLES)
