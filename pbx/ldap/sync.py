@@ -215,7 +215,8 @@ def _members_of(user: DirectoryUser, number: str, name: str, plan: Dialplan, set
             skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {raw!r} is not 2 to 8 digits"))
             continue
         if (key, short) in claimed:
-            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {short} is also {claimed[key, short]}"))
+            other = claimed[key, short]
+            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {short} is also {other}"))
             continue
         claimed[key, short] = user.dn
         if plan.extension(short) is not None:
