@@ -93,6 +93,11 @@ deps:
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends chromium; \
 	fi
+	@if ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then \
+		echo "installing fonts-noto-cjk (Chinese names in the browser tests' screenshots, not empty boxes)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends fonts-noto-cjk; \
+	fi
 	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 \
 		&& command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
 		echo "starting PostgreSQL"; \

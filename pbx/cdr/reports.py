@@ -19,12 +19,12 @@ hour starts in).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, Engine, Integer, case, cast, func, literal_column, select
+from sqlalchemy import ColumnElement, Engine, Integer, case, cast, func, literal_column, or_, select
 
 from pbx.cdr.writer import CDR
 from pbx.routing.budgets import Period
@@ -64,10 +64,16 @@ class UsageReport:
     """Currencies the period's costs are in (one, normally)."""
 
 
-def _filters(period: Period, extension: str | None) -> list[ColumnElement[bool]]:
+def _filters(period: Period, extension: str | None, numbers: Collection[str] | None = None,
+             departments: Collection[str] | None = None) -> list[ColumnElement[bool]]:
     where = [CDR.c.started_at >= period.start, CDR.c.started_at < period.end]
     if extension is not None:
         where.append(CDR.c.caller_number == extension)
+    if numbers is not None or departments is not None:
+        # A reader's scope: costs belong to whoever placed the call, so the
+        # calls placed from these numbers or these departments (empty: none).
+        where.append(or_(CDR.c.caller_number.in_(list(numbers or ())),
+                         CDR.c.caller_department.in_(list(departments or ()))))
     return where
 
 
@@ -85,13 +91,15 @@ def _usage(key: str | None, row: Any) -> Usage:
                  cost=int(row.cost))
 
 
-def usage_report(engine: Engine, by: ReportBy, period: Period, *, extension: str | None = None) -> UsageReport:
+def usage_report(engine: Engine, by: ReportBy, period: Period, *, extension: str | None = None,
+                 numbers: Collection[str] | None = None, departments: Collection[str] | None = None) -> UsageReport:
     """Calls started in ``period`` grouped ``by`` a column, costliest first,
-    and the total over all of them (``extension``: only its calls)."""
+    and the total over all of them (``extension``: only its calls;
+    ``numbers``/``departments``: only calls placed from them)."""
     if by not in _GROUP_COLUMN:
         raise ValueError(f"cannot report by {by!r}: one of {', '.join(REPORT_BY)}")
     column = CDR.c[_GROUP_COLUMN[by]]
-    where = _filters(period, extension)
+    where = _filters(period, extension, numbers, departments)
     grouped = (select(column.label("key"), *_measures()).where(*where).group_by(column)
                .order_by(literal_column("cost").desc(), column))
     total = select(*_measures()).where(*where)
@@ -171,10 +179,11 @@ def _utc_hour(value: object) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
-def traffic_report(engine: Engine, period: Period, zone: tzinfo, *, extension: str | None = None) -> Traffic:
+def traffic_report(engine: Engine, period: Period, zone: tzinfo, *, extension: str | None = None,
+                   numbers: Collection[str] | None = None, departments: Collection[str] | None = None) -> Traffic:
     """The traffic figures of the calls started in ``period``, in ``zone``'s hours."""
     traffic = Traffic(period=period, zone=str(zone))
-    where = _filters(period, extension)
+    where = _filters(period, extension, numbers, departments)
     dialect = engine.dialect.name
     bucket = _hour_bucket(dialect).label("bucket")
     answered = func.coalesce(func.sum(case((CDR.c.disposition == "ANSWERED", 1), else_=0)), 0)

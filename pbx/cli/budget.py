@@ -20,7 +20,7 @@ from pbx.cli.cdr import open_database
 from pbx.cli.defaults import DEFAULT_PID_FILE
 from pbx.cli.group import tell_server
 from pbx.cli.report import DB, period_arg, plan_of
-from pbx.routing.budgets import SECTION_OF, BudgetKind, Period, period_of
+from pbx.routing.budgets import SECTION_OF, BudgetKind, Period, budget_uses, period_of
 from pbx.routing.dialplan import Dialplan
 
 KINDS: dict[str, BudgetKind] = {"extension": "extension", "department": "department", "project": "project",
@@ -99,12 +99,10 @@ def show(period: str | None, db_url: str, dialplan: Path) -> None:
         click.echo("no budgets in the dialplan", err=True)
         return
     click.echo(f"period {label} (warn at {settings.warn_percent} %)")
-    for found in settings.budgets.values():
-        used = spent.get((found.key, label), 0)
-        share = used * 100 / found.limit if found.limit else 100.0
-        state = "EXHAUSTED" if used >= found.limit else "warned" if (found.key, label) in warned else "ok"
-        click.echo(f"{found.rule:<36} {billing.money(used):>18} of {billing.money(found.limit):>18}"
-                   f" {share:6.1f} %  {state}")
+    for use in budget_uses(settings, spent, warned, label):
+        state = "EXHAUSTED" if use.state == "exhausted" else use.state
+        click.echo(f"{use.budget.rule:<36} {billing.money(use.spent):>18} of {billing.money(use.budget.limit):>18}"
+                   f" {use.percent:6.1f} %  {state}")
 
 
 @budget.command("recount")

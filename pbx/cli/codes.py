@@ -19,12 +19,12 @@ from typing import TypeVar
 import click
 from sqlalchemy import Engine
 
-from pbx.accountcodes.codes import Status, StoredCode, WeakCode, check_chosen, generate
+from pbx.accountcodes.codes import Status, StoredCode, WeakCode
 from pbx.cli.cdr import TIME_HELP, TimeFormatError, parse_time
 from pbx.cli.defaults import DEFAULT_DB
 from pbx.routing.dialplan import Dialplan
 from pbx.store.code_key import CodeKeyError, load_code_key
-from pbx.store.codes import CodeInUse, CodeStore, NoSuchCode, codes_matching
+from pbx.store.codes import CodeInUse, CodeStore, NoSuchCode, codes_matching, new_digits
 from pbx.store.db import DatabaseUrlError, make_engine, migrate
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -74,19 +74,10 @@ def _when(text: str | None, plan: Dialplan, name: str) -> datetime | None:
 
 def _digits(given: str | None, store: CodeStore, plan: Dialplan) -> str:
     """The code given (checked), or a fresh one of the plan's length."""
-    length = plan.account_codes.length
-    if given is None:
-        while True:
-            digits = generate(length, _RNG)
-            if not store.taken(digits):
-                return digits
     try:
-        check_chosen(given, length)
-    except WeakCode as error:
+        return new_digits(store, plan.account_codes.length, _RNG, given)
+    except (WeakCode, CodeInUse) as error:
         raise click.BadParameter(str(error), param_hint="--code") from None
-    if store.taken(given):
-        raise click.BadParameter("that code is already in use; choose another", param_hint="--code")
-    return given
 
 
 def _show_once(code: StoredCode, digits: str) -> None:

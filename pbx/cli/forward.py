@@ -21,14 +21,13 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from pbx.calls.features import FeatureState
 from pbx.cli.cdr import _first_line, open_database
 from pbx.cli.defaults import DEFAULT_DB
 from pbx.cli.hunt import valid_plan
 from pbx.routing.dialplan import FORWARD_KINDS, Dialplan, Extension
 from pbx.routing.feature_codes import ForwardKind
-from pbx.routing.rights import check_number
-from pbx.store.features import FeatureStore
+from pbx.routing.rights import forward_refusal
+from pbx.store.features import set_features
 
 
 def _fail(message: str) -> None:
@@ -46,13 +45,9 @@ def _extension(path: Path, number: str) -> tuple[Dialplan, Extension]:
 
 
 def _check_target(plan: Dialplan, extension: Extension, target: str) -> None:
-    if target == extension.number:
-        _fail(f"{extension.number} cannot forward to itself")
-    if plan.extension(target) is not None or target in plan.hunt_groups:
-        return
-    verdict = check_number(plan, extension, target, datetime.now(UTC))
-    if not verdict.allowed:
-        _fail(f"{extension.number} may not dial {target} ({verdict.reason}, rule {verdict.rule})")
+    refusal = forward_refusal(plan, extension, target, datetime.now(UTC))
+    if refusal is not None:
+        _fail(refusal)
 
 
 @click.command()
@@ -80,17 +75,7 @@ def forward(number: str, always: str | None, busy: str | None, no_answer: str | 
             changes[kind] = target  # type: ignore[index]
     engine = open_database(db_url, "extension_features")
     try:
-        store = FeatureStore(engine)
-        with engine.begin() as conn:
-            state = FeatureState(save=lambda record: store.save(record, conn=conn))
-            found = store.get(number, conn=conn)
-            state.merge([found] if found is not None else [])
-            now = time.time()
-            for kind, target in changes.items():
-                state.set_forward(extension, kind, target, now)
-            if dnd is not None:
-                state.set_dnd(extension, dnd == "on", now)
-            settings = state.settings(extension)
+        settings = set_features(engine, extension, changes, None if dnd is None else dnd == "on", time.time())
     except SQLAlchemyError as error:
         _fail(f"cannot use the store: {_first_line(error)}")
     finally:

@@ -55,10 +55,13 @@ def parse_http(value: str) -> tuple[str, int]:
               help="private key (PEM) of --http-cert")
 @click.option("--http-insecure-cookies", is_flag=True,
               help="session cookies without Secure, for plain HTTP beyond this host (not recommended)")
+@click.option("--metrics-open-on-loopback", is_flag=True,
+              help="let a Prometheus scraper on this machine (127.0.0.1, ::1) read /metrics without a token; "
+                   "everyone else still needs an admin's session or API token")
 def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str, log_level: str,
           pid_file: Path, advertise: str | None, tls_cert: Path | None, tls_key: Path | None,
           http_address: str | None, http_cert: Path | None, http_key: Path | None,
-          http_insecure_cookies: bool) -> None:
+          http_insecure_cookies: bool, metrics_open_on_loopback: bool) -> None:
     """Run the PBX. SIGHUP, `pbx reload` or a change to the dialplan's files
     reloads the dialplan; an invalid file is reported and not used. The TLS
     certificate is read again the same ways (new connections get it)."""
@@ -80,7 +83,7 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
             raise click.BadParameter("give --http-cert and --http-key together", param_hint="--http-cert")
         host, port = parse_http(http_address)
         http = HttpOptions(host=host, port=port, secure_cookies=not http_insecure_cookies, certificate=http_cert,
-                           key=http_key)
+                           key=http_key, metrics_open_on_loopback=metrics_open_on_loopback)
     log.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     try:
         run_server(dialplan, addresses, db_url, pid_file, advertise, tls, http)

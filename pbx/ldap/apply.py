@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbx.ldap.sync import Change, Create, Resume, Suspend, SyncPlan, Update
+from pbx.ldap.sync import Change, Create, Resume, SetMember, Suspend, SyncPlan, Update
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.extensions_file import ExtensionEdit, edit_extensions
+from pbx.routing.members_file import set_members
+from pbx.routing.short_numbers import DEFAULT_DESK_SECONDS, Member
 from pbx.web.credentials import ha1_values, new_password
 
 """Whether extensions have a lifecycle ``status`` to suspend them by."""
@@ -55,8 +57,11 @@ def apply_sync(dialplan: Path, plan: Dialplan, sync: SyncPlan) -> Applied:
             case Suspend(number=number) | Resume(number=number):
                 status = "suspended" if isinstance(change, Suspend) else "active"
                 edits.append(ExtensionEdit(number=number, values={"status": status}))
+            case SetMember():
+                pass  # after the extensions: a new member may ring a new extension
         applied.append(change)
     after = edit_extensions(dialplan, _merged(edits)) if edits else plan
+    after = _set_members(dialplan, after, [c for c in sync.changes if isinstance(c, SetMember)])
     return Applied(plan=after, applied=tuple(applied), not_applied=tuple(skipped), passwords=tuple(passwords))
 
 
@@ -68,3 +73,25 @@ def _merged(edits: list[ExtensionEdit]) -> list[ExtensionEdit]:
         by_number[edit.number] = edit if first is None else ExtensionEdit(
             number=edit.number, create=first.create, values={**first.values, **edit.values})
     return list(by_number.values())
+
+
+def _set_members(dialplan: Path, plan: Dialplan, changes: list[SetMember]) -> Dialplan:
+    """Write each group's member changes at once; a member that moves or is
+    renamed keeps its mobile and ring settings."""
+    from pbx.routing.loader import read_dialplan
+
+    if not changes:
+        return plan
+    for group in sorted({c.group for c in changes}):
+        members, moved = [], []
+        current = plan.groups[group].members
+        for change in (c for c in changes if c.group == group):
+            before = current.get(change.moved_from or change.short)
+            members.append(Member(short=change.short, name=change.name, extension=change.number,
+                                  mobile=before.mobile if before else None,
+                                  ring=before.ring if before else "together",
+                                  desk_seconds=before.desk_seconds if before else DEFAULT_DESK_SECONDS))
+            if change.moved_from is not None:
+                moved.append(change.moved_from)
+        set_members(dialplan, group, members, moved)
+    return read_dialplan(dialplan).dialplan or plan

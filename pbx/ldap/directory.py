@@ -61,7 +61,7 @@ def read_users(settings: LdapSettings) -> list[DirectoryUser]:
     # userAccountControl on OpenLDAP) is just absent from the entries.
     server = Server(settings.url, use_ssl=tls is not None, tls=tls, connect_timeout=settings.timeout, get_info=NONE)
     a = settings.attributes
-    wanted = [a.extension, a.name, a.department, a.email, a.mobile, a.disabled]
+    wanted = [a.extension, a.name, a.department, a.email, a.mobile, a.disabled, *settings.groups.values()]
     try:
         connection = Connection(server, user=settings.bind_dn, password=bind_password(settings),
                                 receive_timeout=settings.timeout, raise_exceptions=True, read_only=True)
@@ -77,7 +77,9 @@ def read_users(settings: LdapSettings) -> list[DirectoryUser]:
                 users.append(DirectoryUser(
                     dn=str(entry["dn"]), extension=_first(attributes, a.extension), name=_first(attributes, a.name),
                     department=_first(attributes, a.department), email=_first(attributes, a.email),
-                    mobile=_first(attributes, a.mobile), account_control=_first(attributes, a.disabled)))
+                    mobile=_first(attributes, a.mobile), account_control=_first(attributes, a.disabled),
+                    short_numbers={group: value for group, attribute in settings.groups.items()
+                                   if (value := _first(attributes, attribute)) is not None}))
             return users
     except LDAPException as err:
         raise DirectoryError(f"LDAP {settings.url}: {type(err).__name__}: {err}") from None

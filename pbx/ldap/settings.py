@@ -47,6 +47,11 @@ class LdapSettings:
     default_department: str | None = None
     """Department of users whose directory value maps to none; None: such
     users are skipped (and reported)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Short-number group key -> the attribute holding a user's short
+    number in that group (``pager``, AD's ``ipPhone``); the sync adds and
+    updates those members in the group's members file."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "departments", MappingProxyType(dict(self.departments)))
+        object.__setattr__(self, "groups", MappingProxyType(dict(self.groups)))

@@ -14,16 +14,27 @@ Rules:
 - A managed extension whose user is gone from the search, or disabled (AD's
   userAccountControl bit 0x2), is suspended, never deleted; one whose user
   is back is resumed. Hand-made extensions are never suspended.
+- Where ``ldap.groups`` maps a short-number group to an attribute, an
+  enabled user with a short number there becomes that group's member
+  (name and extension); a changed name is updated, a changed short number
+  moves the member (keeping its mobile and ring settings). A short number
+  held by another person, or by a member without this extension (a
+  mobile-only member written by hand), or equal to an extension number, is
+  skipped and reported, never taken over. Members are never removed: a
+  user who leaves has their extension suspended, which stops it ringing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from pbx.ldap.settings import LdapSettings
 from pbx.routing.dialplan import EXTENSION_NUMBER, Dialplan, Extension
+
+SHORT_NUMBER: Final = re.compile(r"[0-9]{2,8}")
 
 ACCOUNTDISABLE: Final = 0x2
 """userAccountControl's "account disabled" flag (Active Directory)."""
@@ -40,6 +51,8 @@ class DirectoryUser:
     email: str | None = None
     mobile: str | None = None
     account_control: str | None = None
+    short_numbers: Mapping[str, str] = field(default_factory=dict)
+    """Short-number group key -> the value of its ``ldap.groups`` attribute."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +80,22 @@ class Resume:
     number: str
 
 
-Change = Create | Update | Suspend | Resume
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetMember:
+    """Add or update a short-number group's member for a directory user."""
+
+    group: str
+    short: str
+    number: str
+    """The user's extension: the member rings it."""
+    name: str
+    old_name: str | None = None
+    """The member's name before, when it is an update."""
+    moved_from: str | None = None
+    """The short number the member had before, when it moves."""
+
+
+Change = Create | Update | Suspend | Resume | SetMember
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +162,8 @@ def plan_sync(users: Iterable[DirectoryUser], plan: Dialplan, settings: LdapSett
     changes: list[Change] = []
     skipped: list[Skipped] = []
     seen: dict[str, str] = {}
+    members_wanted: list[tuple[DirectoryUser, str, str]] = []
+    claimed: dict[tuple[str, str], str] = {}
     for user in sorted(users, key=lambda u: u.dn):
         number = _clean_number(user.extension)
         if number is None:
@@ -150,6 +180,8 @@ def plan_sync(users: Iterable[DirectoryUser], plan: Dialplan, settings: LdapSett
         wanted = _wanted(user, number, department)
         existing = plan.extensions.get(number)
         disabled = is_disabled(user)
+        if not disabled and user.short_numbers:
+            members_wanted.append((user, number, str(wanted["name"])))
         if existing is None:
             if not disabled:  # a disabled account gets no new extension
                 changes.append(Create(number=number, values={k: v for k, v in wanted.items() if v is not None}))
@@ -162,10 +194,43 @@ def plan_sync(users: Iterable[DirectoryUser], plan: Dialplan, settings: LdapSett
             changes.append(Suspend(number=number, reason="disabled"))
         elif not disabled and number in already and existing.ldap_dn is not None:
             changes.append(Resume(number=number))
+    for user, number, name in members_wanted:
+        _members_of(user, number, name, plan, settings, changes, skipped, claimed)
     for number, extension in plan.extensions.items():
         if extension.ldap_dn is not None and number not in seen and number not in already:
             changes.append(Suspend(number=number, reason="missing"))
     return SyncPlan(changes=tuple(changes), skipped=tuple(skipped))
+
+
+def _members_of(user: DirectoryUser, number: str, name: str, plan: Dialplan, settings: LdapSettings,
+                changes: list[Change], skipped: list[Skipped], claimed: dict[tuple[str, str], str]) -> None:
+    """The member changes for one enabled user, in each mapped group."""
+    for key in settings.groups:
+        raw = user.short_numbers.get(key)
+        group = plan.groups.get(key)
+        if raw is None or group is None:
+            continue
+        short = raw.strip().replace(" ", "")
+        if SHORT_NUMBER.fullmatch(short) is None:
+            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {raw!r} is not 2 to 8 digits"))
+            continue
+        if (key, short) in claimed:
+            other = claimed[key, short]
+            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {short} is also {other}"))
+            continue
+        claimed[key, short] = user.dn
+        if plan.extension(short) is not None:
+            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {short} is an extension number"))
+            continue
+        existing = group.members.get(short)
+        if existing is None:
+            before = next((m.short for m in group.members.values() if m.extension == number), None)
+            changes.append(SetMember(group=key, short=short, number=number, name=name, moved_from=before))
+        elif existing.extension != number:
+            holder = existing.name or existing.extension or existing.mobile
+            skipped.append(Skipped(dn=user.dn, reason=f"group {key}: short number {short} is {holder}'s"))
+        elif existing.name != name:
+            changes.append(SetMember(group=key, short=short, number=number, name=name, old_name=existing.name))
 
 
 def describe(change: Change) -> str:
@@ -179,3 +244,9 @@ def describe(change: Change) -> str:
             return f"suspend {number}: {reason} in the directory"
         case Resume(number=number):
             return f"resume {number}: back in the directory"
+        case SetMember(group=group, short=short, number=number, name=name, old_name=old, moved_from=moved):
+            if moved is not None:
+                return f"member {group}/{short}: {name} (extension {number}), moved from {moved}"
+            if old is not None:
+                return f"member {group}/{short}: name {old!r} -> {name!r}"
+            return f"member {group}/{short}: add {name} (extension {number})"

@@ -20,7 +20,7 @@ Pure data and lookup; counting and reservations live at the call layer
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
@@ -117,6 +117,34 @@ def budgets_for(plan: Dialplan, caller: Extension, account_code: str | None = No
         settings.find("account_code", account_code),
     )
     return tuple(budget for budget in found if budget is not None)
+
+
+BudgetState = Literal["ok", "warned", "exhausted"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetUse:
+    """One budget's spend in one period, as ``pbx budget show`` and the API show it."""
+
+    budget: Budget
+    spent: int
+    """Minor units."""
+    percent: float
+    state: BudgetState
+
+
+def budget_uses(settings: BudgetSettings, spent: Mapping[tuple[str, str], int],
+                warned: Collection[tuple[str, str]], label: str) -> list[BudgetUse]:
+    """Each budget's use in period ``label``, from the store's spend and
+    warnings (keyed ``(budget key, period label)``)."""
+    uses = []
+    for budget in settings.budgets.values():
+        used = spent.get((budget.key, label), 0)
+        state: BudgetState = ("exhausted" if used >= budget.limit
+                              else "warned" if (budget.key, label) in warned else "ok")
+        uses.append(BudgetUse(budget=budget, spent=used,
+                              percent=used * 100 / budget.limit if budget.limit else 100.0, state=state))
+    return uses
 
 
 # ---------------------------------------------------------------- periods

@@ -5,7 +5,8 @@ Checks: the bind password comes from a file or an environment variable,
 not both, and never from the dialplan itself (a dialplan is shown to
 people and kept in version control); a bind DN without a password source
 (or the reverse) is refused; the departments the directory's values map to
-exist.
+exist; the short-number groups whose members it keeps exist and keep
+their members in a ``members_file`` (the only members the sync may write).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def check_ldap(plan: Merged, root: Place, report: Report) -> None:
         for value in mapping:
             check_reference(plan, (*path, "departments", value), departments, "department",
                             f"ldap department {value!r}", root, report)
+    groups = data.get("groups")
+    if isinstance(groups, dict):
+        known = section_of(plan, "groups")
+        for key in groups:
+            if key not in known:
+                report(plan.key_place((*path, "groups", key), root),
+                       f"ldap groups: no short-number group {key!r} (groups: {', '.join(sorted(known)) or 'none'})")
+            elif not isinstance(known[key], dict) or "members_file" not in known[key]:
+                report(plan.key_place((*path, "groups", key), root),
+                       f"ldap groups: group {key!r} lists its members in the dialplan; give it a members_file "
+                       "for the sync to keep")
 
 
 CHECKS: Final = (check_ldap,)
@@ -57,5 +69,6 @@ def build_ldap(plan: Merged) -> LdapSettings | None:
     return LdapSettings(
         attributes=LdapAttributes(**{k: str(v) for k, v in attributes.items()}),
         departments={str(k): str(v) for k, v in (data.get("departments") or {}).items()},
+        groups={str(k): str(v) for k, v in (data.get("groups") or {}).items()},
         **fields,
     )

@@ -113,6 +113,31 @@ def add_member(dialplan: Path, group: str, member: Member) -> Change:
 
 def _add(dialplan: Path, group: str, member: Member, path: Path) -> Change:
     old_text, data = _read(path, group)
+    action = _put(data, member)
+    _commit(dialplan, path, old_text, data)
+    return Change(group, member.short, path, action)
+
+
+def set_members(dialplan: Path, group: str, members: list[Member], moved: list[str]) -> list[Change]:
+    """Add or replace ``members`` and take out the short numbers in
+    ``moved`` (members that now have another one), in one write and one
+    validation: how the directory sync keeps a group."""
+    path = _members_file(dialplan, group)
+    if not path.parent.is_dir():
+        raise GroupAdminError(f"folder {path.parent} of members file {path} does not exist")
+    with _locked(path.parent):
+        old_text, data = _read(path, group)
+        changes = []
+        for short in moved:
+            if (existing := _key_in(data, short)) is not None:
+                del data[existing]
+                changes.append(Change(group, short, path, "removed"))
+        changes += [Change(group, member.short, path, _put(data, member)) for member in members]
+        _commit(dialplan, path, old_text, data)
+    return changes
+
+
+def _put(data: CommentedMap, member: Member) -> str:
     entry = CommentedMap()
     if member.name:
         entry["name"] = member.name
@@ -125,13 +150,11 @@ def _add(dialplan: Path, group: str, member: Member, path: Path) -> Change:
         entry["desk_seconds"] = member.desk_seconds
     entry.fa.set_flow_style()
     existing = _key_in(data, member.short)
-    action = "added" if existing is None else "replaced"
     if existing is not None:
         data[existing] = entry  # keep the key as it was written
-    else:
-        data[new_key(member.short)] = entry
-    _commit(dialplan, path, old_text, data)
-    return Change(group, member.short, path, action)
+        return "replaced"
+    data[new_key(member.short)] = entry
+    return "added"
 
 
 def remove_member(dialplan: Path, group: str, short: str) -> Change:

@@ -238,3 +238,21 @@ def check_class(
                        f"{call_class} is allowed only {timed.label}, and that is not now")
     return verdict(False, f"{call_class}_not_allowed", f"classes_of_service.{profile.key}",
                    f"{call_class} is not among the classes class of service {profile.key!r} allows")
+
+
+def forward_refusal(plan: Dialplan, extension: Extension, target: str, at: datetime) -> str | None:
+    """Why ``extension`` may not forward its calls to ``target``, or None.
+
+    A forward is a call placed on the extension's behalf and billed to it,
+    so it may point at an extension, a hunt group, or a number the
+    extension itself may dial (its class of service), never elsewhere:
+    otherwise a forward would be a way round the rights (toll fraud).
+    """
+    if target == extension.number:
+        return f"{extension.number} cannot forward to itself"
+    if plan.extension(target) is not None or target in plan.hunt_groups:
+        return None
+    verdict = check_number(plan, extension, target, at)
+    if not verdict.allowed:
+        return f"{extension.number} may not dial {target} ({verdict.reason}, rule {verdict.rule})"
+    return None

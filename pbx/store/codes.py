@@ -17,6 +17,7 @@ effect for the very next call, on every node, without a reload.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ from sqlalchemy import CheckConstraint, Connection, Engine, Integer, String, Tab
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pbx.accountcodes.codes import STATUSES, Status, StoredCode, code_digest, unusable_because
+from pbx.accountcodes.codes import STATUSES, Status, StoredCode, check_chosen, code_digest, generate, unusable_because
 from pbx.accountcodes.lockout import LockoutPolicy, SourceState, after_failure, after_success, flags_now, locked
 from pbx.store.db import upsert
 from pbx.store.models import Base, BigId, require_aware
@@ -271,6 +272,22 @@ class CodeStore:
             values["flagged_at"] = now
         conn.execute(update(CODES).where(CODES.c.id == code.id).values(values))
         return code if flag else None
+
+
+def new_digits(store: CodeStore, length: int, rng: random.Random, given: str | None = None) -> str:
+    """The digits for a new or rotated code: ``given`` once checked for
+    strength (:class:`~pbx.accountcodes.codes.WeakCode`) and for being free
+    (:class:`CodeInUse`), else fresh ones of ``length`` no code has yet.
+    ``pbx codes`` and the API both choose digits here."""
+    if given is None:
+        while True:
+            digits = generate(length, rng)
+            if not store.taken(digits):
+                return digits
+    check_chosen(given, length)
+    if store.taken(given):
+        raise CodeInUse("that code is already in use; choose another")
+    return given
 
 
 def codes_matching(store: CodeStore, which: str) -> Sequence[StoredCode]:

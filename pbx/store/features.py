@@ -10,8 +10,9 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Table, select
 
-from pbx.calls.features import FeatureRecord
-from pbx.routing.dialplan import Forwards
+from pbx.calls.features import FeatureRecord, FeatureState, Settings
+from pbx.routing.dialplan import Extension, Forwards
+from pbx.routing.feature_codes import ForwardKind
 from pbx.store.db import transaction, upsert
 from pbx.store.models import Base, ExtensionFeatures
 
@@ -47,3 +48,21 @@ class FeatureStore:
                   "updated_at": datetime.fromtimestamp(record.updated_at, UTC)}
         with transaction(self._engine, conn) as c:
             upsert(c, FEATURES, values, ("extension",))
+
+
+def set_features(engine: Engine, extension: Extension, forwards: Mapping[ForwardKind, str | None],
+                 dnd: bool | None, now: float) -> Settings:
+    """Set some of ``extension``'s forwards (None: off) and do not disturb,
+    as an administrator does (``pbx ext forward``, the API), in one
+    transaction; the settings in force afterwards. Targets are checked by
+    the caller (:func:`pbx.routing.rights.forward_refusal`)."""
+    store = FeatureStore(engine)
+    with engine.begin() as conn:
+        state = FeatureState(save=lambda record: store.save(record, conn=conn))
+        found = store.get(extension.number, conn=conn)
+        state.merge([found] if found is not None else [])
+        for kind, target in forwards.items():
+            state.set_forward(extension, kind, target, now)
+        if dnd is not None:
+            state.set_dnd(extension, dnd, now)
+        return state.settings(extension)

@@ -9,6 +9,7 @@ copies, so no request holds the loop for more than a copy's time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -22,8 +23,9 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from pbx import __version__
 from pbx.web import pages
 from pbx.web.api import ROUTERS
-from pbx.web.auth import NotLoggedIn, context
+from pbx.web.auth import NotLoggedIn, client_address, context, require
 from pbx.web.context import WebContext
+from pbx.web.roles import Permission
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -48,6 +50,13 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(title="PBX", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs",
                   redoc_url=None)
@@ -60,7 +69,7 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.exception_handler(NotLoggedIn)
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith("/api/") or request.url.path == "/metrics":
             return JSONResponse({"detail": "log in first (session cookie or Bearer token)"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         return RedirectResponse("/login", status_code=303)
@@ -97,7 +106,13 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        exposition = context(request).metrics_text
+        ctx = context(request)
+        # The numbers tell an outsider how busy the PBX is and when its
+        # lock-outs fire: an admin's session or token by default; a local
+        # scraper only when the server was started to allow it.
+        if not (ctx.metrics_open_on_loopback and _loopback(client_address(request))):
+            await require(Permission.METRICS_READ)(request)
+        exposition = ctx.metrics_text
         if exposition is None:
             return PlainTextResponse("metrics are off\n", status_code=404)
         body, content_type = exposition()

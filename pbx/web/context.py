@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from pbx.routing.dialplan import Dialplan
 from pbx.security.lockout import Lockout
+from pbx.store.codes import CodeStore
 from pbx.web.store import WebStore
 
 
@@ -100,3 +101,8 @@ class WebContext:
     clock: Callable[[], float] = time.time
     metrics_text: Callable[[], tuple[bytes, str]] | None = None
     """Prometheus exposition (body, content type), when metrics are on."""
+    metrics_open_on_loopback: bool = False
+    """Let a scraper on this machine (127.0.0.0/8, ::1) read ``/metrics``
+    without a token (``pbx serve --metrics-open-on-loopback``)."""
+    codes: CodeStore | None = None
+    """Account codes (the server's secret); None: the API answers 503."""

@@ -18,12 +18,15 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from pbx.cdr.query import list_calls
+from pbx.cdr.reports import REPORT_BY, traffic_svg, usage_report
+from pbx.routing.budgets import period_of
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.extensions_file import ExtensionEdit, ExtensionEditError, edit_extensions
 from pbx.web import i18n
 from pbx.web.api.cdr import MAX_PAGE, CdrFilter
 from pbx.web.api.common import scope
 from pbx.web.api.live import call_in_scope
+from pbx.web.api.reports import calls_seen, report_by, traffic_for, usage_for, usage_view
 from pbx.web.api.session import LoginRefused, log_in, set_session_cookie
 from pbx.web.auth import Caller, audit, authenticated, context, cookie_name, now_utc
 from pbx.web.credentials import ha1_values, new_password
@@ -37,6 +40,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("/extensions", "extensions", Permission.EXTENSIONS_READ),
     ("/groups", "groups", Permission.GROUPS_READ),
     ("/cdr", "cdr", Permission.CDR_READ),
+    ("/reports", "reports", Permission.REPORTS_READ),
     ("/live", "live", Permission.LIVE_READ),
 )
 
@@ -156,7 +160,21 @@ async def dashboard(request: Request, caller: Caller = Depends(page_caller)) -> 
     top = Counter(r["caller_number"] for r in rows).most_common(5)
     return _render(request, "dashboard.html", caller, today=len(rows),
                    answer_rate=f"{100 * answered / len(ended):.0f} %" if ended else "-", top=top,
-                   **_live_counts(request, caller.principal))
+                   spenders=await _top_spenders(request, caller.principal), **_live_counts(request, caller.principal))
+
+
+async def _top_spenders(request: Request, principal: Principal) -> list[tuple[str, int, str]]:
+    """(extension, cost in minor units, cost written out) of today's five
+    costliest callers in the reader's scope, from the cost report's query."""
+    if not allowed(principal, Permission.REPORTS_READ):
+        return []
+    ctx = context(request)
+    plan = ctx.plan()
+    today = period_of(now_utc(ctx), "day", plan.timezone)
+    numbers, departments = calls_seen(principal, plan, None)
+    found = await run_in_threadpool(lambda: usage_report(ctx.engine, "extension", today, numbers=numbers,
+                                                         departments=departments))
+    return [(row.key or "-", row.cost, plan.billing.money(row.cost)) for row in found.rows if row.cost > 0][:5]
 
 
 @router.get("/partials/live", response_class=HTMLResponse)
@@ -255,3 +273,24 @@ async def cdr_page(request: Request, caller: Caller = Depends(page_caller), filt
                    newer=("/cdr?" + urlencode({**params, "offset": max(0, offset - limit)})) if offset else None,
                    departments=[d for d in plan.departments.values()
                                 if caller.principal.role == "admin" or d.key in caller.principal.departments])
+
+
+# ------------------------------------------------------------- reports
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports_page(request: Request, caller: Caller = Depends(page_caller), by: str = "department",
+                       period: str | None = None) -> Response:
+    _need(caller, Permission.REPORTS_READ)
+    chosen = report_by(by) if by in REPORT_BY else "department"
+    label = period or None
+    usage = usage_view(await usage_for(request, caller.principal, chosen, label, None), context(request).plan())
+    traffic = await traffic_for(request, caller.principal, label, None)
+    # The chart is drawn here as SVG text (its labels escaped): no script,
+    # nothing for the browser to fetch, and the same drawing as
+    # `pbx report traffic --svg`.
+    chart = traffic_svg(traffic, f"{i18n.text('calls_per_hour', _language(request, caller.principal))}, "
+                                 f"{traffic.period.label}")
+    peak = max((row["cost_minor"] for row in usage["rows"]), default=0)
+    return _render(request, "reports.html", caller, usage=usage, traffic=traffic, chart=chart, by=chosen,
+                   choices=REPORT_BY, period=usage["period"], peak=peak)

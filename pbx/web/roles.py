@@ -3,13 +3,15 @@
 Four roles, from the issue:
 
 - ``admin``: everything.
-- ``branch_admin``: the extensions, calls and live state of their
-  departments; creates and changes extensions there; sees hunt groups and
-  sets agents' state; no users, tokens, webhooks, dialplan reloads or
-  security blocks.
-- ``manager``: reads the calls, reports and extensions of their
+- ``branch_admin``: the extensions, calls, reports and live state of their
+  departments; creates, changes, suspends and forwards extensions there;
+  manages the account codes of their departments; sees hunt groups and
+  sets agents' state; no users, tokens, webhooks, budgets' limits,
+  metrics, dialplan reloads or security blocks.
+- ``manager``: reads the calls, reports, budgets and extensions of their
   departments; changes nothing.
-- ``employee``: their own extension, calls and usage.
+- ``employee``: their own extension, calls and usage; sets their own
+  extension's forwarding (as the phone's ``*72`` does).
 
 Every route names one :class:`Permission`; :func:`allowed` is the one place
 that answers it, and :class:`Scope` narrows what a permitted reader sees.
@@ -40,6 +42,13 @@ class Permission(Enum):
     DIALPLAN_ADMIN = "dialplan.admin"
     USERS_ADMIN = "users.admin"
     """Console users, API tokens, webhooks and the audit log."""
+    CODES_ADMIN = "codes.admin"
+    """Account codes: create (shown once), list owners, disable, rotate, remove."""
+    REPORTS_READ = "reports.read"
+    FORWARDING_WRITE = "forwarding.write"
+    BUDGETS_READ = "budgets.read"
+    BUDGETS_WRITE = "budgets.write"
+    METRICS_READ = "metrics.read"
 
 
 _GRANTS: Mapping[str, frozenset[Permission]] = {
@@ -47,13 +56,15 @@ _GRANTS: Mapping[str, frozenset[Permission]] = {
     "branch_admin": frozenset({
         Permission.EXTENSIONS_READ, Permission.EXTENSIONS_WRITE, Permission.DEPARTMENTS_READ,
         Permission.GROUPS_READ, Permission.HUNT_READ, Permission.HUNT_WRITE, Permission.CDR_READ,
-        Permission.LIVE_READ,
+        Permission.LIVE_READ, Permission.CODES_ADMIN, Permission.REPORTS_READ, Permission.FORWARDING_WRITE,
+        Permission.BUDGETS_READ,
     }),
     "manager": frozenset({
         Permission.EXTENSIONS_READ, Permission.DEPARTMENTS_READ, Permission.HUNT_READ, Permission.CDR_READ,
-        Permission.LIVE_READ,
+        Permission.LIVE_READ, Permission.REPORTS_READ, Permission.BUDGETS_READ,
     }),
-    "employee": frozenset({Permission.EXTENSIONS_READ, Permission.CDR_READ, Permission.LIVE_READ}),
+    "employee": frozenset({Permission.EXTENSIONS_READ, Permission.CDR_READ, Permission.LIVE_READ,
+                           Permission.REPORTS_READ, Permission.FORWARDING_WRITE}),
 }
 
 
@@ -114,6 +125,24 @@ def may_write_department(principal: Principal, department: str) -> bool:
     """Whether ``principal`` may create or change extensions of ``department``."""
     if not allowed(principal, Permission.EXTENSIONS_WRITE):
         return False
+    return principal.role == "admin" or department in principal.departments
+
+
+def may_manage_code(principal: Principal, department: str | None) -> bool:
+    """Whether ``principal`` may see and change a code of ``department``
+    (a code of no department is the admin's alone)."""
+    if not allowed(principal, Permission.CODES_ADMIN):
+        return False
+    return principal.role == "admin" or (department is not None and department in principal.departments)
+
+
+def may_forward(principal: Principal, number: str, department: str) -> bool:
+    """Whether ``principal`` may set extension ``number``'s forwarding: an
+    employee their own, a branch admin their departments', an admin any."""
+    if not allowed(principal, Permission.FORWARDING_WRITE):
+        return False
+    if principal.role == "employee":
+        return principal.extension == number
     return principal.role == "admin" or department in principal.departments
 
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 import uvicorn
 
+from pbx.store.code_key import load_code_key
+from pbx.store.codes import CodeStore
 from pbx.web.app import create_app
 from pbx.web.context import BlockView, CallView, RegistrationView, WebContext
 from pbx.web.live import ServerLive
@@ -52,6 +54,7 @@ class HttpOptions:
     secure_cookies: bool = True
     certificate: Path | None = None
     key: Path | None = None
+    metrics_open_on_loopback: bool = False
 
 
 class _InLoopServer(uvicorn.Server):
@@ -157,9 +160,11 @@ async def start_web(server: Server, reloader: DialplanReloader, http: HttpOption
     async def reload(trigger: str) -> bool:
         return await bridge.await_on_sip(lambda: reloader.reload(trigger))
 
+    code_key = await asyncio.to_thread(load_code_key)
     ctx = WebContext(engine=server.engine, store=store, dialplan_path=reloader.path, plan=lambda: reloader.plan,
                      reload=reload, live=BridgedLive(ServerLive(server), bridge), secure_cookies=http.secure_cookies,
-                     metrics_text=exposition(server.counters, lambda: bridge.call(lambda: _snapshot(server))))
+                     metrics_text=exposition(server.counters, lambda: bridge.call(lambda: _snapshot(server))),
+                     metrics_open_on_loopback=http.metrics_open_on_loopback, codes=CodeStore(server.engine, code_key))
     config = uvicorn.Config(create_app(ctx), loop="none", lifespan="off", log_config=None, access_log=False,
                             ssl_certfile=str(http.certificate) if http.certificate else None,
                             ssl_keyfile=str(http.key) if http.key else None, server_header=False)

@@ -3,8 +3,8 @@ against a real ``pbx serve --http``, with pjsua2 phones.
 
 An admin logs in, creates an extension and reads its SIP password off the
 page; a phone registers with it and calls another; the dashboard shows the
-call live, then the call-record search shows it, and the CSV download has
-its row. A manager of another department sees neither, on the page or
+call live, then the call-record search shows it, the CSV download has
+its row, and the reports page counts it and draws the hours' chart. A manager of another department sees neither, on the page or
 through the API. Each page's screenshot is kept under the test's tmp dir.
 """
 
@@ -126,6 +126,12 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     assert [(r["caller_number"], r["dialed_number"], r["disposition"]) for r in rows] == [
         ("1050", "1004", "ANSWERED")]
 
+    # The reports page: the call counted for its caller, the hours' chart drawn.
+    page.goto(f"{web.base}/reports?by=extension")
+    assert "1050" in page.inner_text("#usage-rows")
+    assert page.locator("#traffic-chart svg rect").count() == 48  # calls and answered, 24 hours each
+    page.screenshot(path=str(shots / "reports.png"), full_page=True)
+
     for name in ("groups", "extensions"):
         page.goto(f"{web.base}/{name}")
         page.screenshot(path=str(shots / f"{name}.png"))
@@ -147,5 +153,5 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     assert manager.get("/api/cdr?extension=1050").status_code == 403
     assert admin.get("/api/cdr?department=sales").json()["rows"][0]["caller_number"] == "1050"
     assert sorted(p.name for p in shots.iterdir()) == sorted(
-        ["dashboard.png", "extension-created.png", "dashboard-live-call.png", "live.png", "cdr.png", "groups.png",
-         "extensions.png", "manager-cdr.png"])
+        ["dashboard.png", "extension-created.png", "dashboard-live-call.png", "live.png", "cdr.png", "reports.png",
+         "groups.png", "extensions.png", "manager-cdr.png"])

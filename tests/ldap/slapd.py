@@ -48,13 +48,16 @@ class Slapd:
                        input=text, text=True, check=True, capture_output=True, timeout=30)
 
 
-def user_ldif(number: str, name: str, department: str, *, account_control: int | None = None) -> str:
+def user_ldif(number: str, name: str, department: str, *, account_control: int | None = None,
+              pager: str | None = None) -> str:
     lines = [f"dn: uid=u{number},{PEOPLE}", "objectClass: inetOrgPerson"]
     if account_control is not None:
         lines += ["objectClass: testAdAccount", f"userAccountControl: {account_control}"]
     lines += [f"uid: u{number}", f"cn: {name}", f"sn: {name.split()[-1]}", f"displayName: {name}",
               f"telephoneNumber: {number}", f"departmentNumber: {department}", f"mail: u{number}@example.com",
               f"mobile: +8490{number}"]
+    if pager is not None:
+        lines.append(f"pager: {pager}")  # the user's short number in a group (ldap.groups)
     return "\n".join(lines) + "\n\n"
 
 

@@ -110,3 +110,33 @@ def test_a_server_certificate_from_an_unknown_ca_is_refused(slapd: Slapd, tmp_pa
     result = _sync(plan, tmp_path / "pbx.sqlite3", "--dry-run")
     assert result.returncode == 1
     assert "pbx ldap sync: LDAP ldaps://" in result.stderr and ADMIN_PASSWORD not in result.stderr
+
+
+def test_short_numbers_in_the_directory_keep_a_groups_members(tmp_path: Path) -> None:
+    with run_slapd(tmp_path / "slapd") as server:
+        server.ldif("".join(user_ldif(f"{3000 + i}", f"Tài xế {i}", "Sales", pager=f"70{i}") for i in range(5)))
+        plan = _dialplan(tmp_path, server.ldap_url, server.ca_file)
+        (tmp_path / "field.yaml").write_text("# kept by hand too\n799: {name: Dispatcher, mobile: \"0909000799\"}\n")
+        with plan.open("a") as out:
+            out.write("  groups: {field: pager}\ngroups:\n  field:\n    name: Field\n    members_file: field.yaml\n")
+        db = tmp_path / "pbx.sqlite3"
+        first = _sync(plan, db)
+        assert first.returncode == 0, first.stderr
+        field = read_dialplan(plan).dialplan.groups["field"]  # type: ignore[union-attr]
+        assert {s: (m.name, m.extension) for s, m in field.members.items()} == {
+            **{f"70{i}": (f"Tài xế {i}", f"{3000 + i}") for i in range(5)}, "799": ("Dispatcher", None)}
+        assert "# kept by hand too" in (tmp_path / "field.yaml").read_text()
+
+        server.ldif(f"dn: uid=u3001,{PEOPLE}\nchangetype: modify\nreplace: pager\npager: 711\n\n"
+                    f"dn: uid=u3002,{PEOPLE}\nchangetype: modify\nreplace: displayName\ndisplayName: Tài xế Hai\n\n"
+                    f"dn: uid=u3003,{PEOPLE}\nchangetype: modify\nreplace: pager\npager: 799\n", modify=True)
+        dry = _sync(plan, db, "--dry-run")
+        changes = [line for line in dry.stdout.splitlines() if not line.startswith(("dry run", "skip"))]
+        assert changes == ["update 3002: name 'Tài xế 2' -> 'Tài xế Hai'",
+                           "member field/711: Tài xế 1 (extension 3001), moved from 701",
+                           "member field/702: name 'Tài xế 2' -> 'Tài xế Hai'"]
+        assert "skip uid=u3003" in dry.stdout and "799 is Dispatcher's" in dry.stdout
+        assert _sync(plan, db).returncode == 0
+        field = read_dialplan(plan).dialplan.groups["field"]  # type: ignore[union-attr]
+        assert sorted(field.members) == ["700", "702", "703", "704", "711", "799"]
+        assert field.members["702"].name == "Tài xế Hai" and field.members["799"].name == "Dispatcher"

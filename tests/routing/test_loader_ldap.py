@@ -71,3 +71,28 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_each_problem_at_its_place(tmp_path: Path, section: str, expected: str) -> None:
     found = problems(tmp_path, BASE + "ldap:\n" + section)
     assert found == [expected], found
+
+
+def test_ldap_groups_name_groups_that_keep_a_members_file(tmp_path: Path) -> None:
+    groups = """\
+groups:
+  office:
+    members: {601: {name: An, extension: "1001"}}
+  field:
+    members_file: field.yaml
+"""
+    (tmp_path / "field.yaml").write_text("")
+    found = problems(tmp_path, BASE + groups + """\
+ldap:
+  url: ldap://dc
+  base_dn: dc=x
+  groups: {field: pager, office: pager, nowhere: ipPhone}
+""")
+    assert found == [
+        "14:26: ldap groups: group 'office' lists its members in the dialplan; give it a members_file for the "
+        "sync to keep",
+        "14:41: ldap groups: no short-number group 'nowhere' (groups: field, office)"]
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE + groups + "ldap:\n  url: ldap://dc\n  base_dn: dc=x\n  groups: {field: pager}\n")
+    ldap = load_dialplan(path).ldap
+    assert ldap is not None and dict(ldap.groups) == {"field": "pager"}

@@ -72,14 +72,31 @@ def copy_example(directory: Path) -> Path:
 
 @contextmanager
 def start_web(directory: Path, dialplan: Path | None = None,
-              listens: tuple[str, ...] = ("udp:127.0.0.1:0",)) -> Iterator[Web]:
+              listens: tuple[str, ...] = ("udp:127.0.0.1:0",), extra_args: tuple[str, ...] = ()) -> Iterator[Web]:
     directory.mkdir(parents=True, exist_ok=True)
     plan = dialplan or copy_example(directory / "dialplan")
     db_url = f"sqlite:///{directory / 'pbx.sqlite3'}"
-    with run_server(plan, db_url, list(listens), ("--http", "127.0.0.1:0")) as server:
+    with run_server(plan, db_url, list(listens), ("--http", "127.0.0.1:0", *extra_args)) as server:
         line = server.wait_lines("web console http", timeout=30)[0]
         password_line = server.wait_lines("one-time password", timeout=5)[0]
         base = _WEB.search(line)
         password = _PASSWORD.search(password_line)
         assert base is not None and password is not None
         yield Web(server, base.group(1), password.group(1), plan, db_url)
+
+
+ROLE_PASSWORD = "correct horse battery"
+
+
+def sessions_per_role(web: Web) -> dict[str, Session]:
+    """A logged-in session for each role: the admin, a branch admin and a
+    manager of ``sales``, and an employee at 1003 (sales); each user's
+    password is :data:`ROLE_PASSWORD`."""
+    admin = web.login("admin", web.admin_password)
+    for body in ({"username": "sales-admin", "role": "branch_admin", "departments": ["sales"]},
+                 {"username": "sales-manager", "role": "manager", "departments": ["sales"]},
+                 {"username": "chau", "role": "employee", "extension": "1003"}):
+        answer = admin.post("/api/users", json={**body, "password": ROLE_PASSWORD})
+        assert answer.status_code == 201, answer.text
+    return {"admin": admin, "branch_admin": web.login("sales-admin", ROLE_PASSWORD),
+            "manager": web.login("sales-manager", ROLE_PASSWORD), "employee": web.login("chau", ROLE_PASSWORD)}

@@ -12,18 +12,18 @@ CSRF token, as the browser sends them; without a session every endpoint is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.web.harness import Session, Web, start_web
+from tests.web.harness import ROLE_PASSWORD, Session, Web, sessions_per_role, start_web
 
 ROLES = ("admin", "branch_admin", "manager", "employee")
 A, B, M, E = ROLES
 EVERYONE = frozenset(ROLES)
-PASSWORD = "correct horse battery"
+PASSWORD = ROLE_PASSWORD
 
 
 def _new_sales(role: str) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def _new_accounting(role: str) -> dict[str, Any]:
     return {"number": f"18{ROLES.index(role)}1", "name": f"New {role}", "department": "accounting"}
 
 
-# (method, path, body or a function of the role, roles allowed)
-MATRIX: list[tuple[str, str, Any, frozenset[str]]] = [
+# (method, path or a function of the role, body or a function of the role, roles allowed)
+MATRIX: list[tuple[str, str | Callable[[str], str], Any, frozenset[str]]] = [
     ("GET", "/api/me", None, EVERYONE),
     ("GET", "/api/extensions", None, EVERYONE),
     ("GET", "/api/extensions/1003", None, EVERYONE),
@@ -72,46 +72,104 @@ MATRIX: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/webhooks", None, frozenset({A})),
     ("POST", "/api/webhooks", {"url": "http://127.0.0.1:9/hook"}, frozenset({A})),
     ("GET", "/api/audit", None, frozenset({A})),
+    # Account codes: the fixture makes #1 (sales), #2 and #3 (accounting)
+    # and #4 to #7 (sales), one per role to remove.
+    ("GET", "/api/codes", None, frozenset({A, B})),
+    ("POST", "/api/codes", lambda role: {"owner": f"Owner {role}", "class_of_service": "sales",
+                                         "department": "sales"}, frozenset({A, B})),
+    ("POST", "/api/codes", {"owner": "Kế toán", "class_of_service": "accounting", "department": "accounting"},
+     frozenset({A})),
+    # Sales carries no management rights: its branch admin cannot mint them.
+    ("POST", "/api/codes", {"owner": "Escalated", "class_of_service": "management", "department": "sales"},
+     frozenset({A})),
+    ("POST", "/api/codes", {"owner": "Nobody's", "class_of_service": "staff"}, frozenset({A})),
+    ("POST", "/api/codes/1/disable", None, frozenset({A, B})),
+    ("POST", "/api/codes/1/enable", None, frozenset({A, B})),
+    ("POST", "/api/codes/1/rotate", None, frozenset({A, B})),
+    ("POST", "/api/codes/2/disable", None, frozenset({A})),
+    ("POST", "/api/codes/2/rotate", None, frozenset({A})),
+    ("DELETE", lambda role: f"/api/codes/{4 + ROLES.index(role)}", None, frozenset({A, B})),
+    # The admin removes #3; the others try #2, an accounting code still there.
+    ("DELETE", lambda role: "/api/codes/3" if role == A else "/api/codes/2", None, frozenset({A})),
+    # Reports: everyone, each within their scope.
+    ("GET", "/api/reports?by=department&period=2026-12", None, EVERYONE),
+    ("GET", "/api/reports?by=code", None, EVERYONE),
+    ("GET", "/api/reports?extension=1003", None, EVERYONE),
+    ("GET", "/api/reports?extension=1004", None, frozenset({A, B, M})),
+    ("GET", "/api/reports?extension=1008", None, frozenset({A})),
+    ("GET", "/api/reports/traffic?period=2026-W51", None, EVERYONE),
+    ("GET", "/api/reports/traffic.svg", None, EVERYONE),
+    ("GET", "/api/budgets", None, frozenset({A, B, M})),
+    ("PUT", "/api/budgets/department/sales", {"amount": "31000000"}, frozenset({A})),
+    # Extensions' life and forwarding.
+    ("POST", "/api/extensions/1005/suspend", None, frozenset({A, B})),
+    ("POST", "/api/extensions/1005/resume", None, frozenset({A, B})),
+    ("POST", "/api/extensions/1008/suspend", None, frozenset({A})),
+    ("POST", "/api/extensions/1008/resume", None, frozenset({A})),
+    ("POST", "/api/extensions/1011/retire", None, frozenset({A})),
+    ("GET", "/api/extensions/1003/forwarding", None, EVERYONE),
+    ("GET", "/api/extensions/1008/forwarding", None, frozenset({A})),
+    ("PUT", "/api/extensions/1003/forwarding", {"busy": "1004"}, frozenset({A, B, E})),
+    ("PUT", "/api/extensions/1004/forwarding", {"no_answer": "1003", "dnd": False}, frozenset({A, B})),
+    ("PUT", "/api/extensions/1008/forwarding", {"dnd": False}, frozenset({A})),
+    ("GET", "/metrics", None, frozenset({A})),
 ]
+
+
+def _path(path: str | Callable[[str], str], role: str) -> str:
+    return path(role) if callable(path) else path
+
+
+def _label(index: int) -> str:
+    method, path, _, _ = MATRIX[index]
+    shown = path if isinstance(path, str) else f"{path(A)} (per role)"
+    repeated = index > 0 and [m[1] for m in MATRIX[:index]].count(path) > 0
+    return f"{method} {shown}" + (f" #{index}" if repeated else "")
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with start_web(tmp_path_factory.mktemp("web")) as running:
-        yield running
+    # One secret for the server and this test process's own checks.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PBX_ACCOUNT_CODE_KEY", "ab" * 32)
+        with start_web(tmp_path_factory.mktemp("web")) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")
 def sessions(web: Web) -> dict[str, Session]:
-    admin = web.login("admin", web.admin_password)
-    for body in ({"username": "sales-admin", "role": "branch_admin", "departments": ["sales"]},
-                 {"username": "sales-manager", "role": "manager", "departments": ["sales"]},
-                 {"username": "chau", "role": "employee", "extension": "1003"}):
-        answer = admin.post("/api/users", json={**body, "password": PASSWORD})
+    made = sessions_per_role(web)
+    admin = made[A]
+    for owner, department in (("Sales code", "sales"), ("Accounting code", "accounting"),
+                              ("Accounting code to remove", "accounting"),
+                              *((f"To remove {role}", "sales") for role in ROLES)):
+        answer = admin.post("/api/codes", json={"owner": owner, "class_of_service": "staff",
+                                                "department": department})
         assert answer.status_code == 201, answer.text
-    return {A: admin, B: web.login("sales-admin", PASSWORD), M: web.login("sales-manager", PASSWORD),
-            E: web.login("chau", PASSWORD)}
+    return made
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX,
-                         ids=[f"{m} {p}" + ("" if i == 0 or MATRIX[i - 1][1] != p else f" #{i}")
-                              for i, (m, p, _, _) in enumerate(MATRIX)])
-def test_each_role_against_each_endpoint(sessions: dict[str, Session], role: str, method: str, path: str,
-                                         body: Any, allowed: frozenset[str]) -> None:
+                         ids=[_label(i) for i in range(len(MATRIX))])
+def test_each_role_against_each_endpoint(sessions: dict[str, Session], role: str, method: str,
+                                         path: str | Callable[[str], str], body: Any,
+                                         allowed: frozenset[str]) -> None:
     payload = body(role) if callable(body) else body
-    answer = sessions[role].request(method, path, **({"json": payload} if payload is not None else {}))
+    answer = sessions[role].request(method, _path(path, role),
+                                    **({"json": payload} if payload is not None else {}))
     if role in allowed:
         assert 200 <= answer.status_code < 300, f"{role} {method} {path}: {answer.status_code} {answer.text}"
     else:
         assert answer.status_code == 403, f"{role} {method} {path}: {answer.status_code} {answer.text}"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX)
-def test_nothing_without_logging_in(web: Web, method: str, path: str, body: Any, allowed: frozenset[str]) -> None:
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX, ids=[_label(i) for i in range(len(MATRIX))])
+def test_nothing_without_logging_in(web: Web, method: str, path: str | Callable[[str], str], body: Any,
+                                    allowed: frozenset[str]) -> None:
     payload = body("admin") if callable(body) else body
     with web.client() as client:
-        answer = client.request(method, path, **({"json": payload} if payload is not None else {}))
+        answer = client.request(method, _path(path, "admin"), **({"json": payload} if payload is not None else {}))
     assert answer.status_code == 401, answer.text
 
 

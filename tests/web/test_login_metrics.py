@@ -18,6 +18,13 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def metrics_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """A server of its own: the lock-out test above blocks the admin's log-in on ``web``."""
+    with start_web(tmp_path_factory.mktemp("metrics")) as running:
+        yield running
+
+
 def test_guessing_a_password_is_locked_out_and_the_real_password_then_waits(web: Web) -> None:
     with web.client() as client:
         codes = [client.post("/api/login", json={"username": "admin", "password": f"guess-{i}"}).status_code
@@ -62,14 +69,16 @@ def _options(port: int) -> bytes:
             f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
 
 
-def test_metrics_count_sip_responses_and_health_says_ready(web: Web) -> None:
+def test_metrics_count_sip_responses_and_health_says_ready(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
     with web.client() as client:
         assert client.get("/healthz").text == "ok\n"
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"ready": True, "database": True, "sip_sockets": True}
 
         def responses_200() -> float:
-            text = client.get("/metrics").text
+            text = admin.get("/metrics").text
             found = re.search(r'^pbx_sip_responses_total\{code="200"\} (\S+)$', text, re.MULTILINE)
             return float(found.group(1)) if found else 0.0
 
@@ -80,8 +89,29 @@ def test_metrics_count_sip_responses_and_health_says_ready(web: Web) -> None:
                 udp.sendto(_options(web.server.udp_port), ("127.0.0.1", web.server.udp_port))
                 assert udp.recv(4096).startswith(b"SIP/2.0 200")
         assert responses_200() == before + 3
-        text = client.get("/metrics").text
+        text = admin.get("/metrics").text
         for name in ("pbx_registrations", "pbx_calls_in_progress", "pbx_calls_total", "pbx_sip_retransmissions_total",
                      "pbx_cdr_writer_queue", "pbx_cdr_commit_seconds_bucket", "pbx_lockout_blocks",
                      "pbx_lockouts_total"):
             assert re.search(rf"^{name}(\{{[^}}]*\}})? ", text, re.MULTILINE), name
+
+
+def test_metrics_need_an_admin_unless_opened_to_this_machine(metrics_web: Web,
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    web = metrics_web
+    with web.client() as client:
+        assert client.get("/metrics").status_code == 401
+    admin = web.login("admin", web.admin_password)
+    made = admin.post("/api/users", json={"username": "metrics-manager", "password": "metrics-manager-1",
+                                          "role": "manager", "departments": ["sales"]})
+    assert made.status_code == 201, made.text
+    assert web.login("metrics-manager", "metrics-manager-1").get("/metrics").status_code == 403
+    token = admin.post("/api/tokens", json={"name": "prometheus"}).json()["token"]
+    scraped = web.bearer(token).get("/metrics")
+    assert scraped.status_code == 200 and "pbx_registrations" in scraped.text
+    # Started to let a local scraper in: no token needed from 127.0.0.1.
+    with start_web(tmp_path_factory.mktemp("open"), extra_args=("--metrics-open-on-loopback",)) as opened, \
+            opened.client() as client:
+        answer = client.get("/metrics")
+        assert answer.status_code == 200 and "pbx_registrations" in answer.text
+        assert client.get("/api/extensions").status_code == 401  # only /metrics is opened

@@ -1,5 +1,6 @@
 """``/api/extensions``: list, show, create (the SIP password shown once),
-change, and a new SIP password.
+change, a new SIP password, suspend, resume and retire (as ``pbx ext``),
+and forwarding with do not disturb (as ``pbx ext forward``).
 
 Changes are written to the dialplan's files the way ``pbx group`` writes
 members files (:mod:`pbx.routing.extensions_file`: atomic, validated, put
@@ -9,18 +10,22 @@ digest HA1 values only; the password itself exists in the one response.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from pbx.routing.dialplan import Extension
+from pbx.calls.features import Settings
+from pbx.routing.dialplan import FORWARD_KINDS, FORWARD_TARGET, Extension
+from pbx.routing.feature_codes import ForwardKind
+from pbx.routing.rights import forward_refusal
+from pbx.store.features import FeatureStore, set_features
 from pbx.routing.extensions_file import ExtensionEdit, ExtensionEditError, edit_extensions
 from pbx.web.api.common import bad_request, plan_of, scope
-from pbx.web.auth import audit, context, require
+from pbx.web.auth import audit, context, now_utc, require
 from pbx.web.credentials import ha1_values, new_password
-from pbx.web.roles import Permission, Principal, may_write_department
+from pbx.web.roles import Permission, Principal, may_forward, may_write_department
 
 router = APIRouter(prefix="/api/extensions", tags=["extensions"])
 
@@ -40,6 +45,17 @@ class ExtensionChange(BaseModel):
     department: str | None = Field(default=None, min_length=1, max_length=32)
     email: str | None = Field(default=None, max_length=254)
     mobile: str | None = Field(default=None, max_length=21)
+
+
+class ForwardingChange(BaseModel):
+    """Forwards to set: a number turns one on, null turns it off, a key
+    left out keeps it as it is."""
+
+    always: str | None = Field(default=None, pattern=FORWARD_TARGET.pattern)
+    busy: str | None = Field(default=None, pattern=FORWARD_TARGET.pattern)
+    no_answer: str | None = Field(default=None, pattern=FORWARD_TARGET.pattern)
+    unreachable: str | None = Field(default=None, pattern=FORWARD_TARGET.pattern)
+    dnd: bool | None = None
 
 
 def view(extension: Extension) -> dict[str, Any]:
@@ -127,3 +143,83 @@ async def new_sip_password(number: str, request: Request,
                                                               "ha1_sha256": sha256}))
     await audit(request, principal, "extension.password", number)
     return {"number": number, "sip_password": password, "domain": plan.domain}
+
+
+def _writable(request: Request, principal: Principal, number: str) -> Extension:
+    extension = _visible(request, principal, number)
+    if not may_write_department(principal, extension.department):
+        raise HTTPException(status_code=403, detail=f"you may not change extensions of {extension.department}")
+    return extension
+
+
+Lifecycle = Literal["suspend", "resume", "retire"]
+_STATUS: dict[str, str | None] = {"suspend": "suspended", "resume": None, "retire": "retired"}
+
+
+async def _lifecycle(request: Request, principal: Principal, number: str, action: Lifecycle) -> dict[str, Any]:
+    # The status key goes into the file that defines the extension; the
+    # reload drops a suspended or retired extension's registrations at once.
+    extension = _writable(request, principal, number)
+    await _edit(request, ExtensionEdit(number=number, values={"status": _STATUS[action]}))
+    await audit(request, principal, f"extension.{action}", number)
+    return view(plan_of(request).extensions.get(number) or extension)
+
+
+@router.post("/{number}/suspend")
+async def suspend_extension(number: str, request: Request,
+                            principal: Principal = Depends(require(Permission.EXTENSIONS_WRITE))) -> dict[str, Any]:
+    """Stop it registering and calling for now (calls to it: 480)."""
+    return await _lifecycle(request, principal, number, "suspend")
+
+
+@router.post("/{number}/resume")
+async def resume_extension(number: str, request: Request,
+                           principal: Principal = Depends(require(Permission.EXTENSIONS_WRITE))) -> dict[str, Any]:
+    """Make a suspended or retired extension active again."""
+    return await _lifecycle(request, principal, number, "resume")
+
+
+@router.post("/{number}/retire")
+async def retire_extension(number: str, request: Request,
+                           principal: Principal = Depends(require(Permission.EXTENSIONS_WRITE))) -> dict[str, Any]:
+    """Take it out of use for good (calls to it: 404); its CDRs stay."""
+    return await _lifecycle(request, principal, number, "retire")
+
+
+def _forwarding_view(number: str, settings: Settings) -> dict[str, Any]:
+    return {"number": number, "dnd": settings.dnd,
+            **{kind: getattr(settings.forward, kind) for kind in FORWARD_KINDS}}
+
+
+@router.get("/{number}/forwarding")
+async def show_forwarding(number: str, request: Request,
+                          principal: Principal = Depends(require(Permission.EXTENSIONS_READ))) -> dict[str, Any]:
+    extension = _visible(request, principal, number)
+    found = await run_in_threadpool(FeatureStore(context(request).engine).get, number)
+    settings = Settings(dnd=extension.dnd, forward=extension.forward) if found is None else Settings(
+        dnd=found.dnd, forward=found.forward)
+    return _forwarding_view(number, settings)
+
+
+@router.put("/{number}/forwarding")
+async def set_forwarding(number: str, change: ForwardingChange, request: Request,
+                         principal: Principal = Depends(require(Permission.FORWARDING_WRITE))) -> dict[str, Any]:
+    """Set forwards and do not disturb; running servers take it up within
+    about 5 s (they read the store), as for ``pbx ext forward``."""
+    extension = _visible(request, principal, number)
+    if not may_forward(principal, number, extension.department):
+        raise HTTPException(status_code=403, detail=f"you may not set {number}'s forwarding")
+    given = change.model_dump(exclude_unset=True)
+    forwards: dict[ForwardKind, str | None] = {}
+    for kind in ("always", "busy", "no_answer", "unreachable"):
+        if kind in given:
+            target = given[kind]
+            if target is not None and (refusal := forward_refusal(plan_of(request), extension, target,
+                                                                   now_utc(context(request)))) is not None:
+                raise bad_request(refusal)
+            forwards[kind] = target
+    dnd = given.get("dnd")
+    settings = await run_in_threadpool(set_features, context(request).engine, extension, forwards, dnd,
+                                     context(request).clock())
+    await audit(request, principal, "extension.forwarding", number, {k: v for k, v in given.items()})
+    return _forwarding_view(number, settings)
