@@ -133,6 +133,9 @@ def dialplan_yaml(
         lines.append(f"  {_quote(user.extension)}:")
         lines.append(f"    name: {_quote('User ' + user.extension)}")
         lines.append(f"    department: {DEPARTMENT_KEY}")
+        # A SIPp UAS stands for one extension taking every call of a load
+        # run: no call-waiting limit (max_calls, default 2).
+        lines.append("    max_calls: 100000")
         if credentials == "password":
             lines.append(f"    password: {_quote(user.password)}")
         else:

@@ -75,8 +75,10 @@ def dialplan_text(extensions: list[str] | None = None) -> str:
         "  load: {name: Load}",
         "extensions:",
     ]
+    # The callee is one SIPp UAS taking every call: no call-waiting limit.
     for extension in extensions or [CALLEE, *CALLERS]:
-        lines.append(f'  "{extension}": {{name: Load {extension}, department: load, password: {password(extension)}}}')
+        lines.append(f'  "{extension}": {{name: Load {extension}, department: load, password: {password(extension)},'
+                     ' max_calls: 100000}')
     return "\n".join(lines) + "\n"
 
 
