@@ -66,6 +66,7 @@ from pbx.trunks.outbound import TrunkDialling
 
 if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
+    from pbx.calls.hold import MusicOnHold
     from pbx.calls.controller import CallController
     from pbx.calls.transfer import CallTransfer
 
@@ -222,6 +223,8 @@ class Call:
     """The rung extension's busy and no-answer forwards (pbx.calls.features)."""
     forwards: int = 0
     """Forwards followed so far (bounded by the plan's forward_limit)."""
+    music: MusicOnHold | None = None
+    """Music on hold, once a side put the other on hold (pbx.calls.hold)."""
 
     # ------------------------------------------------------------ identity
 
@@ -334,6 +337,8 @@ class Call:
             self.a = previous.session
         self.winner = leg
         self.destination = target
+        if self.music is not None:
+            self.music.stop()  # the transferee was re-INVITEd to the target
         presence = self.controller.presence
         self.on_call = presence.release(self.on_call)
         for number in (self.party(Side.A), self.party(Side.B)):
@@ -876,6 +881,8 @@ class Call:
         if self.media is not None:
             self.media.close()
             self.media = None
+        if self.music is not None:
+            self.music.stop()
         transfer = self.transferring
         if transfer is not None:
             # The call ends while a transfer rings or is being bridged: its

@@ -78,6 +78,8 @@ class Department:
     """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
     account_codes: AccountCodeMode | None = None
     """When its extensions are asked for an account code; None: the company default."""
+    music_on_hold: str | None = None
+    """The WAV file its callers on hold hear; None: the plan's (``media.music_on_hold``)."""
 
 
 FORWARD_TARGET: Final = re.compile(r"\+?[0-9]{2,20}")
@@ -556,6 +558,16 @@ class Dialplan:
             if found is not None:
                 return found
         return self.media.language
+
+    def music_on_hold(self, *people: Extension | None) -> str | None:
+        """The music a party on hold hears: the first of ``people`` (the
+        holder, then the held) whose department has its own, else the
+        plan's; None: the shipped tune."""
+        for person in people:
+            department = self.departments.get(person.department) if person is not None else None
+            if department is not None and department.music_on_hold is not None:
+                return department.music_on_hold
+        return self.media.music_on_hold
 
     def account_code_mode(self, person: Extension) -> tuple[AccountCodeMode, str]:
         """When ``person`` is asked for an account code, and the rule that says so."""

@@ -162,6 +162,13 @@ def check_media(plan: Merged, root: Place, report: Report) -> None:
         report(plan.value_place(("media", "prompt_dir"), root),
                f"prompt_dir {directory!r} is not a directory (relative paths are from where the PBX runs)",
                "warning")
+    music_paths: list[DataPath] = [("media", "music_on_hold")]
+    music_paths += [("departments", key, "music_on_hold") for key, _ in entries_of(plan, "departments")]
+    for path in music_paths:
+        music = value_at(plan, path)
+        if isinstance(music, str) and plan.valid(path) and not Path(music).is_file():
+            report(plan.value_place(path, root), f"music_on_hold {music!r} is not a file (relative paths are from"
+                   " where the PBX runs); the shipped music plays instead", "warning")
 
 
 CHECKS: Final = (check_menus, check_menu_numbers, check_media)
@@ -176,7 +183,7 @@ def build_media(plan: Merged) -> MediaSettings:
     if "rtp_ports" in data:
         first, _, last = str(data["rtp_ports"]).partition("-")
         fields["rtp_first"], fields["rtp_last"] = int(first), int(last)
-    for key in ("language", "tones", "prompt_dir"):
+    for key in ("language", "tones", "prompt_dir", "music_on_hold"):
         if key in data:
             fields[key] = str(data[key])
     if "announce_refusals" in data:
