@@ -559,14 +559,16 @@ class Dialplan:
                 return found
         return self.media.language
 
-    def music_on_hold(self, *people: Extension | None) -> str | None:
-        """The music a party on hold hears: the first of ``people`` (the
-        holder, then the held) whose department has its own, else the
-        plan's; None: the shipped tune."""
-        for person in people:
-            department = self.departments.get(person.department) if person is not None else None
-            if department is not None and department.music_on_hold is not None:
-                return department.music_on_hold
+    def music_on_hold(self, *people: Extension | None, department: str | None = None) -> str | None:
+        """The music a party on hold hears: ``department``'s (a hunt
+        group's), else that of the first of ``people`` (the holder, then
+        the held) whose department has its own, else the plan's; None: the
+        shipped tune."""
+        keys = [department, *(person.department for person in people if person is not None)]
+        for key in keys:
+            found = self.departments.get(key) if key is not None else None
+            if found is not None and found.music_on_hold is not None:
+                return found.music_on_hold
         return self.media.music_on_hold
 
     def account_code_mode(self, person: Extension) -> tuple[AccountCodeMode, str]:
