@@ -850,7 +850,6 @@ class Call:
                     self.on_event(session, event, now)
         if self.queued is not None and now >= self.queued.deadline():
             self.controller.queue_due(self, now)
-            return
         if self.ring_due is not None and now >= self.ring_due and self.state is CallState.RINGING:
             self.ring_due = None
             if self.fork is not None:

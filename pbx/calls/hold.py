@@ -243,12 +243,18 @@ def _answer_holder(call: Call, session: InviteSession, event: RequestIn, now: fl
     answer = inactive_answer(request.body, session.sdp_sent)
     if answer is None:
         return False
-    settings = call.controller.settings
-    headers, interval = answer_timer_headers(request, session_expires=settings.session_expires,
-                                             floor=settings.min_se)
-    session.answer(event.key, request, 200, headers=[SDP_TYPE, *headers], body=answer)
-    call.watch(interval, now)
+    _answer(call, session, event, answer, now)
     return True
+
+
+def _answer(call: Call, session: InviteSession, event: RequestIn, body: bytes, now: float) -> None:
+    """Our own 2xx to an offer (with our session timer: the call's expiry
+    watch re-armed by it, as by a relayed refresh)."""
+    settings = call.controller.settings
+    headers, interval = answer_timer_headers(event.request, session_expires=settings.session_expires,
+                                             floor=settings.min_se)
+    session.answer(event.key, event.request, 200, headers=[SDP_TYPE, *headers], body=body)
+    call.watch(interval, now)
 
 
 def _start(call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> bool:
@@ -317,11 +323,7 @@ def _answer_held(call: Call, held: MusicOnHold, session: InviteSession, event: R
         session.answer(event.key, request, 488, headers=[("warning", f'399 {call.controller.plan.domain}'
                                                                      f' "{str(err)[:200]}"')])
         return True
-    settings = call.controller.settings
-    headers, interval = answer_timer_headers(request, session_expires=settings.session_expires,
-                                             floor=settings.min_se)
-    session.answer(event.key, request, 200, headers=[SDP_TYPE, *headers], body=sdp)
-    call.watch(interval, now)
+    _answer(call, session, event, sdp, now)
     return True
 
 

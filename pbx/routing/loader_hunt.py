@@ -19,16 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from pathlib import Path
-
-from pbx.ivr.phrases import PHRASES
 from pbx.routing.calendars import Schedule
 from pbx.routing.classes import INTERNAL
 from pbx.routing.hunt_groups import (CONDITIONS, DEFAULT_MAX_LENGTH, DEFAULT_MAX_WAIT, DEFAULT_MEMBER_SECONDS,
                                      DEFAULT_TOTAL_SECONDS, LOGIN_CODE, LOGOUT_CODE, Condition, Destination,
                                      HuntGroup, HuntMember, Overflow, QueueSettings, Strategy)
 from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, entries_of,
-                                       plan_entries, section_of, suggest, value_at)
+                                       plan_entries, section_of, suggest)
+from pbx.routing.loader_ivr import check_prompt
 
 SECTION_NOUNS: Final = {"hunt_groups": "hunt group"}
 KINDS: Final = ("extension", "hunt_group", "number", "ivr", "announcement")
@@ -126,23 +124,13 @@ def _check_destination(plan: Merged, path: DataPath, owner: str, destination: di
         return
     check_reference(plan, (*path, "hunt_group"), groups, "hunt group", owner, root, report)
     check_reference(plan, (*path, "ivr"), section_of(plan, "ivr_menus"), "IVR menu", owner, root, report)
-    announcement = destination.get("announcement")
-    if isinstance(announcement, str) and plan.valid((*path, "announcement")) and announcement not in PHRASES \
-            and not _own_prompt(plan, announcement):
-        report(plan.value_place((*path, "announcement"), root),
-               f"{owner}: no prompt {announcement!r} ships with the PBX; put your recording in media.prompt_dir"
-               f" (<dir>/<language>/{announcement}.wav)" + suggest(announcement, PHRASES), "warning")
+    check_prompt(plan, (*path, "announcement"), owner, root, report)
     target = destination.get("extension")
     if target is not None and str(target) not in extensions and plan.complete:
         report(plan.value_place((*path, "extension"), root),
                f"{owner} names unknown extension {str(target)!r}" + suggest(str(target), extensions))
     if destination.get("hunt_group") == number:
         report(plan.value_place((*path, "hunt_group"), root), f"{owner} overflows to the group itself")
-
-
-def _own_prompt(plan: Merged, name: str) -> bool:
-    directory = value_at(plan, ("media", "prompt_dir"))
-    return isinstance(directory, str) and any(Path(directory).glob(f"*/{name}.wav"))
 
 
 def _check_queue(plan: Merged, path: DataPath, entry: dict[str, Any], owner: str, root: Place,

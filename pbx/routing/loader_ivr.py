@@ -63,12 +63,17 @@ def check_menus(plan: Merged, root: Place, report: Report) -> None:
             report(plan.value_place((*path, "closed"), root), f"{owner}: its closed-hours menus lead back to it")
         for where, target in _destinations(key, entry):
             _check_destination(plan, where, target, entry, owner, extensions, menus, root, report)
-        greeting = entry.get("greeting")
-        if isinstance(greeting, str) and plan.valid((*path, "greeting")) and greeting not in PHRASES \
-                and not _own_prompt(plan, greeting):
-            report(plan.value_place((*path, "greeting"), root),
-                   f"{owner}: no prompt {greeting!r} ships with the PBX; put your recording in media.prompt_dir"
-                   f" (<dir>/<language>/{greeting}.wav)" + suggest(greeting, PHRASES), "warning")
+        check_prompt(plan, (*path, "greeting"), owner, root, report)
+
+
+def check_prompt(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
+    """Warn when the prompt named at ``path`` neither ships nor is in the
+    administrator's ``media.prompt_dir``."""
+    name = value_at(plan, path)
+    if isinstance(name, str) and plan.valid(path) and name not in PHRASES and not _own_prompt(plan, name):
+        report(plan.value_place(path, root),
+               f"{owner}: no prompt {name!r} ships with the PBX; put your recording in media.prompt_dir"
+               f" (<dir>/<language>/{name}.wav)" + suggest(name, PHRASES), "warning")
 
 
 def _closed_loop(menus: dict[str, Any], start: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import DOMAIN, Pbx
+from .harness import DOMAIN, Pbx, dial, register_phone
 from .phone import Phone, PhoneFactory
 from .prompt_match import heard_prompt, recorded
 
@@ -29,14 +29,7 @@ def dialplan() -> str:
 
 
 def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
-    phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
-    assert state["code"] == 200, state
-    return phone
-
-
-def dial(phone: Phone, number: str, pbx: Pbx) -> int:
-    return phone.call(f"sip:{number}@{pbx.registrar()};transport=udp", transport="udp")
+    return register_phone(phones, pbx, number, PASSWORDS[number], **options)
 
 
 def answered_by(pbx: Pbx, caller: Phone, callee: Phone) -> None:

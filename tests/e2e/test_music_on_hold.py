@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import DOMAIN, Pbx
+from .harness import DOMAIN, Pbx, register_phone
 from .phone import Phone, PhoneFactory, wav_rms, write_tone_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -29,10 +29,7 @@ def dialplan() -> str:
 
 
 def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
-    phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
-    assert state["code"] == 200, state
-    return phone
+    return register_phone(phones, pbx, number, PASSWORDS[number], **options)
 
 
 def heard(phone: Phone, call: int, path: Path, seconds: float) -> float:
