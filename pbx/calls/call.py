@@ -32,6 +32,7 @@ import structlog
 from pbx.calls.features import ForwardOnFail
 from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
+from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls import transfer as transfers
 from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
@@ -66,6 +67,8 @@ from pbx.trunks.outbound import TrunkDialling
 
 if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
+    from pbx.calls.hold import MusicOnHold
+    from pbx.calls.hunt_queue import Waiting
     from pbx.calls.controller import CallController
     from pbx.calls.transfer import CallTransfer
 
@@ -222,6 +225,10 @@ class Call:
     """The rung extension's busy and no-answer forwards (pbx.calls.features)."""
     forwards: int = 0
     """Forwards followed so far (bounded by the plan's forward_limit)."""
+    music: MusicOnHold | None = None
+    """Music on hold, once a side put the other on hold (pbx.calls.hold)."""
+    queued: Waiting | None = None
+    """The caller's place in a hunt group's queue while it waits there."""
 
     # ------------------------------------------------------------ identity
 
@@ -334,6 +341,8 @@ class Call:
             self.a = previous.session
         self.winner = leg
         self.destination = target
+        if self.music is not None:
+            self.music.stop()  # the transferee was re-INVITEd to the target
         presence = self.controller.presence
         self.on_call = presence.release(self.on_call)
         for number in (self.party(Side.A), self.party(Side.B)):
@@ -555,16 +564,28 @@ class Call:
                 media.ringback(self.controller.plan.media.tones)
                 self._ring(action, now)
             case End():
-                self._transfer_failed(Outcome(action.status, action.disposition, action.reason, action.side))
-            case AnswerMenu() | AskCode():
+                self._transfer_failed(Outcome(action.status, action.disposition, action.reason, action.side),
+                                      phrase=action.announcement)
+            case AnswerMenu():
+                # A queue overflowing to a menu: the caller is answered
+                # already, the menu runs on the same media.
+                self.language = action.language
+                self.destination = f"menu:{action.menu.key}"
+                if self.answered_at is None:
+                    self.answered_at, self.answered_monotonic = self.controller.wall(), now
+                    self.controller.recorder.call_answered(self)
+                media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
+                               self._menu_path)
+            case AskCode():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
             case Overflowing():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))
             case _:
                 assert_never(action)
 
-    def _transfer_failed(self, result: Outcome) -> None:
-        """Nobody took the transfer: say so, then hang up."""
+    def _transfer_failed(self, result: Outcome, phrase: str | None = None) -> None:
+        """Nobody took the transfer: say so (``phrase``, else the words
+        for its status), then hang up."""
         media = self.media
         if media is None:
             return
@@ -572,7 +593,7 @@ class Call:
         self.unanswered = result.disposition
         log.info("menu_transfer_failed", call_id=self.a_call_id, uuid=self.uuid, status=result.status,
                  reason=result.reason)
-        media.announce(PHRASE_FOR_STATUS.get(result.status, "not_available"), self.language,
+        media.announce(phrase or PHRASE_FOR_STATUS.get(result.status, "not_available"), self.language,
                        lambda: self.end_by_pbx(f"transfer_{result.reason}", self.controller.now, status=200))
 
     def _transfer_answered(self, leg: Leg, response: Response, now: float) -> None:
@@ -719,6 +740,9 @@ class Call:
         if not fork.on_answered(leg):
             return  # lost the race: the fork ACKed and BYEd it, as a 2xx cannot be refused
         if self.local:
+            if self.queued is not None:
+                self.controller.dequeue(self)
+            self._hunt_answered(leg)
             self._transfer_answered(leg, response, now)
             return
         self.winner = leg
@@ -726,11 +750,7 @@ class Call:
             self._member_answered(self.member, leg)
         if leg.target is not None and leg.trunk is None:
             self.on_call = self.controller.presence.hold(self.on_call, leg.target)
-        if self.hunt is not None:
-            self.hunt_group = self.hunt.group.number
-            self.answered_by = leg.member
-            self.destination = leg.target or self.destination
-            self.controller.hunt_answered(self)
+        self._hunt_answered(leg)
         self.state = CallState.ANSWERED
         self.answered_at = self.controller.wall()
         self.ring_due = None
@@ -741,6 +761,13 @@ class Call:
                  session_interval=interval)
         self.answered_monotonic = now
         self.watch(interval, now)
+
+    def _hunt_answered(self, leg: Leg) -> None:
+        if self.hunt is not None:
+            self.hunt_group = self.hunt.group.number
+            self.answered_by = leg.member
+            self.destination = leg.target or self.destination
+            self.controller.hunt_answered(self)
 
     def _member_answered(self, member: MemberCall, leg: Leg) -> None:
         """Record which of the member's numbers took the call."""
@@ -810,7 +837,8 @@ class Call:
         for other in (self.watch_due, self.a.deadline(),
                       self.transferring.deadline() if self.transferring is not None else None,
                       self.fork.deadline() if self.fork is not None and self.state is CallState.RINGING else None,
-                      self.winner.session.deadline() if self.winner is not None else None):
+                      self.winner.session.deadline() if self.winner is not None else None,
+                      self.queued.deadline() if self.queued is not None else None):
             if other is not None and (due is None or other < due):
                 due = other
         return due
@@ -820,11 +848,13 @@ class Call:
             if session is not None and (due := session.deadline()) is not None and now >= due:
                 for event in session.on_timer(now):
                     self.on_event(session, event, now)
+        if self.queued is not None and now >= self.queued.deadline():
+            self.controller.queue_due(self, now)
         if self.ring_due is not None and now >= self.ring_due and self.state is CallState.RINGING:
             self.ring_due = None
             if self.fork is not None:
                 self.fork.stop([])
-            if self._overflowed("no_answer") or self._forwarded("no_answer"):
+            if self._back_to_queue() or self._overflowed("no_answer") or self._forwarded("no_answer"):
                 return
             if self.local:
                 self._transfer_failed(Outcome(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX))
@@ -876,6 +906,10 @@ class Call:
         if self.media is not None:
             self.media.close()
             self.media = None
+        if self.music is not None:
+            self.music.stop()
+        if self.queued is not None:
+            self.controller.dequeue(self)
         transfer = self.transferring
         if transfer is not None:
             # The call ends while a transfer rings or is being bridged: its
@@ -890,6 +924,8 @@ class Call:
         self.cost = self._cost(self.ended_at)
         # Its budget reservation goes too, and its cost counts.
         self.controller.budgets.settle(self.uuid, self.cost or 0)
+        # A member it kept busy may be free now for a caller in a queue.
+        self.controller.serve_queues()
 
     def _cost(self, ended_at: float) -> int | None:
         """What the call cost: priced only when a leg through a trunk
@@ -905,10 +941,48 @@ class Call:
         """A hunt group's call not answered: sent on to the group's
         destination for ``condition``, if it names one."""
         hunt = self.hunt
-        if hunt is None or hunt.group.overflow.get(condition) is None or self.state is not CallState.RINGING:
+        if hunt is None or self.state is not CallState.RINGING or (
+                hunt.group.overflow.get(condition) is None and not hunt.group.queues_on(condition)):
             return False
         self.controller.overflow(self, hunt.group, condition, hunt.call_class)
         return True
+
+    def _back_to_queue(self) -> bool:
+        """The member rung for a caller waiting in a queue did not answer:
+        the caller waits on, in its place."""
+        if self.queued is None:
+            return False
+        if self.fork is not None:
+            self.fork.stop([])
+        self.state, self.ring_due = CallState.LOCAL, None
+        self.controller.queue_not_answered(self)
+        return True
+
+    def wait_in_queue(self, entry: Waiting, music: str | None, now: float) -> bool:
+        """Answer the caller (unless the PBX did already) to wait in a hunt
+        group's queue: its place said, then music. False when it cannot be
+        answered (the call has ended)."""
+        if self.fork is not None and self.state is CallState.RINGING:
+            self.fork.stop([])
+        self.ring_due = None
+        self.language = self.controller.plan.language_for(self.caller)
+        media = self.media if self.local else self._answer_locally()
+        if media is None:
+            return False
+        self.state, self.queued = CallState.LOCAL, entry
+        queues = self.controller.queues
+        media.music(music, language=self.language,
+                    announce=lambda: position_phrase(queues.position(entry) or 1),
+                    every=float(entry.settings.announce_position_every))
+        if self.answered_monotonic is None:
+            self.watch(None, now)  # the maximum duration, from now
+        return True
+
+    def ring_from_queue(self, action: Ring, now: float) -> None:
+        """Ring a member for the caller waiting in a queue; the music goes on
+        till one answers (:meth:`_transfer_answered` then moves the caller's
+        media to the member)."""
+        self._ring(action, now)
 
     def _forwarded(self, condition: Literal["busy", "no_answer"]) -> bool:
         """The rung extension did not take the call: sent on to its forward
@@ -926,7 +1000,9 @@ class Call:
     def fail(self, result: Outcome) -> None:
         """Every leg failed: tell the caller the fork's one outcome (a hunt
         group: overflow first, busy when every member said busy; a caller the
-        menu transferred hears it said)."""
+        menu transferred hears it said; a caller in a queue waits on)."""
+        if self._back_to_queue():
+            return
         if self._overflowed("busy" if result.disposition is Disposition.BUSY else "no_answer"):
             return
         if result.disposition in (Disposition.BUSY, Disposition.NO_ANSWER) and self._forwarded(

@@ -33,6 +33,7 @@ from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
+from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
@@ -52,7 +53,8 @@ from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
 from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring,
-                                RingMember, ToTrunk, decide, decide_menu_destination, overflow_decision)
+                                RingMember, ToTrunk, decide, decide_menu_destination, overflow_decision,
+                                queue_hunt)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.sip import session_timer
@@ -188,6 +190,9 @@ class CallController:
         self.codes: CodeChecker | None = None
         """Where account codes are looked up; None: calls that need one are refused."""
         self.account_codes = AccountCodes(self)
+        self.queues = HuntQueues()
+        """Callers waiting in hunt group queues: this node's, in memory only."""
+        self._queued: dict[str, Call] = {}
         self.budgets = BudgetLedger()
         """Spend and reservations against budgets; the edge gives it a
         listener that keeps the store and sends alerts."""
@@ -657,21 +662,135 @@ class CallController:
 
     # ------------------------------------------------------------ hunt groups
 
-    def overflow(self, call: Call, group: HuntGroup, condition: Condition, call_class: str) -> None:
-        """Send ``call`` on to ``group``'s destination for ``condition``, or
-        tell the caller when the group names none."""
+    def overflow(self, call: Call, group: HuntGroup, condition: Condition, call_class: str, *,
+                 queue: bool = True) -> None:
+        """Queue ``call`` if ``group`` queues on ``condition`` (and
+        ``queue``) and its queue has room; else send it on to the group's
+        destination for ``condition``, or tell the caller (an announcement
+        destination says what to)."""
+        if queue and call.queued is None and group.queues_on(condition) and self.enqueue(
+                call, group, condition, call_class):
+            return
         call.overflows += 1
-        decision = overflow_decision(self.plan, group, condition, self._at(), call_class) \
-            if call.overflows <= MAX_OVERFLOWS else None
+        within = call.overflows <= MAX_OVERFLOWS
+        decision = overflow_decision(self.plan, group, condition, self._at(), call_class, self.hours) \
+            if within else None
+        destination = group.overflow.get(condition) if within else None
         log.info("hunt_overflow", call_id=call.a_call_id, uuid=call.uuid, group=group.number, condition=condition,
-                 destination=None if decision is None else decision.rule)
+                 destination=None if destination is None else destination.what)
         if decision is None:
             status, disposition = {
                 "busy": (486, Disposition.BUSY), "no_answer": (480, Disposition.NO_ANSWER),
             }.get(condition, (480, Disposition.UNAVAILABLE))
-            call.run(End(status=status, disposition=disposition, reason=f"hunt_{condition}"), self.now)
+            end = End(status=status, disposition=disposition, reason=f"hunt_{condition}",
+                      announcement=destination.announcement if destination is not None else None,
+                      language=self.plan.language_for(call.caller))
+            self._go_on(call, end, group.rule)
             return
-        call.run(self._plan(call, decision), self.now)
+        self._go_on(call, self._plan(call, decision), decision.rule)
+
+    def _go_on(self, call: Call, action: Action, rule: str) -> None:
+        """Run ``action`` for ``call``: placed from the PBX's own media when
+        the PBX answered the caller (a queue, a menu's transfer), else as a
+        new call's."""
+        if call.local:
+            call.state = CallState.LOCAL
+            call.transfer(action, rule, self.now)
+        else:
+            call.run(action, self.now)
+
+    # ------------------------------------------------------------ queues
+
+    def enqueue(self, call: Call, group: HuntGroup, condition: Condition, call_class: str) -> bool:
+        """Put ``call`` in ``group``'s queue: answered, told its place, music.
+        False when the queue is full (the group overflows instead)."""
+        settings = group.queue
+        assert settings is not None
+        entry = self.queues.join(group.number, call.uuid, condition, settings, call_class, self.now)
+        if entry is None:
+            log.info("hunt_queue_full", call_id=call.a_call_id, uuid=call.uuid, group=group.number,
+                     max_length=settings.max_length)
+            return False
+        music = self.plan.music_on_hold(department=group.department)
+        if not call.wait_in_queue(entry, music, self.now):
+            self.queues.leave(entry)
+            return True  # it could not be answered, and has ended
+        self._queued[call.uuid] = call
+        log.info("hunt_queued", call_id=call.a_call_id, uuid=call.uuid, group=group.number, condition=condition,
+                 position=self.queues.position(entry), max_wait=settings.max_wait)
+        return True
+
+    def dequeue(self, call: Call) -> None:
+        entry = call.queued
+        if entry is not None:
+            self.queues.leave(entry)
+            call.queued = None
+        self._queued.pop(call.uuid, None)
+
+    def serve_queues(self) -> None:
+        """Offer members who are free now to the callers waiting, in each
+        queue first come first served (a member ringing or on a call is not
+        free)."""
+        if not self._queued:
+            return
+        for number in self.queues.groups():
+            self._serve(number)
+
+    def _serve(self, number: str) -> None:
+        group = self.plan.hunt_groups.get(number)
+        for entry in self.queues.waiting(number):
+            call = self._queued.get(entry.key)
+            if call is None or call.state is not CallState.LOCAL:
+                continue
+            if group is None:
+                return  # the group left the plan: its callers overflow at their max_wait
+            decision = queue_hunt(self.plan, replace(group, skip_busy=True), self._at(), entry.call_class)
+            if isinstance(decision, Reject):
+                return
+            wall = self.wall()
+            hunting = Hunting(view=self.hunts, busy=self._engaged, rng=self.rng, day=self._day(wall))
+            caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
+                            from_trunk=call.trunk)
+            action = plan_call(decision, caller, self.plan, lambda n: self.bindings.current(n, wall),
+                               call.a_call_id, hunting)
+            if not isinstance(action, RingTargets):
+                return  # nobody free: nobody for the callers behind it either
+            self.queues.ringing(entry)
+            log.info("hunt_queue_ringing", call_id=call.a_call_id, uuid=call.uuid, group=number,
+                     waited=round(self.now - entry.joined, 3), order=list(action.hunt.order) if action.hunt else [])
+            self._on_behalf(call, lambda: call.ring_from_queue(action, self.now))
+
+    def _engaged(self, extension: str) -> bool:
+        return self.presence.busy(extension) or self.presence.ringing(extension) > 0
+
+    def queue_not_answered(self, call: Call) -> None:
+        entry = call.queued
+        if entry is not None:
+            self.queues.not_answered(entry, self.now)
+            log.info("hunt_queue_not_answered", call_id=call.a_call_id, uuid=call.uuid, group=entry.group,
+                     position=self.queues.position(entry))
+
+    def queue_due(self, call: Call, now: float) -> None:
+        """A queued caller's timer: its longest wait is over (the group
+        overflows), or it is time to offer it a member again."""
+        entry = call.queued
+        assert entry is not None
+        if now < entry.expires:
+            self.queues.retried(entry, now)
+            self._serve(entry.group)
+            return
+        self.dequeue(call)
+        if call.fork is not None and call.state is CallState.RINGING:
+            call.fork.stop([])
+        call.state, call.ring_due = CallState.LOCAL, None
+        log.info("hunt_queue_timeout", call_id=call.a_call_id, uuid=call.uuid, group=entry.group,
+                 waited=round(now - entry.joined, 3))
+        group = self.plan.hunt_groups.get(entry.group)
+        if group is None:
+            self._go_on(call, End(status=480, disposition=Disposition.UNAVAILABLE, reason="hunt_group_gone"),
+                        "hunt_groups")
+            return
+        self.overflow(call, group, entry.condition, entry.call_class, queue=False)
 
     def _day(self, wall: float) -> str:
         return datetime.fromtimestamp(wall, self.plan.timezone).date().isoformat()
@@ -688,9 +807,10 @@ class CallController:
             self.hunts.ended(call.hunt.group.number, call.answered_by, self.wall())
 
     def _agent_code(self, call: Call, decision: AgentCode) -> End:
-        """Log the agent in or out. Until spoken confirmations come with
-        media (issue 9), the answer is a final response whose reason phrase
-        says what was done: 480 ``Logged In 501`` / ``Logged Out 501``."""
+        """Log the agent in or out, then say so: a spoken confirmation in
+        early media where the call has media (as feature codes do), and a
+        480 whose reason phrase says what was done: ``Logged In 501`` /
+        ``Logged Out 501``. A log-in may free a member for a queued caller."""
         extension, groups = decision.extension, decision.groups
         match decision.action:
             case "login":
@@ -702,12 +822,15 @@ class CallController:
         wall = self.wall()
         for group in groups:
             self.hunts.set_login(group, extension, logged_in, wall)
+        if logged_in:
+            self.serve_queues()
         word = "logged_in" if logged_in else "logged_out"
         log.info("hunt_agent", call_id=call.a_call_id, uuid=call.uuid, extension=extension, groups=list(groups),
                  state=word, by="feature_code")
         phrase = ("Logged In " if logged_in else "Logged Out ") + ",".join(groups)
         return End(status=480, disposition=Disposition.UNAVAILABLE, reason=f"hunt_{word}",
-                   headers=(("reason", f'SIP;cause=200;text="hunt_{word} {",".join(groups)}"'),), phrase=phrase)
+                   headers=(("reason", f'SIP;cause=200;text="hunt_{word} {",".join(groups)}"'),), phrase=phrase,
+                   announcement=word, language=self.plan.language_for(self.plan.extension(extension)))
 
     def _within_limits(self, call: Call, caller: Extension, action: RingTargets) -> Action:
         """Hold one of ``caller``'s outside-call slots for ``call`` if it

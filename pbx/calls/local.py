@@ -58,7 +58,9 @@ class CallMedia(Protocol):
         """Our SDP answer; :class:`pbx.media.sdp.SdpError` when none is possible."""
         ...
 
-    def offer(self) -> bytes: ...
+    def offer(self, *, send_only: bool = False) -> bytes:
+        """Our SDP offer; ``send_only`` for music on hold (we send, the held phone listens)."""
+        ...
 
     def accept(self, answer: bytes) -> None:
         """The answer to our last offer; SdpError when unusable."""
@@ -92,6 +94,14 @@ class CallMedia(Protocol):
         ...
 
     def ringback(self, country: str) -> None: ...
+
+    def music(self, music: str | None, *, language: str = "en",
+              announce: Callable[[], str | None] | None = None, every: float = 0.0) -> None:
+        """Play ``music`` (a WAV file; None: the shipped tune) round and
+        round until stopped. With ``announce``, first say the phrase it
+        names (None: nothing to say), and again every ``every`` seconds,
+        the music going on after each."""
+        ...
 
     def close(self) -> None:
         """Stop everything and give the ports back; safe to call twice."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pbx.calls import hold as holds
 from pbx.calls import transfer as transfers
 from pbx.calls.call import CARRIED, Call, CallState, Side, carried
 from pbx.routing.dialplan import CallSettings
@@ -68,7 +69,11 @@ class Relay:
             case ResponseIn():
                 if isinstance(event.ref, Relayed):
                     self._response(call, event.ref, event, now)
+                elif isinstance(event.ref, holds.HoldOffer):
+                    holds.on_response(call, event.ref, event)
             case AckIn():
+                if call.music is not None and holds.on_ack(call, session, event):
+                    return
                 pending = call.reinvites.pop(_ack_id(session, event.request), None) if call.reinvites else None
                 if pending is not None:
                     target, relayed = pending
@@ -127,13 +132,17 @@ class Relay:
             # yet (491: try again later, RFC 3311 §5.2).
             session.answer(event.key, request, 491 if method in ("INVITE", "UPDATE") else 481)
             return
+        if method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED \
+                and holds.on_offer(call, side, session, event, now):
+            return  # music on hold (pbx.calls.hold)
         headers = [(n, v) for n, v in request.headers if n in IN_DIALOG_CARRIED]
         if method in ("INVITE", "UPDATE"):
             if self.refuse_short_interval(session, event.key, request):
                 return
             headers.extend(self.timer_headers(call, request, side.other))
         relayed = Relayed(session, event.key, side, request)
-        relayed.relayed = target.send(method, headers=headers, body=request.body, ref=relayed)
+        relayed.relayed = target.send(method, headers=headers, body=holds.relayed_body(call, target, request.body),
+                                      ref=relayed)
 
     def _response(self, call: Call, relayed: Relayed, event: ResponseIn, now: float) -> None:
         origin, response, status = relayed.origin, event.response, event.status
@@ -164,7 +173,8 @@ class Relay:
                     if call.reinvites is None:
                         call.reinvites = {}
                     call.reinvites[_ack_id(relayed.origin_session, origin)] = (target, relayed.relayed)
-        relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, response.body)
+        body = holds.relayed_body(call, relayed.origin_session, response.body) if status < 300 else response.body
+        relayed.origin_session.answer(relayed.key, origin, status, response.reason, headers, body)
 
 
 def _is_message(event: SessionEvent) -> bool:

@@ -1,6 +1,6 @@
 """Regenerate the shipped prompts: pbx/ivr/prompts/<language>/<phrase>.wav.
 
-    python -m pbx.ivr.make_prompts [--only en] [--out DIR]
+    python -m pbx.ivr.make_prompts [--only en] [--phrase NAME ...] [--out DIR]
 
 Needs Debian's ``espeak-ng`` (the voices) and ``sox`` (conversion): ``make
 deps`` installs both. Each phrase of :mod:`pbx.ivr.phrases` is spoken by
@@ -42,8 +42,14 @@ def make(language: str, phrase: str, text: str, out_dir: Path, work: Path) -> Pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=LANGUAGES, action="append", help="languages to make (default: all)")
+    parser.add_argument("--phrase", action="append", metavar="NAME",
+                        help="phrases to make (default: all); espeak-ng versions differ, so regenerate only new ones")
     parser.add_argument("--out", type=Path, default=PROMPTS_DIR)
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.phrase or ()) - set(PHRASES))
+    if unknown:
+        print(f"no such phrase: {', '.join(unknown)}", file=sys.stderr)
+        return 2
     missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
     if missing:
         print(f"missing {' and '.join(missing)}: run make deps "
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for language in args.only or LANGUAGES:
             for phrase, texts in PHRASES.items():
+                if args.phrase and phrase not in args.phrase:
+                    continue
                 print(make(language, phrase, texts[language], args.out, Path(tmp)))
     return 0
 

@@ -104,4 +104,32 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Vui lòng giữ máy trong giây lát.",
         "zh": "请稍候，正在为您转接。",
     },
+    "logged_in": {
+        "en": "You are logged in to the hunt group.",
+        "vi": "Quý vị đã đăng nhập vào nhóm trực.",
+        "zh": "您已登录话务组。",
+    },
+    "logged_out": {
+        "en": "You are logged out of the hunt group.",
+        "vi": "Quý vị đã đăng xuất khỏi nhóm trực.",
+        "zh": "您已退出话务组。",
+    },
+    "queue_position_many": {
+        "en": "There are many callers ahead of you.",
+        "vi": "Có nhiều cuộc gọi đang chờ trước quý khách.",
+        "zh": "您前面还有多位来电者。",
+    },
 }
+
+_VI_NUMBERS: Final = ("một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
+_ZH_NUMBERS: Final = "一二三四五六七八九"
+_EN_NUMBERS: Final = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+# "You are number N in the queue", N from 1 to 9 (pbx.calls.hunt_queue):
+# whole sentences, so each language keeps its own word order.
+for _n in range(1, 10):
+    PHRASES[f"queue_position_{_n}"] = {
+        "en": f"You are number {_EN_NUMBERS[_n - 1]} in the queue.",
+        "vi": f"Quý khách đang ở vị trí số {_VI_NUMBERS[_n - 1]} trong hàng chờ.",
+        "zh": f"您现在排在第{_ZH_NUMBERS[_n - 1]}位。",
+    }

@@ -29,9 +29,10 @@ from pbx.media.audio_file import Audio, AudioFileError
 from pbx.media.dtmf_info import DtmfInfoError
 from pbx.media.endpoint import MediaEngine, MediaSession
 from pbx.media.events import Digit, MediaEvent, PlaybackFinished
-from pbx.media.player import PlaylistItem, Prompt, Silence, Tone
+from pbx.media.make_music import DEFAULT_MUSIC
+from pbx.media.player import Loop, PlaylistItem, Prompt, Silence, Tone
 from pbx.media.ports import PortsExhausted
-from pbx.media.sdp import Origin, SdpError, parse_sdp
+from pbx.media.sdp import Direction, Origin, SdpError, parse_sdp
 from pbx.media.tones import ToneKind, tone_spec
 
 log = structlog.get_logger("pbx.ivr")
@@ -80,8 +81,8 @@ class SessionMedia:
     def answer(self, offer: bytes) -> bytes:
         return self.session.answer(offer).encode()
 
-    def offer(self) -> bytes:
-        return self.session.offer().encode()
+    def offer(self, *, send_only: bool = False) -> bytes:
+        return self.session.offer(direction=Direction.SENDONLY if send_only else Direction.SENDRECV).encode()
 
     def accept(self, answer: bytes) -> None:
         self.session.accept(answer)
@@ -150,6 +151,10 @@ class SessionMedia:
         self._cancel()
         self.session.play([Tone(tone_spec(country, ToneKind.RINGBACK))])
 
+    def music(self, music: str | None, *, language: str = "en",
+              announce: Callable[[], str | None] | None = None, every: float = 0.0) -> None:
+        self._start(self._music(music, language, announce, every))
+
     def close(self) -> None:
         self._cancel()
         self.session.close()
@@ -189,6 +194,33 @@ class SessionMedia:
         await playing
         self._task = None
         self._act(then)
+
+    async def _music(self, music: str | None, language: str, announce: Callable[[], str | None] | None,
+                     every: float) -> None:
+        tune = await asyncio.to_thread(self._load_music, music)
+        while True:
+            phrase = announce() if announce is not None else None
+            items: list[PlaylistItem] = [Prompt(a) for a in await self._load([phrase], language)] if phrase else []
+            if tune is not None:
+                items.append(Loop(tune))
+            self.session.play(items)
+            if phrase is None or every <= 0:
+                return  # the loop plays until stopped, without this task
+            await asyncio.sleep(every)
+
+    def _load_music(self, music: str | None) -> Audio | None:
+        """The music file, or the shipped tune when it is missing or unusable (logged)."""
+        cache = self._prompts.cache
+        if music is not None:
+            try:
+                return cache.load(Path(music))
+            except AudioFileError as err:
+                log.error("music_on_hold_unusable", file=music, error=str(err))
+        try:
+            return cache.load(DEFAULT_MUSIC)
+        except AudioFileError as err:
+            log.error("music_on_hold_unusable", file=str(DEFAULT_MUSIC), error=str(err))
+            return None
 
     async def _drive(self, start: Callable[[float], Sequence[MenuAction | PromptAction]],
                      handle: Callable[[PromptEvent, float], list[MenuAction | PromptAction]],

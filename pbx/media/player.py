@@ -30,6 +30,14 @@ class Prompt:
 
 
 @dataclass(frozen=True, slots=True)
+class Loop:
+    """Play this audio over and over until stopped (music on hold); the
+    end runs straight into the start, so a tune made to loop never pauses."""
+
+    audio: Audio
+
+
+@dataclass(frozen=True, slots=True)
 class Tone:
     """Play a call-progress tone; ``seconds`` None: until stopped."""
 
@@ -42,7 +50,7 @@ class Silence:
     seconds: float
 
 
-PlaylistItem = Prompt | Tone | Silence
+PlaylistItem = Prompt | Loop | Tone | Silence
 
 
 @functools.lru_cache(maxsize=64)
@@ -98,6 +106,16 @@ class Player:
                 self._offset += FRAME_SAMPLES
                 if len(chunk) < FRAME_SAMPLES:
                     chunk += self._silence[len(chunk):]
+                return chunk
+            case Loop(audio):
+                encoded = audio.payload(self.codec)
+                if not encoded:
+                    return None
+                start = self._offset % len(encoded)
+                chunk = encoded[start:start + FRAME_SAMPLES]
+                while len(chunk) < FRAME_SAMPLES:  # wrap round (a loop shorter than a frame too)
+                    chunk += encoded[:FRAME_SAMPLES - len(chunk)]
+                self._offset = start + FRAME_SAMPLES
                 return chunk
             case Tone(spec, seconds):
                 if seconds is not None and self._frame_count >= _frames(seconds):

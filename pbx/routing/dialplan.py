@@ -78,6 +78,8 @@ class Department:
     """Language the PBX speaks to its extensions (vi, zh, en); None: the plan's."""
     account_codes: AccountCodeMode | None = None
     """When its extensions are asked for an account code; None: the company default."""
+    music_on_hold: str | None = None
+    """The WAV file its callers on hold hear; None: the plan's (``media.music_on_hold``)."""
 
 
 FORWARD_TARGET: Final = re.compile(r"\+?[0-9]{2,20}")
@@ -556,6 +558,18 @@ class Dialplan:
             if found is not None:
                 return found
         return self.media.language
+
+    def music_on_hold(self, *people: Extension | None, department: str | None = None) -> str | None:
+        """The music a party on hold hears: ``department``'s (a hunt
+        group's), else that of the first of ``people`` (the holder, then
+        the held) whose department has its own, else the plan's; None: the
+        shipped tune."""
+        keys = [department, *(person.department for person in people if person is not None)]
+        for key in keys:
+            found = self.departments.get(key) if key is not None else None
+            if found is not None and found.music_on_hold is not None:
+                return found.music_on_hold
+        return self.media.music_on_hold
 
     def account_code_mode(self, person: Extension) -> tuple[AccountCodeMode, str]:
         """When ``person`` is asked for an account code, and the rule that says so."""

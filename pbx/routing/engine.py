@@ -73,7 +73,7 @@ from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
 __all__ = ["AgentCode", "CallRequest", "CodeRequired", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember",
-           "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision"]
+           "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision", "queue_hunt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -692,11 +692,12 @@ def _hunt(plan: Dialplan, group: HuntGroup, at: datetime, steps: list[Step], cal
 
 
 def overflow_decision(plan: Dialplan, group: HuntGroup, condition: Condition, at: datetime,
-                      call_class: str) -> Decision | None:
+                      call_class: str, hours: Mapping[str, HoursOverride] | None = None) -> Decision | None:
     """Where a call ``group`` could not place goes on ``condition``; None
-    when the group names no destination for it (the caller is told)."""
+    when the group names no destination for it, or an announcement (the
+    caller is told: the controller says it)."""
     destination: OverflowDestination | None = group.overflow.get(condition)
-    if destination is None:
+    if destination is None or destination.announcement is not None:
         return None
     rule = f"{group.rule}.overflow.{condition}"
     steps = [Step(rule=rule, outcome=f"{condition.replace('_', ' ')}: on to {destination.what}")]
@@ -705,12 +706,24 @@ def overflow_decision(plan: Dialplan, group: HuntGroup, condition: Condition, at
         return Ring(extension=extension, rule=rule, call_class=call_class, steps=tuple(steps))
     if destination.hunt_group is not None:
         return _hunt(plan, plan.hunt_groups[destination.hunt_group], at, steps, call_class)
+    if destination.ivr is not None:
+        answering, why = entry_menu(plan.ivr_menus, plan.ivr_menus[destination.ivr], at, hours or {})
+        steps.append(Step(rule=answering.rule, outcome=why))
+        return RunIvr(menu=answering, rule=answering.rule, call_class=call_class, steps=tuple(steps))
     assert destination.number is not None
     identity = group_identity(group)
     if identity is None:
         return _reject(403, "no_group_rights", rule, steps, f"hunt group {group.number} has no department")
     leg = _outside(destination.number, identity, plan, at, steps)
     return replace(leg, for_group=group.number) if isinstance(leg, ToTrunk) else leg
+
+
+def queue_hunt(plan: Dialplan, group: HuntGroup, at: datetime, call_class: str) -> Hunt | Reject:
+    """Ring ``group`` again for a caller waiting in its queue (its outside
+    members prepared anew under the group's rights)."""
+    return _hunt(plan, group, at, [], call_class)
+
+
 def _run_menu(plan: Dialplan, menu: IvrMenu, call: CallRequest, call_class: str, steps: list[Step]) -> RunIvr:
     answering, why = entry_menu(plan.ivr_menus, menu, call.at, call.hours)
     if answering is not menu or menu.hours is not None:

@@ -20,9 +20,15 @@ When a call cannot be answered the group overflows, each condition to its
 own destination (:class:`Overflow`): ``no_answer`` (the group's time ran
 out, or every member rang out), ``busy`` (every member available was busy),
 ``nobody_logged_in`` and ``none_registered``. A destination is an
-extension, another hunt group or an outside number (placed with the
-group's rights). Announcements and IVR menus need media (issue 9) and are
-refused by ``pbx check`` until it exists.
+extension, another hunt group, an outside number (placed with the group's
+rights), an IVR menu, or an announcement (a prompt said before the caller
+is let go).
+
+A group may queue its callers instead (:class:`QueueSettings`) when every
+member is busy, or when nobody answered in the group's time: the caller is
+answered, hears its place in the queue and music, and is put through to
+the first member who frees up, first come first served; past the longest
+wait, or into a full queue, the call overflows as above.
 
 A group may be in force only during (or outside) a schedule, with an
 ``otherwise`` group for the rest of the time: a day team and a night team
@@ -93,15 +99,20 @@ class HuntMember:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Destination:
-    """Where an overflowing call goes: exactly one of the three."""
+    """Where an overflowing call goes: exactly one of the five."""
 
     extension: str | None = None
     hunt_group: str | None = None
     number: str | None = None
+    ivr: str | None = None
+    """An IVR menu's key: the PBX answers and runs it."""
+    announcement: str | None = None
+    """A prompt's name: said to the caller, who is then let go."""
 
     def __post_init__(self) -> None:
-        if sum(value is not None for value in (self.extension, self.hunt_group, self.number)) != 1:
-            raise ValueError("an overflow destination is one of extension, hunt_group or number")
+        given = (self.extension, self.hunt_group, self.number, self.ivr, self.announcement)
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("an overflow destination is one of extension, hunt_group, number, ivr or announcement")
 
     @property
     def what(self) -> str:
@@ -109,7 +120,37 @@ class Destination:
             return f"extension {self.extension}"
         if self.hunt_group is not None:
             return f"hunt group {self.hunt_group}"
+        if self.ivr is not None:
+            return f"IVR menu {self.ivr}"
+        if self.announcement is not None:
+            return f"announcement {self.announcement}"
         return f"number {self.number}"
+
+
+QUEUE_CONDITIONS: Final[tuple[Condition, ...]] = ("busy", "no_answer")
+DEFAULT_MAX_WAIT: Final = 300
+DEFAULT_MAX_LENGTH: Final = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSettings:
+    """A group's queue (``queue:``). The queue itself is kept in memory on
+    the node the call is on (:mod:`pbx.calls.hunt_queue`)."""
+
+    max_wait: int = DEFAULT_MAX_WAIT
+    """Seconds a caller waits at most before the group overflows."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Callers waiting at most; one more overflows at once."""
+    announce_position_every: int = 0
+    """Seconds between position announcements; 0: only on joining."""
+    conditions: tuple[Condition, ...] = ("busy",)
+    """When a call queues: every member busy, and/or nobody answered."""
+
+    def __post_init__(self) -> None:
+        if self.max_wait < 1 or self.max_length < 1 or self.announce_position_every < 0:
+            raise ValueError("a queue's max_wait and max_length must be at least 1, announce_position_every 0 or more")
+        if not self.conditions or any(c not in QUEUE_CONDITIONS for c in self.conditions):
+            raise ValueError(f"a queue's conditions are among {', '.join(QUEUE_CONDITIONS)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +190,8 @@ class HuntGroup:
     """With a schedule: the group is in force while it is closed."""
     otherwise: str | None = None
     """The group (number) that takes the calls when this one is not in force."""
+    queue: QueueSettings | None = None
+    """Queue callers instead of overflowing (on the queue's conditions)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -168,6 +211,10 @@ class HuntGroup:
     @property
     def title(self) -> str:
         return f"{self.number} ({self.name})"
+
+    def queues_on(self, condition: Condition) -> bool:
+        """A call that finds ``condition`` waits in the queue."""
+        return self.queue is not None and condition in self.queue.conditions
 
     def member(self, key: str) -> HuntMember | None:
         return next((member for member in self.members if member.key == key), None)

@@ -121,6 +121,8 @@ class MediaSettings:
     response) when the caller's INVITE offered SDP."""
     prompt_dir: str | None = None
     """Directory of an administrator's own recordings (``<dir>/vi/welcome.wav``)."""
+    music_on_hold: str | None = None
+    """WAV file played to a party on hold and to callers queueing; None: the shipped tune."""
 
     def __post_init__(self) -> None:
         if not 1024 <= self.rtp_first < self.rtp_last <= 65535:

@@ -3,9 +3,10 @@
 Checks, each reported at its place: members name known extensions (or give
 an outside number, which needs the group's ``department``: whose rights
 call it); a member is listed once per group; an overflow destination is
-exactly one of extension, hunt group or number, and names what exists;
-announcements, IVR menus and queueing need media (issue 9) and are refused
-until it exists; a schedule (``during``/``outside``) comes with an
+exactly one of extension, hunt group, number, IVR menu or announcement,
+and names what exists (an announcement a shipped prompt or one in
+``media.prompt_dir``, else a warning); a queue's times are sensible; a
+schedule (``during``/``outside``) comes with an
 ``otherwise`` group and the other way round; overflow and ``otherwise``
 never lead back to the group they start from (a call would go round for
 ever); a group number means one thing on the keypad (not an extension, a
@@ -20,15 +21,15 @@ from typing import Any, Final
 
 from pbx.routing.calendars import Schedule
 from pbx.routing.classes import INTERNAL
-from pbx.routing.hunt_groups import (CONDITIONS, DEFAULT_MEMBER_SECONDS, DEFAULT_TOTAL_SECONDS, LOGIN_CODE,
-                                     LOGOUT_CODE, Condition, Destination, HuntGroup, HuntMember, Overflow,
-                                     Strategy)
+from pbx.routing.hunt_groups import (CONDITIONS, DEFAULT_MAX_LENGTH, DEFAULT_MAX_WAIT, DEFAULT_MEMBER_SECONDS,
+                                     DEFAULT_TOTAL_SECONDS, LOGIN_CODE, LOGOUT_CODE, Condition, Destination,
+                                     HuntGroup, HuntMember, Overflow, QueueSettings, Strategy)
 from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, entries_of,
                                        plan_entries, section_of, suggest)
+from pbx.routing.loader_ivr import check_prompt
 
 SECTION_NOUNS: Final = {"hunt_groups": "hunt group"}
-MEDIA_NEEDED: Final = "needs media (issue 9), which this version does not have yet"
-KINDS: Final = ("extension", "hunt_group", "number")
+KINDS: Final = ("extension", "hunt_group", "number", "ivr", "announcement")
 
 
 def _members(entry: dict[str, Any], number: str) -> Iterator[tuple[DataPath, dict[str, Any]]]:
@@ -95,8 +96,7 @@ def check_hunt_groups(plan: Merged, root: Place, report: Report) -> None:
         for path, condition, destination in _destinations(entry, number):
             _check_destination(plan, path, f"{owner}: overflow {condition}", destination, number, extensions,
                                groups, root, report)
-        if "queue" in entry:
-            report(plan.key_place((*group_path, "queue"), root), f"{owner}: queueing {MEDIA_NEEDED}")
+        _check_queue(plan, group_path, entry, owner, root, report)
         given = [key for key in ("during", "outside") if key in entry]
         for key in given:
             check_reference(plan, (*group_path, key), schedules, "schedule", owner, root, report)
@@ -118,22 +118,39 @@ def check_hunt_groups(plan: Merged, root: Place, report: Report) -> None:
 def _check_destination(plan: Merged, path: DataPath, owner: str, destination: dict[str, Any], number: str,
                        extensions: dict[str, Any], groups: dict[str, Any], root: Place, report: Report) -> None:
     where = plan.value_place(path, root)
-    for media in ("announcement", "ivr"):
-        if media in destination:
-            report(plan.key_place((*path, media), root), f"{owner}: an {media.replace('ivr', 'IVR menu')}"
-                   f" {MEDIA_NEEDED}; give an extension, a hunt_group or a number")
-            return
     kinds = [kind for kind in KINDS if kind in destination]
     if len(kinds) != 1:
-        report(where, f"{owner}: give 'extension', 'hunt_group' or 'number', exactly one")
+        report(where, f"{owner}: give 'extension', 'hunt_group', 'number', 'ivr' or 'announcement', exactly one")
         return
     check_reference(plan, (*path, "hunt_group"), groups, "hunt group", owner, root, report)
+    check_reference(plan, (*path, "ivr"), section_of(plan, "ivr_menus"), "IVR menu", owner, root, report)
+    check_prompt(plan, (*path, "announcement"), owner, root, report)
     target = destination.get("extension")
     if target is not None and str(target) not in extensions and plan.complete:
         report(plan.value_place((*path, "extension"), root),
                f"{owner} names unknown extension {str(target)!r}" + suggest(str(target), extensions))
     if destination.get("hunt_group") == number:
         report(plan.value_place((*path, "hunt_group"), root), f"{owner} overflows to the group itself")
+
+
+def _check_queue(plan: Merged, path: DataPath, entry: dict[str, Any], owner: str, root: Place,
+                 report: Report) -> None:
+    queue = entry.get("queue")
+    if not isinstance(queue, dict) or not plan.valid((*path, "queue")):
+        return
+    conditions = queue.get("conditions", ["busy"])
+    if isinstance(conditions, list) and len(set(conditions)) != len(conditions):
+        report(plan.value_place((*path, "queue", "conditions"), root), f"{owner}: a queue condition is listed twice")
+    every = queue.get("announce_position_every", 0)
+    wait = queue.get("max_wait", DEFAULT_MAX_WAIT)
+    if isinstance(every, int) and isinstance(wait, int) and every >= wait and "announce_position_every" in queue:
+        report(plan.value_place((*path, "queue", "announce_position_every"), root),
+               f"{owner}: announce_position_every ({every}) is not below max_wait ({wait}): the position is"
+               " said only once", "warning")
+    if "busy" in conditions and entry.get("skip_busy") is not True:
+        report(plan.key_place((*path, "queue"), root),
+               f"{owner}: a queue on 'busy' without skip_busy: true queues only when every member answers busy"
+               " (members on a call are rung, call waiting)", "warning")
 
 
 def _check_times(plan: Merged, path: DataPath, entry: dict[str, Any], owner: str, root: Place,
@@ -248,8 +265,19 @@ def build_hunt_groups(plan: Merged, schedules: dict[str, Schedule]) -> dict[str,
             schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
             outside="outside" in entry,
             otherwise=str(entry["otherwise"]) if "otherwise" in entry else None,
+            queue=_queue(entry.get("queue")),
         )
     return built
+
+
+def _queue(data: Any) -> QueueSettings | None:
+    if not isinstance(data, dict):
+        return None
+    conditions: tuple[Condition, ...] = tuple(dict.fromkeys(data.get("conditions", ["busy"])))
+    return QueueSettings(max_wait=int(data.get("max_wait", DEFAULT_MAX_WAIT)),
+                         max_length=int(data.get("max_length", DEFAULT_MAX_LENGTH)),
+                         announce_position_every=int(data.get("announce_position_every", 0)),
+                         conditions=conditions)
 
 
 def _member(data: dict[str, Any]) -> HuntMember:

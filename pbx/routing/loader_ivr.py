@@ -63,12 +63,17 @@ def check_menus(plan: Merged, root: Place, report: Report) -> None:
             report(plan.value_place((*path, "closed"), root), f"{owner}: its closed-hours menus lead back to it")
         for where, target in _destinations(key, entry):
             _check_destination(plan, where, target, entry, owner, extensions, menus, root, report)
-        greeting = entry.get("greeting")
-        if isinstance(greeting, str) and plan.valid((*path, "greeting")) and greeting not in PHRASES \
-                and not _own_prompt(plan, greeting):
-            report(plan.value_place((*path, "greeting"), root),
-                   f"{owner}: no prompt {greeting!r} ships with the PBX; put your recording in media.prompt_dir"
-                   f" (<dir>/<language>/{greeting}.wav)" + suggest(greeting, PHRASES), "warning")
+        check_prompt(plan, (*path, "greeting"), owner, root, report)
+
+
+def check_prompt(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
+    """Warn when the prompt named at ``path`` neither ships nor is in the
+    administrator's ``media.prompt_dir``."""
+    name = value_at(plan, path)
+    if isinstance(name, str) and plan.valid(path) and name not in PHRASES and not _own_prompt(plan, name):
+        report(plan.value_place(path, root),
+               f"{owner}: no prompt {name!r} ships with the PBX; put your recording in media.prompt_dir"
+               f" (<dir>/<language>/{name}.wav)" + suggest(name, PHRASES), "warning")
 
 
 def _closed_loop(menus: dict[str, Any], start: str) -> bool:
@@ -162,6 +167,13 @@ def check_media(plan: Merged, root: Place, report: Report) -> None:
         report(plan.value_place(("media", "prompt_dir"), root),
                f"prompt_dir {directory!r} is not a directory (relative paths are from where the PBX runs)",
                "warning")
+    music_paths: list[DataPath] = [("media", "music_on_hold")]
+    music_paths += [("departments", key, "music_on_hold") for key, _ in entries_of(plan, "departments")]
+    for path in music_paths:
+        music = value_at(plan, path)
+        if isinstance(music, str) and plan.valid(path) and not Path(music).is_file():
+            report(plan.value_place(path, root), f"music_on_hold {music!r} is not a file (relative paths are from"
+                   " where the PBX runs); the shipped music plays instead", "warning")
 
 
 CHECKS: Final = (check_menus, check_menu_numbers, check_media)
@@ -176,7 +188,7 @@ def build_media(plan: Merged) -> MediaSettings:
     if "rtp_ports" in data:
         first, _, last = str(data["rtp_ports"]).partition("-")
         fields["rtp_first"], fields["rtp_last"] = int(first), int(last)
-    for key in ("language", "tones", "prompt_dir"):
+    for key in ("language", "tones", "prompt_dir", "music_on_hold"):
         if key in data:
             fields[key] = str(data[key])
     if "announce_refusals" in data:

@@ -609,7 +609,7 @@ CHECKS: Final[tuple[Callable[[Merged, Place, Report], None], ...]] = (
 def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of a department entry, for :class:`Department`."""
     return {key: str(entry[key]) for key in ("class_of_service", "number_plan", "caller_id", "language",
-                                             "account_codes") if key in entry}
+                                             "account_codes", "music_on_hold") if key in entry}
 
 
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:

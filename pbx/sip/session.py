@@ -233,7 +233,7 @@ class InviteSession:
     __slots__ = (
         "role", "dialog", "dest", "state", "invite", "invite_key", "answered", "acked", "cancelled", "bye_received",
         "_wire", "_local", "_tokens", "_random", "_credentials", "_retried_422", "_ack_at_once", "_acks",
-        "_outgoing", "_incoming", "_bye_held", "_glare", "keys",
+        "_outgoing", "_incoming", "_bye_held", "_glare", "keys", "sdp_sent",
     )  # fmt: skip
 
     def __init__(self, *, role: Role, dialog: Dialog, dest: Peer, wire: Wire, local: LocalAddress,
@@ -268,6 +268,10 @@ class InviteSession:
         self._glare: _GlareRetry | None = None
         self.keys: list[TransactionKey] = []
         """Every transaction key this session used: the owner's index entries."""
+        self.sdp_sent = b""
+        """The last session description we sent in this dialog (offer or
+        answer): a new one we make must keep its o= line and raise its
+        version (RFC 3264 §8), whoever's media it now describes."""
 
     # ------------------------------------------------------------ making one
 
@@ -327,6 +331,8 @@ class InviteSession:
 
     def _send_invite(self, invite: Request) -> None:
         self.invite = invite
+        if invite.body:
+            self.sdp_sent = invite.body
         self.invite_key = self._wire.send_request(self, invite, self.dest)
         self.keys.append(self.invite_key)
 
@@ -345,6 +351,8 @@ class InviteSession:
         ack = self.dialog.request("ACK", via=self._via(self.dest.transport), contact=None, cseq=cseq,
                                   headers=list(headers), body=body)
         data = ack.encode()
+        if body:
+            self.sdp_sent = body
         if self._acks is _EMPTY_ACKS:
             self._acks = {}
         self._acks[cseq] = data
@@ -353,6 +361,8 @@ class InviteSession:
     def _response(self, request: Request, status: int, reason: str | None, headers: Sequence[Header],
                   body: bytes) -> Response:
         extra = list(headers)
+        if body and 100 < status < 300 and request.method in OFFER_METHODS:
+            self.sdp_sent = body
         if 100 < status < 300 and request.method in OFFER_METHODS and not any(n == "contact" for n, _ in extra):
             extra.insert(0, ("contact", self._contact(self.dest.transport)))  # §12.1.1: a target for the peer
         return make_response(request, status, reason, to_tag=self.dialog.local_tag, headers=extra, body=body)
@@ -438,6 +448,8 @@ class InviteSession:
         contact = self._contact(transport) if method in ("INVITE", "UPDATE", "NOTIFY") else None
         request = self.dialog.request(method, via=self._via(transport), contact=contact, headers=list(headers),
                                       body=body)
+        if body and method in OFFER_METHODS:
+            self.sdp_sent = body
         key = self._wire.send_request(self, request, self.dest)
         self.keys.append(key)
         if self._outgoing is _EMPTY_OUTGOING:

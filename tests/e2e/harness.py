@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.server import RunningServer, run_server
 
+from .phone import Phone, PhoneFactory
 from .sipua import SipUA
 
 DOMAIN = "pbx.example.com"
@@ -95,3 +96,17 @@ def open_agents(pbx: Pbx) -> Iterator[Agents]:
         alice.register()
         bob.register()
         yield Agents(alice, bob)
+
+
+def register_phone(phones: PhoneFactory, pbx: Pbx, number: str, password: str, **options: object) -> Phone:
+    """A pjsua2 phone registered as extension ``number`` (UDP unless
+    ``options`` say otherwise); fails the test unless the PBX says 200."""
+    phone = phones(f"ext{number}")
+    state = phone.register(number, password, DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
+    assert state["code"] == 200, state
+    return phone
+
+
+def dial(phone: Phone, number: str, pbx: Pbx) -> int:
+    """``phone`` calls ``number`` at the PBX over UDP: the call's number."""
+    return phone.call(f"sip:{number}@{pbx.registrar()};transport=udp", transport="udp")

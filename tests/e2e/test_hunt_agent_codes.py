@@ -1,15 +1,18 @@
 """Agent codes from a real softphone (pjsua2) through a real `pbx serve`:
-``*46700`` logs the agent out of linear group 700 (answered ``480 Logged Out
-700`` until spoken confirmations come with media), after which calls to 700
-skip them at once and the next member answers; ``*45700`` logs them back in
-and they take the next call."""
+``*46700`` logs the agent out of linear group 700 (the agent hears "you are
+logged out" in early media, then ``480 Logged Out 700``), after which calls
+to 700 skip them at once and the next member answers; ``*45700`` logs them
+back in ("you are logged in") and they take the next call."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from .harness import DOMAIN, Pbx
+from .harness import DOMAIN, Pbx, dial, register_phone
 from .phone import Phone, PhoneFactory
+from .prompt_match import heard_prompt, recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -26,14 +29,7 @@ def dialplan() -> str:
 
 
 def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
-    phone = phones(f"ext{number}")
-    state = phone.register(number, PASSWORDS[number], DOMAIN, pbx.registrar(), **options)  # type: ignore[arg-type]
-    assert state["code"] == 200, state
-    return phone
-
-
-def dial(phone: Phone, number: str, pbx: Pbx) -> int:
-    return phone.call(f"sip:{number}@{pbx.registrar()};transport=udp", transport="udp")
+    return register_phone(phones, pbx, number, PASSWORDS[number], **options)
 
 
 def answered_by(pbx: Pbx, caller: Phone, callee: Phone) -> None:
@@ -64,3 +60,25 @@ def test_agent_logs_out_and_in_with_feature_codes(pbx: Pbx, phones: PhoneFactory
     answered_by(pbx, alice, agent)
     rows = [r for r in pbx.cdrs() if r["dialed_number"] == "700" and r["ended_at"]]
     assert [r["answered_by"] for r in rows] == ["2102", "2101"]
+
+
+def confirmation(agent: Phone, code: str, pbx: Pbx, path: Path) -> tuple[tuple[int, str], dict[str, float]]:
+    """Dial ``code``: the final status and reason, and how well each
+    confirmation prompt matches what the agent heard before it."""
+    call = dial(agent, code, pbx)
+    agent.wait_for("media_state", 10.0, call=call, status="active")  # 183: early media
+    agent.record(path, call)
+    end = agent.wait_call_state("DISCONNECTED", call, timeout=15.0)
+    agent.wait_for("record_done", 5.0, call=call)
+    heard = recorded(path)
+    return (end["code"], end["reason"]), {name: heard_prompt(heard, name) for name in ("logged_in", "logged_out")}
+
+
+def test_agent_codes_are_confirmed_by_voice(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    agent = registered(phones, pbx, "2101")
+    final, heard = confirmation(agent, "*46700", pbx, tmp_path / "out.wav")
+    assert final == (480, "Logged Out 700")
+    assert heard["logged_out"] > 0.9 and heard["logged_in"] < 0.8, heard
+    final, heard = confirmation(agent, "*45", pbx, tmp_path / "toggle.wav")  # alone: toggles, back in
+    assert final == (480, "Logged In 700")
+    assert heard["logged_in"] > 0.9 and heard["logged_out"] < 0.8, heard

@@ -1,11 +1,12 @@
 """pbx check on hunt_groups: every problem at its place (path:line:col),
-the seams for media (queueing, announcements, IVR) refused plainly, loops
+queues, announcements and IVR menus as overflow destinations checked, loops
 refused, and the example's groups as they are promised."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pbx.routing.hunt_groups import Destination, QueueSettings
 from pbx.routing.loader import check_dialplan, load_dialplan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,18 +48,13 @@ def test_problems_are_reported_where_they_are(tmp_path: Path) -> None:
   "503": {name: Hours, members: ["1002"], during: hours}
   "504": {name: Bad, members: ["1002"], strategy: fastest}
 """)
-    media = "needs media (issue 9), which this version does not have yet"
     assert [line.replace(str(tmp_path / "plan.yaml"), "plan.yaml") for line in found] == [
         "10:3: feature code '*4599' is taken by the hunt group agent codes (*45, *46)",
         "12:3: hunt group '500' calls outside numbers: give it a 'department' (whose number plan, caller ID"
         " and class of service they are called with)",
         "14:23: hunt group '500' names unknown extension '1003'; did you mean '1002'?",
         "14:31: hunt group '500': member '1001' is already listed at plan.yaml:14:15",
-        f"15:5: hunt group '500': queueing {media}",
-        f"17:14: hunt group '500': overflow busy: an announcement {media}; give an extension, a hunt_group"
-        " or a number",
-        f"18:19: hunt group '500': overflow no_answer: an IVR menu {media}; give an extension, a hunt_group"
-        " or a number",
+        "18:24: hunt group '500': overflow no_answer names unknown IVR menu 'main'",
         "19:36: hunt group '500': overflow none_registered names unknown extension '1009'; did you mean '1002'?",
         "20:62: hunt group '501' sends calls round in a loop: 501 -> 502 -> 501",
         "22:3: hunt group number '1001' is also extension '1001' at plan.yaml:5:3",
@@ -77,3 +73,45 @@ def test_the_example_groups_are_as_promised() -> None:
     assert (support.member_seconds, support.total_seconds) == (15, 40)
     destination = support.overflow.get("no_answer")
     assert destination is not None and destination.extension == "1099"
+
+
+def test_a_queue_and_media_destinations_are_built_and_checked(tmp_path: Path) -> None:
+    body = """\
+  "500":
+    name: Sales
+    members: ["1001"]
+    queue: {max_wait: 60, max_length: 3, announce_position_every: 90, conditions: [busy, no_answer, busy]}
+    overflow:
+      busy: {announcement: closed}
+      no_answer: {announcement: our_own_words}
+  "501":
+    name: Desk
+    members: ["1002"]
+    skip_busy: true
+    queue: {conditions: [lunch], max_wait: 0}
+    overflow: {default: {extension: "1001", ivr: main}}
+"""
+    path = tmp_path / "plan.yaml"
+    path.write_text(HEAD.replace('feature_codes:\n  "*4599": something\n', "") + body)
+    found = [f"{p.line}:{p.column}: {p.severity}: {p.message}" for p in check_dialplan(path)]
+    assert found == [
+        "13:5: warning: hunt group '500': a queue on 'busy' without skip_busy: true queues only when every member"
+        " answers busy (members on a call are rung, call waiting)",
+        "13:67: warning: hunt group '500': announce_position_every (90) is not below max_wait (60): the position"
+        " is said only once",
+        "13:83: error: hunt group '500': a queue condition is listed twice",
+        "16:33: warning: hunt group '500': overflow no_answer: no prompt 'our_own_words' ships with the PBX; put"
+        " your recording in media.prompt_dir (<dir>/<language>/our_own_words.wav)",
+        "21:26: error: a queue condition is busy or no_answer",
+        "21:44: error: 'queue.max_wait' of hunt group '501' must be at least 1, not 0",
+        "22:25: error: hunt group '501': overflow default: give 'extension', 'hunt_group', 'number', 'ivr' or"
+        " 'announcement', exactly one",
+    ]
+    path.write_text(HEAD.replace('feature_codes:\n  "*4599": something\n', "") + body.split('  "501"')[0]
+                    .replace(", busy]", "]"))
+    plan = load_dialplan(path)
+    group = plan.hunt_groups["500"]
+    assert group.queue == QueueSettings(max_wait=60, max_length=3, announce_position_every=90,
+                                        conditions=("busy", "no_answer"))
+    assert group.queues_on("no_answer") and not group.queues_on("nobody_logged_in")
+    assert group.overflow.get("busy") == Destination(announcement="closed")
