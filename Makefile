@@ -120,7 +120,7 @@ lint: venv
 
 # pytest exits 5 when it collected no test: say so, but it is not a failure.
 test: venv deps lint
-	@status=0; $(BIN)/pytest -q || status=$$?; \
+	@status=0; $(BIN)/pytest -q --durations=25 || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	exit $$status
 
