@@ -52,8 +52,11 @@ def test_info_and_update_relayed_both_ways(pbx: Pbx, phones: PhoneFactory) -> No
     assert bob.wait_for("tsx", 5.0, call=bob_call, method="INFO", role="uac")["code"] == 200
 
     alice.update(call)
+    # Alice's outcome first: when it is not 200, its code says what the PBX
+    # did (this step failed once in a full run, unexplained, see the notes).
+    answered = alice.wait_for("tsx", 10.0, call=call, method="UPDATE", role="uac")
+    assert answered["code"] == 200, (answered, pbx.server.output()[-3000:])
     assert bob.wait_for("tsx", 5.0, call=bob_call, method="UPDATE", role="uas")["code"] == 200
-    assert alice.wait_for("tsx", 5.0, call=call, method="UPDATE", role="uac")["code"] == 200
     bob.update(bob_call)
     assert alice.wait_for("tsx", 5.0, call=call, method="UPDATE", role="uas")["code"] == 200
     assert bob.wait_for("tsx", 5.0, call=bob_call, method="UPDATE", role="uac")["code"] == 200
