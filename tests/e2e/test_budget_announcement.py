@@ -9,7 +9,7 @@ import pytest
 
 from .harness import DOMAIN, Pbx
 from .phone import PhoneFactory
-from .test_ivr import dial, prompt_span, voiced
+from .test_ivr import dial, hears_before_refusal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -54,14 +54,6 @@ def test_an_exhausted_budget_is_announced_before_the_403(pbx: Pbx, phones: Phone
     phone = phones("ext1001")
     assert phone.register("1001", "caller-secret-1001", DOMAIN, pbx.registrar())["code"] == 200
     call = dial(phone, "0081312345678", pbx)
-    phone.wait_for("media_state", 10.0, call=call, status="active")
-    heard = tmp_path / "budget.wav"
-    phone.record(heard, call)
-    end = phone.wait_call_state("DISCONNECTED", call, timeout=15.0)
-    assert end["code"] == 403
-    phone.wait_for("record_done", 5.0)
-    first, last = voiced(heard)
-    expected = prompt_span("budget_exhausted")
-    assert abs((last - first) - expected) <= 0.15 * expected + 0.1
+    hears_before_refusal(phone, call, tmp_path / "budget.wav", "budget_exhausted", 403)
     row = pbx.cdr_for("1001", "0081312345678")
     assert (row["disposition"], row["reason"]) == ("REJECTED", "budget_exhausted")

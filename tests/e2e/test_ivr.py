@@ -233,17 +233,23 @@ def test_closed_by_the_administrator_the_closed_greeting_then_goodbye(pbx: Pbx, 
 def test_a_refused_call_hears_not_allowed_before_the_403(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
     reception = registered(phones, pbx, "1099")
     call = dial(reception, "0081312345678", pbx)  # international: not for the reception phone
-    reception.wait_for("media_state", 10.0, call=call, status="active")
-    heard = tmp_path / "refused.wav"
-    reception.record(heard, call)
-    end = reception.wait_call_state("DISCONNECTED", call, timeout=15.0)
-    assert end["code"] == 403
-    reception.wait_for("record_done", 5.0)
-    first, last = voiced(heard)
-    expected = prompt_span("not_allowed")
-    assert abs((last - first) - expected) <= 0.15 * expected + 0.1
+    hears_before_refusal(reception, call, tmp_path / "refused.wav", "not_allowed", 403)
     row = pbx.cdr_for("1099", "0081312345678")
     assert (row["disposition"], row["hangup_status"]) == ("REJECTED", "403")
+
+
+def hears_before_refusal(phone: Phone, call: int, heard: Path, phrase: str, status: int) -> None:
+    """``phone``'s ``call`` carries early media: records it until the final
+    response, which must be ``status``; what was heard is ``phrase``, its
+    voiced length within 15 % (+0.1 s) of the prompt's."""
+    phone.wait_for("media_state", 10.0, call=call, status="active")
+    phone.record(heard, call)
+    end = phone.wait_call_state("DISCONNECTED", call, timeout=15.0)
+    assert end["code"] == status
+    phone.wait_for("record_done", 5.0)
+    first, last = voiced(heard)
+    expected = prompt_span(phrase)
+    assert abs((last - first) - expected) <= 0.15 * expected + 0.1
 
 
 def first_utterance(path: Path, *, max_gap: float = 0.8, level: float = 300.0) -> tuple[float, float]:
