@@ -140,6 +140,11 @@ class _OutputReader:
         self._thread.join(timeout)
 
 
+STARTED: list[RunningServer] = []
+"""Servers started since the current test began (tests/conftest.py shows
+their output when the test fails, then clears the list)."""
+
+
 class RunningServer:
     """A started `pbx serve`; `udp_port`/`tcp_port` are the real bound ports."""
 
@@ -221,6 +226,7 @@ class RunningServer:
             state = f"exited with {code}" if code is not None else f"said nothing in {START_TIMEOUT:.0f} s"
             raise ServerError(f"pbx serve {state}: {shlex.join(command)}\n{self.output()}")
         self._bound = bound
+        STARTED.append(self)
 
     def stop(self) -> int | None:
         """SIGTERM the process group, SIGKILL it if it lingers; the exit code."""

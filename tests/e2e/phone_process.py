@@ -358,6 +358,11 @@ class Phone:
         config.medConfig.ecTailLen = 0         # no echo canceller on null audio
         config.medConfig.clockRate = 8000
         config.medConfig.sndClockRate = 8000
+        # The null sound device is the media clock: every stream sends (RTP,
+        # RFC 4733 keys) only on its ticks. pjsua closes an idle device after
+        # a second by default, and a call connected to no player or recorder
+        # then went silent part-way through its keys. A phone's clock runs.
+        config.medConfig.sndAutoCloseTime = -1
         ep.libInit(config)
         for kind, type_id in (("udp", pj.PJSIP_TRANSPORT_UDP), ("tcp", pj.PJSIP_TRANSPORT_TCP),
                               ("tls", pj.PJSIP_TRANSPORT_TLS)):
