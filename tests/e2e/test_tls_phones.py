@@ -23,7 +23,8 @@ from tests.e2e.test_ivr import prompt_span, voiced
 from tests.tls_certs import write_ca, write_leaf
 
 from .harness import DOMAIN
-from .phone import Phone, PhoneFactory, talk_both_ways, wav_rms
+from .linphone import Linphone, available as linphone_available
+from .phone import Phone, PhoneFactory, talk_both_ways, wav_rms, write_tone_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -64,7 +65,8 @@ class TlsPbx:
 def start_tls_pbx(directory: Path, dialplan: str) -> Iterator[TlsPbx]:
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
-    cert, key = write_leaf(ca, directory / "tls", "127.0.0.1", "pbx.example.com")
+    # localhost too: linphonec's TLS library checks DNS names, not IP addresses.
+    cert, key = write_leaf(ca, directory / "tls", "127.0.0.1", "pbx.example.com", "localhost")
     ca_file = write_ca(ca, directory / "tls" / "ca.pem")
     plan = directory / "plan.yaml"
     plan.write_text(dialplan)
@@ -206,3 +208,41 @@ def test_a_phone_on_srtp_hears_music_on_hold_encrypted(tls_pbx: TlsPbx, phones: 
     bob.wait_for("media_state", 10.0, call=bob_call, status="active")
     alice.hangup(call)
     bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+
+
+@pytest.mark.skipif(not linphone_available(), reason="no linphonec: make deps installs linphone-cli")
+def test_linphone_registers_and_calls_over_tls(tls_pbx: TlsPbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    """linphonec with TLS only (no UDP at all), checking the PBX's certificate
+    against the test CA by name: it registers, calls a pjsua2 phone, and is
+    called back through the PBX over its TLS connection."""
+    bob = registered(phones, tls_pbx, "1004", auto_answer=200)
+    linphone = Linphone(tmp_path / "linphone", tls_ca=tls_pbx.ca_file)
+    heard, heard_back = tmp_path / "bob-heard.wav", tmp_path / "bob-heard-back.wav"
+    tone = write_tone_wav(tmp_path / "a.wav", frequency=440.0, seconds=2.0)
+    try:
+        proxy = f"sip:localhost:{tls_pbx.server.tls_port};transport=tls"
+        linphone.send(f"register sip:1001@{DOMAIN} {proxy} {PASSWORDS['1001']}")
+        linphone.send("autoanswer enable")
+        linphone.send(f"call sip:1004@localhost:{tls_pbx.server.tls_port};transport=tls")
+        linphone.wait_for("connected", 15.0)
+        bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
+        bob.record(heard, bob_call)
+        linphone.send(f"play {tone}")
+        time.sleep(2.0)
+        bob.stop_record(bob_call)
+        linphone.send("terminate")
+        bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+        # Bob calls back: the PBX reaches Linphone through its registration,
+        # over TLS (Linphone listens on nothing else).
+        back = bob.call(f"sip:1001@{tls_pbx.registrar};transport=tls")
+        bob.wait_for("media_state", 15.0, call=back, status="active")
+        linphone.wait_for("connected", 10.0)
+        bob.record(heard_back, back)
+        linphone.send(f"play {tone}")
+        time.sleep(2.0)
+        bob.stop_record(back)
+        bob.hangup(back)
+    finally:
+        linphone.close()
+    assert wav_rms(heard, skip_seconds=0.3) > 1000.0
+    assert wav_rms(heard_back, skip_seconds=0.3) > 1000.0
