@@ -246,3 +246,28 @@ def test_linphone_registers_and_calls_over_tls(tls_pbx: TlsPbx, phones: PhoneFac
         linphone.close()
     assert wav_rms(heard, skip_seconds=0.3) > 1000.0
     assert wav_rms(heard_back, skip_seconds=0.3) > 1000.0
+
+
+def test_a_sips_call_rings_only_phones_on_tls(tls_pbx: TlsPbx, phones: PhoneFactory) -> None:
+    alice = registered(phones, tls_pbx, "1001")
+    desk = registered(phones, tls_pbx, "1004", transport="udp", auto_answer=200)
+    # 1004 is only on UDP: a sips: call may not reach it (RFC 5630): 480 with Warning 380.
+    call = alice.call(f"sips:1004@{tls_pbx.registrar}")
+    ended = alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    assert ended["code"] == 480, ended
+    with pytest.raises(TimeoutError):
+        desk.wait_for("incoming_call", 1.0)
+    refused = tls_pbx.server.lines_with("call_sips_not_allowed")
+    assert len(refused) == 1 and '"callee": "1004"' in refused[0]
+    # A softphone of 1004 on TLS as well: a sips: call rings it, and only it.
+    soft = phones("ext1004-soft", tls_ca=tls_pbx.ca_file)
+    assert soft.register("1004", PASSWORDS["1004"], DOMAIN, tls_pbx.registrar, transport="tls")["code"] == 200
+    call = alice.call(f"sips:1004@{tls_pbx.registrar}")
+    incoming = soft.wait_for("incoming_call", 10.0)
+    assert incoming["via"].startswith("SIP/2.0/TLS "), incoming["via"]
+    with pytest.raises(TimeoutError):
+        desk.wait_for("incoming_call", 1.0)
+    soft.answer(200, int(incoming["call"]))
+    alice.wait_call_state("CONFIRMED", call, timeout=10.0)
+    alice.hangup(call)
+    soft.wait_call_state("DISCONNECTED", int(incoming["call"]), timeout=10.0)
