@@ -35,7 +35,9 @@ from pbx.calls.hunt import HuntRing
 from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls import transfer as transfers
-from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
+from pbx.calls import conference
+from pbx.calls.plan import (Action, AnswerConference, AnswerMenu, AskCode, End, Overflowing, Ring,
+                            quoted_text as quoted)
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError, cross_answer
 from pbx.cdr.records import Disposition, HangupSide, whole_seconds
@@ -427,6 +429,8 @@ class Call:
                 self._answer_menu(action, now)
             case AskCode():
                 self._ask_code(action, now)
+            case AnswerConference():
+                self._answer_conference(action, now)
             case _:
                 assert_never(action)
 
@@ -507,18 +511,32 @@ class Call:
         return media
 
     def _answer_menu(self, action: AnswerMenu, now: float) -> None:
+        media = self._answer_as(f"menu:{action.menu.key}", action.language, now, "call_answered_by_menu")
+        if media is not None:
+            media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
+                           self.set_path)
+
+    def _answer_conference(self, action: AnswerConference, now: float) -> None:
+        media = self._answer_as(f"conference:{action.room.key}", action.language, now,
+                                "call_answered_by_conference")
+        if media is not None:
+            conference.enter(self, action.room, media, action.language)
+
+    def _answer_as(self, destination: str, language: str, now: float, event: str) -> CallMedia | None:
+        """Answer the call for good as ``destination`` (a menu, a
+        conference room): the CDR's answer time and destination, the
+        maximum duration from now."""
         media = self._answer_locally()
         if media is None:
-            return
-        self.language = action.language
-        self.destination = f"menu:{action.menu.key}"
+            return None
+        self.language = language
+        self.destination = destination
         self.answered_at = self.controller.wall()
         self.answered_monotonic = now
         self.controller.recorder.call_answered(self)
-        log.info("call_answered_by_menu", call_id=self.a_call_id, uuid=self.uuid, menu=action.menu.key,
-                 language=action.language)
+        log.info(event, call_id=self.a_call_id, uuid=self.uuid, destination=destination, language=language)
         self.watch(None, now)
-        media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action, self._menu_path)
+        return media
 
     def _ask_code(self, action: AskCode, now: float) -> None:
         """Answer and ask for an account code. Not the call's answer: the
@@ -532,7 +550,7 @@ class Call:
                  language=action.language)
         self.watch(None, now)
         media.run_code_prompt(codes.prompt(), action.language, lambda chosen: codes.on_prompt(self, chosen),
-                              self._menu_path)
+                              self.set_path)
 
     def end_locally(self, reason: str, disposition: Disposition, now: float) -> None:
         """End a call the PBX answered but nobody else did (a code prompt
@@ -540,7 +558,8 @@ class Call:
         self.unanswered = disposition
         self.end_by_pbx(reason, now, status=200)
 
-    def _menu_path(self, path: str) -> None:
+    def set_path(self, path: str) -> None:
+        """What the caller went through (menus, entries), for the CDR."""
         self.ivr_path = path
 
     def _menu_action(self, action: Transfer | Hangup) -> None:
@@ -575,8 +594,8 @@ class Call:
                     self.answered_at, self.answered_monotonic = self.controller.wall(), now
                     self.controller.recorder.call_answered(self)
                 media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
-                               self._menu_path)
-            case AskCode():
+                               self.set_path)
+            case AskCode() | AnswerConference():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
             case Overflowing():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))

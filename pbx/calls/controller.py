@@ -31,6 +31,7 @@ import structlog
 from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
+from pbx.conference.pins import PinGate
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
@@ -190,6 +191,8 @@ class CallController:
         self.codes: CodeChecker | None = None
         """Where account codes are looked up; None: calls that need one are refused."""
         self.account_codes = AccountCodes(self)
+        self.conference_pins = PinGate()
+        """Wrong conference PINs, counted per source (this node's, in memory)."""
         self.queues = HuntQueues()
         """Callers waiting in hunt group queues: this node's, in memory only."""
         self._queued: dict[str, Call] = {}

@@ -28,6 +28,7 @@ from typing import Final, Protocol
 
 from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome
 from pbx.ivr.menu import Hangup, MenuRun, Transfer
+from pbx.routing.conferences import Conference
 from pbx.sip.message import Header, Request
 
 SDP_TYPE: Final[Header] = ("content-type", "application/sdp")
@@ -101,6 +102,18 @@ class CallMedia(Protocol):
         round until stopped. With ``announce``, first say the phrase it
         names (None: nothing to say), and again every ``every`` seconds,
         the music going on after each."""
+        ...
+
+    def conference_full(self, room: Conference) -> bool:
+        """``room`` has no place left, even for a moderator."""
+        ...
+
+    def join_conference(self, room: Conference, *, moderator: bool, language: str,
+                        on_end: Callable[[str], None]) -> None:
+        """Put the caller into ``room`` (the join tone tells the others);
+        from then on their keys are the room's. A full or locked room is
+        said, then ``on_end`` runs with ``conference_full`` or
+        ``conference_locked``; a moderator dropping them: ``conference_dropped``."""
         ...
 
     def close(self) -> None:
