@@ -101,7 +101,7 @@ async def mix(members: int, room_size: int, seconds: float, conn: multiprocessin
     engine = MediaEngine(bind_host=HOST, ports=PortAllocator(first_port, first_port + 2 * members + 200))
     bridge = ConferenceBridge(engine)
     offer = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-             f"m=audio {phones_port} RTP/AVP 0\r\n")
+             f"m=audio {phones_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
     sessions = []
     for index in range(members):
         room = Conference(key=f"room{index // room_size}", number="850", max_members=room_size)

@@ -254,7 +254,10 @@ class MediaStream:
     def listen(self, depth: int) -> collections.deque[bytes]:
         """Keep the last ``depth`` decoded received frames (20 ms of 16-bit
         linear each, after the jitter buffer, a lost packet as silence) in
-        the deque returned; :meth:`unlisten` stops it."""
+        the deque returned; :meth:`unlisten` stops it. While listening, a
+        phone that agreed telephone-event is not searched for in-band keys:
+        in a conference that costs more than the rest of a member together,
+        and other members' voices would be searched with theirs."""
         self.capture = collections.deque(maxlen=depth)
         return self.capture
 
@@ -263,6 +266,8 @@ class MediaStream:
 
     @property
     def _listens_inband(self) -> bool:
+        if self.capture is not None and self.negotiated is not None and self.negotiated.telephone_event is not None:
+            return False
         return self.settings.inband and not self._rfc4733_seen
 
     def _record(self, linear: bytes) -> None:
