@@ -144,3 +144,26 @@ def test_wrong_pins_are_refused_then_locked_out_and_a_full_room_is_said(
     carol.wait_for("record_done", 5.0, call=call)
     assert heard_prompt(recorded(full), "conference_full") > 0.5
     assert pbx.cdr_for("2003", "851")["reason"] == "conference_full"
+
+
+def test_the_moderator_locks_the_room_and_drops_the_last_who_joined(
+        pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    alice, bob, carol = (registered(phones, pbx, n) for n in ("2001", "2002", "2003"))
+    moderator = joined(alice, pbx, "850", MODERATOR_PIN)
+    member = joined(bob, pbx, "850", PIN)
+    time.sleep(JOIN_SECONDS)
+    bob.send_dtmf("*5", member)  # not a moderator: told so, nothing changes
+    alice.send_dtmf("*5", moderator)
+    time.sleep(1.5)
+    call = joined(carol, pbx, "850", PIN)
+    heard = tmp_path / "locked-out.wav"
+    carol.record(heard, call)
+    carol.wait_call_state("DISCONNECTED", call, timeout=20.0)
+    carol.wait_for("record_done", 5.0, call=call)
+    assert heard_prompt(recorded(heard), "conference_locked") > 0.5
+    assert pbx.cdr_for("2003", "850")["reason"] == "conference_locked"
+
+    alice.send_dtmf("*7", moderator)
+    bob.wait_call_state("DISCONNECTED", member, timeout=10.0)
+    assert pbx.cdr_for("2002", "850")["reason"] == "conference_dropped"
+    alice.hangup(moderator)
