@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,17 @@ def levels(path: Path) -> dict[float, float]:
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     bins = np.fft.rfftfreq(len(samples), 1.0 / rate)
     return {f: float(spectrum[(bins > f - 15) & (bins < f + 15)].max()) for f in TONES.values()}
+
+
+def heard_before_hangup(phone: Phone, call: int, path: Path, phrase: str,
+                        then: Callable[[], object] = lambda: None) -> bool:
+    """Record ``call`` (doing ``then`` once recording) until the PBX hangs
+    up; was ``phrase`` said?"""
+    phone.record(path, call)
+    then()
+    phone.wait_call_state("DISCONNECTED", call, timeout=20.0)
+    phone.wait_for("record_done", 5.0, call=call)  # the hang-up closes the recording
+    return heard_prompt(recorded(path), phrase) > 0.5
 
 
 def record_all(members: dict[str, tuple[Phone, int]], folder: Path, name: str, seconds: float) -> dict[str, Path]:
@@ -122,12 +134,8 @@ def test_wrong_pins_are_refused_then_locked_out_and_a_full_room_is_said(
 
     call = joined(dave, pbx, "850", "2222")
     time.sleep(2.0)
-    heard = tmp_path / "locked.wav"
-    dave.record(heard, call)
-    dave.send_dtmf("3333#", call)  # the fifth wrong PIN locks this phone out
-    dave.wait_call_state("DISCONNECTED", call, timeout=20.0)
-    dave.wait_for("record_done", 5.0, call=call)  # the hang-up closes the recording
-    assert heard_prompt(recorded(heard), "conference_pin_locked") > 0.5
+    assert heard_before_hangup(dave, call, tmp_path / "locked.wav", "conference_pin_locked",
+                               then=lambda: dave.send_dtmf("3333#", call))  # the fifth wrong PIN
 
     call = joined(dave, pbx, "850", PIN)  # right, but locked: not even compared
     dave.wait_call_state("DISCONNECTED", call, timeout=20.0)
@@ -138,11 +146,7 @@ def test_wrong_pins_are_refused_then_locked_out_and_a_full_room_is_said(
     joined(bob, pbx, "851", None)
     time.sleep(JOIN_SECONDS)
     call = joined(carol, pbx, "851", None)
-    full = tmp_path / "full.wav"
-    carol.record(full, call)
-    carol.wait_call_state("DISCONNECTED", call, timeout=20.0)
-    carol.wait_for("record_done", 5.0, call=call)
-    assert heard_prompt(recorded(full), "conference_full") > 0.5
+    assert heard_before_hangup(carol, call, tmp_path / "full.wav", "conference_full")
     assert pbx.cdr_for("2003", "851")["reason"] == "conference_full"
 
 
@@ -156,11 +160,7 @@ def test_the_moderator_locks_the_room_and_drops_the_last_who_joined(
     alice.send_dtmf("*5", moderator)
     time.sleep(1.5)
     call = joined(carol, pbx, "850", PIN)
-    heard = tmp_path / "locked-out.wav"
-    carol.record(heard, call)
-    carol.wait_call_state("DISCONNECTED", call, timeout=20.0)
-    carol.wait_for("record_done", 5.0, call=call)
-    assert heard_prompt(recorded(heard), "conference_locked") > 0.5
+    assert heard_before_hangup(carol, call, tmp_path / "locked-out.wav", "conference_locked")
     assert pbx.cdr_for("2003", "850")["reason"] == "conference_locked"
 
     alice.send_dtmf("*7", moderator)
