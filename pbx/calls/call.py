@@ -35,7 +35,7 @@ from pbx.calls.hunt import HuntRing
 from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls import transfer as transfers
-from pbx.calls import conference
+from pbx.calls import conference, parking
 from pbx.calls.plan import (Action, AnswerConference, AnswerMenu, AskCode, End, Overflowing, Ring,
                             quoted_text as quoted)
 from pbx.ivr.menu import Hangup, Transfer
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
     from pbx.calls.hold import MusicOnHold
     from pbx.calls.hunt_queue import Waiting
+    from pbx.calls.parking import Parked
     from pbx.calls.controller import CallController
     from pbx.calls.transfer import CallTransfer
 
@@ -231,6 +232,8 @@ class Call:
     """Music on hold, once a side put the other on hold (pbx.calls.hold)."""
     queued: Waiting | None = None
     """The caller's place in a hunt group's queue while it waits there."""
+    parked: Parked | None = None
+    """The call's slot while it waits there to be picked up (pbx.calls.parking)."""
 
     # ------------------------------------------------------------ identity
 
@@ -602,7 +605,7 @@ class Call:
             case _:
                 assert_never(action)
 
-    def _transfer_failed(self, result: Outcome, phrase: str | None = None) -> None:
+    def _transfer_failed(self, result: Outcome, phrase: str | tuple[str, ...] | None = None) -> None:
         """Nobody took the transfer: say so (``phrase``, else the words
         for its status), then hang up."""
         media = self.media
@@ -678,6 +681,8 @@ class Call:
 
     def on_event(self, session: InviteSession, event: SessionEvent, now: float) -> None:
         if self.transferring is not None and transfers.on_event(self, self.transferring, session, event, now):
+            return
+        if self.parked is not None and parking.on_event(self, session, event, now):
             return
         if session in self.retired:
             if isinstance(event, ByeIn | RequestIn):
@@ -839,7 +844,7 @@ class Call:
         other = self.session_of(side.other)
 
         def send_ok() -> None:
-            if other is not None:
+            if other is not None and other not in self.retired:  # a parker's dialog ended at parking
                 other.hangup()
             session.answer(event.key, event.request, 200)
             self.controller.forget(self)
@@ -857,7 +862,8 @@ class Call:
                       self.transferring.deadline() if self.transferring is not None else None,
                       self.fork.deadline() if self.fork is not None and self.state is CallState.RINGING else None,
                       self.winner.session.deadline() if self.winner is not None else None,
-                      self.queued.deadline() if self.queued is not None else None):
+                      self.queued.deadline() if self.queued is not None else None,
+                      parking.due(self)):
             if other is not None and (due is None or other < due):
                 due = other
         return due
@@ -869,6 +875,8 @@ class Call:
                     self.on_event(session, event, now)
         if self.queued is not None and now >= self.queued.deadline():
             self.controller.queue_due(self, now)
+        if (park_due := parking.due(self)) is not None and now >= park_due:
+            parking.on_timer(self, now)
         if self.ring_due is not None and now >= self.ring_due and self.state is CallState.RINGING:
             self.ring_due = None
             if self.fork is not None:

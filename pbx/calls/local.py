@@ -22,7 +22,7 @@ Rules the coordinator keeps with it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -90,8 +90,8 @@ class CallMedia(Protocol):
         """What the entry last handed over amounted to."""
         ...
 
-    def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        """Say ``phrase``, then call ``then`` (through ``act``)."""
+    def announce(self, phrase: str | Sequence[str], language: str, then: Callable[[], None]) -> None:
+        """Say ``phrase`` (or phrases, in order), then call ``then`` (through ``act``)."""
         ...
 
     def ringback(self, country: str) -> None: ...

@@ -73,8 +73,9 @@ class End:
     headers: tuple[Header, ...] = ()
     phrase: str | None = None
     """Reason phrase of the final response; None: the status's usual one."""
-    announcement: str | None = None
-    """Prompt said first (183 with early media), when the call can carry it."""
+    announcement: str | tuple[str, ...] | None = None
+    """Prompt (or prompts, in order) said first (183 with early media), when
+    the call can carry it."""
     language: str = "en"
 
 

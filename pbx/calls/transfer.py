@@ -139,6 +139,21 @@ def on_refer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
         _blind(call, transfer, _transferee_caller(call, side is Sides.B), now)
 
 
+def ring_back(call: Call, side: Side, transferor: InviteSession, number: str, now: float) -> None:
+    """The PBX itself transfers the party opposite ``side`` to ``number``,
+    placed with ``side``'s rights (a parked call ringing its parker back):
+    a blind transfer whose transferor has gone already, so a target that
+    does not answer ends the call."""
+    from pbx.calls.call import Side as Sides
+
+    transferee = call.session_of(side.other)
+    assert transferee is not None
+    transfer = CallTransfer(kind="blind", side=side, transferor=transferor, transferee=transferee,
+                            transferor_number=number, target=number, transferor_gone=True)
+    call.transferring = transfer
+    _blind(call, transfer, _transferee_caller(call, side is Sides.B), now)
+
+
 def _transferee_caller(call: Call, transferee_is_a: bool) -> Caller:
     """Who the target sees calling: the transferee."""
     if transferee_is_a:

@@ -169,6 +169,11 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Không có ai để mời ra.",
         "zh": "没有可移出的参会者。",
     },
+    "call_parked": {
+        "en": "Your call is parked at",
+        "vi": "Cuộc gọi đã được giữ tại số",
+        "zh": "通话已停泊在",
+    },
     "queue_position_many": {
         "en": "There are many callers ahead of you.",
         "vi": "Có nhiều cuộc gọi đang chờ trước quý khách.",
@@ -188,3 +193,11 @@ for _n in range(1, 10):
         "vi": f"Quý khách đang ở vị trí số {_VI_NUMBERS[_n - 1]} trong hàng chờ.",
         "zh": f"您现在排在第{_ZH_NUMBERS[_n - 1]}位。",
     }
+
+# Digits, one prompt each, for numbers said digit by digit (a parking slot).
+_VI_DIGITS: Final = ("không", *_VI_NUMBERS)
+_ZH_DIGITS: Final = "零" + _ZH_NUMBERS
+_EN_DIGITS: Final = ("zero", *_EN_NUMBERS)
+for _n in range(10):
+    PHRASES[f"digit_{_n}"] = {"en": _EN_DIGITS[_n].capitalize() + ".", "vi": _VI_DIGITS[_n].capitalize() + ".",
+                              "zh": _ZH_DIGITS[_n] + "。"}

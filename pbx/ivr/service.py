@@ -155,8 +155,8 @@ class SessionMedia:
         self._task = None
         self._act(work)
 
-    def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        self._start(self._announce(phrase, language, then))
+    def announce(self, phrase: str | Sequence[str], language: str, then: Callable[[], None]) -> None:
+        self._start(self._announce([phrase] if isinstance(phrase, str) else list(phrase), language, then))
 
     def ringback(self, country: str) -> None:
         self._cancel()
@@ -239,8 +239,8 @@ class SessionMedia:
             items.append(Silence(tail))
         return self.session.play(items)
 
-    async def _announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        playing = await self._play([phrase], language, ANNOUNCEMENT_TAIL)
+    async def _announce(self, phrases: list[str], language: str, then: Callable[[], None]) -> None:
+        playing = await self._play(phrases, language, ANNOUNCEMENT_TAIL)
         await playing
         self._task = None
         self._act(then)

@@ -26,6 +26,7 @@ from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
 from pbx.routing.conferences import Conference
+from pbx.routing.parking import Parking
 from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.screening import Screening
@@ -445,6 +446,8 @@ class Dialplan:
     """Auto attendant menus by key; read-only after construction."""
     conferences: Mapping[str, Conference] = field(default_factory=dict)
     """Meet-me rooms by key; read-only after construction."""
+    parking: Parking | None = None
+    """Call park slots; None: no call park (``*70`` is refused)."""
     media: MediaSettings = field(default_factory=MediaSettings)
     account_codes: AccountCodeSettings = field(default_factory=AccountCodeSettings)
     """Account code prompts: the company default mode, code length, dial

@@ -364,6 +364,10 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
         return _reject(403, f"caller_{state}", rule, steps, f"caller {caller.number} {why}: it may not call"
                        " (emergency numbers excepted)")
 
+    if plan.parking is not None and plan.parking.holds(number):
+        steps.append(Step(rule="parking", outcome=f"{number} is a parking slot: pick up the call parked there"))
+        return Feature(dialled=FeatureDialled("park_pickup", number, argument=number), extension=caller,
+                       rule="parking", steps=tuple(steps))
     room = plan.conference_at(number)
     if room is not None:
         steps.append(Step(rule=f"conferences.{room.key}", outcome=f"{number} is conference room {room.key}"))
@@ -392,6 +396,8 @@ def _feature(caller: Extension, plan: Dialplan, feature: FeatureDialled, at: dat
                 return Reject(status=403 if verdict.reason != "unknown_number" else 404, reason=verdict.reason,
                               rule=verdict.rule, call_class=verdict.call_class, steps=(*steps, *verdict.steps),
                               detail=verdict.steps[-1].outcome if verdict.steps else verdict.reason)
+    elif feature.action == "park" and plan.parking is None:
+        return _reject(501, "feature_not_available", rule, steps, "call park needs parking: in the dialplan")
     elif feature.action == "directed_pickup" and (not target or plan.extension(target) is None):
         return _reject(404, "no_such_extension", rule, steps, f"{target!r} is no extension to pick up from")
     steps.append(Step(rule=rule, outcome=f"feature code {feature.code}: {feature.action}"

@@ -935,6 +935,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
         conferences=loader_conference.build_conferences(plan),
+        parking=loader_conference.build_parking(plan),
         media=loader_ivr.build_media(plan),
         account_codes=loader_codes.build_account_codes(plan),
         ldap=loader_ldap.build_ldap(plan),

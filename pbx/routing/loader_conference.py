@@ -1,5 +1,6 @@
-"""The loader's part for meet-me rooms (``conferences:``): checks with
-positions, then the model (:mod:`pbx.routing.conferences`).
+"""The loader's part for meet-me rooms (``conferences:``) and call park
+(``parking:``): checks with positions, then the models
+(:mod:`pbx.routing.conferences`, :mod:`pbx.routing.parking`).
 
 Checks: a room's number means nothing else on the keypad (not an
 extension, a feature code, a short number, a menu, a hunt group, another
@@ -13,7 +14,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from pbx.routing.conferences import Conference, PinHash
-from pbx.routing.loader_common import DataPath, Keypad, Merged, Place, Report, entries_of, section_of
+from pbx.routing.loader_common import DataPath, Keypad, Merged, Place, Report, entries_of, section_of, value_at
+from pbx.routing.parking import DEFAULT_RING_BACK, Parking
 
 SECTION_NOUNS: Final = {"conferences": "conference"}
 
@@ -45,7 +47,42 @@ def check_conferences(plan: Merged, root: Place, report: Report) -> None:
         numbers.setdefault(number, key)
 
 
-CHECKS: Final = (check_conferences,)
+MAX_SLOTS: Final = 100
+
+
+def check_parking(plan: Merged, root: Place, report: Report) -> None:
+    """Slots FIRST-LAST, at most :data:`MAX_SLOTS`, none of them a number
+    that already means something (an extension 705 in 701-720, a room)."""
+    path: DataPath = ("parking", "slots")
+    text = value_at(plan, path)
+    if not isinstance(text, str) or not plan.valid(path):
+        return
+    first, last = (int(part) for part in text.split("-"))
+    at = plan.value_place(path, root)
+    if not first <= last < first + MAX_SLOTS or len(str(first)) != len(str(last)):
+        report(at, f"parking slots {text!r}: FIRST must not be above LAST, both as long, at most {MAX_SLOTS} slots")
+        return
+    keypad = Keypad(plan, root)
+    rooms = {str(entry.get("number")) for _, entry in entries_of(plan, "conferences")}
+    menus = {str(entry.get("number")) for _, entry in entries_of(plan, "ivr_menus")}
+    for number in (str(n) for n in range(first, last + 1)):
+        clash = "is also a conference room's number" if number in rooms else \
+            "is also a menu's number" if number in menus else \
+            "is also hunt group" if number in section_of(plan, "hunt_groups") else keypad.clash(number)
+        if clash is not None:
+            report(at, f"parking slot {number!r} {clash}")
+            return
+
+
+CHECKS: Final = (check_conferences, check_parking)
+
+
+def build_parking(plan: Merged) -> Parking | None:
+    data = section_of(plan, "parking")
+    if "slots" not in data:
+        return None
+    first, last = (int(part) for part in str(data["slots"]).split("-"))
+    return Parking(first=first, last=last, ring_back=int(data.get("ring_back", DEFAULT_RING_BACK)))
 
 
 def build_conferences(plan: Merged) -> dict[str, Conference]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pbx.routing.engine import CallRequest, JoinConference, decide
+from pbx.routing.engine import CallRequest, Feature, JoinConference, Reject, decide
 from pbx.routing.explain import explain_call
 from pbx.routing.loader import check_dialplan, load_dialplan
 
@@ -105,3 +105,39 @@ def test_dialling_a_room_joins_it_and_explain_says_so(tmp_path: Path) -> None:
     assert decision.rule == "conferences.team"
     text = explain_call(plan, "1001", "850", AT)
     assert "conference room team (PIN asked" in text and "4321" not in text
+
+
+PARKING = BASE + """\
+parking: {slots: "701-720", ring_back: 45}
+"""
+
+
+def test_parking_slots_are_checked_and_dialling_one_picks_up(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + 'parking: {slots: "720-701"}\n')
+    assert any("parking slots '720-701': FIRST must not be above LAST, both as long" in p for p in found), found
+    found = problems(tmp_path, BASE + 'parking: {slots: "790-810"}\n')
+    assert any("parking slot '800' is also a menu's number" in p for p in found), found
+    found = problems(tmp_path, BASE + 'parking: {slots: "1000-1005"}\n')
+    assert any("parking slot '1001' is also extension '1001'" in p for p in found), found
+    found = problems(tmp_path, BASE + 'parking: {slots: "72", ring_back: 1}\n')
+    assert any("parking slots '72' must be FIRST-LAST" in p for p in found), found
+    assert any("'parking.ring_back' must be at least 10" in p for p in found), found
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(PARKING)
+    plan = load_dialplan(path)
+    assert plan.parking is not None and plan.parking.ring_back == 45 and len(plan.parking.slots) == 20
+    caller = plan.extensions["1001"]
+    slot = decide(CallRequest(caller=caller, dialled="705", at=AT, caller_number="1001"), plan)
+    assert isinstance(slot, Feature) and (slot.dialled.action, slot.dialled.code) == ("park_pickup", "705")
+    park = decide(CallRequest(caller=caller, dialled="*70", at=AT, caller_number="1001"), plan)
+    assert isinstance(park, Feature) and park.dialled.action == "park"
+    assert isinstance(decide(CallRequest(caller=caller, dialled="721", at=AT, caller_number="1001"), plan), Reject)
+
+
+def test_without_parking_star_70_is_not_available(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(GOOD)
+    plan = load_dialplan(path)
+    park = decide(CallRequest(caller=plan.extensions["1001"], dialled="*70", at=AT, caller_number="1001"), plan)
+    assert isinstance(park, Reject) and (park.status, park.reason) == (501, "feature_not_available")
