@@ -513,6 +513,7 @@ class Dialplan:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
                 known("hunt group", current.hunt_group, self.hunt_groups, f"inbound number {did!r}")
                 known("menu", current.menu, self.ivr_menus, f"inbound number {did!r}")
+                known("conference room", current.conference, self.conferences, f"inbound number {did!r}")
                 current = current.otherwise
         for menu in self.ivr_menus.values():
             known("menu", menu.closed, self.ivr_menus, f"menu {menu.key!r}")

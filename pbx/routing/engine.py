@@ -580,6 +580,10 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
             return _hunt(plan, plan.hunt_groups[resolved.hunt_group], call.at, steps, INBOUND)
         if resolved.menu is not None:
             return _run_menu(plan, plan.ivr_menus[resolved.menu], call, INBOUND, steps)
+        if resolved.conference is not None:
+            # A room never dials out: a caller from outside gains nothing but the room.
+            room = plan.conferences[resolved.conference]
+            return JoinConference(room=room, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
         assert reached is not None  # InboundTarget holds exactly one of the kinds
         refused = _refuse_inactive(reached, call.at, steps, INBOUND)
         if refused is not None:

@@ -141,3 +141,22 @@ def test_without_parking_star_70_is_not_available(tmp_path: Path) -> None:
     plan = load_dialplan(path)
     park = decide(CallRequest(caller=plan.extensions["1001"], dialled="*70", at=AT, caller_number="1001"), plan)
     assert isinstance(park, Reject) and (park.status, park.reason) == (501, "feature_not_available")
+
+
+def test_an_inbound_number_dials_in_to_a_room(tmp_path: Path) -> None:
+    text = GOOD + """\
+trunks:
+  t: {gateways: [{host: 192.0.2.10}]}
+inbound:
+  "+842873000850": {conference: team}
+  "+842873000851": {conference: nowhere}
+"""
+    found = problems(tmp_path, text)
+    assert any("inbound number '+842873000851' names unknown conference room 'nowhere'" in p for p in found), found
+    path = tmp_path / "plan.yaml"
+    path.write_text(text.replace('  "+842873000851": {conference: nowhere}\n', ""))
+    plan = load_dialplan(path)
+    decision = decide(CallRequest(caller=None, dialled="+842873000850", at=AT, caller_number="0912345678",
+                                  trunk="t"), plan)
+    assert isinstance(decision, JoinConference) and decision.room.key == "team"
+    assert (decision.rule, decision.call_class) == ("inbound.+842873000850", "inbound")
