@@ -2,7 +2,10 @@
 ``parking:``, :mod:`pbx.routing.parking`).
 
 Rules it keeps:
-- ``*70`` parks the call whose other party the caller holds and hears
+- a blind transfer (REFER) to ``*70``, what a phone's park key sends,
+  parks the transferee: music, the first free slot; the transferor is told
+  ``200 Parked At 701`` in the NOTIFY and its dialog ends;
+- ``*70`` dialled parks the call whose other party the caller holds and hears
   the PBX's music on (:mod:`pbx.calls.hold`): the held party stays in
   its call, in the first free slot, the music going on; the parker's
   dialog of that call ends (BYE), and the ``*70`` call hears "your call is
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from pbx.calls import hold as holds
 from pbx.calls import transfer as transfers
 from pbx.calls.fork import Leg, LegState
 from pbx.calls.hold import Phase, in_dialog
@@ -35,8 +39,10 @@ from pbx.calls.plan import Action, End
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.routing.dialplan import Extension
 from pbx.routing.engine import Feature
+from pbx.routing.feature_codes import PARK
 from pbx.sip.message import Request
-from pbx.sip.session import ByeIn, ResponseIn, SessionEvent, InviteSession
+from pbx.sip.refer import notify_headers, sipfrag
+from pbx.sip.session import ByeIn, InviteSession, RequestIn, ResponseIn, SessionEvent
 
 if TYPE_CHECKING:
     from pbx.calls.call import Call, Side
@@ -95,6 +101,38 @@ def park(controller: CallController, call: Call, decision: Feature) -> Action:
     controller.on_behalf(held, lambda: _park(held, slot, parker.number, controller.now + parking.ring_back))
     return End(status=480, disposition=Disposition.UNAVAILABLE, reason="parked", phrase=f"Parked At {slot}",
                announcement=("call_parked", *(f"digit_{digit}" for digit in slot)), language=language)
+
+
+@dataclass(slots=True)
+class _Notify:
+    """Ref of the NOTIFY telling a transferor the call is parked (its answer needs nothing)."""
+
+
+def is_park(call: Call, number: str) -> bool:
+    """Does a transfer to ``number`` ask to park the call?"""
+    return number == PARK and call.controller.plan.parking is not None
+
+
+def park_by_transfer(call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> None:
+    """A REFER from ``side`` to ``*70`` (a phone's blind transfer, or its
+    park key): the other party goes to the first free slot with music, the
+    transferor is told ``200 Parked At 701`` (NOTIFY) and its dialog ends."""
+    controller, request = call.controller, event.request
+    parking, payer, music = controller.plan.parking, call.payer(side), call.music
+    holding = music is not None and music.phase is not Phase.RESUMED
+    if parking is None or payer is None or (holding and music is not None and music.holder is not side):
+        session.answer(event.key, request, 403, "Park Not Allowed")
+        return
+    slot = controller.parking.free(parking.slots)
+    if slot is None:
+        session.answer(event.key, request, 486, "Parking Full")
+        return
+    if not holding and not holds.play_music(call, side):
+        session.answer(event.key, request, 503, "Music Unavailable")
+        return
+    session.answer(event.key, request, 202, "Accepted")
+    session.send("NOTIFY", headers=notify_headers(200), body=sipfrag(200, f"Parked At {slot}"), ref=_Notify())
+    _park(call, slot, payer.number, now + parking.ring_back)
 
 
 def _held_by(controller: CallController, number: str) -> Call | None:

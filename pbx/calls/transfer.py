@@ -117,6 +117,11 @@ def on_refer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
     except BadRefer as err:
         session.answer(event.key, request, 400, err.phrase)
         return
+    from pbx.calls import parking
+
+    if target.replaces is None and parking.is_park(call, target.number):
+        parking.park_by_transfer(call, side, session, event, now)
+        return
     payer = call.payer(side)
     if payer is None:
         # A party from a trunk has no rights here: nothing is placed for it.

@@ -103,3 +103,29 @@ def test_a_call_nobody_picks_up_rings_the_parker_back(pbx: Pbx, phones: PhoneFac
     assert hears(alice, back, bob, bob_call, tmp_path, "alice-hears-bob") > 1000.0
     alice.hangup(back)
     bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+
+
+def test_a_blind_transfer_to_star_70_parks_the_other_party(pbx: Pbx, phones: PhoneFactory,
+                                                           tmp_path: Path) -> None:
+    alice = registered(phones, pbx, "2001")
+    bob = registered(phones, pbx, "2002", auto_answer=200)
+    carol = registered(phones, pbx, "2003")
+    call = dial(alice, "2002", pbx)
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
+    alice.xfer(f"sip:*70@{pbx.registrar()}", call)  # a phone's park key sends this
+    alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
+    time.sleep(1.0)
+    music = tmp_path / "bob-parked.wav"
+    bob.record(music, bob_call)
+    time.sleep(1.5)
+    bob.stop_record(bob_call)
+    assert wav_rms(music, skip_seconds=0.3) > 1000.0
+
+    pickup = dial(carol, "701", pbx)
+    carol.wait_for("media_state", 10.0, call=pickup, status="active")
+    time.sleep(1.0)
+    assert hears(carol, pickup, bob, bob_call, tmp_path, "carol-hears-bob") > 1000.0
+    carol.hangup(pickup)
+    bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+    assert pbx.cdr_for("2001", "2002")["transfer"] == "park 2001 -> 2003"
