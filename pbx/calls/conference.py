@@ -10,6 +10,8 @@ Rules it keeps:
 - wrong PINs count per source (:mod:`pbx.conference.pins`); the digits
   are handed to the check and dropped: never logged, never in the CDR
   (its path shows ``(secret)``);
+- alone in the room, the caller hears the music on hold (their
+  department's, else the plan's, else the shipped tune);
 - the CDR's destination is ``conference:<room>``; the call is answered
   when the PBX answers it, and lasts until the caller leaves (or is
   dropped by a moderator: ``conference_dropped``).
@@ -82,4 +84,5 @@ def _join(call: Call, room: Conference, media: CallMedia, language: str, *, mode
     log.info("conference_entering", call_id=call.a_call_id, uuid=call.uuid, room=room.key, moderator=moderator)
     controller = call.controller
     media.join_conference(room, moderator=moderator, language=language,
-                          on_end=lambda reason: call.end_by_pbx(reason, controller.now, status=200))
+                          on_end=lambda reason: call.end_by_pbx(reason, controller.now, status=200),
+                          music=controller.plan.music_on_hold(call.caller))

@@ -108,10 +108,11 @@ class CallMedia(Protocol):
         """``room`` has no place left, even for a moderator."""
         ...
 
-    def join_conference(self, room: Conference, *, moderator: bool, language: str,
-                        on_end: Callable[[str], None]) -> None:
+    def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
+                        music: str | None = None) -> None:
         """Put the caller into ``room`` (the join tone tells the others);
-        from then on their keys are the room's. A full or locked room is
+        from then on their keys are the room's; while alone there they hear
+        ``music`` (a WAV file; None: the shipped tune). A full or locked room is
         said, then ``on_end`` runs with ``conference_full`` or
         ``conference_locked``; a moderator dropping them: ``conference_dropped``."""
         ...

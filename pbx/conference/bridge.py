@@ -77,7 +77,10 @@ class Seat:
     feed: LiveFeed
     sounds: Mapping[str, Audio]
     on_drop: Callable[[], None]
+    music: bytes = b""
+    """What the member hears while alone in the room (linear; empty: silence)."""
     private: collections.deque[bytes] = field(default_factory=collections.deque)
+    music_at: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -111,9 +114,10 @@ class ConferenceBridge:
         return live.room.refusal(moderator=moderator)
 
     def enter(self, room: Conference, session: MediaSession, *, moderator: bool, sounds: Mapping[str, Audio],
-              on_drop: Callable[[], None]) -> Seat | Refusal:
+              on_drop: Callable[[], None], music: Audio | None = None) -> Seat | Refusal:
         """Put ``session``'s caller into ``room``, or say why not.
-        ``on_drop``: a moderator dropped them (end their call)."""
+        ``on_drop``: a moderator dropped them (end their call); ``music``:
+        what they hear while nobody else is in the room."""
         live = self._rooms.get(room.key)
         if live is None:
             live = self._rooms[room.key] = _LiveRoom(Room(room.key, room.max_members))
@@ -126,7 +130,7 @@ class ConferenceBridge:
             return refused
         feed = LiveFeed()
         seat = Seat(id=seat_id, room=room.key, session=session, capture=session.stream.listen(CAPTURE_FRAMES),
-                    feed=feed, sounds=sounds, on_drop=on_drop)
+                    feed=feed, sounds=sounds, on_drop=on_drop, music=music.linear if music is not None else b"")
         live.seats[seat_id] = seat
         live.sound.extend(frames_of(self._join))
         session.play([Live(feed)])
@@ -168,6 +172,16 @@ class ConferenceBridge:
                         self.leave(dropped)
                         dropped.on_drop()
 
+    @staticmethod
+    def _music_frame(seat: Seat) -> bytes:
+        """The next 20 ms of ``seat``'s music, round and round."""
+        music, start = seat.music, seat.music_at % len(seat.music)
+        frame = music[start:start + FRAME_BYTES]
+        while len(frame) < FRAME_BYTES:
+            frame += music[:FRAME_BYTES - len(frame)]
+        seat.music_at = start + FRAME_BYTES
+        return frame
+
     def tick(self, now: float) -> None:
         """Mix every room for this tick (the engine calls it first)."""
         for live in self._rooms.values():
@@ -185,6 +199,9 @@ class ConferenceBridge:
                         private = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
                     private[index] = np.frombuffer(seat.private.popleft(), dtype=np.int16)
             room_sound = np.frombuffer(live.sound.popleft(), dtype=np.int16) if live.sound else None
+            if room_sound is None and count == 1 and seats[0].music:
+                # Alone in the room (its join tone over): music, under whatever is said to them.
+                room_sound = np.frombuffer(self._music_frame(seats[0]), dtype=np.int16)
             mixed = mix(frames, speaking, room_sound, private)
             for index, seat in enumerate(seats):
                 seat.feed.put(mixed[index].tobytes())

@@ -170,12 +170,12 @@ class SessionMedia:
         bridge = self._conferences
         return bridge is not None and bridge.refusal(room, moderator=True) is Refusal.FULL
 
-    def join_conference(self, room: Conference, *, moderator: bool, language: str,
-                        on_end: Callable[[str], None]) -> None:
-        self._start(self._conference(room, moderator, language, on_end))
+    def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
+                        music: str | None = None) -> None:
+        self._start(self._conference(room, moderator, language, on_end, music))
 
-    async def _conference(self, room: Conference, moderator: bool, language: str,
-                          on_end: Callable[[str], None]) -> None:
+    async def _conference(self, room: Conference, moderator: bool, language: str, on_end: Callable[[str], None],
+                          music: str | None) -> None:
         bridge = self._conferences
         if bridge is None:
             self._finish(lambda: on_end("conference_unavailable"))
@@ -192,7 +192,8 @@ class SessionMedia:
             return sounds
 
         sounds = await asyncio.to_thread(load)
-        seat = bridge.enter(room, self.session, moderator=moderator, sounds=sounds,
+        tune = await asyncio.to_thread(self._load_music, music)
+        seat = bridge.enter(room, self.session, moderator=moderator, sounds=sounds, music=tune,
                             on_drop=lambda: self._act(lambda: on_end("conference_dropped")))
         if isinstance(seat, Refusal):
             playing = await self._play([f"conference_{seat.value}"], language, ANNOUNCEMENT_TAIL)

@@ -12,7 +12,8 @@ import numpy as np
 
 from pbx.conference.bridge import ConferenceBridge, Seat
 from pbx.conference.room import Refusal
-from pbx.media.codecs import Codec
+from pbx.media.audio_file import Audio
+from pbx.media.codecs import Codec, rms
 from pbx.media.endpoint import MediaEngine
 from pbx.media.ports import PortAllocator
 from pbx.media.rtp import parse_rtp
@@ -21,6 +22,7 @@ from pbx.routing.conferences import Conference
 HOST = "127.0.0.1"
 TONES = (500.0, 900.0, 1400.0)
 ROOM = Conference(key="team", number="850", max_members=3)
+MUSIC = Audio(linear=(np.sin(np.arange(8000) * 2 * np.pi * 300 / 8000) * 8000).astype(np.int16).tobytes())
 
 
 class Phone(asyncio.DatagramProtocol):
@@ -67,7 +69,7 @@ def test_each_member_hears_the_others_and_a_muted_one_is_left_out() -> None:
             transport, _ = await loop.create_datagram_endpoint(lambda: phone, local_addr=(HOST, 0))
             session = await engine.open_session(on_event=lambda event: None)
             session.answer(offer(transport.get_extra_info("sockname")[1]))
-            seat = bridge.enter(ROOM, session, moderator=False, sounds={}, on_drop=lambda: None)
+            seat = bridge.enter(ROOM, session, moderator=False, sounds={}, on_drop=lambda: None, music=MUSIC)
             assert isinstance(seat, Seat)
             phones.append(phone)
             sockets.append((transport, session.rtp_port))
@@ -106,3 +108,39 @@ def test_each_member_hears_the_others_and_a_muted_one_is_left_out() -> None:
     for index in (1, 2):
         other = TONES[3 - index]
         assert strength(muted[index], other) > 20 * strength(muted[index], TONES[0]), index
+
+
+def test_a_member_alone_hears_music_until_someone_joins() -> None:
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        loop = asyncio.get_running_loop()
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41300, 41399))
+        bridge = ConferenceBridge(engine)
+        phones = [Phone(TONES[0], 0), Phone(TONES[1], 1)]
+        sockets = []
+        for phone in phones:
+            transport, _ = await loop.create_datagram_endpoint(lambda: phone, local_addr=(HOST, 0))
+            session = await engine.open_session(on_event=lambda event: None)
+            session.answer(offer(transport.get_extra_info("sockname")[1]))
+            sockets.append((transport, session))
+        bridge.enter(ROOM, sockets[0][1], moderator=False, sounds={}, on_drop=lambda: None, music=MUSIC)
+        await asyncio.sleep(0.8)  # the join tone, then the music
+        phones[0].heard.clear()
+        await asyncio.sleep(1.0)
+        alone = list(phones[0].heard)
+        bridge.enter(ROOM, sockets[1][1], moderator=False, sounds={}, on_drop=lambda: None, music=MUSIC)
+        for _ in range(40):  # the join tone; the second phone talks
+            sockets[1][0].sendto(phones[1].packet(), (HOST, sockets[1][1].rtp_port))
+            await asyncio.sleep(0.02)
+        phones[0].heard.clear()
+        for _ in range(50):
+            sockets[1][0].sendto(phones[1].packet(), (HOST, sockets[1][1].rtp_port))
+            await asyncio.sleep(0.02)
+        together = list(phones[0].heard)
+        for transport, _ in sockets:
+            transport.close()
+        await engine.close()
+        return alone, together
+
+    alone, together = asyncio.run(scenario())
+    assert strength(alone, 300.0) > 1e5 and rms(b"".join(alone)) > 1000
+    assert strength(together, TONES[1]) > 20 * strength(together, 300.0)
