@@ -2,7 +2,9 @@
 caller put in (the media side does the mixing: :mod:`pbx.conference`).
 
 Rules it keeps:
-- a full room is said before any PIN is asked, then the call ends;
+- a full room is said before the call is answered (early media, then 486:
+  :func:`refused`), so nobody keys a PIN for it; a room that filled up
+  meanwhile is said after the PIN, then the call ends;
 - the PIN prompt is the account code prompt's machine with the room's
   words (``#`` ends an entry, three tries); the moderator PIN makes a
   moderator, the PIN a member; a room with only a moderator PIN lets
@@ -25,11 +27,14 @@ import structlog
 
 from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome, Words
 from pbx.calls.local import CallMedia
+from pbx.calls.plan import AnswerConference, End
+from pbx.cdr.records import Disposition
 from pbx.ivr.menu import Hangup
 from pbx.routing.conferences import Conference
 
 if TYPE_CHECKING:
     from pbx.calls.call import Call
+    from pbx.calls.controller import CallController
 
 log = structlog.get_logger("pbx.calls")
 
@@ -46,14 +51,19 @@ def source_of(call: Call) -> str:
     return f"ext:{call.caller_number}"
 
 
+def refused(controller: CallController, call: Call, action: AnswerConference) -> End | None:
+    """Busy (486, "the conference is full") for a room with no place left;
+    None to answer the call."""
+    if controller.media is None or not controller.media.conference_full(action.room):
+        return None
+    log.info("conference_full", call_id=call.a_call_id, uuid=call.uuid, room=action.room.key)
+    return End(status=486, disposition=Disposition.BUSY, reason="conference_full", phrase="Conference Full",
+               announcement="conference_full", language=action.language)
+
+
 def enter(call: Call, room: Conference, media: CallMedia, language: str) -> None:
     """The PBX has answered ``call`` for ``room``: the PIN, then the room."""
     controller = call.controller
-    if media.conference_full(room):
-        log.info("conference_full", call_id=call.a_call_id, uuid=call.uuid, room=room.key)
-        media.announce("conference_full", language,
-                       lambda: call.end_by_pbx("conference_full", controller.now, status=200))
-        return
     if not room.asks_pin:
         _join(call, room, media, language, moderator=False)
         return

@@ -31,7 +31,7 @@ import structlog
 from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
-from pbx.calls import parking
+from pbx.calls import conference, parking
 from pbx.calls.parking import ParkingLot
 from pbx.conference.pins import PinGate
 from pbx.calls.dialer import CallDialer
@@ -41,7 +41,7 @@ from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
 from pbx.calls.media_policy import check_offer
-from pbx.calls.plan import (Action, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
+from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
                             sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
@@ -573,6 +573,8 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+        if isinstance(action, AnswerConference):
+            return conference.refused(self, call, action) or action
         if isinstance(decision, Ring) and isinstance(action, RingTargets):
             forward = self.features.settings(decision.extension).forward
             if forward.busy is not None or forward.no_answer is not None:

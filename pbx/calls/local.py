@@ -105,10 +105,6 @@ class CallMedia(Protocol):
         the music going on after each."""
         ...
 
-    def conference_full(self, room: Conference) -> bool:
-        """``room`` has no place left, even for a moderator."""
-        ...
-
     def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
                         music: str | None = None) -> None:
         """Put the caller into ``room`` (the join tone tells the others);
@@ -128,6 +124,10 @@ class LocalMedia(Protocol):
         """A media side for a call; :class:`MediaUnavailable` if none.
         ``encryption``: whether its SDP takes or offers SRTP keys
         (:func:`pbx.calls.media_policy.local_encryption`)."""
+        ...
+
+    def conference_full(self, room: Conference) -> bool:
+        """``room`` has no place left, even for a moderator."""
         ...
 
 

@@ -54,6 +54,10 @@ class IvrMedia:
         self.prompts = prompts
         self.conferences = conferences
 
+    def conference_full(self, room: Conference) -> bool:
+        bridge = self.conferences
+        return bridge is not None and bridge.refusal(room, moderator=True) is Refusal.FULL
+
     def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
         media = SessionMedia(self.prompts, act, self.conferences)
         try:
@@ -166,10 +170,6 @@ class SessionMedia:
     def music(self, music: str | None, *, language: str = "en",
               announce: Callable[[], str | None] | None = None, every: float = 0.0) -> None:
         self._start(self._music(music, language, announce, every))
-
-    def conference_full(self, room: Conference) -> bool:
-        bridge = self._conferences
-        return bridge is not None and bridge.refusal(room, moderator=True) is Refusal.FULL
 
     def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
                         music: str | None = None) -> None:

@@ -147,7 +147,8 @@ def test_wrong_pins_are_refused_then_locked_out_and_a_full_room_is_said(
     time.sleep(JOIN_SECONDS)
     call = joined(carol, pbx, "851", None)
     assert heard_before_hangup(carol, call, tmp_path / "full.wav", "conference_full")
-    assert pbx.cdr_for("2003", "851")["reason"] == "conference_full"
+    row = pbx.cdr_for("2003", "851")
+    assert (row["disposition"], row["reason"], row["answered_at"]) == ("BUSY", "conference_full", ""), row
 
 
 def test_the_moderator_locks_the_room_and_drops_the_last_who_joined(
