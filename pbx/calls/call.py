@@ -942,6 +942,7 @@ class Call:
             self.music.stop()
         if self.queued is not None:
             self.controller.dequeue(self)
+        parking.leave(self)  # a parked call that ends (its maximum duration) frees its slot
         transfer = self.transferring
         if transfer is not None:
             # The call ends while a transfer rings or is being bridged: its

@@ -202,7 +202,7 @@ def on_event(call: Call, session: InviteSession, event: SessionEvent, now: float
         _answered(call, parked, session, event, now)
         return True
     if isinstance(event, ByeIn) and session is call.session_of(parked.holder.other):
-        _leave(call)  # the held party hung up; the call ends as usual
+        leave(call)  # the held party hung up; the call ends as usual
     return False
 
 
@@ -234,18 +234,29 @@ def _answered(call: Call, parked: Parked, session: InviteSession, event: Respons
     controller.recorder.call_answered(picker_call)
     controller.adopt(call, picker)
     picker_call.hand_over(picker, into=call, reason="picked_up_parked")
-    _leave(call)
+    leave(call)
     call.transfer_legs.append(leg)
     call.transferred("park", parked.holder, parked.parker, ref.picker.number, leg)
     log.info("call_unparked", call_id=call.a_call_id, uuid=call.uuid, slot=parked.slot, picker=ref.picker.number)
 
 
-def _leave(call: Call) -> None:
+def leave(call: Call) -> None:
+    """``call`` is no longer parked (picked up, rung back, ended): its slot is free."""
+    from pbx.calls.call import CallState
+
     parked = call.parked
-    if parked is not None:
-        call.parked = None
-        if call.controller.parking.calls.get(parked.slot) is call:
-            del call.controller.parking.calls[parked.slot]
+    if parked is None:
+        return
+    call.parked = None
+    controller = call.controller
+    if controller.parking.calls.get(parked.slot) is call:
+        del controller.parking.calls[parked.slot]
+    pickup, parked.pickup = parked.pickup, None
+    if pickup is not None and pickup.picker_call.state is CallState.ROUTING:
+        # Ended while someone was picking it up: they hear it is gone.
+        picker = pickup.picker_call
+        controller.on_behalf(picker, lambda: picker.end_unanswered(480, Disposition.UNAVAILABLE,
+                                                                    "parked_call_ended", HangupSide.PBX))
 
 
 def due(call: Call) -> float | None:
@@ -259,7 +270,7 @@ def on_timer(call: Call, now: float) -> None:
     if parked is None or parked.pickup is not None or now < parked.due:
         return
     parker = call.session_of(parked.holder)
-    _leave(call)
+    leave(call)
     log.info("park_ring_back", call_id=call.a_call_id, uuid=call.uuid, slot=parked.slot, parker=parked.parker)
     if parker is None:
         call.end_by_pbx("park_ring_back_failed", now, status=200)
