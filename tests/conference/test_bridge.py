@@ -61,7 +61,7 @@ def strength(heard: list[bytes], frequency: float) -> float:
 def test_each_member_hears_the_others_and_a_muted_one_is_left_out() -> None:
     async def scenario() -> tuple[list[list[bytes]], list[list[bytes]], Refusal | Seat]:
         loop = asyncio.get_running_loop()
-        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41200, 41299))
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(42000, 42099))
         bridge = ConferenceBridge(engine)
         phones, sockets, seats = [], [], []
         for index, frequency in enumerate(TONES):
@@ -113,7 +113,7 @@ def test_each_member_hears_the_others_and_a_muted_one_is_left_out() -> None:
 def test_a_member_alone_hears_music_until_someone_joins() -> None:
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         loop = asyncio.get_running_loop()
-        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41300, 41399))
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(42100, 42199))
         bridge = ConferenceBridge(engine)
         phones = [Phone(TONES[0], 0), Phone(TONES[1], 1)]
         sockets = []
