@@ -63,31 +63,48 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; 35 on every ar
 _TIMESPEC = struct.Struct("@qq")
 
 
+def stamped_socket() -> socket.socket:
+    """A UDP socket on 127.0.0.1 whose datagrams carry the kernel's arrival stamp."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind((HOST, 0))
+    return sock
+
+
+def receive_stamped(sock: socket.socket, arrivals: dict[int, list[tuple[int, int]]]) -> None:
+    """One datagram from ``sock`` noted under its SSRC: (arrival ns, sequence)."""
+    data, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(_TIMESPEC.size))
+    if len(data) < 12:
+        return
+    stamp = next((_TIMESPEC.unpack(cdata[:_TIMESPEC.size]) for level, kind, cdata in ancillary
+                  if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
+    arrival = stamp[0] * 1_000_000_000 + stamp[1] if stamp else time.time_ns()
+    sequence, ssrc = _SEQ_SSRC.unpack_from(data, 2)
+    arrivals[ssrc].append((arrival, sequence))
+
+
 def receiver(conn: multiprocessing.connection.Connection) -> None:
     """Child process: note every packet's arrival until told to stop, then
     report. Arrival times are the kernel's receive stamps (SO_TIMESTAMPNS),
     so how late this process itself gets the CPU does not count."""
     _pin(1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.bind((HOST, 0))
+    sock = stamped_socket()
     sock.settimeout(0.2)
     conn.send(sock.getsockname()[1])
     arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    space = socket.CMSG_SPACE(_TIMESPEC.size)
     while not conn.poll():
         try:
-            data, ancillary, _, _ = sock.recvmsg(2048, space)
+            receive_stamped(sock, arrivals)
         except TimeoutError:
             continue
-        if len(data) < 12:
-            continue
-        stamp = next((_TIMESPEC.unpack(cdata[:_TIMESPEC.size]) for level, kind, cdata in ancillary
-                      if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
-        arrival = stamp[0] * 1_000_000_000 + stamp[1] if stamp else time.time_ns()
-        sequence, ssrc = _SEQ_SSRC.unpack_from(data, 2)
-        arrivals[ssrc].append((arrival, sequence))
+    conn.send(pacing(arrivals))
+
+
+def pacing(arrivals: dict[int, list[tuple[int, int]]]) -> dict[str, float]:
+    """Per stream (SSRC -> [(arrival ns, sequence)]), the deviations of the
+    gaps between consecutive packets from 20 ms: p50, p99, max; packets
+    received and lost."""
     deviations: list[float] = []
     lost = packets = 0
     for stream in arrivals.values():
@@ -99,12 +116,12 @@ def receiver(conn: multiprocessing.connection.Connection) -> None:
             else:
                 lost += step - 1
     deviations.sort()
-    conn.send({
+    return {
         "streams": len(arrivals), "packets": packets, "lost": lost,
         "p50": deviations[len(deviations) // 2] if deviations else 0.0,
         "p99": deviations[int(len(deviations) * 0.99)] if deviations else 0.0,
         "max": deviations[-1] if deviations else 0.0,
-    })
+    }
 
 
 async def play(streams: int, seconds: float, receiver_port: int, first_port: int) -> tuple[float, int]:
@@ -153,6 +170,21 @@ def run_level(streams: int, seconds: float, loop_kind: str, first_port: int) -> 
     return result
 
 
+HEADINGS = (f"{'received':>9} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'late':>5} "
+            "{:>10} " f"{'per core':>8}  holds")
+"""The table's columns after the level's count; ``{}`` is the CPU column's name."""
+
+
+def level_row(r: dict[str, float], count: int, seconds: float) -> tuple[str, bool]:
+    """A level's row under :data:`HEADINGS`, and whether it held: p99 of
+    |gap - 20 ms| at most 2 ms, no loss, no skipped tick, every stream heard."""
+    share = r["cpu"] / (count * seconds)
+    holds = r["p99"] <= 0.002 and r["lost"] == 0 and r["late"] == 0 and r["streams"] == count
+    return (f"{int(r['packets']):>9} {int(r['lost']):>5} {r['p50'] * 1000:>7.2f} {r['p99'] * 1000:>7.2f} "
+            f"{r['max'] * 1000:>7.2f} {int(r['late']):>5} {share * 100:>9.3f}% {int(1 / share) if share else 0:>8}"
+            f"  {'yes' if holds else 'NO'}"), holds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="concurrent paced media streams")
     parser.add_argument("--levels", default="1,50,100,200,300,400,500",
@@ -169,17 +201,13 @@ def main() -> int:
     _pin(0)
     print(f"{args.seconds:g} s per level, loop {args.loop}, sender CPU 0, receiver CPU 1; "
           "holds: p99 |gap - 20 ms| <= 2 ms, no loss, no skipped tick")
-    print(f"{'streams':>7} {'received':>9} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'late':>5} {'CPU/stream':>10} {'per core':>8}  holds")
+    print(f"{'streams':>7} {HEADINGS.format('CPU/stream')}")
     best = 0
     for streams in (int(level) for level in args.levels.split(",")):
         r = run_level(streams, args.seconds, args.loop, args.first_port)
-        share = r["cpu"] / (streams * args.seconds)
-        holds = r["p99"] <= 0.002 and r["lost"] == 0 and r["late"] == 0 and r["streams"] == streams
+        text, holds = level_row(r, streams, args.seconds)
         best = streams if holds else best
-        print(f"{streams:>7} {int(r['packets']):>9} {int(r['lost']):>5} {r['p50'] * 1000:>7.2f} "
-              f"{r['p99'] * 1000:>7.2f} {r['max'] * 1000:>7.2f} {int(r['late']):>5} {share * 100:>9.3f}% "
-              f"{int(1 / share) if share else 0:>8}  {'yes' if holds else 'NO'}")
+        print(f"{streams:>7} {text}")
     print(f"highest level that held: {best} streams")
     return 0
 

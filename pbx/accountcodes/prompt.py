@@ -72,6 +72,17 @@ class Accepted:
     """The code is right and covers the call: place it."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Words:
+    """What the prompt says and how the CDR path names it: an account
+    code's by default; a conference PIN has its own."""
+
+    enter: str = ENTER_PROMPT
+    invalid: str = INVALID_PROMPT
+    locked: str = LOCKED_PROMPT
+    visit: str = "account_code"
+
+
 PromptEvent = Digit | PlaybackFinished | Timeout | Checked
 PromptAction = Play | StopPlayback | CollectDigits | CheckCode | Accepted | Hangup
 
@@ -87,7 +98,10 @@ class Phase(enum.Enum):
 class CodePrompt:
     """One caller asked for their account code."""
 
-    def __init__(self, *, attempts: int = 3, first_digit_timeout: float = 8.0, digit_timeout: float = 4.0) -> None:
+    def __init__(self, *, attempts: int = 3, first_digit_timeout: float = 8.0, digit_timeout: float = 4.0,
+                 words: Words = Words(), empty_entry: bool = False) -> None:
+        """``empty_entry``: ``#`` alone (or no key at all) is an entry to
+        check, not a failure (a room whose members need no PIN)."""
         if attempts < 1 or first_digit_timeout <= 0 or digit_timeout <= 0:
             raise ValueError("a code prompt needs at least one attempt and positive timeouts")
         self.attempts = attempts
@@ -98,7 +112,9 @@ class CodePrompt:
         """Entries that failed (wrong codes and empty entries)."""
         self.wrong_codes = 0
         """Of those, codes keyed and found wrong."""
-        self._visit = Visit("account_code")
+        self.words = words
+        self.empty_entry = empty_entry
+        self._visit = Visit(words.visit)
         self._buffer = ""
         self._deadline: float | None = None
         self._hangup = ""
@@ -112,7 +128,7 @@ class CodePrompt:
         return self._deadline
 
     def start(self, now: float) -> list[PromptAction]:
-        return [Play((ENTER_PROMPT,))]
+        return [Play((self.words.enter,))]
 
     def handle(self, event: PromptEvent, now: float) -> list[PromptAction]:
         if self.phase is Phase.DONE:
@@ -141,7 +157,7 @@ class CodePrompt:
             actions.append(StopPlayback())
             self.phase = Phase.COLLECTING
         if digit == END:
-            if not self._buffer:
+            if not self._buffer and not self.empty_entry:
                 return actions + self._collect(now, self.first_digit_timeout)
             return actions + self._submit()
         if digit == RESTART:
@@ -174,7 +190,7 @@ class CodePrompt:
     def _submit(self) -> list[PromptAction]:
         digits, self._buffer = self._buffer, ""
         self._deadline = None
-        if not digits:
+        if not digits and not self.empty_entry:
             self._visit.entries.append(Entry(""))
             return self._failed("no_code" if self.wrong_codes == 0 else "auth_failed")
         self.phase = Phase.CHECKING
@@ -195,16 +211,16 @@ class CodePrompt:
             case "not_allowed":
                 return self._close((NOT_ALLOWED_PROMPT,), "not_allowed")
             case "locked":
-                return self._close((LOCKED_PROMPT,), "locked")
+                return self._close((self.words.locked,), "locked")
             case _:
                 assert_never(outcome)
 
     def _failed(self, reason: str) -> list[PromptAction]:
         self.failures += 1
         if self.failures >= self.attempts:
-            return self._close((INVALID_PROMPT, GOODBYE_PROMPT), reason)
+            return self._close((self.words.invalid, GOODBYE_PROMPT), reason)
         self.phase = Phase.PROMPTING
-        return [Play((INVALID_PROMPT, ENTER_PROMPT))]
+        return [Play((self.words.invalid, self.words.enter))]
 
     def _close(self, prompts: tuple[str, ...], reason: str) -> list[PromptAction]:
         self.phase, self._hangup = Phase.CLOSING, reason

@@ -36,7 +36,9 @@ from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls.media_policy import local_encryption
 from pbx.calls import transfer as transfers
-from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
+from pbx.calls import conference, parking
+from pbx.calls.plan import (Action, AnswerConference, AnswerMenu, AskCode, End, Overflowing, Ring,
+                            quoted_text as quoted)
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError, cross_answer
 from pbx.cdr.records import Disposition, HangupSide, whole_seconds
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
     from pbx.calls.hold import MusicOnHold
     from pbx.calls.hunt_queue import Waiting
+    from pbx.calls.parking import Parked
     from pbx.calls.controller import CallController
     from pbx.calls.transfer import CallTransfer
 
@@ -230,6 +233,8 @@ class Call:
     """Music on hold, once a side put the other on hold (pbx.calls.hold)."""
     queued: Waiting | None = None
     """The caller's place in a hunt group's queue while it waits there."""
+    parked: Parked | None = None
+    """The call's slot while it waits there to be picked up (pbx.calls.parking)."""
 
     # ------------------------------------------------------------ identity
 
@@ -428,6 +433,8 @@ class Call:
                 self._answer_menu(action, now)
             case AskCode():
                 self._ask_code(action, now)
+            case AnswerConference():
+                self._answer_conference(action, now)
             case _:
                 assert_never(action)
 
@@ -512,18 +519,32 @@ class Call:
         return media
 
     def _answer_menu(self, action: AnswerMenu, now: float) -> None:
+        media = self._answer_as(f"menu:{action.menu.key}", action.language, now, "call_answered_by_menu")
+        if media is not None:
+            media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
+                           self.set_path)
+
+    def _answer_conference(self, action: AnswerConference, now: float) -> None:
+        media = self._answer_as(f"conference:{action.room.key}", action.language, now,
+                                "call_answered_by_conference")
+        if media is not None:
+            conference.enter(self, action.room, media, action.language)
+
+    def _answer_as(self, destination: str, language: str, now: float, event: str) -> CallMedia | None:
+        """Answer the call for good as ``destination`` (a menu, a
+        conference room): the CDR's answer time and destination, the
+        maximum duration from now."""
         media = self._answer_locally()
         if media is None:
-            return
-        self.language = action.language
-        self.destination = f"menu:{action.menu.key}"
+            return None
+        self.language = language
+        self.destination = destination
         self.answered_at = self.controller.wall()
         self.answered_monotonic = now
         self.controller.recorder.call_answered(self)
-        log.info("call_answered_by_menu", call_id=self.a_call_id, uuid=self.uuid, menu=action.menu.key,
-                 language=action.language)
+        log.info(event, call_id=self.a_call_id, uuid=self.uuid, destination=destination, language=language)
         self.watch(None, now)
-        media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action, self._menu_path)
+        return media
 
     def _ask_code(self, action: AskCode, now: float) -> None:
         """Answer and ask for an account code. Not the call's answer: the
@@ -537,7 +558,7 @@ class Call:
                  language=action.language)
         self.watch(None, now)
         media.run_code_prompt(codes.prompt(), action.language, lambda chosen: codes.on_prompt(self, chosen),
-                              self._menu_path)
+                              self.set_path)
 
     def end_locally(self, reason: str, disposition: Disposition, now: float) -> None:
         """End a call the PBX answered but nobody else did (a code prompt
@@ -545,7 +566,8 @@ class Call:
         self.unanswered = disposition
         self.end_by_pbx(reason, now, status=200)
 
-    def _menu_path(self, path: str) -> None:
+    def set_path(self, path: str) -> None:
+        """What the caller went through (menus, entries), for the CDR."""
         self.ivr_path = path
 
     def _menu_action(self, action: Transfer | Hangup) -> None:
@@ -580,15 +602,15 @@ class Call:
                     self.answered_at, self.answered_monotonic = self.controller.wall(), now
                     self.controller.recorder.call_answered(self)
                 media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
-                               self._menu_path)
-            case AskCode():
+                               self.set_path)
+            case AskCode() | AnswerConference():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
             case Overflowing():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))
             case _:
                 assert_never(action)
 
-    def _transfer_failed(self, result: Outcome, phrase: str | None = None) -> None:
+    def _transfer_failed(self, result: Outcome, phrase: str | tuple[str, ...] | None = None) -> None:
         """Nobody took the transfer: say so (``phrase``, else the words
         for its status), then hang up."""
         media = self.media
@@ -664,6 +686,8 @@ class Call:
 
     def on_event(self, session: InviteSession, event: SessionEvent, now: float) -> None:
         if self.transferring is not None and transfers.on_event(self, self.transferring, session, event, now):
+            return
+        if self.parked is not None and parking.on_event(self, session, event, now):
             return
         if session in self.retired:
             if isinstance(event, ByeIn | RequestIn):
@@ -825,7 +849,7 @@ class Call:
         other = self.session_of(side.other)
 
         def send_ok() -> None:
-            if other is not None:
+            if other is not None and other not in self.retired:  # a parker's dialog ended at parking
                 other.hangup()
             session.answer(event.key, event.request, 200)
             self.controller.forget(self)
@@ -843,7 +867,8 @@ class Call:
                       self.transferring.deadline() if self.transferring is not None else None,
                       self.fork.deadline() if self.fork is not None and self.state is CallState.RINGING else None,
                       self.winner.session.deadline() if self.winner is not None else None,
-                      self.queued.deadline() if self.queued is not None else None):
+                      self.queued.deadline() if self.queued is not None else None,
+                      parking.due(self)):
             if other is not None and (due is None or other < due):
                 due = other
         return due
@@ -855,6 +880,8 @@ class Call:
                     self.on_event(session, event, now)
         if self.queued is not None and now >= self.queued.deadline():
             self.controller.queue_due(self, now)
+        if (park_due := parking.due(self)) is not None and now >= park_due:
+            parking.on_timer(self, now)
         if self.ring_due is not None and now >= self.ring_due and self.state is CallState.RINGING:
             self.ring_due = None
             if self.fork is not None:
@@ -915,6 +942,7 @@ class Call:
             self.music.stop()
         if self.queued is not None:
             self.controller.dequeue(self)
+        parking.leave(self)  # a parked call that ends (its maximum duration) frees its slot
         transfer = self.transferring
         if transfer is not None:
             # The call ends while a transfer rings or is being bridged: its

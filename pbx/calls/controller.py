@@ -31,6 +31,9 @@ import structlog
 from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
+from pbx.calls import conference, parking
+from pbx.calls.parking import ParkingLot
+from pbx.conference.pins import PinGate
 from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
@@ -38,7 +41,7 @@ from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
 from pbx.calls.media_policy import check_offer
-from pbx.calls.plan import (Action, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
+from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
                             sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
@@ -191,6 +194,10 @@ class CallController:
         self.codes: CodeChecker | None = None
         """Where account codes are looked up; None: calls that need one are refused."""
         self.account_codes = AccountCodes(self)
+        self.parking = ParkingLot()
+        """Parked calls by slot (this node's, in memory)."""
+        self.conference_pins = PinGate()
+        """Wrong conference PINs, counted per source (this node's, in memory)."""
         self.queues = HuntQueues()
         """Callers waiting in hunt group queues: this node's, in memory only."""
         self._queued: dict[str, Call] = {}
@@ -339,6 +346,14 @@ class CallController:
         """The TCP connections calls in progress use."""
         return {session.dest.connection for _, session in self.sessions.values()
                 if session.dest.connection is not None}
+
+    def calls(self) -> list[Call]:
+        """The calls in progress, oldest first."""
+        return sorted({id(c): c for c, _ in self.sessions.values()}.values(), key=lambda c: c.started_at)
+
+    def on_behalf(self, call: Call, work: Callable[[], None]) -> None:
+        """Run ``work`` for ``call`` (another call's business started it)."""
+        self._on_behalf(call, work)
 
     def _on_behalf(self, call: Call, work: Callable[[], None]) -> None:
         """Run ``work`` for ``call``: the transactions it starts are indexed
@@ -489,7 +504,8 @@ class CallController:
             return
         if isinstance(decision, Feature):
             feature = self._feature_code(call, decision)
-            self._on_behalf(call, lambda: call.run(feature, self.now))
+            if feature is not None:  # None: a parked call being picked up answers it later
+                self._on_behalf(call, lambda: call.run(feature, self.now))
             return
         if isinstance(decision, CodeRequired):
             self._on_behalf(call, lambda: self.account_codes.start(call, decision, request, given))
@@ -557,6 +573,8 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+        if isinstance(action, AnswerConference):
+            return conference.refused(self, call, action) or action
         if isinstance(decision, Ring) and isinstance(action, RingTargets):
             forward = self.features.settings(decision.extension).forward
             if forward.busy is not None or forward.no_answer is not None:
@@ -627,8 +645,7 @@ class CallController:
         picker = decision.extension
         directed = decision.dialled.argument if decision.dialled.action == "directed_pickup" else None
         group = picker.pickup_group or picker.department
-        ringing = sorted({id(c): c for c, _ in self.sessions.values()}.values(), key=lambda c: c.started_at)
-        for candidate in ringing:
+        for candidate in self.calls():
             if candidate is call or candidate.state is not CallState.RINGING or candidate.local \
                     or candidate.fork is None:
                 continue
@@ -647,7 +664,7 @@ class CallController:
         return End(status=480, disposition=Disposition.UNAVAILABLE, reason="nothing_to_pick_up",
                    phrase="Nothing To Pick Up")
 
-    def _feature_code(self, call: Call, decision: Feature) -> Action:
+    def _feature_code(self, call: Call, decision: Feature) -> Action | None:
         """Change the caller's forwards or do not disturb, then say so: a
         spoken confirmation in early media where the call has media, and a
         480 whose reason phrase says what was done (the agent codes' way)."""
@@ -666,6 +683,10 @@ class CallController:
                 phrase, prompt = ("Do Not Disturb On", "dnd_on") if on else ("Do Not Disturb Off", "dnd_off")
             case "pickup" | "directed_pickup":
                 return self.pickup(call, decision)
+            case "park":
+                return parking.park(self, call, decision)
+            case "park_pickup":
+                return parking.pick_up(self, call, decision)
         log.info("feature_set", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
                  action=feature.action, kind=feature.kind, target=feature.argument, by="feature_code")
         return End(status=480, disposition=Disposition.UNAVAILABLE, reason=f"feature_{feature.action}",

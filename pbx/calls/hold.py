@@ -34,6 +34,7 @@ what; the rest carries it out on the call's sessions and its
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -292,9 +293,19 @@ def _answer(call: Call, session: InviteSession, event: RequestIn, body: bytes, n
 
 
 def _start(call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> bool:
+    if inactive_answer(event.request.body, session.sdp_sent) is None:
+        return False
+    return play_music(call, side, before=lambda: _answer_holder(call, session, event, now))
+
+
+def play_music(call: Call, side: Side, *, before: Callable[[], bool] = lambda: True) -> bool:
+    """Move the party opposite ``side`` to the PBX's music (our re-INVITE,
+    ``sendonly``), as if ``side`` held it; ``before`` runs once the offer
+    is made (answering the holder), False from it gives up. False when the
+    music cannot be had (no media service, no port)."""
     other = call.session_of(side.other)
     service = call.controller.media
-    if other is None or service is None or inactive_answer(event.request.body, session.sdp_sent) is None:
+    if other is None or service is None:
         return False
     try:
         held_party = call.party(side.other)
@@ -315,7 +326,7 @@ def _start(call: Call, side: Side, session: InviteSession, event: RequestIn, now
         log.warning("hold_music_unavailable", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
         media.close()
         return False
-    if not _answer_holder(call, session, event, now):
+    if not before():
         media.close()
         return False
     plan = call.controller.plan

@@ -22,13 +22,14 @@ Rules the coordinator keeps with it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome
 from pbx.ivr.menu import Hangup, MenuRun, Transfer
 from pbx.media.sdes import MediaEncryption
+from pbx.routing.conferences import Conference
 from pbx.sip.message import Header, Request
 
 SDP_TYPE: Final[Header] = ("content-type", "application/sdp")
@@ -90,8 +91,8 @@ class CallMedia(Protocol):
         """What the entry last handed over amounted to."""
         ...
 
-    def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        """Say ``phrase``, then call ``then`` (through ``act``)."""
+    def announce(self, phrase: str | Sequence[str], language: str, then: Callable[[], None]) -> None:
+        """Say ``phrase`` (or phrases, in order), then call ``then`` (through ``act``)."""
         ...
 
     def ringback(self, country: str) -> None: ...
@@ -104,6 +105,15 @@ class CallMedia(Protocol):
         the music going on after each."""
         ...
 
+    def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
+                        music: str | None = None) -> None:
+        """Put the caller into ``room`` (the join tone tells the others);
+        from then on their keys are the room's; while alone there they hear
+        ``music`` (a WAV file; None: the shipped tune). A full or locked room is
+        said, then ``on_end`` runs with ``conference_full`` or
+        ``conference_locked``; a moderator dropping them: ``conference_dropped``."""
+        ...
+
     def close(self) -> None:
         """Stop everything and give the ports back; safe to call twice."""
         ...
@@ -114,6 +124,10 @@ class LocalMedia(Protocol):
         """A media side for a call; :class:`MediaUnavailable` if none.
         ``encryption``: whether its SDP takes or offers SRTP keys
         (:func:`pbx.calls.media_policy.local_encryption`)."""
+        ...
+
+    def conference_full(self, room: Conference) -> bool:
+        """``room`` has no place left, even for a moderator."""
         ...
 
 

@@ -31,11 +31,12 @@ from pbx.calls.fork import ContactTarget, Outcome, Target, TrunkTarget
 from pbx.calls.hunt import HuntRing, HuntView, Unavailable, plan_hunt
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.registrar.bindings import Binding
+from pbx.routing.conferences import Conference
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.calls.local import PHRASE_FOR_STATUS
 from pbx.calls.features import ForwardOnFail
 from pbx.routing.engine import (AgentCode, CodeRequired, Decision, Feature, Hunt, Reject, Ring as RingExtension,
-                                RingMember, RunIvr, ToTrunk)
+                                JoinConference, RingMember, RunIvr, ToTrunk)
 from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
@@ -72,8 +73,9 @@ class End:
     headers: tuple[Header, ...] = ()
     phrase: str | None = None
     """Reason phrase of the final response; None: the status's usual one."""
-    announcement: str | None = None
-    """Prompt said first (183 with early media), when the call can carry it."""
+    announcement: str | tuple[str, ...] | None = None
+    """Prompt (or prompts, in order) said first (183 with early media), when
+    the call can carry it."""
     language: str = "en"
 
 
@@ -113,7 +115,16 @@ class AskCode:
     language: str
 
 
-Action = Ring | End | Overflowing | AnswerMenu | AskCode
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerConference:
+    """Answer the call and put the caller into ``room`` (its PIN asked
+    first), speaking ``language``."""
+
+    room: Conference
+    language: str
+
+
+Action = Ring | End | Overflowing | AnswerMenu | AskCode | AnswerConference
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +192,9 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             return _announced(_refusal(decision, caller, plan.domain), caller, plan)
         case RunIvr():
             return AnswerMenu(menu=decision.menu, language=decision.menu.language or plan.language_for(caller.extension))
+        case JoinConference():
+            return AnswerConference(room=decision.room,
+                                    language=decision.room.language or plan.language_for(caller.extension))
         case CodeRequired():
             return AskCode(decision=decision, language=plan.language_for(caller.extension))
         case _:

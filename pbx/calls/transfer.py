@@ -117,6 +117,11 @@ def on_refer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
     except BadRefer as err:
         session.answer(event.key, request, 400, err.phrase)
         return
+    from pbx.calls import parking
+
+    if target.replaces is None and parking.is_park(call, target.number):
+        parking.park_by_transfer(call, side, session, event, now)
+        return
     payer = call.payer(side)
     if payer is None:
         # A party from a trunk has no rights here: nothing is placed for it.
@@ -137,6 +142,21 @@ def on_refer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
         _attended(call, transfer, target, now)
     else:
         _blind(call, transfer, _transferee_caller(call, side is Sides.B), now)
+
+
+def ring_back(call: Call, side: Side, transferor: InviteSession, number: str, now: float) -> None:
+    """The PBX itself transfers the party opposite ``side`` to ``number``,
+    placed with ``side``'s rights (a parked call ringing its parker back):
+    a blind transfer whose transferor has gone already, so a target that
+    does not answer ends the call."""
+    from pbx.calls.call import Side as Sides
+
+    transferee = call.session_of(side.other)
+    assert transferee is not None
+    transfer = CallTransfer(kind="blind", side=side, transferor=transferor, transferee=transferee,
+                            transferor_number=number, target=number, transferor_gone=True)
+    call.transferring = transfer
+    _blind(call, transfer, _transferee_caller(call, side is Sides.B), now)
 
 
 def _transferee_caller(call: Call, transferee_is_a: bool) -> Caller:

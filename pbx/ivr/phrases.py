@@ -114,6 +114,66 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Quý vị đã đăng xuất khỏi nhóm trực.",
         "zh": "您已退出话务组。",
     },
+    "conference_enter_pin": {
+        "en": "Please enter the conference PIN, then press the hash key.",
+        "vi": "Vui lòng nhập mã PIN của phòng họp, sau đó bấm phím thăng.",
+        "zh": "请输入会议密码，并以井号键结束。",
+    },
+    "conference_wrong_pin": {
+        "en": "That PIN is not valid.",
+        "vi": "Mã PIN vừa nhập không hợp lệ.",
+        "zh": "您输入的密码无效。",
+    },
+    "conference_pin_locked": {
+        "en": "Too many wrong PINs. Conferences are locked on this phone for a while.",
+        "vi": "Quý khách đã nhập sai mã PIN quá nhiều lần. Máy này tạm thời không vào được phòng họp.",
+        "zh": "密码错误次数过多，本话机暂时无法加入会议。",
+    },
+    "conference_full": {
+        "en": "This conference is full. Please try again later.",
+        "vi": "Phòng họp đã đủ người. Vui lòng gọi lại sau.",
+        "zh": "会议人数已满，请稍后再拨。",
+    },
+    "conference_locked": {
+        "en": "The conference is locked.",
+        "vi": "Phòng họp đã khóa.",
+        "zh": "会议已锁定。",
+    },
+    "conference_unlocked": {
+        "en": "The conference is unlocked.",
+        "vi": "Phòng họp đã mở khóa.",
+        "zh": "会议已解锁。",
+    },
+    "conference_muted": {
+        "en": "You are muted.",
+        "vi": "Đã tắt tiếng của quý vị.",
+        "zh": "您已静音。",
+    },
+    "conference_unmuted": {
+        "en": "You are no longer muted.",
+        "vi": "Đã bật lại tiếng của quý vị.",
+        "zh": "您已取消静音。",
+    },
+    "conference_moderator_only": {
+        "en": "Only the moderator can do that.",
+        "vi": "Chỉ người chủ trì mới dùng được chức năng này.",
+        "zh": "只有主持人可以执行此操作。",
+    },
+    "conference_dropped": {
+        "en": "The last participant has been removed.",
+        "vi": "Người vào sau cùng đã bị mời ra.",
+        "zh": "最后加入的参会者已被移出。",
+    },
+    "conference_nobody_to_drop": {
+        "en": "There is nobody to remove.",
+        "vi": "Không có ai để mời ra.",
+        "zh": "没有可移出的参会者。",
+    },
+    "call_parked": {
+        "en": "Your call is parked at",
+        "vi": "Cuộc gọi đã được giữ tại số",
+        "zh": "通话已停泊在",
+    },
     "queue_position_many": {
         "en": "There are many callers ahead of you.",
         "vi": "Có nhiều cuộc gọi đang chờ trước quý khách.",
@@ -133,3 +193,11 @@ for _n in range(1, 10):
         "vi": f"Quý khách đang ở vị trí số {_VI_NUMBERS[_n - 1]} trong hàng chờ.",
         "zh": f"您现在排在第{_ZH_NUMBERS[_n - 1]}位。",
     }
+
+# Digits, one prompt each, for numbers said digit by digit (a parking slot).
+_VI_DIGITS: Final = ("không", *_VI_NUMBERS)
+_ZH_DIGITS: Final = "零" + _ZH_NUMBERS
+_EN_DIGITS: Final = ("zero", *_EN_NUMBERS)
+for _n in range(10):
+    PHRASES[f"digit_{_n}"] = {"en": _EN_DIGITS[_n].capitalize() + ".", "vi": _VI_DIGITS[_n].capitalize() + ".",
+                              "zh": _ZH_DIGITS[_n] + "。"}

@@ -23,6 +23,8 @@ import structlog
 
 from pbx.accountcodes.prompt import Accepted, CheckCode, Checked, CodePrompt, Outcome, PromptAction, PromptEvent
 from pbx.calls.local import Act, CallMedia, MediaUnavailable
+from pbx.conference.bridge import MEMBER_PHRASES, ConferenceBridge, Seat
+from pbx.conference.room import Refusal
 from pbx.ivr.menu import CollectDigits, Hangup, MenuAction, MenuRun, Play, StopPlayback, Timeout, Transfer
 from pbx.ivr.prompts import PromptLibrary, PromptNotFound
 from pbx.media.audio_file import Audio, AudioFileError
@@ -35,6 +37,7 @@ from pbx.media.ports import PortsExhausted
 from pbx.media.sdes import MediaEncryption
 from pbx.media.sdp import Direction, Origin, SdpError, parse_sdp
 from pbx.media.tones import ToneKind, tone_spec
+from pbx.routing.conferences import Conference
 
 log = structlog.get_logger("pbx.ivr")
 
@@ -45,12 +48,18 @@ ANNOUNCEMENT_TAIL = 0.3
 class IvrMedia:
     """Local media for the controller (``CallController.media``)."""
 
-    def __init__(self, engine: MediaEngine, prompts: PromptLibrary) -> None:
+    def __init__(self, engine: MediaEngine, prompts: PromptLibrary,
+                 conferences: ConferenceBridge | None = None) -> None:
         self.engine = engine
         self.prompts = prompts
+        self.conferences = conferences
+
+    def conference_full(self, room: Conference) -> bool:
+        bridge = self.conferences
+        return bridge is not None and bridge.refusal(room, moderator=True) is Refusal.FULL
 
     def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
-        media = SessionMedia(self.prompts, act)
+        media = SessionMedia(self.prompts, act, self.conferences)
         try:
             media.session = self.engine.open_session_now(on_event=media.on_event, encryption=encryption)
         except PortsExhausted as err:
@@ -63,15 +72,21 @@ class SessionMedia:
 
     session: MediaSession
 
-    def __init__(self, prompts: PromptLibrary, act: Act) -> None:
+    def __init__(self, prompts: PromptLibrary, act: Act, conferences: ConferenceBridge | None = None) -> None:
         self._prompts = prompts
         self._act = act
+        self._conferences = conferences
+        self._seat: Seat | None = None
+        """The caller's place in a conference room, once in one."""
         self._digits: asyncio.Queue[Digit | Checked] = asyncio.Queue()
         """Keys, and what the call said of an account code entry."""
         self._task: asyncio.Task[None] | None = None
 
     def on_event(self, event: MediaEvent) -> None:
         if isinstance(event, Digit):
+            if self._seat is not None and self._conferences is not None:
+                self._conferences.key(self._seat, event.digit, event.time)
+                return
             self._digits.put_nowait(event)
 
     def code_checked(self, outcome: Outcome) -> None:
@@ -145,8 +160,8 @@ class SessionMedia:
         self._task = None
         self._act(work)
 
-    def announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        self._start(self._announce(phrase, language, then))
+    def announce(self, phrase: str | Sequence[str], language: str, then: Callable[[], None]) -> None:
+        self._start(self._announce([phrase] if isinstance(phrase, str) else list(phrase), language, then))
 
     def ringback(self, country: str) -> None:
         self._cancel()
@@ -156,8 +171,44 @@ class SessionMedia:
               announce: Callable[[], str | None] | None = None, every: float = 0.0) -> None:
         self._start(self._music(music, language, announce, every))
 
+    def join_conference(self, room: Conference, *, moderator: bool, language: str, on_end: Callable[[str], None],
+                        music: str | None = None) -> None:
+        self._start(self._conference(room, moderator, language, on_end, music))
+
+    async def _conference(self, room: Conference, moderator: bool, language: str, on_end: Callable[[str], None],
+                          music: str | None) -> None:
+        bridge = self._conferences
+        if bridge is None:
+            self._finish(lambda: on_end("conference_unavailable"))
+            return
+        library = self._prompts
+
+        def load() -> dict[str, Audio]:
+            sounds = {}
+            for phrase in MEMBER_PHRASES:
+                try:
+                    sounds[phrase] = library.load(language, phrase)
+                except (PromptNotFound, AudioFileError) as err:
+                    log.error("prompt_missing", prompt=phrase, language=language, error=str(err))
+            return sounds
+
+        sounds = await asyncio.to_thread(load)
+        tune = await asyncio.to_thread(self._load_music, music)
+        seat = bridge.enter(room, self.session, moderator=moderator, sounds=sounds, music=tune,
+                            on_drop=lambda: self._act(lambda: on_end("conference_dropped")))
+        if isinstance(seat, Refusal):
+            playing = await self._play([f"conference_{seat.value}"], language, ANNOUNCEMENT_TAIL)
+            await playing
+            self._finish(lambda: on_end(f"conference_{seat.value}"))
+            return
+        self._seat = seat
+        self._task = None
+
     def close(self) -> None:
         self._cancel()
+        seat, self._seat = self._seat, None
+        if seat is not None and self._conferences is not None:
+            self._conferences.leave(seat)
         self.session.close()
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
@@ -190,8 +241,8 @@ class SessionMedia:
             items.append(Silence(tail))
         return self.session.play(items)
 
-    async def _announce(self, phrase: str, language: str, then: Callable[[], None]) -> None:
-        playing = await self._play([phrase], language, ANNOUNCEMENT_TAIL)
+    async def _announce(self, phrases: list[str], language: str, then: Callable[[], None]) -> None:
+        playing = await self._play(phrases, language, ANNOUNCEMENT_TAIL)
         await playing
         self._task = None
         self._act(then)

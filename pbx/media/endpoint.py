@@ -90,6 +90,7 @@ class MediaEngine:
         self.late_ticks = 0
         """Ticks skipped because the loop was blocked for more than one period."""
         self._sessions: dict[int, MediaSession] = {}
+        self._tickers: list[Callable[[float], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._start = 0.0
@@ -168,6 +169,17 @@ class MediaEngine:
             return self._ticking(session, loop)
         raise self._exhausted()
 
+    def add_ticker(self, ticker: Callable[[float], None]) -> None:
+        """Call ``ticker(now)`` on every tick, before the streams send: a
+        conference mixer fills its members' feeds for the packets of the
+        same tick. It runs only while some session is open."""
+        if ticker not in self._tickers:
+            self._tickers.append(ticker)
+
+    def remove_ticker(self, ticker: Callable[[float], None]) -> None:
+        if ticker in self._tickers:
+            self._tickers.remove(ticker)
+
     def forget(self, session: MediaSession) -> None:
         """A session is closing: no more ticks for it. Its ports go back to
         the range once both sockets are closed (asyncio closes them on the
@@ -193,6 +205,8 @@ class MediaEngine:
             self._tick += behind
             self.late_ticks += behind
         wallclock = self.wallclock()
+        for ticker in list(self._tickers):
+            ticker(now)
         for session in list(self._sessions.values()):
             session.tick(now, ticks, wallclock)
         self._schedule()

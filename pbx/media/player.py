@@ -11,6 +11,7 @@ sends silence (keeping a NAT binding open) and reports the end.
 
 from __future__ import annotations
 
+import collections
 import functools
 from dataclasses import dataclass
 from typing import Final
@@ -50,7 +51,32 @@ class Silence:
     seconds: float
 
 
-PlaylistItem = Prompt | Loop | Tone | Silence
+class LiveFeed:
+    """Linear frames handed in from outside the stream, one per tick (a
+    conference's mix); the mixer puts, the player takes. Never more than
+    ``depth`` frames wait: a late reader hears the newest, not a growing delay."""
+
+    __slots__ = ("_frames", "depth")
+
+    def __init__(self, depth: int = 3) -> None:
+        self._frames: collections.deque[bytes] = collections.deque(maxlen=depth)
+        self.depth = depth
+
+    def put(self, linear: bytes) -> None:
+        self._frames.append(linear)
+
+    def take(self) -> bytes | None:
+        return self._frames.popleft() if self._frames else None
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """Play what ``feed`` is given, until stopped; silence when it has nothing."""
+
+    feed: LiveFeed
+
+
+PlaylistItem = Prompt | Loop | Tone | Silence | Live
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,3 +152,6 @@ class Player:
                 return cycle[start:start + FRAME_SAMPLES]
             case Silence(seconds):
                 return self._silence if self._frame_count < _frames(seconds) else None
+            case Live(feed):
+                linear = feed.take()
+                return self.codec.encode(linear) if linear is not None else self._silence

@@ -84,6 +84,9 @@ class MediaStream:
         self._event_start = 0
         self._events: list[MediaEvent] = []
         self.recorded = bytearray()
+        self.capture: collections.deque[bytes] | None = None
+        """When set (:meth:`listen`), every decoded received frame goes here
+        (a conference's mixer takes them); bounded, the oldest dropped."""
         self.packets_sent = 0
         self.octets_sent = 0
         self._sent_since_report = False
@@ -238,16 +241,33 @@ class MediaStream:
             if digit is not None:
                 self._events.append(digit)
             return
-        if not (self._listens_inband or self.settings.record_seconds > 0):
+        if not (self._listens_inband or self.settings.record_seconds > 0 or self.capture is not None):
             return
         for frame in self._jitter.push(received.sequence, packet.payload):
             linear = n.codec.decode(frame if frame is not None else bytes([n.codec.silence]) * FRAME_SAMPLES)
             if self._listens_inband:
                 self._events.extend(self._inband.feed(linear, now))
             self._record(linear)
+            if self.capture is not None:
+                self.capture.append(linear)
+
+    def listen(self, depth: int) -> collections.deque[bytes]:
+        """Keep the last ``depth`` decoded received frames (20 ms of 16-bit
+        linear each, after the jitter buffer, a lost packet as silence) in
+        the deque returned; :meth:`unlisten` stops it. While listening, a
+        phone that agreed telephone-event is not searched for in-band keys:
+        in a conference that costs more than the rest of a member together,
+        and other members' voices would be searched with theirs."""
+        self.capture = collections.deque(maxlen=depth)
+        return self.capture
+
+    def unlisten(self) -> None:
+        self.capture = None
 
     @property
     def _listens_inband(self) -> bool:
+        if self.capture is not None and self.negotiated is not None and self.negotiated.telephone_event is not None:
+            return False
         return self.settings.inband and not self._rfc4733_seen
 
     def _record(self, linear: bytes) -> None:

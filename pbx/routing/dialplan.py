@@ -25,6 +25,8 @@ from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
+from pbx.routing.conferences import Conference
+from pbx.routing.parking import Parking
 from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.screening import Screening
@@ -442,6 +444,10 @@ class Dialplan:
     """Hunt groups by number, in file order; read-only after construction."""
     ivr_menus: Mapping[str, IvrMenu] = field(default_factory=dict)
     """Auto attendant menus by key; read-only after construction."""
+    conferences: Mapping[str, Conference] = field(default_factory=dict)
+    """Meet-me rooms by key; read-only after construction."""
+    parking: Parking | None = None
+    """Call park slots; None: no call park (``*70`` is refused)."""
     media: MediaSettings = field(default_factory=MediaSettings)
     account_codes: AccountCodeSettings = field(default_factory=AccountCodeSettings)
     """Account code prompts: the company default mode, code length, dial
@@ -470,7 +476,7 @@ class Dialplan:
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
                      "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "ivr_menus",
-                     "places", "did_incoming"):
+                     "conferences", "places", "did_incoming"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -507,6 +513,7 @@ class Dialplan:
                 known("extension", current.extension, self.extensions, f"inbound number {did!r}")
                 known("hunt group", current.hunt_group, self.hunt_groups, f"inbound number {did!r}")
                 known("menu", current.menu, self.ivr_menus, f"inbound number {did!r}")
+                known("conference room", current.conference, self.conferences, f"inbound number {did!r}")
                 current = current.otherwise
         for menu in self.ivr_menus.values():
             known("menu", menu.closed, self.ivr_menus, f"menu {menu.key!r}")
@@ -549,6 +556,10 @@ class Dialplan:
             if menu.number == number:
                 return menu
         return None
+
+    def conference_at(self, number: str) -> Conference | None:
+        """The meet-me room reached by internal ``number``, or None."""
+        return next((room for room in self.conferences.values() if room.number == number), None)
 
     def language_for(self, person: Extension | None) -> str:
         """The language the PBX speaks to ``person`` (a trunk caller: the plan's)."""

@@ -57,6 +57,7 @@ from pbx.routing.classes import EMERGENCY, INBOUND, INTERNAL
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import (AgentAction, Condition, Destination as OverflowDestination, HuntGroup,
                                      groups_of_member, parse_agent_code)
+from pbx.routing.conferences import Conference
 from pbx.routing.ivr import Destination, HoursOverride, IvrMenu, entry_menu
 from pbx.routing.numbering import sendable
 from pbx.routing.outside import Refusal, prepare
@@ -73,7 +74,7 @@ from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
 __all__ = ["AgentCode", "CallRequest", "CodeRequired", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember",
-           "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision", "queue_hunt"]
+           "JoinConference", "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision", "queue_hunt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,6 +227,17 @@ class RunIvr:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JoinConference:
+    """The PBX answers and puts the caller into a meet-me room (asking its
+    PIN first when it has one)."""
+
+    room: Conference
+    rule: str
+    call_class: str = INTERNAL
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Feature:
     """A feature code (:mod:`pbx.routing.feature_codes`): change the caller's
     forwards or do not disturb, or pick up a ringing call. A forward's
@@ -257,7 +269,8 @@ class CodeRequired:
     steps: tuple[Step, ...] = ()
 
 
-Decision = Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr | Feature | CodeRequired
+Decision = (Ring | RingMember | Hunt | AgentCode | ToTrunk | Reject | RunIvr | Feature | CodeRequired
+            | JoinConference)
 
 
 def _liftable(reason: str) -> bool:
@@ -351,6 +364,14 @@ def _from_extension(call: CallRequest, caller: Extension, plan: Dialplan) -> Dec
         return _reject(403, f"caller_{state}", rule, steps, f"caller {caller.number} {why}: it may not call"
                        " (emergency numbers excepted)")
 
+    if plan.parking is not None and plan.parking.holds(number):
+        steps.append(Step(rule="parking", outcome=f"{number} is a parking slot: pick up the call parked there"))
+        return Feature(dialled=FeatureDialled("park_pickup", number, argument=number), extension=caller,
+                       rule="parking", steps=tuple(steps))
+    room = plan.conference_at(number)
+    if room is not None:
+        steps.append(Step(rule=f"conferences.{room.key}", outcome=f"{number} is conference room {room.key}"))
+        return JoinConference(room=room, rule=f"conferences.{room.key}", steps=tuple(steps))
     internal = _internal_destination(call, caller, plan, steps)
     if internal is not None:
         return internal
@@ -375,6 +396,8 @@ def _feature(caller: Extension, plan: Dialplan, feature: FeatureDialled, at: dat
                 return Reject(status=403 if verdict.reason != "unknown_number" else 404, reason=verdict.reason,
                               rule=verdict.rule, call_class=verdict.call_class, steps=(*steps, *verdict.steps),
                               detail=verdict.steps[-1].outcome if verdict.steps else verdict.reason)
+    elif feature.action == "park" and plan.parking is None:
+        return _reject(501, "feature_not_available", rule, steps, "call park needs parking: in the dialplan")
     elif feature.action == "directed_pickup" and (not target or plan.extension(target) is None):
         return _reject(404, "no_such_extension", rule, steps, f"{target!r} is no extension to pick up from")
     steps.append(Step(rule=rule, outcome=f"feature code {feature.code}: {feature.action}"
@@ -565,6 +588,10 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
             return _hunt(plan, plan.hunt_groups[resolved.hunt_group], call.at, steps, INBOUND)
         if resolved.menu is not None:
             return _run_menu(plan, plan.ivr_menus[resolved.menu], call, INBOUND, steps)
+        if resolved.conference is not None:
+            # A room never dials out: a caller from outside gains nothing but the room.
+            room = plan.conferences[resolved.conference]
+            return JoinConference(room=room, rule=resolved.rule, call_class=INBOUND, steps=tuple(steps))
         assert reached is not None  # InboundTarget holds exactly one of the kinds
         refused = _refuse_inactive(reached, call.at, steps, INBOUND)
         if refused is not None:

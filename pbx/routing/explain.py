@@ -16,7 +16,7 @@ from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.routing.hunt_groups import CONDITIONS
 from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring,
-                                RingMember, RunIvr, ToTrunk, decide, decide_with_code)
+                                RingMember, RunIvr, ToTrunk, decide, decide_with_code, JoinConference)
 from pbx.routing.ivr import IvrMenu
 
 TRUNK_PREFIX = "trunk:"
@@ -133,6 +133,11 @@ def _decision_lines(plan: Dialplan, decision: Decision) -> list[str]:
         case RunIvr():
             return [f"decision: the PBX answers: auto attendant menu {decision.menu.key}",
                     *_menu_lines(decision.menu), f"          class {decision.call_class}, {rule}"]
+        case JoinConference():
+            room = decision.room
+            entry = " (PIN asked; the moderator PIN makes a moderator)" if room.asks_pin else ""
+            return [f"decision: the PBX answers: conference room {room.key}{entry}",
+                    f"          at most {room.max_members} members, {rule}"]
         case CodeRequired():
             how = "checks the account code dialled before it" if decision.given else \
                 "answers and asks for an account code, ended by #"

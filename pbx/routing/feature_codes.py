@@ -8,7 +8,11 @@ convention office users know):
 ``*78``    do not disturb on; ``*79`` off
 ``*8``     pick up a call ringing in one's pickup group
 ``**E``    pick up the call ringing at extension E (directed pickup)
+``*70``    park the call one holds (with ``parking:`` in the dialplan)
 =========  ====================================================
+
+Dialling a parking slot (``701``) picks the call parked there up: the
+engine reports it as the feature ``park_pickup`` too.
 
 Pure: :func:`parse_feature_code` reads the dialled string; the engine
 checks the caller's rights and the controller changes the lasting state.
@@ -19,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-FeatureAction = Literal["forward_on", "forward_off", "dnd_on", "dnd_off", "pickup", "directed_pickup"]
+FeatureAction = Literal["forward_on", "forward_off", "dnd_on", "dnd_off", "pickup", "directed_pickup", "park",
+                        "park_pickup"]
 ForwardKind = Literal["always", "busy", "no_answer", "unreachable"]
 
 FORWARD_ON: Final[dict[str, ForwardKind]] = {"*72": "always", "*90": "busy", "*92": "no_answer"}
@@ -28,7 +33,8 @@ DND_ON: Final = "*78"
 DND_OFF: Final = "*79"
 PICKUP: Final = "*8"
 DIRECTED_PICKUP: Final = "**"
-BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP})
+PARK: Final = "*70"
+BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP, PARK})
 """Codes the loader keeps other numbers away from (``**`` is a prefix)."""
 
 
@@ -59,4 +65,6 @@ def parse_feature_code(dialled: str) -> FeatureDialled | None:
         return FeatureDialled("dnd_off", dialled)
     if dialled == PICKUP:
         return FeatureDialled("pickup", dialled)
+    if dialled == PARK:
+        return FeatureDialled("park", dialled)
     return None

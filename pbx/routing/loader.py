@@ -45,7 +45,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_ldap, loader_routing
+from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
+                         loader_ldap, loader_routing)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -86,9 +87,10 @@ MAX_DEPTH: Final = 64
 MAX_INCLUDE_DEPTH: Final = 32
 WEAK_PASSWORD_LENGTH: Final = 8
 
-_SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256"})
+_SECRET_KEYS: Final = frozenset({"password", "ha1_md5", "ha1_sha256", "pin", "moderator_pin"})
 _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department", **loader_routing.SECTION_NOUNS,
-                          **loader_groups.SECTION_NOUNS, **loader_hunt.SECTION_NOUNS, **loader_ivr.SECTION_NOUNS}
+                          **loader_groups.SECTION_NOUNS, **loader_hunt.SECTION_NOUNS, **loader_ivr.SECTION_NOUNS,
+                          **loader_conference.SECTION_NOUNS}
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
@@ -849,6 +851,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
+    *loader_conference.CHECKS,
     *loader_ldap.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
@@ -931,6 +934,8 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         groups=loader_groups.build_groups(plan),
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),
+        conferences=loader_conference.build_conferences(plan),
+        parking=loader_conference.build_parking(plan),
         media=loader_ivr.build_media(plan),
         account_codes=loader_codes.build_account_codes(plan),
         ldap=loader_ldap.build_ldap(plan),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pbx.routing.classes import INTERNAL
 from pbx.routing.patterns import Pattern, PatternError, parse_pattern
 
 Severity = Literal["error", "warning"]
@@ -278,3 +279,34 @@ def plan_entries(plan: Merged, root: Place, report: Report | None) -> dict[str, 
                 rows.append((Located(path, pattern, f"number_plans.{name}[{index}]"), call_class))
         out[name] = rows
     return out
+
+
+class Keypad:
+    """What numbers already mean on the keypad (extensions, feature codes,
+    short numbers, outside numbers), for a section whose entries add
+    numbers of their own (menus, conference rooms)."""
+
+    def __init__(self, plan: Merged, root: Place) -> None:
+        self._plan, self._root = plan, root
+        self._extensions = section_of(plan, "extensions")
+        self._features = section_of(plan, "feature_codes")
+        self._shorts = {str(short): (group, part) for group, entry in entries_of(plan, "groups")
+                        for part in ("members", "file_members") for short in (entry.get(part) or {})}
+        self._outside = [(located, call_class) for rows in plan_entries(plan, root, None).values()
+                         for located, call_class in rows if call_class != INTERNAL]
+
+    def clash(self, number: str) -> str | None:
+        """How ``number`` is taken already (the end of a message), or None."""
+        plan, root = self._plan, self._root
+        if number in self._extensions:
+            return f"is also extension {number!r} at {plan.key_place(('extensions', number), root)}"
+        if number in self._features:
+            return f"is also feature code {number!r}"
+        if number in self._shorts:
+            group, part = self._shorts[number]
+            return (f"is also short number {number!r} of group {group!r} at"
+                    f" {plan.key_place(('groups', group, part, number), root)}")
+        for located, call_class in self._outside:
+            if located.pattern.matches(number):
+                return f"collides with {call_class} numbers {located.rule} ({located.pattern.text})"
+        return None

@@ -20,10 +20,9 @@ from typing import Any, Final
 
 from pbx.ivr.phrases import PHRASES
 from pbx.routing.calendars import Schedule
-from pbx.routing.classes import INTERNAL
 from pbx.routing.ivr import HANGUP, Destination, IvrMenu, MediaSettings
-from pbx.routing.loader_common import (DataPath, Merged, Place, Report, check_reference, entries_of,
-                                       plan_entries, section_of, suggest, value_at)
+from pbx.routing.loader_common import (DataPath, Keypad, Merged, Place, Report, check_reference, entries_of,
+                                       section_of, suggest, value_at)
 
 SECTION_NOUNS: Final = {"ivr_menus": "menu"}
 _KINDS: Final = ("extension", "member", "menu", "number", "hangup")
@@ -121,35 +120,17 @@ def _check_destination(plan: Merged, where: DataPath, target: dict[str, Any], en
 
 def check_menu_numbers(plan: Merged, root: Place, report: Report) -> None:
     """A menu's number, like an extension, must mean one thing on the keypad."""
-    extensions = section_of(plan, "extensions")
-    features = section_of(plan, "feature_codes")
-    shorts = {str(short): (group, part) for group, entry in entries_of(plan, "groups")
-              for part in ("members", "file_members") for short in (entry.get(part) or {})}
-    outside = [(located, call_class) for rows in plan_entries(plan, root, None).values()
-               for located, call_class in rows if call_class != INTERNAL]
+    keypad = Keypad(plan, root)
     numbers: dict[str, str] = {}
     for key, entry in entries_of(plan, "ivr_menus"):
         number = entry.get("number")
         path: DataPath = ("ivr_menus", key, "number")
         if not isinstance(number, str) or not plan.valid(path):
             continue
-        at = plan.value_place(path, root)
         what = f"number {number!r} of menu {key!r}"
-        if number in numbers:
-            report(at, f"{what} is already menu {numbers[number]!r}'s number")
-        elif number in extensions:
-            report(at, f"{what} is also extension {number!r} at {plan.key_place(('extensions', number), root)}")
-        elif number in features:
-            report(at, f"{what} is also feature code {number!r}")
-        elif number in shorts:
-            group, part = shorts[number]
-            report(at, f"{what} is also short number {number!r} of group {group!r} at"
-                   f" {plan.key_place(('groups', group, part, number), root)}")
-        else:
-            for located, call_class in outside:
-                if located.pattern.matches(number):
-                    report(at, f"{what} collides with {call_class} numbers {located.rule} ({located.pattern.text})")
-                    break
+        clash = f"is already menu {numbers[number]!r}'s number" if number in numbers else keypad.clash(number)
+        if clash is not None:
+            report(plan.value_place(path, root), f"{what} {clash}")
         numbers.setdefault(number, key)
 
 

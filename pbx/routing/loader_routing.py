@@ -526,9 +526,11 @@ def check_inbound(plan: Merged, root: Place, report: Report) -> None:
         while isinstance(current, dict):
             check_reference(plan, (*path, "extension"), extensions, "extension", owner, root, report)
             check_reference(plan, (*path, "menu"), section_of(plan, "ivr_menus"), "menu", owner, root, report)
-            if sum(kind in current for kind in ("extension", "member", "hunt_group", "menu")) != 1:
+            check_reference(plan, (*path, "conference"), section_of(plan, "conferences"), "conference room",
+                            owner, root, report)
+            if sum(kind in current for kind in ("extension", "member", "hunt_group", "menu", "conference")) != 1:
                 report(plan.value_place(path, root),
-                       f"{owner}: give 'extension', 'member', 'hunt_group' or 'menu', exactly one")
+                       f"{owner}: give 'extension', 'member', 'hunt_group', 'menu' or 'conference', exactly one")
             elif "member" in current:
                 _check_member_target(plan, (*path, "member"), owner, root, report)
             given = [key for key in ("during", "outside") if key in current]
@@ -792,6 +794,7 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
         member=(member[0], member[1]) if member is not None else None,
         hunt_group=str(entry["hunt_group"]) if "hunt_group" in entry else None,
         menu=str(entry["menu"]) if "menu" in entry else None,
+        conference=str(entry["conference"]) if "conference" in entry else None,
         schedule=schedules[str(schedule_name)] if schedule_name is not None else None,
         outside=outside,
         otherwise=_inbound(f"{rule}.otherwise", otherwise, schedules) if isinstance(otherwise, dict) else None,

@@ -71,6 +71,8 @@ class InboundTarget:
     """Number of a hunt group."""
     menu: str | None = None
     """Key of an auto attendant menu (``ivr_menus``)."""
+    conference: str | None = None
+    """Key of a meet-me room (``conferences``): a dial-in number."""
     schedule: Schedule | None = None
     outside: bool = False
     """With a schedule: True if this target applies while it is closed."""
@@ -78,8 +80,10 @@ class InboundTarget:
     """Where the call goes when the schedule condition does not hold."""
 
     def __post_init__(self) -> None:
-        if sum(kind is not None for kind in (self.extension, self.member, self.hunt_group, self.menu)) != 1:
-            raise ValueError(f"{self.rule}: a target is an extension, a member, a hunt group or a menu, exactly one")
+        if sum(kind is not None for kind in (self.extension, self.member, self.hunt_group, self.menu,
+                                             self.conference)) != 1:
+            raise ValueError(f"{self.rule}: a target is an extension, a member, a hunt group, a menu or a"
+                             " conference room, exactly one")
         if (self.schedule is None) != (self.otherwise is None):
             raise ValueError(f"{self.rule}: a schedule needs an 'otherwise' target, and only then")
 
@@ -91,11 +95,14 @@ class InboundTarget:
             return f"hunt group {self.hunt_group}"
         if self.menu is not None:
             return f"menu {self.menu}"
+        if self.conference is not None:
+            return f"conference room {self.conference}"
         return f"extension {self.extension}"
 
     @property
     def outcome(self) -> str:
-        return f"answered by {self.what}" if self.menu is not None else f"rings {self.what}"
+        answered = self.menu is not None or self.conference is not None
+        return f"answered by {self.what}" if answered else f"rings {self.what}"
 
     def resolve(self, at: datetime) -> tuple[InboundTarget, str]:
         """The target in force at ``at`` (this one or a fallback) and why."""

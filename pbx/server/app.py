@@ -30,6 +30,7 @@ from pbx.calls.controller import CallController
 from pbx.calls.features import FeatureRecord, FeatureState
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
 from pbx.cdr.writer import CdrWriter, recover_interrupted
+from pbx.conference.bridge import ConferenceBridge
 from pbx.ivr.service import IvrMedia, prompt_library
 from pbx.media.endpoint import MediaEngine
 from pbx.media.ports import PortAllocator
@@ -144,6 +145,7 @@ class Server:
         self.calls: CallController | None = None
         self.media: MediaEngine | None = None
         self.ivr: IvrMedia | None = None
+        self.conferences: ConferenceBridge | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -263,7 +265,8 @@ class Server:
         bind_host = self.udp[0].local[0] if self.udp else "0.0.0.0"
         self.media = MediaEngine(bind_host=bind_host, ports=PortAllocator(media.rtp_first, media.rtp_last),
                                  advertise=self.local_address("udp")[0])
-        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir))
+        self.conferences = ConferenceBridge(self.media)
+        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), self.conferences)
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Account codes: looked up in the store for each call (a code

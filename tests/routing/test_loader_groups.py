@@ -252,10 +252,10 @@ inbound:
     assert messages == [
         "24:29: inbound number '+842873000602': group 'office' has no member '602'",
         "25:29: inbound number '+842873000603' names unknown group 'ofice'; did you mean 'office'?",
-        "26:20: inbound number '+842873000604': give 'extension', 'member', 'hunt_group' or 'menu', exactly one",
-        "27:20: inbound number '+842873000605': give 'extension', 'member', 'hunt_group' or 'menu', exactly one",
+        "26:20: inbound number '+842873000604': give 'extension', 'member', 'hunt_group', 'menu' or 'conference', exactly one",
+        "27:20: inbound number '+842873000605': give 'extension', 'member', 'hunt_group', 'menu' or 'conference', exactly one",
         "27:21: unknown key 'name' in inbound number '+842873000605'"
-        " (expected one of: extension, hunt_group, member, menu, during, outside, otherwise)",
+        " (expected one of: extension, hunt_group, member, menu, conference, during, outside, otherwise)",
         "28:29: member 'office-601' must be GROUP/SHORT, e.g. head_office/601",
     ], messages
 
