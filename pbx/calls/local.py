@@ -29,6 +29,8 @@ from typing import Final, Protocol
 from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome
 from pbx.ivr.menu import Hangup, MenuRun, Transfer
 from pbx.sip.message import Header, Request
+from pbx.voicemail.menu import MailboxMenu
+from pbx.voicemail.session import Message, MessageRequest
 
 SDP_TYPE: Final[Header] = ("content-type", "application/sdp")
 
@@ -101,6 +103,18 @@ class CallMedia(Protocol):
         round until stopped. With ``announce``, first say the phrase it
         names (None: nothing to say), and again every ``every`` seconds,
         the music going on after each."""
+        ...
+
+    def leave_message(self, request: MessageRequest, on_message: Callable[[Message], None],
+                      on_done: Callable[[str], None]) -> None:
+        """Greeting, beep, record (:mod:`pbx.voicemail.session`): the
+        message to ``on_message`` once complete (also when the call ends
+        during it: :meth:`close` hands it over), then ``on_done``."""
+        ...
+
+    def run_mailbox(self, menu: MailboxMenu, language: str, on_call_back: Callable[[str, str], None],
+                    on_hangup: Callable[[str], None], on_path: Callable[[str], None]) -> None:
+        """The mailbox menu until it hangs up or calls a caller back."""
         ...
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbx.media import rtcp
@@ -84,6 +85,8 @@ class MediaStream:
         self._event_start = 0
         self._events: list[MediaEvent] = []
         self.recorded = bytearray()
+        self.listener: Callable[[bytes], None] | None = None
+        """Given each 20 ms of received audio, decoded (a voicemail recording)."""
         self.packets_sent = 0
         self.octets_sent = 0
         self._sent_since_report = False
@@ -238,13 +241,15 @@ class MediaStream:
             if digit is not None:
                 self._events.append(digit)
             return
-        if not (self._listens_inband or self.settings.record_seconds > 0):
+        if not (self._listens_inband or self.settings.record_seconds > 0 or self.listener is not None):
             return
         for frame in self._jitter.push(received.sequence, packet.payload):
             linear = n.codec.decode(frame if frame is not None else bytes([n.codec.silence]) * FRAME_SAMPLES)
             if self._listens_inband:
                 self._events.extend(self._inband.feed(linear, now))
             self._record(linear)
+            if self.listener is not None:
+                self.listener(linear)
 
     @property
     def _listens_inband(self) -> bool:

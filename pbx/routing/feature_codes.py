@@ -8,6 +8,8 @@ convention office users know):
 ``*78``    do not disturb on; ``*79`` off
 ``*8``     pick up a call ringing in one's pickup group
 ``**E``    pick up the call ringing at extension E (directed pickup)
+``*97``    one's own mailbox (no PIN: the phone authenticated)
+``*98``    any mailbox: ``*98`` then mailbox and PIN, or ``*98E`` then the PIN
 =========  ====================================================
 
 Pure: :func:`parse_feature_code` reads the dialled string; the engine
@@ -19,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-FeatureAction = Literal["forward_on", "forward_off", "dnd_on", "dnd_off", "pickup", "directed_pickup"]
+FeatureAction = Literal["forward_on", "forward_off", "dnd_on", "dnd_off", "pickup", "directed_pickup", "voicemail",
+                        "voicemail_login"]
 ForwardKind = Literal["always", "busy", "no_answer", "unreachable"]
 
 FORWARD_ON: Final[dict[str, ForwardKind]] = {"*72": "always", "*90": "busy", "*92": "no_answer"}
@@ -28,7 +31,9 @@ DND_ON: Final = "*78"
 DND_OFF: Final = "*79"
 PICKUP: Final = "*8"
 DIRECTED_PICKUP: Final = "**"
-BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP})
+VOICEMAIL: Final = "*97"
+VOICEMAIL_LOGIN: Final = "*98"
+BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP, VOICEMAIL, VOICEMAIL_LOGIN})
 """Codes the loader keeps other numbers away from (``**`` is a prefix)."""
 
 
@@ -59,4 +64,8 @@ def parse_feature_code(dialled: str) -> FeatureDialled | None:
         return FeatureDialled("dnd_off", dialled)
     if dialled == PICKUP:
         return FeatureDialled("pickup", dialled)
+    if dialled == VOICEMAIL:
+        return FeatureDialled("voicemail", dialled)
+    if code == VOICEMAIL_LOGIN:
+        return FeatureDialled("voicemail_login", code, argument=rest or None)
     return None

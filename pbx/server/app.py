@@ -60,6 +60,7 @@ from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
 from pbx.store.hunt import HuntStore
+from pbx.store.voicemail import VoicemailStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.tls import ClientTls, ServerCertificates, client_context
@@ -67,6 +68,7 @@ from pbx.transport.websocket import WebSocketTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
+from pbx.voicemail.service import VoicemailService
 from pbx.web.metrics import SipCounters
 
 if TYPE_CHECKING:
@@ -263,7 +265,14 @@ class Server:
         bind_host = self.udp[0].local[0] if self.udp else "0.0.0.0"
         self.media = MediaEngine(bind_host=bind_host, ports=PortAllocator(media.rtp_first, media.rtp_last),
                                  advertise=self.local_address("udp")[0])
-        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir))
+        # Voicemail: messages in files and the store, lamps through the
+        # presence service, mail in threads (pbx.voicemail.service).
+        self.voicemail = VoicemailService(VoicemailStore(engine), self.plan, node=self.node,
+                                          changed=self.presence.mailbox_changed)
+        self.presence.mailboxes = self.voicemail.state
+        calls.voicemail = self.voicemail
+        await self.voicemail.recount()
+        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), self.voicemail)
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Account codes: looked up in the store for each call (a code
@@ -285,6 +294,7 @@ class Server:
         self._tasks.append(loop.create_task(self._write_behind()))
         self._tasks.append(loop.create_task(self._cdr_heartbeat()))
         self._tasks.append(loop.create_task(self._budget_refresh()))
+        self._tasks.append(loop.create_task(self.voicemail.run()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
             self.service.registrar.use_plan,  # and its authenticator
             calls.use_plan,
@@ -292,6 +302,7 @@ class Server:
             self.budgets.use_plan,
             self.presence.use_plan,
             self.chat.use_plan,
+            self.voicemail.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))

@@ -1,0 +1,167 @@
+"""Voicemail between real softphones (pjsua2) through `pbx serve`.
+
+Alice (2001) calls Bob (2002), who does not answer: after Bob's ring time
+the PBX answers, says Bob is not available, beeps, and records what
+Alice's phone plays (a 440 Hz "voice" of four seconds). Bob's phone, which
+subscribes to its message-summary, sees the lamp go on; Bob dials *97,
+presses 1 and his phone records the message played back (compared with
+what Alice played: voiced, as long within 10 %); 7 deletes it and the
+lamp goes out. The message also arrives by e-mail at a local SMTP server
+(aiosmtpd), the WAV attached; the CDR says the call ended in voicemail
+and how long the message was.
+"""
+
+from __future__ import annotations
+
+import email
+import socket
+import time
+import wave
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiosmtpd.controller import Controller
+
+from pbx.ivr.prompts import PromptLibrary
+from pbx.voicemail.session import number_prompts_of
+
+from .harness import DOMAIN, Pbx, register_phone
+from .phone import PhoneFactory, wav_rms, write_tone_wav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002"}
+TONE_SECONDS = 4.0
+RING_SECONDS = 2
+
+
+class Inbox:
+    """What the local SMTP server received."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd name)
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def dialplan(tmp_path: Path, inbox: tuple[Inbox, int]) -> str:
+    return f"""\
+domain: {DOMAIN}
+voicemail:
+  directory: {tmp_path / "voicemail"}
+  smtp: {{host: 127.0.0.1, port: {inbox[1]}, sender: pbx@example.com}}
+  ring_seconds: {RING_SECONDS}
+  email_messages: true
+departments:
+  ops: {{name: Operations}}
+extensions:
+  2001: {{name: Alice, department: ops, password: {PASSWORDS["2001"]}}}
+  2002: {{name: Bob, department: ops, password: {PASSWORDS["2002"]}, email: bob@example.com}}
+"""
+
+
+def greeting_seconds(mailbox: str) -> float:
+    """How long the shipped greeting for ``mailbox`` lasts (the name aside)."""
+    library = PromptLibrary()
+    names = ["vm_person_at_extension", *number_prompts_of(mailbox), "vm_is_not_available"]
+    return sum(library.load("en", name).seconds for name in names) + 0.6
+
+
+def tone_seconds(path: Path, frequency: float = 440.0) -> float:
+    """Seconds of ``path`` (mono 16-bit WAV) in which a tone at
+    ``frequency`` dominates (FFT of 50 ms frames): the message, told apart
+    from the spoken prompts around it."""
+    with wave.open(str(path), "rb") as source:
+        rate = source.getframerate()
+        samples = np.frombuffer(source.readframes(source.getnframes()), "<i2").astype(float)
+    size = rate // 20
+    frames = samples[: len(samples) // size * size].reshape(-1, size)
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(size), axis=1)) ** 2
+    bins = np.fft.rfftfreq(size, 1.0 / rate)
+    near = np.abs(bins - frequency) <= 30.0
+    share = spectrum[:, near].sum(axis=1) / np.maximum(spectrum.sum(axis=1), 1e-9)
+    loud = np.sqrt(np.mean(frames ** 2, axis=1)) > 500.0
+    return float(np.count_nonzero((share > 0.6) & loud)) * 0.05
+
+
+def waiting(event: dict[str, Any], value: str) -> bool:
+    return event.get("event") == "mwi" and f"Messages-Waiting: {value}" in str(event.get("message", ""))
+
+
+def test_unanswered_call_leaves_a_message_that_lights_the_lamp_and_plays_back(
+        pbx: Pbx, phones: PhoneFactory, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    alice = register_phone(phones, pbx, "2001", PASSWORDS["2001"])
+    bob = register_phone(phones, pbx, "2002", PASSWORDS["2002"], outbound_proxy=True, mwi=True)
+    bob.wait_for(lambda e: waiting(e, "no"), 10.0)  # the subscription's first NOTIFY: no messages
+
+    voice = write_tone_wav(tmp_path / "voice.wav", frequency=440.0, seconds=TONE_SECONDS, amplitude=0.4)
+    call = alice.call(f"sip:2002@{pbx.registrar()}")
+    bob.wait_for("incoming_call", 10.0)  # Bob's phone rings and nobody answers
+    alice.wait_for("media_state", 10.0 + RING_SECONDS, call=call, status="active")
+    time.sleep(greeting_seconds("2002") + 1.0)  # the greeting and the beep
+    alice.play(voice, call)
+    alice.wait_for("play_done", 15.0, call=call)
+    time.sleep(0.5)
+    alice.hangup(call)
+
+    bob.wait_for(lambda e: waiting(e, "yes"), 10.0)
+    row = pbx.cdr_for("2001", "2002")
+    assert row["reason"] == "voicemail", row
+    assert row["disposition"] == "NO_ANSWER", row
+    assert "message" in row["ivr_path"] and row["ivr_path"].startswith("voicemail[2002 no_answer"), row
+
+    # The e-mail, with the message attached.
+    deadline = time.monotonic() + 10.0
+    mailbox, _ = inbox
+    while not mailbox.messages and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mailbox.messages, "no e-mail arrived"
+    mail = mailbox.messages[0]
+    assert mail["To"] == "bob@example.com" and "Alice" in mail["Subject"], mail["Subject"]
+    attachments = [part for part in mail.walk() if part.get_content_type() == "audio/wav"]
+    assert len(attachments) == 1
+    attached = tmp_path / "attached.wav"
+    attached.write_bytes(attachments[0].get_payload(decode=True))  # type: ignore[arg-type]
+    assert tone_seconds(attached) == pytest.approx(TONE_SECONDS, rel=0.1)
+
+    # Bob listens: *97, 1 (the message, then its menu), then 7 deletes it.
+    listen = bob.call(f"sip:*97@{pbx.registrar()}")
+    bob.wait_for("media_state", 10.0, call=listen, status="active")
+    time.sleep(1.0)
+    played = tmp_path / "played.wav"
+    bob.send_dtmf("1", listen)
+    bob.record(played, listen)
+    time.sleep(1.5 + TONE_SECONDS + 2.5)
+    bob.stop_record(listen)
+    assert wav_rms(played) > 500.0  # voiced
+    assert tone_seconds(played) == pytest.approx(TONE_SECONDS, rel=0.1)
+
+    bob.send_dtmf("7", listen)  # delete: the lamp goes out, nothing is left
+    bob.wait_for(lambda e: waiting(e, "no") and "Voice-Message: 0/0" in e["message"], 10.0)
+    bob.hangup(listen)
+    assert not any(path.suffix == ".wav" for path in (tmp_path / "voicemail" / "2002").iterdir())
