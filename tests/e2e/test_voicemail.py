@@ -82,6 +82,7 @@ departments:
 extensions:
   2001: {{name: Alice, department: ops, password: {PASSWORDS["2001"]}}}
   2002: {{name: Bob, department: ops, password: {PASSWORDS["2002"]}, email: bob@example.com}}
+  2003: {{name: Carol, department: ops, password: carol-secret-2003}}
 """
 
 
@@ -165,3 +166,58 @@ def test_unanswered_call_leaves_a_message_that_lights_the_lamp_and_plays_back(
     bob.wait_for(lambda e: waiting(e, "no") and "Voice-Message: 0/0" in e["message"], 10.0)
     bob.hangup(listen)
     assert not any(path.suffix == ".wav" for path in (tmp_path / "voicemail" / "2002").iterdir())
+
+
+def test_busy_and_unreachable_calls_go_to_the_mailbox_and_pins_open_it_from_any_phone(
+        pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    alice = register_phone(phones, pbx, "2001", PASSWORDS["2001"])
+    bob = register_phone(phones, pbx, "2002", PASSWORDS["2002"])  # no subscription: the lamp comes unsolicited
+
+    dnd = bob.call(f"sip:*78@{pbx.registrar()}")  # do not disturb: Bob is busy to callers
+    bob.wait_call_state("DISCONNECTED", dnd, timeout=10.0)
+    voice = write_tone_wav(tmp_path / "voice.wav", frequency=440.0, seconds=2.0, amplitude=0.4)
+    call = alice.call(f"sip:2002@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=call, status="active")  # answered at once: no ringing
+    time.sleep(greeting_seconds("2002") + 1.0)
+    alice.play(voice, call)
+    alice.wait_for("play_done", 10.0, call=call)
+    alice.hangup(call)
+    bob.wait_for(lambda e: waiting(e, "yes"), 10.0)
+    busy = pbx.cdr_for("2001", "2002")
+    assert (busy["disposition"], busy["reason"]) == ("BUSY", "voicemail"), busy
+    assert busy["ivr_path"].startswith("voicemail[2002 busy, message "), busy
+
+    # Carol (2003) has no phone registered: her mailbox answers; a caller
+    # who hangs up during the greeting leaves nothing.
+    call = alice.call(f"sip:2003@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    time.sleep(1.0)
+    alice.hangup(call)
+    unreachable = pbx.cdr_for("2001", "2003")
+    assert (unreachable["disposition"], unreachable["reason"]) == ("UNAVAILABLE", "voicemail_no_message")
+
+    # Bob sets a PIN from his own phone (*97, 0 options, 2 new PIN, twice) ...
+    menu = bob.call(f"sip:*97@{pbx.registrar()}")
+    bob.wait_for("media_state", 10.0, call=menu, status="active")
+    time.sleep(0.5)
+    bob.send_dtmf("02", menu)
+    time.sleep(1.0)
+    bob.send_dtmf("2468#", menu)
+    time.sleep(1.0)
+    bob.send_dtmf("2468#", menu)
+    time.sleep(1.5)
+    bob.hangup(menu)
+    assert pbx.cdr_for("2002", "*97")["ivr_path"] == "voicemail[2002|options|pin_changed]"
+
+    # ... and Alice opens Bob's mailbox with it: a wrong PIN first.
+    login = alice.call(f"sip:*982002@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=login, status="active")
+    time.sleep(0.5)
+    alice.send_dtmf("1111#", login)
+    time.sleep(2.0)
+    alice.send_dtmf("2468#", login)
+    time.sleep(2.0)
+    alice.hangup(login)
+    row = pbx.cdr_for("2001", "*982002")
+    assert row["ivr_path"] == "voicemail[2002|pin_wrong|pin_ok]", row
+    assert "2468" not in row["ivr_path"] and "1111" not in row["ivr_path"]
