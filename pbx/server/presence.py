@@ -111,6 +111,12 @@ class PresenceService:
                 self._notify(subscription, now, force=False)
         self.kick()
 
+    def registered(self, extension: str) -> None:
+        """A phone of ``extension`` registered (or refreshed): if new
+        messages wait, its lamp is lit at once, not at the next message."""
+        if self.mailboxes(extension).new:
+            self.mailbox_changed(extension)
+
     def mailbox_changed(self, extension: str) -> None:
         """``extension``'s mailbox changed: its subscribers' lamps, and an
         unsolicited NOTIFY to each of its phones that does not subscribe."""

@@ -29,8 +29,8 @@ from pbx.media.audio_file import Audio
 from pbx.media.events import Digit, PlaybackFinished
 from pbx.media.player import PlaylistItem, Prompt, Silence
 from pbx.voicemail.menu import (CallBack, CheckPin, DeleteMessage, Hangup, ListenForGreeting, Loaded, LoadMessages,
-                                MailboxAction, MailboxMenu, MarkHeard, MessageInfo, PinChecked, PlayBeep, PlayMessage,
-                                SaveGreeting, SetPin, number_prompts)
+                                MailboxAction, MailboxMenu, MarkHeard, MessageInfo, Phase, PinChecked, PlayBeep,
+                                PlayMessage, SaveGreeting, SetPin, number_prompts)
 from pbx.voicemail.recording import (Deposit, DepositAction, HangUp, MessageEnded, PlayGreeting, SayGoodbye,
                                      StartRecording, beep)
 
@@ -249,7 +249,7 @@ async def open_mailbox(media: SessionMedia, service: VoicemailService, menu: Mai
             if replies:
                 actions = [a for reply in replies for a in menu.handle(reply, loop.time())]
                 continue
-            if menu.phase.value != "recording":
+            if menu.phase is not Phase.RECORDING:
                 listening.stop()
             event = await _next(media, heard, playing, menu.deadline())
             if isinstance(event, (Digit, PlaybackFinished, Timeout)):

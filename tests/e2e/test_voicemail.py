@@ -221,3 +221,47 @@ def test_busy_and_unreachable_calls_go_to_the_mailbox_and_pins_open_it_from_any_
     row = pbx.cdr_for("2001", "*982002")
     assert row["ivr_path"] == "voicemail[2002|pin_wrong|pin_ok]", row
     assert "2468" not in row["ivr_path"] and "1111" not in row["ivr_path"]
+
+
+def test_the_owners_greeting_is_played_and_a_phone_registering_later_sees_its_lamp(
+        pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    alice = register_phone(phones, pbx, "2001", PASSWORDS["2001"])
+    bob = register_phone(phones, pbx, "2002", PASSWORDS["2002"])
+
+    # Bob records his greeting: *97, 0 options, 1 greeting, after the beep a 660 Hz "voice", then #.
+    greeting = write_tone_wav(tmp_path / "greeting.wav", frequency=660.0, seconds=2.0, amplitude=0.4)
+    menu = bob.call(f"sip:*97@{pbx.registrar()}")
+    bob.wait_for("media_state", 10.0, call=menu, status="active")
+    time.sleep(0.5)
+    bob.send_dtmf("01", menu)
+    time.sleep(PromptLibrary().load("en", "vm_record_greeting").seconds + 1.5)
+    bob.play(greeting, menu)
+    bob.wait_for("play_done", 10.0, call=menu)
+    bob.send_dtmf("#", menu)
+    time.sleep(1.5)
+    bob.hangup(menu)
+    assert pbx.cdr_for("2002", "*97")["ivr_path"] == "voicemail[2002|options|greeting]"
+
+    # A caller who finds Bob busy hears it in place of the shipped words.
+    dnd = bob.call(f"sip:*78@{pbx.registrar()}")
+    bob.wait_call_state("DISCONNECTED", dnd, timeout=10.0)
+    call = alice.call(f"sip:2002@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    heard = tmp_path / "heard.wav"
+    alice.record(heard, call)
+    time.sleep(2.5)
+    alice.stop_record(call)
+    alice.hangup(call)
+    assert tone_seconds(heard, 660.0) == pytest.approx(2.0, abs=0.4)
+
+    # Carol's phone is off: a message waits for her; her phone's lamp is lit when it registers.
+    voice = write_tone_wav(tmp_path / "voice.wav", frequency=440.0, seconds=2.0, amplitude=0.4)
+    call = alice.call(f"sip:2003@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    time.sleep(greeting_seconds("2003") + 1.0)
+    alice.play(voice, call)
+    alice.wait_for("play_done", 10.0, call=call)
+    alice.hangup(call)
+    assert pbx.cdr_for("2001", "2003")["reason"] == "voicemail"
+    carol = register_phone(phones, pbx, "2003", "carol-secret-2003")
+    carol.wait_for(lambda e: waiting(e, "yes") and "Voice-Message: 1/0" in e["message"], 10.0)
