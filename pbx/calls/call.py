@@ -132,12 +132,14 @@ class VoicemailUse:
     mailbox: str
     condition: str
     seconds: float | None = None
+    before: str | None = None
+    """The menus the caller went through first, if any."""
 
     @property
     def path(self) -> str:
         """The CDR's ``ivr_path``: ``voicemail[2002 no_answer, message 12.3 s]``."""
         message = f"message {self.seconds:.1f} s" if self.seconds is not None else "no message"
-        return f"voicemail[{self.mailbox} {self.condition}, {message}]"
+        return (f"{self.before} " if self.before else "") + f"voicemail[{self.mailbox} {self.condition}, {message}]"
 
 
 def carried(message: Request | Response) -> list[Header]:
@@ -568,12 +570,14 @@ class Call:
         """The extension rung did not take the call (and no forward did):
         its mailbox does, if it has one."""
         mailbox = self.mailbox
-        if mailbox is None or self.state is not CallState.RINGING or self.local:
+        if mailbox is None or self.state is not CallState.RINGING:
             return False
         self.mailbox = None
         if self.fork is not None:
             self.fork.stop([])
-        self.run(LeaveMessage(mailbox=mailbox, disposition=disposition), now)
+        # A caller a menu put through is answered already: the message is
+        # taken on the same media.
+        self._leave_message(LeaveMessage(mailbox=mailbox, disposition=disposition), now)
         return True
 
     def _leave_message(self, action: LeaveMessage, now: float) -> None:
@@ -594,7 +598,8 @@ class Call:
         self.destination = action.mailbox
         condition = {Disposition.BUSY: "busy", Disposition.NO_ANSWER: "no_answer"}.get(action.disposition,
                                                                                         "unavailable")
-        self.voicemail = VoicemailUse(mailbox=action.mailbox, condition=condition)
+        # A menu's path so far stays in front (``main[2] voicemail[...]``).
+        self.voicemail = VoicemailUse(mailbox=action.mailbox, condition=condition, before=self.ivr_path)
         self.ivr_path = self.voicemail.path
         self.language = controller.plan.language_for(self.caller)
         log.info("call_to_voicemail", call_id=self.a_call_id, uuid=self.uuid, mailbox=action.mailbox,

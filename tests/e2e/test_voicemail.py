@@ -83,6 +83,8 @@ extensions:
   2001: {{name: Alice, department: ops, password: {PASSWORDS["2001"]}}}
   2002: {{name: Bob, department: ops, password: {PASSWORDS["2002"]}, email: bob@example.com}}
   2003: {{name: Carol, department: ops, password: carol-secret-2003}}
+ivr_menus:
+  main: {{number: "800", greeting: welcome, options: {{"2": {{extension: "2002"}}}}, timeout: 10}}
 """
 
 
@@ -265,3 +267,23 @@ def test_the_owners_greeting_is_played_and_a_phone_registering_later_sees_its_la
     assert pbx.cdr_for("2001", "2003")["reason"] == "voicemail"
     carol = register_phone(phones, pbx, "2003", "carol-secret-2003")
     carol.wait_for(lambda e: waiting(e, "yes") and "Voice-Message: 1/0" in e["message"], 10.0)
+
+
+def test_a_caller_the_auto_attendant_put_through_reaches_the_mailbox(pbx: Pbx, phones: PhoneFactory,
+                                                                     tmp_path: Path) -> None:
+    alice = register_phone(phones, pbx, "2001", PASSWORDS["2001"])
+    bob = register_phone(phones, pbx, "2002", PASSWORDS["2002"], outbound_proxy=True, mwi=True)
+    bob.wait_for(lambda e: waiting(e, "no"), 10.0)
+    call = alice.call(f"sip:800@{pbx.registrar()}")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    time.sleep(0.5)
+    alice.send_dtmf("2", call)
+    bob.wait_for("incoming_call", 10.0)  # rings, nobody answers: after the ring time, the mailbox
+    time.sleep(RING_SECONDS + greeting_seconds("2002") + 1.0)
+    alice.play(write_tone_wav(tmp_path / "voice.wav", frequency=440.0, seconds=2.0, amplitude=0.4), call)
+    alice.wait_for("play_done", 10.0, call=call)
+    alice.hangup(call)
+    bob.wait_for(lambda e: waiting(e, "yes"), 10.0)
+    row = pbx.cdr_for("2001", "800")
+    assert row["reason"] == "voicemail", row
+    assert row["ivr_path"].startswith("main[2] voicemail[2002 no_answer, message "), row
