@@ -94,7 +94,17 @@ class VoicemailService:
         """Run ``work`` without waiting for it (kept until done)."""
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    async def settled(self) -> None:
+        """Wait for the work started so far (messages being kept, lamps)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("voicemail_task_failed", error=repr(task.exception()))
 
     # ------------------------------------------------------------ counts
 

@@ -160,6 +160,11 @@ async def leave_message(media: SessionMedia, service: VoicemailService, request:
                 actions = machine.handle(event, loop.time())
             else:
                 actions = event
+    except Exception:  # the store or a file failed: keep what was said, end the call
+        log.exception("voicemail_deposit_failed", mailbox=request.mailbox)
+        media.deposit = None
+        run.hangup()
+        media.finish(lambda: on_done("voicemail_failed"))
     finally:
         listening.stop()
 
@@ -258,6 +263,9 @@ async def open_mailbox(media: SessionMedia, service: VoicemailService, menu: Mai
                 actions = menu.handle(event, loop.time())
             else:
                 actions = event
+    except Exception:  # the store or a file failed: the caller is not left in silence
+        log.exception("voicemail_menu_failed", mailbox=menu.mailbox)
+        media.finish(lambda: on_hangup("voicemail_failed"))
     finally:
         listening.stop()
 
