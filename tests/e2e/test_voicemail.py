@@ -287,3 +287,17 @@ def test_a_caller_the_auto_attendant_put_through_reaches_the_mailbox(pbx: Pbx, p
     row = pbx.cdr_for("2001", "800")
     assert row["reason"] == "voicemail", row
     assert row["ivr_path"].startswith("main[2] voicemail[2002 no_answer, message "), row
+
+    # Bob listens and calls Alice back from the message (5): her phone rings.
+    listen = bob.call(f"sip:*97@{pbx.registrar()}")
+    bob.wait_for("media_state", 10.0, call=listen, status="active")
+    time.sleep(0.5)
+    bob.send_dtmf("1", listen)
+    time.sleep(1.0)
+    bob.send_dtmf("5", listen)
+    ringing = int(alice.wait_for("incoming_call", 10.0)["call"])
+    alice.answer(200, ringing)
+    alice.wait_for("media_state", 10.0, call=ringing, status="active")
+    bob.hangup(listen)
+    row = pbx.cdr_for("2002", "*97")
+    assert row["ivr_path"] == "voicemail[2002|listen|call_back]" and row["destination"] == "2001", row
