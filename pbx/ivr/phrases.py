@@ -180,11 +180,11 @@ PHRASES.update({
     "vm_new_message": {"en": "New message.", "vi": "Tin nhắn mới.", "zh": "新留言。"},
     "vm_saved_message": {"en": "Saved message.", "vi": "Tin nhắn đã lưu.", "zh": "已保存的留言。"},
     "vm_message_menu": {
-        "en": "To hear it again, press 4. To call back, press 5. For the next message, press 6. To delete it,"
-              " press 7. To save it, press 9. For the main menu, press star.",
+        "en": "Press 4 to replay, 5 to call back, 6 for the next message, 7 to delete, 9 to save, or star for"
+              " the menu.",
         "vi": "Nghe lại, bấm 4. Gọi lại, bấm 5. Tin nhắn tiếp theo, bấm 6. Xóa, bấm 7. Lưu, bấm 9. "
               "Về menu chính, bấm phím sao.",
-        "zh": "重听请按4，回拨请按5，下一条请按6，删除请按7，保存请按9，返回主菜单请按星号键。",
+        "zh": "重听按4，回拨按5，下一条按6，删除按7，保存按9，主菜单按星号键。",
     },
     "vm_no_more_messages": {"en": "There are no more messages.", "vi": "Không còn tin nhắn nào.",
                             "zh": "没有更多留言。"},
