@@ -32,6 +32,7 @@ from pbx.media.events import Digit, MediaEvent, PlaybackFinished
 from pbx.media.make_music import DEFAULT_MUSIC
 from pbx.media.player import Loop, PlaylistItem, Prompt, Silence, Tone
 from pbx.media.ports import PortsExhausted
+from pbx.media.sdes import MediaEncryption
 from pbx.media.sdp import Direction, Origin, SdpError, parse_sdp
 from pbx.media.tones import ToneKind, tone_spec
 from pbx.voicemail.menu import MailboxMenu
@@ -53,10 +54,10 @@ class IvrMedia:
         self.voicemail = voicemail
         """Mailboxes (messages, greetings, PINs); None: no voicemail."""
 
-    def open(self, act: Act) -> CallMedia:
+    def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
         media = SessionMedia(self.prompts, act, self.voicemail)
         try:
-            media.session = self.engine.open_session_now(on_event=media.on_event)
+            media.session = self.engine.open_session_now(on_event=media.on_event, encryption=encryption)
         except PortsExhausted as err:
             raise MediaUnavailable(str(err)) from None
         return media

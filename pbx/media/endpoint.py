@@ -140,7 +140,8 @@ class MediaEngine:
         return PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
 
     def open_session_now(self, *, settings: StreamSettings = StreamSettings(),
-                         on_event: Callable[[MediaEvent], None] | None = None) -> MediaSession:
+                         on_event: Callable[[MediaEvent], None] | None = None,
+                         encryption: MediaEncryption = "none") -> MediaSession:
         """:meth:`open_session` without waiting, for a caller that must
         answer at once (the call layer builds its SDP in the same step): the
         sockets are bound here, asyncio takes them over a moment later.
@@ -162,7 +163,7 @@ class MediaEngine:
                     sock.close()
                 self.ports.unusable(rtp_port)
                 continue
-            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event)
+            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event, encryption=encryption)
             session.adopting = loop.create_task(session.adopt(*sockets))
             return self._ticking(session, loop)
         raise self._exhausted()
