@@ -32,9 +32,16 @@ class MessageMail:
     wav: Path
 
 
+def _printable(text: str) -> str:
+    """A caller's name or number as presented (from a trunk: anything) made
+    safe for a header: no control characters, bounded length."""
+    return "".join(char if char.isprintable() else " " for char in text)[:100]
+
+
 def message_mail(mail: MessageMail, audio: bytes) -> EmailMessage:
     """The e-mail for ``mail``, ``audio`` (the WAV file's bytes) attached."""
-    caller = f"{mail.caller_name} ({mail.caller_number})" if mail.caller_name else mail.caller_number
+    name, number = _printable(mail.caller_name or ""), _printable(mail.caller_number)
+    caller = f"{name} ({number})" if name else number
     message = EmailMessage()
     message["Subject"] = f"New voicemail from {caller} ({round(mail.seconds)} s)"
     message["From"] = mail.sender

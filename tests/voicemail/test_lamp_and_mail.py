@@ -44,3 +44,11 @@ def test_the_mail_carries_the_message_as_a_wav_attachment() -> None:
     assert isinstance(body, bytes)
     text = body.decode()
     assert "12 seconds" in text and "*97" in text
+
+
+def test_a_presented_name_cannot_add_headers() -> None:
+    mail = MessageMail(mailbox="2002", owner="Bob", to="bob@example.com", sender="pbx@example.com",
+                       caller_number="0912\r\nBcc: x@evil.example", caller_name="Eve\nBcc: y@evil.example",
+                       seconds=1.0, received_at=datetime(2026, 12, 7, tzinfo=UTC), wav=Path("/x/a.wav"))
+    built = message_from_bytes(message_mail(mail, b"RIFF").as_bytes(), policy=policy.default)
+    assert built["Bcc"] is None and "Eve Bcc: y@evil.example" in str(built["Subject"])
