@@ -1,5 +1,7 @@
-"""``pbx voicemail list|purge``: the messages in the mailboxes, and the
-retention purge run by hand (``pbx serve`` also runs it every hour).
+"""``pbx voicemail list|purge|pin``: the messages in the mailboxes, the
+retention purge run by hand (``pbx serve`` also runs it every hour), and
+an administrator's PIN for a mailbox (a user who forgot theirs, or one who
+will open it with ``*98`` before setting one with ``*97``).
 
 Both read the database ``pbx serve`` writes (any node's: the metadata is
 shared); ``purge`` also removes the files, under the dialplan's
@@ -17,13 +19,14 @@ import click
 
 from pbx.cli.cdr import open_database
 from pbx.cli.defaults import DEFAULT_DB
+from pbx.routing.dialplan import Dialplan
 
 _DB_HELP = "SQLAlchemy database URL (as for pbx serve)."
 
 
 @click.group()
 def voicemail() -> None:
-    """Voicemail messages: list them, purge old ones."""
+    """Voicemail: list messages, purge old ones, set a mailbox's PIN."""
 
 
 @voicemail.command("list")
@@ -55,15 +58,9 @@ def list_messages(db_url: str, mailbox: str | None) -> None:
               help="the dialplan whose retention_days and directory apply")
 def purge(db_url: str, dialplan: Path) -> None:
     """Delete the messages older than their mailbox's retention_days, and their files."""
-    from pbx.routing.loader import read_dialplan
     from pbx.store.voicemail import VoicemailStore
 
-    result = read_dialplan(dialplan)
-    if result.dialplan is None:
-        for problem in result.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    plan = result.dialplan
+    plan = _read_plan(dialplan)
 
     def retention(mailbox: str) -> int | None:
         extension = plan.extension(mailbox)
@@ -78,3 +75,43 @@ def purge(db_url: str, dialplan: Path) -> None:
     for message in gone:
         (directory / message.file).unlink(missing_ok=True)
     click.echo(f"purged {len(gone)} message(s)")
+
+
+def _read_plan(dialplan: Path) -> Dialplan:
+    from pbx.routing.loader import read_dialplan
+
+    result = read_dialplan(dialplan)
+    if result.dialplan is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    return result.dialplan
+
+
+@voicemail.command()
+@click.argument("mailbox")
+@click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help=_DB_HELP)
+@click.option("--dialplan", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="the dialplan whose PIN policy applies")
+def pin(mailbox: str, db_url: str, dialplan: Path) -> None:
+    """Set MAILBOX's PIN (asked twice, never echoed, stored hashed); a lock-out ends."""
+    from pbx.store.voicemail import VoicemailStore
+
+    plan = _read_plan(dialplan)
+    extension = plan.extension(mailbox)
+    if extension is None:
+        raise click.BadParameter(f"no extension {mailbox} in {dialplan}", param_hint="MAILBOX")
+    settings = plan.voicemail.for_extension(extension)
+    if not settings.enabled:
+        raise click.BadParameter(f"extension {mailbox} has no mailbox (voicemail enabled: false)",
+                                 param_hint="MAILBOX")
+    chosen = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    policy = settings.pin
+    if not policy.allows(chosen):
+        raise click.ClickException(f"a PIN is {policy.min_length} to {policy.max_length} digits, not all the same")
+    engine = open_database(db_url, "voicemail_boxes")
+    try:
+        VoicemailStore(engine).set_pin(mailbox, chosen, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    click.echo(f"PIN of mailbox {mailbox} set")

@@ -200,10 +200,11 @@ class VoicemailStore:
             return "locked" if now_locked else "invalid"
 
     def set_pin(self, mailbox: str, pin: str, now: datetime, conn: Connection | None = None) -> None:
-        """The owner's new PIN (hashed); the wrong-PIN count starts again."""
+        """A new PIN (hashed), by the owner or an administrator: the count
+        of wrong PINs starts again and a lock-out ends."""
         digest = hash_pin(pin)
         with transaction(self._engine, conn) as c:
-            self._save_box(c, mailbox, now, pin_hash=digest, pin_failures=0, failures_since=None)
+            self._save_box(c, mailbox, now, pin_hash=digest, pin_failures=0, failures_since=None, locked_until=None)
 
     def has_pin(self, mailbox: str, conn: Connection | None = None) -> bool:
         with transaction(self._engine, conn) as c:

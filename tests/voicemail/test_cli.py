@@ -43,3 +43,26 @@ def test_list_shows_each_message_and_purge_removes_old_ones_with_their_files(
 def test_list_on_a_missing_database_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(voicemail, ["list", "--db", f"sqlite:///{tmp_path / 'none.sqlite3'}"])
     assert result.exit_code == 1 and "no database file" in result.output
+
+
+def test_pin_is_asked_twice_held_to_the_policy_and_ends_a_lock_out(db_url: str, migrated: Engine,
+                                                                  tmp_path: Path) -> None:
+    from pbx.accountcodes.lockout import LockoutPolicy
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("domain: pbx.example.com\ndepartments:\n  ops: {name: Ops}\nextensions:\n"
+                    "  2002: {name: Bob, department: ops, password: bob-secret-2002}\n"
+                    "  2003: {name: Cy, department: ops, password: cy-secret-2003, voicemail: {enabled: false}}\n")
+    store, policy, now = VoicemailStore(migrated), LockoutPolicy(failures=1), datetime.now(UTC)
+    store.set_pin("2002", "1357", now)
+    assert store.check_pin("2002", "0000", now, policy) == "locked"
+    runner = CliRunner()
+    weak = runner.invoke(voicemail, ["pin", "2002", "--db", db_url, "--dialplan", str(plan)], input="1111\n1111\n")
+    assert weak.exit_code == 1 and "4 to 8 digits" in weak.output
+    done = runner.invoke(voicemail, ["pin", "2002", "--db", db_url, "--dialplan", str(plan)], input="2468\n2468\n")
+    assert done.exit_code == 0 and "PIN of mailbox 2002 set" in done.output and "2468" not in done.output
+    assert store.check_pin("2002", "2468", now, policy) == "valid"  # the lock-out ended with the new PIN
+    for mailbox, why in (("2003", "has no mailbox"), ("2999", "no extension 2999")):
+        refused = runner.invoke(voicemail, ["pin", mailbox, "--db", db_url, "--dialplan", str(plan)],
+                                input="2468\n2468\n")
+        assert refused.exit_code == 2 and why in refused.output
