@@ -11,15 +11,14 @@ count refresh (30 s) and update the lamps then.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from pbx.cli.cdr import open_database
+from pbx.cli.check import plan_or_exit
 from pbx.cli.defaults import DEFAULT_DB
-from pbx.routing.dialplan import Dialplan
 
 _DB_HELP = "SQLAlchemy database URL (as for pbx serve)."
 
@@ -60,7 +59,7 @@ def purge(db_url: str, dialplan: Path) -> None:
     """Delete the messages older than their mailbox's retention_days, and their files."""
     from pbx.store.voicemail import VoicemailStore
 
-    plan = _read_plan(dialplan)
+    plan = plan_or_exit(dialplan)
 
     def retention(mailbox: str) -> int | None:
         extension = plan.extension(mailbox)
@@ -77,17 +76,6 @@ def purge(db_url: str, dialplan: Path) -> None:
     click.echo(f"purged {len(gone)} message(s)")
 
 
-def _read_plan(dialplan: Path) -> Dialplan:
-    from pbx.routing.loader import read_dialplan
-
-    result = read_dialplan(dialplan)
-    if result.dialplan is None:
-        for problem in result.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    return result.dialplan
-
-
 @voicemail.command()
 @click.argument("mailbox")
 @click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help=_DB_HELP)
@@ -97,7 +85,7 @@ def pin(mailbox: str, db_url: str, dialplan: Path) -> None:
     """Set MAILBOX's PIN (asked twice, never echoed, stored hashed); a lock-out ends."""
     from pbx.store.voicemail import VoicemailStore
 
-    plan = _read_plan(dialplan)
+    plan = plan_or_exit(dialplan)
     extension = plan.extension(mailbox)
     if extension is None:
         raise click.BadParameter(f"no extension {mailbox} in {dialplan}", param_hint="MAILBOX")
