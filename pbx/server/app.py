@@ -146,6 +146,7 @@ class Server:
         self.calls: CallController | None = None
         self.media: MediaEngine | None = None
         self.ivr: IvrMedia | None = None
+        self.voicemail: VoicemailService | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -541,6 +542,11 @@ class Server:
             self._timer.cancel()
         if self.media is not None:
             await self.media.close()
+        if self.voicemail is not None:
+            try:  # messages already left are being written: let them land
+                await asyncio.wait_for(self.voicemail.settled(), 10.0)
+            except TimeoutError:
+                log.warning("voicemail_unsettled_at_stop")
         flushed = await asyncio.to_thread(self.writer.close, 10.0)
         await asyncio.to_thread(self.alerts.close, 2.0)
         log.info("pbx_stopped", flushed=flushed)
