@@ -20,7 +20,7 @@ The keys (what office users of other PBXs know):
 - after (or during) a message: ``4`` again, ``5`` call the caller back,
   ``6`` next, ``7`` delete, ``9`` save, ``*`` main menu. A message played
   to its end, or cut by a key, has been heard: it is saved (the lamp goes
-  out when no new message is left);
+  out at once when no new message is left), then those choices are said;
 - options: ``1`` record the greeting (after the beep, ``#`` ends it),
   ``2`` change the PIN (twice, then ``#``; the policy decides what is
   allowed), ``*`` main menu.
@@ -199,6 +199,8 @@ class MailboxMenu:
         self._buffer = ""
         self._new_pin = ""
         self._playing = False
+        self._message_playing = False
+        """What plays is a message (not the menu after it)."""
         self._deadline: float | None = None
         self._steps: list[str] = []
 
@@ -237,7 +239,7 @@ class MailboxMenu:
                 actions: list[MailboxAction] = []
                 if self._playing and self.phase not in (Phase.CLOSING, Phase.GREETING, Phase.CHECKING,
                                                          Phase.LOADING):
-                    self._playing = False
+                    self._playing = self._message_playing = False
                     actions.append(StopPlayback())
                     if self.phase is Phase.MESSAGE:
                         actions.extend(self._heard_now())
@@ -278,10 +280,11 @@ class MailboxMenu:
                 self.recording = MessageRecording(max_seconds=GREETING_SECONDS, silence_seconds=self.silence_seconds)
                 self._deadline = now + GREETING_SECONDS + 1.0
                 return [ListenForGreeting()]
-            case Phase.MESSAGE:
-                actions = self._heard_now()
-                self._deadline = now + KEY_WAIT
-                return actions
+            case Phase.MESSAGE if self._message_playing:
+                # The message itself is over: heard (the lamp may go out
+                # now), then what can be done with it.
+                self._message_playing, self._playing = False, True
+                return [*self._heard_now(), Play(("vm_message_menu",))]
         self._deadline = now + (DIGIT_WAIT * 2 if self.phase in ENTRY_PHASES else KEY_WAIT)
         return []
 
@@ -414,10 +417,8 @@ class MailboxMenu:
         if message is None:
             self.index = 0
             return self._say(Phase.MAIN, (*before, "vm_no_more_messages", "vm_main_menu"))
-        self.phase, self._playing = Phase.MESSAGE, True
+        self.phase, self._playing, self._message_playing = Phase.MESSAGE, True, True
         header = "vm_saved_message" if message.heard else "vm_new_message"
-        # The menu follows the message in the same playlist: keys work
-        # throughout, and the lamp goes out once it has been heard.
         return [PlayMessage(message.id, (*before, header))]
 
     def _message_key(self, digit: str) -> list[MailboxAction]:

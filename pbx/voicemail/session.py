@@ -278,16 +278,14 @@ def _callable(number: str) -> str:
 
 async def _play_message(media: SessionMedia, service: VoicemailService, menu: MailboxMenu, action: PlayMessage,
                         language: str) -> asyncio.Future[bool]:
-    """The header prompts, the message, then the message menu: one playlist."""
+    """The header prompts, then the message (the menu's next Play says what can be done with it)."""
     assert menu.mailbox is not None
     before = await media.prompts(action.prompts, language)
     audio = await service.message_audio(menu.mailbox, action.message_id)
-    after = await media.prompts(["vm_message_menu"], language)
     items: list[PlaylistItem] = [Prompt(a) for a in before]
     if audio is not None:
         items.append(Prompt(audio))
     items.append(Silence(0.3))
-    items.extend(Prompt(a) for a in after)
     return media.session.play(items)
 
 
