@@ -50,7 +50,7 @@ class MailboxSettings:
 
     enabled: bool = True
     max_message_seconds: int = 120
-    """A message is cut at this length (the caller hears nothing: it just ends)."""
+    """A message ends at this length (the caller then hears goodbye)."""
     ring_seconds: int | None = None
     """Seconds a call rings before it goes to the mailbox; None: the
     extension's ``ring_timeout``."""
