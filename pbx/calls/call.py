@@ -37,8 +37,8 @@ from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia,
 from pbx.calls.media_policy import local_encryption
 from pbx.calls import transfer as transfers
 from pbx.calls import conference, parking
-from pbx.calls.plan import (Action, AnswerConference, AnswerMenu, AskCode, End, Overflowing, Ring,
-                            quoted_text as quoted)
+from pbx.calls.plan import (Action, AnswerConference, AnswerMenu, AskCode, End, LeaveMessage, OpenMailbox, Overflowing,
+                            Ring, quoted_text as quoted)
 from pbx.ivr.menu import Hangup, Transfer
 from pbx.media.sdp import SdpError, cross_answer
 from pbx.cdr.records import Disposition, HangupSide, whole_seconds
@@ -46,6 +46,7 @@ from pbx.routing.dialplan import Extension
 from pbx.routing.engine import RingMember, ToTrunk
 from pbx.routing.hunt_groups import Condition
 from pbx.routing.tariffs import Rate
+from pbx.routing.voicemail import PinPolicy
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request, Response
 from pbx.sip.session import (
@@ -67,6 +68,8 @@ from pbx.sip.session import (
 )
 from pbx.sip.tokens import random_uuid
 from pbx.trunks.outbound import TrunkDialling
+from pbx.voicemail.menu import MailboxMenu
+from pbx.voicemail.session import Message, MessageRequest
 
 if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
@@ -123,6 +126,23 @@ class MemberCall:
 def _utc(stamp: float) -> datetime:
     # As the CDR adapter stamps times, so billsec here is the row's billsec.
     return datetime.fromtimestamp(stamp, timezone.utc)
+
+
+@dataclass(slots=True, kw_only=True)
+class VoicemailUse:
+    """A call that went to ``mailbox``: the message's length once left."""
+
+    mailbox: str
+    condition: str
+    seconds: float | None = None
+    before: str | None = None
+    """The menus the caller went through first, if any."""
+
+    @property
+    def path(self) -> str:
+        """The CDR's ``ivr_path``: ``voicemail[2002 no_answer, message 12.3 s]``."""
+        message = f"message {self.seconds:.1f} s" if self.seconds is not None else "no message"
+        return (f"{self.before} " if self.before else "") + f"voicemail[{self.mailbox} {self.condition}, {message}]"
 
 
 def carried(message: Request | Response) -> list[Header]:
@@ -235,6 +255,10 @@ class Call:
     """The caller's place in a hunt group's queue while it waits there."""
     parked: Parked | None = None
     """The call's slot while it waits there to be picked up (pbx.calls.parking)."""
+    mailbox: str | None = None
+    """The mailbox that takes the call if the extension rung does not."""
+    voicemail: VoicemailUse | None = None
+    """The message being left, once the call went to a mailbox."""
 
     # ------------------------------------------------------------ identity
 
@@ -435,6 +459,10 @@ class Call:
                 self._ask_code(action, now)
             case AnswerConference():
                 self._answer_conference(action, now)
+            case LeaveMessage():
+                self._leave_message(action, now)
+            case OpenMailbox():
+                self._open_mailbox(action, now)
             case _:
                 assert_never(action)
 
@@ -449,6 +477,7 @@ class Call:
             self.hunt_group = action.hunt.group.number
         self.ring_due = now + action.ring_timeout
         self.forward_on_fail = action.forward
+        self.mailbox = action.voicemail
         self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
                          unreachable=action.unreachable)
         result = self.fork.start(now)
@@ -560,6 +589,101 @@ class Call:
         media.run_code_prompt(codes.prompt(), action.language, lambda chosen: codes.on_prompt(self, chosen),
                               self.set_path)
 
+    # ------------------------------------------------------------ voicemail
+
+    def _to_voicemail(self, disposition: Disposition, now: float) -> bool:
+        """The extension rung did not take the call (and no forward did):
+        its mailbox does, if it has one."""
+        mailbox = self.mailbox
+        if mailbox is None or self.state is not CallState.RINGING:
+            return False
+        self.mailbox = None
+        if self.fork is not None:
+            self.fork.stop([])
+        # A caller a menu put through is answered already: the message is
+        # taken on the same media.
+        self._leave_message(LeaveMessage(mailbox=mailbox, disposition=disposition), now)
+        return True
+
+    def _leave_message(self, action: LeaveMessage, now: float) -> None:
+        """Answer (unless a menu did already) and take a message: the
+        greeting, the beep, the recording. The CDR keeps how the call would
+        have ended (``unanswered``), its reason says voicemail."""
+        controller = self.controller
+        owner = controller.plan.extension(action.mailbox)
+        settings = controller.plan.voicemail.for_extension(owner) if owner is not None else None
+        if owner is None or settings is None or not settings.enabled:
+            self.end_unanswered(480, action.disposition, "voicemail_unavailable", HangupSide.PBX)
+            return
+        media = self.media if self.local else self._answer_locally()
+        if media is None:
+            return
+        self.state, self.ring_due = CallState.LOCAL, None
+        self.unanswered = action.disposition
+        self.destination = action.mailbox
+        condition = {Disposition.BUSY: "busy", Disposition.NO_ANSWER: "no_answer"}.get(action.disposition,
+                                                                                        "unavailable")
+        # A menu's path so far stays in front (``main[2] voicemail[...]``).
+        self.voicemail = VoicemailUse(mailbox=action.mailbox, condition=condition, before=self.ivr_path)
+        self.ivr_path = self.voicemail.path
+        self.language = controller.plan.language_for(self.caller)
+        log.info("call_to_voicemail", call_id=self.a_call_id, uuid=self.uuid, mailbox=action.mailbox,
+                 condition=condition)
+        if self.answered_monotonic is None:
+            self.watch(None, now)
+        request = MessageRequest(mailbox=action.mailbox, owner_name=owner.name,
+                                 max_seconds=float(settings.max_message_seconds),
+                                 silence_seconds=settings.silence_seconds, language=self.language)
+        media.leave_message(request, self._message_left, self._voicemail_done)
+
+    def _message_left(self, message: Message) -> None:
+        """The caller's message is complete: kept by the mailbox service,
+        its length in the CDR (run before the CDR row is written, even when
+        the caller's hang-up ended it)."""
+        use = self.voicemail
+        if use is None:
+            return
+        use.seconds = message.seconds
+        self.ivr_path = use.path
+        boxes = self.controller.voicemail
+        if boxes is not None:
+            boxes.deposit(mailbox=use.mailbox, audio=message.audio, caller_number=self.caller_number,
+                          caller_name=self.caller_name, call_uuid=self.uuid)
+
+    def _voicemail_done(self, reason: str) -> None:
+        self.end_by_pbx(reason, self.controller.now, status=200)
+
+    def _open_mailbox(self, action: OpenMailbox, now: float) -> None:
+        """``*97``/``*98``: answer and run the mailbox menu."""
+        plan = self.controller.plan
+        media = self._answer_locally()
+        if media is None:
+            return
+        self.language = action.language
+        self.destination = f"voicemail:{action.mailbox or '?'}"
+        self.answered_at = self.controller.wall()
+        self.answered_monotonic = now
+        self.controller.recorder.call_answered(self)
+        self.watch(None, now)
+        company = plan.voicemail
+
+        def pin_policy(mailbox: str) -> PinPolicy:
+            owner = plan.extension(mailbox)
+            return company.for_extension(owner).pin if owner is not None else PinPolicy()
+
+        log.info("voicemail_menu", call_id=self.a_call_id, uuid=self.uuid, mailbox=action.mailbox,
+                 authenticated=action.authenticated)
+        menu = MailboxMenu(mailbox=action.mailbox, authenticated=action.authenticated, pin_policy=pin_policy)
+        media.run_mailbox(menu, action.language, self._call_back, self._mailbox_closed, self.set_path)
+
+    def _call_back(self, mailbox: str, number: str) -> None:
+        if self.state is CallState.LOCAL:
+            self.controller.call_back(self, mailbox, number)
+
+    def _mailbox_closed(self, reason: str) -> None:
+        if self.state is CallState.LOCAL:
+            self.end_by_pbx(reason, self.controller.now, status=200)
+
     def end_locally(self, reason: str, disposition: Disposition, now: float) -> None:
         """End a call the PBX answered but nobody else did (a code prompt
         that gave up), as ``disposition``."""
@@ -603,7 +727,9 @@ class Call:
                     self.controller.recorder.call_answered(self)
                 media.run_menu(self.controller.menu_run(action.menu), action.language, self._menu_action,
                                self.set_path)
-            case AskCode() | AnswerConference():
+            case LeaveMessage():
+                self._leave_message(action, now)
+            case AskCode() | AnswerConference() | OpenMailbox():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, "menu_not_a_transfer"))
             case Overflowing():
                 self._transfer_failed(Outcome(480, Disposition.UNAVAILABLE, f"hunt_{action.unavailable.condition}"))
@@ -886,7 +1012,8 @@ class Call:
             self.ring_due = None
             if self.fork is not None:
                 self.fork.stop([])
-            if self._back_to_queue() or self._overflowed("no_answer") or self._forwarded("no_answer"):
+            if self._back_to_queue() or self._overflowed("no_answer") or self._forwarded("no_answer") \
+                    or self._to_voicemail(Disposition.NO_ANSWER, now):
                 return
             if self.local:
                 self._transfer_failed(Outcome(480, Disposition.NO_ANSWER, "ring_timeout", HangupSide.PBX))
@@ -936,8 +1063,10 @@ class Call:
             self.controller.hunt_ended(self)
         self.ring_due = self.watch_due = None
         if self.media is not None:
-            self.media.close()
+            self.media.close()  # a message being left is kept here (see _message_left)
             self.media = None
+        if self.voicemail is not None:
+            reason = "voicemail" if self.voicemail.seconds is not None else "voicemail_no_message"
         if self.music is not None:
             self.music.stop()
         if self.queued is not None:
@@ -1040,6 +1169,9 @@ class Call:
             return
         if result.disposition in (Disposition.BUSY, Disposition.NO_ANSWER) and self._forwarded(
                 "busy" if result.disposition is Disposition.BUSY else "no_answer"):
+            return
+        if result.disposition in (Disposition.BUSY, Disposition.NO_ANSWER, Disposition.UNAVAILABLE) \
+                and self._to_voicemail(result.disposition, self.controller.now):
             return
         if self.local:
             self._transfer_failed(result)

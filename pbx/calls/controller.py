@@ -39,10 +39,10 @@ from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
-from pbx.calls.local import LocalMedia
+from pbx.calls.local import PHRASE_FOR_STATUS, LocalMedia
 from pbx.calls.media_policy import check_offer
-from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
-                            sips_not_allowed)
+from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, LeaveMessage, OpenMailbox,
+                            Ring as RingTargets, over_tls_only, plan_call, sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
 from pbx.cdr.records import Disposition, HangupSide
@@ -61,6 +61,7 @@ from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, 
                                 queue_hunt)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
+from pbx.routing.voicemail import MailboxSettings
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import new_tag
@@ -90,6 +91,17 @@ LINGER = 32.0
 """Seconds a finished call's unsettled sessions stay reachable (64*T1): a
 cancelled INVITE's crossing 2xx still gets ACK and BYE, a BYE held for an
 ACK still goes."""
+
+
+VOICEMAIL_REASONS = frozenset({"busy", "do_not_disturb", "not_registered"})
+"""Refusals of a call to an extension before it rings that its mailbox takes instead."""
+
+
+class Mailboxes(Protocol):
+    """Where messages left in calls go (:class:`pbx.voicemail.service.VoicemailService`)."""
+
+    def deposit(self, *, mailbox: str, audio: bytes, caller_number: str, caller_name: str | None,
+                call_uuid: str) -> None: ...
 
 
 class CallRecorder(Protocol):
@@ -201,6 +213,8 @@ class CallController:
         self.queues = HuntQueues()
         """Callers waiting in hunt group queues: this node's, in memory only."""
         self._queued: dict[str, Call] = {}
+        self.voicemail: Mailboxes | None = None
+        """Where messages are kept; None: calls never go to a mailbox."""
         self.budgets = BudgetLedger()
         """Spend and reservations against budgets; the edge gives it a
         listener that keeps the store and sends alerts."""
@@ -549,7 +563,7 @@ class CallController:
             call.destination = decision.extension.number
             redirect = self._redirect(call, decision.extension, wall)
             if redirect is not None:
-                return redirect
+                return self._or_voicemail(decision.extension, redirect)
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
@@ -580,7 +594,56 @@ class CallController:
             if forward.busy is not None or forward.no_answer is not None:
                 action = replace(action, forward=ForwardOnFail(decision.extension.number, forward.busy,
                                                                forward.no_answer))
+            mailbox = self._mailbox(decision.extension)
+            if mailbox is not None:
+                ring = float(mailbox.ring_seconds) if mailbox.ring_seconds is not None else action.ring_timeout
+                action = replace(action, voicemail=decision.extension.number, ring_timeout=ring)
+        if isinstance(decision, Ring):
+            action = self._or_voicemail(decision.extension, action)
         return action
+
+    def _mailbox(self, extension: Extension) -> MailboxSettings | None:
+        """``extension``'s mailbox settings, if calls may go to it."""
+        if self.voicemail is None or self.media is None:
+            return None
+        settings = self.plan.voicemail.for_extension(extension)
+        return settings if settings.enabled else None
+
+    def _or_voicemail(self, extension: Extension, action: Action) -> Action:
+        """A call to ``extension`` refused before ringing because it is busy
+        (do not disturb, its maximum of calls) or has no phone registered:
+        its mailbox takes it, if it has one. Forwards were tried first."""
+        if not isinstance(action, End) or action.reason not in VOICEMAIL_REASONS or self._mailbox(extension) is None:
+            return action
+        return LeaveMessage(mailbox=extension.number, disposition=action.disposition)
+
+    def call_back(self, call: Call, mailbox: str, number: str) -> None:
+        """From the mailbox menu: call a message's caller back, routed as a
+        call the mailbox's owner places (their rights, caps and budgets;
+        never the rights of whoever dialled ``*98``)."""
+        owner = self.plan.extension(mailbox)
+        if owner is None:
+            call.transfer(End(status=404, disposition=Disposition.REJECTED, reason="mailbox_gone"), "voicemail",
+                          self.now)
+            return
+        request = CallRequest(caller=owner, dialled=number, at=self._at(), caller_number=owner.number,
+                              hours=self.hours)
+        decision = decide(request, self.plan)
+        log.info("voicemail_call_back", call_id=call.a_call_id, uuid=call.uuid, mailbox=mailbox, dialled=number,
+                 decision=type(decision).__name__, rule=decision.rule,
+                 steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
+        if isinstance(decision, Reject):
+            call.transfer(End(status=decision.status, disposition=Disposition.REJECTED, reason=decision.reason,
+                              announcement=PHRASE_FOR_STATUS.get(decision.status)), decision.rule, self.now)
+            return
+        if not isinstance(decision, (Ring, RingMember, Hunt, ToTrunk)):
+            call.transfer(End(status=488, disposition=Disposition.REJECTED, reason="not_a_call_back_target"),
+                          decision.rule, self.now)
+            return
+        if isinstance(decision, ToTrunk):
+            call.call_class = decision.call_class
+        call.paid_by = owner
+        call.transfer(self._plan(call, decision, payer=owner), decision.rule, self.now)
 
     # ------------------------------------------------------------ forwarding
 
@@ -687,11 +750,23 @@ class CallController:
                 return parking.park(self, call, decision)
             case "park_pickup":
                 return parking.pick_up(self, call, decision)
+            case "voicemail" | "voicemail_login":
+                return self._open_mailbox(call, decision)
         log.info("feature_set", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
                  action=feature.action, kind=feature.kind, target=feature.argument, by="feature_code")
         return End(status=480, disposition=Disposition.UNAVAILABLE, reason=f"feature_{feature.action}",
                    headers=(("reason", f'SIP;cause=200;text="{feature.action}"'),), phrase=phrase,
                    announcement=prompt, language=self.plan.language_for(extension))
+
+    def _open_mailbox(self, call: Call, decision: Feature) -> Action:
+        """``*97`` (one's own mailbox, no PIN) or ``*98`` (any, with its PIN)."""
+        extension, language = decision.extension, self.plan.language_for(decision.extension)
+        own = decision.dialled.action == "voicemail"
+        if self.voicemail is None or self.media is None or (own and self._mailbox(extension) is None):
+            return End(status=480, disposition=Disposition.UNAVAILABLE, reason="voicemail_not_enabled",
+                       phrase="No Voicemail", announcement="not_available", language=language)
+        mailbox = extension.number if own else decision.dialled.argument
+        return OpenMailbox(mailbox=mailbox, authenticated=own, language=language)
 
     # ------------------------------------------------------------ hunt groups
 

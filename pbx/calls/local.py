@@ -31,6 +31,8 @@ from pbx.ivr.menu import Hangup, MenuRun, Transfer
 from pbx.media.sdes import MediaEncryption
 from pbx.routing.conferences import Conference
 from pbx.sip.message import Header, Request
+from pbx.voicemail.menu import MailboxMenu
+from pbx.voicemail.session import Message, MessageRequest
 
 SDP_TYPE: Final[Header] = ("content-type", "application/sdp")
 
@@ -112,6 +114,18 @@ class CallMedia(Protocol):
         ``music`` (a WAV file; None: the shipped tune). A full or locked room is
         said, then ``on_end`` runs with ``conference_full`` or
         ``conference_locked``; a moderator dropping them: ``conference_dropped``."""
+        ...
+
+    def leave_message(self, request: MessageRequest, on_message: Callable[[Message], None],
+                      on_done: Callable[[str], None]) -> None:
+        """Greeting, beep, record (:mod:`pbx.voicemail.session`): the
+        message to ``on_message`` once complete (also when the call ends
+        during it: :meth:`close` hands it over), then ``on_done``."""
+        ...
+
+    def run_mailbox(self, menu: MailboxMenu, language: str, on_call_back: Callable[[str, str], None],
+                    on_hangup: Callable[[str], None], on_path: Callable[[str], None]) -> None:
+        """The mailbox menu until it hangs up or calls a caller back."""
         ...
 
     def close(self) -> None:

@@ -60,6 +60,9 @@ class Ring:
     """The hunt group rung, when it is one: its overflow and CDR columns."""
     forward: ForwardOnFail | None = None
     """Where the call goes if the extension is busy or does not answer."""
+    voicemail: str | None = None
+    """The mailbox that takes the call when nobody answers (after any
+    forward): the rung extension's, when it has one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +127,26 @@ class AnswerConference:
     language: str
 
 
-Action = Ring | End | Overflowing | AnswerMenu | AskCode | AnswerConference
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaveMessage:
+    """Answer and take a message for ``mailbox``: the extension was busy,
+    did not answer or had no phone (``disposition`` says which, for the CDR)."""
+
+    mailbox: str
+    disposition: Disposition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenMailbox:
+    """Answer and run the mailbox menu (``*97``: ``mailbox`` known and the
+    caller its owner's phone; ``*98``: asks for what it was not given)."""
+
+    mailbox: str | None
+    authenticated: bool
+    language: str
+
+
+Action = Ring | End | Overflowing | AnswerMenu | AskCode | AnswerConference | LeaveMessage | OpenMailbox
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

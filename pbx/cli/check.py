@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from pbx.routing.dialplan import Dialplan
+
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
@@ -22,3 +24,16 @@ def check(file: Path) -> None:
         click.echo(f"{file}: {errors} error(s)", err=True)
         sys.exit(1)
     click.echo(f"{file}: ok")
+
+
+def plan_or_exit(path: Path) -> Dialplan:
+    """The dialplan at ``path`` for a command that needs one; its errors
+    (FILE:LINE:COLUMN) and exit status 1 when it has any."""
+    from pbx.routing.loader import read_dialplan
+
+    result = read_dialplan(path)
+    if result.dialplan is None:
+        for problem in result.errors:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    return result.dialplan

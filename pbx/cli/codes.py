@@ -10,7 +10,6 @@ a change here holds from the next call on, on every node, without a reload.
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy import Engine
 
 from pbx.accountcodes.codes import Status, StoredCode, WeakCode
 from pbx.cli.cdr import TIME_HELP, TimeFormatError, parse_time
+from pbx.cli.check import plan_or_exit
 from pbx.cli.defaults import DEFAULT_DB
 from pbx.routing.dialplan import Dialplan
 from pbx.store.code_key import CodeKeyError, load_code_key
@@ -41,17 +41,6 @@ def _options(command: F) -> F:
     ]):
         command = option(command)
     return command
-
-
-def _plan(path: Path) -> Dialplan:
-    from pbx.routing.loader import read_dialplan
-
-    result = read_dialplan(path)
-    if result.dialplan is None:
-        for problem in result.errors:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    return result.dialplan
 
 
 def _store(db_url: str) -> tuple[CodeStore, Engine]:
@@ -102,7 +91,7 @@ def codes() -> None:
 def add(owner: str, class_of_service: str, department: str | None, employee_id: str | None, given: str | None,
         valid_from: str | None, valid_until: str | None, db_url: str, dialplan: Path) -> None:
     """Add a code and print it (once)."""
-    plan = _plan(dialplan)
+    plan = plan_or_exit(dialplan)
     if class_of_service not in plan.classes_of_service:
         raise click.BadParameter(f"no class of service {class_of_service!r} in {dialplan} (have: "
                                  f"{', '.join(sorted(plan.classes_of_service)) or 'none'})",
@@ -141,7 +130,7 @@ def _day(moment: datetime | None, plan: Dialplan) -> str:
 @_options
 def list_codes(db_url: str, dialplan: Path) -> None:
     """Every code: id, owner, rights, validity, refused uses; never the digits."""
-    plan = _plan(dialplan)
+    plan = plan_or_exit(dialplan)
     store, engine = _store(db_url)
     try:
         found = store.all()
@@ -202,7 +191,7 @@ def enable(which: str, db_url: str, dialplan: Path) -> None:
 @_options
 def rotate(which: str, given: str | None, db_url: str, dialplan: Path) -> None:
     """Give a code new digits (printed once); the old ones stop working at once."""
-    plan = _plan(dialplan)
+    plan = plan_or_exit(dialplan)
     store, engine = _store(db_url)
     try:
         try:
@@ -238,7 +227,7 @@ def remove(which: str, db_url: str, dialplan: Path) -> None:
 @_options
 def lockouts(db_url: str, dialplan: Path) -> None:
     """Phones locked out for wrong codes now, and until when."""
-    plan = _plan(dialplan)
+    plan = plan_or_exit(dialplan)
     store, engine = _store(db_url)
     try:
         found = store.lockouts(datetime.now(UTC))

@@ -21,6 +21,7 @@ from pbx.cli.report import report
 from pbx.cli.security import security
 from pbx.cli.serve import serve
 from pbx.cli.tls import tls
+from pbx.cli.voicemail import voicemail
 
 
 @click.group()
@@ -44,6 +45,7 @@ main.add_command(codes)
 main.add_command(report)
 main.add_command(budget)
 main.add_command(ldap)
+main.add_command(voicemail)
 
 if __name__ == "__main__":
     main()

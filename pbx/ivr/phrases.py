@@ -194,10 +194,95 @@ for _n in range(1, 10):
         "zh": f"您现在排在第{_ZH_NUMBERS[_n - 1]}位。",
     }
 
-# Digits, one prompt each, for numbers said digit by digit (a parking slot).
+# Voicemail (pbx.voicemail): what a caller hears before leaving a message
+# ("The person at extension" 2 0 0 2, the name, "is not available ..."),
+# and the owner's mailbox menu (*97, *98). Numbers are said digit by digit.
+PHRASES.update({
+    "vm_person_at_extension": {
+        "en": "The person at extension",
+        "vi": "Người dùng máy lẻ số",
+        "zh": "分机",
+    },
+    "vm_is_not_available": {
+        "en": "is not available. Please leave a message after the tone, then press the hash key or hang up.",
+        "vi": "hiện không thể trả lời. Vui lòng để lại lời nhắn sau tiếng bíp, rồi bấm phím thăng hoặc gác máy.",
+        "zh": "的用户暂时无法接听。请在提示音后留言，结束请按井号键或挂机。",
+    },
+    "vm_enter_mailbox": {
+        "en": "Please enter your mailbox number, then press the hash key.",
+        "vi": "Vui lòng nhập số hộp thư, sau đó bấm phím thăng.",
+        "zh": "请输入您的信箱号码，并以井号键结束。",
+    },
+    "vm_enter_pin": {
+        "en": "Please enter your PIN, then press the hash key.",
+        "vi": "Vui lòng nhập mã PIN, sau đó bấm phím thăng.",
+        "zh": "请输入您的密码，并以井号键结束。",
+    },
+    "vm_wrong_pin": {
+        "en": "That PIN is not valid.",
+        "vi": "Mã PIN không đúng.",
+        "zh": "密码不正确。",
+    },
+    "vm_locked": {
+        "en": "This mailbox is locked after too many wrong PINs. Please try again later.",
+        "vi": "Hộp thư đã bị khóa do nhập sai mã PIN quá nhiều lần. Vui lòng thử lại sau.",
+        "zh": "密码错误次数过多，信箱已被锁定。请稍后再试。",
+    },
+    "vm_you_have": {"en": "You have", "vi": "Quý vị có", "zh": "您有"},
+    "vm_new_messages": {"en": "new messages", "vi": "tin nhắn mới", "zh": "条新留言"},
+    "vm_and": {"en": "and", "vi": "và", "zh": "和"},
+    "vm_saved_messages": {"en": "saved messages.", "vi": "tin nhắn đã lưu.", "zh": "条已保存的留言。"},
+    "vm_main_menu": {
+        "en": "To listen to your messages, press 1. For mailbox options, press 0. To hang up, press star.",
+        "vi": "Để nghe tin nhắn, bấm phím 1. Để cài đặt hộp thư, bấm phím 0. Để kết thúc, bấm phím sao.",
+        "zh": "收听留言请按1，信箱设置请按0，挂机请按星号键。",
+    },
+    "vm_new_message": {"en": "New message.", "vi": "Tin nhắn mới.", "zh": "新留言。"},
+    "vm_saved_message": {"en": "Saved message.", "vi": "Tin nhắn đã lưu.", "zh": "已保存的留言。"},
+    "vm_message_menu": {
+        "en": "Press 4 to replay, 5 to call back, 6 for the next message, 7 to delete, 9 to save, or star for"
+              " the menu.",
+        "vi": "Nghe lại, bấm 4. Gọi lại, bấm 5. Tin nhắn tiếp theo, bấm 6. Xóa, bấm 7. Lưu, bấm 9. "
+              "Về menu chính, bấm phím sao.",
+        "zh": "重听按4，回拨按5，下一条按6，删除按7，保存按9，主菜单按星号键。",
+    },
+    "vm_no_more_messages": {"en": "There are no more messages.", "vi": "Không còn tin nhắn nào.",
+                            "zh": "没有更多留言。"},
+    "vm_message_deleted": {"en": "Message deleted.", "vi": "Đã xóa tin nhắn.", "zh": "留言已删除。"},
+    "vm_message_saved": {"en": "Message saved.", "vi": "Đã lưu tin nhắn.", "zh": "留言已保存。"},
+    "vm_options_menu": {
+        "en": "To record your greeting, press 1. To change your PIN, press 2. For the main menu, press star.",
+        "vi": "Để ghi âm lời chào, bấm phím 1. Để đổi mã PIN, bấm phím 2. Về menu chính, bấm phím sao.",
+        "zh": "录制问候语请按1，修改密码请按2，返回主菜单请按星号键。",
+    },
+    "vm_record_greeting": {
+        "en": "After the tone, say your greeting, then press the hash key.",
+        "vi": "Sau tiếng bíp, hãy đọc lời chào, rồi bấm phím thăng.",
+        "zh": "请在提示音后录制问候语，结束请按井号键。",
+    },
+    "vm_greeting_saved": {"en": "Your greeting is saved.", "vi": "Đã lưu lời chào.", "zh": "问候语已保存。"},
+    "vm_new_pin": {
+        "en": "Please enter your new PIN, then press the hash key.",
+        "vi": "Vui lòng nhập mã PIN mới, sau đó bấm phím thăng.",
+        "zh": "请输入新密码，并以井号键结束。",
+    },
+    "vm_repeat_pin": {
+        "en": "Please enter the new PIN again, then press the hash key.",
+        "vi": "Vui lòng nhập lại mã PIN mới, sau đó bấm phím thăng.",
+        "zh": "请再次输入新密码，并以井号键结束。",
+    },
+    "vm_pin_changed": {"en": "Your PIN is changed.", "vi": "Đã đổi mã PIN.", "zh": "密码已修改。"},
+    "vm_pin_rejected": {
+        "en": "That PIN cannot be used. The two entries must match, and a PIN needs at least four different digits.",
+        "vi": "Không thể dùng mã PIN này. Hai lần nhập phải giống nhau, và mã PIN cần ít nhất bốn chữ số.",
+        "zh": "该密码无法使用。两次输入必须一致，且密码至少为四位数字。",
+    },
+})
+
 _VI_DIGITS: Final = ("không", *_VI_NUMBERS)
 _ZH_DIGITS: Final = "零" + _ZH_NUMBERS
 _EN_DIGITS: Final = ("zero", *_EN_NUMBERS)
+
+# One digit each, to say counts and extension numbers digit by digit.
 for _n in range(10):
-    PHRASES[f"digit_{_n}"] = {"en": _EN_DIGITS[_n].capitalize() + ".", "vi": _VI_DIGITS[_n].capitalize() + ".",
-                              "zh": _ZH_DIGITS[_n] + "。"}
+    PHRASES[f"digit_{_n}"] = {"en": _EN_DIGITS[_n], "vi": _VI_DIGITS[_n], "zh": _ZH_DIGITS[_n]}

@@ -38,6 +38,9 @@ from pbx.media.sdes import MediaEncryption
 from pbx.media.sdp import Direction, Origin, SdpError, parse_sdp
 from pbx.media.tones import ToneKind, tone_spec
 from pbx.routing.conferences import Conference
+from pbx.voicemail.menu import MailboxMenu
+from pbx.voicemail.service import VoicemailService
+from pbx.voicemail.session import DepositRun, Message, MessageRequest, leave_message, open_mailbox
 
 log = structlog.get_logger("pbx.ivr")
 
@@ -48,18 +51,20 @@ ANNOUNCEMENT_TAIL = 0.3
 class IvrMedia:
     """Local media for the controller (``CallController.media``)."""
 
-    def __init__(self, engine: MediaEngine, prompts: PromptLibrary,
-                 conferences: ConferenceBridge | None = None) -> None:
+    def __init__(self, engine: MediaEngine, prompts: PromptLibrary, *,
+                 conferences: ConferenceBridge | None = None, voicemail: VoicemailService | None = None) -> None:
         self.engine = engine
         self.prompts = prompts
         self.conferences = conferences
+        self.voicemail = voicemail
+        """Mailboxes (messages, greetings, PINs); None: no voicemail."""
 
     def conference_full(self, room: Conference) -> bool:
         bridge = self.conferences
         return bridge is not None and bridge.refusal(room, moderator=True) is Refusal.FULL
 
     def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
-        media = SessionMedia(self.prompts, act, self.conferences)
+        media = SessionMedia(self.prompts, act, conferences=self.conferences, voicemail=self.voicemail)
         try:
             media.session = self.engine.open_session_now(on_event=media.on_event, encryption=encryption)
         except PortsExhausted as err:
@@ -72,12 +77,16 @@ class SessionMedia:
 
     session: MediaSession
 
-    def __init__(self, prompts: PromptLibrary, act: Act, conferences: ConferenceBridge | None = None) -> None:
+    def __init__(self, prompts: PromptLibrary, act: Act, *, conferences: ConferenceBridge | None = None,
+                 voicemail: VoicemailService | None = None) -> None:
         self._prompts = prompts
         self._act = act
         self._conferences = conferences
         self._seat: Seat | None = None
         """The caller's place in a conference room, once in one."""
+        self._voicemail = voicemail
+        self.deposit: DepositRun | None = None
+        """A message being left, ended (and kept) when the call ends."""
         self._digits: asyncio.Queue[Digit | Checked] = asyncio.Queue()
         """Keys, and what the call said of an account code entry."""
         self._task: asyncio.Task[None] | None = None
@@ -163,6 +172,23 @@ class SessionMedia:
     def announce(self, phrase: str | Sequence[str], language: str, then: Callable[[], None]) -> None:
         self._start(self._announce([phrase] if isinstance(phrase, str) else list(phrase), language, then))
 
+    finish = _finish
+
+    def leave_message(self, request: MessageRequest, on_message: Callable[[Message], None],
+                      on_done: Callable[[str], None]) -> None:
+        if self._voicemail is None:
+            self._act(lambda: on_done("voicemail_unavailable"))
+            return
+        self._start(leave_message(self, self._voicemail, request, lambda message: self._act(
+            lambda: on_message(message)), on_done))
+
+    def run_mailbox(self, menu: MailboxMenu, language: str, on_call_back: Callable[[str, str], None],
+                    on_hangup: Callable[[str], None], on_path: Callable[[str], None]) -> None:
+        if self._voicemail is None:
+            self._act(lambda: on_hangup("voicemail_unavailable"))
+            return
+        self._start(open_mailbox(self, self._voicemail, menu, language, on_call_back, on_hangup, on_path))
+
     def ringback(self, country: str) -> None:
         self._cancel()
         self.session.play([Tone(tone_spec(country, ToneKind.RINGBACK))])
@@ -205,6 +231,9 @@ class SessionMedia:
         self._task = None
 
     def close(self) -> None:
+        deposit, self.deposit = self.deposit, None
+        if deposit is not None:
+            deposit.hangup()  # the caller hung up while speaking: what was said is the message
         self._cancel()
         seat, self._seat = self._seat, None
         if seat is not None and self._conferences is not None:
@@ -233,6 +262,8 @@ class SessionMedia:
             return found
 
         return await asyncio.to_thread(load)
+
+    prompts = _load
 
     async def _play(self, prompts: Sequence[str], language: str, tail: float = 0.0) -> asyncio.Future[bool]:
         audio = await self._load(prompts, language)
@@ -305,21 +336,40 @@ class SessionMedia:
 
     async def _next(self, playing: asyncio.Future[bool] | None, deadline: float | None) -> PromptEvent:
         """The first of: a key (or a code's outcome), the end of what plays, the deadline."""
+        event = await self.next_event(playing, deadline)
+        assert not isinstance(event, Sequence)
+        return event
+
+    async def next_event(self, playing: asyncio.Future[bool] | None, deadline: float | None,
+                         also: asyncio.Queue[Sequence[Any]] | None = None) -> PromptEvent | Sequence[Any]:
+        """The first of: a key (or a code's outcome), the end of what plays,
+        the deadline, or an item of ``also`` (what heard audio caused)."""
         loop = asyncio.get_running_loop()
         if not self._digits.empty():
             return self._digits.get_nowait()
         key: asyncio.Task[Digit | Checked] = loop.create_task(self._digits.get())
         waiting: set[asyncio.Future[Any]] = {key}
+        other: asyncio.Task[Sequence[Any]] | None = None
+        if also is not None:
+            other = loop.create_task(also.get())
+            waiting.add(other)
         if playing is not None:
             waiting.add(playing)
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not key.done():
-                key.cancel()
+            for task in (key, other):
+                if task is not None and not task.done():
+                    task.cancel()
         if key in done:
+            if other is not None and other in done:
+                also_result = other.result()
+                assert also is not None
+                also.put_nowait(also_result)  # not lost: the next call returns it
             return key.result()
+        if other is not None and other in done:
+            return other.result()
         if playing is not None and playing in done:
             return PlaybackFinished(playback_id=0, completed=playing.result(), time=loop.time())
         return Timeout(loop.time())

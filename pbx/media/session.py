@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbx.media import rtcp
@@ -87,6 +88,8 @@ class MediaStream:
         self.capture: collections.deque[bytes] | None = None
         """When set (:meth:`listen`), every decoded received frame goes here
         (a conference's mixer takes them); bounded, the oldest dropped."""
+        self.listener: Callable[[bytes], None] | None = None
+        """Given each 20 ms of received audio, decoded (a voicemail recording)."""
         self.packets_sent = 0
         self.octets_sent = 0
         self._sent_since_report = False
@@ -241,13 +244,16 @@ class MediaStream:
             if digit is not None:
                 self._events.append(digit)
             return
-        if not (self._listens_inband or self.settings.record_seconds > 0 or self.capture is not None):
+        if not (self._listens_inband or self.settings.record_seconds > 0 or self.capture is not None
+                or self.listener is not None):
             return
         for frame in self._jitter.push(received.sequence, packet.payload):
             linear = n.codec.decode(frame if frame is not None else bytes([n.codec.silence]) * FRAME_SAMPLES)
             if self._listens_inband:
                 self._events.extend(self._inband.feed(linear, now))
             self._record(linear)
+            if self.listener is not None:
+                self.listener(linear)
             if self.capture is not None:
                 self.capture.append(linear)
 

@@ -1,4 +1,5 @@
-"""NOTIFY bodies: PIDF for ``presence`` and dialog-info for ``dialog``.
+"""NOTIFY bodies: PIDF for ``presence``, dialog-info for ``dialog`` and
+the message summary for ``message-summary`` (RFC 3842, the voicemail lamp).
 
 What the PBX knows of an extension (:class:`ExtensionState`): whether a
 phone is registered (the registrar's bindings), how many calls it is on
@@ -82,3 +83,20 @@ def dialog_info(entity: str, state: ExtensionState, version: int) -> bytes:
         f'{_DECLARATION}<dialog-info xmlns="{DIALOG_INFO_NS}" version="{version}" state="full"'
         f' entity={quoteattr(entity)}>{"".join(dialogs)}</dialog-info>\n'
     ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxState:
+    """A mailbox's messages, as its lamp shows them: new (not yet heard) and old."""
+
+    new: int = 0
+    old: int = 0
+
+
+def message_summary(account: str, state: MailboxState) -> bytes:
+    """The ``application/simple-message-summary`` body (RFC 3842 §5.2):
+    ``Messages-Waiting`` lights the lamp, ``Voice-Message`` counts new/old
+    (urgent ones: none, the PBX has no urgent messages)."""
+    waiting = "yes" if state.new else "no"
+    return (f"Messages-Waiting: {waiting}\r\nMessage-Account: {account}\r\n"
+            f"Voice-Message: {state.new}/{state.old} (0/0)\r\n").encode()

@@ -1,8 +1,9 @@
 """Subscriptions to an extension's state (RFC 6665), as their notifier.
 
-A SUBSCRIBE names an event package in its Event header; the PBX serves two:
-``presence`` (RFC 3856, PIDF bodies) and ``dialog`` (RFC 4235, what desk
-phones' busy lamp keys watch). Anything else is answered 489 Bad Event with
+A SUBSCRIBE names an event package in its Event header; the PBX serves
+three: ``presence`` (RFC 3856, PIDF bodies), ``dialog`` (RFC 4235, what desk
+phones' busy lamp keys watch) and ``message-summary`` (RFC 3842, the
+voicemail lamp: an extension may only watch its own mailbox). Anything else is answered 489 Bad Event with
 Allow-Events (§8.2.2). Rules kept here:
 
 - Expires (§4.2.1.1): a notifier may shorten the duration asked for but
@@ -39,6 +40,7 @@ from pbx.sip.dialog import Dialog
 PACKAGES: Final[dict[str, str]] = {
     "presence": "application/pidf+xml",
     "dialog": "application/dialog-info+xml",
+    "message-summary": "application/simple-message-summary",
 }
 """Event packages served and the body type each NOTIFY carries."""
 ALLOW_EVENTS: Final = ", ".join(PACKAGES)
@@ -274,10 +276,13 @@ class Subscriptions:
         return due
 
 
-def may_watch(plan: Dialplan, watcher: Extension, target: Extension) -> bool:
+def may_watch(plan: Dialplan, watcher: Extension, target: Extension, package: str = "presence") -> bool:
     """Whether ``watcher`` may see ``target``'s presence and busy lamp:
     any extension of the company (the dialplan's ``presence_visibility:
-    company``, the default), or only its own department's."""
+    company``, the default), or only its own department's. A mailbox's
+    lamp is its owner's alone."""
+    if package == "message-summary":
+        return watcher.number == target.number
     if plan.features.presence_visibility == "department":
         return watcher.department == target.department
     return True

@@ -33,6 +33,7 @@ from pbx.routing.screening import Screening
 from pbx.routing.short_numbers import ShortNumberGroup
 from pbx.routing.tariffs import Billing
 from pbx.routing.trunk_config import Trunk
+from pbx.routing.voicemail import VoicemailPlan
 
 EXTENSION_NUMBER: Final = re.compile(r"[0-9]{2,8}")
 """An extension number: 2 to 8 decimal digits (also the digest username)."""
@@ -462,6 +463,8 @@ class Dialplan:
     """Per inbound number (as in ``inbound``): its lists for callers."""
     ldap: LdapSettings | None = None
     """Where employees are read from (``pbx ldap sync``); None: no directory."""
+    voicemail: VoicemailPlan = field(default_factory=VoicemailPlan)
+    """Mailboxes: on for every extension unless turned off, and their settings."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()

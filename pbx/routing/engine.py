@@ -11,7 +11,8 @@ A call from an extension, in order (the first step that decides wins):
 1. the dialled string must be a number (digits, ``*``, ``#``, ``+``): else 404;
 2. a hunt group agent code (``*45``/``*46`` [+ group]): :class:`AgentCode`
    for the caller's own membership (403 when not a member, 404 for no such
-   group); a reserved feature code: 501 (the feature is not built yet);
+   group); a feature code (``*72`` forwards ... ``*97``/``*98`` voicemail);
+   a reserved feature code: 501 (the feature is not built yet);
 3. a short number of one of the caller's groups, or the long number
    (extension or mobile) of a member of one of them: :class:`RingMember`
    (see :mod:`pbx.routing.short_numbers`; a caller in no group has no
@@ -400,6 +401,8 @@ def _feature(caller: Extension, plan: Dialplan, feature: FeatureDialled, at: dat
         return _reject(501, "feature_not_available", rule, steps, "call park needs parking: in the dialplan")
     elif feature.action == "directed_pickup" and (not target or plan.extension(target) is None):
         return _reject(404, "no_such_extension", rule, steps, f"{target!r} is no extension to pick up from")
+    elif feature.action == "voicemail_login" and target and not target.isdigit():
+        return _reject(404, "invalid_number", rule, steps, f"{target!r} is no mailbox number")
     steps.append(Step(rule=rule, outcome=f"feature code {feature.code}: {feature.action}"
                       + (f" {feature.kind}" if feature.kind else "") + (f" {target}" if target else "")))
     return Feature(dialled=feature, extension=caller, rule=rule, steps=tuple(steps))

@@ -9,6 +9,8 @@ convention office users know):
 ``*8``     pick up a call ringing in one's pickup group
 ``**E``    pick up the call ringing at extension E (directed pickup)
 ``*70``    park the call one holds (with ``parking:`` in the dialplan)
+``*97``    one's own mailbox (no PIN: the phone authenticated)
+``*98``    any mailbox: ``*98`` then mailbox and PIN, or ``*98E`` then the PIN
 =========  ====================================================
 
 Dialling a parking slot (``701``) picks the call parked there up: the
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 FeatureAction = Literal["forward_on", "forward_off", "dnd_on", "dnd_off", "pickup", "directed_pickup", "park",
-                        "park_pickup"]
+                        "park_pickup", "voicemail", "voicemail_login"]
 ForwardKind = Literal["always", "busy", "no_answer", "unreachable"]
 
 FORWARD_ON: Final[dict[str, ForwardKind]] = {"*72": "always", "*90": "busy", "*92": "no_answer"}
@@ -34,7 +36,9 @@ DND_OFF: Final = "*79"
 PICKUP: Final = "*8"
 DIRECTED_PICKUP: Final = "**"
 PARK: Final = "*70"
-BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP, PARK})
+VOICEMAIL: Final = "*97"
+VOICEMAIL_LOGIN: Final = "*98"
+BUILT_IN: Final = frozenset({*FORWARD_ON, *FORWARD_OFF, DND_ON, DND_OFF, PICKUP, PARK, VOICEMAIL, VOICEMAIL_LOGIN})
 """Codes the loader keeps other numbers away from (``**`` is a prefix)."""
 
 
@@ -67,4 +71,8 @@ def parse_feature_code(dialled: str) -> FeatureDialled | None:
         return FeatureDialled("pickup", dialled)
     if dialled == PARK:
         return FeatureDialled("park", dialled)
+    if dialled == VOICEMAIL:
+        return FeatureDialled("voicemail", dialled)
+    if code == VOICEMAIL_LOGIN:
+        return FeatureDialled("voicemail_login", code, argument=rest or None)
     return None

@@ -46,7 +46,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
-                         loader_ldap, loader_routing)
+                         loader_ldap, loader_routing, loader_voicemail)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -852,7 +852,7 @@ _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
     *loader_conference.CHECKS,
-    *loader_ldap.CHECKS,
+    *loader_ldap.CHECKS, *loader_voicemail.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -939,5 +939,6 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         media=loader_ivr.build_media(plan),
         account_codes=loader_codes.build_account_codes(plan),
         ldap=loader_ldap.build_ldap(plan),
+        voicemail=loader_voicemail.build_voicemail(plan),
         **routing,
     )

@@ -61,6 +61,7 @@ from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
 from pbx.store.hunt import HuntStore
+from pbx.store.voicemail import VoicemailStore
 from pbx.store.writer import BackgroundWriter
 from pbx.transport.tcp import TcpLimits, TcpTransport
 from pbx.transport.tls import ClientTls, ServerCertificates, client_context
@@ -68,6 +69,7 @@ from pbx.transport.websocket import WebSocketTransport
 from pbx.transport.udp import UdpTransport, open_udp
 from pbx.trunks.client import TrunkRuntime
 from pbx.trunks.sources import TrunkSources
+from pbx.voicemail.service import VoicemailService
 from pbx.web.metrics import SipCounters
 
 if TYPE_CHECKING:
@@ -146,6 +148,7 @@ class Server:
         self.media: MediaEngine | None = None
         self.ivr: IvrMedia | None = None
         self.conferences: ConferenceBridge | None = None
+        self.voicemail: VoicemailService | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -266,7 +269,15 @@ class Server:
         self.media = MediaEngine(bind_host=bind_host, ports=PortAllocator(media.rtp_first, media.rtp_last),
                                  advertise=self.local_address("udp")[0])
         self.conferences = ConferenceBridge(self.media)
-        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), self.conferences)
+        # Voicemail: messages in files and the store, lamps through the
+        # presence service, mail in threads (pbx.voicemail.service).
+        self.voicemail = VoicemailService(VoicemailStore(engine), self.plan, node=self.node,
+                                          changed=self.presence.mailbox_changed)
+        self.presence.mailboxes = self.voicemail.state
+        calls.voicemail = self.voicemail
+        await self.voicemail.recount()
+        self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), conferences=self.conferences,
+                                          voicemail=self.voicemail)
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Account codes: looked up in the store for each call (a code
@@ -288,6 +299,7 @@ class Server:
         self._tasks.append(loop.create_task(self._write_behind()))
         self._tasks.append(loop.create_task(self._cdr_heartbeat()))
         self._tasks.append(loop.create_task(self._budget_refresh()))
+        self._tasks.append(loop.create_task(self.voicemail.run()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
             self.service.registrar.use_plan,  # and its authenticator
             calls.use_plan,
@@ -295,6 +307,7 @@ class Server:
             self.budgets.use_plan,
             self.presence.use_plan,
             self.chat.use_plan,
+            self.voicemail.use_plan,
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
@@ -533,6 +546,11 @@ class Server:
             self._timer.cancel()
         if self.media is not None:
             await self.media.close()
+        if self.voicemail is not None:
+            try:  # messages already left are being written: let them land
+                await asyncio.wait_for(self.voicemail.settled(), 10.0)
+            except TimeoutError:
+                log.warning("voicemail_unsettled_at_stop")
         flushed = await asyncio.to_thread(self.writer.close, 10.0)
         await asyncio.to_thread(self.alerts.close, 2.0)
         log.info("pbx_stopped", flushed=flushed)

@@ -15,6 +15,14 @@ so a phone that stops ringing because it answered goes from ``early``
 straight to ``confirmed``, and the NOTIFY leaves within a millisecond or
 so of the SIP message that changed the state.
 
+The voicemail lamp (``message-summary``, RFC 3842) is served the same
+way, its state the mailbox's counts (``mailboxes``, kept by
+:mod:`pbx.voicemail.service`, which calls :meth:`PresenceService.mailbox_changed`
+on every new, heard or deleted message). Phones of the extension that do
+not subscribe get the same body in an unsolicited NOTIFY (out of any
+dialog, as Asterisk and most phones practise it), sent to each
+registered contact without a subscription of its own.
+
 PUBLISH is refused (405, with a reason): what a phone is doing is known
 here from its registrations and calls, and the PBX does not let a phone
 claim another state for it.
@@ -27,19 +35,20 @@ from collections.abc import Callable
 import structlog
 
 from pbx.calls.presence import Presence
-from pbx.presence.bodies import ExtensionState, dialog_info, pidf
+from pbx.presence.bodies import ExtensionState, MailboxState, dialog_info, message_summary, pidf
 from pbx.presence.subscription import (ALLOW_EVENTS, PACKAGES, BadExpires, Subscription, Subscriptions,
                                        SubscriptionState, TooBrief, accepts, granted_expires, may_watch,
                                        parse_event)
 from pbx.registrar.auth import Authenticator, ChallengeSink
 from pbx.registrar.bindings import BindingTable
-from pbx.registrar.destination import remote_target
+from pbx.registrar.destination import destination, remote_target
 from pbx.routing.dialplan import Dialplan, Extension
 from pbx.server.requests import LocalParty, answered, authenticated, request_user
 from pbx.sip.dialog import Dialog, new_tag
 from pbx.sip.endpoint import SipEndpoint
 from pbx.sip.events import RequestReceived, TransactionKey
-from pbx.sip.message import Header, HeaderValueError, make_response, parse_name_addr
+from pbx.sip.message import Header, HeaderValueError, make_request, make_response, parse_name_addr
+from pbx.sip.tokens import random_hex
 from pbx.sip.session import LocalAddress
 
 log = structlog.get_logger("pbx.presence")
@@ -68,6 +77,9 @@ class PresenceService:
         self.subscriptions = Subscriptions(max_per_watcher=plan.features.max_subscriptions)
         self._by_key: dict[TransactionKey, Subscription] = {}
         self._changed: set[str] = set()
+        self.mailboxes: Callable[[str], MailboxState] = lambda extension: MailboxState()
+        """A mailbox's counts now (the voicemail service replaces it)."""
+        self._unsolicited: dict[TransactionKey, str] = {}
         self._timer: object | None = None
         self._timer_at: float | None = None
         presence.listener = self.changed
@@ -97,6 +109,46 @@ class PresenceService:
         for extension in changed:
             for subscription in self.subscriptions.watching(extension):
                 self._notify(subscription, now, force=False)
+        self.kick()
+
+    def registered(self, extension: str) -> None:
+        """A phone of ``extension`` registered (or refreshed): if new
+        messages wait, its lamp is lit at once, not at the next message."""
+        if self.mailboxes(extension).new:
+            self.mailbox_changed(extension)
+
+    def mailbox_changed(self, extension: str) -> None:
+        """``extension``'s mailbox changed: its subscribers' lamps, and an
+        unsolicited NOTIFY to each of its phones that does not subscribe."""
+        now = self.monotonic()
+        state = self.mailboxes(extension)
+        subscribed = set()
+        for subscription in self.subscriptions.watching(extension):
+            if subscription.event.package == "message-summary":
+                subscribed.add((subscription.dest.host, subscription.dest.port))
+                self._notify(subscription, now, force=False)
+        plan = self.plan
+        owner = plan.extension(extension)
+        nat = owner.nat if owner is not None else "auto"
+        account = f"sip:{extension}@{plan.domain}"
+        for binding in self.bindings.current(extension, self.wall()):
+            dest = destination(binding, nat).peer
+            if (dest.host, dest.port) in subscribed:
+                continue
+            headers: list[Header] = [
+                ("via", self.local.via(dest.transport)),
+                ("max-forwards", "70"),
+                ("from", f"<{account}>;tag={new_tag()}"),
+                ("to", f"<{account}>"),
+                ("call-id", f"mwi-{random_hex(10)}"),
+                ("cseq", "1 NOTIFY"),
+                ("contact", self.local.contact(dest.transport)),
+                ("event", "message-summary"),
+                ("subscription-state", "active"),
+                ("content-type", "application/simple-message-summary"),
+            ]
+            request = make_request("NOTIFY", binding.contact, headers, message_summary(account, state))
+            self._unsolicited[self.endpoint.send_request(request, dest, now)] = extension
         self.kick()
 
     # ------------------------------------------------------------ requests
@@ -131,7 +183,7 @@ class PresenceService:
         if target is None:
             self._refuse(event, watcher, 404, "Not Found", "no_such_extension", now, user=user)
             return
-        if not may_watch(plan, watcher, target):
+        if not may_watch(plan, watcher, target, package):
             self._refuse(event, watcher, 403, "Not Allowed To Watch", "not_visible", now, target=target.number)
             return
         if not accepts(request.get_all("accept"), PACKAGES[package]):
@@ -220,14 +272,18 @@ class PresenceService:
     # ------------------------------------------------------------ NOTIFY
 
     def _notify(self, subscription: Subscription, now: float, *, force: bool) -> None:
-        state = self.state_of(subscription.target)
+        package = subscription.event.package
+        state: ExtensionState | MailboxState = self.mailboxes(subscription.target) \
+            if package == "message-summary" else self.state_of(subscription.target)
         if not subscription.should_notify(state, force=force):
             return
         state_header = subscription.state_header(now)
         version = subscription.sent(state)
         entity = f"sip:{subscription.target}@{self.plan.domain}"
-        body = pidf(entity, state) if subscription.event.package == "presence" else \
-            dialog_info(entity, state, version)
+        if isinstance(state, MailboxState):
+            body = message_summary(entity, state)
+        else:
+            body = pidf(entity, state) if package == "presence" else dialog_info(entity, state, version)
         transport = subscription.dest.transport
         request = subscription.dialog.request(
             "NOTIFY", via=self.local.via(transport), contact=self.local.contact(transport), body=body,
@@ -243,7 +299,11 @@ class PresenceService:
         found = answered(event, self._by_key)
         if isinstance(found, tuple):
             self._answered(*found, now)
-        return found is not False
+        if found is False:
+            # An unsolicited NOTIFY's answer: nothing to do (a phone that
+            # refuses them simply has no lamp).
+            return answered(event, self._unsolicited) is not False
+        return True
 
     def _answered(self, subscription: Subscription, status: int, now: float) -> None:
         was_active = subscription.state is SubscriptionState.ACTIVE

@@ -65,6 +65,9 @@ class PresenceEvents(OwnRequests, Protocol):
     def changed(self, extension: str) -> None:
         """``extension``'s registrations changed."""
 
+    def registered(self, extension: str) -> None:
+        """A phone of ``extension`` registered or refreshed (its voicemail lamp)."""
+
 
 class ChatEvents(OwnRequests, Protocol):
     def registered(self, aor: str) -> None:
@@ -184,8 +187,11 @@ class SipService:
         for aor in changed:
             if self.presence is not None:
                 self.presence.changed(aor)
-            if self.chat is not None and any(change.binding is not None for change in outcome.changes):
-                self.chat.registered(aor)
+            if any(change.binding is not None for change in outcome.changes):
+                if self.chat is not None:
+                    self.chat.registered(aor)
+                if self.presence is not None:
+                    self.presence.registered(aor)  # the voicemail lamp of a phone that does not subscribe
 
     def _persist(self, change: BindingChange, wall: float) -> None:
         if change.binding is not None:

@@ -343,3 +343,53 @@ class BudgetSpend(Base):
         comment="UTC instant the warning alert was claimed (one per budget and period); NULL: not yet."
     )
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")
+
+
+class VoicemailMessage(Base):
+    """A message a caller left in a mailbox (``pbx.voicemail``): its audio
+    is a WAV file under the voicemail directory, named here."""
+
+    __tablename__ = "voicemail_messages"
+    __table_args__ = (
+        Index("ix_voicemail_messages_mailbox_received_at", "mailbox", "received_at"),
+        CheckConstraint("seconds >= 0", name="seconds"),
+        {"comment": "Voicemail messages: who left them, when, how long, heard or not."},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, comment="Surrogate key, in arrival order.")
+    mailbox: Mapped[str] = mapped_column(String(8), comment="The extension whose mailbox it is in.")
+    caller_number: Mapped[str] = mapped_column(String(64), comment="Who left it: extension or presented number.")
+    caller_name: Mapped[str | None] = mapped_column(String(255), comment="The caller's display name, if any.")
+    call_uuid: Mapped[str] = mapped_column(String(64), comment="The call it was left in (cdr.call_uuid).")
+    received_at: Mapped[datetime] = mapped_column(comment="UTC instant the message ended.")
+    seconds: Mapped[float] = mapped_column(Float, comment="Length of the recording in seconds.")
+    file: Mapped[str] = mapped_column(String(255), comment="WAV file, relative to the voicemail directory.")
+    heard: Mapped[bool] = mapped_column(
+        Boolean, server_default="0", comment="Played to the owner (saved); false: new, the lamp is lit."
+    )
+    heard_at: Mapped[datetime | None] = mapped_column(comment="UTC instant it was first heard; NULL: new.")
+
+
+class VoicemailBox(Base):
+    """A mailbox's own state: the owner's PIN (hashed), greeting and the
+    count of wrong PINs that locks it."""
+
+    __tablename__ = "voicemail_boxes"
+    __table_args__ = (
+        CheckConstraint("pin_failures >= 0", name="pin_failures"),
+        {"comment": "Voicemail mailboxes: PIN hash, greeting file and PIN lock-out."},
+    )
+
+    mailbox: Mapped[str] = mapped_column(String(8), primary_key=True, comment="The extension number.")
+    pin_hash: Mapped[str | None] = mapped_column(
+        String(255), comment="argon2id hash of the PIN (PHC string); NULL: no PIN set, *98 cannot open it."
+    )
+    greeting: Mapped[str | None] = mapped_column(
+        String(255), comment="The owner's recorded greeting, relative to the voicemail directory; NULL: none."
+    )
+    pin_failures: Mapped[int] = mapped_column(
+        Integer, server_default="0", comment="Wrong PINs in the current window."
+    )
+    failures_since: Mapped[datetime | None] = mapped_column(comment="UTC instant the window of wrong PINs opened.")
+    locked_until: Mapped[datetime | None] = mapped_column(comment="UTC instant the lock-out ends; NULL: not locked.")
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")

@@ -72,12 +72,13 @@ def start_pbx(directory: Path, dialplan: str) -> Iterator[Pbx]:
 
 AGENT_EXTENSIONS = """\
 departments:
-  ops: {name: Operations}
+  ops: {name: Operations, voicemail: {enabled: false}}
 extensions:
   2001: {name: Alice, department: ops, password: alice-secret-2001}
   2002: {name: Bob, department: ops, password: bob-secret-2002}
 """
-"""Dialplan lines for the two hand-driven agents of :func:`open_agents`."""
+"""Dialplan lines for the two hand-driven agents of :func:`open_agents`
+(without mailboxes: their tests watch busy and unanswered outcomes)."""
 
 
 @dataclass

@@ -204,16 +204,19 @@ class Phone:
     def register(self, user: str, password: str, domain: str, registrar: str, *,
                  transport: str = "udp", expires: int = 300, realm: str = "*",
                  auto_answer: int | None = None, auto_answer_delay: float = 0.0,
-                 outbound_proxy: bool = False, timeout: float = 5.0, srtp: str = "disabled") -> Event:
+                 outbound_proxy: bool = False, timeout: float = 5.0, srtp: str = "disabled",
+                 mwi: bool = False) -> Event:
         """Register and return the resulting ``reg_state`` (success or not).
         ``outbound_proxy``: every request of the account goes to the PBX.
-        ``srtp``: disabled, optional or mandatory (SDES, RFC 4568)."""
+        ``srtp``: disabled, optional or mandatory (SDES, RFC 4568).
+        ``mwi``: subscribe to the voicemail lamp (message-summary); each
+        NOTIFY, subscribed or not, shows as an ``mwi`` event."""
         command: dict[str, Any] = {
             "cmd": "register", "user": user, "password": password, "domain": domain,
             "registrar": registrar, "transport": transport, "expires": expires,
             "realm": realm, "auto_answer": auto_answer, "auto_answer_delay": auto_answer_delay,
             "srtp": srtp,
-            "outbound_proxy": outbound_proxy,
+            "outbound_proxy": outbound_proxy, "mwi": mwi,
         }
         self.command(command, timeout)
         return self.wait_for("reg_state", timeout)

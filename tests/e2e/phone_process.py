@@ -211,6 +211,11 @@ class PhoneAccount(pj.Account):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
         self._phone.guard("incoming_call", lambda: self._phone.on_incoming_call(self, prm))
 
+    def onMwiInfo(self, prm: Any) -> None:  # noqa: N802
+        # A message-summary NOTIFY (RFC 3842), subscribed or unsolicited:
+        # the whole message, for the test to read Messages-Waiting from.
+        self._phone.guard("mwi", lambda: self._phone.sink.emit("mwi", message=str(prm.rdata.wholeMsg)))
+
     def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
         self._phone.guard("im", lambda: self._phone.sink.emit(
             "im", **{"from": str(prm.fromUri)}, to=str(prm.toUri), body=str(prm.msgBody),
@@ -693,6 +698,8 @@ class Phone:
             # test domain has no DNS.
             config.sipConfig.proxies.append(f"sip:{registrar};transport={transport};lr")
         self._plain_nat_config(config)
+        # Subscribe to one's own message-summary (the voicemail lamp).
+        config.mwiConfig.enabled = _get(args, "mwi", bool, False)
         srtp = _str(args, "srtp", "disabled")
         if srtp not in _SRTP_USE:
             raise CommandError(f"srtp must be one of {sorted(_SRTP_USE)}, got {srtp!r}")

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 DIALPLAN = """\
 domain: pbx.example.com
+voicemail: {enabled: false}  # busy, unanswered and unreachable calls end here (test_voicemail.py has mailboxes)
 departments:
   sales: {name: Sales}
   support: {name: Support}

@@ -14,7 +14,7 @@ from .test_transfer import DIALPLAN, registered, uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-PLAN = DIALPLAN \
+PLAN = "voicemail: {enabled: false}\n" + DIALPLAN \
     + "  2004: {name: Dave, department: ops, password: dave-secret-2004, ring_timeout: 2,"\
       " forward: {no_answer: \"2003\"}}\n" \
     + "  2005: {name: Eve, department: ops, password: eve-secret-2005, forward: {busy: \"2003\"}}\n"

@@ -30,7 +30,7 @@ PASSWORDS = {"2001": "alice-secret-2001", "2101": "agent-secret-2101", "2102": "
 
 @pytest.fixture
 def dialplan() -> str:
-    lines = [f"domain: {DOMAIN}", "departments:", "  ops: {name: Operations}",
+    lines = [f"domain: {DOMAIN}", "voicemail: {enabled: false}", "departments:", "  ops: {name: Operations}",
              'media: {rtp_ports: "31400-31599", language: en}', "extensions:"]
     lines += [f"  {number}: {{name: U{number}, department: ops, password: {secret}}}"
               for number, secret in PASSWORDS.items()]

@@ -18,6 +18,7 @@ from .agent import DOMAIN, Agent, dialog_info, dialog_states
 
 PLAN = f"""\
 domain: {DOMAIN}
+voicemail: {{enabled: false}}
 registrar: {{min_expires: 2, default_expires: 600, max_expires: 3600}}
 features: {{chat_max_bytes: 200, max_subscriptions: 3}}
 departments:
@@ -94,10 +95,10 @@ def test_dialog_subscription_follows_a_ringing_phone(agents: dict[str, Agent]) -
 
 
 def test_unknown_package_is_489_with_the_packages_served(agents: dict[str, Agent]) -> None:
-    response = agents["2001"].request("SUBSCRIBE", f"sip:2002@{DOMAIN}", headers=["Event: message-summary",
+    response = agents["2001"].request("SUBSCRIBE", f"sip:2002@{DOMAIN}", headers=["Event: conference",
                                                                                 "Expires: 600"])
     assert response.status == 489
-    assert response.get("allow-events") == "presence, dialog"
+    assert response.get("allow-events") == "presence, dialog, message-summary"
 
 
 def test_too_brief_then_expiry_ends_with_a_terminated_notify(agents: dict[str, Agent]) -> None:

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, CodeRequired, Decision, Hunt, Reject, Ring, RunIvr, ToTrunk, decide
+from pbx.routing.engine import (CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring, RunIvr, ToTrunk,
+                                decide)
 from pbx.routing.loader import load_dialplan
 from pbx.routing.rights import check_number
 from tests.routing.test_loader import EXAMPLE
@@ -338,7 +339,6 @@ def test_emergency_is_never_refused(caller: str, moment: str) -> None:
         ("1234", 404, "unknown_number", "number_plans.vietnam"),  # no number begins so
         ("12ab", 404, "invalid_number", "dialled"),
         ("", 404, "invalid_number", "dialled"),
-        ("*97", 501, "feature_not_available", "feature_codes.*97"),
     ],
 )
 def test_numbers_that_go_nowhere(dialled: str, status: int, reason: str, rule: str) -> None:
@@ -346,6 +346,16 @@ def test_numbers_that_go_nowhere(dialled: str, status: int, reason: str, rule: s
     assert isinstance(decision, Reject)
     assert (decision.status, decision.reason, decision.rule) == (status, reason, rule)
     assert decision.detail == decision.steps[-1].outcome != ""
+
+
+@pytest.mark.parametrize(("dialled", "action", "argument"), [
+    ("*97", "voicemail", None), ("*98", "voicemail_login", None), ("*981002", "voicemail_login", "1002"),
+])
+def test_voicemail_codes_open_a_mailbox(dialled: str, action: str, argument: str | None) -> None:
+    decision = route("1002", dialled, MOMENTS["business"])
+    assert isinstance(decision, Feature)
+    assert (decision.dialled.action, decision.dialled.argument, decision.extension.number) == (action, argument,
+                                                                                               "1002")
 
 
 def test_internal_call_rings_the_extension() -> None:
