@@ -281,6 +281,10 @@ def plan_entries(plan: Merged, root: Place, report: Report | None) -> dict[str, 
     return out
 
 
+def _keys_of(value: object) -> list[object]:
+    return list(value) if isinstance(value, dict) else []
+
+
 class Keypad:
     """What numbers already mean on the keypad (extensions, feature codes,
     short numbers, outside numbers), for a section whose entries add
@@ -290,8 +294,11 @@ class Keypad:
         self._plan, self._root = plan, root
         self._extensions = section_of(plan, "extensions")
         self._features = section_of(plan, "feature_codes")
+        # A group's members may be anything in a broken plan (its own check
+        # says so): only a mapping's keys are short numbers.
         self._shorts = {str(short): (group, part) for group, entry in entries_of(plan, "groups")
-                        for part in ("members", "file_members") for short in (entry.get(part) or {})}
+                        for part in ("members", "file_members")
+                        for short in _keys_of(entry.get(part))}
         self._outside = [(located, call_class) for rows in plan_entries(plan, root, None).values()
                          for located, call_class in rows if call_class != INTERNAL]
 
