@@ -453,6 +453,8 @@ class _Loader:
         self.documents: list[Document] = []
         self._included_at: dict[Path, Place | None] = {}
         self._order: dict[str, int] = {}
+        self.folders: list[str] = []
+        """Folders included whole, as shown: the reloader watches their listing."""
 
     # -- reporting
 
@@ -477,7 +479,7 @@ class _Loader:
             check(merged, root, self.report)
         if any(p.is_error for p in self.problems):
             return None
-        return _build(merged, (*(d.display for d in self.documents), *members_files))
+        return _build(merged, (*(d.display for d in self.documents), *members_files), tuple(self.folders))
 
     def _read_tree(self, display: str, file: Path, stack: list[tuple[Path, str]]) -> None:
         real = _real(file)
@@ -500,7 +502,8 @@ class _Loader:
             target = real.parent / item
             target_display = os.path.normpath(os.path.join(os.path.dirname(display), item))
             if target.is_dir():
-                children = sorted(p for p in target.iterdir() if p.suffix == ".yaml" and p.is_file())
+                self.folders.append(target_display)
+                children = yaml_files_in(target)
                 if not children:
                     self.report(at, f"included directory {item!r} has no .yaml files", "warning")
                 for child in children:
@@ -876,7 +879,12 @@ def _feature_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
+def yaml_files_in(folder: Path) -> list[Path]:
+    """The files an included folder contributes, in the order they are read."""
+    return sorted(p for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
+
+
+def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
     # Only keys given in the file are passed, so the model's defaults apply.
@@ -928,6 +936,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         departments=departments,
         extensions=extensions,
         sources=sources,
+        source_folders=folders,
         groups=loader_groups.build_groups(plan),
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),

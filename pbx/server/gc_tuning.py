@@ -64,6 +64,18 @@ def freeze_survivors() -> None:
     gc.freeze()
 
 
+def freeze_new() -> None:
+    """Move every object alive now out of future collections, without
+    collecting first.
+
+    For a reloaded dialplan: a collection here would visit the whole new
+    plan (90 ms for 20,000 extensions) on the event loop, and it would find
+    next to nothing, since the old plan is freed by reference counting and
+    the SIP and call layers make no reference cycles.
+    """
+    gc.freeze()
+
+
 def tune() -> None:
     """Raise the thresholds and start logging full collections."""
     gc.set_threshold(*THRESHOLDS)
