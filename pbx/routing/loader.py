@@ -42,10 +42,18 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_ldap, loader_routing
+from pbx.routing import (
+    loader_codes,
+    loader_cost,
+    loader_groups,
+    loader_hunt,
+    loader_ivr,
+    loader_ldap,
+    loader_routing,
+    yaml_compose,
+)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -57,6 +65,7 @@ from pbx.routing.dialplan import (
     RegistrarSettings,
     SecuritySettings,
 )
+from pbx.routing.yaml_compose import YamlNode
 from pbx.routing.loader_common import (
     Check,
     DataPath,
@@ -176,7 +185,11 @@ def load_dialplan(path: str | Path) -> Dialplan:
 
 
 class _Converter:
-    """Turns a ruamel.yaml node tree into dicts, lists and scalars.
+    """Turns a composed node tree into dicts, lists and scalars.
+
+    The tree is libyaml's or ruamel.yaml's (:mod:`pbx.routing.yaml_compose`):
+    nodes are told apart by their ``id`` ("scalar", "sequence", "mapping"),
+    which both give.
 
     Working on composed nodes rather than constructed objects keeps the
     source text of keys, finds every duplicate key (not just the first) and
@@ -189,18 +202,18 @@ class _Converter:
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
 
-    def place(self, node: Node) -> Place:
+    def place(self, node: YamlNode) -> Place:
         mark = node.start_mark
         return Place(self._doc.display, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: Node, path: DataPath, key: Place | None) -> Any:
+    def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
         self._doc.places[path] = NodePlace(key, self.place(node))
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
             raise _TooBig(self.place(node), "YAML nesting is too deep")
-        if isinstance(node, ScalarNode):
+        if node.id == "scalar":
             return self._scalar(node)
         if node.tag not in (_TAG + "map", _TAG + "seq"):
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
@@ -209,9 +222,9 @@ class _Converter:
             return None
         self._active.add(id(node))
         try:
-            if isinstance(node, SequenceNode):
+            if node.id == "sequence":
                 return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
-            if isinstance(node, MappingNode):
+            if node.id == "mapping":
                 result: dict[str, Any] = {}
                 first: dict[str, Place] = {}
                 self._fill_mapping(node, path, result, first, merging=False)
@@ -223,19 +236,19 @@ class _Converter:
 
     def _fill_mapping(
         self,
-        node: MappingNode,
+        node: YamlNode,
         path: DataPath,
         result: dict[str, Any],
         first: dict[str, Place],
         *,
         merging: bool,
     ) -> None:
-        merges: list[Node] = []
+        merges: list[YamlNode] = []
         for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+            if key_node.id == "scalar" and key_node.tag == _TAG + "merge":
                 merges.append(value_node)
                 continue
-            if not isinstance(key_node, ScalarNode):
+            if key_node.id != "scalar":
                 self._report(self.place(key_node), "mapping keys must be plain scalars")
                 continue
             key = str(key_node.value)
@@ -249,9 +262,9 @@ class _Converter:
         # YAML merge keys: keys written in the mapping win over merged ones, and
         # earlier merged mappings win over later ones.
         for merge in merges:
-            sources = merge.value if isinstance(merge, SequenceNode) else [merge]
+            sources = merge.value if merge.id == "sequence" else [merge]
             for source in sources:
-                if isinstance(source, MappingNode) and id(source) not in self._active:
+                if source.id == "mapping" and id(source) not in self._active:
                     self._active.add(id(source))
                     try:
                         self._fill_mapping(source, path, result, first, merging=True)
@@ -260,7 +273,7 @@ class _Converter:
                 else:
                     self._report(self.place(source), "'<<' must name a mapping or a list of mappings")
 
-    def _scalar(self, node: ScalarNode) -> Any:
+    def _scalar(self, node: YamlNode) -> Any:
         text = str(node.value)
         tag = str(node.tag)
         kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
@@ -681,18 +694,21 @@ class _Loader:
                 place = node.key if at == "key" and node.key is not None else node.value
                 self.report(place, message)
 
-    def _compose(self, doc: Document, text: str) -> tuple[bool, Node | None]:
+    def _compose(self, doc: Document, text: str) -> tuple[bool, YamlNode | None]:
         """(True, root node or None if empty) or (False, None) after reporting."""
-        # Composing only: the safe parser gives the same nodes, tags (YAML 1.2)
-        # and marks as the round-trip one without gathering comments, which
-        # took a fifth of a 20,000-extension plan's load. pure=True: the
-        # same parser, so the same syntax messages, whether or not the C
-        # extension is installed.
+        composed, fast = yaml_compose.compose(text)  # libyaml, for text it accepts
+        if composed:
+            return True, fast
+        # Text libyaml refused (or no libyaml): ruamel.yaml composes it and
+        # its errors give the messages. The safe parser gives the same nodes,
+        # tags (YAML 1.2) and marks as the round-trip one without gathering
+        # comments; pure=True keeps the messages the same whether or not
+        # ruamel's C extension is installed.
         yaml = YAML(typ="safe", pure=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                node: Node | None = yaml.compose(text)
+                node: YamlNode | None = yaml.compose(text)
             return True, node
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark

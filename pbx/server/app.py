@@ -633,7 +633,8 @@ def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
                tls: tuple[Path, Path] | None = None, http: HttpOptions | None = None) -> None:
     """``tls``: the certificate (chain) and key files, for TLS listeners;
     ``http``: where to serve the web console and API."""
-    plan = load_dialplan(dialplan)
+    with gc_tuning.paused():
+        plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

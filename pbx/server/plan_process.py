@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pbx.routing.loader import LoadResult, read_dialplan
+from pbx.server import gc_tuning
 
 TIMEOUT: Final = 600.0
 """Seconds a child may take before it is killed (a plan ten times too big)."""
@@ -71,18 +72,13 @@ def _unpickle_frozen(data: bytes) -> object:
     (tens of ms during which the event loop waits), and every young
     collection until they were promoted would visit them again. The plan
     lives until the next reload and is freed by reference counting, so it
-    belongs in the permanent generation (as pbx/server/gc_tuning.py puts
-    start-up's objects).
+    belongs in the permanent generation (as gc_tuning puts start-up's
+    objects).
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_tuning.paused():
         result = pickle.loads(data)
         gc.freeze()
-        return result
-    finally:
-        if enabled:
-            gc.enable()
+    return result
 
 
 def read_only_mapping(items: Mapping[Any, Any]) -> types.MappingProxyType[Any, Any]:
@@ -98,6 +94,7 @@ def _main(argv: list[str]) -> int:
     # The plan holds read-only views (mappingproxy), which pickle cannot
     # write by itself: they travel as dicts and are wrapped again on arrival.
     copyreg.pickle(types.MappingProxyType, _reduce_mapping)
+    gc.disable()  # a short-lived process: collections would only walk the plan (gc_tuning.paused)
     result = read_dialplan(Path(argv[0]))
     sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
