@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pbx.server.plan_process import read_in_child
-from pbx.server.reload import DialplanReloader, files_signature
+from pbx.server.reload import DialplanReloader, files_signature, free_gradually
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan, read_dialplan
 from tests.server import RunningServer, run_server
@@ -107,6 +107,28 @@ def test_the_child_process_reads_what_the_loader_reads_and_reports_problems(tmp_
     assert read_in_child(path) == read_dialplan(path)
     path.write_text(BROKEN)
     assert [str(p) for p in read_in_child(path).errors] == [str(p) for p in read_dialplan(path).errors] != []
+
+
+def test_a_discarded_plan_is_freed_a_slice_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE + "".join(
+        f"  {n}: {{name: N{n}, department: sales, password: secret-{n}-xyz}}\n" for n in range(1002, 1008)))
+    holder = [load_dialplan(path)]
+    first = holder[0].extensions["1001"]  # freed last: slices go from the end
+    held_by_plan = sys.getrefcount(first)
+
+    async def scenario() -> list[int]:
+        free_gradually(holder.pop(), asyncio.get_running_loop(), chunk=2)  # the plan itself is gone now
+        counts = [sys.getrefcount(first)]
+        while counts[-1] == held_by_plan and len(counts) < 100:
+            await asyncio.sleep(0)
+            counts.append(sys.getrefcount(first))
+        return counts
+
+    counts = asyncio.run(scenario())
+    # The slices held it, two entries a turn, over several turns; then only this test does.
+    assert counts[-1] == held_by_plan - 1
+    assert len(counts) > 3 and set(counts[:-1]) == {held_by_plan}
 
 
 def test_a_missing_file_is_a_change_and_its_reload_is_refused(tmp_path: Path) -> None:

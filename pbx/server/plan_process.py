@@ -81,13 +81,49 @@ def _unpickle_frozen(data: bytes) -> object:
     return result
 
 
+SLICE: Final = 2000
+"""Entries of a large mapping unpickled between two chances for the loop."""
+
+
 def read_only_mapping(items: Mapping[Any, Any]) -> types.MappingProxyType[Any, Any]:
     """Rebuilds a plan's read-only mapping when the result is unpickled."""
     return types.MappingProxyType(dict(items))
 
 
-def _reduce_mapping(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
-    return read_only_mapping, (dict(proxy),)
+def read_only_mapping_of(slices: tuple[dict[Any, Any], ...]) -> types.MappingProxyType[Any, Any]:
+    """Rebuilds a large read-only mapping from its slices, in order."""
+    merged: dict[Any, Any] = {}
+    for part in slices:
+        merged.update(part)
+    return types.MappingProxyType(merged)
+
+
+def mapping_slice(items: dict[Any, Any]) -> dict[Any, Any]:
+    """One slice as unpickled. Building a dict of 100,000 entries is a single
+    stretch of C that keeps the GIL (90 ms for a plan's places here), so
+    the event loop waits; calling this Python function between slices lets
+    the interpreter hand the GIL over."""
+    return items
+
+
+class _Slice:
+    __slots__ = ("items",)
+
+    def __init__(self, items: dict[Any, Any]) -> None:
+        self.items = items
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[Any, Any]]]:
+        return mapping_slice, (self.items,)
+
+
+def _reduce_mapping(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, tuple[Any]]:
+    items = dict(proxy)
+    if len(items) <= SLICE:
+        return read_only_mapping, (items,)
+    keys = list(items)
+    slices = tuple(_Slice({key: items[key] for key in keys[start:start + SLICE]})
+                   for start in range(0, len(keys), SLICE))
+    return read_only_mapping_of, (slices,)
 
 
 def _main(argv: list[str]) -> int:

@@ -29,8 +29,9 @@ one, never half of each; calls in progress keep the legs they have.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import structlog
@@ -100,6 +101,62 @@ def plan_signature(files: Iterable[str | Path], folders: Iterable[str | Path] = 
     return tuple(entries), tuple(listings)
 
 
+FREE_CHUNK = 2000
+"""Entries of a plan's large mappings freed per turn of the loop."""
+
+
+def free_gradually(plan: Dialplan, loop: asyncio.AbstractEventLoop, *, chunk: int = FREE_CHUNK) -> None:
+    """Let the loop free a discarded plan a slice at a time.
+
+    Freeing 20,000 extensions at once is one uninterrupted cascade of
+    deallocations in C (about 40 ms here) on whichever thread drops the
+    last reference; a thread would hold the GIL just the same. So the
+    values of the plan's large mappings are kept in a list that the loop
+    empties ``chunk`` at a time, between other callbacks; the caller then
+    drops its own reference, and what remains of the plan (its mappings'
+    tables, small now) goes at once. A plan still referenced elsewhere (by
+    a call in progress) loses only these extra references.
+    """
+    pieces: list[object] = []
+    for field in dataclasses.fields(plan):
+        value = getattr(plan, field.name)
+        if isinstance(value, Mapping) and len(value) > chunk:
+            pieces.extend(value.values())
+    if not pieces:
+        return
+
+    def free_some() -> None:
+        del pieces[-chunk:]
+        if pieces:
+            loop.call_soon(free_some)
+
+    loop.call_soon(free_some)
+
+
+def plans_equal(a: Dialplan, b: Dialplan) -> bool:
+    """``a == b``, in steps another thread can run between.
+
+    Comparing two dicts is one call into C that keeps the GIL until it is
+    done: for a plan's 100,000 places about 50 ms, during which the event
+    loop waits even though the comparison runs on another thread. Large
+    mappings are compared entry by entry in Python instead, where the
+    interpreter hands the GIL over every switch interval.
+    """
+    for field in dataclasses.fields(a):
+        if not field.compare:
+            continue
+        mine, theirs = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping) and len(mine) > FREE_CHUNK:
+            if len(mine) != len(theirs):
+                return False
+            for key, value in mine.items():
+                if key not in theirs or theirs[key] != value:
+                    return False
+        elif mine != theirs:
+            return False
+    return True
+
+
 class DialplanReloader:
     """Keeps the running plan in step with the files it came from."""
 
@@ -136,7 +193,7 @@ class DialplanReloader:
         except PlanProcessError as error:
             problem = Problem(os.fspath(self.path), 1, 1, f"could not be read: {error}")
             return LoadResult(dialplan=None, problems=(problem,)), False
-        return result, result.dialplan == self.plan
+        return result, result.dialplan is not None and plans_equal(result.dialplan, self.plan)
 
     async def reload(self, trigger: str) -> bool:
         """Read the files again and apply them if valid; True if applied."""
@@ -153,11 +210,16 @@ class DialplanReloader:
                 )
                 return False
             new = result.dialplan
+            loop = asyncio.get_running_loop()
             if unchanged:
                 log.info("dialplan_unchanged", trigger=trigger, path=str(self.path))
+                free_gradually(new, loop)
+                del result, new
                 return False
-            self.plan = new
+            old, self.plan = self.plan, new
             self.apply(new)
+            free_gradually(old, loop)
+            del old
             self.generation += 1
             # A reload may add includes: watch the files the new plan came from.
             self._seen = self._signature()
