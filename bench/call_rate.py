@@ -68,6 +68,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final, TextIO
 
+from loop_lag_log import LagLog
 from make_users import DEFAULT_DOMAIN, sipp_csv, write_users
 from procfs import cpu_ticks, group_members, rss_bytes
 from register_rate import BenchError, free_port, kill_group, running_server, udp_receive_buffer_errors
@@ -408,6 +409,8 @@ class Running:
     process: subprocess.Popen[bytes]
     port: int
     callee_port: int
+    log: Path | None = None
+    """The server's log, where it writes ``loop_lag`` lines (ours does)."""
 
 
 class Pbx:
@@ -431,7 +434,7 @@ class Pbx:
         with running_server(command, extra, self._dialplan, db_url, "udp:127.0.0.1:0", log) as (process, port):
             callee_port = free_port("udp")
             load.register_callee(port, callee_port)
-            yield Running(process, port, callee_port)
+            yield Running(process, port, callee_port, log)
 
 
 class Sippy:
@@ -489,7 +492,10 @@ def rate_ladder(target: Target, load: Load, rates: Sequence[int], duration: int,
                 out: TextIO) -> list[RateStep]:
     steps: list[RateStep] = []
     with target.running(load) as server:
+        lag = LagLog(server.log) if server.log is not None else None
         for rate in rates:
+            if lag is not None:
+                lag.mark()
             sipp, usage = load.run(
                 name=f"{target.name}-cps-{rate}", server_pgid=server.process.pid, server_port=server.port,
                 callee_port=server.callee_port, rate=rate, calls=rate * duration, talk_ms=talk_ms,
@@ -497,6 +503,8 @@ def rate_ladder(target: Target, load: Load, rates: Sequence[int], duration: int,
             step = RateStep(target=target.name, offered=rate, talk_ms=talk_ms, sipp=sipp, usage=usage)
             steps.append(step)
             print(rate_row(step), file=out, flush=True)
+            if lag is not None and (seen := lag.since_mark()) is not None:
+                print(seen.note(), file=out, flush=True)
             _sipp_note(usage, out)
             if server.process.poll() is not None:
                 print(f"  {target.name} exited with {server.process.returncode}", file=out)
@@ -514,6 +522,9 @@ def level_ladder(target: Target, load: Load, levels: Sequence[int], call_seconds
         calls = rate * (call_seconds + hold_seconds)
         with target.running(load) as server:  # fresh: its idle memory is the baseline
             idle = idle_rss_mb(server.process.pid)
+            lag = LagLog(server.log) if server.log is not None else None
+            if lag is not None:
+                lag.mark()
             sipp, usage = load.run(
                 name=f"{target.name}-level-{level}", server_pgid=server.process.pid, server_port=server.port,
                 callee_port=server.callee_port, rate=rate, calls=calls, talk_ms=call_seconds * 1000,
@@ -522,6 +533,8 @@ def level_ladder(target: Target, load: Load, levels: Sequence[int], call_seconds
                          usage=usage, idle_rss_mb=idle)
         steps.append(step)
         print(level_row(step), file=out, flush=True)
+        if lag is not None and (seen := lag.since_mark()) is not None:
+            print(seen.note(), file=out, flush=True)
         _sipp_note(usage, out)
         if not step.counts:
             break

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+from loop_lag_log import LagLog
 from make_users import write_users
 from procfs import cpu_ticks, group_members, rss_bytes
 
@@ -371,7 +372,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             print(f"server pid {server.pid} on {args.transport}:127.0.0.1:{port}; work files in {workdir}", file=out)
             print(HEADER, file=out, flush=True)
             local_port = free_port(args.transport)
+            lag = LagLog(workdir / "server.log")
             for rate in args.rates:
+                lag.mark()
                 step = run_step(
                     sipp=sipp,
                     port=port,
@@ -385,6 +388,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 )
                 steps.append(step)
                 print(table_row(step), file=out, flush=True)
+                if (seen := lag.since_mark()) is not None:
+                    print(seen.note(), file=out, flush=True)
                 if step.sipp_cpu_percent >= SIPP_SATURATED_CPU:
                     print(f"  note: SIPp used {step.sipp_cpu_percent:.0f} % of a core: it may be the limit here", file=out)
                 if not step.counts:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pbx.server.reload import DialplanReloader, files_signature
+from pbx.server.plan_process import read_in_child
+from pbx.server.reload import DialplanReloader, files_signature, free_gradually
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.loader import load_dialplan
+from pbx.routing.loader import load_dialplan, read_dialplan
 from tests.server import RunningServer, run_server
 from tests.sipclient import SipClient
 
@@ -60,13 +61,18 @@ def test_a_valid_change_is_applied_and_a_broken_one_is_not(tmp_path: Path) -> No
     assert reloader.generation == 1
 
 
-def test_changes_to_included_files_and_new_files_in_included_folders_are_seen(tmp_path: Path) -> None:
+def _plan_including_a_folder(tmp_path: Path) -> Path:
+    """plan.yaml, including the folder people/ that holds sales.yaml."""
     (tmp_path / "people").mkdir()
     (tmp_path / "people" / "sales.yaml").write_text(
         "extensions:\n  1001: {name: An, department: sales, password: an-secret-1001}\n")
     path = tmp_path / "plan.yaml"
     path.write_text("domain: pbx.example.com\ninclude: [people]\ndepartments:\n  sales: {name: Sales}\n")
-    reloader, applied = _reloader(path)
+    return path
+
+
+def test_changes_to_included_files_and_new_files_in_included_folders_are_seen(tmp_path: Path) -> None:
+    reloader, applied = _reloader(_plan_including_a_folder(tmp_path))
     assert not reloader.changed()
 
     (tmp_path / "people" / "more.yaml").write_text(
@@ -83,6 +89,46 @@ def test_changes_to_included_files_and_new_files_in_included_folders_are_seen(tm
     assert reloader.changed()
     assert asyncio.run(reloader.reload("test"))
     assert applied[-1].extensions["1001"].name == "An Nguyen"
+
+
+def test_other_files_beside_the_plan_are_not_a_change(tmp_path: Path) -> None:
+    reloader, _ = _reloader(_plan_including_a_folder(tmp_path))
+    # What a database, a load tool and an editor leave beside a plan.
+    for stray in ("pbx.sqlite3", "pbx.sqlite3-wal", "sipp_register.log", ".plan.yaml.swp", "people/notes.txt"):
+        (tmp_path / stray).write_text("x")
+    assert not reloader.changed(), "only the plan's own files are watched"
+    (tmp_path / "people" / "sales.yaml").unlink()
+    assert reloader.changed(), "a .yaml file gone from an included folder is a change"
+
+
+def test_the_child_process_reads_what_the_loader_reads_and_reports_problems(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(WITH_1005)
+    assert read_in_child(path) == read_dialplan(path)
+    path.write_text(BROKEN)
+    assert [str(p) for p in read_in_child(path).errors] == [str(p) for p in read_dialplan(path).errors] != []
+
+
+def test_a_discarded_plan_is_freed_a_slice_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE + "".join(
+        f"  {n}: {{name: N{n}, department: sales, password: secret-{n}-xyz}}\n" for n in range(1002, 1008)))
+    holder = [load_dialplan(path)]
+    first = holder[0].extensions["1001"]  # freed last: slices go from the end
+    held_by_plan = sys.getrefcount(first)
+
+    async def scenario() -> list[int]:
+        free_gradually(holder.pop(), asyncio.get_running_loop(), chunk=2)  # the plan itself is gone now
+        counts = [sys.getrefcount(first)]
+        while counts[-1] == held_by_plan and len(counts) < 100:
+            await asyncio.sleep(0)
+            counts.append(sys.getrefcount(first))
+        return counts
+
+    counts = asyncio.run(scenario())
+    # The slices held it, two entries a turn, over several turns; then only this test does.
+    assert counts[-1] == held_by_plan - 1
+    assert len(counts) > 3 and set(counts[:-1]) == {held_by_plan}
 
 
 def test_a_missing_file_is_a_change_and_its_reload_is_refused(tmp_path: Path) -> None:

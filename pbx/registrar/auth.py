@@ -131,14 +131,26 @@ class Authenticator:
         return sets[min(bisect_right(bounds, point), len(sets) - 1)]
 
     def _offered_to(self, extension: Extension) -> tuple[digest.Algorithm, ...]:
+        return self._offered_for(_credentials(extension))
+
+    def _offered_for(self, credentials: tuple[bool, bool, bool]) -> tuple[digest.Algorithm, ...]:
+        """What a user with these stored credentials (see `_credentials`) is offered."""
+        has_password, has_md5, has_sha256 = credentials
         offered = self.algorithms
-        if extension.password is None and len(offered) > 1:
-            offered = tuple(a for a in offered if self._ha1(extension, a) is not None) or offered
+        if not has_password and len(offered) > 1:
+            # As `_ha1`: without a password only the stored HA1s can be checked.
+            offered = tuple(a for a in offered if (has_md5 if a is digest.Algorithm.MD5 else has_sha256)) or offered
         return offered
 
     def _decoy_sets(self) -> tuple[list[float], list[tuple[digest.Algorithm, ...]]]:
-        """Cumulative shares of each offered set among the plan's users."""
-        counts = Counter(self._offered_to(extension) for extension in self.plan.extensions.values())
+        """Cumulative shares of each offered set among the plan's users.
+
+        Run on the event loop at every reload: the users are counted by what
+        they store, a few attribute reads each (5 ms for 20,000), not by
+        working out each one's offer (40 ms)."""
+        counts: Counter[tuple[digest.Algorithm, ...]] = Counter()
+        for credentials, count in Counter(map(_credentials, self.plan.extensions.values())).items():
+            counts[self._offered_for(credentials)] += count
         if len(counts) <= 1:
             return [1.0], [next(iter(counts), self.algorithms)]
         total = sum(counts.values())
@@ -241,6 +253,11 @@ class Authenticator:
         if value is not None:
             self._ha1_cache[key] = value
         return value
+
+
+def _credentials(extension: Extension) -> tuple[bool, bool, bool]:
+    """Whether an extension stores a password, an MD5 HA1, a SHA-256 HA1."""
+    return extension.password is not None, extension.ha1_md5 is not None, extension.ha1_sha256 is not None
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:

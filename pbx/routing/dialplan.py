@@ -469,6 +469,9 @@ class Dialplan:
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
     """Files the plan was read from, root file first, in load order."""
+    source_folders: tuple[str, ...] = ()
+    """Folders included whole: a ``.yaml`` file added to or removed from one
+    changes the plan, so the reloader watches their listing."""
 
     def __post_init__(self) -> None:
         if not self.domain:

@@ -42,11 +42,10 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
-                         loader_ldap, loader_routing, loader_voicemail)
+                         loader_ldap, loader_routing, loader_voicemail, yaml_compose)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -58,6 +57,7 @@ from pbx.routing.dialplan import (
     RegistrarSettings,
     SecuritySettings,
 )
+from pbx.routing.yaml_compose import YamlNode
 from pbx.routing.loader_common import (
     Check,
     DataPath,
@@ -178,7 +178,11 @@ def load_dialplan(path: str | Path) -> Dialplan:
 
 
 class _Converter:
-    """Turns a ruamel.yaml node tree into dicts, lists and scalars.
+    """Turns a composed node tree into dicts, lists and scalars.
+
+    The tree is libyaml's or ruamel.yaml's (:mod:`pbx.routing.yaml_compose`):
+    nodes are told apart by their ``id`` ("scalar", "sequence", "mapping"),
+    which both give.
 
     Working on composed nodes rather than constructed objects keeps the
     source text of keys, finds every duplicate key (not just the first) and
@@ -191,18 +195,18 @@ class _Converter:
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
 
-    def place(self, node: Node) -> Place:
+    def place(self, node: YamlNode) -> Place:
         mark = node.start_mark
         return Place(self._doc.display, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: Node, path: DataPath, key: Place | None) -> Any:
+    def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
         self._doc.places[path] = NodePlace(key, self.place(node))
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
             raise _TooBig(self.place(node), "YAML nesting is too deep")
-        if isinstance(node, ScalarNode):
+        if node.id == "scalar":
             return self._scalar(node)
         if node.tag not in (_TAG + "map", _TAG + "seq"):
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
@@ -211,9 +215,9 @@ class _Converter:
             return None
         self._active.add(id(node))
         try:
-            if isinstance(node, SequenceNode):
+            if node.id == "sequence":
                 return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
-            if isinstance(node, MappingNode):
+            if node.id == "mapping":
                 result: dict[str, Any] = {}
                 first: dict[str, Place] = {}
                 self._fill_mapping(node, path, result, first, merging=False)
@@ -225,19 +229,19 @@ class _Converter:
 
     def _fill_mapping(
         self,
-        node: MappingNode,
+        node: YamlNode,
         path: DataPath,
         result: dict[str, Any],
         first: dict[str, Place],
         *,
         merging: bool,
     ) -> None:
-        merges: list[Node] = []
+        merges: list[YamlNode] = []
         for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+            if key_node.id == "scalar" and key_node.tag == _TAG + "merge":
                 merges.append(value_node)
                 continue
-            if not isinstance(key_node, ScalarNode):
+            if key_node.id != "scalar":
                 self._report(self.place(key_node), "mapping keys must be plain scalars")
                 continue
             key = str(key_node.value)
@@ -251,9 +255,9 @@ class _Converter:
         # YAML merge keys: keys written in the mapping win over merged ones, and
         # earlier merged mappings win over later ones.
         for merge in merges:
-            sources = merge.value if isinstance(merge, SequenceNode) else [merge]
+            sources = merge.value if merge.id == "sequence" else [merge]
             for source in sources:
-                if isinstance(source, MappingNode) and id(source) not in self._active:
+                if source.id == "mapping" and id(source) not in self._active:
                     self._active.add(id(source))
                     try:
                         self._fill_mapping(source, path, result, first, merging=True)
@@ -262,7 +266,7 @@ class _Converter:
                 else:
                     self._report(self.place(source), "'<<' must name a mapping or a list of mappings")
 
-    def _scalar(self, node: ScalarNode) -> Any:
+    def _scalar(self, node: YamlNode) -> Any:
         text = str(node.value)
         tag = str(node.tag)
         kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
@@ -455,6 +459,8 @@ class _Loader:
         self.documents: list[Document] = []
         self._included_at: dict[Path, Place | None] = {}
         self._order: dict[str, int] = {}
+        self.folders: list[str] = []
+        """Folders included whole, as shown: the reloader watches their listing."""
 
     # -- reporting
 
@@ -479,7 +485,7 @@ class _Loader:
             check(merged, root, self.report)
         if any(p.is_error for p in self.problems):
             return None
-        return _build(merged, (*(d.display for d in self.documents), *members_files))
+        return _build(merged, (*(d.display for d in self.documents), *members_files), tuple(self.folders))
 
     def _read_tree(self, display: str, file: Path, stack: list[tuple[Path, str]]) -> None:
         real = _real(file)
@@ -502,7 +508,8 @@ class _Loader:
             target = real.parent / item
             target_display = os.path.normpath(os.path.join(os.path.dirname(display), item))
             if target.is_dir():
-                children = sorted(p for p in target.iterdir() if p.suffix == ".yaml" and p.is_file())
+                self.folders.append(target_display)
+                children = yaml_files_in(target)
                 if not children:
                     self.report(at, f"included directory {item!r} has no .yaml files", "warning")
                 for child in children:
@@ -680,13 +687,21 @@ class _Loader:
                 place = node.key if at == "key" and node.key is not None else node.value
                 self.report(place, message)
 
-    def _compose(self, doc: Document, text: str) -> tuple[bool, Node | None]:
+    def _compose(self, doc: Document, text: str) -> tuple[bool, YamlNode | None]:
         """(True, root node or None if empty) or (False, None) after reporting."""
-        yaml = YAML(typ="rt")
+        composed, fast = yaml_compose.compose(text)  # libyaml, for text it accepts
+        if composed:
+            return True, fast
+        # Text libyaml refused (or no libyaml): ruamel.yaml composes it and
+        # its errors give the messages. The safe parser gives the same nodes,
+        # tags (YAML 1.2) and marks as the round-trip one without gathering
+        # comments; pure=True keeps the messages the same whether or not
+        # ruamel's C extension is installed.
+        yaml = YAML(typ="safe", pure=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                node: Node | None = yaml.compose(text)
+                node: YamlNode | None = yaml.compose(text)
             return True, node
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -879,7 +894,12 @@ def _feature_fields(entry: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
+def yaml_files_in(folder: Path) -> list[Path]:
+    """The files an included folder contributes, in the order they are read."""
+    return sorted(p for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
+
+
+def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
     # Only keys given in the file are passed, so the model's defaults apply.
@@ -931,6 +951,7 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         departments=departments,
         extensions=extensions,
         sources=sources,
+        source_folders=folders,
         groups=loader_groups.build_groups(plan),
         hunt_groups=loader_hunt.build_hunt_groups(plan, dict(routing["schedules"])),
         ivr_menus=loader_ivr.build_menus(plan, routing["schedules"]),

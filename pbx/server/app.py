@@ -43,6 +43,7 @@ from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
 from pbx.server.call_hooks import HookedRecorder
+from pbx.server.loop_lag import LoopLagMonitor
 from pbx.server.reload import DialplanReloader
 from pbx.server.chat import ChatService
 from pbx.server.presence import PresenceService
@@ -575,7 +576,7 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         # The new plan lives as long as the old one did: freeze it too, or
         # every full collection from now on would visit it. The old plan,
         # no longer referenced, is freed by reference counting.
-        gc_tuning.freeze_survivors()
+        gc_tuning.freeze_new()
 
     # The reloader takes its first look at the files before "listening" is
     # printed: whoever waits for that line may edit the dialplan at once.
@@ -583,6 +584,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     for address in server.addresses:
         print(f"listening {address}", flush=True)
     loop = asyncio.get_running_loop()
+    lag = LoopLagMonitor(loop)
+    lag.start()
     web = None
     if http is not None:
         from pbx.web.serve import start_web  # FastAPI and uvicorn only when asked for
@@ -614,6 +617,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         await stop.wait()
     finally:
         log.info("pbx_stopping")
+        lag.stop()
+        lag.report()
         watcher.cancel()
         if cert_watcher is not None:
             cert_watcher.cancel()
@@ -649,7 +654,8 @@ def run_server(dialplan: Path, listens: list[tuple[str, str, int]], db_url: str,
                tls: tuple[Path, Path] | None = None, http: HttpOptions | None = None) -> None:
     """``tls``: the certificate (chain) and key files, for TLS listeners;
     ``http``: where to serve the web console and API."""
-    plan = load_dialplan(dialplan)
+    with gc_tuning.paused():
+        plan = load_dialplan(dialplan)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

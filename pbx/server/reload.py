@@ -6,30 +6,56 @@ seen by polling their ``stat``. Polling a handful of files once a second
 costs nothing and, unlike inotify, also works for files on network mounts
 and for editors that save by renaming a new file over the old one.
 
-A reload reads and validates the files off the event loop. A plan with any
-error is not applied: the running plan stays and every problem is logged
-with its ``file:line:col``. A valid plan is handed to ``apply`` on the loop
-in one step, so a call is routed by either the old plan or the new one,
-never half of each; calls in progress keep the legs they have.
+Exactly the plan's files are watched: the YAML files, their includes, the
+members files, and the ``.yaml`` listing of folders included whole. Other
+files beside them (a database's WAL, a load tool's output, an editor's swap
+file) are not: with a large directory each needless reload costs seconds of
+CPU.
+
+A reload reads and validates the files off the event loop. A small plan
+(under ``CHILD_PROCESS_BYTES`` of YAML, a few hundred extensions) is read on
+a thread: tens of milliseconds, in GIL slices the loop interleaves with. A
+large one is read in a child process (:mod:`pbx.server.plan_process`): its
+seconds of CPU would otherwise hold the GIL the loop needs (a 20,000
+extension plan held it for up to 0.8 s), while starting a child costs about
+a second, too slow for a small plan's quick edit. Either way the result is
+compared with the running plan on the thread. A plan
+with any error is not applied: the running plan stays and every problem is
+logged with its ``file:line:col``. A valid plan is handed to ``apply`` on
+the loop in one step, so a call is routed by either the old plan or the new
+one, never half of each; calls in progress keep the legs they have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import structlog
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.loader import LoadResult, read_dialplan
+from pbx.routing.loader import LoadResult, Problem, read_dialplan, yaml_files_in
+from pbx.server.plan_process import PlanProcessError, read_in_child
 
 log = structlog.get_logger("pbx.reload")
 
 POLL_INTERVAL = 1.0
 
+CHILD_PROCESS_BYTES = 256 * 1024
+"""A plan whose files (as last read) total this many bytes is read in a child process."""
+
 Signature = tuple[tuple[str, int, int, int], ...]
+
+
+def _file_entry(path: str) -> tuple[str, int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path, 0, 0, 0
+    return path, st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def files_signature(paths: Iterable[str | Path]) -> Signature:
@@ -44,18 +70,91 @@ def files_signature(paths: Iterable[str | Path]) -> Signature:
     for path in paths:
         text = os.fspath(path)
         folders.add(os.path.dirname(os.path.abspath(text)))
-        try:
-            st = os.stat(text)
-        except OSError:
-            entries.append((text, 0, 0, 0))
-        else:
-            entries.append((text, st.st_mtime_ns, st.st_size, st.st_ino))
+        entries.append(_file_entry(text))
     for folder in sorted(folders):
         try:
             entries.append((folder, os.stat(folder).st_mtime_ns, 0, 0))
         except OSError:
             entries.append((folder, 0, 0, 0))
     return tuple(entries)
+
+
+PlanSignature = tuple[Signature, tuple[tuple[str, tuple[str, ...]], ...]]
+
+
+def plan_signature(files: Iterable[str | Path], folders: Iterable[str | Path] = ()) -> PlanSignature:
+    """What changes when a plan's own files change, and nothing else.
+
+    Each file gives (path, mtime, size, inode), zeros when missing (its
+    reappearance is a change); each folder included whole gives the names of
+    its ``.yaml`` files, so one added or removed is noticed while any other
+    file written there is not.
+    """
+    entries = [_file_entry(os.fspath(path)) for path in files]
+    listings: list[tuple[str, tuple[str, ...]]] = []
+    for folder in folders:
+        try:
+            names = tuple(p.name for p in yaml_files_in(Path(folder)))
+        except OSError:
+            names = ()
+        listings.append((os.fspath(folder), names))
+    return tuple(entries), tuple(listings)
+
+
+FREE_CHUNK = 2000
+"""Entries of a plan's large mappings freed per turn of the loop."""
+
+
+def free_gradually(plan: Dialplan, loop: asyncio.AbstractEventLoop, *, chunk: int = FREE_CHUNK) -> None:
+    """Let the loop free a discarded plan a slice at a time.
+
+    Freeing 20,000 extensions at once is one uninterrupted cascade of
+    deallocations in C (about 40 ms here) on whichever thread drops the
+    last reference; a thread would hold the GIL just the same. So the
+    values of the plan's large mappings are kept in a list that the loop
+    empties ``chunk`` at a time, between other callbacks; the caller then
+    drops its own reference, and what remains of the plan (its mappings'
+    tables, small now) goes at once. A plan still referenced elsewhere (by
+    a call in progress) loses only these extra references.
+    """
+    pieces: list[object] = []
+    for field in dataclasses.fields(plan):
+        value = getattr(plan, field.name)
+        if isinstance(value, Mapping) and len(value) > chunk:
+            pieces.extend(value.values())
+    if not pieces:
+        return
+
+    def free_some() -> None:
+        del pieces[-chunk:]
+        if pieces:
+            loop.call_soon(free_some)
+
+    loop.call_soon(free_some)
+
+
+def plans_equal(a: Dialplan, b: Dialplan) -> bool:
+    """``a == b``, in steps another thread can run between.
+
+    Comparing two dicts is one call into C that keeps the GIL until it is
+    done: for a plan's 100,000 places about 50 ms, during which the event
+    loop waits even though the comparison runs on another thread. Large
+    mappings are compared entry by entry in Python instead, where the
+    interpreter hands the GIL over every switch interval.
+    """
+    for field in dataclasses.fields(a):
+        if not field.compare:
+            continue
+        mine, theirs = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping) and len(mine) > FREE_CHUNK:
+            if len(mine) != len(theirs):
+                return False
+            for key, value in mine.items():
+                if key not in theirs or theirs[key] != value:
+                    return False
+        elif mine != theirs:
+            return False
+    return True
 
 
 class DialplanReloader:
@@ -67,25 +166,40 @@ class DialplanReloader:
         plan: Dialplan,
         apply: Callable[[Dialplan], None],
         *,
-        read: Callable[[Path], LoadResult] = read_dialplan,
+        read: Callable[[Path], LoadResult] | None = None,
     ) -> None:
         self.path = path
         self.plan = plan
         self.apply = apply
         self.read = read
+        """How the files are read; None: by size, on a thread or in a child."""
         self.generation = 0
         """How many plans have been applied since start-up."""
         self._lock = asyncio.Lock()
-        self._seen = files_signature(self._watched())
+        self._seen = self._signature()
 
-    def _watched(self) -> list[str | Path]:
-        return [self.path, *self.plan.sources]
+    def _signature(self) -> PlanSignature:
+        return plan_signature([self.path, *self.plan.sources], self.plan.source_folders)
+
+    def _read(self) -> tuple[LoadResult, bool]:
+        """The files read again, and whether they give the running plan
+        (comparing 20,000 extensions is work for this thread, not the loop)."""
+        read = self.read
+        if read is None:
+            size = sum(entry[2] for entry in self._seen[0])
+            read = read_in_child if size >= CHILD_PROCESS_BYTES else read_dialplan
+        try:
+            result = read(self.path)
+        except PlanProcessError as error:
+            problem = Problem(os.fspath(self.path), 1, 1, f"could not be read: {error}")
+            return LoadResult(dialplan=None, problems=(problem,)), False
+        return result, result.dialplan is not None and plans_equal(result.dialplan, self.plan)
 
     async def reload(self, trigger: str) -> bool:
         """Read the files again and apply them if valid; True if applied."""
         async with self._lock:  # a burst of signals reloads one at a time
-            self._seen = files_signature(self._watched())
-            result = await asyncio.to_thread(self.read, self.path)
+            self._seen = self._signature()
+            result, unchanged = await asyncio.to_thread(self._read)
             for problem in result.warnings:
                 log.warning("dialplan_warning", problem=str(problem))
             if result.dialplan is None:
@@ -96,14 +210,19 @@ class DialplanReloader:
                 )
                 return False
             new = result.dialplan
-            if new == self.plan:
+            loop = asyncio.get_running_loop()
+            if unchanged:
                 log.info("dialplan_unchanged", trigger=trigger, path=str(self.path))
+                free_gradually(new, loop)
+                del result, new
                 return False
-            self.plan = new
+            old, self.plan = self.plan, new
             self.apply(new)
+            free_gradually(old, loop)
+            del old
             self.generation += 1
             # A reload may add includes: watch the files the new plan came from.
-            self._seen = files_signature(self._watched())
+            self._seen = self._signature()
             log.info(
                 "dialplan_reloaded", trigger=trigger, path=str(self.path), generation=self.generation,
                 extensions=len(new.extensions), files=len(new.sources),
@@ -112,7 +231,7 @@ class DialplanReloader:
 
     def changed(self) -> bool:
         """Whether the watched files differ from the last look at them."""
-        return files_signature(self._watched()) != self._seen
+        return self._signature() != self._seen
 
     async def watch(self, interval: float = POLL_INTERVAL) -> None:
         """Poll the files for ever, reloading after each change."""

@@ -73,13 +73,14 @@ def parse_message(data: bytes) -> Message:
         raise MessageTooLarge("headers_too_large", "Headers Too Large", _salvage_text(head))
     lines = head.replace("\r\n", "\n").split("\n")
     start_line = lines[0]
-    headers = _parse_header_lines(lines)
+    # Content-Length is framing, not content: it is set apart here (and
+    # applied once the message is otherwise sound) and written afresh by
+    # encode(), so a parsed message compares equal to its source.
+    headers, lengths = _parse_header_lines(lines)
     body = data[body_start:]
-    # Content-Length is framing, not content: it is read here and written
-    # afresh by encode(), so a parsed message compares equal to its source.
     if start_line.startswith("SIP/"):
-        return _finish_response(start_line, headers, body)
-    return _finish_request(start_line, headers, body)
+        return _finish_response(start_line, headers, lengths, body)
+    return _finish_request(start_line, headers, lengths, body)
 
 
 # Header names as written -> lower-case long form, for names already checked
@@ -103,15 +104,22 @@ def _header_name(raw: str) -> str | None:
     return name
 
 
-def _parse_header_lines(lines: list[str]) -> tuple[Header, ...]:
+def _parse_header_lines(lines: list[str]) -> tuple[tuple[Header, ...], list[str]]:
+    """The header lines as (name, value), less Content-Length, and every
+    Content-Length value apart (one pass, no second copy of the headers)."""
     if len(lines) > MAX_HEADERS + 1:
         raise SipError("too_many_headers", "Too Many Headers")
     headers: list[Header] = []
+    lengths: list[str] = []
+    last_was_length = False
     for line in lines[1:]:
         if not line:
             continue
         if line[0] in " \t":
             # §7.3.1: a line starting with white space continues the last one.
+            if last_was_length:
+                lengths[-1] = f"{lengths[-1]} {line.strip()}"
+                continue
             if not headers:
                 raise SipError("bad_folding", "Malformed Header Folding")
             last_name, last_value = headers[-1]
@@ -123,31 +131,30 @@ def _parse_header_lines(lines: list[str]) -> tuple[Header, ...]:
             raise SipError("bad_header", "Malformed Header Line")
         if "\x00" in value or "\r" in value:
             raise SipError("bad_header", "Control Character In Header")
-        headers.append((name, value.strip()))
-    return tuple(headers)
+        last_was_length = name == "content-length"
+        if last_was_length:
+            lengths.append(value.strip())
+        else:
+            headers.append((name, value.strip()))
+    return tuple(headers), lengths
 
 
-def _content_length(headers: tuple[Header, ...], body: bytes) -> tuple[bytes, tuple[Header, ...]]:
-    """Apply Content-Length to a datagram's body (§18.3, §20.14); returns the
-    body and the headers without Content-Length (``encode`` writes it anew)."""
-    declared: str | None = None
-    for name, value in headers:
-        if name == "content-length":
-            if declared is not None and declared != value:
-                raise SipError("bad_content_length", "Conflicting Content-Length")
-            declared = value
-    if declared is None:
-        return body, headers
-    headers = tuple(h for h in headers if h[0] != "content-length")
+def _content_length(lengths: list[str], body: bytes) -> bytes:
+    """Apply Content-Length to a datagram's body (§18.3, §20.14)."""
+    if not lengths:
+        return body
+    declared = lengths[0]
+    if any(value != declared for value in lengths):
+        raise SipError("bad_content_length", "Conflicting Content-Length")
     if not declared.isdigit() or len(declared) > 9:
         raise SipError("bad_content_length", "Bad Content-Length")
     length = int(declared)
     if length > len(body):
         raise SipError("bad_content_length", "Content-Length Larger Than Body")
-    return body[:length], headers
+    return body[:length]
 
 
-def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -> Request:
+def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[str], body: bytes) -> Request:
     parts = start_line.split(" ")
     if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
         raise SipError("bad_start_line", "Malformed Request Line")
@@ -177,7 +184,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -
     if max_forwards is not None and (not max_forwards.isdigit() or len(max_forwards) > 3):
         raise SipError("bad_max_forwards", "Bad Max-Forwards", _partial(method, uri, headers, parsed))
     try:
-        body, headers = _content_length(headers, body)
+        body = _content_length(lengths, body)
     except SipError as err:
         err.partial = _partial(method, uri, headers, parsed)
         raise
@@ -186,7 +193,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], body: bytes) -
     return request
 
 
-def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) -> Response:
+def _finish_response(start_line: str, headers: tuple[Header, ...], lengths: list[str], body: bytes) -> Response:
     version, _, rest = start_line.partition(" ")
     code, _, reason = rest.partition(" ")
     if version.upper() != "SIP/2.0" or len(code) != 3 or not code.isdigit() or code[0] == "0":
@@ -201,7 +208,7 @@ def _finish_response(start_line: str, headers: tuple[Header, ...], body: bytes) 
         raise SipError("bad_header_value", str(err)) from None
     except IndexError:
         raise SipError("bad_header_value", "Malformed Via") from None
-    body, headers = _content_length(headers, body)
+    body = _content_length(lengths, body)
     response = Response(headers=headers, body=body, status=int(code), reason=reason)
     remember_parsed(response, top_via=via, cseq=cseq)
     return response

@@ -59,7 +59,7 @@ def client(server: RunningServer) -> SipClient:
 def logged(server: RunningServer, event: str) -> list[dict[str, object]]:
     out = []
     for line in server.output().splitlines():
-        if f'"event": "{event}"' in line:
+        if f'"event":"{event}"' in line:
             out.append(json.loads(line))
     return out
 
@@ -107,7 +107,7 @@ def test_the_shipped_fail2ban_filter_finds_the_blocked_address(server: RunningSe
         capture_output=True, text=True, timeout=60, env=env, check=True,
     )
     assert "1 matched" in result.stdout, result.stdout
-    assert '"source": "127.0.0.1"' in result.stdout and "security_block" in result.stdout
+    assert '"source":"127.0.0.1"' in result.stdout and "security_block" in result.stdout
 
 
 def test_invite_guesses_block_and_the_block_outlives_a_restart_until_cleared(

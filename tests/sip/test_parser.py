@@ -105,6 +105,11 @@ ANSWERABLE = (
          SipError, "bad_content_length", True),
         (("OPTIONS sip:pbx.example.com SIP/2.0\r\n" + ANSWERABLE + "CSeq: 1 OPTIONS\r\nContent-Length: -1\r\n\r\n").encode(),
          SipError, "bad_content_length", True),
+        # §7.3.1: a folded line continues Content-Length too ("1 0" is no number).
+        (("OPTIONS sip:pbx.example.com SIP/2.0\r\n" + ANSWERABLE + "CSeq: 1 OPTIONS\r\nContent-Length: 1\r\n 0\r\n\r\n"
+          + "x" * 10).encode(), SipError, "bad_content_length", True),
+        (("OPTIONS sip:pbx.example.com SIP/2.0\r\n" + ANSWERABLE + "CSeq: 1 OPTIONS\r\nContent-Length: 1\r\nl: 2\r\n\r\nxy").encode(),
+         SipError, "bad_content_length", True),
         (("OPTIONS sip:pbx.example.com SIP/3.0\r\n" + ANSWERABLE + "CSeq: 1 OPTIONS\r\n\r\n").encode(),
          VersionNotSupported, "bad_version", True),
         (("OPTIONS http://pbx.example.com SIP/2.0\r\n" + ANSWERABLE + "CSeq: 1 OPTIONS\r\n\r\n").encode(),
