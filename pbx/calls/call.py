@@ -34,6 +34,7 @@ from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
 from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
+from pbx.calls import anchoring
 from pbx.calls import transfer as transfers
 from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
 from pbx.ivr.menu import Hangup, Transfer
@@ -67,6 +68,7 @@ from pbx.trunks.outbound import TrunkDialling
 
 if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
+    from pbx.calls.anchoring import Anchor
     from pbx.calls.hold import MusicOnHold
     from pbx.calls.hunt_queue import Waiting
     from pbx.calls.controller import CallController
@@ -229,6 +231,12 @@ class Call:
     """Music on hold, once a side put the other on hold (pbx.calls.hold)."""
     queued: Waiting | None = None
     """The caller's place in a hunt group's queue while it waits there."""
+    anchor: Anchor | None = None
+    """The PBX's media relay, when the call is anchored (pbx.calls.anchoring)."""
+    bridge_srtp: bool = False
+    """Anchor it whatever the recording: its legs cannot share SRTP keys."""
+    recording_file: str | None = None
+    """The recording's file name, once the call ended (the CDR links it)."""
 
     # ------------------------------------------------------------ identity
 
@@ -441,6 +449,7 @@ class Call:
             self.hunt_group = action.hunt.group.number
         self.ring_due = now + action.ring_timeout
         self.forward_on_fail = action.forward
+        anchoring.prepare(self, action)
         self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
                          unreachable=action.unreachable)
         result = self.fork.start(now)
@@ -730,7 +739,8 @@ class Call:
         if response.to.tag is not None and self.state is CallState.RINGING:
             self.early_leg = leg
         if self.state is CallState.RINGING and leg.live:
-            self.a.respond(response.status, response.reason, carried(response), response.body)
+            self.a.respond(response.status, response.reason, carried(response),
+                           anchoring.to_caller(self, response.body, final=False) if response.body else b"")
 
     def _on_answered(self, leg: Leg, response: Response, now: float) -> None:
         fork = self.fork
@@ -755,7 +765,8 @@ class Call:
         self.answered_at = self.controller.wall()
         self.ring_due = None
         timer_headers, interval = session_timer.response_headers(self.a_request, leg.session.invite, response)
-        self.a.respond(200, None, [*carried(response), *timer_headers], response.body)
+        self.a.respond(200, None, [*carried(response), *timer_headers],
+                       anchoring.to_caller(self, response.body, final=True))
         self.controller.recorder.call_answered(self)
         log.info("call_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,
                  session_interval=interval)
@@ -908,6 +919,7 @@ class Call:
             self.media = None
         if self.music is not None:
             self.music.stop()
+        anchoring.ended(self)
         if self.queued is not None:
             self.controller.dequeue(self)
         transfer = self.transferring

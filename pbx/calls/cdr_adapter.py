@@ -156,6 +156,7 @@ class CdrRecorder:
                 else call.hangup_status,
                 reason=call.reason,
                 destination=call.destination,
+                recording=call.recording_file,
                 **_priced(call),
             ),
             legs,

@@ -180,6 +180,7 @@ class CallEnd:
     cost_minor: int | None = None    # in minor units of `currency`: what reports sum
     currency: str | None = None      # ISO 4217
     tariff: str | None = None        # id of the tariff that priced the call
+    recording: str | None = None     # file name of the call's recording
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)

@@ -364,6 +364,7 @@ class CdrWriter:
         row["cost_minor"] = end.cost_minor
         row["currency"] = end.currency
         row["tariff"] = end.tariff
+        row["recording"] = end.recording
         if end.destination is not None and row.get("destination") is None:
             row["destination"] = end.destination
         call_uuid = str(end.call_uuid)

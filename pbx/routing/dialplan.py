@@ -21,6 +21,7 @@ from typing import Final, Literal, TypeVar, get_args
 from pbx.routing.account_codes import AccountCodeSettings, Mode as AccountCodeMode
 from pbx.routing.budgets import BudgetSettings
 from pbx.ldap.settings import LdapSettings
+from pbx.recording.policy import RecordingSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
@@ -456,6 +457,8 @@ class Dialplan:
     """Per inbound number (as in ``inbound``): its lists for callers."""
     ldap: LdapSettings | None = None
     """Where employees are read from (``pbx ldap sync``); None: no directory."""
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    """Which calls are recorded, and where the files go (:mod:`pbx.recording.policy`)."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()

@@ -46,6 +46,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import loader_codes, loader_cost, loader_groups, loader_hunt, loader_ivr, loader_ldap, loader_routing
+from pbx.routing import loader_recording
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -849,7 +850,7 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
-    *loader_ldap.CHECKS,
+    *loader_ldap.CHECKS, *loader_recording.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -934,5 +935,6 @@ def _build(plan: Merged, sources: tuple[str, ...]) -> Dialplan:
         media=loader_ivr.build_media(plan),
         account_codes=loader_codes.build_account_codes(plan),
         ldap=loader_ldap.build_ldap(plan),
+        recording=loader_recording.build_recording(plan),
         **routing,
     )

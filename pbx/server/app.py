@@ -33,6 +33,8 @@ from pbx.cdr.writer import CdrWriter, recover_interrupted
 from pbx.ivr.service import IvrMedia, prompt_library
 from pbx.media.endpoint import MediaEngine
 from pbx.media.ports import PortAllocator
+from pbx.recording.service import AnchorService
+from pbx.recording.writer import RecordingWriter
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.security.lockout import Lockout
@@ -144,6 +146,8 @@ class Server:
         self.calls: CallController | None = None
         self.media: MediaEngine | None = None
         self.ivr: IvrMedia | None = None
+        self.recordings: RecordingWriter | None = None
+        self.anchors: AnchorService | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -264,6 +268,12 @@ class Server:
         self.media = MediaEngine(bind_host=bind_host, ports=PortAllocator(media.rtp_first, media.rtp_last),
                                  advertise=self.local_address("udp")[0])
         self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir))
+        # Recorded and SRTP-bridged calls relay through the PBX; their files
+        # are written by one thread (pbx/recording/writer.py).
+        recording = self.plan.recording
+        self.recordings = RecordingWriter(Path(recording.directory), retention_days=recording.retention_days,
+                                          max_bytes=recording.max_megabytes * 1024 * 1024)
+        self.anchors = calls.anchors = AnchorService(self.media, self.ivr.prompts, self.recordings)
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Account codes: looked up in the store for each call (a code
@@ -324,6 +334,11 @@ class Server:
             listener(plan)
         if self.ivr is not None and plan.media.prompt_dir != old_media.prompt_dir:
             self.ivr.prompts = prompt_library(plan.media.prompt_dir)
+            if self.anchors is not None:
+                self.anchors.prompts = self.ivr.prompts
+        if self.recordings is not None:
+            self.recordings.configure(Path(plan.recording.directory), retention_days=plan.recording.retention_days,
+                                      max_bytes=plan.recording.max_megabytes * 1024 * 1024)
         if (plan.media.rtp_first, plan.media.rtp_last) != (old_media.rtp_first, old_media.rtp_last):
             log.warning("rtp_ports_change_needs_restart", ports=f"{plan.media.rtp_first}-{plan.media.rtp_last}")
         for stream in self._streams():
@@ -530,6 +545,8 @@ class Server:
             self._timer.cancel()
         if self.media is not None:
             await self.media.close()
+        if self.recordings is not None:
+            await asyncio.to_thread(self.recordings.stop)
         flushed = await asyncio.to_thread(self.writer.close, 10.0)
         await asyncio.to_thread(self.alerts.close, 2.0)
         log.info("pbx_stopped", flushed=flushed)

@@ -1,0 +1,219 @@
+"""Media anchoring on the calling path: which calls the PBX puts its own
+media endpoint into, and the SDP each leg sees then.
+
+Calls between phones run with direct media. A call is anchored instead
+(the PBX relays its RTP, :mod:`pbx.media.anchor`) when:
+
+- it may be recorded (:func:`pbx.recording.policy.decide` gives ``always``
+  or ``on_demand``), or
+- its legs cannot talk directly: the caller offered SRTP keys over TLS
+  and a callee leg is not on TLS (its keys would cross plain signalling,
+  :mod:`pbx.calls.media_policy`), or a callee requires SRTP and the
+  caller offered none. Each leg then gets what it can do, and the PBX
+  decrypts on one side and encrypts on the other.
+
+Only a caller's INVITE with an offer is anchored (a delayed offer goes on
+with direct media, logged). The caller's offer is answered by the anchor
+at once (which fixes the codec), every callee leg is offered that codec
+from the anchor's B side, and each 18x/2xx to the caller carries the
+anchor's answer. Re-INVITEs and UPDATEs with an offer from either side
+are answered by the anchor for that leg alone: a phone that holds or moves
+changes its own leg, the other is not disturbed. A transfer of an
+anchored call is not handled yet: the transfer moves media as for any
+call, and the recording then holds only what came before it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from pbx.calls.fork import ContactTarget, TrunkTarget
+from pbx.calls.local import MediaUnavailable
+from pbx.calls.media_policy import offer_keys
+from pbx.media.relay import Leg
+from pbx.media.sdes import MediaEncryption
+from pbx.media.sdp import SdpError
+from pbx.recording.policy import CallRecording, Party, RecordingMode, decide
+from pbx.registrar.destination import destination
+from pbx.routing.dialplan import Extension
+from pbx.sip.session import InviteSession, RequestIn
+
+if TYPE_CHECKING:
+    from pbx.calls.call import Call, Side
+    from pbx.calls.plan import Ring
+
+log = structlog.get_logger("pbx.calls")
+
+BRIDGED_REFUSALS = frozenset({"callee_not_on_tls", "callee_srtp_required"})
+"""Refusals of :func:`pbx.calls.media_policy.check_offer` an anchor cures."""
+
+
+class Anchor(Protocol):
+    """One anchored call's media (:class:`pbx.media.anchor.MediaAnchor`)."""
+
+    a_answer: bytes | None
+    recorded: str | None
+
+    def answer_a(self, offer: bytes, encryption: MediaEncryption) -> bytes: ...
+
+    def offer_b(self, encryption: MediaEncryption) -> bytes: ...
+
+    def accept_b(self, answer: bytes) -> None: ...
+
+    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption) -> bytes: ...
+
+    def offer_leg(self, leg: Leg, encryption: MediaEncryption) -> bytes: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> str | None: ...
+
+
+class Anchors(Protocol):
+    def open(self, call_uuid: str, recording: CallRecording, language: str) -> Anchor:
+        """:class:`MediaUnavailable` when no ports are free."""
+        ...
+
+
+def _party(extension: Extension | None) -> Party:
+    return Party() if extension is None else Party(extension=extension.number, department=extension.department)
+
+
+def recording_for(call: Call, action: Ring) -> CallRecording:
+    plan = call.controller.plan
+    callee: Extension | None = None
+    for target in action.targets:
+        if isinstance(target, ContactTarget):
+            callee = plan.extension(target.extension)
+            break
+    route = call.rule.removeprefix("routes.") if call.rule and call.rule.startswith("routes.") else None
+    hunt = action.hunt.group.number if action.hunt is not None else None
+    return decide(plan.recording, caller=_party(call.caller), callee=_party(callee), route=route, hunt_group=hunt)
+
+
+def _leg_on_tls(call: Call, target: ContactTarget | TrunkTarget) -> bool:
+    if isinstance(target, TrunkTarget):
+        return target.dialling.gateway.transport == "tls"
+    extension = call.controller.plan.extension(target.extension)
+    return destination(target.binding, extension.nat if extension is not None else "auto").peer.transport == "tls"
+
+
+def _needs_bridge(call: Call, action: Ring) -> bool:
+    """The caller's SRTP cannot reach a callee leg as it is (see the module)."""
+    if call.bridge_srtp:
+        return True
+    keys = offer_keys(call.a_request.body)
+    if keys is None or not keys.usable or call.a.dest.transport != "tls":
+        return False
+    if call.controller.plan.security.sdes_over_plain_signalling:
+        return False
+    return any(not _leg_on_tls(call, target) for target in action.targets)
+
+
+def a_encryption(call: Call) -> MediaEncryption:
+    """SRTP towards the caller: only where its keys travel over TLS (or that is allowed)."""
+    if call.a.dest.transport == "tls" or call.controller.plan.security.sdes_over_plain_signalling:
+        return call.caller.media_encryption if call.caller is not None else "optional"
+    return "none"
+
+
+def b_encryption(call: Call, *, on_tls: bool, callee: Extension | None) -> MediaEncryption:
+    if not (on_tls or call.controller.plan.security.sdes_over_plain_signalling):
+        return "none"
+    return callee.media_encryption if callee is not None else "optional"
+
+
+def prepare(call: Call, action: Ring) -> None:
+    """Before the fork rings: anchor the call if it must be (see the module)."""
+    anchors = call.controller.anchors
+    if call.anchor is not None or anchors is None or call.local:
+        return
+    recording = recording_for(call, action)
+    bridge = _needs_bridge(call, action)
+    if recording.mode is RecordingMode.NEVER and not bridge:
+        return
+    if not call.a_request.body:
+        log.info("anchor_skipped", call_id=call.a_call_id, uuid=call.uuid, reason="delayed_offer")
+        return
+    try:
+        anchor = anchors.open(call.uuid, recording, call.language)
+    except MediaUnavailable as err:
+        log.warning("anchor_unavailable", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
+        return
+    try:
+        anchor.answer_a(call.a_request.body, a_encryption(call))
+    except SdpError as err:
+        log.info("anchor_skipped", call_id=call.a_call_id, uuid=call.uuid, reason="sdp", error=str(err))
+        anchor.close()
+        return
+    call.anchor = anchor
+    log.info("call_anchored", call_id=call.a_call_id, uuid=call.uuid, recording=recording.mode.value,
+             why=recording.why, srtp_bridge=bridge, announce=recording.announce)
+
+
+def leg_offer(call: Call, anchor: Anchor, *, on_tls: bool, callee: Extension | None) -> bytes:
+    """What a callee leg is offered: the anchor's B side."""
+    return anchor.offer_b(b_encryption(call, on_tls=on_tls, callee=callee))
+
+
+def to_caller(call: Call, body: bytes, *, final: bool) -> bytes:
+    """The body of an 18x/2xx relayed to the caller: the anchor's answer
+    (the callee's answer goes to the anchor's B side)."""
+    anchor = call.anchor
+    if anchor is None:
+        return body
+    if body:
+        try:
+            anchor.accept_b(body)
+        except SdpError as err:
+            log.warning("anchor_answer_refused", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
+    if final:
+        anchor.start()
+    return anchor.a_answer or b""
+
+
+def on_offer(call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> bool:
+    """A re-INVITE or UPDATE in an anchored call: answered for that leg here."""
+    from pbx.calls import hold  # import cycle: hold imports call
+    from pbx.calls.call import Side
+
+    anchor = call.anchor
+    if anchor is None:
+        return False
+    request = event.request
+    if call.controller.relay.refuse_short_interval(session, event.key, request):
+        return True
+    leg = Leg.A if side is Side.A else Leg.B
+    encryption = a_encryption(call) if leg is Leg.A else b_encryption(
+        call, on_tls=session.dest.transport == "tls", callee=call.party(Side.B))
+    try:
+        body = anchor.answer_leg(leg, request.body, encryption) if request.body else anchor.offer_leg(leg, encryption)
+    except SdpError as err:
+        session.answer(event.key, request, 488,
+                       headers=[("warning", f'399 {call.controller.plan.domain} "{str(err)[:200]}"')])
+        return True
+    hold.answer_locally(call, session, event, body, now)
+    return True
+
+
+def on_ack(call: Call, side: Side, body: bytes) -> None:
+    """The ACK answering our offer in a re-INVITE without one."""
+    from pbx.calls.call import Side
+
+    anchor = call.anchor
+    if anchor is None or not body:
+        return
+    try:
+        if side is Side.B:
+            anchor.accept_b(body)
+    except SdpError as err:
+        log.info("sdp_answer_refused", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
+
+
+def ended(call: Call) -> None:
+    anchor, call.anchor = call.anchor, None
+    if anchor is not None:
+        call.recording_file = anchor.close()
+

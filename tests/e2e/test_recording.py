@@ -1,0 +1,177 @@
+"""Call recording between real softphones (pjsua2) through `pbx serve`.
+
+The PBX anchors a recorded call's media (relays the RTP through its own
+ports) and writes a stereo WAV: the caller on the left, the callee on the
+right. Each phone plays a tone of its own; the file has each tone on its
+own channel (FFT), each phone still hears the other's tone through the
+relay, and both hear "this call is recorded" when recording starts. On
+demand, ``*1`` from the extension that may record starts and stops it.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbx.recording.files import file_name
+
+from .harness import DOMAIN, Pbx, register_phone
+from .phone import Phone, PhoneFactory, write_tone_wav
+from .prompt_match import heard_prompt, recorded
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002", "2003": "carol-secret-2003",
+             "2004": "dave-secret-2004"}
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Path:
+    return tmp_path / "recordings"
+
+
+@pytest.fixture
+def dialplan(recordings: Path) -> str:
+    lines = [f"domain: {DOMAIN}", "departments:", "  ops: {name: Operations}", "extensions:"]
+    lines += [f"  {number}: {{name: U{number}, department: ops, password: {secret}}}"
+              for number, secret in PASSWORDS.items()]
+    lines += ["recording:", f"  directory: {recordings}", "  extensions:", "    '2001': always",
+              "    '2003': on_demand"]
+    return "\n".join(lines) + "\n"
+
+
+def registered(phones: PhoneFactory, pbx: Pbx, number: str, **options: object) -> Phone:
+    return register_phone(phones, pbx, number, PASSWORDS[number], **options)
+
+
+def channels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with wave.open(str(path), "rb") as source:
+        assert (source.getnchannels(), source.getsampwidth(), source.getframerate()) == (2, 2, 8000)
+        samples = np.frombuffer(source.readframes(source.getnframes()), "<i2").astype(float)
+    return samples[0::2], samples[1::2]
+
+
+def level_at(samples: np.ndarray, frequency: float) -> float:
+    """Spectral magnitude within 15 Hz of ``frequency`` (FFT), normalised by length."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) / max(1, len(samples))
+    freqs = np.fft.rfftfreq(len(samples), 1.0 / 8000)
+    return float(spectrum[(freqs > frequency - 15) & (freqs < frequency + 15)].max())
+
+
+def dominant(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1.0 / 8000)[int(np.argmax(spectrum[1:])) + 1])
+
+
+def exchange_tones(caller: Phone, call: int, callee: Phone, callee_call: int, folder: Path,
+                   frequencies: tuple[float, float], seconds: float = 2.0) -> tuple[float, float]:
+    """Each side plays its tone at once; returns the dominant frequency
+    each heard (the caller's first)."""
+    tone_a = write_tone_wav(folder / f"a{frequencies[0]:.0f}.wav", frequency=frequencies[0], seconds=seconds)
+    tone_b = write_tone_wav(folder / f"b{frequencies[1]:.0f}.wav", frequency=frequencies[1], seconds=seconds)
+    heard_a, heard_b = folder / f"caller-heard-{frequencies[1]:.0f}.wav", folder / f"callee-heard-{frequencies[0]:.0f}.wav"
+    caller.record(heard_a, call)
+    callee.record(heard_b, callee_call)
+    caller.play(tone_a, call)
+    callee.play(tone_b, callee_call)
+    caller.wait_for("play_done", 10.0, call=call)
+    callee.wait_for("play_done", 10.0, call=callee_call)
+    caller.stop_record(call)
+    callee.stop_record(callee_call)
+    return dominant(recorded(heard_a)), dominant(recorded(heard_b))
+
+
+def listen(phone: Phone, call: int, path: Path, seconds: float) -> np.ndarray:
+    phone.record(path, call)
+    time.sleep(seconds)
+    phone.stop_record(call)
+    return recorded(path)
+
+
+def connected(phones: PhoneFactory, pbx: Pbx, caller: str, callee: str) -> tuple[Phone, int, Phone, int]:
+    """``caller`` calls ``callee``, who answers: both phones and their call numbers."""
+    calling = registered(phones, pbx, caller)
+    called = registered(phones, pbx, callee, auto_answer=200)
+    call = calling.call(f"sip:{callee}@{pbx.registrar()}")
+    calling.wait_for("media_state", 10.0, call=call, status="active")
+    return calling, call, called, int(called.wait_for("media_state", 10.0, status="active")["call"])
+
+
+def hang_up(caller: Phone, call: int, callee: Phone, callee_call: int) -> None:
+    caller.hangup(call)
+    callee.wait_call_state("DISCONNECTED", callee_call, timeout=10.0)
+
+
+def saved(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The recording's two channels, once the writer thread renamed it into place."""
+    for _ in range(50):
+        if path.exists():
+            break
+        time.sleep(0.1)
+    return channels(path)
+
+
+def test_a_recorded_call_has_each_side_on_its_own_channel(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                          recordings: Path) -> None:
+    alice, call, bob, bob_call = connected(phones, pbx, "2001", "2002")
+    # Both hear the announcement first (the anchor plays it when the call is answered).
+    announced = listen(alice, call, tmp_path / "alice-announcement.wav", 3.0)
+    assert heard_prompt(announced, "call_recorded") > 0.8
+
+    # Each still hears the other, through the relay.
+    alice_heard, bob_heard = exchange_tones(alice, call, bob, bob_call, tmp_path, (440.0, 660.0))
+    assert alice_heard == pytest.approx(660.0, abs=15.0)
+    assert bob_heard == pytest.approx(440.0, abs=15.0)
+
+    hang_up(alice, call, bob, bob_call)
+    row = pbx.cdr_for("2001", "2002")
+    assert row["disposition"] == "ANSWERED"
+    assert row["recording"] == file_name(row["call_uuid"])
+    left, right = saved(recordings / row["recording"])
+    assert dominant(left) == pytest.approx(440.0, abs=15.0)      # the caller
+    assert dominant(right) == pytest.approx(660.0, abs=15.0)     # the callee
+    # Each channel holds one side only: the other's tone is far below.
+    assert level_at(left, 660.0) < level_at(left, 440.0) / 20
+    assert level_at(right, 440.0) < level_at(right, 660.0) / 20
+
+
+def test_star_one_toggles_on_demand_recording(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                             recordings: Path) -> None:
+    carol, call, bob, bob_call = connected(phones, pbx, "2003", "2002")
+
+    # Not recorded yet: a first exchange stays out of the file.
+    before = exchange_tones(carol, call, bob, bob_call, tmp_path, (350.0, 950.0), seconds=1.5)
+    assert before == pytest.approx((950.0, 350.0), abs=15.0)
+
+    carol.send_dtmf("*1", call)
+    announced = listen(bob, bob_call, tmp_path / "bob-announcement.wav", 3.5)
+    assert heard_prompt(announced, "call_recorded") > 0.8  # recording started, and it is said
+    during = exchange_tones(carol, call, bob, bob_call, tmp_path, (500.0, 800.0))
+    assert during == pytest.approx((800.0, 500.0), abs=15.0)
+
+    carol.send_dtmf("*1", call)
+    time.sleep(0.5)
+    after = exchange_tones(carol, call, bob, bob_call, tmp_path, (300.0, 1200.0), seconds=1.5)
+    assert after == pytest.approx((1200.0, 300.0), abs=15.0)
+
+    hang_up(carol, call, bob, bob_call)
+    left, right = saved(recordings / pbx.cdr_for("2003", "2002")["recording"])
+    assert dominant(left) == pytest.approx(500.0, abs=15.0)
+    assert dominant(right) == pytest.approx(800.0, abs=15.0)
+    for outside, channel in ((350.0, left), (300.0, left), (950.0, right), (1200.0, right)):
+        assert level_at(channel, outside) < level_at(channel, dominant(channel)) / 20, outside
+
+
+def test_an_unrecorded_call_leaves_no_file(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                               recordings: Path) -> None:
+    bob, call, dave, dave_call = connected(phones, pbx, "2002", "2004")   # neither records
+    heard = exchange_tones(bob, call, dave, dave_call, tmp_path, (440.0, 660.0), seconds=1.0)
+    assert heard == pytest.approx((660.0, 440.0), abs=15.0)
+    hang_up(bob, call, dave, dave_call)
+    row = pbx.cdr_for("2002", "2004")
+    assert row["recording"] == ""
+    assert not list(recordings.glob("*.wav"))
