@@ -8,9 +8,9 @@ Calls between phones run with direct media. A call is anchored instead
   or ``on_demand``), or
 - its legs cannot talk directly: the caller offered SRTP keys over TLS
   and a callee leg is not on TLS (its keys would cross plain signalling,
-  :mod:`pbx.calls.media_policy`), or a callee requires SRTP and the
-  caller offered none. Each leg then gets what it can do, and the PBX
-  decrypts on one side and encrypts on the other.
+  :mod:`pbx.calls.media_policy`). Each leg then gets what it can do: the
+  caller SRTP, the callee plain RTP, the PBX decrypting on one side and
+  encrypting on the other.
 
 Only a caller's INVITE with an offer is anchored (a delayed offer goes on
 with direct media, logged). The caller's offer is answered by the anchor
@@ -46,8 +46,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("pbx.calls")
 
-BRIDGED_REFUSALS = frozenset({"callee_not_on_tls", "callee_srtp_required"})
-"""Refusals of :func:`pbx.calls.media_policy.check_offer` an anchor cures."""
+BRIDGED_REFUSALS = frozenset({"callee_not_on_tls"})
+"""Refusals of :func:`pbx.calls.media_policy.check_offer` an anchor cures
+(not ``callee_srtp_required``: an extension that requires SRTP wants its
+caller's media encrypted end to end, and a plain offer gets 488)."""
 
 
 class Anchor(Protocol):
