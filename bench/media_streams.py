@@ -33,78 +33,43 @@ import argparse
 import asyncio
 import multiprocessing
 import multiprocessing.connection
-import os
-import socket
 import statistics
-import struct
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pbx.ivr.prompts import PromptLibrary  # noqa: E402
 from pbx.media.endpoint import MediaEngine  # noqa: E402
 from pbx.media.player import Prompt  # noqa: E402
 from pbx.media.ports import PortAllocator  # noqa: E402
 
+from rtp_timing import pacing, pin, read_stamped, run_on, stamped_socket, usable_loop  # noqa: E402
+
 HOST = "127.0.0.1"
-PERIOD = 0.020
-_SEQ_SSRC = struct.Struct("!H4xI")
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
-
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; 35 on every architecture we run
-_TIMESPEC = struct.Struct("@qq")
 
 
 def receiver(conn: multiprocessing.connection.Connection) -> None:
     """Child process: note every packet's arrival until told to stop, then
     report. Arrival times are the kernel's receive stamps (SO_TIMESTAMPNS),
     so how late this process itself gets the CPU does not count."""
-    _pin(1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.bind((HOST, 0))
+    pin(1)
+    sock = stamped_socket(HOST)
     sock.settimeout(0.2)
     conn.send(sock.getsockname()[1])
     arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    space = socket.CMSG_SPACE(_TIMESPEC.size)
     while not conn.poll():
         try:
-            data, ancillary, _, _ = sock.recvmsg(2048, space)
+            packet = read_stamped(sock)
         except TimeoutError:
             continue
-        if len(data) < 12:
-            continue
-        stamp = next((_TIMESPEC.unpack(cdata[:_TIMESPEC.size]) for level, kind, cdata in ancillary
-                      if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
-        arrival = stamp[0] * 1_000_000_000 + stamp[1] if stamp else time.time_ns()
-        sequence, ssrc = _SEQ_SSRC.unpack_from(data, 2)
-        arrivals[ssrc].append((arrival, sequence))
-    deviations: list[float] = []
-    lost = packets = 0
-    for stream in arrivals.values():
-        packets += len(stream)
-        for (t0, s0), (t1, s1) in zip(stream, stream[1:]):
-            step = (s1 - s0) % 65536
-            if step == 1:
-                deviations.append(abs((t1 - t0) / 1e9 - PERIOD))
-            else:
-                lost += step - 1
-    deviations.sort()
-    conn.send({
-        "streams": len(arrivals), "packets": packets, "lost": lost,
-        "p50": deviations[len(deviations) // 2] if deviations else 0.0,
-        "p99": deviations[int(len(deviations) * 0.99)] if deviations else 0.0,
-        "max": deviations[-1] if deviations else 0.0,
-    })
+        if packet is not None:
+            _, arrival, sequence, ssrc = packet
+            arrivals[ssrc].append((arrival, sequence))
+    conn.send(pacing(arrivals))
 
 
 async def play(streams: int, seconds: float, receiver_port: int, first_port: int) -> tuple[float, int]:
@@ -137,11 +102,7 @@ def run_level(streams: int, seconds: float, loop_kind: str, first_port: int) -> 
     process.start()
     try:
         port = parent.recv()
-        if loop_kind == "uvloop":
-            import uvloop
-            cpu, late = uvloop.run(play(streams, seconds, port, first_port))
-        else:
-            cpu, late = asyncio.run(play(streams, seconds, port, first_port))
+        cpu, late = run_on(loop_kind, play(streams, seconds, port, first_port))
         time.sleep(0.3)
         parent.send("stop")
         result: dict[str, float] = parent.recv()
@@ -161,12 +122,8 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--first-port", type=int, default=30000)
     args = parser.parse_args()
-    if args.loop == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            args.loop = "asyncio"
-    _pin(0)
+    args.loop = usable_loop(args.loop)
+    pin(0)
     print(f"{args.seconds:g} s per level, loop {args.loop}, sender CPU 0, receiver CPU 1; "
           "holds: p99 |gap - 20 ms| <= 2 ms, no loss, no skipped tick")
     print(f"{'streams':>7} {'received':>9} {'lost':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
