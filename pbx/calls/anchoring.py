@@ -18,7 +18,9 @@ at once (which fixes the codec), every callee leg is offered that codec
 from the anchor's B side, and each 18x/2xx to the caller carries the
 anchor's answer. Re-INVITEs and UPDATEs with an offer from either side
 are answered by the anchor for that leg alone: a phone that holds or moves
-changes its own leg, the other is not disturbed. A transfer of an
+changes its own leg, the other is not disturbed; while a phone holds, the
+anchor plays the other party music on hold (the same file
+:mod:`pbx.calls.hold` would). A transfer of an
 anchored call is not handled yet: the transfer moves media as for any
 call, and the recording then holds only what came before it.
 """
@@ -69,6 +71,8 @@ class Anchor(Protocol):
     def offer_leg(self, leg: Leg, encryption: MediaEncryption) -> bytes: ...
 
     def start(self) -> None: ...
+
+    def hold(self, leg: Leg, holding: bool, music: str | None) -> bool: ...
 
     def close(self) -> str | None: ...
 
@@ -197,6 +201,12 @@ def on_offer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
                        headers=[("warning", f'399 {call.controller.plan.domain} "{str(err)[:200]}"')])
         return True
     hold.answer_locally(call, session, event, body, now)
+    if request.body:
+        # Music on hold from the anchor: the other leg hears it while this one holds.
+        holding = hold.is_hold(request.body)
+        if anchor.hold(leg, holding, call.controller.plan.music_on_hold(call.party(side), call.party(side.other))):
+            log.info("hold_started" if holding else "hold_resumed", call_id=call.a_call_id, uuid=call.uuid,
+                     holder=side.value, anchored=True)
     return True
 
 

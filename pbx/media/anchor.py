@@ -6,7 +6,8 @@ one per leg, and describes each leg's side in SDP (its own o= line per
 dialog); the pure :class:`pbx.media.relay.MediaRelay` decides what each
 datagram becomes, and what arrives is sent on at once. The engine's 20 ms
 tick (shared with every other stream) drives what is paced: the
-announcement, and the recording, one stereo frame per tick
+announcement, music on hold (a phone that holds the other side), and the
+recording, one stereo frame per tick
 (:class:`pbx.recording.track.StereoTrack`), handed to the writer thread
 half a second at a time. RTCP is received and dropped: each phone's
 reports describe its leg only, and nothing here acts on them.
@@ -31,7 +32,7 @@ from pbx.media.audio_file import Audio, AudioFileError
 from pbx.media.codecs import Codec
 from pbx.media.endpoint import MediaEngine, _Receiver
 from pbx.media.events import Address
-from pbx.media.player import Prompt, Silence
+from pbx.media.player import Loop, Prompt, Silence
 from pbx.media.relay import Leg, MediaRelay
 from pbx.media.sdes import MATERIAL_BYTES, PREFERENCE, MediaEncryption
 from pbx.media.sdp import Direction, LocalMedia, SdpError, SdpSession, SessionDescription, accept_answer, parse_sdp
@@ -78,6 +79,7 @@ class MediaAnchor:
         self.closed = False
         self._task: asyncio.Task[None] | None = None
         self._rtp: dict[Leg, asyncio.DatagramTransport] = {}
+        self._holding: set[Leg] = set()
         pairs: list[tuple[int, socket.socket, socket.socket]] = []
         try:
             for _ in Leg:
@@ -219,6 +221,30 @@ class MediaAnchor:
                     self.relay.play(leg, (Silence(0.2), Prompt(audio), Silence(0.2)))
 
         self._task = self._loop.create_task(play())
+
+    def hold(self, leg: Leg, holding: bool, music: str | None) -> bool:
+        """``leg``'s phone put the other on hold (or resumed): the other
+        leg hears ``music`` (None: the shipped tune) meanwhile. True when
+        that changed anything (not a session refresh of the same state)."""
+        if holding == (leg in self._holding):
+            return False
+        other = leg.other
+        if not holding:
+            self._holding.discard(leg)
+            self.relay.stop(other)
+            return True
+        self._holding.add(leg)
+        prompts = self._prompts
+        if prompts is None:
+            return True
+
+        async def play() -> None:
+            tune = await asyncio.to_thread(prompts.music, music)
+            if tune is not None and leg in self._holding and not self.closed:
+                self.relay.play(other, (Loop(tune),))
+
+        self._loop.create_task(play())
+        return True
 
     # ------------------------------------------------------------ driven by sockets and the tick
 

@@ -143,6 +143,13 @@ class MediaRelay:
         codec = state.negotiated.codec if state.negotiated is not None else Codec.PCMU
         state.player = Player(items, codec)
 
+    def stop(self, leg: Leg) -> None:
+        """Stop what plays on ``leg``: the other side's audio goes on."""
+        state = self.legs[leg]
+        if state.player is not None:
+            state.player = None
+            state.outgoing.offset = None
+
     @property
     def playing(self) -> bool:
         return any(state.player is not None for state in self.legs)

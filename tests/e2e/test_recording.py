@@ -175,3 +175,23 @@ def test_an_unrecorded_call_leaves_no_file(pbx: Pbx, phones: PhoneFactory, tmp_p
     row = pbx.cdr_for("2002", "2004")
     assert row["recording"] == ""
     assert not list(recordings.glob("*.wav"))
+
+
+def test_a_recorded_call_on_hold_plays_music_then_talks_again(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                              recordings: Path) -> None:
+    alice, call, bob, bob_call = connected(phones, pbx, "2001", "2002")
+    time.sleep(2.0)   # the announcement
+    bob.hold(bob_call)
+    bob.wait_for("media_state", 10.0, call=bob_call, status="local_hold")
+    time.sleep(0.5)
+    music = listen(alice, call, tmp_path / "held.wav", 2.0)
+    assert float(np.sqrt(np.mean(music[2400:] ** 2))) > 1000.0   # the anchor's music, not silence
+
+    bob.unhold(bob_call)
+    bob.wait_for("media_state", 10.0, call=bob_call, status="active")
+    time.sleep(0.3)
+    heard = exchange_tones(alice, call, bob, bob_call, tmp_path, (440.0, 660.0))
+    assert heard == pytest.approx((660.0, 440.0), abs=15.0)
+    hang_up(alice, call, bob, bob_call)
+    left, right = saved(recordings / pbx.cdr_for("2001", "2002")["recording"])
+    assert dominant(right) == pytest.approx(660.0, abs=15.0)   # the music is not Bob's channel
