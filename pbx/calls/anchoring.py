@@ -144,7 +144,7 @@ def prepare(call: Call, action: Ring) -> None:
         log.info("anchor_skipped", call_id=call.a_call_id, uuid=call.uuid, reason="delayed_offer")
         return
     try:
-        anchor = anchors.open(call.uuid, recording, call.language)
+        anchor = anchors.open(call.uuid, recording, call.controller.plan.language_for(call.caller))
     except MediaUnavailable as err:
         log.warning("anchor_unavailable", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
         return
