@@ -75,6 +75,7 @@ class MediaAnchor:
         self._track = StereoTrack()
         self._chunk = bytearray()
         self._chunk_frames = 0
+        self._frames_written = 0
         self._started = False
         self.closed = False
         self._task: asyncio.Task[None] | None = None
@@ -278,6 +279,7 @@ class MediaAnchor:
     def _flush(self) -> None:
         if self._writer is not None and self.recorded is not None and self._chunk:
             self._writer.write(self.recorded, bytes(self._chunk))
+            self._frames_written += self._chunk_frames
         self._chunk.clear()
         self._chunk_frames = 0
 
@@ -291,7 +293,7 @@ class MediaAnchor:
         """Stop relaying and recording, close the sockets; returns the
         recording's file name (None: nothing was recorded). Safe twice."""
         if self.closed:
-            return self.recorded
+            return self.recorded if self._frames_written else None
         self.closed = True
         if self._task is not None:
             self._task.cancel()
@@ -303,5 +305,5 @@ class MediaAnchor:
             transport.close()
         self._transports.clear()
         self._rtp.clear()
-        return self.recorded
+        return self.recorded if self._frames_written else None
 

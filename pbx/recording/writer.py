@@ -4,14 +4,17 @@ The media tick hands over stereo audio in chunks (:meth:`RecordingWriter.write`,
 a queue put, never a file call on the loop); the thread writes 8 kHz 16-bit
 stereo WAV. A file is written as ``<name>.part`` and renamed when its call
 ends, so a listing or a purge never sees a half-written recording, and a
-crash leaves a ``.part`` whose audio is intact (only its header's length is
-not). After a file is finished the directory is purged to its retention
-and size budget (at most once a minute).
+crash leaves a ``.part`` whose audio is intact (only its header's lengths
+are not): at the next start its header is mended and it is renamed into
+place. The directory is purged to its retention and size budget at start,
+after a file is finished (at most once a minute) and every hour when idle.
+Recordings are private: the directory is made 0750, each file 0640.
 """
 
 from __future__ import annotations
 
 import queue
+import struct
 import threading
 import time
 import wave
@@ -23,11 +26,14 @@ from typing import Final
 import structlog
 
 from pbx.media.codecs import SAMPLE_RATE, SAMPLE_WIDTH
-from pbx.recording.files import PARTIAL, purge
+from pbx.recording.files import PARTIAL, is_recording, purge
 
 log = structlog.get_logger("pbx.recording")
 
 PURGE_EVERY: Final = 60.0
+IDLE_PURGE: Final = 3600.0
+_WAV_HEADER: Final = 44
+"""The header the wave module writes for PCM: RIFF size at 4, data size at 40."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,19 @@ class RecordingWriter:
     # ------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        while (work := self._queue.get()) is not None:
+        try:
+            self._recover()
+            self._purge(force=True)
+        except OSError as err:
+            log.error("recording_directory_unusable", directory=str(self.directory), error=str(err))
+        while True:
+            try:
+                work = self._queue.get(timeout=IDLE_PURGE)
+            except queue.Empty:
+                self._purge(force=True)
+                continue
+            if work is None:
+                break
             try:
                 self._do(work)
             except OSError as err:
@@ -114,8 +132,10 @@ class RecordingWriter:
             case _Configure(directory, retention_days, max_bytes):
                 self.directory, self.retention_days, self.max_bytes = directory, retention_days, max_bytes
             case _Open(name):
-                self.directory.mkdir(parents=True, exist_ok=True)
-                out = wave.open(str(self.directory / (name + PARTIAL)), "wb")
+                self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+                path = self.directory / (name + PARTIAL)
+                out = wave.open(str(path), "wb")
+                path.chmod(0o640)
                 out.setnchannels(2)
                 out.setsampwidth(SAMPLE_WIDTH)
                 out.setframerate(SAMPLE_RATE)
@@ -129,12 +149,43 @@ class RecordingWriter:
                 result = self._finish(name)
                 if done is not None:
                     done(result)
-                now = self._clock()
-                if now - self._last_purge >= PURGE_EVERY:
-                    self._last_purge = now
-                    for gone in purge(self.directory, now=now, retention_days=self.retention_days,
-                                      max_bytes=self.max_bytes):
-                        log.info("recording_purged", file=gone.name, size=gone.size)
+                self._purge()
+
+    def _purge(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._last_purge < PURGE_EVERY:
+            return
+        self._last_purge = now
+        try:
+            gone = purge(self.directory, now=now, retention_days=self.retention_days, max_bytes=self.max_bytes)
+        except OSError as err:
+            log.error("recording_purge_failed", directory=str(self.directory), error=str(err))
+            return
+        for stored in gone:
+            log.info("recording_purged", file=stored.name, size=stored.size)
+
+    def _recover(self) -> None:
+        """Files a crash left half-written: header lengths mended from the
+        file's size, renamed into place."""
+        if not self.directory.is_dir():
+            return
+        for partial in self.directory.glob("*" + PARTIAL):
+            name = partial.name.removesuffix(PARTIAL)
+            if not is_recording(name):
+                continue
+            size = partial.stat().st_size
+            with partial.open("r+b") as file:
+                header = file.read(_WAV_HEADER)
+                if len(header) < _WAV_HEADER or header[:4] != b"RIFF" or header[36:40] != b"data":
+                    log.warning("recording_unrecoverable", file=partial.name)
+                    continue
+                data = (size - _WAV_HEADER) // (2 * SAMPLE_WIDTH) * (2 * SAMPLE_WIDTH)
+                file.seek(4)
+                file.write(struct.pack("<I", _WAV_HEADER - 8 + data))
+                file.seek(40)
+                file.write(struct.pack("<I", data))
+            partial.rename(self.directory / name)
+            log.info("recording_recovered", file=name, seconds=round(data / (2 * SAMPLE_WIDTH) / SAMPLE_RATE, 1))
 
     def _finish(self, name: str) -> str | None:
         file = self._files.pop(name, None)

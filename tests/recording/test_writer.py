@@ -63,3 +63,29 @@ def test_the_directory_is_kept_to_its_budget(tmp_path: Path) -> None:
     assert finished(writer, NAME) == NAME
     writer.stop()
     assert [p.name for p in tmp_path.iterdir()] == [NAME]   # the older file made room
+
+
+def test_a_file_a_crash_left_half_written_is_mended_at_the_next_start(tmp_path: Path) -> None:
+    partial = tmp_path / (NAME + ".part")
+    with wave.open(str(partial), "wb") as out:      # what the writer had begun: header, then raw frames
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+    with partial.open("ab") as raw:
+        raw.write(stereo(np.full(160, 7, "=i2").tobytes(), np.full(160, -7, "=i2").tobytes()) * 10)
+    writer = RecordingWriter(tmp_path, retention_days=0, max_bytes=0)
+    writer.stop()
+    with wave.open(str(tmp_path / NAME), "rb") as source:
+        assert source.getnframes() == 1600
+        samples = np.frombuffer(source.readframes(1600), "<i2")
+    assert set(samples[0::2]) == {7} and set(samples[1::2]) == {-7}
+
+
+def test_recordings_are_private(tmp_path: Path) -> None:
+    writer = RecordingWriter(tmp_path / "rec", retention_days=0, max_bytes=0)
+    writer.open(NAME)
+    writer.write(NAME, bytes(640))
+    assert finished(writer, NAME) == NAME
+    writer.stop()
+    assert (tmp_path / "rec" / NAME).stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "rec").stat().st_mode & 0o007 == 0
