@@ -16,13 +16,16 @@ Only a caller's INVITE with an offer is anchored (a delayed offer goes on
 with direct media, logged). The caller's offer is answered by the anchor
 at once (which fixes the codec), every callee leg is offered that codec
 from the anchor's B side, and each 18x/2xx to the caller carries the
-anchor's answer. Re-INVITEs and UPDATEs with an offer from either side
+anchor's answer. A call the PBX answered itself first (an auto attendant's
+transfer, a hunt group's queue, an account code prompt) is anchored when
+it rings on: the re-INVITE that takes the caller off the PBX's own media
+points it at the anchor instead of at the callee. Re-INVITEs and UPDATEs with an offer from either side
 are answered by the anchor for that leg alone: a phone that holds or moves
 changes its own leg, the other is not disturbed; while a phone holds, the
 anchor plays the other party music on hold (the same file
 :mod:`pbx.calls.hold` would). A transfer of an
-anchored call is not handled yet: the transfer moves media as for any
-call, and the recording then holds only what came before it.
+anchored call (REFER) is not handled yet: the transfer moves media as for
+any call, and the recording then holds only what came before it.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def b_encryption(call: Call, *, on_tls: bool, callee: Extension | None) -> Media
 def prepare(call: Call, action: Ring) -> None:
     """Before the fork rings: anchor the call if it must be (see the module)."""
     anchors = call.controller.anchors
-    if call.anchor is not None or anchors is None or call.local:
+    if call.anchor is not None or anchors is None:
         return
     recording = recording_for(call, action)
     bridge = _needs_bridge(call, action)

@@ -614,7 +614,9 @@ class Call:
         self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
         if self.answered_at is None:  # a code prompt answered the caller, the callee answers the call
             self.answered_at, self.answered_monotonic = self.controller.wall(), now
-        offer = media.reoffer(response.body) if response.body else b""
+        # An anchored call's caller goes to the anchor, not to the callee.
+        remote = anchoring.to_caller(self, response.body, final=True) if response.body else b""
+        offer = media.reoffer(remote) if remote else b""
         media.close()
         self.controller.recorder.call_answered(self)
         log.info("menu_transfer_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,

@@ -40,7 +40,8 @@ def dialplan(recordings: Path) -> str:
     lines += [f"  {number}: {{name: U{number}, department: ops, password: {secret}}}"
               for number, secret in PASSWORDS.items()]
     lines += ["recording:", f"  directory: {recordings}", "  extensions:", "    '2001': always",
-              "    '2003': on_demand"]
+              "    '2003': on_demand",
+              "ivr_menus:", "  main: {number: '800', greeting: welcome, options: {'1': {extension: '2001'}}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -195,3 +196,22 @@ def test_a_recorded_call_on_hold_plays_music_then_talks_again(pbx: Pbx, phones: 
     hang_up(alice, call, bob, bob_call)
     left, right = saved(recordings / pbx.cdr_for("2001", "2002")["recording"])
     assert dominant(right) == pytest.approx(660.0, abs=15.0)   # the music is not Bob's channel
+
+
+def test_a_call_through_the_auto_attendant_is_recorded_once_put_through(pbx: Pbx, phones: PhoneFactory,
+                                                                       tmp_path: Path, recordings: Path) -> None:
+    dave = registered(phones, pbx, "2004")
+    alice = registered(phones, pbx, "2001", auto_answer=200)
+    call = dave.call(f"sip:800@{pbx.registrar()}")
+    dave.wait_for("media_state", 10.0, call=call, status="active")
+    time.sleep(1.0)
+    dave.send_dtmf("1", call)
+    alice_call = int(alice.wait_for("media_state", 10.0, status="active")["call"])
+    pbx.server.wait_lines("direct_media", timeout=10.0)   # the caller re-INVITEd, to the anchor
+    time.sleep(2.5)   # the announcement
+    heard = exchange_tones(dave, call, alice, alice_call, tmp_path, (440.0, 660.0))
+    assert heard == pytest.approx((660.0, 440.0), abs=15.0)
+    hang_up(dave, call, alice, alice_call)
+    left, right = saved(recordings / pbx.cdr_for("2004", "800")["recording"])
+    assert dominant(left) == pytest.approx(440.0, abs=15.0)
+    assert dominant(right) == pytest.approx(660.0, abs=15.0)
