@@ -23,9 +23,9 @@ points it at the anchor instead of at the callee. Re-INVITEs and UPDATEs with an
 are answered by the anchor for that leg alone: a phone that holds or moves
 changes its own leg, the other is not disturbed; while a phone holds, the
 anchor plays the other party music on hold (the same file
-:mod:`pbx.calls.hold` would). A transfer of an
-anchored call (REFER) is not handled yet: the transfer moves media as for
-any call, and the recording then holds only what came before it.
+:mod:`pbx.calls.hold` would). A transfer (REFER)
+of an anchored call gives the target the transferor's leg of the anchor
+(:mod:`pbx.calls.transfer`): the recording goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from pbx.calls import hold
 from pbx.calls.fork import ContactTarget, TrunkTarget
 from pbx.calls.local import MediaUnavailable
 from pbx.calls.media_policy import offer_keys
@@ -121,17 +122,12 @@ def _needs_bridge(call: Call, action: Ring) -> bool:
     return any(not _leg_on_tls(call, target) for target in action.targets)
 
 
-def a_encryption(call: Call) -> MediaEncryption:
-    """SRTP towards the caller: only where its keys travel over TLS (or that is allowed)."""
-    if call.a.dest.transport == "tls" or call.controller.plan.security.sdes_over_plain_signalling:
-        return call.caller.media_encryption if call.caller is not None else "optional"
-    return "none"
-
-
-def b_encryption(call: Call, *, on_tls: bool, callee: Extension | None) -> MediaEncryption:
+def encryption(call: Call, *, on_tls: bool, party: Extension | None) -> MediaEncryption:
+    """SRTP towards one leg's phone: only where its keys travel over TLS
+    (or that is allowed), as its extension's ``media_encryption`` says."""
     if not (on_tls or call.controller.plan.security.sdes_over_plain_signalling):
         return "none"
-    return callee.media_encryption if callee is not None else "optional"
+    return party.media_encryption if party is not None else "optional"
 
 
 def prepare(call: Call, action: Ring) -> None:
@@ -152,7 +148,7 @@ def prepare(call: Call, action: Ring) -> None:
         log.warning("anchor_unavailable", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
         return
     try:
-        anchor.answer_a(call.a_request.body, a_encryption(call))
+        anchor.answer_a(call.a_request.body, encryption(call, on_tls=call.a.dest.transport == "tls", party=call.caller))
     except SdpError as err:
         log.info("anchor_skipped", call_id=call.a_call_id, uuid=call.uuid, reason="sdp", error=str(err))
         anchor.close()
@@ -164,7 +160,7 @@ def prepare(call: Call, action: Ring) -> None:
 
 def leg_offer(call: Call, anchor: Anchor, *, on_tls: bool, callee: Extension | None) -> bytes:
     """What a callee leg is offered: the anchor's B side."""
-    return anchor.offer_b(b_encryption(call, on_tls=on_tls, callee=callee))
+    return anchor.offer_b(encryption(call, on_tls=on_tls, party=callee))
 
 
 def to_caller(call: Call, body: bytes, *, final: bool) -> bytes:
@@ -185,20 +181,16 @@ def to_caller(call: Call, body: bytes, *, final: bool) -> bytes:
 
 def on_offer(call: Call, side: Side, session: InviteSession, event: RequestIn, now: float) -> bool:
     """A re-INVITE or UPDATE in an anchored call: answered for that leg here."""
-    from pbx.calls import hold  # import cycle: hold imports call
-    from pbx.calls.call import Side
-
     anchor = call.anchor
     if anchor is None:
         return False
     request = event.request
     if call.controller.relay.refuse_short_interval(session, event.key, request):
         return True
-    leg = Leg.A if side is Side.A else Leg.B
-    encryption = a_encryption(call) if leg is Leg.A else b_encryption(
-        call, on_tls=session.dest.transport == "tls", callee=call.party(Side.B))
+    leg = leg_of(call, side)
+    srtp = encryption(call, on_tls=session.dest.transport == "tls", party=call.party(side))
     try:
-        body = anchor.answer_leg(leg, request.body, encryption) if request.body else anchor.offer_leg(leg, encryption)
+        body = anchor.answer_leg(leg, request.body, srtp) if request.body else anchor.offer_leg(leg, srtp)
     except SdpError as err:
         session.answer(event.key, request, 488,
                        headers=[("warning", f'399 {call.controller.plan.domain} "{str(err)[:200]}"')])
@@ -213,15 +205,37 @@ def on_offer(call: Call, side: Side, session: InviteSession, event: RequestIn, n
     return True
 
 
-def on_ack(call: Call, side: Side, body: bytes) -> None:
-    """The ACK answering our offer in a re-INVITE without one."""
+def leg_of(call: Call, side: Side) -> Leg:
+    """The anchor's leg of a side of the call: A's is leg A, until a
+    transfer by the caller made the callee the call's A side (the anchor's
+    legs stay where they are)."""
     from pbx.calls.call import Side
 
+    return Leg.A if (side is Side.A) != call.anchor_swapped else Leg.B
+
+
+def answer_target(call: Call, side: Side, session: InviteSession, offer: bytes) -> bytes | None:
+    """A transfer target's offer, answered on the leg of ``side`` (the
+    transferor's, whose place the target takes); None when unusable (logged)."""
+    anchor = call.anchor
+    assert anchor is not None
+    leg = leg_of(call, side)
+    try:
+        answer = anchor.answer_leg(leg, offer, encryption(call, on_tls=session.dest.transport == "tls", party=None))
+    except SdpError as err:
+        log.info("anchor_answer_refused", call_id=call.a_call_id, uuid=call.uuid, leg=leg.name, error=str(err))
+        return None
+    anchor.hold(leg, False, None)   # a transferor who held the transferee: the target talks now
+    return answer
+
+
+def on_ack(call: Call, side: Side, body: bytes) -> None:
+    """The ACK answering our offer in a re-INVITE without one."""
     anchor = call.anchor
     if anchor is None or not body:
         return
     try:
-        if side is Side.B:
+        if leg_of(call, side) is Leg.B:
             anchor.accept_b(body)
     except SdpError as err:
         log.info("sdp_answer_refused", call_id=call.a_call_id, uuid=call.uuid, error=str(err))

@@ -233,6 +233,8 @@ class Call:
     """The caller's place in a hunt group's queue while it waits there."""
     anchor: Anchor | None = None
     """The PBX's media relay, when the call is anchored (pbx.calls.anchoring)."""
+    anchor_swapped: bool = False
+    """A transfer by the caller made the anchor's leg B the call's A side."""
     bridge_srtp: bool = False
     """Anchor it whatever the recording: its legs cannot share SRTP keys."""
     recording_file: str | None = None
@@ -347,6 +349,8 @@ class Call:
             previous = self.winner
             assert previous is not None
             self.a = previous.session
+            if self.anchor is not None:
+                self.anchor_swapped = not self.anchor_swapped
         self.winner = leg
         self.destination = target
         if self.music is not None:

@@ -215,3 +215,49 @@ def test_a_call_through_the_auto_attendant_is_recorded_once_put_through(pbx: Pbx
     left, right = saved(recordings / pbx.cdr_for("2004", "800")["recording"])
     assert dominant(left) == pytest.approx(440.0, abs=15.0)
     assert dominant(right) == pytest.approx(660.0, abs=15.0)
+
+
+def test_a_blind_transfer_keeps_the_call_recorded(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                  recordings: Path) -> None:
+    alice, call, bob, bob_call = connected(phones, pbx, "2001", "2002")
+    dave = registered(phones, pbx, "2004", auto_answer=200)
+    time.sleep(2.0)   # the announcement
+    first = exchange_tones(alice, call, bob, bob_call, tmp_path, (440.0, 660.0), seconds=1.5)
+    assert first == pytest.approx((660.0, 440.0), abs=15.0)
+    bob.xfer(f"sip:2004@{DOMAIN}", bob_call)
+    assert bob.wait_for("xfer_status", 15.0, call=bob_call, final=True)["code"] == 200
+    bob.wait_call_state("DISCONNECTED", bob_call, timeout=10.0)
+    dave_call = int(dave.wait_for("media_state", 10.0, status="active")["call"])
+    time.sleep(0.5)
+    after = exchange_tones(alice, call, dave, dave_call, tmp_path, (500.0, 900.0), seconds=1.5)
+    assert after == pytest.approx((900.0, 500.0), abs=15.0)   # Alice was never re-INVITEd: the anchor was
+    hang_up(alice, call, dave, dave_call)
+    row = pbx.cdr_for("2001", "2002")
+    assert row["transfer"] == "blind 2002 -> 2004"
+    left, right = saved(recordings / row["recording"])
+    assert level_at(left, 440.0) > 100 and level_at(left, 500.0) > 100          # Alice throughout
+    assert level_at(right, 660.0) > 100 and level_at(right, 900.0) > 100        # Bob, then Dave
+
+
+def test_an_attended_transfer_keeps_the_call_recorded(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                      recordings: Path) -> None:
+    alice, call, bob, bob_call = connected(phones, pbx, "2001", "2002")
+    dave = registered(phones, pbx, "2004", auto_answer=200)
+    time.sleep(2.0)
+    bob.hold(bob_call)                                   # Alice hears the anchor's music meanwhile
+    bob.wait_for("media_state", 10.0, call=bob_call, status="local_hold")
+    consult = bob.call(f"sip:2004@{pbx.registrar()}")
+    bob.wait_for("media_state", 10.0, call=consult, status="active")
+    bob.xfer_replaces(bob_call, consult)
+    ended = {int(bob.wait_call_state("DISCONNECTED", timeout=10.0)["call"]) for _ in range(2)}
+    assert ended == {consult, bob_call}
+    dave_call = int(dave.wait_for("media_state", 10.0, status="active")["call"])
+    time.sleep(0.5)
+    heard = exchange_tones(alice, call, dave, dave_call, tmp_path, (500.0, 900.0), seconds=1.5)
+    assert heard == pytest.approx((900.0, 500.0), abs=15.0)   # the music stopped, Dave talks
+    hang_up(dave, dave_call, alice, call)
+    row = pbx.cdr_for("2001", "2002")
+    assert row["transfer"] == "attended 2002 -> 2004"
+    left, right = saved(recordings / row["recording"])
+    assert dominant(left) == pytest.approx(500.0, abs=15.0)
+    assert dominant(right) == pytest.approx(900.0, abs=15.0)
