@@ -229,6 +229,25 @@ def answer_target(call: Call, side: Side, session: InviteSession, offer: bytes) 
     return answer
 
 
+def answer_picker(call: Call, session: InviteSession, picker: Extension,
+                  offer: bytes) -> tuple[bytes, bytes] | None:
+    """Call pickup of an anchored ringing call: the picker's offer answered
+    on the anchor's callee leg; (the caller's answer, the picker's), None
+    when the picker's offer is unusable (the pickup does not happen)."""
+    anchor = call.anchor
+    assert anchor is not None
+    if not offer or anchor.a_answer is None:
+        return None
+    try:
+        to_picker = anchor.answer_leg(Leg.B, offer, encryption(call, on_tls=session.dest.transport == "tls",
+                                                                party=picker))
+    except SdpError as err:
+        log.info("anchor_answer_refused", call_id=call.a_call_id, uuid=call.uuid, leg="B", error=str(err))
+        return None
+    anchor.start()
+    return anchor.a_answer, to_picker
+
+
 def on_ack(call: Call, side: Side, body: bytes) -> None:
     """The ACK answering our offer in a re-INVITE without one."""
     anchor = call.anchor

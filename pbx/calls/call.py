@@ -370,11 +370,18 @@ class Call:
         callee. False when their offers have nothing in common (or one is
         missing): nothing changes then."""
         offer, picker_offer = self.a_request.body, picker_call.a_request.body
-        try:
-            to_caller = cross_answer(offer, picker_offer, session_id=abs(hash(self.uuid)) % 10**9)
-            to_picker = cross_answer(picker_offer, offer, session_id=abs(hash(picker_call.uuid)) % 10**9)
-        except SdpError:
-            return False
+        if self.anchor is not None:
+            # Anchored (recorded): the picker takes the anchor's callee leg.
+            answers = anchoring.answer_picker(self, picker_call.a, picker, picker_offer)
+            if answers is None:
+                return False
+            to_caller, to_picker = answers
+        else:
+            try:
+                to_caller = cross_answer(offer, picker_offer, session_id=abs(hash(self.uuid)) % 10**9)
+                to_picker = cross_answer(picker_offer, offer, session_id=abs(hash(picker_call.uuid)) % 10**9)
+            except SdpError:
+                return False
         if self.fork is not None:
             self.fork.stop([COMPLETED_ELSEWHERE])
         session = picker_call.a

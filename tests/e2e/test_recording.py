@@ -37,7 +37,7 @@ def recordings(tmp_path: Path) -> Path:
 @pytest.fixture
 def dialplan(recordings: Path) -> str:
     lines = [f"domain: {DOMAIN}", "departments:", "  ops: {name: Operations}", "extensions:"]
-    lines += [f"  {number}: {{name: U{number}, department: ops, password: {secret}}}"
+    lines += [f"  {number}: {{name: U{number}, department: ops, password: {secret}, pickup_group: ops}}"
               for number, secret in PASSWORDS.items()]
     lines += ["recording:", f"  directory: {recordings}", "  extensions:", "    '2001': always",
               "    '2003': on_demand",
@@ -260,4 +260,26 @@ def test_an_attended_transfer_keeps_the_call_recorded(pbx: Pbx, phones: PhoneFac
     assert row["transfer"] == "attended 2002 -> 2004"
     left, right = saved(recordings / row["recording"])
     assert dominant(left) == pytest.approx(500.0, abs=15.0)
+    assert dominant(right) == pytest.approx(900.0, abs=15.0)
+
+
+def test_a_recorded_call_picked_up_is_recorded_with_the_picker(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                               recordings: Path) -> None:
+    alice = registered(phones, pbx, "2001")
+    bob = registered(phones, pbx, "2002")                 # rings, never answers
+    dave = registered(phones, pbx, "2004")
+    call = alice.call(f"sip:2002@{pbx.registrar()}")
+    bob.wait_for("incoming_call", 10.0)
+    time.sleep(0.3)
+    pick = dave.call(f"sip:*8@{pbx.registrar()}")
+    dave.wait_for("media_state", 10.0, call=pick, status="active")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    time.sleep(2.5)   # the announcement
+    heard = exchange_tones(alice, call, dave, pick, tmp_path, (440.0, 900.0), seconds=1.5)
+    assert heard == pytest.approx((900.0, 440.0), abs=15.0)
+    hang_up(alice, call, dave, pick)
+    row = pbx.cdr_for("2001", "2002")
+    assert row["transfer"] == "pickup 2004 <- 2002"
+    left, right = saved(recordings / row["recording"])
+    assert dominant(left) == pytest.approx(440.0, abs=15.0)
     assert dominant(right) == pytest.approx(900.0, abs=15.0)
