@@ -70,7 +70,7 @@ class Anchor(Protocol):
 
     def accept_b(self, answer: bytes) -> None: ...
 
-    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption) -> bytes: ...
+    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption, *, new_party: bool = False) -> bytes: ...
 
     def offer_leg(self, leg: Leg, encryption: MediaEncryption) -> bytes: ...
 
@@ -221,7 +221,8 @@ def answer_target(call: Call, side: Side, session: InviteSession, offer: bytes) 
     assert anchor is not None
     leg = leg_of(call, side)
     try:
-        answer = anchor.answer_leg(leg, offer, encryption(call, on_tls=session.dest.transport == "tls", party=None))
+        answer = anchor.answer_leg(leg, offer, encryption(call, on_tls=session.dest.transport == "tls", party=None),
+                                   new_party=True)
     except SdpError as err:
         log.info("anchor_answer_refused", call_id=call.a_call_id, uuid=call.uuid, leg=leg.name, error=str(err))
         return None
@@ -240,7 +241,7 @@ def answer_picker(call: Call, session: InviteSession, picker: Extension,
         return None
     try:
         to_picker = anchor.answer_leg(Leg.B, offer, encryption(call, on_tls=session.dest.transport == "tls",
-                                                                party=picker))
+                                                                party=picker), new_party=True)
     except SdpError as err:
         log.info("anchor_answer_refused", call_id=call.a_call_id, uuid=call.uuid, leg="B", error=str(err))
         return None

@@ -164,13 +164,15 @@ class MediaAnchor:
             return
         raise error or SdpError("an answer without an offer")
 
-    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption) -> bytes:
+    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption, *, new_party: bool = False) -> bytes:
         """A re-INVITE's (or UPDATE's) offer from one leg's phone, answered
-        by us: that leg changes (hold, a new address), the other goes on."""
+        by us: that leg changes (hold, a new address), the other goes on.
+        ``new_party``: the offer is another phone's, taking the leg over (a
+        transfer target, a picker)."""
         negotiated_before = self.relay.leg(leg).negotiated
         codecs = (negotiated_before.codec,) if negotiated_before is not None else None
         description, negotiated = self._sdp[leg].answer(offer, self._local(leg, encryption, codecs))
-        self.relay.set_negotiated(leg, negotiated)
+        self.relay.set_negotiated(leg, negotiated, new_peer=new_party)
         return description.serialise().encode()
 
     def offer_leg(self, leg: Leg, encryption: MediaEncryption) -> bytes:
@@ -298,6 +300,10 @@ class MediaAnchor:
         if self._task is not None:
             self._task.cancel()
         self.engine.forget(self)
+        a, b = self.relay.leg(Leg.A), self.relay.leg(Leg.B)
+        log.info("anchor_closed", uuid=self.call_uuid, to_a=a.forwarded, to_b=b.forwarded, dropped_a=a.dropped,
+                 dropped_b=b.dropped, drops_a=dict(a.receiver.drops) if a.receiver else {},
+                 drops_b=dict(b.receiver.drops) if b.receiver else {}, recorded_seconds=self._frames_written // 50)
         if self._writer is not None and self.recorded is not None:
             self._flush()
             self._writer.close(self.recorded, done)

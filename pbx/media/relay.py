@@ -121,14 +121,19 @@ class MediaRelay:
 
     # ------------------------------------------------------------ set-up
 
-    def set_negotiated(self, leg: Leg, negotiated: Negotiated) -> None:
-        """Apply an offer/answer result on one leg (first or a re-INVITE)."""
+    def set_negotiated(self, leg: Leg, negotiated: Negotiated, *, new_peer: bool = False) -> None:
+        """Apply an offer/answer result on one leg (first or a re-INVITE);
+        ``new_peer``: another phone takes the leg (a transfer, a pickup):
+        latched afresh, and never the old phone's address, whose last
+        packets may still arrive."""
         state = self.legs[leg]
         old = state.negotiated
         state.negotiated = negotiated
         state.srtp = renewed(state.srtp, old.srtp if old is not None else None, negotiated.srtp)
-        policy = ReceivePolicy(payload_types=negotiated.payload_types, audio_payload_type=negotiated.payload_type)
-        if state.receiver is None or old is None or (old.remote_address, old.remote_port) != (
+        replaced = state.receiver.remote if new_peer and state.receiver is not None else None
+        policy = ReceivePolicy(payload_types=negotiated.payload_types, audio_payload_type=negotiated.payload_type,
+                               not_from=replaced)
+        if new_peer or state.receiver is None or old is None or (old.remote_address, old.remote_port) != (
                 negotiated.remote_address, negotiated.remote_port):
             state.receiver = RtpReceiver(policy)   # a new peer: latch afresh
             state.events.reset()

@@ -55,7 +55,7 @@ class FakeAnchor:
     def accept_b(self, answer: bytes) -> None:
         self.accepted.append(answer)
 
-    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption) -> bytes:
+    def answer_leg(self, leg: Leg, offer: bytes, encryption: MediaEncryption, *, new_party: bool = False) -> bytes:
         self.answered.append((leg, offer))
         return B_OFFER if leg is Leg.B else A_ANSWER
 
@@ -136,7 +136,8 @@ def test_a_hold_in_an_anchored_call_is_answered_for_that_leg_alone() -> None:
     assert h.recorder.started and anchor.recording.togglers == frozenset({1})
 
 
-@pytest.mark.parametrize("recording", [RecordingSettings(), RecordingSettings(extensions={"2001": RecordingMode.NEVER})])
+@pytest.mark.parametrize("recording", [RecordingSettings(),
+                                       RecordingSettings(extensions={"2001": RecordingMode.NEVER})])
 def test_an_unrecorded_call_keeps_direct_media(recording: RecordingSettings) -> None:
     h, anchors = harness(recording)
     place_call(h)

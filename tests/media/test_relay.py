@@ -148,3 +148,12 @@ def test_nothing_is_sent_to_a_leg_that_holds() -> None:
     bridge = relay(direction=Direction.RECVONLY)   # B holds: we only receive from it
     assert bridge.on_rtp(Leg.A, voice(1, 0), A_PHONE, 0.0) is None
     assert bridge.on_rtp(Leg.B, voice(1, 0, ssrc=0x4444), B_PHONE, 0.0) is not None
+
+
+def test_a_new_party_on_a_leg_is_latched_afresh_never_the_phone_it_replaced() -> None:
+    bridge = relay()
+    old = ("10.0.0.9", 7000)
+    assert bridge.on_rtp(Leg.B, voice(1, 0, ssrc=0x4444), old, 0.0) is not None    # latched there
+    bridge.set_negotiated(Leg.B, negotiated(B_PHONE), new_peer=True)                 # a transfer
+    assert bridge.on_rtp(Leg.B, voice(2, 160, ssrc=0x4444), old, 0.02) is None      # its last packets
+    assert bridge.on_rtp(Leg.B, voice(9, 99, ssrc=0x5555), B_PHONE, 0.03) is not None
