@@ -38,12 +38,14 @@ from pbx.calls import hold
 from pbx.calls.fork import ContactTarget, TrunkTarget
 from pbx.calls.local import MediaUnavailable
 from pbx.calls.media_policy import offer_keys
+from pbx.media.dtmf_info import DtmfInfoError, parse_dtmf_info
 from pbx.media.relay import Leg
 from pbx.media.sdes import MediaEncryption
 from pbx.media.sdp import SdpError
 from pbx.recording.policy import CallRecording, Party, RecordingMode, decide
 from pbx.registrar.destination import destination
 from pbx.routing.dialplan import Extension
+from pbx.sip.message import Request
 from pbx.sip.session import InviteSession, RequestIn
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ class Anchor(Protocol):
     def start(self) -> None: ...
 
     def hold(self, leg: Leg, holding: bool, music: str | None) -> bool: ...
+
+    def key(self, leg: Leg, digit: str, at: float) -> None: ...
 
     def close(self) -> str | None: ...
 
@@ -247,6 +251,19 @@ def answer_picker(call: Call, session: InviteSession, picker: Extension,
         return None
     anchor.start()
     return anchor.a_answer, to_picker
+
+
+def on_info(call: Call, side: Side, request: Request, now: float) -> None:
+    """A key in a SIP INFO (relayed to the other side as usual): ``*1``
+    counts for on-demand recording as when sent in the media."""
+    anchor = call.anchor
+    if anchor is None or not request.body:
+        return
+    try:
+        digit = parse_dtmf_info(request.get("content-type") or "", request.body, now)
+    except DtmfInfoError:
+        return   # another INFO package: not ours to read
+    anchor.key(leg_of(call, side), digit.digit, now)
 
 
 def on_ack(call: Call, side: Side, body: bytes) -> None:

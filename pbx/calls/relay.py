@@ -141,6 +141,8 @@ class Relay:
         if method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED \
                 and holds.on_offer(call, side, session, event, now):
             return  # music on hold (pbx.calls.hold)
+        if method == "INFO" and call.anchor is not None:
+            anchoring.on_info(call, side, request, now)
         headers = [(n, v) for n, v in request.headers if n in IN_DIALOG_CARRIED]
         if method in ("INVITE", "UPDATE"):
             if self.refuse_short_interval(session, event.key, request):

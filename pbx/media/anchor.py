@@ -192,6 +192,12 @@ class MediaAnchor:
         if self.recording.mode is RecordingMode.ALWAYS:
             self._record(True)
 
+    def key(self, leg: Leg, digit: str, at: float) -> None:
+        """A key from ``leg``'s phone (RFC 4733 on the relayed stream, or a
+        SIP INFO the call layer saw): ``*1`` toggles on-demand recording."""
+        if self._started and self.recording.mode is RecordingMode.ON_DEMAND and self._toggle.key(int(leg), digit, at):
+            self._record(not self.recording_now)
+
     def _record(self, on: bool) -> None:
         if on == self.recording_now or self._writer is None:
             return
@@ -265,9 +271,7 @@ class MediaAnchor:
                 transport.sendto(datagram, destination)
         heard, digits = self.relay.drain()
         for leg, digit in digits:
-            if self._started and self.recording.mode is RecordingMode.ON_DEMAND \
-                    and self._toggle.key(int(leg), digit.digit, digit.time):
-                self._record(not self.recording_now)
+            self.key(leg, digit.digit, digit.time)
         if not self.recording_now or self._writer is None or self.recorded is None:
             return
         for item in heard:

@@ -15,8 +15,8 @@ A mode is set per route, hunt group, extension and department
 On demand, only a party that is an extension of ours with on-demand
 recording may toggle it (an outside caller cannot start or stop a
 recording): ``*`` then ``1`` within :data:`TOGGLE_WINDOW` seconds, sent
-as RFC 4733 events on the call's media. The keys still reach the other
-side (the relay forwards events as they come).
+as RFC 4733 events on the call's media or in SIP INFO. The keys still
+reach the other side (the relay forwards events and INFOs as they come).
 
 The announcement ("this call is recorded") is played to both parties when
 recording starts: per route (``announce``), else the plan's ``announce``.

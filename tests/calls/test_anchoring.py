@@ -21,6 +21,7 @@ from .harness import (
     AnsweredCall,
     Harness,
     ack_text,
+    from_alice,
     from_bob,
     place_call,
     requests,
@@ -42,6 +43,7 @@ class FakeAnchor:
     accepted: list[bytes] = field(default_factory=list)
     answered: list[tuple[Leg, bytes]] = field(default_factory=list)
     holds: list[tuple[Leg, bool]] = field(default_factory=list)
+    keys: list[tuple[Leg, str]] = field(default_factory=list)
     started: bool = False
     closed: bool = False
 
@@ -70,6 +72,9 @@ class FakeAnchor:
     def hold(self, leg: Leg, holding: bool, music: str | None) -> bool:
         self.holds.append((leg, holding))
         return True
+
+    def key(self, leg: Leg, digit: str, at: float) -> None:
+        self.keys.append((leg, digit))
 
     def close(self) -> str | None:
         self.closed = True
@@ -150,3 +155,14 @@ def test_a_delayed_offer_is_not_anchored() -> None:
     place_call(h, body=b"")
     b_invite = requests(h.take(BOB), "INVITE")[0]
     assert b_invite.body == b"" and anchors.opened == []
+
+
+def test_keys_in_sip_info_reach_the_anchor_and_the_other_side() -> None:
+    h, anchors = harness(RecordingSettings(extensions={"2001": RecordingMode.ON_DEMAND}))
+    call = answered(h)
+    (anchor,) = anchors.opened
+    for cseq, key in ((3, "*"), (4, "1")):
+        h.deliver(from_alice("INFO", call.a_ok, cseq, headers=["Content-Type: application/dtmf-relay"],
+                             body=f"Signal={key}\r\nDuration=160\r\n".encode()), ALICE)
+    assert anchor.keys == [(Leg.A, "*"), (Leg.A, "1")]
+    assert len(requests(h.take(BOB), "INFO")) == 2        # relayed as before
