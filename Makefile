@@ -118,10 +118,18 @@ deps:
 lint: venv
 	$(BIN)/mypy --strict pbx tests bench
 
-# pytest exits 5 when it collected no test: say so, but it is not a failure.
+# Two passes: the suite on $(TEST_WORKERS) workers (pytest-xdist; its tests
+# mostly wait on phones, prompts and timers), then the SIPp loads (-m load)
+# alone, since they measure what one server carries and must not share
+# the CPU. pytest exits 5 when a pass collected no test: not a failure.
+TEST_WORKERS ?= 2
 test: venv deps lint
-	@status=0; $(BIN)/pytest -q --durations=25 || status=$$?; \
-	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
+	@status=0; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not load" --durations=25 || status=$$?; \
+	if [ $$status -eq 5 ]; then status=0; fi; \
+	load=0; $(BIN)/pytest -q -m load --durations=10 || load=$$?; \
+	if [ $$load -eq 5 ]; then echo "no load tests collected"; load=0; fi; \
+	if [ $$status -eq 0 ]; then status=$$load; fi; \
 	exit $$status
 
 run: venv

@@ -216,10 +216,26 @@ def test_cli_add_list_remove_without_a_server(dialplan: Path) -> None:
     assert list(load_dialplan(dialplan).groups["factory"].members) == ["602", "603"]
 
 
+def test_cli_gives_a_short_number_to_a_hunt_group(dialplan: Path) -> None:
+    dialplan.write_text(PLAN + 'hunt_groups:\n  "500": {name: Plant team, members: ["1201", "1202"]}\n',
+                        encoding="utf-8")
+    code, out, _ = run("add", "factory", "650", "--name", "Plant team", "--hunt-group", "500",
+                       "--dialplan", str(dialplan), "--pid-file", str(dialplan.parent / "pbx.pid"))
+    assert code == 0, out
+    assert "650: {name: Plant team, hunt_group: '500'}" in factory(dialplan)
+    code, out, _ = run("list", "factory", "--dialplan", str(dialplan))
+    assert out.splitlines()[-1] == "  650      Plant team               hunt group 500"
+    code, _, err = run("add", "factory", "651", "--hunt-group", "501", "--dialplan", str(dialplan))
+    assert code == 1 and "names unknown hunt group '501'; did you mean '500'?" in err
+    assert "651" not in factory(dialplan)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("add", "factory", "603"), "pbx group: member '603' needs an extension or a mobile"),
+        (("add", "factory", "603"), "pbx group: member '603' needs an extension, a mobile or a hunt group"),
+        (("add", "factory", "603", "--hunt-group", "500", "--extension", "1203"),
+         "pbx group: member '603' is hunt group '500': it has no extension or mobile of its own"),
         (("add", "factory", "6x3", "--extension", "1203"), "pbx group: short number '6x3' must be 2 to 8 digits"),
         (("remove", "nowhere", "601"), "pbx group: no short-number group 'nowhere'"),
         (("list", "nowhere"), "pbx group: no short-number group 'nowhere'"),

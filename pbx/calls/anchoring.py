@@ -37,7 +37,7 @@ import structlog
 from pbx.calls import hold
 from pbx.calls.fork import ContactTarget, TrunkTarget
 from pbx.calls.local import MediaUnavailable
-from pbx.calls.media_policy import offer_keys
+from pbx.calls.media_policy import local_encryption, offer_keys
 from pbx.media.dtmf_info import DtmfInfoError, parse_dtmf_info
 from pbx.media.relay import Leg
 from pbx.media.sdes import MediaEncryption
@@ -127,11 +127,10 @@ def _needs_bridge(call: Call, action: Ring) -> bool:
 
 
 def encryption(call: Call, *, on_tls: bool, party: Extension | None) -> MediaEncryption:
-    """SRTP towards one leg's phone: only where its keys travel over TLS
-    (or that is allowed), as its extension's ``media_encryption`` says."""
-    if not (on_tls or call.controller.plan.security.sdes_over_plain_signalling):
-        return "none"
-    return party.media_encryption if party is not None else "optional"
+    """SRTP towards one leg's phone, as for the PBX's own media
+    (:func:`pbx.calls.media_policy.local_encryption`)."""
+    return local_encryption(party.media_encryption if party is not None else None, on_tls=on_tls,
+                            allow_plain_signalling=call.controller.plan.security.sdes_over_plain_signalling)
 
 
 def prepare(call: Call, action: Ring) -> None:

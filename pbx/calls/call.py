@@ -35,6 +35,7 @@ from pbx.calls.hunt import HuntRing
 from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
 from pbx.calls import anchoring
+from pbx.calls.media_policy import local_encryption
 from pbx.calls import transfer as transfers
 from pbx.calls.plan import Action, AnswerMenu, AskCode, End, Overflowing, Ring, quoted_text as quoted
 from pbx.ivr.menu import Hangup, Transfer
@@ -474,7 +475,11 @@ class Call:
         if service is None:
             return None
         try:
-            return service.open(lambda work: self.controller.act(self, work))
+            encryption = local_encryption(
+                self.caller.media_encryption if self.caller is not None else None,
+                on_tls=self.a.dest.transport == "tls",
+                allow_plain_signalling=self.controller.plan.security.sdes_over_plain_signalling)
+            return service.open(lambda work: self.controller.act(self, work), encryption)
         except MediaUnavailable as err:
             log.warning("media_unavailable", call_id=self.a_call_id, uuid=self.uuid, error=str(err))
             return None

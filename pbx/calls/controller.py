@@ -39,14 +39,15 @@ from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
 from pbx.calls.anchoring import BRIDGED_REFUSALS, Anchors
 from pbx.calls.media_policy import check_offer
-from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
+from pbx.calls.plan import (Action, Caller, End, Hunting, Ring as RingTargets, over_tls_only, plan_call,
+                            sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
-from pbx.registrar.bindings import BindingTable
+from pbx.registrar.bindings import Binding, BindingTable
 from pbx.registrar.destination import remote_target
 from pbx.routing.account_codes import masked, split_prefixed
 from pbx.routing.budgets import FREE_CLASSES, budgets_for, period_of
@@ -543,7 +544,18 @@ class CallController:
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
-        action = plan_call(decision, caller, self.plan, lambda number: self.bindings.current(number, wall),
+        secure = _is_sips(call.a_request)
+
+        def contacts(number: str) -> list[Binding]:
+            found = self.bindings.current(number, wall)
+            return over_tls_only(found) if secure else found
+
+        if secure and isinstance(decision, Ring) and not contacts(decision.extension.number) \
+                and self.bindings.current(decision.extension.number, wall):
+            log.info("call_sips_not_allowed", call_id=call.a_call_id, uuid=call.uuid,
+                     callee=decision.extension.number)
+            return sips_not_allowed(self.plan.domain)
+        action = plan_call(decision, caller, self.plan, contacts,
                            call.a_call_id, hunting, transfer=transfer or payer is not None)
         payer = payer or call.caller
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
@@ -980,6 +992,10 @@ class CallController:
             for key in session.keys:
                 if self.by_key.get(key, (call,))[0] is call:
                     self.by_key.pop(key, None)
+
+
+def _is_sips(request: Request) -> bool:
+    return request.uri[:5].lower() == "sips:"
 
 
 def _dialled(request: Request) -> str:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from pbx.calls.local import SDP_TYPE, CallMedia, MediaUnavailable
+from pbx.calls.media_policy import local_encryption
 from pbx.media.sdp import Direction, MediaDescription, Origin, SdpError, SessionDescription, parse_sdp
 from pbx.sip import session_timer
 from pbx.sip.message import Header, Request
@@ -106,13 +107,46 @@ def inactive_answer(offer: bytes, previous: bytes) -> bytes | None:
         return None
     if [m.media for m in description.media] != [m.media for m in before.media]:
         return None
-    media = tuple(replace(m, attributes=(*((k, v) for k, v in m.attributes if k not in _DIRECTIONS),
-                                         (Direction.INACTIVE.value, None)))
-                  for m in before.media)
+    media = []
+    for offered, last in zip(description.media, before.media):
+        kept = _crypto_for(offered.attributes, last.attributes)
+        if kept is None:
+            return None
+        media.append(replace(last, attributes=(*kept, (Direction.INACTIVE.value, None))))
     origin = replace(before.origin, version=before.origin.version + 1)
     attributes = tuple((k, v) for k, v in before.attributes if k not in _DIRECTIONS)
     return SessionDescription(origin=origin, name=before.name, connection=before.connection,
-                              attributes=attributes, media=media).serialise().encode()
+                              attributes=attributes, media=tuple(media)).serialise().encode()
+
+
+Attribute = tuple[str, str | None]
+
+
+def _crypto_for(offered: tuple[Attribute, ...], last: tuple[Attribute, ...]) -> list[Attribute] | None:
+    """``last``'s attributes without its direction, and with one SRTP key
+    (RFC 4568 ``a=crypto``) that answers the new offer: the first of
+    ``last``'s keys whose suite the offer has, under the tag of the offered
+    line (an answer takes one line and carries its tag, §5.1.2; what we
+    last sent the holder may have been an offer with several, and a phone's
+    re-offer may number its lines anew). None when ``last`` had keys and
+    none of their suites is offered."""
+    tags: dict[str, str] = {}
+    for name, value in offered:
+        if name == "crypto" and value:
+            tag, _, rest = value.partition(" ")
+            tags.setdefault(rest.split(" ", 1)[0], tag)
+    kept: list[Attribute] = []
+    keys = [value.partition(" ")[2] for name, value in last if name == "crypto" and value]
+    for name, value in last:
+        if name not in _DIRECTIONS and name != "crypto":
+            kept.append((name, value))
+    if not keys:
+        return kept
+    for rest in keys:
+        answer_tag = tags.get(rest.split(" ", 1)[0])
+        if answer_tag is not None:
+            return [*kept, ("crypto", f"{answer_tag} {rest}")]
+    return None
 
 
 # ---------------------------------------------------------------- the decision, pure
@@ -263,7 +297,15 @@ def _start(call: Call, side: Side, session: InviteSession, event: RequestIn, now
     if other is None or service is None or inactive_answer(event.request.body, session.sdp_sent) is None:
         return False
     try:
-        media = service.open(lambda work: call.controller.act(call, work))
+        held_party = call.party(side.other)
+        # A phone talking RTP/SAVP now gets an RTP/SAVP offer: one that insists
+        # on SRTP refuses best-effort (RTP/AVP + a=crypto) offers.
+        setting = "required" if b"RTP/SAVP" in other.sdp_sent else (
+            held_party.media_encryption if held_party is not None else None)
+        encryption = local_encryption(setting,
+                                      on_tls=other.dest.transport == "tls",
+                                      allow_plain_signalling=call.controller.plan.security.sdes_over_plain_signalling)
+        media = service.open(lambda work: call.controller.act(call, work), encryption)
     except MediaUnavailable as err:
         log.warning("hold_music_unavailable", call_id=call.a_call_id, uuid=call.uuid, error=str(err))
         return False

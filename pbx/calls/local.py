@@ -28,6 +28,7 @@ from typing import Final, Protocol
 
 from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt, Outcome
 from pbx.ivr.menu import Hangup, MenuRun, Transfer
+from pbx.media.sdes import MediaEncryption
 from pbx.sip.message import Header, Request
 
 SDP_TYPE: Final[Header] = ("content-type", "application/sdp")
@@ -109,8 +110,10 @@ class CallMedia(Protocol):
 
 
 class LocalMedia(Protocol):
-    def open(self, act: Act) -> CallMedia:
-        """A media side for a call; :class:`MediaUnavailable` if none."""
+    def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
+        """A media side for a call; :class:`MediaUnavailable` if none.
+        ``encryption``: whether its SDP takes or offers SRTP keys
+        (:func:`pbx.calls.media_policy.local_encryption`)."""
         ...
 
 

@@ -88,6 +88,18 @@ def check_offer(body: bytes, *, caller: MediaEncryption | None, callee: MediaEnc
     return None
 
 
+def local_encryption(setting: MediaEncryption | None, *, on_tls: bool,
+                     allow_plain_signalling: bool) -> MediaEncryption:
+    """SRTP for the PBX's own media towards one phone (prompts, menus, music
+    on hold): keys only where they cross TLS signalling (or that is
+    allowed), and then taken when offered, insisted on for a ``required``
+    extension, never for a ``none`` one (``setting`` None: not an extension). Over plain signalling: plain RTP (an offer with
+    keys there was refused already by :func:`check_offer`)."""
+    if setting == "none" or not (on_tls or allow_plain_signalling):
+        return "none"
+    return "required" if setting == "required" else "optional"
+
+
 def leg_offer(body: bytes, *, caller_on_tls: bool, leg_on_tls: bool, allow_plain_signalling: bool) -> bytes:
     """The offer as sent on one leg: without its a=crypto lines unless both
     legs' signalling is TLS (or that is allowed). Other lines untouched."""

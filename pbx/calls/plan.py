@@ -187,6 +187,20 @@ def plan_call(decision: Decision, caller: Caller, plan: Dialplan,
             assert_never(decision)
 
 
+def over_tls_only(found: list[Binding]) -> list[Binding]:
+    """The contacts a ``sips:`` call may ring: those registered over TLS.
+    A SIPS Request-URI asks for TLS on every hop (RFC 3261 §26.2.2,
+    RFC 5630), so a phone on UDP or TCP is never rung for it."""
+    return [binding for binding in found if binding.source.transport == "tls"]
+
+
+def sips_not_allowed(domain: str) -> End:
+    """The refusal of a ``sips:`` call whose callee is registered, but not
+    over TLS: 480 with Warning 380 (RFC 5630 §3.1.3's code for it)."""
+    return End(status=480, disposition=Disposition.UNAVAILABLE, reason="sips_not_allowed",
+               headers=(("warning", f'380 {domain} "SIPS Not Allowed"'),))
+
+
 def _announced(end: End, caller: Caller, plan: Dialplan) -> End:
     """``end`` with the announcement its status calls for, if the dialplan
     wants refusals announced."""

@@ -54,20 +54,21 @@ def tell_server(pid_file: Path) -> None:
 @click.option("--name", default="", help="the person's name")
 @click.option("--extension", metavar="NUMBER", help="their extension")
 @click.option("--mobile", metavar="NUMBER", help="their mobile, as members dial it")
+@click.option("--hunt-group", metavar="NUMBER", help="a hunt group this short number rings instead of a person")
 @click.option("--ring", type=click.Choice(["together", "desk_first"]), default="together", show_default=True,
               help="ring desk and mobile together, or the desk first")
 @click.option("--desk-seconds", type=click.IntRange(1, 600), default=15, show_default=True,
               help="with desk_first: seconds before the mobile rings too")
 @DIALPLAN
 @PID_FILE
-def add(group_key: str, short: str, name: str, extension: str | None, mobile: str | None, ring: str,
-        desk_seconds: int, dialplan: Path, pid_file: Path) -> None:
+def add(group_key: str, short: str, name: str, extension: str | None, mobile: str | None,
+        hunt_group: str | None, ring: str, desk_seconds: int, dialplan: Path, pid_file: Path) -> None:
     """Add a member under SHORT to GROUP, or replace the one it has."""
     from pbx.routing.members_file import GroupAdminError, add_member
     from pbx.routing.short_numbers import Member
 
     try:
-        member = Member(short=short, name=name, extension=extension, mobile=mobile,
+        member = Member(short=short, name=name, extension=extension, mobile=mobile, hunt_group=hunt_group,
                         ring="desk_first" if ring == "desk_first" else "together", desk_seconds=desk_seconds)
     except ValueError as err:
         _fail(str(err))
@@ -124,6 +125,9 @@ def list_members(group_key: str | None, dialplan: Path) -> None:
         if not found.members:
             click.echo("  (no members)")
         for member in found.members.values():
+            if member.hunt_group is not None:
+                click.echo(f"  {member.short:<8} {member.name or '-':<24} hunt group {member.hunt_group}")
+                continue
             ring = f"desk first, mobile after {member.desk_seconds} s" if member.ring == "desk_first" else "together"
             if member.extension is None or member.mobile is None:
                 ring = "-"

@@ -31,6 +31,7 @@ from pbx.media.endpoint import MediaEngine, MediaSession
 from pbx.media.events import Digit, MediaEvent, PlaybackFinished
 from pbx.media.player import Loop, PlaylistItem, Prompt, Silence, Tone
 from pbx.media.ports import PortsExhausted
+from pbx.media.sdes import MediaEncryption
 from pbx.media.sdp import Direction, Origin, SdpError, parse_sdp
 from pbx.media.tones import ToneKind, tone_spec
 
@@ -47,10 +48,10 @@ class IvrMedia:
         self.engine = engine
         self.prompts = prompts
 
-    def open(self, act: Act) -> CallMedia:
+    def open(self, act: Act, encryption: MediaEncryption = "none") -> CallMedia:
         media = SessionMedia(self.prompts, act)
         try:
-            media.session = self.engine.open_session_now(on_event=media.on_event)
+            media.session = self.engine.open_session_now(on_event=media.on_event, encryption=encryption)
         except PortsExhausted as err:
             raise MediaUnavailable(str(err)) from None
         return media

@@ -148,7 +148,8 @@ class MediaEngine:
         return PortsExhausted(f"no RTP port pair could be bound in {self.ports.first}-{self.ports.last}")
 
     def open_session_now(self, *, settings: StreamSettings = StreamSettings(),
-                         on_event: Callable[[MediaEvent], None] | None = None) -> MediaSession:
+                         on_event: Callable[[MediaEvent], None] | None = None,
+                         encryption: MediaEncryption = "none") -> MediaSession:
         """:meth:`open_session` without waiting, for a caller that must
         answer at once (the call layer builds its SDP in the same step): the
         sockets are bound here, asyncio takes them over a moment later.
@@ -156,7 +157,7 @@ class MediaEngine:
         send nothing. :class:`PortsExhausted` when no pair can be bound."""
         loop = self._loop = asyncio.get_running_loop()
         rtp_port, rtp, rtcp = self.bind_pair_now()
-        session = MediaSession(self, rtp_port, settings=settings, on_event=on_event)
+        session = MediaSession(self, rtp_port, settings=settings, on_event=on_event, encryption=encryption)
         session.adopting = loop.create_task(session.adopt(rtp, rtcp))
         return self._ticking(session, loop)
 

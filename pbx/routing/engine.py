@@ -461,11 +461,19 @@ def _internal_destination(
 
 
 def _ring_member(call: CallRequest, caller: Extension, plan: Dialplan, steps: list[Step],
-                 found: InGroup) -> RingMember | Reject:
+                 found: InGroup) -> Decision:
     group, member, number = found.group, found.callee, call.dialled
     rule = f"groups.{group.key}.members.{member.short}"
     steps.append(Step(rule=f"groups.{group.key}.members.{found.caller.short}",
                       outcome=f"caller {caller.number} is {found.caller.short} in group {group.title}"))
+    if member.hunt_group is not None:
+        hunt = plan.hunt_groups[member.hunt_group]
+        verdict = check_class(plan, caller, hunt.number, INTERNAL, call.at, steps=(
+            *steps, Step(rule=rule, outcome=f"short number {number} is hunt group {hunt.title}: internal")))
+        if not verdict.allowed:
+            return Reject(status=403, reason=verdict.reason, rule=verdict.rule, call_class=INTERNAL,
+                          steps=verdict.steps, detail=verdict.steps[-1].outcome)
+        return _hunt(plan, hunt, call.at, list(verdict.steps), INTERNAL)
     wants_desk = member.extension is not None and (found.dialled_short or number == member.extension)
     wants_mobile = member.mobile is not None and (found.dialled_short or number == member.mobile)
     if found.dialled_short:
@@ -570,7 +578,7 @@ def _from_trunk(call: CallRequest, plan: Dialplan) -> Decision:
 
 
 def _inbound_member(call: CallRequest, plan: Dialplan, ref: tuple[str, str], rule: str,
-                    steps: list[Step]) -> RingMember | Reject:
+                    steps: list[Step]) -> Decision:
     """A DID that rings a group member: their desk and, as their ring policy
     says, their mobile through a trunk. The mobile leg leaves the PBX on the
     member's behalf, so it is checked against the member's own rights (their
@@ -578,6 +586,10 @@ def _inbound_member(call: CallRequest, plan: Dialplan, ref: tuple[str, str], rul
     rights to lend, and their mobile is not rung from outside."""
     group = plan.groups[ref[0]]
     member = group.members[ref[1]]
+    if member.hunt_group is not None:
+        hunt = plan.hunt_groups[member.hunt_group]
+        steps.append(Step(rule=rule, outcome=f"member {member.label} is hunt group {hunt.title}"))
+        return _hunt(plan, hunt, call.at, steps, INBOUND)
     owner = plan.extensions.get(member.extension) if member.extension is not None else None
     if owner is not None and _inactive(owner, call.at) is not None:
         # A member whose extension is not active is not reached, desk or mobile:

@@ -5,7 +5,8 @@ that :mod:`pbx.routing.loader` reads like a dialplan file — every node with
 its place — and puts under ``groups.<key>.file_members`` in the merged
 data, so the checks here report problems in either place the same way.
 
-Checks: members name known extensions; a short number is 2 to 8 digits,
+Checks: members name known extensions (or a known hunt group, and then
+nothing else); a short number is 2 to 8 digits,
 given once per group, and means nothing else on the keypad (not an
 extension, a feature code, nor a number any number plan gives an outside
 class such as emergency); an extension is one member per group; patterns
@@ -46,6 +47,7 @@ def _outside_rows(plan: Merged, root: Place) -> list[tuple[Any, str]]:
 
 def check_groups(plan: Merged, root: Place, report: Report) -> None:
     extensions = section_of(plan, "extensions")
+    hunt_groups = section_of(plan, "hunt_groups")
     outside = _outside_rows(plan, root)
     for key, entry in entries_of(plan, "groups"):
         group_path: DataPath = ("groups", key)
@@ -64,8 +66,15 @@ def check_groups(plan: Merged, root: Place, report: Report) -> None:
             if not isinstance(member, dict) or path in plan.invalid:
                 continue  # not a member at all, or its short number was refused: said once
             who = f"member {short!r} of {owner}"
+            if "hunt_group" in member:
+                check_reference(plan, (*path, "hunt_group"), hunt_groups, "hunt group", who, root, report)
+                for person in ("extension", "mobile", "ring", "desk_seconds"):
+                    if person in member:
+                        report(plan.key_place((*path, person), root),
+                               f"{who} is hunt group {member['hunt_group']!r}: it has no {person} of its own")
+                continue
             if "extension" not in member and "mobile" not in member:
-                report(where, f"{who} needs an extension or a mobile")
+                report(where, f"{who} needs an extension, a mobile or a hunt_group")
             check_reference(plan, (*path, "extension"), extensions, "extension", who, root, report)
             extension = member.get("extension")
             if isinstance(extension, str) and plan.valid((*path, "extension")):
@@ -159,6 +168,7 @@ def _member(short: str, data: dict[str, Any]) -> Member:
         mobile=str(data["mobile"]) if "mobile" in data else None,
         ring=ring,
         desk_seconds=int(data.get("desk_seconds", DEFAULT_DESK_SECONDS)),
+        hunt_group=str(data["hunt_group"]) if "hunt_group" in data else None,
     )
 
 

@@ -145,6 +145,8 @@ def _put(data: CommentedMap, member: Member) -> str:
         entry["extension"] = member.extension
     if member.mobile is not None:
         entry["mobile"] = member.mobile
+    if member.hunt_group is not None:
+        entry["hunt_group"] = member.hunt_group
     if member.ring != "together":
         entry["ring"] = member.ring
         entry["desk_seconds"] = member.desk_seconds

@@ -5,7 +5,9 @@ Several groups may exist, each with its own plan: ``601`` may be An in the
 head-office group and Tài in the factory group. The caller's group decides,
 so a caller in no group cannot use short numbers at all (to them ``601`` is
 just digits). A member is a person: their extension (desk phone and
-softphones register to it) and their mobile, reached through a trunk.
+softphones register to it) and their mobile, reached through a trunk; or
+a team: a hunt group, so the group's plan can give the sales line a short
+number (``650`` rings hunt group 500 for head-office callers).
 
 Rules kept here (pure: the engine asks and builds its decision):
 
@@ -51,12 +53,19 @@ class Member:
     """``together``: desk and mobile at once; ``desk_first``: the mobile
     joins after ``desk_seconds``."""
     desk_seconds: int = DEFAULT_DESK_SECONDS
+    hunt_group: str | None = None
+    """The hunt group this short number rings, instead of a person: it
+    then has no extension or mobile of its own."""
 
     def __post_init__(self) -> None:
         if not self.short.isdigit() or not 2 <= len(self.short) <= 8:
             raise ValueError(f"short number {self.short!r} must be 2 to 8 digits")
-        if self.extension is None and self.mobile is None:
-            raise ValueError(f"member {self.short!r} needs an extension or a mobile")
+        if self.hunt_group is not None:
+            if self.extension is not None or self.mobile is not None:
+                raise ValueError(f"member {self.short!r} is hunt group {self.hunt_group!r}:"
+                                 " it has no extension or mobile of its own")
+        elif self.extension is None and self.mobile is None:
+            raise ValueError(f"member {self.short!r} needs an extension, a mobile or a hunt group")
         if self.ring not in RING_POLICIES:
             raise ValueError(f"member {self.short!r}: ring must be one of {', '.join(RING_POLICIES)}")
         if self.desk_seconds < 1:

@@ -137,3 +137,25 @@ def test_a_loop_plays_round_and_round_without_a_gap() -> None:
     assert not player.done
     player.stop()
     assert player.next_payload() is None
+
+
+def crypto(tag: int, suite: str) -> str:
+    return f"a=crypto:{tag} {suite} inline:{suite[:8]}key{tag}"
+
+
+def test_an_srtp_holder_is_answered_with_one_key_under_the_tag_it_offers_now() -> None:
+    # We last sent the holder an offer with two keys; its re-offer numbers
+    # its one line anew: the answer takes one key, re-tagged.
+    seen = sdp(direction="sendrecv", extra_media="\r\n".join(
+        [crypto(1, "AES_256_CM_HMAC_SHA1_80"), crypto(2, "AES_CM_128_HMAC_SHA1_80")]))
+    offer = sdp(direction="sendonly", extra_media=crypto(7, "AES_CM_128_HMAC_SHA1_80"))
+    answer = inactive_answer(offer, seen)
+    assert answer is not None
+    lines = [line for line in answer.decode().splitlines() if line.startswith("a=crypto")]
+    assert lines == ["a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:AES_CM_1key2"]
+    # No suite in common: not answered here (the offer is relayed instead).
+    other = sdp(direction="sendonly", extra_media=crypto(1, "AEAD_AES_128_GCM"))
+    assert inactive_answer(other, seen) is None
+    # Plain RTP then and now: no key appears.
+    plain = inactive_answer(sdp(direction="sendonly"), sdp())
+    assert plain is not None and b"a=crypto" not in plain

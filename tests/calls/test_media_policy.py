@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.calls.media_policy import MediaEncryption, check_offer, leg_offer
+from pbx.calls.media_policy import MediaEncryption, check_offer, leg_offer, local_encryption
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIz"
 
@@ -48,3 +48,17 @@ def test_keys_reach_a_leg_only_over_tls_both_ways(caller_tls: bool, leg_tls: boo
                      allow_plain_signalling=allow)
     assert (KEY.encode() in sent) is keeps_keys
     assert b"m=audio 4000 RTP/AVP 0\r\n" in sent
+
+
+@pytest.mark.parametrize(("setting", "on_tls", "allow_plain", "expected"), [
+    (None, True, False, "optional"),          # a trunk or unknown party on TLS: keys if it offers them
+    ("none", True, False, "none"),            # the extension says never
+    ("optional", True, False, "optional"),
+    ("required", True, False, "required"),
+    ("required", False, False, "none"),       # keys would cross plain signalling: never ours
+    ("optional", False, False, "none"),
+    ("optional", False, True, "optional"),    # the operator trusts the signalling path
+])
+def test_the_pbx_own_media_takes_keys_only_over_tls(setting: MediaEncryption | None, on_tls: bool,
+                                                  allow_plain: bool, expected: str) -> None:
+    assert local_encryption(setting, on_tls=on_tls, allow_plain_signalling=allow_plain) == expected

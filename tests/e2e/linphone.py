@@ -26,8 +26,8 @@ CONFIG = """\
 [sip]
 sip_port={sip_port}
 sip_tcp_port=0
-sip_tls_port=0
-use_rfc2833=1
+sip_tls_port={tls_port}
+{tls_settings}use_rfc2833=1
 use_info=0
 guess_hostname=0
 register_only_when_network_is_up=0
@@ -49,11 +49,15 @@ def available() -> bool:
 
 
 class Linphone:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls_ca: Path | None = None) -> None:
+        """``tls_ca``: speak SIP over TLS only (UDP off), trusting this CA
+        and checking the server's name, as a phone set up for TLS does."""
         home = directory / "home"
         (home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
         config = directory / "linphonerc"
-        config.write_text(CONFIG.format(sip_port=free_port(), rtp_port=free_port()))
+        tls = "" if tls_ca is None else f"root_ca={tls_ca}\nverify_server_certs=1\nverify_server_cn=1\n"
+        config.write_text(CONFIG.format(sip_port=free_port() if tls_ca is None else 0, rtp_port=free_port(),
+                                        tls_port=0 if tls_ca is None else free_port(), tls_settings=tls))
         self.output = directory / "linphonec.out"
         self._lines: list[str] = []
         self._lock = threading.Condition()

@@ -5,6 +5,8 @@ hunt_ringer_uas.xml rings until cancelled), a hand-driven caller
 
 - circular: ten calls go round the five members, and the round goes on
   where it was after the server restarts (the position is in the store);
+  after the restart Alice dials the group's short number (71), which
+  rings the same hunt group;
 - linear: ten calls each ring 2101 and 2102 (1 s each, then a plain
   CANCEL) before 2103 answers; the leg rows say so in order;
 - ring_all: every member rings, one answers, the ringers' CANCELs carry
@@ -50,6 +52,11 @@ hunt_groups:
   "701": {{name: Circular, strategy: circular, members: {LIST}}}
   "700": {{name: Linear, strategy: linear, members: {LIST}, member_seconds: 1, total_seconds: 30}}
   "702": {{name: Sales, strategy: ring_all, members: {LIST}}}
+groups:
+  ops:
+    members:
+      "61": {{name: Alice, extension: "2001"}}
+      "71": {{name: Circular team, hunt_group: "701"}}
 """
 
 
@@ -94,9 +101,10 @@ def test_circular_goes_round_and_carries_on_after_a_restart(pbx: Pbx, tmp_path: 
             time.sleep(0.5)  # the store's writer commits behind
             pbx.server.restart()  # same ports and database; the members' registrations are in it
             for _ in range(7):
-                call(alice, "701")
+                call(alice, "71")
     rows = group_rows(pbx, "701", 10)
     assert [r["answered_by"] for r in rows] == MEMBERS + MEMBERS
+    assert [r["dialed_number"] for r in rows] == ["701"] * 3 + ["71"] * 7
     assert all(r["disposition"] == "ANSWERED" for r in rows)
 
 

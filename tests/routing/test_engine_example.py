@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, CodeRequired, Decision, Reject, Ring, RunIvr, ToTrunk, decide
+from pbx.routing.engine import CallRequest, CodeRequired, Decision, Hunt, Reject, Ring, RunIvr, ToTrunk, decide
 from pbx.routing.loader import load_dialplan
 from pbx.routing.rights import check_number
 from tests.routing.test_loader import EXAMPLE
@@ -352,6 +352,19 @@ def test_internal_call_rings_the_extension() -> None:
     decision = route("1099", "1001", MOMENTS["tet"])
     assert isinstance(decision, Ring)
     assert (decision.extension.number, decision.rule, decision.call_class) == ("1001", "extensions.1001", "internal")
+
+
+def test_a_group_short_number_rings_the_team_behind_it() -> None:
+    # 650 is the sales hunt group for the head office: a short number of its plan.
+    decision = route("1004", "650", MOMENTS["evening"])
+    assert isinstance(decision, Hunt)
+    assert (decision.group.number, decision.call_class) == ("500", "internal")
+    assert [step.rule for step in decision.steps][:3] == [
+        "extensions.1004", "groups.head_office.members.602", "groups.head_office.members.650"]
+    assert "short number 650 is hunt group 500 (Sales): internal" in [step.outcome for step in decision.steps]
+    # Outside the head office 650 means nothing: the caller's group decides.
+    for caller in ("1099", "1201"):
+        assert not isinstance(route(caller, "650", MOMENTS["business"]), Hunt), caller
 
 
 # ---------------------------------------------------------------- inbound

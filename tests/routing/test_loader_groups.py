@@ -91,7 +91,7 @@ def test_every_group_problem_with_its_place() -> None:
         "plan.yaml:25:7: short number '77' of group 'office' is also feature code '77' at plan.yaml:13:31",
         "plan.yaml:25:36: extension '1001' is already member '601' of group 'office' at plan.yaml:21:7",
         "plan.yaml:26:7: short number '6a1' must be 2 to 8 digits",
-        "plan.yaml:27:7: member '604' of group 'office' needs an extension or a mobile",
+        "plan.yaml:27:7: member '604' of group 'office' needs an extension, a mobile or a hunt_group",
         "plan.yaml:28:24: extension '1001' is already member '601' of group 'office' at plan.yaml:21:7",
         "plan.yaml:28:40: member '605' of group 'office': mobile '1002' is extension '1002'; give it as 'extension'",
         "plan.yaml:28:54: 'members.605.ring' of group 'office' must be one of 'together', 'desk_first'",
@@ -269,3 +269,32 @@ inbound:
 """)
     plan = load_dialplan(path)
     assert plan.inbound["+842873000601"].member == ("office", "601")
+
+
+TEAMS = BASE + """\
+hunt_groups:
+  "500": {name: Sales, strategy: ring_all, members: ["1001", "1002"]}
+groups:
+  office:
+    members:
+      601: {name: An, extension: "1001"}
+      650: {name: Sales team, hunt_group: "500"}
+      651: {name: Typo, hunt_group: "510"}
+      652: {name: Both, hunt_group: "500", extension: "1002", ring: desk_first}
+      653: {hunt_group: 500}
+"""
+
+
+def test_a_short_number_may_ring_a_hunt_group() -> None:
+    write("plan.yaml", TEAMS)
+    assert [str(p) for p in check_dialplan("plan.yaml")] == [
+        "plan.yaml:25:37: member '651' of group 'office' names unknown hunt group '510'; did you mean '500'?",
+        "plan.yaml:26:44: member '652' of group 'office' is hunt group '500': it has no extension of its own",
+        "plan.yaml:26:63: member '652' of group 'office' is hunt group '500': it has no ring of its own",
+        "plan.yaml:27:25: 'members.653.hunt_group' of group 'office' must be a string, not an integer;"
+        " put the value in quotes",
+    ]
+    write("plan.yaml", TEAMS.split("      651:")[0])
+    plan = load_dialplan("plan.yaml")
+    team = plan.groups["office"].members["650"]
+    assert (team.hunt_group, team.extension, team.mobile, team.long_numbers()) == ("500", None, None, ())

@@ -238,7 +238,8 @@ def test_outside_check_of_restricting_groups_only() -> None:
     [
         ({"short": "1"}, "short number '1' must be 2 to 8 digits"),
         ({"short": "12a", "extension": "2001"}, "short number '12a' must be 2 to 8 digits"),
-        ({"short": "12"}, "member '12' needs an extension or a mobile"),
+        ({"short": "12"}, "member '12' needs an extension, a mobile or a hunt group"),
+            ({"short": "12", "hunt_group": "500", "mobile": "0912345678"}, "member '12' is hunt group '500'"),
         ({"short": "12", "extension": "2001", "desk_seconds": 0}, "member '12': desk_seconds must be at least 1"),
     ],
 )

@@ -23,6 +23,7 @@ class NewMember(BaseModel):
     name: str = Field(default="", max_length=100)
     extension: str | None = None
     mobile: str | None = None
+    hunt_group: str | None = Field(default=None, pattern=r"^[0-9]{2,8}$")
     ring: Literal["together", "desk_first"] = "together"
     desk_seconds: int = Field(default=15, ge=1, le=600)
 
@@ -32,7 +33,7 @@ async def list_groups(request: Request, principal: Principal = Depends(require(P
                       ) -> list[dict[str, Any]]:
     return [{"key": key, "title": g.title, "members_file": g.members_file,
              "members": [{"short": m.short, "name": m.name, "extension": m.extension, "mobile": m.mobile,
-                          "ring": m.ring} for m in g.members.values()]}
+                          "hunt_group": m.hunt_group, "ring": m.ring} for m in g.members.values()]}
             for key, g in plan_of(request).groups.items()]
 
 
@@ -41,8 +42,8 @@ async def add_group_member(group: str, new: NewMember, request: Request,
                            principal: Principal = Depends(require(Permission.GROUPS_WRITE))) -> dict[str, Any]:
     ctx = context(request)
     try:
-        member = Member(short=new.short, name=new.name, extension=new.extension, mobile=new.mobile, ring=new.ring,
-                        desk_seconds=new.desk_seconds)
+        member = Member(short=new.short, name=new.name, extension=new.extension, mobile=new.mobile,
+                        hunt_group=new.hunt_group, ring=new.ring, desk_seconds=new.desk_seconds)
         change = await run_in_threadpool(add_member, ctx.dialplan_path, group, member)
     except ValueError as err:
         raise bad_request(str(err)) from None
