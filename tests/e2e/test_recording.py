@@ -156,6 +156,8 @@ def test_star_one_toggles_on_demand_recording(pbx: Pbx, phones: PhoneFactory, tm
     assert before == pytest.approx((950.0, 350.0), abs=15.0)
 
     carol.send_dtmf("*1", call)
+    # The keys reach Bob too: RFC 4733 events pass through the relay.
+    assert [bob.wait_for("dtmf", 5.0, call=bob_call)["digit"] for _ in range(2)] == ["*", "1"]
     announced = listen(bob, bob_call, tmp_path / "bob-announcement.wav", 3.5)
     assert heard_prompt(announced, "call_recorded") > 0.8  # recording started, and it is said
     during = exchange_tones(carol, call, bob, bob_call, tmp_path, (500.0, 800.0))
