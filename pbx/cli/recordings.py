@@ -2,14 +2,15 @@
 
 The directory, retention and size budget come from the dialplan's
 ``recording:`` section (``--dialplan``), or ``--dir`` and the options given.
-``list`` joins each file with its CDR row (caller, number dialled, start)
-when the database can be read; a file's name is its call's id.
+``list`` joins each file with its call's CDR row (caller, number dialled)
+when the database can be read: a file's name is its call's id.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import uuid
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from pbx.cdr.query import display_width
 from pbx.cdr.writer import CDR
 from pbx.cli.cdr import open_database
 from pbx.cli.defaults import DEFAULT_DB
-from pbx.recording.files import BadRecordingName, StoredFile, file_name, is_recording, purge, scan, to_purge
+from pbx.recording.files import SUFFIX, BadRecordingName, StoredFile, file_name, is_recording, purge, scan, to_purge
 from pbx.recording.policy import RecordingSettings
 
 _DIALPLAN = click.option("--dialplan", type=click.Path(path_type=Path), default=Path("dialplans/example.yaml"),
@@ -58,9 +59,12 @@ def _seconds(path: Path) -> float | None:
 
 
 def _cdr_rows(db_url: str, names: list[str]) -> dict[str, dict[str, Any]]:
-    """CDR facts by recording file name; empty (with a note) when the database cannot be read."""
+    """CDR facts by recording file name, found by the call id the name is
+    made of (so a file a crash left unlinked still shows its call); empty,
+    with a note, when the database cannot be read."""
     if not names:
         return {}
+    ids = {str(uuid.UUID(name.removesuffix(SUFFIX))): name for name in names}
     try:
         engine = open_database(db_url)
     except click.ClickException as err:
@@ -68,9 +72,9 @@ def _cdr_rows(db_url: str, names: list[str]) -> dict[str, dict[str, Any]]:
         return {}
     try:
         with engine.connect() as conn:
-            query = select(CDR.c.recording, CDR.c.caller_number, CDR.c.dialed_number, CDR.c.started_at,
-                           CDR.c.billsec).where(CDR.c.recording.in_(names))
-            return {row.recording: dict(row._mapping) for row in conn.execute(query)}
+            query = select(CDR.c.call_uuid, CDR.c.caller_number, CDR.c.dialed_number, CDR.c.started_at,
+                           CDR.c.billsec).where(CDR.c.call_uuid.in_(list(ids)))
+            return {ids[str(uuid.UUID(str(row.call_uuid)))]: dict(row._mapping) for row in conn.execute(query)}
     except SQLAlchemyError as err:
         click.echo(f"note: no CDR details ({str(err).splitlines()[0]})", err=True)
         return {}
