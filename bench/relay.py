@@ -5,7 +5,8 @@ The PBX side (this process, pinned to CPU 0) anchors N calls with
 recorded call: two RTP ports per call, every packet relayed at once with
 its SSRC, sequence and timestamp rewritten, each side decoded and written
 to a stereo WAV per call by the writer thread (``--no-record``: relay
-only, as for an SRTP bridge without recording).
+only; ``--srtp``: the caller's leg SRTP, decrypted and re-encrypted by the
+relay, the callee's plain: an SRTP bridge).
 
 The phones (a second process, pinned to CPU 1) are two UDP sockets: "A"
 sends every call's caller packets, "B" every callee's, one per call and
@@ -42,6 +43,7 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
+import secrets
 import selectors
 import socket
 import struct
@@ -59,6 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pbx.media.anchor import MediaAnchor  # noqa: E402
 from pbx.media.endpoint import MediaEngine  # noqa: E402
 from pbx.media.ports import PortAllocator  # noqa: E402
+from pbx.media.sdes import Crypto, SrtpKeys, Suite, offered_cryptos  # noqa: E402
+from pbx.media.sdp import parse_sdp  # noqa: E402
+from pbx.media.srtp import SrtpContext  # noqa: E402
 from pbx.recording.policy import CallRecording, RecordingMode  # noqa: E402
 from pbx.recording.writer import RecordingWriter  # noqa: E402
 
@@ -82,7 +87,10 @@ def phones(conn: multiprocessing.connection.Connection) -> None:
     side_a, side_b = _socket(), _socket()
     conn.send((side_a.getsockname()[1], side_b.getsockname()[1]))
     ports: list[tuple[int, int]] = conn.recv()          # each call's anchor (A port, B port)
+    keys: list[SrtpKeys | None] = conn.recv()            # each caller's SRTP keys (--srtp), else None
     seconds: float = conn.recv()
+    contexts = [SrtpContext(k) if k is not None else None for k in keys]
+    by_ssrc: dict[int, SrtpContext] = {}
     payload = b"\xd5" * (160 - _SENT.size)
     selector = selectors.DefaultSelector()
     selector.register(side_a, selectors.EVENT_READ)
@@ -96,7 +104,9 @@ def phones(conn: multiprocessing.connection.Connection) -> None:
             for index, (a_port, b_port) in enumerate(ports):
                 header_a = _HEADER.pack(0x80, 8, tick & 0xFFFF, tick * 160 & 0xFFFFFFFF, 0x10000 + index)
                 header_b = _HEADER.pack(0x80, 8, tick & 0xFFFF, tick * 160 & 0xFFFFFFFF, 0x20000 + index)
-                side_a.sendto(header_a + _SENT.pack(time.time_ns()) + payload, (HOST, a_port))
+                packet_a = header_a + _SENT.pack(time.time_ns()) + payload
+                context = contexts[index]
+                side_a.sendto(context.protect(packet_a) if context is not None else packet_a, (HOST, a_port))
                 side_b.sendto(header_b + _SENT.pack(time.time_ns()) + payload, (HOST, b_port))
         due = start + (tick + 1) * PERIOD
         while (left := due - time.perf_counter()) > 0:
@@ -111,6 +121,10 @@ def phones(conn: multiprocessing.connection.Connection) -> None:
                     if packet is None:
                         continue
                     data, arrival, sequence, ssrc = packet
+                    if sock is side_a and contexts[0] is not None:
+                        data = _decrypt(data, ssrc, by_ssrc, contexts)
+                        if not data:
+                            continue
                     arrivals[ssrc].append((arrival, sequence))
                     delays.append(arrival - _SENT.unpack_from(data, 12)[0])
     result = pacing(arrivals)
@@ -123,24 +137,49 @@ def phones(conn: multiprocessing.connection.Connection) -> None:
     conn.send(result)
 
 
+def _decrypt(data: bytes, ssrc: int, by_ssrc: dict[int, SrtpContext], contexts: list[SrtpContext | None]) -> bytes:
+    """An SRTP packet to the caller, decrypted with its call's context (found
+    once per stream by trying them: the anchor's SSRCs are its own)."""
+    context = by_ssrc.get(ssrc)
+    if context is not None:
+        return context.unprotect(data) or b""
+    for candidate in contexts:
+        if candidate is not None and candidate not in by_ssrc.values():
+            clear = candidate.unprotect(data)
+            if clear is not None:
+                by_ssrc[ssrc] = candidate
+                return clear
+    return b""
+
+
 async def relay(calls: int, seconds: float, conn: multiprocessing.connection.Connection, first_port: int,
-                record: bool, folder: Path) -> tuple[float, int]:
+                record: bool, folder: Path, srtp: bool) -> tuple[float, int]:
     """Anchor ``calls`` calls between the phones' two sockets; (CPU s, late ticks)."""
     a_port, b_port = conn.recv()
     engine = MediaEngine(bind_host=HOST, ports=PortAllocator(first_port, first_port + 4 * calls + 400))
     writer = RecordingWriter(folder, retention_days=0, max_bytes=0) if record else None
     mode = RecordingMode.ALWAYS if record else RecordingMode.NEVER
     anchors = []
+    keys: list[SrtpKeys | None] = []
     for index in range(calls):
         anchor = MediaAnchor(engine, call_uuid=f"{index:032x}", recording=CallRecording(mode=mode, announce=False),
                              writer=writer, prompts=None)
-        anchor.answer_a(_offer(a_port), "none")
+        if srtp:
+            # The caller offers SDES keys (as over TLS); the anchor answers with its own.
+            mine = Crypto(1, Suite.AES_CM_128_HMAC_SHA1_80, secrets.token_bytes(30))
+            answer = parse_sdp(anchor.answer_a(_offer(a_port, mine), "optional"))
+            theirs = offered_cryptos(answer.media[0].attributes)[0]
+            keys.append(SrtpKeys(mine.suite, send=mine.material, receive=theirs.material))
+        else:
+            anchor.answer_a(_offer(a_port), "none")
+            keys.append(None)
         anchor.offer_b("none")
         anchor.accept_b(_offer(b_port))
         anchor.start()
         anchors.append(anchor)
     await asyncio.sleep(0.3)          # every socket adopted before the phones start
     conn.send([(a.ports[0], a.ports[1]) for a in anchors])
+    conn.send(keys)
     conn.send(seconds)
     engine.late_ticks = 0
     cpu_start = time.process_time()
@@ -154,18 +193,21 @@ async def relay(calls: int, seconds: float, conn: multiprocessing.connection.Con
     return cpu, engine.late_ticks
 
 
-def _offer(port: int) -> bytes:
+def _offer(port: int, crypto: Crypto | None = None) -> bytes:
+    keys = f"a=crypto:{crypto.value()}\r\n" if crypto is not None else ""
     return (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n").encode()
+            f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+            f"a=rtpmap:101 telephone-event/8000\r\n{keys}").encode()
 
 
-def run_level(calls: int, seconds: float, loop_kind: str, first_port: int, record: bool) -> dict[str, float]:
+def run_level(calls: int, seconds: float, loop_kind: str, first_port: int, record: bool,
+              srtp: bool) -> dict[str, float]:
     parent, child = multiprocessing.Pipe()
     process = multiprocessing.Process(target=phones, args=(child,), daemon=True)
     process.start()
     try:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as folder:
-            work = relay(calls, seconds, parent, first_port, record, Path(folder))
+            work = relay(calls, seconds, parent, first_port, record, Path(folder), srtp)
             cpu, late = run_on(loop_kind, work)
         result: dict[str, float] = parent.recv()
     finally:
@@ -184,17 +226,20 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--first-port", type=int, default=26000)
     parser.add_argument("--no-record", dest="record", action="store_false", help="relay only, write no files")
+    parser.add_argument("--srtp", action="store_true",
+                        help="the caller's leg SRTP (SDES, AES_CM_128_HMAC_SHA1_80), the callee's plain: an SRTP bridge")
     args = parser.parse_args()
     args.loop = usable_loop(args.loop)
     pin(0)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"{args.seconds:g} s per level, loop {args.loop}, {'recorded' if args.record else 'relay only'}, "
+    print(f"{args.seconds:g} s per level, loop {args.loop}, {'recorded' if args.record else 'relay only'}"
+          f"{', caller leg SRTP' if args.srtp else ''}, "
           "PBX CPU 0, phones CPU 1; holds: the relay adds <= 2 ms at p99, no loss")
     print(f"{'calls':>5} {'streams':>7} {'received':>9} {'lost':>5} {'gap p50':>7} {'gap p99':>7} "
           f"{'delay p50':>9} {'delay p99':>9} {'added p99':>9} {'CPU/call':>9} {'per core':>8}  holds  (ms)")
     best = 0
     for calls in (int(level) for level in args.levels.split(",")):
-        r = run_level(calls, args.seconds, args.loop, args.first_port, args.record)
+        r = run_level(calls, args.seconds, args.loop, args.first_port, args.record, args.srtp)
         share = r["cpu"] / (calls * args.seconds)
         holds = r.get("added_p99", 1.0) <= 0.002 and r["lost"] == 0 and r["streams"] == 2 * calls
         best = calls if holds else best
