@@ -22,8 +22,8 @@ import asyncio
 import secrets
 import socket
 from dataclasses import replace
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
 import structlog
 
@@ -78,7 +78,9 @@ class MediaAnchor:
         self._frames_written = 0
         self._started = False
         self.closed = False
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Socket adoption, prompt and music loading: kept (a task nobody
+        references may be collected mid-way), cancelled on close."""
         self._rtp: dict[Leg, asyncio.DatagramTransport] = {}
         self._holding: set[Leg] = set()
         pairs: list[tuple[int, socket.socket, socket.socket]] = []
@@ -94,9 +96,14 @@ class MediaAnchor:
         for leg, (port, rtp, rtcp) in zip(Leg, pairs):
             self.ports.append(port)
             self._open_sockets += 2
-            self._loop.create_task(self._adopt(leg, rtp, rtcp))
+            self._spawn(self._adopt(leg, rtp, rtcp), name=f"adopt-{port}")
         self.rtp_port = self.ports[0]
         engine.join(self)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str = "anchor") -> None:
+        task = self._loop.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _adopt(self, leg: Leg, rtp: socket.socket, rtcp: socket.socket) -> None:
         """Hand the bound sockets to asyncio (a moment after they were bound,
@@ -229,7 +236,7 @@ class MediaAnchor:
                 for leg in Leg:
                     self.relay.play(leg, (Silence(0.2), Prompt(audio), Silence(0.2)))
 
-        self._task = self._loop.create_task(play())
+        self._spawn(play())
 
     def hold(self, leg: Leg, holding: bool, music: str | None) -> bool:
         """``leg``'s phone put the other on hold (or resumed): the other
@@ -252,7 +259,7 @@ class MediaAnchor:
             if tune is not None and leg in self._holding and not self.closed:
                 self.relay.play(other, (Loop(tune),))
 
-        self._loop.create_task(play())
+        self._spawn(play())
         return True
 
     # ------------------------------------------------------------ driven by sockets and the tick
@@ -301,8 +308,9 @@ class MediaAnchor:
         if self.closed:
             return self.recorded if self._frames_written else None
         self.closed = True
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            if task is not asyncio.current_task() and not task.get_name().startswith("adopt"):
+                task.cancel()   # adoption finishes: it closes what it adopts once closed
         self.engine.forget(self)
         a, b = self.relay.leg(Leg.A), self.relay.leg(Leg.B)
         log.info("anchor_closed", uuid=self.call_uuid, to_a=a.forwarded, to_b=b.forwarded, dropped_a=a.dropped,
