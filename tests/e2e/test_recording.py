@@ -155,10 +155,13 @@ def test_star_one_toggles_on_demand_recording(pbx: Pbx, phones: PhoneFactory, tm
     before = exchange_tones(carol, call, bob, bob_call, tmp_path, (350.0, 950.0), seconds=1.5)
     assert before == pytest.approx((950.0, 350.0), abs=15.0)
 
+    bob.record(tmp_path / "bob-announcement.wav", bob_call)
     carol.send_dtmf("*1", call)
     # The keys reach Bob too: RFC 4733 events pass through the relay.
     assert [bob.wait_for("dtmf", 5.0, call=bob_call)["digit"] for _ in range(2)] == ["*", "1"]
-    announced = listen(bob, bob_call, tmp_path / "bob-announcement.wav", 3.5)
+    time.sleep(3.0)
+    bob.stop_record(bob_call)
+    announced = recorded(tmp_path / "bob-announcement.wav")
     assert heard_prompt(announced, "call_recorded") > 0.8  # recording started, and it is said
     during = exchange_tones(carol, call, bob, bob_call, tmp_path, (500.0, 800.0))
     assert during == pytest.approx((800.0, 500.0), abs=15.0)
