@@ -59,6 +59,17 @@ def test_the_cdr_row_links_the_recording(migrated: Engine, recorded: tuple[Path,
         call.hex: file_name(call.hex) for call in recorded[1:]}
 
 
+def test_a_recording_from_the_answer_is_linked_before_the_call_ends(migrated: Engine) -> None:
+    background = BackgroundWriter(migrated)
+    cdrs = CdrWriter(background, "pbx-a", run_now)
+    call = uuid.uuid4()
+    cdrs.started(make_start(call))
+    cdrs.answered(make_answer(call, recording=file_name(call.hex)))
+    assert background.close(timeout=30)       # the process dies here: the row still names the file
+    with migrated.connect() as conn:
+        assert conn.execute(select(CDR.c.recording)).scalar_one() == file_name(call.hex)
+
+
 def test_list_shows_each_file_with_its_call(db_url: str, recorded: tuple[Path, uuid.UUID, uuid.UUID]) -> None:
     folder, first, _ = recorded
     result = CliRunner().invoke(recordings, ["list", "--dir", str(folder), "--db", db_url,
