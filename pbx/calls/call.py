@@ -34,6 +34,7 @@ from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
 from pbx.calls.hunt_queue import position_phrase
 from pbx.calls.local import PHRASE_FOR_STATUS, SDP_TYPE, CallMedia, DirectMedia, MediaUnavailable
+from pbx.calls import anchoring
 from pbx.calls.media_policy import local_encryption
 from pbx.calls import transfer as transfers
 from pbx.calls import conference, parking
@@ -73,6 +74,7 @@ from pbx.voicemail.session import Message, MessageRequest
 
 if TYPE_CHECKING:
     from pbx.calls.codes import AccountUse, CodeCall
+    from pbx.calls.anchoring import Anchor
     from pbx.calls.hold import MusicOnHold
     from pbx.calls.hunt_queue import Waiting
     from pbx.calls.parking import Parked
@@ -259,6 +261,14 @@ class Call:
     """The mailbox that takes the call if the extension rung does not."""
     voicemail: VoicemailUse | None = None
     """The message being left, once the call went to a mailbox."""
+    anchor: Anchor | None = None
+    """The PBX's media relay, when the call is anchored (pbx.calls.anchoring)."""
+    anchor_swapped: bool = False
+    """A transfer by the caller made the anchor's leg B the call's A side."""
+    bridge_srtp: bool = False
+    """Anchor it whatever the recording: its legs cannot share SRTP keys."""
+    recording_file: str | None = None
+    """The recording's file name, once the call ended (the CDR links it)."""
 
     # ------------------------------------------------------------ identity
 
@@ -369,6 +379,8 @@ class Call:
             previous = self.winner
             assert previous is not None
             self.a = previous.session
+            if self.anchor is not None:
+                self.anchor_swapped = not self.anchor_swapped
         self.winner = leg
         self.destination = target
         if self.music is not None:
@@ -388,11 +400,18 @@ class Call:
         callee. False when their offers have nothing in common (or one is
         missing): nothing changes then."""
         offer, picker_offer = self.a_request.body, picker_call.a_request.body
-        try:
-            to_caller = cross_answer(offer, picker_offer, session_id=abs(hash(self.uuid)) % 10**9)
-            to_picker = cross_answer(picker_offer, offer, session_id=abs(hash(picker_call.uuid)) % 10**9)
-        except SdpError:
-            return False
+        if self.anchor is not None:
+            # Anchored (recorded): the picker takes the anchor's callee leg.
+            answers = anchoring.answer_picker(self, picker_call.a, picker, picker_offer)
+            if answers is None:
+                return False
+            to_caller, to_picker = answers
+        else:
+            try:
+                to_caller = cross_answer(offer, picker_offer, session_id=abs(hash(self.uuid)) % 10**9)
+                to_picker = cross_answer(picker_offer, offer, session_id=abs(hash(picker_call.uuid)) % 10**9)
+            except SdpError:
+                return False
         if self.fork is not None:
             self.fork.stop([COMPLETED_ELSEWHERE])
         session = picker_call.a
@@ -478,6 +497,7 @@ class Call:
         self.ring_due = now + action.ring_timeout
         self.forward_on_fail = action.forward
         self.mailbox = action.voicemail
+        anchoring.prepare(self, action)
         self.fork = Fork(action.targets, self.controller.dialer(self), wall=self.controller.wall,
                          unreachable=action.unreachable)
         result = self.fork.start(now)
@@ -758,7 +778,9 @@ class Call:
         self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
         if self.answered_at is None:  # a code prompt answered the caller, the callee answers the call
             self.answered_at, self.answered_monotonic = self.controller.wall(), now
-        offer = media.reoffer(response.body) if response.body else b""
+        # An anchored call's caller goes to the anchor, not to the callee.
+        remote = anchoring.to_caller(self, response.body, final=True) if response.body else b""
+        offer = media.reoffer(remote) if remote else b""
         media.close()
         self.controller.recorder.call_answered(self)
         log.info("menu_transfer_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,
@@ -885,7 +907,8 @@ class Call:
         if response.to.tag is not None and self.state is CallState.RINGING:
             self.early_leg = leg
         if self.state is CallState.RINGING and leg.live:
-            self.a.respond(response.status, response.reason, carried(response), response.body)
+            self.a.respond(response.status, response.reason, carried(response),
+                           anchoring.to_caller(self, response.body, final=False) if response.body else b"")
 
     def _on_answered(self, leg: Leg, response: Response, now: float) -> None:
         fork = self.fork
@@ -910,7 +933,8 @@ class Call:
         self.answered_at = self.controller.wall()
         self.ring_due = None
         timer_headers, interval = session_timer.response_headers(self.a_request, leg.session.invite, response)
-        self.a.respond(200, None, [*carried(response), *timer_headers], response.body)
+        self.a.respond(200, None, [*carried(response), *timer_headers],
+                       anchoring.to_caller(self, response.body, final=True))
         self.controller.recorder.call_answered(self)
         log.info("call_answered", call_id=self.a_call_id, uuid=self.uuid, contact=leg.contact,
                  session_interval=interval)
@@ -1069,6 +1093,7 @@ class Call:
             reason = "voicemail" if self.voicemail.seconds is not None else "voicemail_no_message"
         if self.music is not None:
             self.music.stop()
+        anchoring.ended(self)
         if self.queued is not None:
             self.controller.dequeue(self)
         parking.leave(self)  # a parked call that ends (its maximum duration) frees its slot

@@ -118,6 +118,7 @@ class CdrRecorder:
             answered_at=_at(call.answered_at),
             destination=call.destination or call.dialled,
             answered_by=call.answered_by,
+            recording=call.anchor.recorded if call.anchor is not None else None,
         ))
 
     def call_alive(self, call: Call, at: float) -> None:
@@ -156,6 +157,7 @@ class CdrRecorder:
                 else call.hangup_status,
                 reason=call.reason,
                 destination=call.destination,
+                recording=call.recording_file,
                 **_priced(call),
             ),
             legs,

@@ -40,6 +40,7 @@ from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
 from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import PHRASE_FOR_STATUS, LocalMedia
+from pbx.calls.anchoring import BRIDGED_REFUSALS, Anchors
 from pbx.calls.media_policy import check_offer
 from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, LeaveMessage, OpenMailbox,
                             Ring as RingTargets, over_tls_only, plan_call, sips_not_allowed)
@@ -199,6 +200,8 @@ class CallController:
         """The ``random`` strategy's source; tests pass a seeded one."""
         self.media: LocalMedia | None = None
         """How calls are answered locally (menus, announcements); None: never."""
+        self.anchors: Anchors | None = None
+        """Media relays for calls recorded or SRTP-bridged; None: direct media only."""
         self.hours: Mapping[str, HoursOverride] = {}
         """Administrators' schedule overrides (``pbx hours``), as last read from the store."""
         self.features = features or FeatureState()
@@ -543,6 +546,10 @@ class CallController:
             caller_on_tls=call.a.dest.transport == "tls", callee_on_tls=callee_on_tls,
             allow_plain_signalling=self.plan.security.sdes_over_plain_signalling)
         if refused is None:
+            return None
+        if refused.tag in BRIDGED_REFUSALS and self.anchors is not None and call.a_request.body:
+            # The PBX's relay gives each leg what it can do (pbx.calls.anchoring).
+            call.bridge_srtp = True
             return None
         log.info("call_media_refused", call_id=call.a_call_id, uuid=call.uuid, reason=refused.tag,
                  caller=call.caller_number, callee=callee.number if callee is not None else None)

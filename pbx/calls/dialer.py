@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from pbx.calls import anchoring
 from pbx.calls.call import Call, Side, carried
 from pbx.calls.fork import ContactTarget, Dialer, Leg, TrunkTarget
 from pbx.calls.media_policy import leg_offer
 from pbx.registrar.destination import destination
+from pbx.routing.dialplan import Extension
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, new_tag
 from pbx.sip.message import Header, Request, Response
@@ -35,17 +37,23 @@ class CallDialer(Dialer):
         transferee, whose media it is, answers in a re-INVITE)."""
 
     def _open(self, dialog: Dialog, dest: Peer, *, timers: bool = True,
-              credentials: Credentials | None = None) -> InviteSession:
+              credentials: Credentials | None = None, callee: Extension | None = None) -> InviteSession:
         controller, call = self.controller, self.call
         request = call.a_request
         delayed = self.delayed_offer
         headers = [] if delayed else [*carried(request)]
         if timers and not delayed:
             headers.extend(controller.relay.timer_headers(call, request, Side.B))
-        # SRTP keys in the offer go on only where both legs are TLS.
-        body = b"" if delayed else leg_offer(
-            request.body, caller_on_tls=call.a.dest.transport == "tls", leg_on_tls=dest.transport == "tls",
-            allow_plain_signalling=controller.plan.security.sdes_over_plain_signalling)
+        # SRTP keys in the offer go on only where both legs are TLS; an
+        # anchored call offers the PBX's own media (pbx.calls.anchoring).
+        if delayed:
+            body = b""
+        elif call.anchor is not None:
+            body = anchoring.leg_offer(call, call.anchor, on_tls=dest.transport == "tls", callee=callee)
+        else:
+            body = leg_offer(
+                request.body, caller_on_tls=call.a.dest.transport == "tls", leg_on_tls=dest.transport == "tls",
+                allow_plain_signalling=controller.plan.security.sdes_over_plain_signalling)
         session = InviteSession.uac(
             dialog=dialog, dest=dest, wire=controller.wire, local=controller.local_address, headers=headers,
             body=body, max_forwards=max(0, int(request.get("max-forwards") or "70") - 1),
@@ -68,7 +76,7 @@ class CallDialer(Dialer):
         # caller was answered by us without one (nobody would refresh it).
         extension = self.controller.plan.extension(target.extension)
         session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer,
-                             timers=call.media is None)
+                             timers=call.media is None, callee=extension)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall(),
                    target=target.extension, member=target.member,
                    on_close=self.controller.presence.ring(target.extension))

@@ -278,11 +278,11 @@ def _answer_holder(call: Call, session: InviteSession, event: RequestIn, now: fl
     answer = inactive_answer(request.body, session.sdp_sent)
     if answer is None:
         return False
-    _answer(call, session, event, answer, now)
+    answer_locally(call, session, event, answer, now)
     return True
 
 
-def _answer(call: Call, session: InviteSession, event: RequestIn, body: bytes, now: float) -> None:
+def answer_locally(call: Call, session: InviteSession, event: RequestIn, body: bytes, now: float) -> None:
     """Our own 2xx to an offer (with our session timer: the call's expiry
     watch re-armed by it, as by a relayed refresh)."""
     settings = call.controller.settings
@@ -376,7 +376,7 @@ def _answer_held(call: Call, held: MusicOnHold, session: InviteSession, event: R
         session.answer(event.key, request, 488, headers=[("warning", f'399 {call.controller.plan.domain}'
                                                                      f' "{str(err)[:200]}"')])
         return True
-    _answer(call, session, event, sdp, now)
+    answer_locally(call, session, event, sdp, now)
     return True
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from pbx.calls import anchoring
 from pbx.calls import hold as holds
 from pbx.calls import transfer as transfers
 from pbx.calls.call import CARRIED, Call, CallState, Side, carried
@@ -74,6 +75,8 @@ class Relay:
             case AckIn():
                 if call.music is not None and holds.on_ack(call, session, event):
                     return
+                if call.anchor is not None and event.request.body:
+                    anchoring.on_ack(call, side, event.request.body)
                 pending = call.reinvites.pop(_ack_id(session, event.request), None) if call.reinvites else None
                 if pending is not None:
                     target, relayed = pending
@@ -132,9 +135,14 @@ class Relay:
             # yet (491: try again later, RFC 3311 §5.2).
             session.answer(event.key, request, 491 if method in ("INVITE", "UPDATE") else 481)
             return
+        if method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED and call.anchor is not None \
+                and anchoring.on_offer(call, side, session, event, now):
+            return  # each leg of an anchored call has its own media (pbx.calls.anchoring)
         if method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED \
                 and holds.on_offer(call, side, session, event, now):
             return  # music on hold (pbx.calls.hold)
+        if method == "INFO" and call.anchor is not None:
+            anchoring.on_info(call, side, request, now)
         headers = [(n, v) for n, v in request.headers if n in IN_DIALOG_CARRIED]
         if method in ("INVITE", "UPDATE"):
             if self.refuse_short_interval(session, event.key, request):

@@ -14,6 +14,11 @@ progress in NOTIFYs with sipfrag bodies (:mod:`pbx.sip.refer`), and:
   with the target to this one and ends, an offer-less re-INVITE asks the
   target for a fresh offer, and the transferee gets it as above.
 
+In an anchored call (recorded, or SRTP-bridged) the target's offer is
+answered by the PBX's anchor on the transferor's leg, and the transferee,
+whose media already goes to the anchor, is not re-INVITEd at all: the
+recording goes on, the target in the transferor's channel.
+
 Once the transferee's re-INVITE is answered, the transferor is told
 ``200 OK`` and sent BYE; the transferee and the target are the call's two
 sides from then on (one CDR row: the destination becomes the target, the
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from pbx.calls import anchoring
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.local import SDP_TYPE
 from pbx.calls.plan import Caller, End, Ring
@@ -293,7 +299,7 @@ def on_event(call: Call, transfer: CallTransfer, session: InviteSession, event: 
                 leg.session.hangup()
                 _refused(call, transfer, 488, "no_sdp_from_target")
                 return True
-            _bridge(transfer, event.response.body)
+            _bridge(call, transfer, leg, event.response.body, None)
         case Failed() if fork is not None:
             result = fork.on_failed(leg, event.status, event.reason, now)
             if result is not None and transfer.leg is None:
@@ -307,10 +313,27 @@ def on_event(call: Call, transfer: CallTransfer, session: InviteSession, event: 
     return True
 
 
-def _bridge(transfer: CallTransfer, offer: bytes) -> None:
-    bridge = _Bridge()
-    bridge.request = transfer.transferee.send("INVITE", headers=[SDP_TYPE], body=offer, ref=bridge,
-                                              retry_glare=True)
+def _bridge(call: Call, transfer: CallTransfer, leg: Leg, offer: bytes, fetched: Request | None) -> None:
+    """The target's ``offer`` (in its 2xx, or in the 2xx to our offer-less
+    re-INVITE ``fetched``) goes to the transferee in a re-INVITE; in an
+    anchored call the anchor answers it on the transferor's leg instead, and
+    the transferee's media is not touched (pbx.calls.anchoring)."""
+    if call.anchor is None:
+        bridge = _Bridge()
+        bridge.request = transfer.transferee.send("INVITE", headers=[SDP_TYPE], body=offer, ref=bridge,
+                                                  retry_glare=True)
+        return
+    answer = anchoring.answer_target(call, transfer.side, leg.session, offer)
+    if answer is None:
+        if fetched is not None:
+            leg.session.ack_reinvite(fetched)
+        _abandon(call, transfer, "target_media_refused")
+        return
+    if fetched is not None:
+        leg.session.ack_reinvite(fetched, answer, [SDP_TYPE])
+    else:
+        leg.session.ack(answer, [SDP_TYPE])
+    _complete(call, transfer)
 
 
 def _reinvite_answered(call: Call, transfer: CallTransfer, ref: _Fetch | _Bridge, event: ResponseIn,
@@ -326,7 +349,7 @@ def _reinvite_answered(call: Call, transfer: CallTransfer, ref: _Fetch | _Bridge
                 leg.session.ack_reinvite(ref.request)
             _abandon(call, transfer, "target_gave_no_offer")
             return
-        _bridge(transfer, response.body)
+        _bridge(call, transfer, leg, response.body, ref.request)
         return
     assert ref.request is not None or not ok
     if ok and ref.request is not None and response is not None:

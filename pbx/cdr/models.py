@@ -238,6 +238,9 @@ class CallRecord(Base):
     project: Mapped[str | None] = mapped_column(
         String(64), comment="Project tag of the calling extension, for budgets and reports."
     )
+    recording: Mapped[str | None] = mapped_column(
+        String(64), comment="File name of the call's recording in the recording directory; NULL: not recorded."
+    )
 
 
 class CallLeg(Base):

@@ -58,6 +58,7 @@ COLUMNS: Final[tuple[str, ...]] = (
     "currency",
     "tariff",
     "project",
+    "recording",
     "wait",
 )
 """``wait`` is computed, not stored: whole seconds from the INVITE to the

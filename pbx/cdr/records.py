@@ -152,6 +152,7 @@ class CallAnswer:
     answered_at: datetime
     destination: str                 # the extension or number that answered
     answered_by: str | None = None   # the hunt-group member, when a group rang
+    recording: str | None = None     # the file being recorded from the answer (linked before the end: a crash keeps it)
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)
@@ -180,6 +181,7 @@ class CallEnd:
     cost_minor: int | None = None    # in minor units of `currency`: what reports sum
     currency: str | None = None      # ISO 4217
     tariff: str | None = None        # id of the tariff that priced the call
+    recording: str | None = None     # file name of the call's recording
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)

@@ -329,6 +329,8 @@ class CdrWriter:
         call.row["destination"] = answer.destination
         if answer.answered_by is not None:
             call.row["answered_by"] = answer.answered_by
+        if answer.recording is not None:
+            call.row["recording"] = answer.recording
         self._submit(answer.call_uuid, call.row, [], None)
 
     def ended(
@@ -364,6 +366,8 @@ class CdrWriter:
         row["cost_minor"] = end.cost_minor
         row["currency"] = end.currency
         row["tariff"] = end.tariff
+        if end.recording is not None:
+            row["recording"] = end.recording
         if end.destination is not None and row.get("destination") is None:
             row["destination"] = end.destination
         call_uuid = str(end.call_uuid)

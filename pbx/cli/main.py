@@ -16,6 +16,7 @@ from pbx.cli.group import group
 from pbx.cli.hunt import hunt
 from pbx.cli.hours import hours
 from pbx.cli.ldap import ldap
+from pbx.cli.recordings import recordings
 from pbx.cli.reload import reload
 from pbx.cli.report import report
 from pbx.cli.security import security
@@ -46,6 +47,7 @@ main.add_command(report)
 main.add_command(budget)
 main.add_command(ldap)
 main.add_command(voicemail)
+main.add_command(recordings)
 
 if __name__ == "__main__":
     main()

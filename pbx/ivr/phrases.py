@@ -74,6 +74,11 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "vi": "Ngân sách cuộc gọi của kỳ này đã hết. Không thể thực hiện cuộc gọi này.",
         "zh": "本期通话预算已用完，无法拨打此电话。",
     },
+    "call_recorded": {
+        "en": "This call is recorded.",
+        "vi": "Cuộc gọi này được ghi âm.",
+        "zh": "本次通话将被录音。",
+    },
     "busy": {
         "en": "The number you called is busy. Please try again later.",
         "vi": "Số máy quý khách vừa gọi đang bận. Vui lòng gọi lại sau.",

@@ -18,7 +18,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pbx.media.audio_file import Audio, AudioCache
+import structlog
+
+from pbx.media.audio_file import Audio, AudioCache, AudioFileError
+from pbx.media.make_music import DEFAULT_MUSIC
+
+log = structlog.get_logger("pbx.ivr")
 
 SHIPPED_DIR = Path(__file__).with_name("prompts")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -56,3 +61,18 @@ class PromptLibrary:
         """The prompt's audio, 8 kHz mono; reads the file on first use (run
         it in a thread from the event loop)."""
         return self.cache.load(self.path(language, phrase))
+
+    def music(self, music: str | None) -> Audio | None:
+        """Music on hold: the file ``music``, or the shipped tune when it is
+        None, missing or unusable (logged); None when neither can be read.
+        Blocking: run it in a thread from the event loop."""
+        if music is not None:
+            try:
+                return self.cache.load(Path(music))
+            except AudioFileError as err:
+                log.error("music_on_hold_unusable", file=music, error=str(err))
+        try:
+            return self.cache.load(DEFAULT_MUSIC)
+        except AudioFileError as err:
+            log.error("music_on_hold_unusable", file=str(DEFAULT_MUSIC), error=str(err))
+            return None

@@ -31,7 +31,6 @@ from pbx.media.audio_file import Audio, AudioFileError
 from pbx.media.dtmf_info import DtmfInfoError
 from pbx.media.endpoint import MediaEngine, MediaSession
 from pbx.media.events import Digit, MediaEvent, PlaybackFinished
-from pbx.media.make_music import DEFAULT_MUSIC
 from pbx.media.player import Loop, PlaylistItem, Prompt, Silence, Tone
 from pbx.media.ports import PortsExhausted
 from pbx.media.sdes import MediaEncryption
@@ -219,7 +218,7 @@ class SessionMedia:
             return sounds
 
         sounds = await asyncio.to_thread(load)
-        tune = await asyncio.to_thread(self._load_music, music)
+        tune = await asyncio.to_thread(self._prompts.music, music)
         seat = bridge.enter(room, self.session, moderator=moderator, sounds=sounds, music=tune,
                             on_drop=lambda: self._act(lambda: on_end("conference_dropped")))
         if isinstance(seat, Refusal):
@@ -280,7 +279,7 @@ class SessionMedia:
 
     async def _music(self, music: str | None, language: str, announce: Callable[[], str | None] | None,
                      every: float) -> None:
-        tune = await asyncio.to_thread(self._load_music, music)
+        tune = await asyncio.to_thread(self._prompts.music, music)
         while True:
             phrase = announce() if announce is not None else None
             items: list[PlaylistItem] = [Prompt(a) for a in await self._load([phrase], language)] if phrase else []
@@ -290,20 +289,6 @@ class SessionMedia:
             if phrase is None or every <= 0:
                 return  # the loop plays until stopped, without this task
             await asyncio.sleep(every)
-
-    def _load_music(self, music: str | None) -> Audio | None:
-        """The music file, or the shipped tune when it is missing or unusable (logged)."""
-        cache = self._prompts.cache
-        if music is not None:
-            try:
-                return cache.load(Path(music))
-            except AudioFileError as err:
-                log.error("music_on_hold_unusable", file=music, error=str(err))
-        try:
-            return cache.load(DEFAULT_MUSIC)
-        except AudioFileError as err:
-            log.error("music_on_hold_unusable", file=str(DEFAULT_MUSIC), error=str(err))
-            return None
 
     async def _drive(self, start: Callable[[float], Sequence[MenuAction | PromptAction]],
                      handle: Callable[[PromptEvent, float], list[MenuAction | PromptAction]],

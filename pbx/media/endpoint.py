@@ -48,7 +48,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 
@@ -77,6 +77,16 @@ MAX_QUEUED_EVENTS: Final = 64
 fast as it likes); the oldest go first."""
 
 
+class Ticked(Protocol):
+    """What the engine's tick drives: a session, or a relay (:mod:`pbx.media.anchor`)."""
+
+    rtp_port: int
+
+    def tick(self, now: float, ticks: int, wallclock: float) -> None: ...
+
+    def close(self) -> object: ...
+
+
 class MediaEngine:
     """RTP port range, sockets and the shared 20 ms clock for every stream."""
 
@@ -89,7 +99,7 @@ class MediaEngine:
         self.wallclock = wallclock
         self.late_ticks = 0
         """Ticks skipped because the loop was blocked for more than one period."""
-        self._sessions: dict[int, MediaSession] = {}
+        self._sessions: dict[int, Ticked] = {}
         self._tickers: list[Callable[[float], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -129,10 +139,8 @@ class MediaEngine:
 
     def _ticking(self, session: MediaSession, loop: asyncio.AbstractEventLoop) -> MediaSession:
         """``session`` joins the tick (which starts with the first one)."""
-        self._sessions[session.rtp_port] = session
-        if self._timer is None:
-            self._start, self._tick = loop.time(), 0
-            self._schedule()
+        self._loop = loop
+        self.join(session)
         return session
 
     def _exhausted(self) -> PortsExhausted:
@@ -149,6 +157,15 @@ class MediaEngine:
         Packets that arrive meanwhile wait in the socket; ticks before then
         send nothing. :class:`PortsExhausted` when no pair can be bound."""
         loop = self._loop = asyncio.get_running_loop()
+        rtp_port, rtp, rtcp = self.bind_pair_now()
+        session = MediaSession(self, rtp_port, settings=settings, on_event=on_event, encryption=encryption)
+        session.adopting = loop.create_task(session.adopt(rtp, rtcp))
+        return self._ticking(session, loop)
+
+    def bind_pair_now(self) -> tuple[int, socket.socket, socket.socket]:
+        """An RTP/RTCP pair of the range bound at once (non-blocking
+        sockets for asyncio to adopt); :class:`PortsExhausted` when none can be."""
+        self._loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
         for _ in range(self.ports.capacity):
             rtp_port, rtcp_port = self.ports.allocate()
@@ -164,9 +181,7 @@ class MediaEngine:
                     sock.close()
                 self.ports.unusable(rtp_port)
                 continue
-            session = MediaSession(self, rtp_port, settings=settings, on_event=on_event, encryption=encryption)
-            session.adopting = loop.create_task(session.adopt(*sockets))
-            return self._ticking(session, loop)
+            return rtp_port, sockets[0], sockets[1]
         raise self._exhausted()
 
     def add_ticker(self, ticker: Callable[[float], None]) -> None:
@@ -180,7 +195,15 @@ class MediaEngine:
         if ticker in self._tickers:
             self._tickers.remove(ticker)
 
-    def forget(self, session: MediaSession) -> None:
+    def join(self, ticked: Ticked) -> None:
+        """Something else than a :class:`MediaSession` (a relay) joins the tick."""
+        assert self._loop is not None
+        self._sessions[ticked.rtp_port] = ticked
+        if self._timer is None:
+            self._start, self._tick = self._loop.time(), 0
+            self._schedule()
+
+    def forget(self, session: Ticked) -> None:
         """A session is closing: no more ticks for it. Its ports go back to
         the range once both sockets are closed (asyncio closes them on the
         next loop turn; binding them again before fails)."""

@@ -43,7 +43,7 @@ from pbx.media.jitter import JitterBuffer
 from pbx.media.player import Player, PlaylistItem
 from pbx.media.rtp import pack_header
 from pbx.media.sdp import Negotiated
-from pbx.media.srtp import SrtpContext
+from pbx.media.srtp import SrtpContext, renewed
 from pbx.media.stream import ReceivePolicy, RtpReceiver
 from pbx.media.telephone_event import TelephoneEventReceiver, event_packets
 
@@ -59,6 +59,20 @@ class StreamSettings:
     jitter_depth: int = 3
     relatch_silence: float = 2.0
     send_silence: bool = True
+
+
+def rtp_destination(negotiated: Negotiated | None, receiver: RtpReceiver | None) -> Address | None:
+    """Where a stream's RTP goes: the latched address once the phone sent
+    from one (symmetric RTP), else its SDP address; None when it is not
+    to be sent to (not agreed, not sending, port 0 or a hold address)."""
+    n = negotiated
+    if n is None or not n.direction.sends:
+        return None
+    if receiver is not None and receiver.remote is not None:
+        return receiver.remote
+    if n.remote_port == 0 or n.remote_address in ("0.0.0.0", "::"):
+        return None
+    return (n.remote_address, n.remote_port)
 
 
 class MediaStream:
@@ -103,10 +117,7 @@ class MediaStream:
         """Apply an offer/answer result (first or after a re-INVITE)."""
         old = self.negotiated
         self.negotiated = negotiated
-        if negotiated.srtp is None:
-            self.srtp = None
-        elif self.srtp is None or old is None or old.srtp != negotiated.srtp:
-            self.srtp = SrtpContext(negotiated.srtp)
+        self.srtp = renewed(self.srtp, old.srtp if old is not None else None, negotiated.srtp)
         policy = ReceivePolicy(payload_types=negotiated.payload_types, audio_payload_type=negotiated.payload_type,
                                relatch_silence=self.settings.relatch_silence, allowed_hosts=allowed_hosts)
         if self.receiver is None or old is None or (old.remote_address, old.remote_port) != (
@@ -129,14 +140,7 @@ class MediaStream:
     @property
     def destination(self) -> Address | None:
         """Where RTP goes now, or None (nothing to send to)."""
-        n = self.negotiated
-        if n is None or not n.direction.sends:
-            return None
-        if self.receiver is not None and self.receiver.remote is not None:
-            return self.receiver.remote
-        if n.remote_port == 0 or n.remote_address in ("0.0.0.0", "::"):
-            return None
-        return (n.remote_address, n.remote_port)
+        return rtp_destination(self.negotiated, self.receiver)
 
     @property
     def rtcp_destination(self) -> Address | None:

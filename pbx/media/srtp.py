@@ -49,3 +49,14 @@ class SrtpContext:
         except LibSrtpError:
             self.rejected += 1
             return None
+
+
+def renewed(context: SrtpContext | None, old: SrtpKeys | None, new: SrtpKeys | None) -> SrtpContext | None:
+    """The context after a re-negotiation: kept while the keys stay (a new
+    one would restart the replay window and the rollover counter), new for
+    new keys, none for plain RTP."""
+    if new is None:
+        return None
+    if context is None or old != new:
+        return SrtpContext(new)
+    return context

@@ -58,6 +58,9 @@ class ReceivePolicy:
     relatch_packets: int = 3
     allowed_hosts: frozenset[str] | None = None
     """None: any source may be latched (the phone may be behind any NAT)."""
+    not_from: Address | None = None
+    """A source never latched: the phone another one replaced on this
+    stream (a transfer), whose last packets must not take the place."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +157,9 @@ class RtpReceiver:
         allowed = self.policy.allowed_hosts
         if allowed is not None and source[0] not in allowed:
             self.drops["source_not_allowed"] += 1
+            return False
+        if source == self.policy.not_from:
+            self.drops["replaced_peer"] += 1
             return False
         if self.remote is None:
             self._latch(source, now)

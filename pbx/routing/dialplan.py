@@ -21,6 +21,7 @@ from typing import Final, Literal, TypeVar, get_args
 from pbx.routing.account_codes import AccountCodeSettings, Mode as AccountCodeMode
 from pbx.routing.budgets import BudgetSettings
 from pbx.ldap.settings import LdapSettings
+from pbx.recording.policy import RecordingSettings
 from pbx.routing.calendars import Calendar, Schedule
 from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
@@ -465,6 +466,8 @@ class Dialplan:
     """Where employees are read from (``pbx ldap sync``); None: no directory."""
     voicemail: VoicemailPlan = field(default_factory=VoicemailPlan)
     """Mailboxes: on for every extension unless turned off, and their settings."""
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    """Which calls are recorded, and where the files go (:mod:`pbx.recording.policy`)."""
     places: Mapping[str, str] = field(default_factory=dict)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()

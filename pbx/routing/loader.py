@@ -45,7 +45,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
-                         loader_ldap, loader_routing, loader_voicemail, yaml_compose)
+                         loader_ldap, loader_recording, loader_routing, loader_voicemail, yaml_compose)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -867,7 +867,7 @@ _CHECKS: Final[tuple[Check, ...]] = (
     _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
     *loader_conference.CHECKS,
-    *loader_ldap.CHECKS, *loader_voicemail.CHECKS,
+    *loader_ldap.CHECKS, *loader_voicemail.CHECKS, *loader_recording.CHECKS,
 )
 """Semantic checks, run in order on the merged plan; add new ones here."""
 
@@ -961,5 +961,6 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
         account_codes=loader_codes.build_account_codes(plan),
         ldap=loader_ldap.build_ldap(plan),
         voicemail=loader_voicemail.build_voicemail(plan),
+        recording=loader_recording.build_recording(plan),
         **routing,
     )

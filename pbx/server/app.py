@@ -34,6 +34,8 @@ from pbx.conference.bridge import ConferenceBridge
 from pbx.ivr.service import IvrMedia, prompt_library
 from pbx.media.endpoint import MediaEngine
 from pbx.media.ports import PortAllocator
+from pbx.recording.service import AnchorService
+from pbx.recording.writer import RecordingWriter
 from pbx.registrar.auth import Authenticator
 from pbx.registrar.bindings import BindingTable
 from pbx.security.lockout import Lockout
@@ -150,6 +152,8 @@ class Server:
         self.ivr: IvrMedia | None = None
         self.conferences: ConferenceBridge | None = None
         self.voicemail: VoicemailService | None = None
+        self.recordings: RecordingWriter | None = None
+        self.anchors: AnchorService | None = None
         self.addresses: list[str] = []
         self._advertise = advertise
         self._advertised: str | None = None
@@ -279,6 +283,12 @@ class Server:
         await self.voicemail.recount()
         self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), conferences=self.conferences,
                                           voicemail=self.voicemail)
+        # Recorded and SRTP-bridged calls relay through the PBX; their files
+        # are written by one thread (pbx/recording/writer.py).
+        recording = self.plan.recording
+        self.recordings = RecordingWriter(Path(recording.directory), retention_days=recording.retention_days,
+                                          max_bytes=recording.max_megabytes * 1024 * 1024)
+        self.anchors = calls.anchors = AnchorService(self.media, self.ivr.prompts, self.recordings)
         self.hours_store = HoursStore(engine)
         calls.hours = await asyncio.to_thread(self.hours_store.active, datetime.now(timezone.utc))
         # Account codes: looked up in the store for each call (a code
@@ -341,6 +351,11 @@ class Server:
             listener(plan)
         if self.ivr is not None and plan.media.prompt_dir != old_media.prompt_dir:
             self.ivr.prompts = prompt_library(plan.media.prompt_dir)
+            if self.anchors is not None:
+                self.anchors.prompts = self.ivr.prompts
+        if self.recordings is not None:
+            self.recordings.configure(Path(plan.recording.directory), retention_days=plan.recording.retention_days,
+                                      max_bytes=plan.recording.max_megabytes * 1024 * 1024)
         if (plan.media.rtp_first, plan.media.rtp_last) != (old_media.rtp_first, old_media.rtp_last):
             log.warning("rtp_ports_change_needs_restart", ports=f"{plan.media.rtp_first}-{plan.media.rtp_last}")
         for stream in self._streams():
@@ -552,6 +567,8 @@ class Server:
                 await asyncio.wait_for(self.voicemail.settled(), 10.0)
             except TimeoutError:
                 log.warning("voicemail_unsettled_at_stop")
+        if self.recordings is not None:
+            await asyncio.to_thread(self.recordings.stop)
         flushed = await asyncio.to_thread(self.writer.close, 10.0)
         await asyncio.to_thread(self.alerts.close, 2.0)
         log.info("pbx_stopped", flushed=flushed)

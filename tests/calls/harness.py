@@ -208,10 +208,11 @@ class AnsweredCall:
     b_invite: Request
 
 
-def place_call(h: Harness, *, a_headers: Sequence[str] = ()) -> bytes:
+def place_call(h: Harness, *, a_headers: Sequence[str] = (), body: bytes = SDP) -> bytes:
     """Alice calls 2002 (Call-ID c1): INVITE, 407, INVITE with credentials
-    (CSeq 2, branch z9hG4bKa2), which is returned; nobody has answered."""
-    first = invite_text(call_id="c1", cseq=1, branch="z9hG4bKa1", headers=a_headers)
+    (CSeq 2, branch z9hG4bKa2), which is returned; nobody has answered.
+    ``body`` empty: a delayed offer."""
+    first = invite_text(call_id="c1", cseq=1, branch="z9hG4bKa1", headers=a_headers, body=body)
     h.deliver(first, ALICE)
     challenge = responses(h.take(ALICE), "INVITE")[-1]
     assert challenge.status == 407
@@ -220,7 +221,8 @@ def place_call(h: Harness, *, a_headers: Sequence[str] = ()) -> bytes:
     assert value is not None
     authorization = digest.answer_challenge(value, username="2001", password=PASSWORDS["2001"], method="INVITE",
                                             uri=f"sip:2002@{PBX[0]}:{PBX[1]}", cnonce="c", nc=1)
-    a_invite = invite_text(call_id="c1", cseq=2, branch="z9hG4bKa2", headers=a_headers, authorization=authorization)
+    a_invite = invite_text(call_id="c1", cseq=2, branch="z9hG4bKa2", headers=a_headers, authorization=authorization,
+                           body=body)
     h.deliver(a_invite, ALICE)
     return a_invite
 
