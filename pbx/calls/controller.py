@@ -46,7 +46,7 @@ from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import BindingTable
-from pbx.registrar.destination import remote_target
+from pbx.registrar.destination import first_hop, remote_target
 from pbx.routing.account_codes import masked, split_prefixed
 from pbx.routing.budgets import FREE_CLASSES, budgets_for, period_of
 from pbx.routing.call_limits import limits_for
@@ -453,7 +453,12 @@ class CallController:
             # §12.1.1: requests to the caller go to its Contact, or to where
             # it sent from when NAT is seen (pbx/registrar/destination.py).
             contact = event.request.get("contact")
-            if contact is not None:
+            record_route = event.request.get_all("record-route")
+            if record_route:
+                # §12.2.1.1: a proxy stayed in the dialog (the cluster's
+                # edge): our requests go to the first hop of the route set.
+                dest = first_hop(record_route[0], event.source)
+            elif contact is not None:
                 try:
                     dest = remote_target(parse_name_addr(contact).uri, event.source, caller.nat).peer
                 except (HeaderValueError, SipError):

@@ -24,7 +24,9 @@ from pbx.sip.errors import SipError
 from pbx.sip.message import Header, HeaderValueError, Request, Response, make_response, parse_name_addr
 from pbx.sip.uri import SipUri, parse_uri
 
-SUPPORTED_OPTIONS: frozenset[str] = frozenset()
+# RFC 3327: a REGISTER through an edge proxy (Kamailio) carries Path; a
+# phone or proxy may require us to honour it.
+SUPPORTED_OPTIONS: frozenset[str] = frozenset({"path"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +188,9 @@ class Registrar:
             )
 
         user_agent = request.get("user-agent")
+        # RFC 3327 §5.3: the Path is stored with each binding of this
+        # REGISTER and used as the route set of requests to it.
+        path = tuple(request.get_all("path"))
         for uri, expires, q, instance, reg_id in updates:
             if expires == 0:
                 if self.table.remove(aor, uri) is not None:
@@ -202,6 +207,7 @@ class Registrar:
                 user_agent=user_agent,
                 instance_id=instance,
                 reg_id=reg_id,
+                path=path,
             )
             self.table.put(binding)
             changes.append(BindingChange(binding=binding))
@@ -214,11 +220,17 @@ class Registrar:
             q = f";q={binding.q:g}" if binding.q is not None else ""
             headers.append(("contact", f"<{binding.contact}>;expires={binding.remaining(now)}{q}"))
         headers.append(("date", self._date(now)))
+        contacts = len(headers) - 1
+        if "path" in (tag.strip().lower() for tag in request.get_all("supported")):
+            # RFC 3327 §5.3: the Path stored is echoed, so the phone knows
+            # its route; only to a phone that said it understands Path
+            # (as Kamailio's registrar does with path_mode 1).
+            headers.extend(("path", value) for value in request.get_all("path"))
         return RegisterOutcome(
             response=self._answer(request, 200, "OK", headers),
             changes=tuple(changes),
             event=event,
-            fields={"aor": aor, "contacts": len(headers) - 1},
+            fields={"aor": aor, "contacts": contacts},
         )
 
 

@@ -41,6 +41,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
+from pbx.server.binding_sync import BindingSync
 from pbx.server.call_hooks import HookedRecorder
 from pbx.server.reload import DialplanReloader
 from pbx.server.chat import ChatService
@@ -257,6 +258,13 @@ class Server:
             threadsafe=loop.call_soon_threadsafe)
         await self.chat.refresh()
         self.service.presence, self.service.chat = self.presence, self.chat
+        # Other nodes sharing the store: their registrations, as they happen.
+        node = self.node
+        self.binding_sync = BindingSync(
+            engine=engine, node=node, store=bindings, table=table, pending=self.service.pending_bindings,
+            to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
+            changed=self._bindings_changed)
+        self.binding_sync.start()
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -295,6 +303,12 @@ class Server:
         ]
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
+
+    def _bindings_changed(self, aor: str) -> None:
+        """Another node changed ``aor``'s registrations: its lamps here.
+        (Chat messages kept for it are delivered by the node that took the
+        REGISTER, not by every node.)"""
+        self.presence.changed(aor)
 
     def _save_features(self, record: FeatureRecord) -> None:
         store = self.feature_store
@@ -522,6 +536,7 @@ class Server:
         if self.trunks is not None:
             await self.trunks.stop()  # un-REGISTER while the sockets are still open
         self.service.pending_bindings.flush()
+        await asyncio.to_thread(self.binding_sync.close)
         for udp in self.udp:
             udp.close()
         for stream in self._streams():

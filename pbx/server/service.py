@@ -24,7 +24,7 @@ from pbx.routing.dialplan import Dialplan
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import MessageDropped, SipEndpoint
 from pbx.sip.events import RequestReceived
-from pbx.sip.message import Request, make_response
+from pbx.sip.message import Request, make_response, split_list
 from pbx.store.bindings import BindingRecord, BindingStore
 from pbx.server.security import SecurityEvents
 from pbx.store.writer import BackgroundWriter
@@ -33,7 +33,7 @@ log = structlog.get_logger("pbx.service")
 
 ALLOW = "REGISTER, OPTIONS"
 ACCEPT = "application/sdp"
-SUPPORTED = ""
+SUPPORTED = "path"
 
 Clock = Callable[[], float]
 
@@ -96,7 +96,7 @@ class SipService:
         self.security = security
         self.wall_clock = wall_clock
         self.node = node
-        self.pending_bindings = BindingWriteBehind(writer)
+        self.pending_bindings = BindingWriteBehind(writer, node)
         self.calls: CallHandler | None = None
         self.trunks: TrunkEvents | None = None
         self.presence: PresenceEvents | None = None
@@ -211,6 +211,7 @@ class SipService:
             instance_id=binding.instance_id,
             reg_id=binding.reg_id,
             updated_at=datetime.fromtimestamp(wall, timezone.utc),
+            path=", ".join(binding.path) or None,
         )
 
     def drop_inactive(self, plan: Dialplan) -> None:
@@ -262,4 +263,5 @@ def binding_of(record: BindingRecord, node: str) -> Binding:
         user_agent=record.user_agent,
         instance_id=record.instance_id,
         reg_id=record.reg_id,
+        path=tuple(split_list(record.path)) if record.path else (),
     )

@@ -33,6 +33,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -177,6 +178,9 @@ class RegistrationBinding(Base):
         comment="reg-id Contact parameter (RFC 5626 §4.2)."
     )
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")
+    path: Mapped[str | None] = mapped_column(
+        Text, comment="Path header of the REGISTER (RFC 3327), comma-separated; the route to the phone."
+    )
 
 
 class HoursOverrideRow(Base):
