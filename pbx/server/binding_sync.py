@@ -84,4 +84,6 @@ class BindingSync:
             self._table.replace_aor(aor, bindings, wall)
             if {b.contact for b in self._table.current(aor, wall)} != before:
                 self._changed(aor)
-        log.debug("bindings_refreshed", aors=len(by_aor))
+        # One line per notification heard (a flush of another node's
+        # writes, at most five a second from each node).
+        log.info("bindings_refreshed", count=len(by_aor), aors=sorted(by_aor)[:20])

@@ -1,0 +1,100 @@
+"""Two PBX nodes behind a real Kamailio, sharing one PostgreSQL (issue 19).
+
+Phones know only the edge: they register through it (it adds Path and
+dispatches by Call-ID hash), and call each other whichever node takes the
+call; the node reaches the callee back through the edge. Killing a node
+loses nothing lasting: the phones stay registered and the next calls go to
+the other node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .cluster import NODES, Cluster, start_cluster
+from .harness import DOMAIN
+from .phone import Phone, PhoneFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(240)]
+
+DIALPLAN = """\
+domain: pbx.example.com
+departments:
+  sales: {name: Sales}
+extensions:
+  1001: {name: An Nguyen, department: sales, password: an-secret-1001}
+  1002: {name: Binh Tran, department: sales, password: binh-secret-1002}
+  1003: {name: Chau Le, department: sales, password: chau-secret-1003}
+"""
+PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    with start_cluster(tmp_path / "cluster", DIALPLAN) as running:
+        yield running
+        if request.node.stash.get(_FAILED, False):
+            print(running.output())
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+
+
+def through_edge(phones: PhoneFactory, cluster: Cluster, number: str, **options: object) -> Phone:
+    """A pjsua2 phone registered as ``number`` with the edge as registrar."""
+    phone = phones(f"ext{number}")
+    state = phone.register(number, PASSWORDS[number], DOMAIN, cluster.edge, **options)  # type: ignore[arg-type]
+    assert state["code"] == 200, (state, cluster.output())
+    cluster.wait_known(number)
+    return phone
+
+
+def call_once(caller: Phone, callee: Phone, number: str, cluster: Cluster) -> None:
+    """``caller`` calls ``number`` through the edge; ``callee`` answers,
+    media flows, the caller hangs up and the callee sees the BYE."""
+    call = caller.call(f"sip:{number}@{cluster.edge};transport=udp", transport="udp")
+    caller.wait_for("media_state", 10.0, call=call, status="active")
+    incoming = callee.wait_for("media_state", 10.0, status="active")
+    caller.hangup(call)
+    callee.wait_call_state("DISCONNECTED", int(incoming["call"]), timeout=10.0)
+
+
+def ended_rows(cluster: Cluster, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
+    """The CDR rows once ``count`` calls have ended (their rows are written
+    just after the BYE is answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [row for row in cluster.cdrs() if row["ended_at"]]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_phones_call_each_other_through_either_node(cluster: Cluster, phones: PhoneFactory) -> None:
+    alice = through_edge(phones, cluster, "1001")
+    bob = through_edge(phones, cluster, "1003", auto_answer=200)
+    # The edge hashes each call's Call-ID: call until both nodes have taken
+    # one (at most 12 calls: a 1 in 2048 chance that one node gets them all).
+    seen: set[str] = set()
+    calls = 0
+    while seen != set(NODES) and calls < 12:
+        call_once(alice, bob, "1003", cluster)
+        calls += 1
+        seen = {row["node"] for row in ended_rows(cluster, calls)}
+    rows = ended_rows(cluster, calls)
+    assert len(rows) == calls
+    assert {row["node"] for row in rows} == set(NODES), cluster.output()
+    assert {(row["caller_number"], row["destination"], row["disposition"]) for row in rows} == {
+        ("1001", "1003", "ANSWERED")}
