@@ -98,3 +98,41 @@ def test_phones_call_each_other_through_either_node(cluster: Cluster, phones: Ph
     assert {row["node"] for row in rows} == set(NODES), cluster.output()
     assert {(row["caller_number"], row["destination"], row["disposition"]) for row in rows} == {
         ("1001", "1003", "ANSWERED")}
+
+
+def test_a_node_dies_new_calls_go_to_the_other_and_phones_stay_registered(
+        cluster: Cluster, phones: PhoneFactory) -> None:
+    alice = through_edge(phones, cluster, "1001")
+    bob = through_edge(phones, cluster, "1003", auto_answer=200)
+    # A call in progress on some node; that node dies (SIGKILL: no BYE, no
+    # CDR end, no goodbye to the edge).
+    call = alice.call(f"sip:1003@{cluster.edge};transport=udp", transport="udp")
+    alice.wait_for("media_state", 10.0, call=call, status="active")
+    bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
+    [open_row] = [row for row in cluster.cdrs() if not row["ended_at"]]
+    doomed = open_row["node"]
+    [survivor] = [name for name in NODES if name != doomed]
+    cluster.kill(doomed)
+    # Its call is lost: the phones hang up themselves.
+    alice.hangup(call)
+    bob.hangup(bob_call)
+
+    # The phones are still registered: a refresh through the edge reaches
+    # the survivor (the dead node's probes fail, or the request times out
+    # there and is retried), which has the bindings in the shared store.
+    assert alice.reregister(timeout=15.0)["code"] == 200
+    assert bob.reregister(timeout=15.0)["code"] == 200
+    # New calls all succeed, on the survivor.
+    for _ in range(3):
+        call_once(alice, bob, "1003", cluster)
+    finished = [row for row in ended_rows(cluster, 3) if row["node"] == survivor]
+    assert len(finished) == 3, cluster.output()
+    assert {row["disposition"] for row in finished} == {"ANSWERED"}
+
+    # The dead node comes back: the call it lost is closed as INTERRUPTED,
+    # no other row touched.
+    cluster.nodes[doomed].restart()
+    cluster.killed.discard(doomed)
+    rows = {row["call_id"]: row for row in ended_rows(cluster, 4)}
+    assert rows[open_row["call_id"]]["disposition"] == "INTERRUPTED", cluster.output()
+    assert sorted(row["disposition"] for row in rows.values()) == ["ANSWERED"] * 3 + ["INTERRUPTED"]
