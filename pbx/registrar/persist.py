@@ -16,7 +16,7 @@ row to exist; when an UPDATE finds fewer rows than it was given (an earlier
 write was lost, or the row was swept), those records are upserted whole.
 
 Other nodes sharing the database hear of every flush in its transaction
-(``pbx.store.binding_events``: LISTEN/NOTIFY on PostgreSQL): refreshes too,
+(``pbx.store.change_events``: LISTEN/NOTIFY on PostgreSQL): refreshes too,
 since each node keeps each binding's expiry in memory.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pbx.store.binding_events import announce
+from pbx.store.change_events import announce
 from pbx.store.bindings import BINDINGS, BindingRecord
 from pbx.store.writer import BackgroundWriter
 
@@ -121,7 +121,7 @@ class BindingWriteBehind:
                 conn.execute(_upsert_statement(conn.dialect.name), [_row(r) for r in whole])
             if deletes:
                 conn.execute(_DELETE, deletes)
-            announce(conn, node, aors)
+            announce(conn, node, "bindings", aors)
 
         self._writer.submit(write)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from pbx.billing.alerts import WebhookSender
 from pbx.billing.keeper import BudgetKeeper
@@ -41,7 +41,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
-from pbx.server.binding_sync import BindingSync
+from pbx.server.cluster_sync import ClusterSync
 from pbx.server.call_hooks import HookedRecorder
 from pbx.server.reload import DialplanReloader
 from pbx.server.chat import ChatService
@@ -56,6 +56,7 @@ from pbx.store.blocks import BlockStore
 from pbx.server.codes import StoreChecker
 from pbx.store.chat import OfflineMessageStore
 from pbx.store.code_key import load_code_key
+from pbx.store.change_events import announce
 from pbx.store.codes import CodeStore
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
@@ -258,13 +259,14 @@ class Server:
             threadsafe=loop.call_soon_threadsafe)
         await self.chat.refresh()
         self.service.presence, self.service.chat = self.presence, self.chat
-        # Other nodes sharing the store: their registrations, as they happen.
+        # Other nodes sharing the store: their registrations, hunt group and
+        # feature changes, as they happen (LISTEN/NOTIFY on PostgreSQL).
         node = self.node
-        self.binding_sync = BindingSync(
+        self.cluster_sync = ClusterSync(
             engine=engine, node=node, store=bindings, table=table, pending=self.service.pending_bindings,
             to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
-            changed=self._bindings_changed)
-        self.binding_sync.start()
+            changed=self._bindings_changed, reload={"hunt": self._reload_hunts, "features": self._reload_features})
+        self.cluster_sync.start()
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -311,16 +313,32 @@ class Server:
         self.presence.changed(aor)
 
     def _save_features(self, record: FeatureRecord) -> None:
-        store = self.feature_store
-        self.writer.submit(lambda conn: store.save(record, conn=conn))
+        store, node = self.feature_store, self.node
+
+        def save(conn: Connection) -> None:
+            store.save(record, conn=conn)
+            announce(conn, node, "features", [record.extension])
+
+        self.writer.submit(save)
+
+    async def _reload_features(self) -> None:
+        self.features.merge(await asyncio.to_thread(self.feature_store.load))
+
+    async def _reload_hunts(self) -> None:
+        self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
 
     def _streams(self) -> list[TcpTransport | WebSocketTransport]:
         """The connection-oriented transports: limits and idleness apply."""
         return [*self.tcp, *self.tls, *self.websockets]
 
     def _save_hunt(self, record: HuntRecord) -> None:
-        store = self.hunt_store
-        self.writer.submit(lambda conn: store.save(record, conn=conn))
+        store, node = self.hunt_store, self.node
+
+        def save(conn: Connection) -> None:
+            store.save(record, conn=conn)
+            announce(conn, node, "hunt", [record.group])
+
+        self.writer.submit(save)
 
     def _from_trunk(self, source: Peer) -> bool:
         return self.calls is not None and self.calls.trunk_sources.match(source) is not None
@@ -494,8 +512,8 @@ class Server:
                 stored = await asyncio.to_thread(self.service.security.blocks.active,
                                                  datetime.fromtimestamp(read_at, timezone.utc))
                 self.security.refresh(stored, read_at)
-                self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
-                self.features.merge(await asyncio.to_thread(self.feature_store.load))
+                await self._reload_hunts()
+                await self._reload_features()
                 await self.chat.refresh()
                 await self.refresh_hours()
             except Exception:
@@ -536,7 +554,7 @@ class Server:
         if self.trunks is not None:
             await self.trunks.stop()  # un-REGISTER while the sockets are still open
         self.service.pending_bindings.flush()
-        await asyncio.to_thread(self.binding_sync.close)
+        await asyncio.to_thread(self.cluster_sync.close)
         for udp in self.udp:
             udp.close()
         for stream in self._streams():

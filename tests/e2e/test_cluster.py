@@ -29,8 +29,12 @@ extensions:
   1001: {name: An Nguyen, department: sales, password: an-secret-1001}
   1002: {name: Binh Tran, department: sales, password: binh-secret-1002}
   1003: {name: Chau Le, department: sales, password: chau-secret-1003}
+  1004: {name: Dung Pham, department: sales, password: dung-secret-1004}
+hunt_groups:
+  "701": {name: Round, strategy: circular, members: ["1002", "1003", "1004"]}
 """
-PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003"}
+PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003",
+             "1004": "dung-secret-1004"}
 
 
 @pytest.fixture
@@ -71,12 +75,13 @@ def call_once(caller: Phone, callee: Phone, number: str, cluster: Cluster) -> No
     callee.wait_call_state("DISCONNECTED", int(incoming["call"]), timeout=10.0)
 
 
-def ended_rows(cluster: Cluster, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
-    """The CDR rows once ``count`` calls have ended (their rows are written
-    just after the BYE is answered)."""
+def ended_rows(cluster: Cluster, count: int, timeout: float = 10.0, dialled: str | None = None) -> list[dict[str, str]]:
+    """The CDR rows once ``count`` calls (to ``dialled``, if given) have
+    ended (their rows are written just after the BYE is answered)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = [row for row in cluster.cdrs() if row["ended_at"]]
+        rows = [row for row in cluster.cdrs()
+                if row["ended_at"] and (dialled is None or row["dialed_number"] == dialled)]
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
@@ -136,3 +141,29 @@ def test_a_node_dies_new_calls_go_to_the_other_and_phones_stay_registered(
     rows = {row["call_id"]: row for row in ended_rows(cluster, 4)}
     assert rows[open_row["call_id"]]["disposition"] == "INTERRUPTED", cluster.output()
     assert sorted(row["disposition"] for row in rows.values()) == ["ANSWERED"] * 3 + ["INTERRUPTED"]
+
+
+def test_hunt_group_round_robin_carries_on_across_nodes(cluster: Cluster, phones: PhoneFactory) -> None:
+    alice = through_edge(phones, cluster, "1001")
+    members = {number: through_edge(phones, cluster, number, auto_answer=200) for number in ("1002", "1003", "1004")}
+    order = ["1002", "1003", "1004"]
+    calls = 0
+    nodes: set[str] = set()
+    while calls < 6 or (nodes != set(NODES) and calls < 12):
+        reloads = {name: len(server.lines_with("store_reloaded")) for name, server in cluster.nodes.items()}
+        call = alice.call(f"sip:701@{cluster.edge};transport=udp", transport="udp")
+        alice.wait_for("media_state", 10.0, call=call, status="active")
+        alice.hangup(call)
+        calls += 1
+        row = ended_rows(cluster, calls, dialled="701")[-1]
+        nodes.add(row["node"])
+        # The next call may land on the other node: it has heard of the
+        # rotation's move (the hunt row's NOTIFY) before it is placed.
+        for name, server in cluster.nodes.items():
+            if name != row["node"]:
+                server.wait_lines("store_reloaded", reloads[name] + 1)
+        member = members[row["answered_by"]]
+        member.wait_call_state("DISCONNECTED", timeout=10.0)
+    rows = sorted(ended_rows(cluster, calls, dialled="701"), key=lambda row: row["started_at"])
+    assert [row["answered_by"] for row in rows] == [order[i % 3] for i in range(calls)], cluster.output()
+    assert {row["node"] for row in rows} == set(NODES)

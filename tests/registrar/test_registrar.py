@@ -271,3 +271,27 @@ def test_replayed_authorization_is_refused() -> None:
 def test_bad_contact_gets_400(contact: str) -> None:
     registrar = make_registrar()
     assert authed(registrar, "1001", [contact], password="an-secret-1001").status == 400
+
+
+EDGE_PATH = "<sip:203.0.113.5:5060;lr;received=sip:198.51.100.7:40123>"
+
+
+@pytest.mark.parametrize(("supported", "echoed"), [(None, []), ("path", [EDGE_PATH])])
+def test_path_is_kept_with_the_binding_and_echoed_to_a_phone_that_supports_it(
+        supported: str | None, echoed: list[str]) -> None:
+    # RFC 3327 §5.3: the Path is stored with the binding; the 200 repeats it
+    # only when the phone said it understands Path (Kamailio's path_mode 1).
+    registrar = make_registrar()
+    extra = [("Path", EDGE_PATH), *([("Supported", supported)] if supported else [])]
+    response = authed(registrar, "1001", ["<sip:1001@192.0.2.10:5062>"], password="an-secret-1001", extra=extra)
+    assert response.status == 200
+    [binding] = registrar.table.current("1001", 1000.0)
+    assert binding.path == (EDGE_PATH,)
+    assert response.get_all("path") == echoed
+
+
+def test_require_path_is_understood() -> None:
+    registrar = make_registrar()
+    response = authed(registrar, "1001", ["<sip:1001@192.0.2.10:5062>"], password="an-secret-1001",
+                      extra=[("Path", EDGE_PATH), ("Require", "path")])
+    assert response.status == 200

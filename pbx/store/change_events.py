@@ -1,17 +1,19 @@
-"""Telling the other PBX nodes that registrations changed: PostgreSQL
+"""Telling the other PBX nodes that lasting state changed: PostgreSQL
 LISTEN/NOTIFY.
 
-Each node keeps every binding in memory (``pbx.registrar.bindings``) and the
-store is the truth shared by all nodes. When a node writes bindings it sends,
-in the same transaction, a notification naming the addresses-of-record it
-touched; PostgreSQL delivers it to every listening session at commit, so a
-node re-reads only those AORs, a few milliseconds after the write. The
+Each node keeps what it needs on the call path in memory (every binding,
+``pbx.registrar.bindings``; hunt groups' rotation and log-ins; forwards and
+DND) and the store is the truth shared by all nodes. When a node writes such
+a row it sends, in the same transaction, a notification naming the topic
+(``bindings``, ``hunt``, ``features``) and the keys it touched (AORs, group
+numbers, extensions); PostgreSQL delivers it to every listening session at
+commit, so a node re-reads only that, a few milliseconds after the write. The
 alternative, re-reading every binding every few seconds (a TTL), leaves a
 phone unreachable from the other nodes for up to that long after it
 registers, and costs a full table read per node per period however little
 changed (bench/cluster_bindings.py measures both).
 
-The channel is per schema (``pbx_bindings:<schema>``): notifications are per
+The channel is per schema (``pbx_changes:<schema>``): notifications are per
 database, and two deployments (or two tests) may share one database in
 separate schemas. A notification from this node itself is ignored.
 
@@ -31,8 +33,9 @@ from sqlalchemy import Connection, Engine, text
 
 log = structlog.get_logger(__name__)
 
-CHANNEL_PREFIX: Final = "pbx_bindings:"
-# PostgreSQL refuses a payload of 8000 bytes or more; AORs are short, so a
+CHANNEL_PREFIX: Final = "pbx_changes:"
+TOPICS: Final = frozenset({"bindings", "hunt", "features"})
+# PostgreSQL refuses a payload of 8000 bytes or more; keys are short, so a
 # few hundred fit in one notification and a burst is split into several.
 MAX_PAYLOAD: Final = 7000
 # How long the listener waits for a notification before checking whether it
@@ -42,31 +45,32 @@ RECONNECT_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class BindingsChanged:
-    """Node ``node`` changed the bindings of ``aors``."""
+class StoreChanged:
+    """Node ``node`` changed the ``topic`` rows of ``keys``."""
 
     node: str
-    aors: tuple[str, ...]
+    topic: str
+    keys: tuple[str, ...]
 
 
-def payloads(node: str, aors: Iterable[str]) -> Iterator[str]:
-    """The notification payloads announcing ``aors`` (sorted, each once),
+def payloads(node: str, topic: str, keys: Iterable[str]) -> Iterator[str]:
+    """The notification payloads announcing ``keys`` (sorted, each once),
     split so each stays under ``MAX_PAYLOAD`` bytes."""
     chunk: list[str] = []
     size = 0
-    budget = MAX_PAYLOAD - len(json.dumps({"node": node, "aors": []}).encode())
-    for aor in sorted(set(aors)):
-        cost = len(json.dumps(aor).encode()) + 2
+    budget = MAX_PAYLOAD - len(json.dumps({"node": node, "topic": topic, "keys": []}).encode())
+    for key in sorted(set(keys)):
+        cost = len(json.dumps(key).encode()) + 2
         if chunk and size + cost > budget:
-            yield json.dumps({"node": node, "aors": chunk})
+            yield json.dumps({"node": node, "topic": topic, "keys": chunk})
             chunk, size = [], 0
-        chunk.append(aor)
+        chunk.append(key)
         size += cost
     if chunk:
-        yield json.dumps({"node": node, "aors": chunk})
+        yield json.dumps({"node": node, "topic": topic, "keys": chunk})
 
 
-def parse_payload(payload: str) -> BindingsChanged | None:
+def parse_payload(payload: str) -> StoreChanged | None:
     """The change a payload announces; None for anything else (another
     program on the channel must not crash the listener)."""
     try:
@@ -75,36 +79,39 @@ def parse_payload(payload: str) -> BindingsChanged | None:
         return None
     if not isinstance(data, dict):
         return None
-    node, aors = data.get("node"), data.get("aors")
-    if not isinstance(node, str) or not isinstance(aors, list) or not all(isinstance(a, str) for a in aors):
+    node, topic, keys = data.get("node"), data.get("topic"), data.get("keys")
+    if not isinstance(node, str) or topic not in TOPICS or not isinstance(keys, list) \
+            or not all(isinstance(key, str) for key in keys):
         return None
-    return BindingsChanged(node=node, aors=tuple(aors))
+    return StoreChanged(node=node, topic=topic, keys=tuple(keys))
 
 
-def announce(conn: Connection, node: str, aors: Iterable[str]) -> None:
+def announce(conn: Connection, node: str, topic: str, keys: Iterable[str]) -> None:
     """Op part: notify the other nodes, at this transaction's commit, that
-    ``aors`` changed. Nothing on SQLite."""
+    the ``topic`` rows of ``keys`` changed. Nothing on SQLite."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}")
     if conn.dialect.name != "postgresql":
         return
-    for payload in payloads(node, aors):
+    for payload in payloads(node, topic, keys):
         conn.execute(_NOTIFY, {"payload": payload})
 
 
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL_PREFIX}' || current_schema(), :payload)")
 
 
-class BindingListener:
-    """A thread LISTENing on the bindings channel of ``engine``'s schema;
+class ChangeListener:
+    """A thread LISTENing on the changes channel of ``engine``'s schema;
     calls ``on_change`` (from that thread) with every other node's change,
     and ``on_gap`` after (re)connecting, when notifications may have been
     missed and everything must be read again."""
 
-    def __init__(self, engine: Engine, node: str, on_change: Callable[[BindingsChanged], None],
+    def __init__(self, engine: Engine, node: str, on_change: Callable[[StoreChanged], None],
                  on_gap: Callable[[], None]) -> None:
         self._engine, self._node = engine, node
         self._on_change, self._on_gap = on_change, on_gap
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pbx-binding-listener", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="pbx-change-listener", daemon=True)
         self.listening = threading.Event()
         """Set once the first LISTEN is in place (tests wait on it)."""
 
@@ -125,7 +132,7 @@ class BindingListener:
             try:
                 self._listen(first)
             except Exception as error:  # noqa: BLE001 - the database went away: listen again
-                log.warning("binding_listener_lost", error=type(error).__name__)
+                log.warning("change_listener_lost", error=type(error).__name__)
             first = False
             self._stop.wait(RECONNECT_SECONDS)
 
@@ -140,7 +147,7 @@ class BindingListener:
             self.listening.set()
             if not first:
                 self._on_gap()   # what changed while we were not listening
-            log.info("binding_listener_started", channel=channel)
+            log.info("change_listener_started", channel=channel)
             while not self._stop.is_set():
                 for notification in connection.notifies(timeout=POLL_SECONDS):
                     change = parse_payload(notification.payload)

@@ -1,17 +1,22 @@
-"""Keeps this node's in-memory bindings in step with the other nodes'.
+"""Keeps this node's in-memory state in step with the other nodes'.
 
-Glue between ``pbx.store.binding_events`` (a thread hearing which AORs
-another node changed) and the registrar's ``BindingTable`` (the event
-loop's): each change is read back from the store in a worker thread and the
-AOR's bindings replaced on the loop. An AOR with a change of this node's own
-still waiting to be written is left alone: the store does not have that
-change yet, and this node's write will tell the others.
+Glue between ``pbx.store.change_events`` (a thread hearing what another
+node changed) and the caches the event loop uses:
+
+* bindings: the AORs named are read back from the store in a worker thread
+  and replaced in the registrar's ``BindingTable`` on the loop. An AOR with
+  a change of this node's own still waiting to be written is left alone:
+  the store does not have that change yet, and this node's write will tell
+  the others;
+* hunt groups and features (forwards, DND): their tables are small, so the
+  topic's ``reload`` reads and merges the whole of it (the same merge the
+  sweeper does every few seconds, which stays as the safety net).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 
 import structlog
@@ -19,23 +24,25 @@ from sqlalchemy import Engine
 
 from pbx.registrar.bindings import Binding, BindingTable
 from pbx.registrar.persist import BindingWriteBehind
-from pbx.store.binding_events import BindingListener, BindingsChanged
+from pbx.store.change_events import ChangeListener, StoreChanged
 from pbx.store.bindings import BindingRecord, BindingStore
 
 log = structlog.get_logger("pbx.cluster")
 
 
-class BindingSync:
+class ClusterSync:
     def __init__(self, *, engine: Engine, node: str, store: BindingStore, table: BindingTable,
                  pending: BindingWriteBehind, to_binding: Callable[[BindingRecord], Binding],
-                 wall_clock: Callable[[], float], changed: Callable[[str], None]) -> None:
+                 wall_clock: Callable[[], float], changed: Callable[[str], None],
+                 reload: Mapping[str, Callable[[], Awaitable[None]]]) -> None:
         self._loop = asyncio.get_running_loop()
         self._store, self._table, self._pending = store, table, pending
         self._to_binding, self._wall = to_binding, wall_clock
         self._changed = changed
+        self._reload = reload
         self._tasks: set[asyncio.Task[None]] = set()
-        self.listener = BindingListener(engine, node, self._heard, self._gap) \
-            if BindingListener.applies(engine) else None
+        self.listener = ChangeListener(engine, node, self._heard, self._gap) \
+            if ChangeListener.applies(engine) else None
 
     def start(self) -> None:
         if self.listener is not None:
@@ -47,18 +54,33 @@ class BindingSync:
 
     # -- the listener's thread -------------------------------------------------
 
-    def _heard(self, change: BindingsChanged) -> None:
-        self._loop.call_soon_threadsafe(self._spawn, change.aors)
+    def _heard(self, change: StoreChanged) -> None:
+        self._loop.call_soon_threadsafe(self._spawn, change.topic, change.keys)
 
     def _gap(self) -> None:
-        self._loop.call_soon_threadsafe(self._spawn, None)
+        self._loop.call_soon_threadsafe(self._spawn, None, None)
 
     # -- the event loop ----------------------------------------------------------
 
-    def _spawn(self, aors: tuple[str, ...] | None) -> None:
-        task = self._loop.create_task(self.refresh(aors))
+    def _spawn(self, topic: str | None, keys: tuple[str, ...] | None) -> None:
+        """Start reading back ``topic`` (None: everything) for ``keys``."""
+        for name in (self._reload if topic is None else [topic] if topic in self._reload else []):
+            self._start(self._reloaded(name))
+        if topic in (None, "bindings"):
+            self._start(self.refresh(keys))
+
+    def _start(self, work: Awaitable[None]) -> None:
+        task = self._loop.create_task(_run(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _reloaded(self, topic: str) -> None:
+        try:
+            await self._reload[topic]()
+        except Exception:
+            log.exception("store_reload_failed", topic=topic)
+            return
+        log.info("store_reloaded", topic=topic)
 
     async def refresh(self, aors: tuple[str, ...] | None) -> None:
         """Read ``aors`` (None: every AOR) back from the store and use them."""
@@ -87,3 +109,7 @@ class BindingSync:
         # One line per notification heard (a flush of another node's
         # writes, at most five a second from each node).
         log.info("bindings_refreshed", count=len(by_aor), aors=sorted(by_aor)[:20])
+
+
+async def _run(work: Awaitable[None]) -> None:
+    await work
