@@ -28,7 +28,8 @@ from typing import Protocol
 
 import structlog
 
-from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
+from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, SharedHold, SharedReservations,
+                               refusal as budget_refusal)
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls.dialer import CallDialer
@@ -196,6 +197,9 @@ class CallController:
         self.budgets = BudgetLedger()
         """Spend and reservations against budgets; the edge gives it a
         listener that keeps the store and sends alerts."""
+        self.shared_budgets: SharedReservations | None = None
+        """Set when several nodes share the budgets (PostgreSQL): paid calls
+        reserve in the store too."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -338,6 +342,12 @@ class CallController:
         """The TCP connections calls in progress use."""
         return {session.dest.connection for _, session in self.sessions.values()
                 if session.dest.connection is not None}
+
+    def resume(self, call: Call, action: Action) -> None:
+        """Run ``action`` for ``call`` after an asynchronous step (a budget
+        reservation in the store) and send what it sends."""
+        self._on_behalf(call, lambda: call.run(action, self.now))
+        self.kick()
 
     def _on_behalf(self, call: Call, work: Callable[[], None]) -> None:
         """Run ``work`` for ``call``: the transactions it starts are indexed
@@ -883,9 +893,29 @@ class CallController:
         started = datetime.fromtimestamp(call.started_at, timezone.utc)
         period = period_of(started, settings.period, self.plan.timezone).label
         charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
-        hit = self.budgets.admit(call.uuid, charges, rate.tariff.cost(settings.reserve_seconds))
+        amount = rate.tariff.cost(settings.reserve_seconds)
+        hit = self.budgets.admit(call.uuid, charges, amount)
         if hit is None:
-            return action
+            if self.shared_budgets is None:
+                return action
+            # Other nodes spend from the same budgets: hold it in the store
+            # too before anything rings (Call._ring waits for the answer).
+            return replace(action, hold=SharedHold(
+                charges=charges, amount=amount,
+                refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
+        return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
+                        call_class: str | None) -> Action:
+        self.budgets.settle(call.uuid, 0)  # this node's hold goes with the store's refusal
+        return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _budget_refused(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
+                        call_class: str | None) -> Action:
+        """``call`` does not fit in ``hit``'s budget: its desk phones only,
+        or the 403 (said first when the plan announces refusals)."""
+        rate = call.rate
+        assert rate is not None
         desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
         log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
                     budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 import structlog
 
@@ -40,6 +40,9 @@ from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
 from pbx.trunks.outbound import TrunkDialling
+
+if TYPE_CHECKING:
+    from pbx.calls.budgets import SharedHold
 
 log = structlog.get_logger("pbx.calls")
 
@@ -59,6 +62,9 @@ class Ring:
     """The hunt group rung, when it is one: its overflow and CDR columns."""
     forward: ForwardOnFail | None = None
     """Where the call goes if the extension is busy or does not answer."""
+    hold: SharedHold | None = None
+    """Budgets shared by several nodes: reserve this in the store before
+    anything rings (``pbx.calls.budgets``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

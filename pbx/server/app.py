@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from pbx.billing.alerts import WebhookSender
 from pbx.billing.keeper import BudgetKeeper
+from pbx.billing.shared import StoreReservations
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.calls.features import FeatureRecord, FeatureState
@@ -283,6 +284,14 @@ class Server:
         calls.codes = StoreChecker(CodeStore(engine, code_key), lambda: self.plan.account_codes.lockout)
         self.alerts = WebhookSender()
         self.budgets = BudgetKeeper(calls.budgets, self.writer, notify, self.plan, self.alerts, time.time)
+        if StoreReservations.applies(engine):
+            # Several nodes may spend from one budget: paid calls reserve in
+            # the store (pbx/billing/shared.py); a crash's leftovers go first.
+            shared = StoreReservations(engine, self.writer, self.node, time.time)
+            released = await asyncio.to_thread(shared.recover)
+            if released:
+                log.warning("budget_reservations_released", count=released)
+            calls.shared_budgets = shared
         self.budgets.recount_missing()
         self.budgets.refresh()
         # Trunks: the source table for the controller, and the clients that

@@ -323,6 +323,35 @@ class OfflineMessage(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary, comment="The message body as sent.")
     created_at: Mapped[datetime] = mapped_column(comment="UTC instant it arrived.")
     expires_at: Mapped[datetime] = mapped_column(comment="UTC instant it is dropped undelivered.")
+class BudgetReservation(Base):
+    """What a paid call in progress holds against one budget, on any node:
+    with several nodes a budget's room is checked here, under the lock of
+    its ``budget_spend`` row (``pbx.store.budgets.reserve``)."""
+
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_minor"),
+        Index("ix_budget_reservations_budget_period", "budget", "period"),
+        Index("ix_budget_reservations_node", "node"),
+        {"comment": "Budgets: the cost of reserve_seconds held by each paid call in progress."},
+    )
+
+    call_uuid: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="The call (cdr.uuid) holding the reservation."
+    )
+    budget: Mapped[str] = mapped_column(
+        String(128), primary_key=True, comment="The budget: kind:name, e.g. department:sales."
+    )
+    period: Mapped[str] = mapped_column(String(16), comment="Period label, as budget_spend.period.")
+    amount_minor: Mapped[int] = mapped_column(
+        BigInteger, comment="Held: the cost of reserve_seconds of the call, in minor units."
+    )
+    node: Mapped[str] = mapped_column(
+        String(255), comment="PBX node of the call; its rows go when it starts again after a crash."
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant the reservation was made.")
+
+
 class BudgetSpend(Base):
     """What one budget has spent in one period: the settled cost of the
     calls started in it, kept here so nodes sharing the database count

@@ -87,7 +87,8 @@ class Kamailio:
         raise RuntimeError(f"kamailio did not answer in {START_TIMEOUT} s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def lines_with(self, text_: str) -> list[str]:

@@ -9,15 +9,19 @@ the other node.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pbx.sip.message import Response
+
 from .cluster import NODES, Cluster, start_cluster
 from .harness import DOMAIN
 from .phone import Phone, PhoneFactory
+from .sipua import SipUA, sdp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -167,3 +171,69 @@ def test_hunt_group_round_robin_carries_on_across_nodes(cluster: Cluster, phones
     rows = sorted(ended_rows(cluster, calls, dialled="701"), key=lambda row: row["started_at"])
     assert [row["answered_by"] for row in rows] == [order[i % 3] for i in range(calls)], cluster.output()
     assert {row["node"] for row in rows} == set(NODES)
+
+
+BUDGET_PLAN = """\
+domain: pbx.example.com
+timezone: Asia/Ho_Chi_Minh
+departments:
+  office: {{name: Office, class_of_service: office}}
+extensions:
+  1001: {{name: Caller, department: office, password: caller-secret-1001}}
+number_plans:
+  vietnam:
+    country_code: "84"
+    national_prefix: "0"
+    international_prefixes: ["00"]
+    entries:
+      - {{pattern: "00 .", class: international}}
+classes_of_service:
+  office: {{allow: [international]}}
+trunks:
+  carrier:
+    gateways: [{{host: 127.0.0.1, port: {gateway}}}]
+routes:
+  - {{name: abroad, classes: [international], trunk: carrier}}
+billing:
+  currency: VND
+  tariffs:
+    - {{id: abroad, classes: [international], per_minute: 5000, increment: 60/60}}
+budgets:
+  reserve_seconds: 60
+  extensions:
+    "1001": 16000
+media: {{announce_refusals: false}}
+"""
+
+
+def test_a_budget_with_room_for_three_lets_exactly_three_through_across_nodes(tmp_path: Path) -> None:
+    # The carrier takes the INVITEs and never answers: the calls placed keep
+    # their reservations (5000 each: 60 s at 5000/min; 16000 has room for
+    # three) while the others ask, on whichever node the edge picks.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as carrier:
+        carrier.bind(("127.0.0.1", 0))
+        plan = BUDGET_PLAN.format(gateway=carrier.getsockname()[1])
+        with start_cluster(tmp_path / "cluster", plan) as cluster, \
+                SipUA.start(("127.0.0.1", cluster.edge_port), "1001", "caller-secret-1001", DOMAIN) as caller:
+            for n in range(10):
+                caller.invite("0081312345678", body=sdp(40000 + 2 * n))
+            refusals: dict[str, Response] = {}   # by Call-ID: an unACKed 403 comes again
+            while len(refusals) < 7:
+                response = caller.expect(lambda m: isinstance(m, Response) and m.status == 403, timeout=15.0)
+                assert isinstance(response, Response)
+                refusals[response.call_id] = response
+            placed = {name: server.lines_with('"event": "trunk_invite_sent"') for name, server in cluster.nodes.items()}
+            deadline = time.monotonic() + 15.0
+            while sum(len(lines) for lines in placed.values()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                placed = {name: server.lines_with('"event": "trunk_invite_sent"') for name, server in cluster.nodes.items()}
+            refused = {name: server.lines_with('"event": "budget_exhausted"') for name, server in cluster.nodes.items()}
+            routed = {name: server.lines_with('"event": "call_routed"') for name, server in cluster.nodes.items()}
+            output = cluster.output()
+    assert all("budget_exhausted" in (r.get("reason") or "") for r in refusals.values())
+    # Ten calls, each either placed or refused: three placed, seven refused.
+    assert sum(len(lines) for lines in placed.values()) == 3, output
+    assert sum(len(lines) for lines in refused.values()) == 7, output
+    # Both nodes took some of the ten (the edge hashes Call-IDs: all ten
+    # on one node would happen once in 512 runs).
+    assert all(routed.values()), {name: len(lines) for name, lines in routed.items()}

@@ -1,4 +1,5 @@
-"""Several PBX nodes behind an edge proxy: registration_bindings.path.
+"""Several PBX nodes behind an edge proxy: registration_bindings.path and
+budget_reservations.
 
 Revision ID: 0014_cluster
 Revises: 0010_web
@@ -6,8 +7,10 @@ Create Date: 2026-12-07
 
 A phone registered through Kamailio is reached through it: the REGISTER's
 Path header (RFC 3327) is kept with the binding, so any node sharing the
-database sends requests to the phone by way of the edge. Written by hand as
-a frozen snapshot (no imports from pbx).
+database sends requests to the phone by way of the edge. A paid call's
+budget reservation is a row, so calls in progress on every node count
+against a budget's room. Written by hand as a frozen snapshot (no imports
+from pbx).
 """
 
 from __future__ import annotations
@@ -28,8 +31,27 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column(
             "path", sa.Text(), nullable=True,
             comment="Path header of the REGISTER (RFC 3327), comma-separated; the route to the phone."))
+    op.create_table(
+        "budget_reservations",
+        sa.Column("call_uuid", sa.String(64), nullable=False, comment="The call (cdr.uuid) holding the reservation."),
+        sa.Column("budget", sa.String(128), nullable=False, comment="The budget: kind:name, e.g. department:sales."),
+        sa.Column("period", sa.String(16), nullable=False, comment="Period label, as budget_spend.period."),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False,
+                  comment="Held: the cost of reserve_seconds of the call, in minor units."),
+        sa.Column("node", sa.String(255), nullable=False,
+                  comment="PBX node of the call; its rows go when it starts again after a crash."),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  comment="UTC instant the reservation was made."),
+        sa.CheckConstraint("amount_minor >= 0", name=op.f("ck_budget_reservations_amount_minor")),
+        sa.PrimaryKeyConstraint("call_uuid", "budget", name=op.f("pk_budget_reservations")),
+        comment="Budgets: the cost of reserve_seconds held by each paid call in progress.",
+    )
+    with op.batch_alter_table("budget_reservations", schema=None) as batch_op:
+        batch_op.create_index("ix_budget_reservations_budget_period", ["budget", "period"], unique=False)
+        batch_op.create_index("ix_budget_reservations_node", ["node"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("budget_reservations")
     with op.batch_alter_table("registration_bindings", schema=None) as batch_op:
         batch_op.drop_column("path")
