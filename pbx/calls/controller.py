@@ -390,12 +390,13 @@ class CallController:
             self._respond(event, 400, reason="Bad From")
             return
         claimed = from_user.user if isinstance(from_user, SipUri) else None
-        result = self.auth.authenticate(request, source.host, self.wall(), proxy=True, user=claimed,
+        origin = event.origin  # the phone behind a trusted edge: whom the lock-out counts
+        result = self.auth.authenticate(request, origin.host, self.wall(), proxy=True, user=claimed,
                                         qop_optional="INVITE" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
             # Not from a trunk and not (yet) authenticated: nothing is
             # placed, least of all towards a trunk (no open relay).
-            if not self.challenges.answer(result, source, "INVITE"):
+            if not self.challenges.answer(result, origin, "INVITE"):
                 self.endpoint.discard(event.key)
                 return
             dialled = _dialled(request)
@@ -403,7 +404,7 @@ class CallController:
             if external or result.reason != "no_credentials":
                 # Not the routine first INVITE of an internal call: a probe
                 # for a way out, or credentials that did not do.
-                log.info("call_challenged", source=str(source), dialled=masked(dialled, self.plan.account_codes.prefix),
+                log.info("call_challenged", source=str(origin), dialled=masked(dialled, self.plan.account_codes.prefix),
                          reason=result.reason, external=external)
             # Statelessly (one 407, never retransmitted): a forged source
             # address must not make the PBX a traffic reflector.

@@ -64,7 +64,9 @@ class Registrar:
     def _answer(self, request: Request, status: int, reason: str | None = None, headers: list[Header] | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag, headers=headers or ())
 
-    def handle(self, request: Request, source: Peer, now: float) -> RegisterOutcome:
+    def handle(self, request: Request, source: Peer, now: float, *, client: Peer | None = None) -> RegisterOutcome:
+        """``source`` sent it; ``client`` is the phone behind a trusted edge
+        proxy, whose address the lock-out counts (``pbx.security.origin``)."""
         try:
             to = parse_name_addr(request.get("to") or "")
             to_uri = parse_uri(to.uri)
@@ -83,7 +85,7 @@ class Registrar:
                 event="register_bad_extension",
             )
 
-        result = self.auth.authenticate(request, source.host, now, user=aor,
+        result = self.auth.authenticate(request, (client or source).host, now, user=aor,
                                         qop_optional="REGISTER" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
             headers = [("www-authenticate", value) for value in result.header_values]

@@ -11,6 +11,7 @@ store's background writer; the decisions themselves are pure.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, Protocol
 
@@ -26,6 +27,7 @@ from pbx.sip.endpoint import MessageDropped, SipEndpoint
 from pbx.sip.events import RequestReceived
 from pbx.sip.message import Request, make_response, split_list
 from pbx.store.bindings import BindingRecord, BindingStore
+from pbx.security.origin import client_of
 from pbx.server.security import SecurityEvents
 from pbx.store.writer import BackgroundWriter
 
@@ -119,6 +121,9 @@ class SipService:
     def handle_events(self, events: list[object], now: float) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
+                trusted = self.registrar.plan.security.trusted_proxies
+                if trusted and (client := client_of(event.request, event.source, trusted)) is not None:
+                    event = replace(event, client=client)  # an edge relayed it: count the phone
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
                 self.security.dropped(event.reason, event.source, self.wall_clock(), answered=event.answered)
@@ -136,9 +141,9 @@ class SipService:
         request = event.request
         method = request.method
         if method not in _NOT_GATED and request.to.tag is None and not self.security.admit(
-                request, event.source, self.wall_clock()):
+                request, event.origin, self.wall_clock()):
             self.endpoint.discard(event.key)
-            self.security.dropped("rate_limited", event.source, self.wall_clock(), method=method)
+            self.security.dropped("rate_limited", event.origin, self.wall_clock(), method=method)
             return
         if method == "REGISTER":
             self._register(event, now)
@@ -165,10 +170,10 @@ class SipService:
 
     def _register(self, event: RequestReceived, now: float) -> None:
         wall = self.wall_clock()
-        outcome = self.registrar.handle(event.request, event.source, wall)
+        outcome = self.registrar.handle(event.request, event.source, wall, client=event.client)
         challenge = outcome.challenge
         if challenge is not None:
-            if self.security.answer(challenge, event.source, "REGISTER"):
+            if self.security.answer(challenge, event.origin, "REGISTER"):
                 # Statelessly: nothing is kept for an unauthenticated peer.
                 self.endpoint.answer_statelessly(event.key, outcome.response)
             else:

@@ -36,6 +36,7 @@ extensions:
   1004: {name: Dung Pham, department: sales, password: dung-secret-1004}
 hunt_groups:
   "701": {name: Round, strategy: circular, members: ["1002", "1003", "1004"]}
+security: {trusted_proxies: [127.0.0.1]}
 """
 PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003",
              "1004": "dung-secret-1004"}
@@ -203,6 +204,7 @@ budgets:
   extensions:
     "1001": 16000
 media: {{announce_refusals: false}}
+security: {{trusted_proxies: [127.0.0.1]}}
 """
 
 
