@@ -163,8 +163,8 @@ class Cluster:
 
 
 @contextmanager
-def start_cluster(directory: Path, dialplan: str) -> Iterator[Cluster]:
-    """Kamailio and two nodes (``NODES``) on one fresh PostgreSQL schema."""
+def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES) -> Iterator[Cluster]:
+    """Kamailio and ``nodes`` (two by default) on one fresh PostgreSQL schema."""
     if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
         pytest.skip("kamailio is not installed (make deps)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -173,13 +173,13 @@ def start_cluster(directory: Path, dialplan: str) -> Iterator[Cluster]:
     with ExitStack() as stack:
         db_url = stack.enter_context(postgres_schema("pbx_cluster"))
         edge_port = free_port()
-        nodes: dict[str, RunningServer] = {}
-        for name in NODES:
+        servers: dict[str, RunningServer] = {}
+        for name in nodes:
             server = RunningServer(plan, db_url, ["udp:127.0.0.1:0"], env={"PBX_NODE": name})
             server.start()
             stack.callback(server.stop)
-            nodes[name] = server
+            servers[name] = server
         kamailio = Kamailio(directory / "kamailio", edge_port,
-                            [f"127.0.0.1:{server.udp_port}" for server in nodes.values()])
+                            [f"127.0.0.1:{server.udp_port}" for server in servers.values()])
         stack.callback(kamailio.stop)
-        yield Cluster(edge_port=edge_port, db_url=db_url, nodes=nodes, kamailio=kamailio)
+        yield Cluster(edge_port=edge_port, db_url=db_url, nodes=servers, kamailio=kamailio)
