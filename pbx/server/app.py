@@ -16,7 +16,7 @@ import socket
 import ssl
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -30,7 +30,7 @@ from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.calls.features import FeatureRecord, FeatureState
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
-from pbx.cdr.writer import CdrWriter, recover_interrupted
+from pbx.cdr.writer import CdrWriter, dead_nodes, recover_interrupted
 from pbx.ivr.service import IvrMedia, prompt_library
 from pbx.media.endpoint import MediaEngine
 from pbx.media.ports import PortAllocator
@@ -83,6 +83,12 @@ SWEEP_INTERVAL = 5.0
 # ends each such call's INTERRUPTED row at most this long before it really
 # ended. bench/cdr_heartbeat.py: about 1 ms a stamp on PostgreSQL.
 CDR_HEARTBEAT_INTERVAL = 5.0
+# Nodes sharing the store close each other's calls when one dies: every
+# this many seconds a node looks for another with a call open longer than
+# DEAD_NODE_STALE and no heartbeat (stamped every CDR_HEARTBEAT_INTERVAL
+# while it has calls) for as long: six beats missed is a dead node.
+DEAD_NODE_CHECK_INTERVAL = 10.0
+DEAD_NODE_STALE = 6 * CDR_HEARTBEAT_INTERVAL
 WRITE_BEHIND_INTERVAL = 0.2
 # Every this many seconds budget spend is read back from the store, so what
 # other nodes sharing it spent counts here (this node's own counts at once).
@@ -303,6 +309,7 @@ class Server:
         self._tasks.append(loop.create_task(self._sweeper()))
         self._tasks.append(loop.create_task(self._write_behind()))
         self._tasks.append(loop.create_task(self._cdr_heartbeat()))
+        self._tasks.append(loop.create_task(self._dead_nodes()))
         self._tasks.append(loop.create_task(self._budget_refresh()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
             self.service.registrar.use_plan,  # and its authenticator
@@ -535,6 +542,20 @@ class Server:
                 self.cdr.writer.heartbeat(datetime.now(timezone.utc))
             except Exception:
                 log.exception("cdr_heartbeat_failed")
+
+    async def _dead_nodes(self) -> None:
+        """Close as INTERRUPTED the calls of nodes that died (pbx.cdr.writer.
+        dead_nodes) without waiting for them to start again."""
+        stale = timedelta(seconds=DEAD_NODE_STALE)
+        while True:
+            await asyncio.sleep(DEAD_NODE_CHECK_INTERVAL)
+            try:
+                now = datetime.now(timezone.utc)
+                for node in await asyncio.to_thread(dead_nodes, self.engine, self.node, now, stale):
+                    closed = await asyncio.to_thread(recover_interrupted, self.engine, node, now)
+                    log.warning("cdr_dead_node_calls_closed", dead_node=node, count=closed)
+            except Exception:
+                log.exception("dead_node_check_failed")
 
     async def refresh_hours(self) -> None:
         """Read ``pbx hours`` overrides (every sweep and on SIGHUP): the next
