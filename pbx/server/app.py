@@ -57,8 +57,9 @@ from pbx.store.blocks import BlockStore
 from pbx.server.codes import StoreChecker
 from pbx.store.chat import OfflineMessageStore
 from pbx.store.code_key import load_code_key
-from pbx.store.change_events import announce
+from pbx.store.change_events import ChangeListener, announce
 from pbx.store.codes import CodeStore
+from pbx.store import presence as presence_store
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
@@ -272,8 +273,15 @@ class Server:
         self.cluster_sync = ClusterSync(
             engine=engine, node=node, store=bindings, table=table, pending=self.service.pending_bindings,
             to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
-            changed=self._bindings_changed, reload={"hunt": self._reload_hunts, "features": self._reload_features})
+            changed=self._bindings_changed,
+            reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence})
         self.cluster_sync.start()
+        # Who is on a call through the other nodes (busy for hunt groups and
+        # max_calls here too); what this node held before it stopped is gone.
+        if ChangeListener.applies(engine):  # PostgreSQL: nodes may share it (SQLite: one node)
+            calls.presence.shared = self._share_calls
+            await asyncio.to_thread(self._forget_node, self.node)
+            await self._reload_presence(None)
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -337,11 +345,41 @@ class Server:
 
         self.writer.submit(save)
 
-    async def _reload_features(self) -> None:
+    async def _reload_features(self, keys: tuple[str, ...] | None = None) -> None:
         self.features.merge(await asyncio.to_thread(self.feature_store.load))
 
-    async def _reload_hunts(self) -> None:
+    async def _reload_hunts(self, keys: tuple[str, ...] | None = None) -> None:
         self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
+
+    async def _reload_presence(self, extensions: tuple[str, ...] | None) -> None:
+        """The other nodes' calls of ``extensions`` (None: all of them)."""
+        engine, node = self.engine, self.node
+
+        def read() -> dict[str, int]:
+            with engine.connect() as conn:
+                return presence_store.elsewhere(node, extensions, conn)
+
+        counts = await asyncio.to_thread(read)
+        if extensions is None and self.calls is not None:
+            # Everything read again: extensions no longer on a call elsewhere too.
+            counts = {**{extension: 0 for extension in self.calls.presence.elsewhere_now()}, **counts}
+        if self.calls is not None:
+            self.calls.presence.elsewhere(counts)
+
+    def _share_calls(self, extension: str, calls: int) -> None:
+        """This node's calls of ``extension`` changed: the store, and the others."""
+        node, at = self.node, datetime.now(timezone.utc)
+
+        def write(conn: Connection) -> None:
+            presence_store.set_calls(node, extension, calls, at, conn)
+            announce(conn, node, "presence", [extension])
+
+        self.writer.submit(write)
+
+    def _forget_node(self, node: str) -> None:
+        """Drop what ``node`` (this one starting, or a dead one) said it held."""
+        with self.engine.begin() as conn:
+            announce(conn, self.node, "presence", presence_store.forget_node(node, conn))
 
     def _streams(self) -> list[TcpTransport | WebSocketTransport]:
         """The connection-oriented transports: limits and idleness apply."""
@@ -553,6 +591,8 @@ class Server:
                 now = datetime.now(timezone.utc)
                 for node in await asyncio.to_thread(dead_nodes, self.engine, self.node, now, stale):
                     closed = await asyncio.to_thread(recover_interrupted, self.engine, node, now)
+                    await asyncio.to_thread(self._forget_node, node)
+                    await self._reload_presence(None)
                     log.warning("cdr_dead_node_calls_closed", dead_node=node, count=closed)
             except Exception:
                 log.exception("dead_node_check_failed")

@@ -10,7 +10,11 @@ node changed) and the caches the event loop uses:
   the others;
 * hunt groups and features (forwards, DND): their tables are small, so the
   topic's ``reload`` reads and merges the whole of it (the same merge the
-  sweeper does every few seconds, which stays as the safety net).
+  sweeper does every few seconds, which stays as the safety net);
+* presence: the other nodes' calls of the extensions named.
+
+A topic's ``reload`` gets the keys named, or None for everything (after
+the listener reconnected).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class ClusterSync:
     def __init__(self, *, engine: Engine, node: str, store: BindingStore, table: BindingTable,
                  pending: BindingWriteBehind, to_binding: Callable[[BindingRecord], Binding],
                  wall_clock: Callable[[], float], changed: Callable[[str], None],
-                 reload: Mapping[str, Callable[[], Awaitable[None]]]) -> None:
+                 reload: Mapping[str, Callable[[tuple[str, ...] | None], Awaitable[None]]]) -> None:
         self._loop = asyncio.get_running_loop()
         self._store, self._table, self._pending = store, table, pending
         self._to_binding, self._wall = to_binding, wall_clock
@@ -65,7 +69,7 @@ class ClusterSync:
     def _spawn(self, topic: str | None, keys: tuple[str, ...] | None) -> None:
         """Start reading back ``topic`` (None: everything) for ``keys``."""
         for name in (self._reload if topic is None else [topic] if topic in self._reload else []):
-            self._start(self._reloaded(name))
+            self._start(self._reloaded(name, keys))
         if topic in (None, "bindings"):
             self._start(self.refresh(keys))
 
@@ -74,9 +78,9 @@ class ClusterSync:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _reloaded(self, topic: str) -> None:
+    async def _reloaded(self, topic: str, keys: tuple[str, ...] | None) -> None:
         try:
-            await self._reload[topic]()
+            await self._reload[topic](keys)
         except Exception:
             log.exception("store_reload_failed", topic=topic)
             return

@@ -323,6 +323,22 @@ class OfflineMessage(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary, comment="The message body as sent.")
     created_at: Mapped[datetime] = mapped_column(comment="UTC instant it arrived.")
     expires_at: Mapped[datetime] = mapped_column(comment="UTC instant it is dropped undelivered.")
+class ExtensionCalls(Base):
+    """How many calls an extension is on through one node: the other nodes
+    read it so a member busy on node A is busy for node B too."""
+
+    __tablename__ = "extension_calls"
+    __table_args__ = (
+        CheckConstraint("calls > 0", name="calls"),
+        {"comment": "Presence shared by nodes: calls in progress per extension and node."},
+    )
+
+    node: Mapped[str] = mapped_column(String(255), primary_key=True, comment="The PBX node (cdr.node).")
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True, comment="The extension number.")
+    calls: Mapped[int] = mapped_column(comment="Calls it is on through that node; no row at zero.")
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")
+
+
 class BudgetReservation(Base):
     """What a paid call in progress holds against one budget, on any node:
     with several nodes a budget's room is checked here, under the lock of

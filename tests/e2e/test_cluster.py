@@ -36,6 +36,7 @@ extensions:
   1004: {name: Dung Pham, department: sales, password: dung-secret-1004}
 hunt_groups:
   "701": {name: Round, strategy: circular, members: ["1002", "1003", "1004"]}
+  "702": {name: Desk, strategy: linear, skip_busy: true, members: ["1003", "1004"]}
 security: {trusted_proxies: [127.0.0.1]}
 """
 PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau-secret-1003",
@@ -239,3 +240,34 @@ def test_a_budget_with_room_for_three_lets_exactly_three_through_across_nodes(tm
     # Both nodes took some of the ten (the edge hashes Call-IDs: all ten
     # on one node would happen once in 512 runs).
     assert all(routed.values()), {name: len(lines) for name, lines in routed.items()}
+
+
+def test_a_member_on_a_call_through_one_node_is_busy_for_the_other(cluster: Cluster, phones: PhoneFactory) -> None:
+    alice = through_edge(phones, cluster, "1001")
+    binh = through_edge(phones, cluster, "1002")
+    chau = through_edge(phones, cluster, "1003", auto_answer=200)
+    dung = through_edge(phones, cluster, "1004", auto_answer=200)
+    # Alice talks to Chau (1003) through one node ...
+    busy_call = alice.call(f"sip:1003@{cluster.edge};transport=udp", transport="udp")
+    alice.wait_for("media_state", 10.0, call=busy_call, status="active")
+    chau.wait_for("media_state", 10.0, status="active")
+    [open_row] = [row for row in cluster.cdrs() if not row["ended_at"]]
+    holder = open_row["node"]
+    for name, server in cluster.nodes.items():
+        if name != holder:  # ... and the other node has heard that Chau is on a call
+            server.wait_lines('"topic": "presence"')
+    # ... so group 702 (linear, skip_busy: Chau first) rings Dung, whichever
+    # node takes the call; call until the other node has taken one.
+    nodes: set[str] = set()
+    calls = 0
+    while not nodes - {holder} and calls < 10:
+        call = binh.call(f"sip:702@{cluster.edge};transport=udp", transport="udp")
+        binh.wait_for("media_state", 10.0, call=call, status="active")
+        binh.hangup(call)
+        dung.wait_call_state("DISCONNECTED", timeout=10.0)
+        calls += 1
+        row = ended_rows(cluster, calls, dialled="702")[-1]
+        assert row["answered_by"] == "1004", (row, cluster.output())
+        nodes.add(row["node"])
+    assert nodes - {holder}, f"no group call landed on the node without Chau's call in {calls} calls"
+    alice.hangup(busy_call)

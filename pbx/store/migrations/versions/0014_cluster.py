@@ -1,5 +1,5 @@
-"""Several PBX nodes behind an edge proxy: registration_bindings.path and
-budget_reservations.
+"""Several PBX nodes behind an edge proxy: registration_bindings.path,
+budget_reservations and extension_calls.
 
 Revision ID: 0014_cluster
 Revises: 0010_web
@@ -9,7 +9,8 @@ A phone registered through Kamailio is reached through it: the REGISTER's
 Path header (RFC 3327) is kept with the binding, so any node sharing the
 database sends requests to the phone by way of the edge. A paid call's
 budget reservation is a row, so calls in progress on every node count
-against a budget's room. Written by hand as a frozen snapshot (no imports
+against a budget's room; each node's count of calls per extension is a
+row, so a member on a call through one node is busy for the others. Written by hand as a frozen snapshot (no imports
 from pbx).
 """
 
@@ -49,9 +50,20 @@ def upgrade() -> None:
     with op.batch_alter_table("budget_reservations", schema=None) as batch_op:
         batch_op.create_index("ix_budget_reservations_budget_period", ["budget", "period"], unique=False)
         batch_op.create_index("ix_budget_reservations_node", ["node"], unique=False)
+    op.create_table(
+        "extension_calls",
+        sa.Column("node", sa.String(255), nullable=False, comment="The PBX node (cdr.node)."),
+        sa.Column("extension", sa.String(32), nullable=False, comment="The extension number."),
+        sa.Column("calls", sa.Integer(), nullable=False, comment="Calls it is on through that node; no row at zero."),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, comment="UTC instant of the last change."),
+        sa.CheckConstraint("calls > 0", name=op.f("ck_extension_calls_calls")),
+        sa.PrimaryKeyConstraint("node", "extension", name=op.f("pk_extension_calls")),
+        comment="Presence shared by nodes: calls in progress per extension and node.",
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("extension_calls")
     op.drop_table("budget_reservations")
     with op.batch_alter_table("registration_bindings", schema=None) as batch_op:
         batch_op.drop_column("path")
