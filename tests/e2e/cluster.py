@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,12 +174,14 @@ def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES
     with ExitStack() as stack:
         db_url = stack.enter_context(postgres_schema("pbx_cluster"))
         edge_port = free_port()
-        servers: dict[str, RunningServer] = {}
-        for name in nodes:
-            server = RunningServer(plan, db_url, ["udp:127.0.0.1:0"], env={"PBX_NODE": name})
-            server.start()
+        servers = {name: RunningServer(plan, db_url, ["udp:127.0.0.1:0"], env={"PBX_NODE": name}) for name in nodes}
+        for server in servers.values():
             stack.callback(server.stop)
-            servers[name] = server
+        # Started side by side (the first to migrate holds the others on the
+        # migration lock), which halves the wait.
+        with ThreadPoolExecutor(len(servers)) as starting:
+            for started in [starting.submit(server.start) for server in servers.values()]:
+                started.result()
         kamailio = Kamailio(directory / "kamailio", edge_port,
                             [f"127.0.0.1:{server.udp_port}" for server in servers.values()])
         stack.callback(kamailio.stop)
