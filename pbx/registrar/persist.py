@@ -80,10 +80,10 @@ class BindingWriteBehind:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def pending(self, aor: str) -> bool:
-        """Whether a change of ``aor`` made here is not yet handed to the
-        writer (the store does not have it yet: it must not be read back)."""
-        return any(key[0] == aor for key in self._pending)
+    def pending_aors(self) -> set[str]:
+        """The AORs with a change made here not yet handed to the writer
+        (the store does not have it yet: it must not be read back)."""
+        return {aor for aor, _ in self._pending}
 
     def flush(self) -> None:
         """Hand everything pending to the writer as one op."""

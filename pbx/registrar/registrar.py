@@ -113,9 +113,15 @@ class Registrar:
                 event="register_forbidden",
                 fields={"aor": aor, "user": result.extension.number},
             )
-        return self._update(request, source, aor, result.extension.max_contacts, now)
+        # RFC 3327: a Path is the edge's to add. Where edges are listed
+        # (security.trusted_proxies), one from anyone else is ignored: a
+        # phone must not steer requests for it through a host it names.
+        trusted = self.plan.security.trusted_proxies
+        path = tuple(request.get_all("path")) if not trusted or client is not None else ()
+        return self._update(request, source, aor, result.extension.max_contacts, now, path)
 
-    def _update(self, request: Request, source: Peer, aor: str, max_contacts: int, now: float) -> RegisterOutcome:
+    def _update(self, request: Request, source: Peer, aor: str, max_contacts: int, now: float,
+                path: tuple[str, ...]) -> RegisterOutcome:
         settings = self.plan.registrar
         contact_values = request.get_all("contact")
         expires_header = request.get("expires")
@@ -192,7 +198,6 @@ class Registrar:
         user_agent = request.get("user-agent")
         # RFC 3327 §5.3: the Path is stored with each binding of this
         # REGISTER and used as the route set of requests to it.
-        path = tuple(request.get_all("path"))
         for uri, expires, q, instance, reg_id in updates:
             if expires == 0:
                 if self.table.remove(aor, uri) is not None:
@@ -214,9 +219,11 @@ class Registrar:
             self.table.put(binding)
             changes.append(BindingChange(binding=binding))
         event = "register_query" if not updates else "register_ok"
-        return self._ok(request, aor, changes, now, event)
+        return self._ok(request, aor, changes, now, event, path if updates else ())
 
-    def _ok(self, request: Request, aor: str, changes: list[BindingChange], now: float, event: str) -> RegisterOutcome:
+    def _ok(self, request: Request, aor: str, changes: list[BindingChange], now: float, event: str,
+            path: tuple[str, ...] = ()) -> RegisterOutcome:
+        """The 200 (§10.3 step 8); ``path``: what was stored, to echo (RFC 3327 §5.3)."""
         headers: list[Header] = []
         for binding in self.table.current(aor, now):
             q = f";q={binding.q:g}" if binding.q is not None else ""
@@ -227,7 +234,7 @@ class Registrar:
             # RFC 3327 §5.3: the Path stored is echoed, so the phone knows
             # its route; only to a phone that said it understands Path
             # (as Kamailio's registrar does with path_mode 1).
-            headers.extend(("path", value) for value in request.get_all("path"))
+            headers.extend(("path", value) for value in path)
         return RegisterOutcome(
             response=self._answer(request, 200, "OK", headers),
             changes=tuple(changes),

@@ -103,8 +103,9 @@ class ClusterSync:
         for record in records:
             by_aor.setdefault(record.aor, []).append(self._to_binding(record))
         wall = self._wall()
+        pending = self._pending.pending_aors()
         for aor, bindings in by_aor.items():
-            if self._pending.pending(aor):
+            if aor in pending:
                 continue
             before = {b.contact for b in self._table.current(aor, wall)}
             self._table.replace_aor(aor, bindings, wall)
