@@ -29,9 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from pbx.calls.limits import LimitHit
 from pbx.calls.plan import Action, End, quoted_text
 from pbx.cdr.records import Disposition
 from pbx.routing.budgets import Budget
+from pbx.routing.call_limits import CallerLimits, LimitName
 
 Slot = tuple[str, str]
 """(budget key, period label)."""
@@ -77,13 +79,33 @@ class _Hold:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SharedHold:
-    """A paid call's reservation still to be made in the shared store."""
+class OutsideSlot:
+    """An outside call to count against its extension's caps in the store."""
 
-    charges: tuple[Charge, ...]
-    amount: int
-    refuse: Callable[[BudgetHit], Action]
+    extension: str
+    limits: CallerLimits
+    refuse: Callable[[LimitHit], Action]
+    """What the call does when the store says a cap is reached."""
+
+    def hit(self, limit: LimitName, current: int, retry_after: int | None) -> LimitHit:
+        cap = self.limits.simultaneous if limit == "simultaneous" else self.limits.per_minute
+        return LimitHit(limit=limit, value=cap.value, current=current, rule=cap.rule, retry_after=retry_after)
+
+
+def _no_budget(hit: BudgetHit) -> Action:
+    raise AssertionError("a hold without charges cannot be refused for a budget")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedHold:
+    """What a call must hold in the shared store before it rings: its
+    outside-call slot, its budget reservation, or both (one transaction)."""
+
+    charges: tuple[Charge, ...] = ()
+    amount: int = 0
+    refuse: Callable[[BudgetHit], Action] = _no_budget
     """What the call does when the store says a budget has no room."""
+    outside: OutsideSlot | None = None
 
     def limits(self) -> dict[Slot, int]:
         return {(charge.budget.key, charge.period): charge.budget.limit for charge in self.charges}
@@ -97,9 +119,9 @@ class SharedHold:
 class SharedReservations(Protocol):
     """The store's side of :class:`SharedHold` (``pbx.billing.shared``)."""
 
-    def reserve(self, call: str, hold: SharedHold, done: Callable[[BudgetHit | None], None]) -> None:
+    def reserve(self, call: str, hold: SharedHold, done: Callable[[BudgetHit | LimitHit | None], None]) -> None:
         """Make ``call``'s reservation; ``done`` is called on the event
-        loop with None (held) or the budget without room."""
+        loop with None (held), the cap reached or the budget without room."""
 
     def release(self, call: str) -> None:
         """``call`` ended: drop what it holds (after its cost is written)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, assert_never
 import structlog
 
 from pbx.calls.budgets import BudgetHit
+from pbx.calls.limits import LimitHit
 from pbx.calls.features import ForwardOnFail
 from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
@@ -458,14 +459,23 @@ class Call:
         if result is not None:
             self.fail(result)
 
-    def _held(self, action: Ring, hit: BudgetHit | None) -> None:
-        """The store answered ``action``'s budget reservation."""
+    def _held(self, action: Ring, hit: BudgetHit | LimitHit | None) -> None:
+        """The store answered ``action``'s reservation (outside-call slot,
+        budgets)."""
         hold, shared = action.hold, self.controller.shared_budgets
         assert hold is not None and shared is not None
         if self.state in (CallState.ENDING, CallState.ENDED):
             shared.release(self.uuid)  # the caller gave up meanwhile: a late hold must not stay
             return
-        self.controller.resume(self, replace(action, hold=None) if hit is None else hold.refuse(hit))
+        then: Action
+        if hit is None:
+            then = replace(action, hold=None)
+        elif isinstance(hit, LimitHit):
+            assert hold.outside is not None
+            then = hold.outside.refuse(hit)
+        else:
+            then = hold.refuse(hit)
+        self.controller.resume(self, then)
 
     # ------------------------------------------------------------ answering locally
 

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import structlog
 
-from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, SharedHold, SharedReservations,
+from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, OutsideSlot, SharedHold, SharedReservations,
                                refusal as budget_refusal)
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
@@ -36,7 +36,7 @@ from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
-from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
+from pbx.calls.limits import LimitHit, OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import LocalMedia
 from pbx.calls.media_policy import check_offer
 from pbx.calls.plan import Action, Caller, End, Hunting, Ring as RingTargets, plan_call
@@ -856,9 +856,25 @@ class CallController:
         refused."""
         if call.call_class == EMERGENCY or not any(isinstance(t, TrunkTarget) for t in action.targets):
             return action
-        hit = self.outside_calls.admit(caller.number, call.uuid, limits_for(self.plan, caller), self.now)
+        limits = limits_for(self.plan, caller)
+        hit = self.outside_calls.admit(caller.number, call.uuid, limits, self.now)
         if hit is None:
-            return action
+            if self.shared_budgets is None:
+                return action
+            # Other nodes place this extension's calls too: count it in the
+            # store before anything rings (Call._ring waits for the answer).
+            return replace(action, hold=SharedHold(outside=OutsideSlot(
+                extension=caller.number, limits=limits,
+                refuse=lambda shared_hit: self._shared_limit_refusal(call, caller, action, shared_hit))))
+        return self._limit_refused(call, caller, action, hit)
+
+    def _shared_limit_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: LimitHit) -> Action:
+        self.outside_calls.release(call.uuid)  # this node's count goes with the store's refusal
+        self.budgets.settle(call.uuid, 0)
+        return self._limit_refused(call, caller, replace(action, hold=None), hit)
+
+    def _limit_refused(self, call: Call, caller: Extension, action: RingTargets, hit: LimitHit) -> Action:
+        """``call`` would break ``hit``'s cap: its desk phones only, or 486."""
         desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
         log.warning("call_limit_hit", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
                     limit=hit.limit, value=hit.value, current=hit.current, rule=hit.rule,
@@ -900,16 +916,17 @@ class CallController:
             if self.shared_budgets is None:
                 return action
             # Other nodes spend from the same budgets: hold it in the store
-            # too before anything rings (Call._ring waits for the answer).
-            return replace(action, hold=SharedHold(
-                charges=charges, amount=amount,
+            # too before anything rings (Call._ring waits for the answer),
+            # with the outside-call slot if there is one.
+            return replace(action, hold=replace(
+                action.hold or SharedHold(), charges=charges, amount=amount,
                 refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
         return self._budget_refused(call, caller, action, hit, call_class)
 
     def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
                         call_class: str | None) -> Action:
         self.budgets.settle(call.uuid, 0)  # this node's hold goes with the store's refusal
-        return self._budget_refused(call, caller, action, hit, call_class)
+        return self._budget_refused(call, caller, replace(action, hold=None), hit, call_class)
 
     def _budget_refused(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
                         call_class: str | None) -> Action:
@@ -924,7 +941,7 @@ class CallController:
                     call_class=call_class, outcome="trunk_legs_dropped" if desk else "refused")
         if desk:
             delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
-            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
+            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay, hold=None)
         refused = budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
                                  rate.money(hit.budget.limit))
         if self.plan.media.announce_refusals:

@@ -59,7 +59,7 @@ from pbx.store.chat import OfflineMessageStore
 from pbx.store.code_key import load_code_key
 from pbx.store.change_events import ChangeListener, announce
 from pbx.store.codes import CodeStore
-from pbx.store import presence as presence_store
+from pbx.store import budgets as budget_store, presence as presence_store
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
@@ -377,9 +377,11 @@ class Server:
         self.writer.submit(write)
 
     def _forget_node(self, node: str) -> None:
-        """Drop what ``node`` (this one starting, or a dead one) said it held."""
+        """Drop what ``node`` (this one starting, or a dead one) said it held:
+        its calls per extension, budget reservations and outside calls up."""
         with self.engine.begin() as conn:
             announce(conn, self.node, "presence", presence_store.forget_node(node, conn))
+            budget_store.release_node(node, datetime.now(timezone.utc), conn)
 
     def _streams(self) -> list[TcpTransport | WebSocketTransport]:
         """The connection-oriented transports: limits and idleness apply."""

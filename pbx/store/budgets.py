@@ -13,6 +13,9 @@ Several nodes: a paid call's reservation is a row of ``budget_reservations``
 counted one after the other and a budget's room is never handed out twice;
 :func:`release` drops it when the call ends (after its cost was added, in
 the same writer batch), :func:`release_node` drops a crashed node's.
+An extension's outside calls are counted the same way against its caps
+(:func:`admit_outside`, ``outside_call_starts``), under a transaction-scoped
+advisory lock per extension.
 
 Functions take a `Connection` and do not commit: run them as
 `BackgroundWriter` ops, or inside ``engine.begin()`` from the command line.
@@ -20,18 +23,23 @@ Functions take a `Connection` and do not commit: run them as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Connection, Table, and_, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx.routing.budgets import Budget, Period
-from pbx.store.models import Base, BudgetReservation, BudgetSpend, require_aware
+from pbx.routing.call_limits import LimitName
+from pbx.store.models import Base, BudgetReservation, BudgetSpend, OutsideCallStart, require_aware
 
 SPEND: Final[Table] = Base.metadata.tables[BudgetSpend.__tablename__]
 RESERVATIONS: Final[Table] = Base.metadata.tables[BudgetReservation.__tablename__]
+OUTSIDE: Final[Table] = Base.metadata.tables[OutsideCallStart.__tablename__]
+# Seconds a start counts against per_minute (as pbx.calls.limits.WINDOW).
+OUTSIDE_WINDOW: Final = timedelta(seconds=60)
 
 Slot = tuple[str, str]
 
@@ -99,14 +107,45 @@ def reserve(call: str, limits: Mapping[Slot, int], amount: int, node: str, now: 
     return None
 
 
-def release(call: str, conn: Connection) -> None:
-    """``call`` ended: what it held goes (its cost is in ``budget_spend``)."""
+def admit_outside(call: str, extension: str, simultaneous: int, per_minute: int, node: str, now: datetime,
+                  conn: Connection) -> tuple[LimitName, int, int | None] | None:
+    """Count ``call`` as ``extension``'s new outside call on any node, or say
+    which cap it would break: (``simultaneous`` or ``per_minute``, calls
+    counted, seconds until the rate lets one through or None); then nothing
+    is counted. Starts older than the window are dropped on the way."""
+    require_aware("now", now)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"outside:{extension}"})
+    cutoff = now - OUTSIDE_WINDOW
+    conn.execute(delete(OUTSIDE).where(OUTSIDE.c.extension == extension, OUTSIDE.c.started_at <= cutoff,
+                                       OUTSIDE.c.ended_at.is_not(None)))
+    rows = conn.execute(select(OUTSIDE.c.started_at, OUTSIDE.c.ended_at).where(
+        OUTSIDE.c.extension == extension, OUTSIDE.c.call_uuid != call)).all()
+    up = sum(1 for row in rows if row.ended_at is None)
+    if up >= simultaneous:
+        return "simultaneous", up, None
+    recent = sorted(row.started_at for row in rows if row.started_at > cutoff)
+    if len(recent) >= per_minute:
+        frees_at = recent[len(recent) - per_minute] + OUTSIDE_WINDOW
+        return "per_minute", len(recent), max(1, math.ceil((frees_at - now).total_seconds()))
+    conn.execute(delete(OUTSIDE).where(OUTSIDE.c.call_uuid == call))
+    conn.execute(OUTSIDE.insert().values(call_uuid=call, extension=extension, node=node, started_at=now))
+    return None
+
+
+def release(call: str, now: datetime, conn: Connection) -> None:
+    """``call`` ended: what it held goes (its cost is in ``budget_spend``);
+    its outside call is up no more (its start still counts a minute)."""
     conn.execute(delete(RESERVATIONS).where(RESERVATIONS.c.call_uuid == call))
+    conn.execute(update(OUTSIDE).where(OUTSIDE.c.call_uuid == call, OUTSIDE.c.ended_at.is_(None))
+                 .values(ended_at=now))
 
 
-def release_node(node: str, conn: Connection) -> int:
-    """Drop what ``node``'s calls held: at its start, those calls are gone
-    (a crash; their CDRs are closed as INTERRUPTED). Rows removed."""
+def release_node(node: str, now: datetime, conn: Connection) -> int:
+    """Drop what ``node``'s calls held: at its start, or once another node
+    found it dead, those calls are gone (their CDRs are closed as
+    INTERRUPTED). Budget rows removed."""
+    conn.execute(update(OUTSIDE).where(OUTSIDE.c.node == node, OUTSIDE.c.ended_at.is_(None)).values(ended_at=now))
     return int(conn.execute(delete(RESERVATIONS).where(RESERVATIONS.c.node == node)).rowcount)
 
 

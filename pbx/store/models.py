@@ -339,6 +339,24 @@ class ExtensionCalls(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")
 
 
+class OutsideCallStart(Base):
+    """An extension's outside call, on any node: with several nodes its caps
+    (simultaneous, per minute) are counted here (``pbx.store.budgets``)."""
+
+    __tablename__ = "outside_call_starts"
+    __table_args__ = (
+        Index("ix_outside_call_starts_extension_started_at", "extension", "started_at"),
+        Index("ix_outside_call_starts_node", "node"),
+        {"comment": "Outside calls per extension, for caps shared by nodes; kept a minute after they end."},
+    )
+
+    call_uuid: Mapped[str] = mapped_column(String(64), primary_key=True, comment="The call (cdr.uuid).")
+    extension: Mapped[str] = mapped_column(String(32), comment="The calling (paying) extension.")
+    node: Mapped[str] = mapped_column(String(255), comment="PBX node of the call.")
+    started_at: Mapped[datetime] = mapped_column(comment="UTC instant it was let through.")
+    ended_at: Mapped[datetime | None] = mapped_column(comment="UTC instant it ended; NULL: up.")
+
+
 class BudgetReservation(Base):
     """What a paid call in progress holds against one budget, on any node:
     with several nodes a budget's room is checked here, under the lock of

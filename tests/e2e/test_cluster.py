@@ -200,46 +200,49 @@ billing:
   currency: VND
   tariffs:
     - {{id: abroad, classes: [international], per_minute: 5000, increment: 60/60}}
-budgets:
-  reserve_seconds: 60
-  extensions:
-    "1001": 16000
 media: {{announce_refusals: false}}
-security: {{trusted_proxies: [127.0.0.1]}}
 """
 
 
-def test_a_budget_with_room_for_three_lets_exactly_three_through_across_nodes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("limits", "placed", "status", "event", "reason"), [
+    # Budget 16000, each call reserves 5000 (60 s at 5000/min): room for three.
+    ('budgets: {reserve_seconds: 60, extensions: {"1001": 16000}}', 3, 403, "budget_exhausted", "budget_exhausted"),
+    # Two outside calls up at once, whichever node places them.
+    ("security: {trusted_proxies: [127.0.0.1], outside_calls: {simultaneous: 2, per_minute: 50}}",
+     2, 486, "call_limit_hit", "outside_calls_simultaneous_limit"),
+], ids=["budget", "simultaneous_cap"])
+def test_ten_calls_at_once_across_nodes_get_exactly_the_room_there_is(
+        tmp_path: Path, limits: str, placed: int, status: int, event: str, reason: str) -> None:
     # The carrier takes the INVITEs and never answers: the calls placed keep
-    # their reservations (5000 each: 60 s at 5000/min; 16000 has room for
-    # three) while the others ask, on whichever node the edge picks.
+    # what they hold while the others ask, on whichever node the edge picks.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as carrier:
         carrier.bind(("127.0.0.1", 0))
-        plan = BUDGET_PLAN.format(gateway=carrier.getsockname()[1])
+        plan = BUDGET_PLAN.format(gateway=carrier.getsockname()[1]) + limits + "\n"
         with start_cluster(tmp_path / "cluster", plan) as cluster, \
                 SipUA.start(("127.0.0.1", cluster.edge_port), "1001", "caller-secret-1001", DOMAIN) as caller:
             for n in range(10):
                 caller.invite("0081312345678", body=sdp(40000 + 2 * n))
-            refusals: dict[str, Response] = {}   # by Call-ID: an unACKed 403 comes again
-            while len(refusals) < 7:
-                response = caller.expect(lambda m: isinstance(m, Response) and m.status == 403, timeout=15.0)
+            refusals: dict[str, Response] = {}   # by Call-ID: an unACKed refusal comes again
+            while len(refusals) < 10 - placed:
+                response = caller.expect(lambda m: isinstance(m, Response) and m.status == status, timeout=15.0)
                 assert isinstance(response, Response)
                 refusals[response.call_id] = response
-            placed = {name: server.lines_with('"event": "trunk_invite_sent"') for name, server in cluster.nodes.items()}
+
+            def lines(text: str) -> dict[str, list[str]]:
+                return {name: server.lines_with(f'"event": "{text}"') for name, server in cluster.nodes.items()}
+
             deadline = time.monotonic() + 15.0
-            while sum(len(lines) for lines in placed.values()) < 3 and time.monotonic() < deadline:
+            while sum(map(len, lines("trunk_invite_sent").values())) < placed and time.monotonic() < deadline:
                 time.sleep(0.1)
-                placed = {name: server.lines_with('"event": "trunk_invite_sent"') for name, server in cluster.nodes.items()}
-            refused = {name: server.lines_with('"event": "budget_exhausted"') for name, server in cluster.nodes.items()}
-            routed = {name: server.lines_with('"event": "call_routed"') for name, server in cluster.nodes.items()}
+            sent, refused, routed = lines("trunk_invite_sent"), lines(event), lines("call_routed")
             output = cluster.output()
-    assert all("budget_exhausted" in (r.get("reason") or "") for r in refusals.values())
-    # Ten calls, each either placed or refused: three placed, seven refused.
-    assert sum(len(lines) for lines in placed.values()) == 3, output
-    assert sum(len(lines) for lines in refused.values()) == 7, output
+    assert all(reason in (r.get("reason") or "") for r in refusals.values()), refusals
+    # Ten calls, each either placed or refused.
+    assert sum(map(len, sent.values())) == placed, output
+    assert sum(map(len, refused.values())) == 10 - placed, output
     # Both nodes took some of the ten (the edge hashes Call-IDs: all ten
     # on one node would happen once in 512 runs).
-    assert all(routed.values()), {name: len(lines) for name, lines in routed.items()}
+    assert all(routed.values()), {name: len(found) for name, found in routed.items()}
 
 
 def test_a_member_on_a_call_through_one_node_is_busy_for_the_other(cluster: Cluster, phones: PhoneFactory) -> None:

@@ -1,11 +1,13 @@
-"""Budget reservations shared by nodes (pbx/store/budgets.py: reserve,
-release, release_node): room is never handed out twice, on PostgreSQL even
-when ten calls ask at the same instant from ten connections."""
+"""Budget reservations and outside-call caps shared by nodes
+(pbx/store/budgets.py: reserve, admit_outside, release, release_node): room
+is never handed out twice, on PostgreSQL even when ten calls ask at the
+same instant from ten connections."""
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -23,6 +25,23 @@ def reserve(engine: Engine, call: str, amount: int = 100, node: str = "node-a",
         return store.reserve(call, limits or {SALES: 300}, amount, node, NOW, conn)
 
 
+def at_once(count: int, ask: Callable[[str], object]) -> dict[str, object]:
+    """``ask`` for calls c0, c1, ... from ``count`` threads released together."""
+    start = threading.Barrier(count)
+    results: dict[str, object] = {}
+
+    def one(call: str) -> None:
+        start.wait()
+        results[call] = ask(call)
+
+    threads = [threading.Thread(target=one, args=(f"c{n}",)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
 def test_room_is_spend_plus_calls_in_progress(migrated: Engine) -> None:
     with migrated.begin() as conn:
         store.add_spend([SALES], 100, NOW, conn)
@@ -33,7 +52,7 @@ def test_room_is_spend_plus_calls_in_progress(migrated: Engine) -> None:
     # c1 ends having cost 40: its hold goes, its cost counts.
     with migrated.begin() as conn:
         store.add_spend([SALES], 40, NOW, conn)
-        store.release("c1", conn)
+        store.release("c1", NOW, conn)
     assert reserve(migrated, "c3", amount=60) is None
     assert reserve(migrated, "c4", amount=1) == (SALES, 140, 160)
 
@@ -51,7 +70,7 @@ def test_a_crashed_nodes_holds_go_when_it_starts_again(migrated: Engine) -> None
     assert reserve(migrated, "b1", node="node-b") is None
     assert reserve(migrated, "a2", node="node-a") is None
     with migrated.begin() as conn:
-        assert store.release_node("node-a", conn) == 2
+        assert store.release_node("node-a", NOW, conn) == 2
     assert reserve(migrated, "x1", amount=200) is None
     assert reserve(migrated, "x2") == (SALES, 0, 300)
 
@@ -65,18 +84,36 @@ def test_asking_again_for_the_same_call_replaces_its_hold(migrated: Engine) -> N
 def test_ten_at_once_on_postgresql_exactly_three_fit(migrated: Engine) -> None:
     if migrated.dialect.name != "postgresql":
         pytest.skip("row locks across connections: PostgreSQL (SQLite has one node)")
-    start = threading.Barrier(10)
-    results: dict[str, object] = {}
-
-    def ask(call: str) -> None:
-        start.wait()
-        results[call] = reserve(migrated, call)
-
-    threads = [threading.Thread(target=ask, args=(f"c{n}",)) for n in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    admitted = sorted(call for call, refused in results.items() if refused is None)
+    results = at_once(10, lambda call: reserve(migrated, call))
     assert len(results) == 10
-    assert len(admitted) == 3
+    assert sum(1 for refused in results.values() if refused is None) == 3
+
+
+def outside(engine: Engine, call: str, at: datetime = NOW, node: str = "node-a") -> tuple[str, int, int | None] | None:
+    with engine.begin() as conn:
+        return store.admit_outside(call, "1001", 2, 3, node, at, conn)
+
+
+def test_outside_calls_count_against_both_caps_on_every_node(migrated: Engine) -> None:
+    assert outside(migrated, "o1", node="node-a") is None
+    assert outside(migrated, "o2", node="node-b") is None
+    assert outside(migrated, "o3") == ("simultaneous", 2, None)       # two up, on two nodes
+    with migrated.begin() as conn:
+        store.release("o1", NOW + timedelta(seconds=5), conn)
+    assert outside(migrated, "o3", NOW + timedelta(seconds=10)) is None
+    with migrated.begin() as conn:
+        store.release("o2", NOW + timedelta(seconds=15), conn)
+    # Three started within the minute: the fourth waits till the first leaves it.
+    assert outside(migrated, "o4", NOW + timedelta(seconds=20)) == ("per_minute", 3, 40)
+    assert outside(migrated, "o4", NOW + timedelta(seconds=61)) is None
+    with migrated.begin() as conn:  # a dead node's calls are up no more
+        store.release_node("node-a", NOW + timedelta(seconds=62), conn)
+    assert outside(migrated, "o5", NOW + timedelta(seconds=75)) is None
+
+
+def test_ten_outside_calls_at_once_on_postgresql_exactly_two_are_up(migrated: Engine) -> None:
+    if migrated.dialect.name != "postgresql":
+        pytest.skip("advisory locks across connections: PostgreSQL (SQLite has one node)")
+    results = at_once(10, lambda call: outside(migrated, call))
+    assert len(results) == 10
+    assert sum(1 for refused in results.values() if refused is None) == 2

@@ -1,5 +1,5 @@
 """Several PBX nodes behind an edge proxy: registration_bindings.path,
-budget_reservations and extension_calls.
+budget_reservations, outside_call_starts and extension_calls.
 
 Revision ID: 0014_cluster
 Revises: 0010_web
@@ -9,7 +9,8 @@ A phone registered through Kamailio is reached through it: the REGISTER's
 Path header (RFC 3327) is kept with the binding, so any node sharing the
 database sends requests to the phone by way of the edge. A paid call's
 budget reservation is a row, so calls in progress on every node count
-against a budget's room; each node's count of calls per extension is a
+against a budget's room, and an extension's outside calls against its
+caps; each node's count of calls per extension is a
 row, so a member on a call through one node is busy for the others. Written by hand as a frozen snapshot (no imports
 from pbx).
 """
@@ -51,6 +52,19 @@ def upgrade() -> None:
         batch_op.create_index("ix_budget_reservations_budget_period", ["budget", "period"], unique=False)
         batch_op.create_index("ix_budget_reservations_node", ["node"], unique=False)
     op.create_table(
+        "outside_call_starts",
+        sa.Column("call_uuid", sa.String(64), nullable=False, comment="The call (cdr.uuid)."),
+        sa.Column("extension", sa.String(32), nullable=False, comment="The calling (paying) extension."),
+        sa.Column("node", sa.String(255), nullable=False, comment="PBX node of the call."),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, comment="UTC instant it was let through."),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True, comment="UTC instant it ended; NULL: up."),
+        sa.PrimaryKeyConstraint("call_uuid", name=op.f("pk_outside_call_starts")),
+        comment="Outside calls per extension, for caps shared by nodes; kept a minute after they end.",
+    )
+    with op.batch_alter_table("outside_call_starts", schema=None) as batch_op:
+        batch_op.create_index("ix_outside_call_starts_extension_started_at", ["extension", "started_at"], unique=False)
+        batch_op.create_index("ix_outside_call_starts_node", ["node"], unique=False)
+    op.create_table(
         "extension_calls",
         sa.Column("node", sa.String(255), nullable=False, comment="The PBX node (cdr.node)."),
         sa.Column("extension", sa.String(32), nullable=False, comment="The extension number."),
@@ -64,6 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("extension_calls")
+    op.drop_table("outside_call_starts")
     op.drop_table("budget_reservations")
     with op.batch_alter_table("registration_bindings", schema=None) as batch_op:
         batch_op.drop_column("path")
