@@ -158,6 +158,8 @@ class Server:
         self._advertise = advertise
         self._advertised: str | None = None
         self.counters = SipCounters()
+        self._calls_pending: dict[str, int] = {}
+        """Extensions whose count of this node's calls changed since the last flush."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -367,12 +369,20 @@ class Server:
             self.calls.presence.elsewhere(counts)
 
     def _share_calls(self, extension: str, calls: int) -> None:
-        """This node's calls of ``extension`` changed: the store, and the others."""
+        """This node's calls of ``extension`` changed: written behind with
+        the bindings (last count wins), one notification a flush."""
+        self._calls_pending[extension] = calls
+
+    def _flush_calls(self) -> None:
+        if not self._calls_pending:
+            return
+        pending, self._calls_pending = self._calls_pending, {}
         node, at = self.node, datetime.now(timezone.utc)
 
         def write(conn: Connection) -> None:
-            presence_store.set_calls(node, extension, calls, at, conn)
-            announce(conn, node, "presence", [extension])
+            for extension, calls in pending.items():
+                presence_store.set_calls(node, extension, calls, at, conn)
+            announce(conn, node, "presence", pending)
 
         self.writer.submit(write)
 
@@ -619,6 +629,7 @@ class Server:
         while True:
             await asyncio.sleep(WRITE_BEHIND_INTERVAL)
             self.service.pending_bindings.flush()
+            self._flush_calls()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -626,6 +637,7 @@ class Server:
         if self.trunks is not None:
             await self.trunks.stop()  # un-REGISTER while the sockets are still open
         self.service.pending_bindings.flush()
+        self._flush_calls()
         await asyncio.to_thread(self.cluster_sync.close)
         for udp in self.udp:
             udp.close()

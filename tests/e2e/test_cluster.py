@@ -44,22 +44,9 @@ PASSWORDS = {"1001": "an-secret-1001", "1002": "binh-secret-1002", "1003": "chau
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with start_cluster(tmp_path / "cluster", DIALPLAN) as running:
         yield running
-        if request.node.stash.get(_FAILED, False):
-            print(running.output())
-
-
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.when == "call" and report.failed:
-        item.stash[_FAILED] = True
 
 
 def through_edge(phones: PhoneFactory, cluster: Cluster, number: str, **options: object) -> Phone:
