@@ -261,3 +261,22 @@ def test_a_member_on_a_call_through_one_node_is_busy_for_the_other(cluster: Clus
         nodes.add(row["node"])
     assert nodes - {holder}, f"no group call landed on the node without Chau's call in {calls} calls"
     alice.hangup(busy_call)
+
+
+def test_cancel_and_decline_through_the_edge(cluster: Cluster, phones: PhoneFactory) -> None:
+    alice = through_edge(phones, cluster, "1001")
+    bob = through_edge(phones, cluster, "1002")
+    chau = through_edge(phones, cluster, "1003", auto_answer=486)
+    # Alice gives up while Bob's phone rings: the CANCEL follows the INVITE
+    # through the edge to the node, and the node's CANCEL reaches Bob.
+    call = alice.call(f"sip:1002@{cluster.edge};transport=udp", transport="udp")
+    bob.wait_for("incoming_call", 10.0)
+    alice.wait_call_state("EARLY", call, timeout=10.0)
+    assert alice.hangup(call)["code"] == 487
+    bob.wait_call_state("DISCONNECTED", timeout=10.0)
+    # Chau's phone is busy: the 486 comes back through the edge.
+    call = alice.call(f"sip:1003@{cluster.edge};transport=udp", transport="udp")
+    assert alice.wait_call_state("DISCONNECTED", call, timeout=10.0)["code"] == 486
+    rows = {row["dialed_number"]: row for row in ended_rows(cluster, 2)}
+    assert (rows["1002"]["disposition"], rows["1002"]["hangup_side"]) == ("CANCELLED", "caller"), cluster.output()
+    assert rows["1003"]["disposition"] == "BUSY", cluster.output()
