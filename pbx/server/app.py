@@ -276,7 +276,8 @@ class Server:
             engine=engine, node=node, store=bindings, table=table, pending=self.service.pending_bindings,
             to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
             changed=self._bindings_changed,
-            reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence})
+            reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence,
+                    "blocks": self._reload_blocks})
         self.cluster_sync.start()
         # Who is on a call through the other nodes (busy for hunt groups and
         # max_calls here too); what this node held before it stopped is gone.
@@ -346,6 +347,14 @@ class Server:
             announce(conn, node, "features", [record.extension])
 
         self.writer.submit(save)
+
+    async def _reload_blocks(self, keys: tuple[str, ...] | None = None) -> None:
+        """The store is the truth about blocks: set on other nodes (they
+        announce them), or lifted by `pbx security blocks clear`."""
+        read_at = time.time()
+        stored = await asyncio.to_thread(self.service.security.blocks.active,
+                                         datetime.fromtimestamp(read_at, timezone.utc))
+        self.security.refresh(stored, read_at)
 
     async def _reload_features(self, keys: tuple[str, ...] | None = None) -> None:
         self.features.merge(await asyncio.to_thread(self.feature_store.load))
@@ -572,12 +581,7 @@ class Server:
             try:
                 self.service.sweep()
                 self.service.drop_inactive(self.plan)  # temporary numbers that just expired
-                # The store is the truth about blocks: set on other nodes, or
-                # lifted by `pbx security blocks clear`.
-                read_at = time.time()
-                stored = await asyncio.to_thread(self.service.security.blocks.active,
-                                                 datetime.fromtimestamp(read_at, timezone.utc))
-                self.security.refresh(stored, read_at)
+                await self._reload_blocks()
                 await self._reload_hunts()
                 await self._reload_features()
                 await self.chat.refresh()

@@ -58,8 +58,11 @@ def test_other_nodes_hear_a_change_at_commit_and_not_their_own(migrated: Engine)
             conn.rollback()                                   # rolled back: never sent
         with migrated.begin() as conn:
             announce(conn, "node-a", "features", ["1002"])
+        with migrated.begin() as conn:
+            announce(conn, "", "blocks", ["198.51.100.7"])   # named by no node: heard by all
         assert heard.get(timeout=10.0) == StoreChanged("node-a", "hunt", ("700", "701"))
         assert heard.get(timeout=10.0) == StoreChanged("node-a", "features", ("1002",))
+        assert heard.get(timeout=10.0) == StoreChanged("", "blocks", ("198.51.100.7",))
         assert heard.empty()
         assert not gaps.is_set()
     finally:
