@@ -45,6 +45,8 @@ class ClusterSync:
         self._changed = changed
         self._reload = reload
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()
+        self._waiting: dict[str, set[str] | None] = {}
         self.listener = ChangeListener(engine, node, self._heard, self._gap) \
             if ChangeListener.applies(engine) else None
 
@@ -67,16 +69,35 @@ class ClusterSync:
     # -- the event loop ----------------------------------------------------------
 
     def _spawn(self, topic: str | None, keys: tuple[str, ...] | None) -> None:
-        """Start reading back ``topic`` (None: everything) for ``keys``."""
-        for name in (self._reload if topic is None else [topic] if topic in self._reload else []):
-            self._start(self._reloaded(name, keys))
-        if topic in (None, "bindings"):
-            self._start(self.refresh(keys))
+        """Read back ``topic`` (None: everything) for ``keys``."""
+        for name in ([*self._reload, "bindings"] if topic is None else [topic]):
+            if name == "bindings" or name in self._reload:
+                self._want(name, keys)
 
-    def _start(self, work: Awaitable[None]) -> None:
-        task = self._loop.create_task(_run(work))
+    def _want(self, topic: str, keys: tuple[str, ...] | None) -> None:
+        """One read per topic at a time: what is heard meanwhile is gathered
+        (None: everything) and read once the running read is done, so a busy
+        node's notifications cost a read per read's duration, not one each."""
+        if topic in self._running:
+            gathered = self._waiting.get(topic, set())
+            self._waiting[topic] = None if keys is None or gathered is None else gathered | set(keys)
+            return
+        self._running.add(topic)
+        task = self._loop.create_task(self._read(topic, keys))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, topic: str, keys: tuple[str, ...] | None) -> None:
+        try:
+            if topic == "bindings":
+                await self.refresh(keys)
+            else:
+                await self._reloaded(topic, keys)
+        finally:
+            self._running.discard(topic)
+            if topic in self._waiting:
+                more = self._waiting.pop(topic)
+                self._want(topic, None if more is None else tuple(sorted(more)))
 
     async def _reloaded(self, topic: str, keys: tuple[str, ...] | None) -> None:
         try:
@@ -114,7 +135,3 @@ class ClusterSync:
         # One line per notification heard (a flush of another node's
         # writes, at most five a second from each node).
         log.info("bindings_refreshed", count=len(by_aor), aors=sorted(by_aor)[:20])
-
-
-async def _run(work: Awaitable[None]) -> None:
-    await work
