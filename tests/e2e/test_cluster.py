@@ -280,3 +280,22 @@ def test_cancel_and_decline_through_the_edge(cluster: Cluster, phones: PhoneFact
     rows = {row["dialed_number"]: row for row in ended_rows(cluster, 2)}
     assert (rows["1002"]["disposition"], rows["1002"]["hangup_side"]) == ("CANCELLED", "caller"), cluster.output()
     assert rows["1003"]["disposition"] == "BUSY", cluster.output()
+
+
+def test_the_edge_relays_nothing_in_a_dialog_that_is_not_to_or_from_a_node(cluster: Cluster) -> None:
+    # A forged in-dialog request naming the edge in its Route and a host
+    # outside as its target: an open relay would pass it on.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
+        forger.bind(("127.0.0.1", 0))
+        forger.settimeout(5.0)
+        port = forger.getsockname()[1]
+        forger.sendto((
+            "MESSAGE sip:victim@192.0.2.1:5060 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKforged1;rport\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:spam@example.com>;tag=f1\r\nTo: <sip:victim@192.0.2.1>;tag=t1\r\n"
+            f"Call-ID: forged-{port}\r\nCSeq: 2 MESSAGE\r\n"
+            f"Route: <sip:{cluster.edge};lr>\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 4\r\n\r\nspam").encode(), ("127.0.0.1", cluster.edge_port))
+        answer = forger.recv(4096)
+    assert answer.startswith(b"SIP/2.0 403 Not Relaying"), answer
