@@ -2,7 +2,7 @@
 # with sudo, without a terminal:  make test
 #
 #   make venv    .venv with the package (editable) and its test extras
-#   make deps    Debian packages the tests use (SIPp; linphone-cli; espeak-ng
+#   make deps    Debian packages the tests use (SIPp; linphone-cli; kamailio; espeak-ng
 #                and sox for prompts; slapd and ldap-utils for the LDAP sync
 #                tests; chromium for the browser tests); starts PostgreSQL if
 #                it is installed but stopped
@@ -13,6 +13,8 @@
 #                made in var/tls on first start; TLS_CERT=, TLS_KEY= for
 #                yours); call 800 for the auto attendant; the web console on
 #                http://127.0.0.1:8080/ (HTTP= to change, HTTP= empty: off)
+#   make cluster Kamailio on udp:127.0.0.1:5060 and two nodes (5071, 5072)
+#                sharing PostgreSQL (scripts/cluster.sh; needs PostgreSQL)
 #   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
@@ -48,7 +50,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # lock: wait for it, up to 10 minutes, instead of failing.
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: venv deps lint test run bench bench-calls prompts clean distclean
+.PHONY: venv deps lint test run cluster bench bench-calls prompts clean distclean
 
 venv: $(STAMP)
 
@@ -87,6 +89,13 @@ deps:
 		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends slapd ldap-utils; \
+	fi
+	@if ! command -v kamailio >/dev/null 2>&1 && ! [ -x /usr/sbin/kamailio ]; then \
+		echo "installing kamailio (the edge proxy of the cluster tests and make cluster; its system service is left stopped and disabled: the tests start their own)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends kamailio; \
+		$(SUDO) systemctl disable --now kamailio 2>/dev/null \
+			|| { $(SUDO) service kamailio stop; $(SUDO) update-rc.d kamailio disable; } >/dev/null 2>&1 || true; \
 	fi
 	@if ! [ -x /usr/bin/chromium ]; then \
 		echo "installing chromium (the web console's browser tests, driven by Playwright)"; \
@@ -138,6 +147,11 @@ run: venv
 	$(BIN)/pbx tls self-signed --if-missing --cert $(TLS_CERT) --key $(TLS_KEY)
 	$(BIN)/pbx serve --dialplan $(DIALPLAN) --db $(DB) $(foreach address,$(LISTEN),--listen $(address)) \
 		--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY) $(if $(HTTP),--http $(HTTP))
+
+# Kamailio and two nodes on one PostgreSQL, for trying the cluster
+# (scripts/cluster.sh: EDGE=, NODE_PORTS=, DB=, SCHEMA=, DIALPLAN=).
+cluster: venv deps
+	PYTHON=$(BIN)/python DIALPLAN=$(DIALPLAN) scripts/cluster.sh
 
 bench: venv deps
 	$(BIN)/python bench/register_rate.py --results $(BENCH_RESULTS) $(BENCH_ARGS)

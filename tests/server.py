@@ -148,12 +148,14 @@ their output when the test fails, then clears the list)."""
 class RunningServer:
     """A started `pbx serve`; `udp_port`/`tcp_port` are the real bound ports."""
 
-    def __init__(self, dialplan: Path, db_url: str, listens: list[str], extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, dialplan: Path, db_url: str, listens: list[str], extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         if not listens:
             raise ValueError("run_server needs at least one listen address")
         self._dialplan = dialplan
         self._db_url = db_url
         self._extra_args = extra_args
+        self._env = env or {}
         self._requested = [Listen.parse(text) for text in listens]
         self._bound: list[Listen] = []
         self._process: subprocess.Popen[str] | None = None
@@ -202,7 +204,7 @@ class RunningServer:
                    "--pid-file", str(self.pid_file), *self._extra_args]
         for listen in listens:
             command += ["--listen", str(listen)]
-        environment = dict(os.environ, PYTHONUNBUFFERED="1")
+        environment = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
         self._process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
@@ -283,10 +285,10 @@ class RunningServer:
 
 @contextmanager
 def run_server(dialplan: Path, db_url: str, listens: list[str],
-               extra_args: tuple[str, ...] = ()) -> Iterator[RunningServer]:
+               extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Iterator[RunningServer]:
     """Start `pbx serve` with these listen addresses (and more options from
-    ``extra_args``); stop it at exit."""
-    server = RunningServer(dialplan, db_url, listens, extra_args)
+    ``extra_args``, more environment from ``env``); stop it at exit."""
+    server = RunningServer(dialplan, db_url, listens, extra_args, env)
     server.start()
     try:
         yield server

@@ -13,21 +13,27 @@ never connected costs nothing.
 
 Spend comes from the store (shared by the nodes, :mod:`pbx.billing.keeper`
 reads it every few seconds) plus this node's settlements not yet in what
-was last read; reservations are this node's only, so with several nodes a
-budget's calls in progress on the others count once they end.
+was last read; reservations here are this node's only. So with several
+nodes on PostgreSQL a call this ledger admits also carries a
+:class:`SharedHold`: before it rings, the reservation is made again in the
+store, under the budget row's lock, against the spend and the calls in
+progress of every node (``pbx.store.budgets.reserve``); only then is it
+placed, else ``refuse`` says what happens instead.
 
 Pure: no clock, no I/O; the controller calls it on the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pbx.calls.plan import End, quoted_text
+from pbx.calls.limits import LimitHit
+from pbx.calls.plan import Action, End, quoted_text
 from pbx.cdr.records import Disposition
 from pbx.routing.budgets import Budget
+from pbx.routing.call_limits import CallerLimits, LimitName
 
 Slot = tuple[str, str]
 """(budget key, period label)."""
@@ -41,7 +47,8 @@ class BudgetHit:
     period: str
     spent: int
     reserved: int
-    """Held by this node's calls in progress."""
+    """Held by calls in progress (this node's; every node's when the
+    shared store refused)."""
     needed: int
     """The new call's reservation."""
 
@@ -69,6 +76,55 @@ class Charge:
 class _Hold:
     charges: tuple[Charge, ...]
     amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutsideSlot:
+    """An outside call to count against its extension's caps in the store."""
+
+    extension: str
+    limits: CallerLimits
+    refuse: Callable[[LimitHit], Action]
+    """What the call does when the store says a cap is reached."""
+
+    def hit(self, limit: LimitName, current: int, retry_after: int | None) -> LimitHit:
+        cap = self.limits.simultaneous if limit == "simultaneous" else self.limits.per_minute
+        return LimitHit(limit=limit, value=cap.value, current=current, rule=cap.rule, retry_after=retry_after)
+
+
+def _no_budget(hit: BudgetHit) -> Action:
+    raise AssertionError("a hold without charges cannot be refused for a budget")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedHold:
+    """What a call must hold in the shared store before it rings: its
+    outside-call slot, its budget reservation, or both (one transaction)."""
+
+    charges: tuple[Charge, ...] = ()
+    amount: int = 0
+    refuse: Callable[[BudgetHit], Action] = _no_budget
+    """What the call does when the store says a budget has no room."""
+    outside: OutsideSlot | None = None
+
+    def limits(self) -> dict[Slot, int]:
+        return {(charge.budget.key, charge.period): charge.budget.limit for charge in self.charges}
+
+    def hit(self, slot: Slot, spent: int, reserved: int) -> BudgetHit:
+        """The store's refusal of ``slot`` as a ``BudgetHit``."""
+        budget = next(charge.budget for charge in self.charges if (charge.budget.key, charge.period) == slot)
+        return BudgetHit(budget=budget, period=slot[1], spent=spent, reserved=reserved, needed=self.amount)
+
+
+class SharedReservations(Protocol):
+    """The store's side of :class:`SharedHold` (``pbx.billing.shared``)."""
+
+    def reserve(self, call: str, hold: SharedHold, done: Callable[[BudgetHit | LimitHit | None], None]) -> None:
+        """Make ``call``'s reservation; ``done`` is called on the event
+        loop with None (held), the cap reached or the budget without room."""
+
+    def release(self, call: str) -> None:
+        """``call`` ended: drop what it holds (after its cost is written)."""
 
 
 class SpendListener(Protocol):

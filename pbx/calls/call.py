@@ -23,12 +23,14 @@ Rules it keeps (RFC 3261 unless said):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, assert_never
 
 import structlog
 
+from pbx.calls.budgets import BudgetHit
+from pbx.calls.limits import LimitHit
 from pbx.calls.features import ForwardOnFail
 from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
 from pbx.calls.hunt import HuntRing
@@ -228,6 +230,8 @@ class Call:
     """The tariff its trunk leg is priced by, fixed when the call is placed."""
     cost: int | None = None
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
+    shared_hold: bool = False
+    """It asked the shared store for a budget reservation (released at the end)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -486,6 +490,13 @@ class Call:
                 assert_never(action)
 
     def _ring(self, action: Ring, now: float) -> None:
+        shared = self.controller.shared_budgets
+        if action.hold is not None and shared is not None:
+            # The budgets are shared with other nodes: nothing rings until
+            # the store has the reservation (pbx.calls.budgets).
+            self.shared_hold = True
+            shared.reserve(self.uuid, action.hold, lambda hit: self._held(action, hit))
+            return
         self.state = CallState.RINGING
         if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
             self.earlier_legs.extend(self.fork.legs)
@@ -503,6 +514,24 @@ class Call:
         result = self.fork.start(now)
         if result is not None:
             self.fail(result)
+
+    def _held(self, action: Ring, hit: BudgetHit | LimitHit | None) -> None:
+        """The store answered ``action``'s reservation (outside-call slot,
+        budgets)."""
+        hold, shared = action.hold, self.controller.shared_budgets
+        assert hold is not None and shared is not None
+        if self.state in (CallState.ENDING, CallState.ENDED):
+            shared.release(self.uuid)  # the caller gave up meanwhile: a late hold must not stay
+            return
+        then: Action
+        if hit is None:
+            then = replace(action, hold=None)
+        elif isinstance(hit, LimitHit):
+            assert hold.outside is not None
+            then = hold.outside.refuse(hit)
+        else:
+            then = hold.refuse(hit)
+        self.controller.resume(self, then)
 
     # ------------------------------------------------------------ answering locally
 
@@ -1111,6 +1140,8 @@ class Call:
         self.cost = self._cost(self.ended_at)
         # Its budget reservation goes too, and its cost counts.
         self.controller.budgets.settle(self.uuid, self.cost or 0)
+        if self.shared_hold and self.controller.shared_budgets is not None:
+            self.controller.shared_budgets.release(self.uuid)
         # A member it kept busy may be free now for a caller in a queue.
         self.controller.serve_queues()
 

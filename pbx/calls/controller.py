@@ -28,7 +28,8 @@ from typing import Protocol
 
 import structlog
 
-from pbx.calls.budgets import BudgetLedger, Charge, refusal as budget_refusal
+from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, OutsideSlot, SharedHold, SharedReservations,
+                               refusal as budget_refusal)
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls import conference, parking
@@ -38,7 +39,7 @@ from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
-from pbx.calls.limits import OutsideCallCounter, refusal as limit_refusal
+from pbx.calls.limits import LimitHit, OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import PHRASE_FOR_STATUS, LocalMedia
 from pbx.calls.anchoring import BRIDGED_REFUSALS, Anchors
 from pbx.calls.media_policy import check_offer
@@ -51,7 +52,7 @@ from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
 from pbx.registrar.auth import AnswerUnlessSilent, Authenticated, Authenticator, Challenge, ChallengeSink
 from pbx.registrar.bindings import Binding, BindingTable
-from pbx.registrar.destination import remote_target
+from pbx.registrar.destination import first_hop, remote_target
 from pbx.routing.account_codes import masked, split_prefixed
 from pbx.routing.budgets import FREE_CLASSES, budgets_for, period_of
 from pbx.routing.call_limits import limits_for
@@ -221,6 +222,9 @@ class CallController:
         self.budgets = BudgetLedger()
         """Spend and reservations against budgets; the edge gives it a
         listener that keeps the store and sends alerts."""
+        self.shared_budgets: SharedReservations | None = None
+        """Set when several nodes share the budgets (PostgreSQL): paid calls
+        reserve in the store too."""
 
     def use_plan(self, plan: Dialplan) -> None:
         self.plan = plan
@@ -372,6 +376,12 @@ class CallController:
         """Run ``work`` for ``call`` (another call's business started it)."""
         self._on_behalf(call, work)
 
+    def resume(self, call: Call, action: Action) -> None:
+        """Run ``action`` for ``call`` after an asynchronous step (a budget
+        reservation in the store) and send what it sends."""
+        self._on_behalf(call, lambda: call.run(action, self.now))
+        self.kick()
+
     def _on_behalf(self, call: Call, work: Callable[[], None]) -> None:
         """Run ``work`` for ``call``: the transactions it starts are indexed
         as the call's, and the call's timer is re-armed after."""
@@ -413,12 +423,13 @@ class CallController:
             self._respond(event, 400, reason="Bad From")
             return
         claimed = from_user.user if isinstance(from_user, SipUri) else None
-        result = self.auth.authenticate(request, source.host, self.wall(), proxy=True, user=claimed,
+        origin = event.origin  # the phone behind a trusted edge: whom the lock-out counts
+        result = self.auth.authenticate(request, origin.host, self.wall(), proxy=True, user=claimed,
                                         qop_optional="INVITE" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
             # Not from a trunk and not (yet) authenticated: nothing is
             # placed, least of all towards a trunk (no open relay).
-            if not self.challenges.answer(result, source, "INVITE"):
+            if not self.challenges.answer(result, origin, "INVITE"):
                 self.endpoint.discard(event.key)
                 return
             dialled = _dialled(request)
@@ -426,7 +437,7 @@ class CallController:
             if external or result.reason != "no_credentials":
                 # Not the routine first INVITE of an internal call: a probe
                 # for a way out, or credentials that did not do.
-                log.info("call_challenged", source=str(source), dialled=masked(dialled, self.plan.account_codes.prefix),
+                log.info("call_challenged", source=str(origin), dialled=masked(dialled, self.plan.account_codes.prefix),
                          reason=result.reason, external=external)
             # Statelessly (one 407, never retransmitted): a forged source
             # address must not make the PBX a traffic reflector.
@@ -486,7 +497,12 @@ class CallController:
             # §12.1.1: requests to the caller go to its Contact, or to where
             # it sent from when NAT is seen (pbx/registrar/destination.py).
             contact = event.request.get("contact")
-            if contact is not None:
+            record_route = event.request.get_all("record-route")
+            if record_route:
+                # §12.2.1.1: a proxy stayed in the dialog (the cluster's
+                # edge): our requests go to the first hop of the route set.
+                dest = first_hop(record_route[0], event.source)
+            elif contact is not None:
                 try:
                     dest = remote_target(parse_name_addr(contact).uri, event.source, caller.nat).peer
                 except (HeaderValueError, SipError):
@@ -955,9 +971,25 @@ class CallController:
         refused."""
         if call.call_class == EMERGENCY or not any(isinstance(t, TrunkTarget) for t in action.targets):
             return action
-        hit = self.outside_calls.admit(caller.number, call.uuid, limits_for(self.plan, caller), self.now)
+        limits = limits_for(self.plan, caller)
+        hit = self.outside_calls.admit(caller.number, call.uuid, limits, self.now)
         if hit is None:
-            return action
+            if self.shared_budgets is None:
+                return action
+            # Other nodes place this extension's calls too: count it in the
+            # store before anything rings (Call._ring waits for the answer).
+            return replace(action, hold=SharedHold(outside=OutsideSlot(
+                extension=caller.number, limits=limits,
+                refuse=lambda shared_hit: self._shared_limit_refusal(call, caller, action, shared_hit))))
+        return self._limit_refused(call, caller, action, hit)
+
+    def _shared_limit_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: LimitHit) -> Action:
+        self.outside_calls.release(call.uuid)  # this node's count goes with the store's refusal
+        self.budgets.settle(call.uuid, 0)
+        return self._limit_refused(call, caller, replace(action, hold=None), hit)
+
+    def _limit_refused(self, call: Call, caller: Extension, action: RingTargets, hit: LimitHit) -> Action:
+        """``call`` would break ``hit``'s cap: its desk phones only, or 486."""
         desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
         log.warning("call_limit_hit", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
                     limit=hit.limit, value=hit.value, current=hit.current, rule=hit.rule,
@@ -993,9 +1025,30 @@ class CallController:
         started = datetime.fromtimestamp(call.started_at, timezone.utc)
         period = period_of(started, settings.period, self.plan.timezone).label
         charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
-        hit = self.budgets.admit(call.uuid, charges, rate.tariff.cost(settings.reserve_seconds))
+        amount = rate.tariff.cost(settings.reserve_seconds)
+        hit = self.budgets.admit(call.uuid, charges, amount)
         if hit is None:
-            return action
+            if self.shared_budgets is None:
+                return action
+            # Other nodes spend from the same budgets: hold it in the store
+            # too before anything rings (Call._ring waits for the answer),
+            # with the outside-call slot if there is one.
+            return replace(action, hold=replace(
+                action.hold or SharedHold(), charges=charges, amount=amount,
+                refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
+        return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
+                        call_class: str | None) -> Action:
+        self.budgets.settle(call.uuid, 0)  # this node's hold goes with the store's refusal
+        return self._budget_refused(call, caller, replace(action, hold=None), hit, call_class)
+
+    def _budget_refused(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
+                        call_class: str | None) -> Action:
+        """``call`` does not fit in ``hit``'s budget: its desk phones only,
+        or the 403 (said first when the plan announces refusals)."""
+        rate = call.rate
+        assert rate is not None
         desk = tuple(target for target in action.targets if not isinstance(target, TrunkTarget))
         log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=caller.number,
                     budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,
@@ -1003,7 +1056,7 @@ class CallController:
                     call_class=call_class, outcome="trunk_legs_dropped" if desk else "refused")
         if desk:
             delay = max(target.after for target in action.targets if isinstance(target, TrunkTarget))
-            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay)
+            return replace(action, targets=desk, ring_timeout=action.ring_timeout - delay, hold=None)
         refused = budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
                                  rate.money(hit.budget.limit))
         if self.plan.media.announce_refusals:

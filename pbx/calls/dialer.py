@@ -64,19 +64,22 @@ class CallDialer(Dialer):
 
     def invite_contact(self, target: ContactTarget) -> Leg:
         call, binding = self.call, target.binding
+        # The Request-URI is the Contact (§16.5); where the INVITE goes is
+        # the Contact's address, or the REGISTER's source behind NAT, or the
+        # edge proxy the phone registered through (its Path, RFC 3327, is
+        # then the route set the INVITE starts with). A menu's transfer: no
+        # session timer towards the callee, as the caller was answered by us
+        # without one (nobody would refresh it).
+        extension = self.controller.plan.extension(target.extension)
+        dest = destination(binding, extension.nat if extension is not None else "auto")
         dialog = Dialog(call_id=f"{call.uuid}-{len(call.legs)}", local_tag=new_tag(), remote_tag=None,
                         local_uri=target.from_uri,
                         remote_uri=f"<sip:{target.extension}@{self.controller.plan.domain}>",
-                        remote_target=binding.contact)
+                        remote_target=binding.contact,
+                        route_set=binding.path if dest.reason == "path" else ())
         if call.destination is None:
             call.destination = target.extension
-        # The Request-URI is the Contact (§16.5); where the INVITE goes is
-        # the Contact's address, or the REGISTER's source behind NAT. A
-        # menu's transfer: no session timer towards the callee, as the
-        # caller was answered by us without one (nobody would refresh it).
-        extension = self.controller.plan.extension(target.extension)
-        session = self._open(dialog, destination(binding, extension.nat if extension is not None else "auto").peer,
-                             timers=call.media is None, callee=extension)
+        session = self._open(dialog, dest.peer, timers=call.media is None, callee=extension)
         return Leg(contact=binding.contact, session=session, started_at=self.controller.wall(),
                    target=target.extension, member=target.member,
                    on_close=self.controller.presence.ring(target.extension))

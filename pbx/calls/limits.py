@@ -19,9 +19,10 @@ most the cap per extension), and an extension is known only while it has
 a call up or a start within the window; the oldest starts are dropped
 first, in one queue for all extensions, as time passes.
 
-The counts live in this process: with several PBX nodes each counts the
-calls it carries, so an extension's real cap is the cap times the nodes
-that take its calls. Sharing them between nodes is a later issue.
+The counts live in this process. With several PBX nodes on PostgreSQL a
+call this counter admits is counted again in the store, against every
+node's calls (``pbx.calls.budgets.OutsideSlot``, ``pbx.store.budgets.
+admit_outside``), before it rings.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 import structlog
 
@@ -41,6 +41,9 @@ from pbx.routing.ivr import IvrMenu
 from pbx.sip.message import Header
 from pbx.trunks.outbound import RING_TIMEOUT as TRUNK_RING_TIMEOUT
 from pbx.trunks.outbound import TrunkDialling
+
+if TYPE_CHECKING:
+    from pbx.calls.budgets import SharedHold
 
 log = structlog.get_logger("pbx.calls")
 
@@ -63,6 +66,9 @@ class Ring:
     voicemail: str | None = None
     """The mailbox that takes the call when nobody answers (after any
     forward): the rung extension's, when it has one."""
+    hold: SharedHold | None = None
+    """Budgets shared by several nodes: reserve this in the store before
+    anything rings (``pbx.calls.budgets``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -475,6 +475,26 @@ def recover_interrupted(engine: Engine, node: str, now: datetime) -> int:
     return closed
 
 
+def dead_nodes(engine: Engine, me: str, now: datetime, stale: timedelta) -> list[str]:
+    """The other nodes sharing the store that died with calls in progress:
+    they hold a row open since before ``now - stale`` and have not stamped
+    their heartbeat since then. A live node with a call in progress stamps
+    every few seconds, so with ``stale`` many beats long only a dead (or cut
+    off) node looks like this; a node idle for hours that has just taken a
+    call has no row that old."""
+    require_aware("now", now)
+    cutoff = now - stale
+    open_nodes = select(CDR.c.node).where(
+        CDR.c.ended_at.is_(None), CDR.c.node != me, CDR.c.started_at < cutoff).distinct()
+    with engine.connect() as conn:
+        candidates = [row.node for row in conn.execute(open_nodes)]
+        if not candidates:
+            return []
+        alive = {row.node: row.alive_at for row in conn.execute(
+            select(HEARTBEATS.c.node, HEARTBEATS.c.alive_at).where(HEARTBEATS.c.node.in_(candidates)))}
+    return sorted(node for node in candidates if alive.get(node) is None or alive[node] < cutoff)
+
+
 __all__ = [
     "CDR",
     "CDR_LEGS",
@@ -482,6 +502,7 @@ __all__ = [
     "INTERRUPTED_REASON",
     "CdrWriter",
     "UnknownCall",
+    "dead_nodes",
     "mark_node_alive",
     "recover_interrupted",
     "upsert_call",

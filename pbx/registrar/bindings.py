@@ -28,6 +28,11 @@ class Binding:
     user_agent: str | None = None
     instance_id: str | None = None
     reg_id: int | None = None
+    path: tuple[str, ...] = ()
+    """The REGISTER's Path (RFC 3327): proxies between the phone and us,
+    nearest the phone last. Requests to the phone take it as their route
+    set and go to its first entry (the edge that holds the phone's NAT
+    mapping or connection)."""
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -65,6 +70,14 @@ class BindingTable:
         contacts = self._by_aor.setdefault(binding.aor, {})
         contacts.pop(binding.contact, None)  # re-insert: keeps refresh order
         contacts[binding.contact] = binding
+
+    def replace_aor(self, aor: str, bindings: list[Binding], now: float) -> None:
+        """Make ``aor``'s bindings exactly ``bindings`` (the store's, after
+        another node changed them)."""
+        self._by_aor.pop(aor, None)
+        for binding in bindings:
+            if binding.aor == aor and binding.expires_at > now:
+                self.put(binding)
 
     def remove(self, aor: str, contact: str) -> Binding | None:
         found = self._by_aor.get(aor)

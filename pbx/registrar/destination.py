@@ -34,6 +34,13 @@ connection id, so while the connection lives requests use it (RFC 5923's
 connection reuse, in RFC 5626's spirit); the host and port only matter once
 it has closed, when a new connection goes to the Contact (or the source).
 
+Path (RFC 3327): a phone that registered through an edge proxy is reached
+through it, whatever its Contact says: the first Path entry is where the
+request goes, the whole Path its preloaded route set (§5.1: "the registrar
+MUST use the Path as the route set"). The edge knows the phone's NAT
+mapping or connection; the PBX node does not, and may not be the node that
+took the REGISTER.
+
 Pure: no sockets, no clock, no logging.
 """
 
@@ -47,6 +54,7 @@ from pbx.registrar.bindings import Binding
 from pbx.routing.dialplan import NatMode
 from pbx.sip.address import Peer
 from pbx.sip.errors import SipError
+from pbx.sip.message import HeaderValueError, parse_name_addr
 from pbx.sip.uri import SipUri, parse_uri
 
 DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -62,14 +70,38 @@ class Destination:
     peer: Peer
     reason: str
     """``contact`` (RFC 3261), ``nat_detected``, ``nat_forced``,
-    ``contact_unusable`` or ``connection`` (kept on the connection the
-    REGISTER came over, the Contact naming another transport)."""
+    ``contact_unusable``, ``connection`` (kept on the connection the
+    REGISTER came over, the Contact naming another transport) or ``path``
+    (the first hop of the registration's Path)."""
 
 
 def destination(binding: Binding, nat: NatMode = "auto") -> Destination:
     """Where requests to ``binding``'s phone go under ``nat`` (see the
     module docstring)."""
+    if binding.path:
+        hop = first_hop(binding.path[0], binding.source)
+        if hop is not None:
+            return Destination(hop, "path")
     return remote_target(binding.contact, binding.source, nat)
+
+
+def first_hop(route: str, source: Peer) -> Peer | None:
+    """Where a request whose first Route (or Path) entry is ``route`` goes
+    (§8.1.2, loose routing): that URI's address, as RFC 3263 resolves a
+    numeric host. None when it names a host that needs DNS, or is not a
+    name-addr at all. ``source`` is where the entry came from: a
+    connection it arrived on is reused when the hop is the same place."""
+    try:
+        uri = parse_name_addr(route).uri
+    except HeaderValueError:
+        return None
+    peer = _contact_peer(uri, source.transport)
+    if peer is None:
+        return None
+    if source.connection is not None and (peer.transport, peer.host, peer.port) == (
+            source.transport, source.host, source.port):
+        return source
+    return peer
 
 
 def remote_target(contact: str, source: Peer, nat: NatMode = "auto") -> Destination:

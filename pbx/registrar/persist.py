@@ -14,6 +14,10 @@ expiry, Call-ID, CSeq and the update time, so it is written as an UPDATE of
 those columns: a third of the per-row work of the full upsert. That needs the
 row to exist; when an UPDATE finds fewer rows than it was given (an earlier
 write was lost, or the row was swept), those records are upserted whole.
+
+Other nodes sharing the database hear of every flush in its transaction
+(``pbx.store.change_events``: LISTEN/NOTIFY on PostgreSQL): refreshes too,
+since each node keeps each binding's expiry in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from pbx.store.change_events import announce
 from pbx.store.bindings import BINDINGS, BindingRecord
 from pbx.store.writer import BackgroundWriter
 
@@ -59,8 +64,9 @@ def _refresh_row(record: BindingRecord) -> dict[str, Any]:
 
 
 class BindingWriteBehind:
-    def __init__(self, writer: BackgroundWriter) -> None:
+    def __init__(self, writer: BackgroundWriter, node: str = "") -> None:
         self._writer = writer
+        self._node = node
         self._pending: dict[tuple[str, str], BindingRecord | None] = {}
         # (aor, contact) -> identity of the row last handed to the writer.
         self._written: dict[tuple[str, str], tuple[object, ...]] = {}
@@ -73,6 +79,11 @@ class BindingWriteBehind:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def pending_aors(self) -> set[str]:
+        """The AORs with a change made here not yet handed to the writer
+        (the store does not have it yet: it must not be read back)."""
+        return {aor for aor, _ in self._pending}
 
     def flush(self) -> None:
         """Hand everything pending to the writer as one op."""
@@ -97,6 +108,8 @@ class BindingWriteBehind:
                 upserts.append(record)
                 written[key] = identity
 
+        node, aors = self._node, {key[0] for key in pending}
+
         # The rows are built in the writer thread: the event loop only sorts.
         def write(conn: Connection) -> None:
             whole = upserts
@@ -108,6 +121,7 @@ class BindingWriteBehind:
                 conn.execute(_upsert_statement(conn.dialect.name), [_row(r) for r in whole])
             if deletes:
                 conn.execute(_DELETE, deletes)
+            announce(conn, node, "bindings", aors)
 
         self._writer.submit(write)
 

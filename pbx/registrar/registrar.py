@@ -24,7 +24,9 @@ from pbx.sip.errors import SipError
 from pbx.sip.message import Header, HeaderValueError, Request, Response, make_response, parse_name_addr
 from pbx.sip.uri import SipUri, parse_uri
 
-SUPPORTED_OPTIONS: frozenset[str] = frozenset()
+# RFC 3327: a REGISTER through an edge proxy (Kamailio) carries Path; a
+# phone or proxy may require us to honour it.
+SUPPORTED_OPTIONS: frozenset[str] = frozenset({"path"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +64,9 @@ class Registrar:
     def _answer(self, request: Request, status: int, reason: str | None = None, headers: list[Header] | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag, headers=headers or ())
 
-    def handle(self, request: Request, source: Peer, now: float) -> RegisterOutcome:
+    def handle(self, request: Request, source: Peer, now: float, *, client: Peer | None = None) -> RegisterOutcome:
+        """``source`` sent it; ``client`` is the phone behind a trusted edge
+        proxy, whose address the lock-out counts (``pbx.security.origin``)."""
         try:
             to = parse_name_addr(request.get("to") or "")
             to_uri = parse_uri(to.uri)
@@ -81,7 +85,7 @@ class Registrar:
                 event="register_bad_extension",
             )
 
-        result = self.auth.authenticate(request, source.host, now, user=aor,
+        result = self.auth.authenticate(request, (client or source).host, now, user=aor,
                                         qop_optional="REGISTER" in self.plan.security.digest_without_qop)
         if isinstance(result, Challenge):
             headers = [("www-authenticate", value) for value in result.header_values]
@@ -109,9 +113,15 @@ class Registrar:
                 event="register_forbidden",
                 fields={"aor": aor, "user": result.extension.number},
             )
-        return self._update(request, source, aor, result.extension.max_contacts, now)
+        # RFC 3327: a Path is the edge's to add. Where edges are listed
+        # (security.trusted_proxies), one from anyone else is ignored: a
+        # phone must not steer requests for it through a host it names.
+        trusted = self.plan.security.trusted_proxies
+        path = tuple(request.get_all("path")) if not trusted or client is not None else ()
+        return self._update(request, source, aor, result.extension.max_contacts, now, path)
 
-    def _update(self, request: Request, source: Peer, aor: str, max_contacts: int, now: float) -> RegisterOutcome:
+    def _update(self, request: Request, source: Peer, aor: str, max_contacts: int, now: float,
+                path: tuple[str, ...]) -> RegisterOutcome:
         settings = self.plan.registrar
         contact_values = request.get_all("contact")
         expires_header = request.get("expires")
@@ -186,6 +196,8 @@ class Registrar:
             )
 
         user_agent = request.get("user-agent")
+        # RFC 3327 §5.3: the Path is stored with each binding of this
+        # REGISTER and used as the route set of requests to it.
         for uri, expires, q, instance, reg_id in updates:
             if expires == 0:
                 if self.table.remove(aor, uri) is not None:
@@ -202,23 +214,32 @@ class Registrar:
                 user_agent=user_agent,
                 instance_id=instance,
                 reg_id=reg_id,
+                path=path,
             )
             self.table.put(binding)
             changes.append(BindingChange(binding=binding))
         event = "register_query" if not updates else "register_ok"
-        return self._ok(request, aor, changes, now, event)
+        return self._ok(request, aor, changes, now, event, path if updates else ())
 
-    def _ok(self, request: Request, aor: str, changes: list[BindingChange], now: float, event: str) -> RegisterOutcome:
+    def _ok(self, request: Request, aor: str, changes: list[BindingChange], now: float, event: str,
+            path: tuple[str, ...] = ()) -> RegisterOutcome:
+        """The 200 (§10.3 step 8); ``path``: what was stored, to echo (RFC 3327 §5.3)."""
         headers: list[Header] = []
         for binding in self.table.current(aor, now):
             q = f";q={binding.q:g}" if binding.q is not None else ""
             headers.append(("contact", f"<{binding.contact}>;expires={binding.remaining(now)}{q}"))
         headers.append(("date", self._date(now)))
+        contacts = len(headers) - 1
+        if "path" in (tag.strip().lower() for tag in request.get_all("supported")):
+            # RFC 3327 §5.3: the Path stored is echoed, so the phone knows
+            # its route; only to a phone that said it understands Path
+            # (as Kamailio's registrar does with path_mode 1).
+            headers.extend(("path", value) for value in path)
         return RegisterOutcome(
             response=self._answer(request, 200, "OK", headers),
             changes=tuple(changes),
             event=event,
-            fields={"aor": aor, "contacts": len(headers) - 1},
+            fields={"aor": aor, "contacts": contacts},
         )
 
 

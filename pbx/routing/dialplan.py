@@ -11,6 +11,8 @@ Secrets rule: an extension's password and HA1 values never appear in a
 
 from __future__ import annotations
 
+import ipaddress
+
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -317,6 +319,10 @@ class SecuritySettings:
     sdes_over_plain_signalling: bool = False
     """Let SRTP keys (SDP a=crypto) pass between phones whose signalling is
     not TLS (:mod:`pbx.calls.media_policy`)."""
+    trusted_proxies: frozenset[str] = frozenset()
+    """Edge proxies (Kamailio in front of several nodes) whose requests are
+    counted against the client they relayed, not against the proxy
+    (:mod:`pbx.security.origin`)."""
 
     def __post_init__(self) -> None:
         if self.outside_calls.simultaneous is None or self.outside_calls.per_minute is None:
@@ -328,6 +334,8 @@ class SecuritySettings:
                    self.tcp_message_seconds, self.tcp_idle_seconds, self.tls_handshake_seconds)
         if min(numbers) < 1:
             raise ValueError("security settings must all be at least 1")
+        for address in self.trusted_proxies:
+            ipaddress.ip_address(address)  # raises ValueError: the loader checked the form
         if not set(self.digest_without_qop) <= {"REGISTER", "INVITE"}:
             raise ValueError("digest_without_qop lists methods: REGISTER and/or INVITE")
 

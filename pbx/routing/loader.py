@@ -764,6 +764,18 @@ def _valid_domain(domain: str) -> bool:
     return all(_HOSTNAME_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
+def _check_trusted_proxies(plan: Merged, root: Place, report: Report) -> None:
+    section = plan.data.get("security")
+    if not isinstance(section, dict) or not plan.valid(("security", "trusted_proxies")):
+        return
+    for index, address in enumerate(section.get("trusted_proxies", [])):
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            report(plan.value_place(("security", "trusted_proxies", index), root),
+                   f"trusted_proxies: {address!r} is not an IP address")
+
+
 def _check_registrar(plan: Merged, root: Place, report: Report) -> None:
     section = plan.data.get("registrar")
     if not isinstance(section, dict):
@@ -864,7 +876,8 @@ def _check_calls(plan: Merged, root: Place, report: Report) -> None:
 
 
 _CHECKS: Final[tuple[Check, ...]] = (
-    _check_domain, _check_registrar, _check_extensions, _check_calls, *loader_routing.CHECKS,
+    _check_domain, _check_registrar, _check_trusted_proxies, _check_extensions, _check_calls,
+    *loader_routing.CHECKS,
     *loader_groups.CHECKS, *loader_hunt.CHECKS, *loader_ivr.CHECKS, *loader_codes.CHECKS, *loader_cost.CHECKS,
     *loader_conference.CHECKS,
     *loader_ldap.CHECKS, *loader_voicemail.CHECKS, *loader_recording.CHECKS,
@@ -909,8 +922,11 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
     }
     security: dict[str, Any] = {
         k: (tuple(str(m) for m in v) if k == "digest_without_qop" else v is True if isinstance(v, bool) else int(v))
-        for k, v in data.get("security", {}).items() if k != "outside_calls"
+        for k, v in data.get("security", {}).items() if k not in ("outside_calls", "trusted_proxies")
     }
+    if "trusted_proxies" in data.get("security", {}):
+        security["trusted_proxies"] = frozenset(
+            str(ipaddress.ip_address(str(a))) for a in data["security"]["trusted_proxies"])
     security.update(loader_routing.outside_call_limits(data.get("security", {}), SecuritySettings().outside_calls))
     calls: dict[str, Any] = {
         k: (v is True if k == "allow_short_timers" else int(v)) for k, v in data.get("calls", {}).items()

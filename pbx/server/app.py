@@ -16,20 +16,21 @@ import socket
 import ssl
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from pbx.billing.alerts import WebhookSender
 from pbx.billing.keeper import BudgetKeeper
+from pbx.billing.shared import StoreReservations
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.calls.controller import CallController
 from pbx.calls.features import FeatureRecord, FeatureState
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
-from pbx.cdr.writer import CdrWriter, recover_interrupted
+from pbx.cdr.writer import CdrWriter, dead_nodes, recover_interrupted
 from pbx.conference.bridge import ConferenceBridge
 from pbx.ivr.service import IvrMedia, prompt_library
 from pbx.media.endpoint import MediaEngine
@@ -44,6 +45,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
+from pbx.server.cluster_sync import ClusterSync
 from pbx.server.call_hooks import HookedRecorder
 from pbx.server.loop_lag import LoopLagMonitor
 from pbx.server.reload import DialplanReloader
@@ -59,7 +61,9 @@ from pbx.store.blocks import BlockStore
 from pbx.server.codes import StoreChecker
 from pbx.store.chat import OfflineMessageStore
 from pbx.store.code_key import load_code_key
+from pbx.store.change_events import ChangeListener, announce
 from pbx.store.codes import CodeStore
+from pbx.store import budgets as budget_store, presence as presence_store
 from pbx.store.db import make_engine, migrate
 from pbx.store.features import FeatureStore
 from pbx.store.hours import HoursStore
@@ -86,6 +90,12 @@ SWEEP_INTERVAL = 5.0
 # ends each such call's INTERRUPTED row at most this long before it really
 # ended. bench/cdr_heartbeat.py: about 1 ms a stamp on PostgreSQL.
 CDR_HEARTBEAT_INTERVAL = 5.0
+# Nodes sharing the store close each other's calls when one dies: every
+# this many seconds a node looks for another with a call open longer than
+# DEAD_NODE_STALE and no heartbeat (stamped every CDR_HEARTBEAT_INTERVAL
+# while it has calls) for as long: six beats missed is a dead node.
+DEAD_NODE_CHECK_INTERVAL = 10.0
+DEAD_NODE_STALE = 6 * CDR_HEARTBEAT_INTERVAL
 WRITE_BEHIND_INTERVAL = 0.2
 # Every this many seconds budget spend is read back from the store, so what
 # other nodes sharing it spent counts here (this node's own counts at once).
@@ -158,6 +168,8 @@ class Server:
         self._advertise = advertise
         self._advertised: str | None = None
         self.counters = SipCounters()
+        self._calls_pending: dict[str, int] = {}
+        """Extensions whose count of this node's calls changed since the last flush."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,6 +279,22 @@ class Server:
             threadsafe=loop.call_soon_threadsafe)
         await self.chat.refresh()
         self.service.presence, self.service.chat = self.presence, self.chat
+        # Other nodes sharing the store: their registrations, hunt group and
+        # feature changes, as they happen (LISTEN/NOTIFY on PostgreSQL).
+        node = self.node
+        self.cluster_sync = ClusterSync(
+            engine=engine, node=node, store=bindings, table=table, pending=self.service.pending_bindings,
+            to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
+            changed=self._bindings_changed,
+            reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence,
+                    "blocks": self._reload_blocks})
+        self.cluster_sync.start()
+        # Who is on a call through the other nodes (busy for hunt groups and
+        # max_calls here too); what this node held before it stopped is gone.
+        if ChangeListener.applies(engine):  # PostgreSQL: nodes may share it (SQLite: one node)
+            calls.presence.shared = self._share_calls
+            await asyncio.to_thread(self._forget_node, self.node)
+            await self._reload_presence(None)
         # Media for the calls the PBX answers itself: RTP binds where SIP
         # does and is advertised as SIP is (the public address behind NAT).
         media = self.plan.media
@@ -298,6 +326,14 @@ class Server:
         calls.codes = StoreChecker(CodeStore(engine, code_key), lambda: self.plan.account_codes.lockout)
         self.alerts = WebhookSender()
         self.budgets = BudgetKeeper(calls.budgets, self.writer, notify, self.plan, self.alerts, time.time)
+        if StoreReservations.applies(engine):
+            # Several nodes may spend from one budget: paid calls reserve in
+            # the store (pbx/billing/shared.py); a crash's leftovers go first.
+            shared = StoreReservations(engine, self.writer, self.node, time.time)
+            released = await asyncio.to_thread(shared.recover)
+            if released:
+                log.warning("budget_reservations_released", count=released)
+            calls.shared_budgets = shared
         self.budgets.recount_missing()
         self.budgets.refresh()
         # Trunks: the source table for the controller, and the clients that
@@ -309,6 +345,7 @@ class Server:
         self._tasks.append(loop.create_task(self._sweeper()))
         self._tasks.append(loop.create_task(self._write_behind()))
         self._tasks.append(loop.create_task(self._cdr_heartbeat()))
+        self._tasks.append(loop.create_task(self._dead_nodes()))
         self._tasks.append(loop.create_task(self._budget_refresh()))
         self._tasks.append(loop.create_task(self.voicemail.run()))
         self.plan_listeners: list[Callable[[Dialplan], None]] = [
@@ -323,17 +360,87 @@ class Server:
         log.info("pbx_started", node=self.node, addresses=self.addresses, bindings=len(table),
                  blocked=len(active_blocks), extensions=len(self.plan.extensions))
 
+    def _bindings_changed(self, aor: str) -> None:
+        """Another node changed ``aor``'s registrations: its lamps here.
+        (Chat messages kept for it are delivered by the node that took the
+        REGISTER, not by every node.)"""
+        self.presence.changed(aor)
+
     def _save_features(self, record: FeatureRecord) -> None:
-        store = self.feature_store
-        self.writer.submit(lambda conn: store.save(record, conn=conn))
+        store, node = self.feature_store, self.node
+
+        def save(conn: Connection) -> None:
+            store.save(record, conn=conn)
+            announce(conn, node, "features", [record.extension])
+
+        self.writer.submit(save)
+
+    async def _reload_blocks(self, keys: tuple[str, ...] | None = None) -> None:
+        """The store is the truth about blocks: set on other nodes (they
+        announce them), or lifted by `pbx security blocks clear`."""
+        read_at = time.time()
+        stored = await asyncio.to_thread(self.service.security.blocks.active,
+                                         datetime.fromtimestamp(read_at, timezone.utc))
+        self.security.refresh(stored, read_at)
+
+    async def _reload_features(self, keys: tuple[str, ...] | None = None) -> None:
+        self.features.merge(await asyncio.to_thread(self.feature_store.load))
+
+    async def _reload_hunts(self, keys: tuple[str, ...] | None = None) -> None:
+        self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
+
+    async def _reload_presence(self, extensions: tuple[str, ...] | None) -> None:
+        """The other nodes' calls of ``extensions`` (None: all of them)."""
+        engine, node = self.engine, self.node
+
+        def read() -> dict[str, int]:
+            with engine.connect() as conn:
+                return presence_store.elsewhere(node, extensions, conn)
+
+        counts = await asyncio.to_thread(read)
+        if extensions is None and self.calls is not None:
+            # Everything read again: extensions no longer on a call elsewhere too.
+            counts = {**{extension: 0 for extension in self.calls.presence.elsewhere_now()}, **counts}
+        if self.calls is not None:
+            self.calls.presence.elsewhere(counts)
+
+    def _share_calls(self, extension: str, calls: int) -> None:
+        """This node's calls of ``extension`` changed: written behind with
+        the bindings (last count wins), one notification a flush."""
+        self._calls_pending[extension] = calls
+
+    def _flush_calls(self) -> None:
+        if not self._calls_pending:
+            return
+        pending, self._calls_pending = self._calls_pending, {}
+        node, at = self.node, datetime.now(timezone.utc)
+
+        def write(conn: Connection) -> None:
+            for extension, calls in pending.items():
+                presence_store.set_calls(node, extension, calls, at, conn)
+            announce(conn, node, "presence", pending)
+
+        self.writer.submit(write)
+
+    def _forget_node(self, node: str) -> None:
+        """Drop what ``node`` (this one starting, or a dead one) said it held:
+        its calls per extension, budget reservations and outside calls up."""
+        with self.engine.begin() as conn:
+            announce(conn, self.node, "presence", presence_store.forget_node(node, conn))
+            budget_store.release_node(node, datetime.now(timezone.utc), conn)
 
     def _streams(self) -> list[TcpTransport | WebSocketTransport]:
         """The connection-oriented transports: limits and idleness apply."""
         return [*self.tcp, *self.tls, *self.websockets]
 
     def _save_hunt(self, record: HuntRecord) -> None:
-        store = self.hunt_store
-        self.writer.submit(lambda conn: store.save(record, conn=conn))
+        store, node = self.hunt_store, self.node
+
+        def save(conn: Connection) -> None:
+            store.save(record, conn=conn)
+            announce(conn, node, "hunt", [record.group])
+
+        self.writer.submit(save)
 
     def _from_trunk(self, source: Peer) -> bool:
         return self.calls is not None and self.calls.trunk_sources.match(source) is not None
@@ -506,14 +613,9 @@ class Server:
             try:
                 self.service.sweep()
                 self.service.drop_inactive(self.plan)  # temporary numbers that just expired
-                # The store is the truth about blocks: set on other nodes, or
-                # lifted by `pbx security blocks clear`.
-                read_at = time.time()
-                stored = await asyncio.to_thread(self.service.security.blocks.active,
-                                                 datetime.fromtimestamp(read_at, timezone.utc))
-                self.security.refresh(stored, read_at)
-                self.hunts.merge(await asyncio.to_thread(self.hunt_store.load))
-                self.features.merge(await asyncio.to_thread(self.feature_store.load))
+                await self._reload_blocks()
+                await self._reload_hunts()
+                await self._reload_features()
                 await self.chat.refresh()
                 await self.refresh_hours()
             except Exception:
@@ -526,6 +628,22 @@ class Server:
                 self.cdr.writer.heartbeat(datetime.now(timezone.utc))
             except Exception:
                 log.exception("cdr_heartbeat_failed")
+
+    async def _dead_nodes(self) -> None:
+        """Close as INTERRUPTED the calls of nodes that died (pbx.cdr.writer.
+        dead_nodes) without waiting for them to start again."""
+        stale = timedelta(seconds=DEAD_NODE_STALE)
+        while True:
+            await asyncio.sleep(DEAD_NODE_CHECK_INTERVAL)
+            try:
+                now = datetime.now(timezone.utc)
+                for node in await asyncio.to_thread(dead_nodes, self.engine, self.node, now, stale):
+                    closed = await asyncio.to_thread(recover_interrupted, self.engine, node, now)
+                    await asyncio.to_thread(self._forget_node, node)
+                    await self._reload_presence(None)
+                    log.warning("cdr_dead_node_calls_closed", dead_node=node, count=closed)
+            except Exception:
+                log.exception("dead_node_check_failed")
 
     async def refresh_hours(self) -> None:
         """Read ``pbx hours`` overrides (every sweep and on SIGHUP): the next
@@ -547,6 +665,7 @@ class Server:
         while True:
             await asyncio.sleep(WRITE_BEHIND_INTERVAL)
             self.service.pending_bindings.flush()
+            self._flush_calls()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -554,6 +673,8 @@ class Server:
         if self.trunks is not None:
             await self.trunks.stop()  # un-REGISTER while the sockets are still open
         self.service.pending_bindings.flush()
+        self._flush_calls()
+        await asyncio.to_thread(self.cluster_sync.close)
         for udp in self.udp:
             udp.close()
         for stream in self._streams():

@@ -124,7 +124,8 @@ class ChatService:
         extension = self.plan.extension(relay.recipient)
         nat = extension.nat if extension is not None else "auto"
         for binding in contacts:
-            dest = destination(binding, nat).peer
+            where = destination(binding, nat)
+            dest = where.peer
             headers: list[Header] = [
                 ("via", self.local.via(dest.transport)),
                 ("max-forwards", "70"),
@@ -134,6 +135,8 @@ class ChatService:
                 ("cseq", "1 MESSAGE"),
                 ("content-type", relay.content_type),
             ]
+            if where.reason == "path":
+                headers.extend(("route", hop) for hop in binding.path)  # RFC 3327 §5.1
             if created_at is not None:
                 headers.append(("date", format_datetime(created_at.astimezone(UTC), usegmt=True)))
             key = self.endpoint.send_request(make_request("MESSAGE", binding.contact, headers, relay.body),

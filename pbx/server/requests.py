@@ -29,7 +29,7 @@ def authenticated(event: RequestReceived, *, plan: Dialplan, auth: Authenticator
     """The extension that sent ``event``'s request; None once it has been
     answered (407, 400) or dropped (blocked). ``wall`` is the wall clock
     (nonces), ``now`` the transaction layer's."""
-    request, source = event.request, event.source
+    request, source = event.request, event.origin  # the phone, behind a trusted edge
     try:
         from_uri = parse_uri(request.from_.uri)
     except Exception:

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import structlog
+from sqlalchemy import Connection
 
 from pbx.registrar.auth import Challenge
 from pbx.security.lockout import Block, Lockout
@@ -42,6 +43,7 @@ from pbx.security.sampling import DropSampler, Summary
 from pbx.sip.address import Peer
 from pbx.sip.message import Request
 from pbx.store.blocks import BlockStore, StoredBlock
+from pbx.store.change_events import announce
 from pbx.store.writer import BackgroundWriter
 
 log = structlog.get_logger("pbx.security")
@@ -137,8 +139,14 @@ class SecurityEvents:
                     failures=block.failures, seconds=round(block.until - wall))
         until = datetime.fromtimestamp(block.until, timezone.utc)
         reason = SCAN_REASON if block.scope == "source" else REASON
-        self.writer.submit(lambda conn: self.blocks.block(
-            block.source, until, reason, block.failures, conn=conn, username=block.username))
+
+        def write(conn: Connection) -> None:
+            self.blocks.block(block.source, until, reason, block.failures, conn=conn, username=block.username)
+            # Every node sharing the store reads its blocks again now, not at
+            # its next sweep (this one too: it names no node).
+            announce(conn, "", "blocks", [block.source])
+
+        self.writer.submit(write)
 
     def sweep(self, now: float) -> None:
         """Periodic: forget refilled buckets and old counts; write held-back

@@ -11,6 +11,7 @@ store's background writer; the decisions themselves are pure.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, Protocol
 
@@ -24,8 +25,9 @@ from pbx.routing.dialplan import Dialplan
 from pbx.sip.address import Peer
 from pbx.sip.endpoint import MessageDropped, SipEndpoint
 from pbx.sip.events import RequestReceived
-from pbx.sip.message import Request, make_response
+from pbx.sip.message import Request, make_response, split_list
 from pbx.store.bindings import BindingRecord, BindingStore
+from pbx.security.origin import client_of
 from pbx.server.security import SecurityEvents
 from pbx.store.writer import BackgroundWriter
 
@@ -33,7 +35,7 @@ log = structlog.get_logger("pbx.service")
 
 ALLOW = "REGISTER, OPTIONS"
 ACCEPT = "application/sdp"
-SUPPORTED = ""
+SUPPORTED = "path"
 
 Clock = Callable[[], float]
 
@@ -99,7 +101,7 @@ class SipService:
         self.security = security
         self.wall_clock = wall_clock
         self.node = node
-        self.pending_bindings = BindingWriteBehind(writer)
+        self.pending_bindings = BindingWriteBehind(writer, node)
         self.calls: CallHandler | None = None
         self.trunks: TrunkEvents | None = None
         self.presence: PresenceEvents | None = None
@@ -122,6 +124,9 @@ class SipService:
     def handle_events(self, events: list[object], now: float) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
+                trusted = self.registrar.plan.security.trusted_proxies
+                if trusted and (client := client_of(event.request, event.source, trusted)) is not None:
+                    event = replace(event, client=client)  # an edge relayed it: count the phone
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
                 self.security.dropped(event.reason, event.source, self.wall_clock(), answered=event.answered)
@@ -139,9 +144,9 @@ class SipService:
         request = event.request
         method = request.method
         if method not in _NOT_GATED and request.to.tag is None and not self.security.admit(
-                request, event.source, self.wall_clock()):
+                request, event.origin, self.wall_clock()):
             self.endpoint.discard(event.key)
-            self.security.dropped("rate_limited", event.source, self.wall_clock(), method=method)
+            self.security.dropped("rate_limited", event.origin, self.wall_clock(), method=method)
             return
         if method == "REGISTER":
             self._register(event, now)
@@ -168,10 +173,10 @@ class SipService:
 
     def _register(self, event: RequestReceived, now: float) -> None:
         wall = self.wall_clock()
-        outcome = self.registrar.handle(event.request, event.source, wall)
+        outcome = self.registrar.handle(event.request, event.source, wall, client=event.client)
         challenge = outcome.challenge
         if challenge is not None:
-            if self.security.answer(challenge, event.source, "REGISTER"):
+            if self.security.answer(challenge, event.origin, "REGISTER"):
                 # Statelessly: nothing is kept for an unauthenticated peer.
                 self.endpoint.answer_statelessly(event.key, outcome.response)
             else:
@@ -217,6 +222,7 @@ class SipService:
             instance_id=binding.instance_id,
             reg_id=binding.reg_id,
             updated_at=datetime.fromtimestamp(wall, timezone.utc),
+            path=", ".join(binding.path) or None,
         )
 
     def drop_inactive(self, plan: Dialplan) -> None:
@@ -268,4 +274,5 @@ def binding_of(record: BindingRecord, node: str) -> Binding:
         user_agent=record.user_agent,
         instance_id=record.instance_id,
         reg_id=record.reg_id,
+        path=tuple(split_list(record.path)) if record.path else (),
     )

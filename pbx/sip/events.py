@@ -53,6 +53,14 @@ class RequestReceived:
     request: Request
     source: Peer
     key: TransactionKey
+    client: Peer | None = None
+    """Set by the edge when ``source`` is a trusted proxy: the client it
+    relayed (``pbx.security.origin``). Responses still go to ``source``."""
+
+    @property
+    def origin(self) -> Peer:
+        """Whom per-source protections (rate limits, lock-outs) count."""
+        return self.client or self.source
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

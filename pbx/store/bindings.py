@@ -16,7 +16,7 @@ restart and what other PBX nodes sharing the database read.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Final
@@ -52,6 +52,7 @@ class BindingRecord:
     instance_id: str | None  # +sip.instance, RFC 5626 §4.1
     reg_id: int | None       # reg-id, RFC 5626 §4.2
     updated_at: datetime
+    path: str | None = None  # RFC 3327 Path, as a comma-separated header value
 
     def __post_init__(self) -> None:
         if not self.aor:
@@ -117,6 +118,20 @@ class BindingStore:
             select(*_COLUMNS)
             .where(BINDINGS.c.aor == aor, BINDINGS.c.expires_at > now)
             .order_by(BINDINGS.c.contact)
+        )
+        with transaction(self._engine, conn) as c:
+            return [BindingRecord.from_row(row._mapping) for row in c.execute(query)]
+
+    def for_aors(
+        self, aors: Collection[str], now: datetime, conn: Connection | None = None
+    ) -> list[BindingRecord]:
+        """The unexpired bindings of several addresses-of-record (another
+        node changed them), ordered by aor then contact."""
+        require_aware("now", now)
+        query = (
+            select(*_COLUMNS)
+            .where(BINDINGS.c.aor.in_(list(aors)), BINDINGS.c.expires_at > now)
+            .order_by(BINDINGS.c.aor, BINDINGS.c.contact)
         )
         with transaction(self._engine, conn) as c:
             return [BindingRecord.from_row(row._mapping) for row in c.execute(query)]

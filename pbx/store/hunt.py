@@ -16,6 +16,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, Table, select
 
 from pbx.calls.hunt_state import GroupRecord, HuntState, MemberRecord, Record
+from pbx.store.change_events import announce
 from pbx.store.db import transaction, upsert
 from pbx.store.models import Base, HuntGroupState, HuntMemberState
 
@@ -80,8 +81,9 @@ class HuntStore:
 
 def set_agent_login(engine: Engine, groups: list[str], member: str, logged_in: bool, now: float) -> None:
     """Log ``member`` in to (or out of) each of ``groups`` in one transaction,
-    as ``pbx hunt login|logout`` and the HTTP API do; running servers read
-    it on their next sweep."""
+    as ``pbx hunt login|logout`` and the HTTP API do; running servers hear
+    of it at once on PostgreSQL (``pbx.store.change_events``), on their next
+    sweep otherwise."""
     store = HuntStore(engine)
     with engine.begin() as conn:
         for group in groups:
@@ -89,3 +91,4 @@ def set_agent_login(engine: Engine, groups: list[str], member: str, logged_in: b
             state = HuntState(save=lambda r: store.save(r, conn=conn))
             state.merge([record])
             state.set_login(group, member, logged_in, now)
+        announce(conn, "admin", "hunt", groups)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -177,6 +178,9 @@ class RegistrationBinding(Base):
         comment="reg-id Contact parameter (RFC 5626 §4.2)."
     )
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last write.")
+    path: Mapped[str | None] = mapped_column(
+        Text, comment="Path header of the REGISTER (RFC 3327), comma-separated; the route to the phone."
+    )
 
 
 class HoursOverrideRow(Base):
@@ -319,6 +323,69 @@ class OfflineMessage(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary, comment="The message body as sent.")
     created_at: Mapped[datetime] = mapped_column(comment="UTC instant it arrived.")
     expires_at: Mapped[datetime] = mapped_column(comment="UTC instant it is dropped undelivered.")
+class ExtensionCalls(Base):
+    """How many calls an extension is on through one node: the other nodes
+    read it so a member busy on node A is busy for node B too."""
+
+    __tablename__ = "extension_calls"
+    __table_args__ = (
+        CheckConstraint("calls > 0", name="calls"),
+        {"comment": "Presence shared by nodes: calls in progress per extension and node."},
+    )
+
+    node: Mapped[str] = mapped_column(String(255), primary_key=True, comment="The PBX node (cdr.node).")
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True, comment="The extension number.")
+    calls: Mapped[int] = mapped_column(comment="Calls it is on through that node; no row at zero.")
+    updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")
+
+
+class OutsideCallStart(Base):
+    """An extension's outside call, on any node: with several nodes its caps
+    (simultaneous, per minute) are counted here (``pbx.store.budgets``)."""
+
+    __tablename__ = "outside_call_starts"
+    __table_args__ = (
+        Index("ix_outside_call_starts_extension_started_at", "extension", "started_at"),
+        Index("ix_outside_call_starts_node", "node"),
+        {"comment": "Outside calls per extension, for caps shared by nodes; kept a minute after they end."},
+    )
+
+    call_uuid: Mapped[str] = mapped_column(String(64), primary_key=True, comment="The call (cdr.uuid).")
+    extension: Mapped[str] = mapped_column(String(32), comment="The calling (paying) extension.")
+    node: Mapped[str] = mapped_column(String(255), comment="PBX node of the call.")
+    started_at: Mapped[datetime] = mapped_column(comment="UTC instant it was let through.")
+    ended_at: Mapped[datetime | None] = mapped_column(comment="UTC instant it ended; NULL: up.")
+
+
+class BudgetReservation(Base):
+    """What a paid call in progress holds against one budget, on any node:
+    with several nodes a budget's room is checked here, under the lock of
+    its ``budget_spend`` row (``pbx.store.budgets.reserve``)."""
+
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_minor"),
+        Index("ix_budget_reservations_budget_period", "budget", "period"),
+        Index("ix_budget_reservations_node", "node"),
+        {"comment": "Budgets: the cost of reserve_seconds held by each paid call in progress."},
+    )
+
+    call_uuid: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="The call (cdr.uuid) holding the reservation."
+    )
+    budget: Mapped[str] = mapped_column(
+        String(128), primary_key=True, comment="The budget: kind:name, e.g. department:sales."
+    )
+    period: Mapped[str] = mapped_column(String(16), comment="Period label, as budget_spend.period.")
+    amount_minor: Mapped[int] = mapped_column(
+        BigInteger, comment="Held: the cost of reserve_seconds of the call, in minor units."
+    )
+    node: Mapped[str] = mapped_column(
+        String(255), comment="PBX node of the call; its rows go when it starts again after a crash."
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant the reservation was made.")
+
+
 class BudgetSpend(Base):
     """What one budget has spent in one period: the settled cost of the
     calls started in it, kept here so nodes sharing the database count

@@ -7,14 +7,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
 
 from pbx.cdr.records import Disposition, HangupSide
-from pbx.cdr.writer import HEARTBEATS, INTERRUPTED_REASON, CdrWriter, mark_node_alive, recover_interrupted
+from pbx.cdr.writer import HEARTBEATS, INTERRUPTED_REASON, CdrWriter, dead_nodes, mark_node_alive, recover_interrupted
 from pbx.store.writer import BackgroundWriter
 
 from .conftest import NOW, at, call_row, make_answer, make_end, make_start, run_now
@@ -142,3 +142,30 @@ def test_a_stamp_never_goes_back(migrated: Engine, background: BackgroundWriter)
         with migrated.begin() as conn:
             mark_node_alive("pbx-a", when, conn)
     assert stamps(migrated) == {"pbx-a": at(12)}
+
+
+def test_a_survivor_finds_the_nodes_that_died_with_calls_in_progress(
+    migrated: Engine, background: BackgroundWriter
+) -> None:
+    stale = timedelta(seconds=30)
+    dead, alive, idle, me = (CdrWriter(background, node, run_now) for node in ("pbx-a", "pbx-b", "pbx-c", "pbx-d"))
+    # pbx-a: a call since 0, last beat at 5, then nothing: it died.
+    dead.started(make_start(uuid.uuid4(), started_at=at(0)))
+    dead.heartbeat(at(5))
+    # pbx-b: a call since 0, beating all along.
+    alive.started(make_start(uuid.uuid4(), started_at=at(0)))
+    alive.heartbeat(at(95))
+    # pbx-c: a call from 0 to 10 (its last beat at 5), idle since, a call
+    # taken just now (at 90): alive, not yet beaten again.
+    idle.started(make_start(first := uuid.uuid4(), started_at=at(0)))
+    idle.heartbeat(at(5))
+    idle.ended(make_end(first, ended_at=at(10), disposition=Disposition.NO_ANSWER, hangup_side=HangupSide.PBX,
+                        hangup_status=480))
+    me.started(make_start(uuid.uuid4(), started_at=at(0)))  # the one asking: never itself
+    me.heartbeat(at(95))
+    idle.started(make_start(uuid.uuid4(), started_at=at(90)))
+    assert background.flush(timeout=30)
+    assert dead_nodes(migrated, "pbx-d", at(100), stale) == ["pbx-a"]
+    assert dead_nodes(migrated, "pbx-a", at(100), stale) == []   # pbx-a itself (restarting) asks: not itself
+    assert recover_interrupted(migrated, "pbx-a", at(100)) == 1
+    assert dead_nodes(migrated, "pbx-d", at(100), stale) == []   # closed: nothing more to do

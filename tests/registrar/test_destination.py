@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pbx.registrar.bindings import Binding
@@ -99,3 +101,21 @@ def test_a_stored_tcp_binding_reconnects_to_the_contact() -> None:
     stored = Peer("tcp", "127.0.0.1", 51000)
     found = destination(binding("sip:1001@127.0.0.1:5070;transport=tcp", stored))
     assert found == Destination(Peer("tcp", "127.0.0.1", 5070), "contact")
+
+
+EDGE = "<sip:127.0.0.1:5180;lr;received=sip:127.0.0.1:40123>"
+
+
+@pytest.mark.parametrize(("path", "nat", "expected"), [
+    # RFC 3327 §5.1: through the edge the phone registered through, whatever
+    # the Contact or NAT say (the edge holds the mapping).
+    ((EDGE,), "auto", Destination(Peer("udp", "127.0.0.1", 5180), "path")),
+    ((EDGE,), "force", Destination(Peer("udp", "127.0.0.1", 5180), "path")),
+    (("<sip:127.0.0.1:5181;transport=tcp;lr>", EDGE), "never", Destination(Peer("tcp", "127.0.0.1", 5181), "path")),
+    # A Path naming a host by name cannot be used without DNS: as without Path.
+    (("<sip:edge.example.com;lr>",), "never", Destination(Peer("udp", "192.168.1.50", 5060), "contact")),
+    (("garbage",), "never", Destination(Peer("udp", "192.168.1.50", 5060), "contact")),
+])
+def test_a_binding_with_a_path_goes_through_it(path: tuple[str, ...], nat: NatMode, expected: Destination) -> None:
+    bound = replace(binding("sip:1001@192.168.1.50", NAT_PUBLIC), path=path)
+    assert destination(bound, nat) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -271,3 +272,48 @@ def test_replayed_authorization_is_refused() -> None:
 def test_bad_contact_gets_400(contact: str) -> None:
     registrar = make_registrar()
     assert authed(registrar, "1001", [contact], password="an-secret-1001").status == 400
+
+
+EDGE_PATH = "<sip:203.0.113.5:5060;lr;received=sip:198.51.100.7:40123>"
+
+
+@pytest.mark.parametrize(("supported", "echoed"), [(None, []), ("path", [EDGE_PATH])])
+def test_path_is_kept_with_the_binding_and_echoed_to_a_phone_that_supports_it(
+        supported: str | None, echoed: list[str]) -> None:
+    # RFC 3327 §5.3: the Path is stored with the binding; the 200 repeats it
+    # only when the phone said it understands Path (Kamailio's path_mode 1).
+    registrar = make_registrar()
+    extra = [("Path", EDGE_PATH), *([("Supported", supported)] if supported else [])]
+    response = authed(registrar, "1001", ["<sip:1001@192.0.2.10:5062>"], password="an-secret-1001", extra=extra)
+    assert response.status == 200
+    [binding] = registrar.table.current("1001", 1000.0)
+    assert binding.path == (EDGE_PATH,)
+    assert response.get_all("path") == echoed
+
+
+def test_require_path_is_understood() -> None:
+    registrar = make_registrar()
+    response = authed(registrar, "1001", ["<sip:1001@192.0.2.10:5062>"], password="an-secret-1001",
+                      extra=[("Path", EDGE_PATH), ("Require", "path")])
+    assert response.status == 200
+
+
+@pytest.mark.parametrize(("client", "kept"), [(None, ()), (PHONE, (EDGE_PATH,))])
+def test_with_edges_listed_only_their_path_is_kept(client: Peer | None, kept: tuple[str, ...]) -> None:
+    # security.trusted_proxies lists the edge: a Path straight from a phone
+    # (client None: not relayed by a listed edge) is ignored.
+    dialplan = replace(plan(), security=replace(plan().security, trusted_proxies=frozenset({"203.0.113.5"})))
+    registrar = Registrar(dialplan, Authenticator(dialplan, digest.NonceIssuer(b"k" * 32, lifetime=300),
+                                                  Lockout(max_failures=3, window=60, block_seconds=300)),
+                          BindingTable(), to_tag="regtag")
+    contacts, extra = ["<sip:1001@192.0.2.10:5062>"], [("Path", EDGE_PATH)]
+    first = registrar.handle(register("1001", contacts, extra=extra), PHONE, 1000.0, client=client)
+    challenge = digest.choose_challenge(first.response.get_all("www-authenticate"))
+    assert challenge is not None
+    answer = digest.answer_challenge(challenge, username="1001", password="an-secret-1001", method="REGISTER",
+                                     uri=f"sip:{DOMAIN}", cnonce="c0ffee", nc=1)
+    second = registrar.handle(register("1001", contacts, cseq=2, authorization=answer, extra=extra), PHONE, 1000.0,
+                              client=client)
+    assert second.response.status == 200
+    [binding] = registrar.table.current("1001", 1000.0)
+    assert binding.path == kept

@@ -10,24 +10,18 @@ cannot be reached (set PBX_TEST_POSTGRES_URL to point elsewhere).
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from pbx.store.bindings import BindingRecord
 from pbx.store.blocks import StoredBlock
 from pbx.store.db import make_engine, migrate
+from tests.postgres import postgres_schema
 
-POSTGRES_URL = os.environ.get(
-    "PBX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 NOW = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)  # the night European clocks go forward
 
@@ -48,21 +42,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
         return
-    schema = f"pbx_test_{uuid.uuid4().hex[:16]}"
-    admin = make_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {make_url(POSTGRES_URL).host}")
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
