@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.procfs import cpu_ticks, group_members  # noqa: E402
+from procfs import cpu_ticks, group_members  # noqa: E402
 from tests.e2e.cluster import Cluster, start_cluster  # noqa: E402
 from tests.test_sipp_calls import Phones, dialplan_text, kill_group, logged_call_ids, sipp_binary  # noqa: E402
 from tests.test_sipp_cluster import EdgePhones  # noqa: E402
