@@ -45,8 +45,8 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from media_streams import (HEADINGS, PERIOD, _pin, level_row, pacing, receive_stamped,  # noqa: E402 (beside)
-                           stamped_socket)
+from media_streams import HEADINGS, HOST, level_row, receive_stamped  # noqa: E402 (beside)
+from rtp_timing import PERIOD, pacing, pin, run_on, stamped_socket  # noqa: E402
 from pbx.conference.bridge import ConferenceBridge  # noqa: E402
 from pbx.conference.room import Refusal  # noqa: E402
 from pbx.media.codecs import Codec  # noqa: E402
@@ -69,8 +69,8 @@ def tone_frames(frequency: float) -> list[bytes]:
 def phones(conn: multiprocessing.connection.Connection) -> None:
     """Child process: talk to every member port every 20 ms and note when
     each of the PBX's packets arrives, until told to stop; then report."""
-    _pin(1)
-    sock = stamped_socket()
+    pin(1)
+    sock = stamped_socket(HOST)
     sock.setblocking(False)
     conn.send(sock.getsockname()[1])
     ports: list[int] = conn.recv()
@@ -128,12 +128,7 @@ def run_level(members: int, room_size: int, seconds: float, loop_kind: str, firs
     process.start()
     try:
         port = parent.recv()
-        run = mix(members, room_size, seconds, parent, port, first_port)
-        if loop_kind == "uvloop":
-            import uvloop
-            cpu, late = uvloop.run(run)
-        else:
-            cpu, late = asyncio.run(run)
+        cpu, late = run_on(loop_kind, mix(members, room_size, seconds, parent, port, first_port))
         parent.send("stop")
         result: dict[str, float] = parent.recv()
     finally:
@@ -159,7 +154,7 @@ def main() -> int:
             import uvloop  # noqa: F401
         except ImportError:
             args.loop = "asyncio"
-    _pin(0)
+    pin(0)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(f"{args.seconds:g} s per level, rooms of {args.room_size}, loop {args.loop}, PBX CPU 0, phones CPU 1;"
           " holds: p99 |gap - 20 ms| <= 2 ms, no loss, no skipped tick")

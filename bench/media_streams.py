@@ -33,10 +33,7 @@ import argparse
 import asyncio
 import multiprocessing
 import multiprocessing.connection
-import os
 import socket
-import statistics
-import struct
 import sys
 import time
 from collections import defaultdict
@@ -48,48 +45,25 @@ from pbx.ivr.prompts import PromptLibrary  # noqa: E402
 from pbx.media.endpoint import MediaEngine  # noqa: E402
 from pbx.media.player import Prompt  # noqa: E402
 from pbx.media.ports import PortAllocator  # noqa: E402
+from rtp_timing import pacing, pin, read_stamped, stamped_socket  # noqa: E402
 
 HOST = "127.0.0.1"
-PERIOD = 0.020
-_SEQ_SSRC = struct.Struct("!H4xI")
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
-
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; 35 on every architecture we run
-_TIMESPEC = struct.Struct("@qq")
-
-
-def stamped_socket() -> socket.socket:
-    """A UDP socket on 127.0.0.1 whose datagrams carry the kernel's arrival stamp."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.bind((HOST, 0))
-    return sock
 
 
 def receive_stamped(sock: socket.socket, arrivals: dict[int, list[tuple[int, int]]]) -> None:
     """One datagram from ``sock`` noted under its SSRC: (arrival ns, sequence)."""
-    data, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(_TIMESPEC.size))
-    if len(data) < 12:
-        return
-    stamp = next((_TIMESPEC.unpack(cdata[:_TIMESPEC.size]) for level, kind, cdata in ancillary
-                  if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
-    arrival = stamp[0] * 1_000_000_000 + stamp[1] if stamp else time.time_ns()
-    sequence, ssrc = _SEQ_SSRC.unpack_from(data, 2)
-    arrivals[ssrc].append((arrival, sequence))
+    packet = read_stamped(sock)
+    if packet is not None:
+        _, arrival, sequence, ssrc = packet
+        arrivals[ssrc].append((arrival, sequence))
 
 
 def receiver(conn: multiprocessing.connection.Connection) -> None:
     """Child process: note every packet's arrival until told to stop, then
     report. Arrival times are the kernel's receive stamps (SO_TIMESTAMPNS),
     so how late this process itself gets the CPU does not count."""
-    _pin(1)
-    sock = stamped_socket()
+    pin(1)
+    sock = stamped_socket(HOST)
     sock.settimeout(0.2)
     conn.send(sock.getsockname()[1])
     arrivals: dict[int, list[tuple[int, int]]] = defaultdict(list)
@@ -99,29 +73,6 @@ def receiver(conn: multiprocessing.connection.Connection) -> None:
         except TimeoutError:
             continue
     conn.send(pacing(arrivals))
-
-
-def pacing(arrivals: dict[int, list[tuple[int, int]]]) -> dict[str, float]:
-    """Per stream (SSRC -> [(arrival ns, sequence)]), the deviations of the
-    gaps between consecutive packets from 20 ms: p50, p99, max; packets
-    received and lost."""
-    deviations: list[float] = []
-    lost = packets = 0
-    for stream in arrivals.values():
-        packets += len(stream)
-        for (t0, s0), (t1, s1) in zip(stream, stream[1:]):
-            step = (s1 - s0) % 65536
-            if step == 1:
-                deviations.append(abs((t1 - t0) / 1e9 - PERIOD))
-            else:
-                lost += step - 1
-    deviations.sort()
-    return {
-        "streams": len(arrivals), "packets": packets, "lost": lost,
-        "p50": deviations[len(deviations) // 2] if deviations else 0.0,
-        "p99": deviations[int(len(deviations) * 0.99)] if deviations else 0.0,
-        "max": deviations[-1] if deviations else 0.0,
-    }
 
 
 async def play(streams: int, seconds: float, receiver_port: int, first_port: int) -> tuple[float, int]:
@@ -198,7 +149,7 @@ def main() -> int:
             import uvloop  # noqa: F401
         except ImportError:
             args.loop = "asyncio"
-    _pin(0)
+    pin(0)
     print(f"{args.seconds:g} s per level, loop {args.loop}, sender CPU 0, receiver CPU 1; "
           "holds: p99 |gap - 20 ms| <= 2 ms, no loss, no skipped tick")
     print(f"{'streams':>7} {HEADINGS.format('CPU/stream')}")
