@@ -130,7 +130,12 @@ def _crypto_for(offered: tuple[Attribute, ...], last: tuple[Attribute, ...]) -> 
     line (an answer takes one line and carries its tag, §5.1.2; what we
     last sent the holder may have been an offer with several, and a phone's
     re-offer may number its lines anew). None when ``last`` had keys and
-    none of their suites is offered."""
+    none of their suites is offered.
+
+    Lines are matched by suite name, not read with
+    :func:`pbx.media.sdes.parse_crypto`: these are the phones' own keys,
+    passed end to end, and may be of suites the PBX does not speak itself
+    (pjsua offers AES_256_CM first)."""
     tags: dict[str, str] = {}
     for name, value in offered:
         if name == "crypto" and value:
