@@ -191,7 +191,8 @@ class Server:
         authenticator = Authenticator(self.plan, nonces, lockout, algorithms, decoy_key=secrets.token_bytes(32))
         registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
         self.security = SecurityEvents(lockout, rate_limit_of(self.plan), self.writer, blocks, time.time,
-                                       exempt=self._from_trunk, packets=packet_limit_of(self.plan))
+                                       clock=self._loop.time, exempt=self._from_trunk,
+                                       packets=packet_limit_of(self.plan))
         self.security.refresh(active_blocks, now_utc.timestamp())
         self.service = SipService(
             self.endpoint, registrar, writer=self.writer, bindings=bindings, security=self.security,
@@ -533,10 +534,11 @@ class Server:
     # ------------------------------------------------------------ the driver
 
     def _on_data(self, data: bytes, source: Peer) -> None:
-        if not self.security.admit_bytes(source, time.time()):
+        now = self._loop.time()
+        if not self.security.admit_bytes(source, now):
             return
         try:
-            self.endpoint.receive(data, source, self._loop.time())
+            self.endpoint.receive(data, source, now)
         except Exception:  # our bug: log it, keep serving everyone else
             log.exception("receive_failed", source=str(source))
         self._flush()
@@ -611,7 +613,7 @@ class Server:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
-                self.service.sweep()
+                self.service.sweep(self._loop.time())
                 self.service.drop_inactive(self.plan)  # temporary numbers that just expired
                 await self._reload_blocks()
                 await self._reload_hunts()

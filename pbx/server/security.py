@@ -57,15 +57,23 @@ _CREDENTIALS = ("authorization", "proxy-authorization")
 
 class SecurityEvents:
     def __init__(self, lockout: Lockout, limit: SourceRateLimit, writer: BackgroundWriter, blocks: BlockStore,
-                 wall_clock: Callable[[], float], *, exempt: Callable[[Peer], bool] = lambda _: False,
-                 packets: SourceRateLimit | None = None) -> None:
+                 wall_clock: Callable[[], float], *, clock: Callable[[], float],
+                 exempt: Callable[[Peer], bool] = lambda _: False, packets: SourceRateLimit | None = None) -> None:
         self.lockout = lockout
         self.limit = limit
-        self.packets = packets or SourceRateLimit(rate=2000, burst=4000)
+        # Not `packets or ...`: an empty limiter has len 0, so `or` would
+        # put the default in place of the plan's (it did, until a reload).
+        self.packets = packets if packets is not None else SourceRateLimit(rate=2000, burst=4000)
         """Every datagram or message per source, before parsing."""
         self.writer = writer
         self.blocks = blocks
         self.wall_clock = wall_clock
+        """For blocks: their ends are stored and shared with other nodes."""
+        self.clock = clock
+        """For the buckets and the drop sampler: monotonic, the event loop's
+        time. A bucket refills by elapsed time x rate, so a wall clock
+        stepped back by NTP would empty every bucket for as long as the step
+        (and at a high rate that is a flood of drops of legitimate traffic)."""
         self.exempt = exempt
         """Sources never limited nor counted: the trunks' gateways."""
         self.drops = DropSampler()
@@ -75,7 +83,8 @@ class SecurityEvents:
     def admit_bytes(self, source: Peer, now: float) -> bool:
         """Whether to parse what ``source`` just sent at all: False once it
         sends more than the per-source packet rate (a flood costs a lookup
-        per packet then, not a parse)."""
+        per packet then, not a parse). ``now`` on `clock`, as for `admit`
+        and `dropped`."""
         if self.packets.consume(source.host, now) or self.exempt(source):
             return True
         self.dropped("source_flooding", source, now)
@@ -95,7 +104,7 @@ class SecurityEvents:
         silent = challenge.silent
         if challenge.reason != "no_credentials" and not self.exempt(source):
             # The request carried credentials, so `admit` took no token.
-            silent = not self._take(source, self.wall_clock()) or silent
+            silent = not self._take(source, self.clock()) or silent
         self._report(challenge, source, method, answered=not silent)
         return not silent
 
@@ -149,11 +158,11 @@ class SecurityEvents:
         self.writer.submit(write)
 
     def sweep(self, now: float) -> None:
-        """Periodic: forget refilled buckets and old counts; write held-back
-        drop summaries."""
+        """Periodic (``now`` on `clock`): forget refilled buckets and old
+        counts; write held-back drop summaries."""
         self.limit.sweep(now)
         self.packets.sweep(now)
-        self.lockout.sweep(now)
+        self.lockout.sweep(self.wall_clock())
         for summary in self.drops.flush(now):
             self._summarise(summary)
 

@@ -129,7 +129,7 @@ class SipService:
                     event = replace(event, client=client)  # an edge relayed it: count the phone
                 self._on_request(event, now)
             elif isinstance(event, MessageDropped):
-                self.security.dropped(event.reason, event.source, self.wall_clock(), answered=event.answered)
+                self.security.dropped(event.reason, event.source, now, answered=event.answered)
             elif self.presence is not None and self.presence.on_event(event, now):
                 pass
             elif self.chat is not None and self.chat.on_event(event, now):
@@ -144,9 +144,9 @@ class SipService:
         request = event.request
         method = request.method
         if method not in _NOT_GATED and request.to.tag is None and not self.security.admit(
-                request, event.origin, self.wall_clock()):
+                request, event.origin, now):
             self.endpoint.discard(event.key)
-            self.security.dropped("rate_limited", event.origin, self.wall_clock(), method=method)
+            self.security.dropped("rate_limited", event.origin, now, method=method)
             return
         if method == "REGISTER":
             self._register(event, now)
@@ -243,10 +243,11 @@ class SipService:
                 self.pending_bindings.delete(aor, contact)
             log.info("bindings_dropped", aor=aor, state=state, count=len(dropped))
 
-    def sweep(self) -> None:
+    def sweep(self, now: float) -> None:
+        """Periodic; ``now`` is the event loop's (monotonic) time."""
         wall = self.wall_clock()
         expired = self.registrar.table.sweep(wall)
-        self.security.sweep(wall)
+        self.security.sweep(now)
         if expired:
             log.info("bindings_expired", count=len(expired))
             if self.presence is not None:

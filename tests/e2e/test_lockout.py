@@ -205,3 +205,24 @@ def test_a_flooding_source_is_ignored_but_valid_credentials_are_served(server: R
         ok = phone.final_response()
         assert ok is not None and ok.status == 200
     assert len(logged(server, "source_rate_limited")) == 1
+
+
+PACKET_PLAN = DIALPLAN.replace("  scan_usernames: 5\n", "  scan_usernames: 5\n  source_packets_per_second: 20\n"
+                               "  unauthenticated_per_second: 100000\n  unauthenticated_burst: 100000\n")
+
+
+@pytest.mark.parametrize("dialplan", [PACKET_PLAN])
+def test_the_plans_packet_rate_holds_from_start_up(server: RunningServer) -> None:
+    """``source_packets_per_second`` from the plan, not the built-in 2,000/s,
+    is what a source gets from the first packet on. (The start-up limiter
+    was once replaced by the default because an empty limiter is falsy, so
+    a plan's higher limit only took effect after a reload: a 300 calls/s
+    load from one address was cut off ten seconds in.)"""
+    with client(server) as flood:
+        for n in range(200):  # well inside the default's burst of 4,000
+            flood.send_raw(flood.register_request("1002", DOMAIN, call_id=f"flood-{n}", cseq=1))
+        answered = 0
+        while flood.final_response(timeout=0.5) is not None:
+            answered += 1
+    assert 40 <= answered <= 45  # the plan's burst (2 x 20), give or take a refill
+    assert logged(server, "message_dropped")[0]["reason"] == "source_flooding"
