@@ -191,7 +191,7 @@ class Server:
         authenticator = Authenticator(self.plan, nonces, lockout, algorithms, decoy_key=secrets.token_bytes(32))
         registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
         self.security = SecurityEvents(lockout, rate_limit_of(self.plan), self.writer, blocks, time.time,
-                                       clock=self._loop.time, exempt=self._from_trunk,
+                                       clock=self._loop.time, exempt=self._unlimited,
                                        packets=packet_limit_of(self.plan))
         self.security.refresh(active_blocks, now_utc.timestamp())
         self.service = SipService(
@@ -445,6 +445,13 @@ class Server:
 
     def _from_trunk(self, source: Peer) -> bool:
         return self.calls is not None and self.calls.trunk_sources.match(source) is not None
+
+    def _unlimited(self, source: Peer) -> bool:
+        """Sources the per-source budgets never cut off: trunks' gateways,
+        and the edge proxies of `security.trusted_proxies`, which relay for
+        every phone behind them (each phone is counted by its own address
+        once a request is parsed; the edge runs its own flood guard)."""
+        return source.host in self.plan.security.trusted_proxies or self._from_trunk(source)
 
     def _use_trunk_sources(self, sources: TrunkSources) -> None:
         if self.calls is not None:

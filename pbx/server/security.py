@@ -75,7 +75,8 @@ class SecurityEvents:
         stepped back by NTP would empty every bucket for as long as the step
         (and at a high rate that is a flood of drops of legitimate traffic)."""
         self.exempt = exempt
-        """Sources never limited nor counted: the trunks' gateways."""
+        """Sources never limited nor counted: the trunks' gateways and the
+        trusted edge proxies."""
         self.drops = DropSampler()
         self.blocks_set = 0
         """Blocks set since start, for metrics."""

@@ -226,3 +226,21 @@ def test_the_plans_packet_rate_holds_from_start_up(server: RunningServer) -> Non
             answered += 1
     assert 40 <= answered <= 45  # the plan's burst (2 x 20), give or take a refill
     assert logged(server, "message_dropped")[0]["reason"] == "source_flooding"
+
+
+EDGE_PLAN = PACKET_PLAN.replace("security:\n", "security:\n  trusted_proxies: [127.0.0.1]\n")
+
+
+@pytest.mark.parametrize("dialplan", [EDGE_PLAN])
+def test_a_trusted_edge_proxy_is_not_cut_off_by_the_packet_rate(server: RunningServer) -> None:
+    """Behind Kamailio every phone's packets come from the edge's address:
+    the per-source packet budget must not throttle the edge (the phones
+    behind it are counted one by one once their requests are parsed)."""
+    with client(server) as edge:
+        for n in range(200):
+            edge.send_raw(edge.register_request("1002", DOMAIN, call_id=f"edge-{n}", cseq=1))
+        answered = 0
+        while edge.final_response(timeout=0.5) is not None:
+            answered += 1
+    assert answered == 200
+    assert not logged(server, "message_dropped")
