@@ -192,7 +192,8 @@ class Server:
         registrar = Registrar(self.plan, authenticator, table, to_tag=service_tag)
         self.security = SecurityEvents(lockout, rate_limit_of(self.plan), self.writer, blocks, time.time,
                                        clock=self._loop.time, exempt=self._unlimited,
-                                       packets=packet_limit_of(self.plan))
+                                       packets=packet_limit_of(self.plan),
+                                       node=self.node if ChangeListener.applies(engine) else None)
         self.security.refresh(active_blocks, now_utc.timestamp())
         self.service = SipService(
             self.endpoint, registrar, writer=self.writer, bindings=bindings, security=self.security,
@@ -288,7 +289,7 @@ class Server:
             to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
             changed=self._bindings_changed,
             reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence,
-                    "blocks": self._reload_blocks})
+                    "blocks": self._reload_blocks, "auth_failures": self._count_failures})
         self.cluster_sync.start()
         # Who is on a call through the other nodes (busy for hunt groups and
         # max_calls here too); what this node held before it stopped is gone.
@@ -383,6 +384,12 @@ class Server:
         stored = await asyncio.to_thread(self.service.security.blocks.active,
                                          datetime.fromtimestamp(read_at, timezone.utc))
         self.security.refresh(stored, read_at)
+
+    async def _count_failures(self, events: tuple[str, ...] | None = None) -> None:
+        """Another node's failed authentications (None after a gap in
+        listening: what was missed is not read back, the blocks are)."""
+        if events:
+            self.security.count_remote_failures(events)
 
     async def _reload_features(self, keys: tuple[str, ...] | None = None) -> None:
         self.features.merge(await asyncio.to_thread(self.feature_store.load))

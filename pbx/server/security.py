@@ -30,6 +30,8 @@ with ``source`` always the first key (see deploy/fail2ban/):
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -58,7 +60,8 @@ _CREDENTIALS = ("authorization", "proxy-authorization")
 class SecurityEvents:
     def __init__(self, lockout: Lockout, limit: SourceRateLimit, writer: BackgroundWriter, blocks: BlockStore,
                  wall_clock: Callable[[], float], *, clock: Callable[[], float],
-                 exempt: Callable[[Peer], bool] = lambda _: False, packets: SourceRateLimit | None = None) -> None:
+                 exempt: Callable[[Peer], bool] = lambda _: False, packets: SourceRateLimit | None = None,
+                 node: str | None = None) -> None:
         self.lockout = lockout
         self.limit = limit
         # Not `packets or ...`: an empty limiter has len 0, so `or` would
@@ -80,6 +83,11 @@ class SecurityEvents:
         self.drops = DropSampler()
         self.blocks_set = 0
         """Blocks set since start, for metrics."""
+        self.node = node
+        """This node's name when it shares a PostgreSQL store with others
+        (its failures are told to them); None: a node alone."""
+        self._told: list[str] = []
+        self._told_lock = threading.Lock()  # the loop appends, the writer's thread drains
 
     def admit_bytes(self, source: Peer, now: float) -> bool:
         """Whether to parse what ``source`` just sent at all: False once it
@@ -136,6 +144,7 @@ class SecurityEvents:
         failure = challenge.failure
         if failure is None:
             return
+        self._tell(source.host, challenge.username)
         for block in failure.blocks:
             self._block(block)
         if failure.targeted:
@@ -157,6 +166,48 @@ class SecurityEvents:
             announce(conn, "", "blocks", [block.source])
 
         self.writer.submit(write)
+
+    # -- failures counted on every node -------------------------------------
+    #
+    # Behind the edge a guesser's requests are spread over the nodes (by
+    # Call-ID hash), so counts kept per node would let it make N times
+    # max_auth_failures guesses before any node blocks it. Each counted
+    # failure is told to the other nodes (one notification per writer
+    # batch) and counted there too: every node sees every failure, and the
+    # node whose own failure crosses the line sets, logs and stores the
+    # block (the others hold it in memory until the store says so).
+
+    def _tell(self, source: str, username: str) -> None:
+        if self.node is None:
+            return
+        event = json.dumps([round(self.wall_clock(), 6), source, username], separators=(",", ":"))
+        with self._told_lock:
+            first = not self._told
+            self._told.append(event)
+        if first:
+            self.writer.submit(self._announce_failures)
+
+    def _announce_failures(self, conn: Connection) -> None:
+        with self._told_lock:
+            events, self._told = self._told, []
+        if events and self.node is not None:
+            announce(conn, self.node, "auth_failures", events)
+
+    def count_remote_failures(self, events: tuple[str, ...]) -> int:
+        """Count failures another node told (`_tell`); how many were valid.
+        What they cross is held in memory only: see above."""
+        counted = 0
+        for event in events:
+            try:
+                at, source, username = json.loads(event)
+                at = float(at)
+            except (ValueError, TypeError):
+                continue  # not ours to crash on
+            if not isinstance(source, str) or not isinstance(username, str):
+                continue
+            self.lockout.failure(source, username, at)
+            counted += 1
+        return counted
 
     def sweep(self, now: float) -> None:
         """Periodic (``now`` on `clock`): forget refilled buckets and old

@@ -18,6 +18,8 @@ import pytest
 
 from pbx.sip.message import Response
 
+from tests.sipclient import SipClient
+
 from .cluster import NODES, Cluster, start_cluster
 from .harness import DOMAIN
 from .phone import Phone, PhoneFactory
@@ -300,3 +302,37 @@ def test_the_edge_relays_nothing_in_a_dialog_that_is_not_to_or_from_a_node(clust
             "Content-Type: text/plain\r\nContent-Length: 4\r\n\r\nspam").encode(), ("127.0.0.1", cluster.edge_port))
         answer = forger.recv(4096)
     assert answer.startswith(b"SIP/2.0 403 Not Relaying"), answer
+
+
+GUARDED = DIALPLAN.replace("security: {trusted_proxies: [127.0.0.1]}",
+                           "security: {trusted_proxies: [127.0.0.1], max_auth_failures: 4, block_seconds: 120}")
+
+
+def test_password_guesses_spread_over_the_nodes_add_up_to_one_block(tmp_path: Path) -> None:
+    """Behind the edge a guesser's attempts land on either node. Each node
+    counts the other's failures too, so four wrong passwords block the pair
+    whichever nodes saw them, not four per node."""
+    with start_cluster(tmp_path / "cluster", GUARDED) as cluster:
+        a, b = (cluster.nodes[name] for name in NODES)
+        with SipClient("udp", ("127.0.0.1", a.udp_port), timeout=1.5) as to_a, \
+                SipClient("udp", ("127.0.0.1", b.udp_port), timeout=1.5) as to_b:
+            answers = []
+            for client in (to_a, to_b, to_a):
+                response = client.register("1002", "wrong-guess", DOMAIN)
+                answers.append(None if response is None else response.status)
+                time.sleep(0.5)  # the failure reaches the other node (a NOTIFY, milliseconds)
+            assert answers == [401, 401, 401], cluster.output()
+            # The fourth guess is node b's second: blocked all the same, so
+            # it is dropped unanswered (node b counted a's two as well).
+            assert to_b.register("1002", "wrong-guess", DOMAIN) is None, cluster.output()
+            [line] = b.wait_lines('"event":"security_block"')
+            assert '"failures":4' in line
+            time.sleep(0.5)
+            # Node a holds the block too: the next guess there goes unanswered.
+            assert to_a.register("1002", "wrong-guess", DOMAIN) is None, cluster.output()
+            # The right password is still served from the same address (a
+            # blocked pair's credentials are checked once per
+            # blocked_retry_seconds, 2 s; a phone's retransmission gets there).
+            time.sleep(2.1)
+            ok = to_a.register("1002", "binh-secret-1002", DOMAIN)
+            assert ok is not None and ok.status == 200
