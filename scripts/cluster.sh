@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kamailio and two PBX nodes on this machine, sharing one PostgreSQL, for
 # trying the cluster (README: "Several nodes behind Kamailio"). Phones
-# register and call to the edge, udp:$EDGE; Ctrl-C stops everything.
+# register and call to the edge, udp:$EDGE or tcp:$EDGE; Ctrl-C stops everything.
 #
 #   scripts/cluster.sh                    # or: make cluster
 #   EDGE=127.0.0.1:5060 NODE_PORTS="5071 5072" DIALPLAN=dialplans/example.yaml \
@@ -53,8 +53,8 @@ for port in $NODE_PORTS; do
     sleep 2   # the first node migrates the schema; the next waits on its lock anyway
 done
 "$KAMAILIO" -DD -E -f deploy/kamailio/kamailio.cfg -Y "$PWD/$DIR/run" -w "$PWD/$DIR" \
-    -A "EDGE_LISTEN=udp:$EDGE" -A "DISPATCHER_LIST=\"$PWD/$DIR/dispatcher.list\"" > "$DIR/kamailio.log" 2>&1 &
+    -A "EDGE_LISTEN=udp:$EDGE" -A "EDGE_LISTEN_TCP=tcp:$EDGE" -A "DISPATCHER_LIST=\"$PWD/$DIR/dispatcher.list\"" > "$DIR/kamailio.log" 2>&1 &
 pids+=($!)
-echo "edge:   udp:$EDGE (log $DIR/kamailio.log): register phones and call here; Ctrl-C stops all"
+echo "edge:   udp:$EDGE and tcp:$EDGE (log $DIR/kamailio.log): register phones and call here; Ctrl-C stops all"
 wait -n "${pids[@]}" || true
 echo "a process exited; stopping the rest" >&2

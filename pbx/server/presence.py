@@ -254,8 +254,13 @@ class PresenceService:
 
     def _ok(self, event: RequestReceived, subscription: Subscription, expires: int, now: float) -> None:
         transport = subscription.dest.transport
-        response = make_response(event.request, 200, to_tag=subscription.dialog.local_tag, headers=[
-            ("expires", str(expires)), ("contact", self.local.contact(transport))])
+        request = event.request
+        # §12.1.1: the 2xx that sets up the dialog copies the Record-Route
+        # (a refresh's 2xx does not: the route set is fixed by then).
+        routes = [("record-route", value) for value in request.get_all("record-route")] \
+            if request.to.tag is None else []
+        response = make_response(request, 200, to_tag=subscription.dialog.local_tag, headers=[
+            *routes, ("expires", str(expires)), ("contact", self.local.contact(transport))])
         self.endpoint.send_response(event.key, response, now)
 
     def _answer(self, event: RequestReceived, status: int, reason: str | None, now: float,

@@ -365,6 +365,13 @@ class InviteSession:
             self.sdp_sent = body
         if 100 < status < 300 and request.method in OFFER_METHODS and not any(n == "contact" for n, _ in extra):
             extra.insert(0, ("contact", self._contact(self.dest.transport)))  # §12.1.1: a target for the peer
+        if 100 < status < 300 and request.method == "INVITE" and request.to.tag is None:
+            # §12.1.1: a response that sets up the dialog copies every
+            # Record-Route of the request, in order. Without them the caller
+            # sends its ACK and BYE straight to our Contact, round the proxy
+            # that asked to stay in the dialog (the cluster's edge, which
+            # holds a phone's NAT mapping or TCP connection).
+            extra[:0] = [("record-route", value) for value in request.get_all("record-route")]
         return make_response(request, status, reason, to_tag=self.dialog.local_tag, headers=extra, body=body)
 
     # ------------------------------------------------------------ UAC commands

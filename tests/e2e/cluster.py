@@ -56,7 +56,8 @@ class Kamailio:
         binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
         self.command = [
             binary, "-DD", "-E", "-f", str(KAMAILIO_CONFIG), "-Y", str(run_dir), "-w", str(directory),
-            "-A", f"EDGE_LISTEN=udp:127.0.0.1:{port}", "-A", f'DISPATCHER_LIST="{self.nodes_file}"',
+            "-A", f"EDGE_LISTEN=udp:127.0.0.1:{port}", "-A", f"EDGE_LISTEN_TCP=tcp:127.0.0.1:{port}",
+            "-A", f'DISPATCHER_LIST="{self.nodes_file}"',
         ]
         self._log: IO[bytes] = self.log_path.open("wb")
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log,

@@ -336,3 +336,24 @@ def test_password_guesses_spread_over_the_nodes_add_up_to_one_block(tmp_path: Pa
             time.sleep(2.1)
             ok = to_a.register("1002", "binh-secret-1002", DOMAIN)
             assert ok is not None and ok.status == 200
+
+
+def test_a_phone_on_tcp_calls_and_is_called_through_the_edge(cluster: Cluster, phones: PhoneFactory) -> None:
+    """The edge takes TCP as well as UDP: a phone registered over TCP keeps
+    its connection to the edge, and the node's INVITE reaches it back over
+    that connection (the Path names it), whichever node takes the call. The
+    phones' ACKs and BYEs come back through the edge too: the node copies the
+    edge's Record-Route into its 2xx (RFC 3261 §12.1.1)."""
+    tcp_phone = through_edge(phones, cluster, "1001", transport="tcp", auto_answer=200)
+    udp_phone = through_edge(phones, cluster, "1003", auto_answer=200)
+    # TCP caller to UDP callee, then UDP caller to the TCP callee.
+    for caller, callee, number, transport in ((tcp_phone, udp_phone, "1003", "tcp"),
+                                              (udp_phone, tcp_phone, "1001", "udp")):
+        call = caller.call(f"sip:{number}@{cluster.edge};transport={transport}", transport=transport)
+        caller.wait_for("media_state", 10.0, call=call, status="active")
+        incoming = callee.wait_for("media_state", 10.0, status="active")
+        caller.hangup(call)
+        callee.wait_call_state("DISCONNECTED", int(incoming["call"]), timeout=10.0)
+    rows = ended_rows(cluster, 2)
+    assert sorted((row["caller_number"], row["destination"], row["disposition"]) for row in rows) == [
+        ("1001", "1003", "ANSWERED"), ("1003", "1001", "ANSWERED")], cluster.output()

@@ -201,3 +201,12 @@ def test_message_for_an_offline_extension_waits_for_its_registration(agents: dic
     # Delivered once: the next registration brings nothing again.
     assert bob.register().status == 200
     assert bob.nothing("MESSAGE", 1.0)
+
+
+def test_the_subscription_2xx_copies_the_record_route(agents: dict[str, Agent]) -> None:
+    """§12.1.1: a proxy that record-routed the SUBSCRIBE (the cluster's
+    edge) stays in the dialog: the 200 hands the subscriber the route set."""
+    route = "<sip:127.0.0.1:9;lr>"
+    response = agents["2001"].request("SUBSCRIBE", f"sip:2002@{DOMAIN}", headers=[
+        "Event: presence", "Expires: 600", f"Record-Route: {route}"])
+    assert response.status == 200 and response.get_all("record-route") == [route]

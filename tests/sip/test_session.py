@@ -384,3 +384,31 @@ def test_uac_over_tls_sends_a_tls_via_and_a_sips_contact_to_a_sips_target(target
     [invite] = wire.requests
     assert (invite.get("via") or "").startswith(via)
     assert invite.get("contact") == contact
+
+
+def test_uas_copies_the_record_route_of_the_invite_into_responses_that_set_up_the_dialog() -> None:
+    """§12.1.1: every Record-Route, in order, in the 18x and 2xx; without
+    them the caller's ACK and BYE go round the proxy (a cluster's edge)."""
+    wire = RecordingWire()
+    route = ["<sip:192.0.2.5;transport=tcp;r2=on;lr>", "<sip:192.0.2.5;r2=on;lr>"]
+    invite = make_request("INVITE", "sip:1002@pbx.example.com", [
+        ("record-route", route[0]), ("record-route", route[1]),
+        *[(name, value) for name, value in incoming_invite().headers],
+    ], SDP)
+    key = TransactionKey(True, "z9hG4bKcaller1", "192.0.2.10:5062", "INVITE")
+    session = InviteSession.uas(request=invite, key=key, source=CALLER, local_tag="pbx", wire=wire,
+                                local=lambda _: PBX, tokens=counter())
+    session.respond(100)
+    session.respond(180)
+    session.respond(200, body=SDP)
+    trying, ringing, ok = (response for _, response in wire.responses)
+    assert trying.get_all("record-route") == []
+    assert ringing.get_all("record-route") == route and ok.get_all("record-route") == route
+    # A re-INVITE's 2xx changes no route set: nothing copied.
+    _, ack = in_dialog("ACK", 1, branch="z9hG4bKack")
+    session.on_ack(ack)
+    reinvite_key, reinvite = in_dialog("INVITE", 2, branch="z9hG4bKre1")
+    reinvite = make_request("INVITE", reinvite.uri, [("record-route", route[0]), *reinvite.headers], SDP)
+    session.on_request(reinvite_key, reinvite)
+    session.answer(reinvite_key, reinvite, 200, body=SDP)
+    assert wire.responses[-1][1].get_all("record-route") == []
