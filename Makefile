@@ -97,6 +97,11 @@ deps:
 		$(SUDO) systemctl disable --now kamailio 2>/dev/null \
 			|| { $(SUDO) service kamailio stop; $(SUDO) update-rc.d kamailio disable; } >/dev/null 2>&1 || true; \
 	fi
+	@if ! ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1; then \
+		echo "installing kamailio-tls-modules (TLS at the cluster's edge: its e2e test and make cluster)"; \
+		$(APT_GET) update; \
+		$(APT_GET) install -y --no-install-recommends kamailio-tls-modules; \
+	fi
 	@if ! [ -x /usr/bin/chromium ]; then \
 		echo "installing chromium (the web console's browser tests, driven by Playwright)"; \
 		$(APT_GET) update; \

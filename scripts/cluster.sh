@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Kamailio and two PBX nodes on this machine, sharing one PostgreSQL, for
 # trying the cluster (README: "Several nodes behind Kamailio"). Phones
-# register and call to the edge, udp:$EDGE or tcp:$EDGE; Ctrl-C stops everything.
+# register and call to the edge, udp:$EDGE or tcp:$EDGE, or TLS on
+# $EDGE_TLS (default 127.0.0.1:5061; a self-signed certificate is made in
+# var/tls on first start, TLS_CERT= and TLS_KEY= for your own; EDGE_TLS=
+# empty: no TLS); Ctrl-C stops everything.
 #
 #   scripts/cluster.sh                    # or: make cluster
 #   EDGE=127.0.0.1:5060 NODE_PORTS="5071 5072" DIALPLAN=dialplans/example.yaml \
@@ -20,6 +23,9 @@ SCHEMA=${SCHEMA:-pbx_cluster}
 PYTHON=${PYTHON:-.venv/bin/python}
 KAMAILIO=${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}
 DIR=var/cluster
+EDGE_TLS=${EDGE_TLS-127.0.0.1:5061}
+TLS_CERT=${TLS_CERT:-var/tls/pbx.crt}
+TLS_KEY=${TLS_KEY:-var/tls/pbx.key}
 
 mkdir -p "$DIR/run"
 "$PYTHON" - "$DB" "$SCHEMA" <<'PY'
@@ -52,9 +58,16 @@ for port in $NODE_PORTS; do
     letter=$(echo "$letter" | tr a-y b-z)
     sleep 2   # the first node migrates the schema; the next waits on its lock anyway
 done
+tls=()
+if [ -n "$EDGE_TLS" ]; then
+    "$PYTHON" -m pbx tls self-signed --if-missing --cert "$TLS_CERT" --key "$TLS_KEY"
+    tls=(-A "EDGE_LISTEN_TLS=tls:$EDGE_TLS" -A "EDGE_TLS_CERT=\"$(realpath "$TLS_CERT")\""
+         -A "EDGE_TLS_KEY=\"$(realpath "$TLS_KEY")\"")
+fi
 "$KAMAILIO" -DD -E -f deploy/kamailio/kamailio.cfg -Y "$PWD/$DIR/run" -w "$PWD/$DIR" \
-    -A "EDGE_LISTEN=udp:$EDGE" -A "EDGE_LISTEN_TCP=tcp:$EDGE" -A "DISPATCHER_LIST=\"$PWD/$DIR/dispatcher.list\"" > "$DIR/kamailio.log" 2>&1 &
+    -A "EDGE_LISTEN=udp:$EDGE" -A "EDGE_LISTEN_TCP=tcp:$EDGE" "${tls[@]}" \
+    -A "DISPATCHER_LIST=\"$PWD/$DIR/dispatcher.list\"" > "$DIR/kamailio.log" 2>&1 &
 pids+=($!)
-echo "edge:   udp:$EDGE and tcp:$EDGE (log $DIR/kamailio.log): register phones and call here; Ctrl-C stops all"
+echo "edge:   udp:$EDGE, tcp:$EDGE${EDGE_TLS:+, tls:$EDGE_TLS} (log $DIR/kamailio.log): register phones and call here; Ctrl-C stops all"
 wait -n "${pids[@]}" || true
 echo "a process exited; stopping the rest" >&2

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import IO, Final
 
 import pytest
+import trustme
 from sqlalchemy import text
 
 from pbx.store.db import make_engine
 from tests.postgres import postgres_schema
 from tests.server import REPO_ROOT, RunningServer, free_port
+from tests.tls_certs import write_ca, write_leaf
 
 KAMAILIO_CONFIG: Final = REPO_ROOT / "deploy" / "kamailio" / "kamailio.cfg"
 NODES: Final = ("node-a", "node-b")
@@ -45,7 +47,8 @@ class Kamailio:
     """A Kamailio process in the foreground on ``port``, dispatching to
     ``nodes`` (host:port each)."""
 
-    def __init__(self, directory: Path, port: int, nodes: list[str]) -> None:
+    def __init__(self, directory: Path, port: int, nodes: list[str], *,
+                 tls: tuple[int, Path, Path] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.nodes_file = directory / "dispatcher.list"
@@ -59,6 +62,10 @@ class Kamailio:
             "-A", f"EDGE_LISTEN=udp:127.0.0.1:{port}", "-A", f"EDGE_LISTEN_TCP=tcp:127.0.0.1:{port}",
             "-A", f'DISPATCHER_LIST="{self.nodes_file}"',
         ]
+        if tls is not None:  # (port, certificate, key)
+            tls_port, cert, key = tls
+            self.command += ["-A", f"EDGE_LISTEN_TLS=tls:127.0.0.1:{tls_port}", "-A", f'EDGE_TLS_CERT="{cert}"',
+                             "-A", f'EDGE_TLS_KEY="{key}"']
         self._log: IO[bytes] = self.log_path.open("wb")
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -114,11 +121,20 @@ class Cluster:
     nodes: dict[str, RunningServer]
     kamailio: Kamailio
     killed: set[str] = field(default_factory=set)
+    tls_port: int | None = None
+    ca_file: Path | None = None
+    """The CA that signed the edge's TLS certificate (phones trust it)."""
 
     @property
     def edge(self) -> str:
         """host:port phones register and call to."""
         return f"127.0.0.1:{self.edge_port}"
+
+    @property
+    def edge_tls(self) -> str:
+        """host:port of the edge's TLS listener (``start_cluster(tls=True)``)."""
+        assert self.tls_port is not None, "started without tls"
+        return f"127.0.0.1:{self.tls_port}"
 
     def kill(self, node: str) -> None:
         """SIGKILL ``node``'s process group: a crash, nothing said to anyone."""
@@ -165,8 +181,10 @@ class Cluster:
 
 
 @contextmanager
-def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES) -> Iterator[Cluster]:
-    """Kamailio and ``nodes`` (two by default) on one fresh PostgreSQL schema."""
+def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES, *,
+                  tls: bool = False) -> Iterator[Cluster]:
+    """Kamailio and ``nodes`` (two by default) on one fresh PostgreSQL schema;
+    ``tls``: the edge listens on TLS too, with a certificate from a test CA."""
     if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
         pytest.skip("kamailio is not installed (make deps)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -183,7 +201,15 @@ def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES
         with ThreadPoolExecutor(len(servers)) as starting:
             for started in [starting.submit(server.start) for server in servers.values()]:
                 started.result()
+        tls_port = ca_file = edge_tls = None
+        if tls:
+            ca = trustme.CA()
+            cert, key = write_leaf(ca, directory / "tls", "localhost", "127.0.0.1", stem="edge")
+            ca_file = write_ca(ca, directory / "tls" / "ca.pem")
+            tls_port = free_port()
+            edge_tls = (tls_port, cert, key)
         kamailio = Kamailio(directory / "kamailio", edge_port,
-                            [f"127.0.0.1:{server.udp_port}" for server in servers.values()])
+                            [f"127.0.0.1:{server.udp_port}" for server in servers.values()], tls=edge_tls)
         stack.callback(kamailio.stop)
-        yield Cluster(edge_port=edge_port, db_url=db_url, nodes=servers, kamailio=kamailio)
+        yield Cluster(edge_port=edge_port, db_url=db_url, nodes=servers, kamailio=kamailio, tls_port=tls_port,
+                      ca_file=ca_file)

@@ -357,3 +357,29 @@ def test_a_phone_on_tcp_calls_and_is_called_through_the_edge(cluster: Cluster, p
     rows = ended_rows(cluster, 2)
     assert sorted((row["caller_number"], row["destination"], row["disposition"]) for row in rows) == [
         ("1001", "1003", "ANSWERED"), ("1003", "1001", "ANSWERED")], cluster.output()
+
+
+def test_a_phone_on_tls_calls_and_is_called_through_the_edge(tmp_path: Path, phones: PhoneFactory) -> None:
+    """The edge ends the phones' TLS (its certificate checked by the phone
+    against the test CA) and reaches the nodes over UDP; the node's INVITE
+    goes back to the phone over the phone's TLS connection."""
+    if not list(Path("/usr/lib").glob("*/kamailio/modules/tls.so")):
+        pytest.skip("Kamailio's tls module is not installed (make deps: kamailio-tls-modules)")
+    with start_cluster(tmp_path / "cluster", DIALPLAN, tls=True) as cluster:
+        secure = phones("ext1001", tls_ca=cluster.ca_file)
+        state = secure.register("1001", PASSWORDS["1001"], DOMAIN, cluster.edge_tls, transport="tls",
+                                auto_answer=200)
+        assert state["code"] == 200, (state, cluster.output())
+        cluster.wait_known("1001")
+        plain = through_edge(phones, cluster, "1003", auto_answer=200)
+        for caller, callee, uri, transport in (
+                (secure, plain, f"sip:1003@{cluster.edge_tls};transport=tls", "tls"),
+                (plain, secure, f"sip:1001@{cluster.edge};transport=udp", "udp")):
+            call = caller.call(uri, transport=transport)
+            caller.wait_for("media_state", 10.0, call=call, status="active")
+            incoming = callee.wait_for("media_state", 10.0, status="active")
+            caller.hangup(call)
+            callee.wait_call_state("DISCONNECTED", int(incoming["call"]), timeout=10.0)
+        rows = ended_rows(cluster, 2)
+        assert sorted((row["caller_number"], row["destination"], row["disposition"]) for row in rows) == [
+            ("1001", "1003", "ANSWERED"), ("1003", "1001", "ANSWERED")], cluster.output()
