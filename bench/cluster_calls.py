@@ -73,7 +73,7 @@ def main() -> None:
     for nodes in (("node-a",), ("node-a", "node-b")):
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as work:
             directory = Path(work)
-            with start_cluster(directory / "cluster", dialplan_text(), nodes=nodes) as cluster:
+            with start_cluster(directory / "cluster", dialplan_text(), nodes=nodes, flood_requests=10**6) as cluster:
                 phones = EdgePhones(sipp_binary(), directory, cluster.nodes["node-a"], edge=cluster.edge)
                 with phones.callee(None):
                     cluster.wait_known("2000")

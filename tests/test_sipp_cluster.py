@@ -48,7 +48,7 @@ class EdgePhones(Phones):
 
 @pytest.mark.timeout(300)
 def test_killing_a_node_mid_load_loses_only_its_calls_in_progress(tmp_path: Path) -> None:
-    with start_cluster(tmp_path / "cluster", dialplan_text()) as cluster:
+    with start_cluster(tmp_path / "cluster", dialplan_text(), flood_requests=10**6) as cluster:
         engine = make_engine(cluster.db_url)
         try:
             doomed, survivor = cluster.nodes["node-a"], cluster.nodes["node-b"]

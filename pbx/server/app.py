@@ -289,7 +289,8 @@ class Server:
             to_binding=lambda record: binding_of(record, node), wall_clock=time.time,
             changed=self._bindings_changed,
             reload={"hunt": self._reload_hunts, "features": self._reload_features, "presence": self._reload_presence,
-                    "blocks": self._reload_blocks, "auth_failures": self._count_failures})
+                    "blocks": self._reload_blocks, "auth_failures": self._count_failures,
+                    "voicemail": self._recount_mailboxes})
         self.cluster_sync.start()
         # Who is on a call through the other nodes (busy for hunt groups and
         # max_calls here too); what this node held before it stopped is gone.
@@ -307,10 +308,11 @@ class Server:
         # Voicemail: messages in files and the store, lamps through the
         # presence service, mail in threads (pbx.voicemail.service).
         self.voicemail = VoicemailService(VoicemailStore(engine), self.plan, node=self.node,
-                                          changed=self.presence.mailbox_changed)
+                                          changed=self.presence.mailbox_changed,
+                                          tell=self._tell_mailboxes if ChangeListener.applies(engine) else None)
         self.presence.mailboxes = self.voicemail.state
         calls.voicemail = self.voicemail
-        await self.voicemail.recount()
+        await self.voicemail.recount(tell=False)
         self.ivr = calls.media = IvrMedia(self.media, prompt_library(media.prompt_dir), conferences=self.conferences,
                                           voicemail=self.voicemail)
         # Recorded and SRTP-bridged calls relay through the PBX; their files
@@ -384,6 +386,22 @@ class Server:
         stored = await asyncio.to_thread(self.service.security.blocks.active,
                                          datetime.fromtimestamp(read_at, timezone.utc))
         self.security.refresh(stored, read_at)
+
+    async def _tell_mailboxes(self, mailboxes: list[str]) -> None:
+        def tell() -> None:
+            with self.engine.begin() as conn:
+                announce(conn, self.node, "voicemail", mailboxes)
+
+        await asyncio.to_thread(tell)
+
+    async def _recount_mailboxes(self, mailboxes: tuple[str, ...] | None = None) -> None:
+        """Mailboxes another node changed (None: all, after a gap)."""
+        if self.voicemail is None:
+            return
+        if mailboxes is None:
+            await self.voicemail.recount(tell=False)
+        for mailbox in mailboxes or ():
+            await self.voicemail.recount(mailbox, tell=False)
 
     async def _count_failures(self, events: tuple[str, ...] | None = None) -> None:
         """Another node's failed authentications (None after a gap in

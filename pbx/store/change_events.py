@@ -5,8 +5,8 @@ Each node keeps what it needs on the call path in memory (every binding,
 ``pbx.registrar.bindings``; hunt groups' rotation and log-ins; forwards and
 DND) and the store is the truth shared by all nodes. When a node writes such
 a row it sends, in the same transaction, a notification naming the topic
-(``bindings``, ``hunt``, ``features``, ``presence``, ``blocks``) and the keys it touched (AORs, group
-numbers, extensions); ``auth_failures`` carries events, not keys (each a
+(``bindings``, ``hunt``, ``features``, ``presence``, ``blocks``, ``voicemail``) and the keys it touched
+(AORs, group numbers, extensions, mailboxes); ``auth_failures`` carries events, not keys (each a
 failed authentication: time, source, username, see pbx/server/security.py); PostgreSQL delivers it to every listening session at
 commit, so a node re-reads only that, a few milliseconds after the write. The
 alternative, re-reading every binding every few seconds (a TTL), leaves a
@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, text
 log = structlog.get_logger(__name__)
 
 CHANNEL_PREFIX: Final = "pbx_changes:"
-TOPICS: Final = frozenset({"bindings", "hunt", "features", "presence", "blocks", "auth_failures"})
+TOPICS: Final = frozenset({"bindings", "hunt", "features", "presence", "blocks", "auth_failures", "voicemail"})
 # PostgreSQL refuses a payload of 8000 bytes or more; keys are short, so a
 # few hundred fit in one notification and a burst is split into several.
 MAX_PAYLOAD: Final = 7000

@@ -11,9 +11,11 @@ Files: ``<directory>/<mailbox>/<uuid>.wav`` for messages,
 (8 kHz 16-bit mono PCM), ``<directory>/.names/<language>-<hash>.wav`` for
 names spoken by espeak-ng. The store (:mod:`pbx.store.voicemail`) holds
 the metadata, so nodes sharing one database and one directory (a network
-file system) share mailboxes; each node reads the counts back every
-:data:`REFRESH_INTERVAL` seconds so another node's new message lights
-this node's phones too.
+file system) share mailboxes. A node whose own work changed a mailbox's
+counts tells the others (``tell``: a NOTIFY on PostgreSQL), which read that
+mailbox back at once, so another node's new message lights this node's
+phones within milliseconds; every node also reads all counts back every
+:data:`REFRESH_INTERVAL` seconds, the safety net.
 """
 
 from __future__ import annotations
@@ -62,12 +64,15 @@ def write_wav(path: Path, linear: bytes) -> None:
 
 class VoicemailService:
     def __init__(self, store: VoicemailStore, plan: Dialplan, *, node: str = "",
-                 changed: Callable[[str], None] = lambda mailbox: None) -> None:
+                 changed: Callable[[str], None] = lambda mailbox: None,
+                 tell: Callable[[list[str]], Coroutine[Any, Any, None]] | None = None) -> None:
         self.store = store
         self.plan = plan
         self.node = node
         self.changed = changed
         """Called with a mailbox whose counts changed (the presence service's lamps)."""
+        self.tell = tell
+        """Tells the other nodes which mailboxes this node changed (None: alone)."""
         self.counts: dict[str, Counts] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -108,11 +113,14 @@ class VoicemailService:
 
     # ------------------------------------------------------------ counts
 
-    async def recount(self, mailbox: str | None = None) -> None:
+    async def recount(self, mailbox: str | None = None, *, tell: bool = True) -> None:
         """Read the counts back from the store; lamps of the mailboxes whose
-        counts changed are updated."""
+        counts changed are updated. ``tell``: the change is this node's own
+        doing, so the other nodes are told (not when reading back what they
+        said, nor on the periodic read)."""
         fresh = await asyncio.to_thread(self.store.counts, mailbox)
         boxes = [mailbox] if mailbox is not None else sorted(set(fresh) | set(self.counts))
+        changed = []
         for box in boxes:
             now = fresh.get(box, Counts())
             if self.counts.get(box, Counts()) != now:
@@ -121,6 +129,12 @@ class VoicemailService:
                 else:
                     self.counts[box] = now
                 self.changed(box)
+                changed.append(box)
+        if tell and changed and self.tell is not None:
+            try:
+                await self.tell(changed)
+            except Exception:  # the others still read it back on their next refresh
+                log.exception("voicemail_tell_failed", mailboxes=changed)
 
     async def run(self) -> None:
         """Read counts back and purge old messages, until cancelled."""
@@ -128,7 +142,7 @@ class VoicemailService:
         next_purge = loop.time() + 60.0
         while True:
             try:
-                await self.recount()
+                await self.recount(tell=False)
                 if loop.time() >= next_purge:
                     next_purge = loop.time() + PURGE_INTERVAL
                     await self.purge()

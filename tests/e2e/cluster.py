@@ -48,7 +48,7 @@ class Kamailio:
     ``nodes`` (host:port each)."""
 
     def __init__(self, directory: Path, port: int, nodes: list[str], *,
-                 tls: tuple[int, Path, Path] | None = None) -> None:
+                 tls: tuple[int, Path, Path] | None = None, flood_requests: int | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.nodes_file = directory / "dispatcher.list"
@@ -62,6 +62,8 @@ class Kamailio:
             "-A", f"EDGE_LISTEN=udp:127.0.0.1:{port}", "-A", f"EDGE_LISTEN_TCP=tcp:127.0.0.1:{port}",
             "-A", f'DISPATCHER_LIST="{self.nodes_file}"',
         ]
+        if flood_requests is not None:
+            self.command += ["-A", f"FLOOD_REQUESTS={flood_requests}"]
         if tls is not None:  # (port, certificate, key)
             tls_port, cert, key = tls
             self.command += ["-A", f"EDGE_LISTEN_TLS=tls:127.0.0.1:{tls_port}", "-A", f'EDGE_TLS_CERT="{cert}"',
@@ -182,9 +184,11 @@ class Cluster:
 
 @contextmanager
 def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES, *,
-                  tls: bool = False) -> Iterator[Cluster]:
+                  tls: bool = False, flood_requests: int | None = None) -> Iterator[Cluster]:
     """Kamailio and ``nodes`` (two by default) on one fresh PostgreSQL schema;
-    ``tls``: the edge listens on TLS too, with a certificate from a test CA."""
+    ``tls``: the edge listens on TLS too, with a certificate from a test CA;
+    ``flood_requests``: the edge's per-address limit per 2 s (a load
+    generator is one address standing for many phones)."""
     if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
         pytest.skip("kamailio is not installed (make deps)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -209,7 +213,8 @@ def start_cluster(directory: Path, dialplan: str, nodes: tuple[str, ...] = NODES
             tls_port = free_port()
             edge_tls = (tls_port, cert, key)
         kamailio = Kamailio(directory / "kamailio", edge_port,
-                            [f"127.0.0.1:{server.udp_port}" for server in servers.values()], tls=edge_tls)
+                            [f"127.0.0.1:{server.udp_port}" for server in servers.values()], tls=edge_tls,
+                            flood_requests=flood_requests)
         stack.callback(kamailio.stop)
         yield Cluster(edge_port=edge_port, db_url=db_url, nodes=servers, kamailio=kamailio, tls_port=tls_port,
                       ca_file=ca_file)

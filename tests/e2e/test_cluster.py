@@ -12,11 +12,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pbx.sip.message import Response
+from pbx.store.change_events import announce
+from pbx.store.db import make_engine
+from pbx.store.voicemail import VoicemailStore
 
 from tests.sipclient import SipClient
 
@@ -383,3 +387,55 @@ def test_a_phone_on_tls_calls_and_is_called_through_the_edge(tmp_path: Path, pho
         rows = ended_rows(cluster, 2)
         assert sorted((row["caller_number"], row["destination"], row["disposition"]) for row in rows) == [
             ("1001", "1003", "ANSWERED"), ("1003", "1001", "ANSWERED")], cluster.output()
+
+
+def flood_answers(edge_port: int, source: str, count: int) -> int:
+    """Send ``count`` OPTIONS to the edge from ``source`` as fast as it
+    goes; how many were answered."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(1.0)
+        port = sock.getsockname()[1]
+        for n in range(count):
+            sock.sendto((f"OPTIONS sip:127.0.0.1:{edge_port} SIP/2.0\r\n"
+                         f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bKflood{n};rport\r\n"
+                         f"Max-Forwards: 70\r\nFrom: <sip:flood@{source}>;tag=f\r\n"
+                         f"To: <sip:127.0.0.1:{edge_port}>\r\nCall-ID: flood-{source}-{n}\r\n"
+                         "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", edge_port))
+        answered = 0
+        try:
+            while True:
+                sock.recv(4096)
+                answered += 1
+        except TimeoutError:
+            return answered
+
+
+def test_the_edge_ignores_a_flooding_address_and_serves_the_others(cluster: Cluster) -> None:
+    """The nodes do not limit the edge (it speaks for every phone), so the
+    edge guards against floods itself: one address over FLOOD_REQUESTS
+    (400) per 2 s is ignored; another address is served meanwhile."""
+    flooded = flood_answers(cluster.edge_port, "127.0.0.1", 2000)
+    assert 100 <= flooded < 1000, flooded  # pike samples: it trips somewhat before the nominal 400
+    assert flood_answers(cluster.edge_port, "127.0.0.2", 20) == 20
+
+
+def test_a_message_kept_by_another_node_lights_the_lamp_at_once(tmp_path: Path, phones: PhoneFactory) -> None:
+    """A node that keeps a message tells the others (NOTIFY, topic
+    voicemail), so a phone whose subscription another node holds sees its
+    lamp within moments, not at the next 30 s read-back."""
+    plan = DIALPLAN.replace("voicemail: {enabled: false}", "voicemail: {enabled: true}")
+    with start_cluster(tmp_path / "cluster", plan) as cluster:
+        bob = through_edge(phones, cluster, "1002", mwi=True, outbound_proxy=True)
+        bob.wait_for(lambda e: e.get("event") == "mwi" and "Messages-Waiting: no" in str(e.get("message")), 10.0)
+        # Another node (here: the test, named so) keeps a message for 1002
+        # and says so, as pbx.voicemail.service does through the app.
+        engine = make_engine(cluster.db_url)
+        try:
+            VoicemailStore(engine).add(mailbox="1002", caller_number="1001", caller_name="An", call_uuid="x",
+                                       received_at=datetime.now(UTC), seconds=3.0, file="1002/x.wav")
+            with engine.begin() as conn:
+                announce(conn, "node-elsewhere", "voicemail", ["1002"])
+        finally:
+            engine.dispose()
+        bob.wait_for(lambda e: e.get("event") == "mwi" and "Messages-Waiting: yes" in str(e.get("message")), 5.0)

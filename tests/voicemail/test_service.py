@@ -77,3 +77,29 @@ def test_a_pin_for_no_mailbox_is_just_wrong(migrated: Engine, tmp_path: Path) ->
         assert await service.greeting("2002") is None
 
     asyncio.run(scenario())
+
+
+def test_the_other_nodes_are_told_of_this_nodes_changes_only(migrated: Engine, tmp_path: Path) -> None:
+    """A node tells the others (a NOTIFY in the app) when its own work
+    changed a mailbox; reading back what another node changed, or the
+    periodic read, tells nobody (no echo between nodes)."""
+    told: list[list[str]] = []
+
+    async def tell(mailboxes: list[str]) -> None:
+        told.append(mailboxes)
+
+    store = VoicemailStore(migrated)
+    here = VoicemailService(store, plan(tmp_path / "vm"), tell=tell)
+
+    async def scenario() -> None:
+        here.deposit(mailbox="2002", audio=AUDIO, caller_number="2001", caller_name=None, call_uuid="u1")
+        await here.settled()
+        assert told == [["2002"]]
+        [message] = await here.messages("2002")
+        store.mark_heard("2002", message.id, datetime.now(UTC))  # as another node would
+        await here.recount("2002", tell=False)  # what its notification makes this node do
+        assert here.state("2002") == MailboxState(old=1) and told == [["2002"]]
+        await here.delete("2002", message.id)
+        assert told == [["2002"], ["2002"]]
+
+    asyncio.run(scenario())
