@@ -7,8 +7,8 @@ through the unique index on ``digest``: one index lookup, never a scan,
 and nothing here ever sees a code it was not handed. What a lookup means
 (usable now? locked? flagged?) is decided by the pure rules of
 :mod:`pbx.accountcodes`; this module reads the rows, applies them and
-writes the result in the same transaction (``SELECT ... FOR UPDATE`` on
-PostgreSQL, SQLite's single writer otherwise), so nodes checking codes at
+writes the result in the same transaction, one lookup per source at a
+time (:meth:`CodeStore._serialised`), so nodes and threads checking codes at
 the same moment count every failure.
 
 Each call's lookup reads the table afresh: ``pbx codes disable`` takes
@@ -18,12 +18,14 @@ effect for the very next call, on every node, without a reload.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import CheckConstraint, Connection, Engine, Integer, String, Table, delete, insert, select, update
+from sqlalchemy import (CheckConstraint, Connection, Engine, Integer, String, Table, delete, insert, select, text,
+                        update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -207,7 +209,7 @@ class CodeStore:
         has these digits)."""
         require_aware("now", now)
         digest = code_digest(self._key, digits)
-        with self._engine.begin() as conn:
+        with self._serialised(source) as conn:
             state = self._source_state(conn, source)
             row = conn.execute(select(CODES).where(CODES.c.digest == digest)).first()
             code = _stored(row) if row is not None else None
@@ -247,6 +249,26 @@ class CodeStore:
             return bool(conn.execute(delete(LOCKOUTS).where(LOCKOUTS.c.source == source)).rowcount)
 
     # ------------------------------------------------------------ helpers
+
+    @contextmanager
+    def _serialised(self, source: str) -> Iterator[Connection]:
+        """A transaction in which one lookup at a time reads and writes
+        ``source``'s count. Calls placed at once (a burst of dial-prefix
+        guesses, each looked up in its own thread or on another node) would
+        otherwise each read the same count and write it back one higher, or
+        write a lock away: a guesser would get many more tries than
+        ``failures``. SQLite: the write lock from the start (BEGIN
+        IMMEDIATE; the sqlite3 module would only take it at the first
+        write, after the read). PostgreSQL: a lock on the source's name
+        held to the commit (``FOR UPDATE`` locks no row that is not there
+        yet, and a source's first failures have none)."""
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('account_code_lockouts'), hashtext(:source))"),
+                             {"source": source})
+            yield conn
 
     @staticmethod
     def _for_update(conn: Connection, query: Any) -> Any:

@@ -82,3 +82,29 @@ def test_a_code_refused_again_and_again_is_flagged(store: CodeStore) -> None:
     assert store.refused(code.id, NOW, POLICY) is None  # flagged once only
     (after,) = store.find(str(code.id))
     assert after.failed_attempts == 3 and after.flagged_at == NOW
+
+
+def test_guesses_made_at_once_from_many_calls_are_each_counted(store: CodeStore) -> None:
+    """A guesser placing many calls at once (a burst of dial-prefix calls,
+    each looked up in its own thread) gets no more tries than one placing
+    them one by one: every lookup reads and writes the source's count in
+    one transaction, so none is lost to another."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    store.add("483948", owner="An", class_of_service="management", now=NOW)
+    policy = LockoutPolicy(failures=5, window=600, lock_seconds=600, flag_after=100)
+    guesses = [f"{n:06d}" for n in range(200101, 200141)]
+    start = Barrier(8)
+
+    def guess(digits: str) -> str:
+        if digits in guesses[:8]:
+            start.wait(timeout=10)
+        return store.verify(digits, "ext:1099", NOW, policy).outcome
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(guess, guesses))
+    # Checked against the codes: only the first four; the fifth locked the
+    # phone, every later one found it locked.
+    assert outcomes.count("invalid") == policy.failures - 1, outcomes
+    assert outcomes.count("locked") == len(guesses) - policy.failures + 1, outcomes
