@@ -288,12 +288,18 @@ class CodeStore:
 
     @staticmethod
     def _count_refusal(conn: Connection, code: StoredCode, now: datetime, policy: LockoutPolicy) -> StoredCode | None:
-        flag = flags_now(code.failed_attempts, policy)
-        values: dict[str, Any] = {"failed_attempts": CODES.c.failed_attempts + 1}
-        if flag:
-            values["flagged_at"] = now
-        conn.execute(update(CODES).where(CODES.c.id == code.id).values(values))
-        return code if flag else None
+        # The count as it is after this refusal, not as read before it (the
+        # database adds one; another phone's refusal may have added one too),
+        # and the flag set only where no refusal set it already: flagged
+        # exactly once, however many are counted at the same moment.
+        row = conn.execute(update(CODES).where(CODES.c.id == code.id)
+                           .values(failed_attempts=CODES.c.failed_attempts + 1)
+                           .returning(CODES.c.failed_attempts, CODES.c.flagged_at)).first()
+        if row is None or not flags_now(int(row.failed_attempts), row.flagged_at is not None, policy):
+            return None
+        flagged = conn.execute(update(CODES).where(CODES.c.id == code.id, CODES.c.flagged_at.is_(None))
+                               .values(flagged_at=now)).rowcount
+        return code if flagged else None
 
 
 def new_digits(store: CodeStore, length: int, rng: random.Random, given: str | None = None) -> str:

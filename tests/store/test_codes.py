@@ -108,3 +108,26 @@ def test_guesses_made_at_once_from_many_calls_are_each_counted(store: CodeStore)
     # phone, every later one found it locked.
     assert outcomes.count("invalid") == policy.failures - 1, outcomes
     assert outcomes.count("locked") == len(guesses) - policy.failures + 1, outcomes
+
+
+def test_a_code_refused_from_many_phones_at_once_is_flagged_once(store: CodeStore) -> None:
+    """Refusals of one code counted at the same moment (several phones, or
+    nodes) must not step over the threshold unseen: the code is flagged,
+    and only once."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    code = store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    policy = LockoutPolicy(failures=100, window=600, lock_seconds=600, flag_after=3)
+    start = Barrier(8)
+
+    def refuse(n: int) -> bool:
+        if n < 8:
+            start.wait(timeout=10)
+        return store.refused(code.id, NOW, policy) is not None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        flagged = list(pool.map(refuse, range(24)))
+    assert flagged.count(True) == 1, flagged
+    (after,) = store.find(str(code.id))
+    assert after.failed_attempts == 24 and after.flagged_at == NOW
