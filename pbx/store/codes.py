@@ -17,6 +17,8 @@ effect for the very next call, on every node, without a reload.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pbx.accountcodes.codes import STATUSES, Status, StoredCode, check_chosen, code_digest, generate, unusable_because
 from pbx.accountcodes.lockout import LockoutPolicy, SourceState, after_failure, after_success, flags_now, locked
+from pbx.store.code_key import CodeKeyError, key_source
 from pbx.store.db import upsert
 from pbx.store.models import Base, BigId, require_aware
 
@@ -89,8 +92,32 @@ class AccountCodeLockout(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")
 
 
+class AccountCodeSecret(Base):
+    """Which secret the codes are hashed with: its fingerprint, one row."""
+
+    __tablename__ = "account_code_secret"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        {"comment": "Account codes: which secret the codes are hashed with (its fingerprint, never the secret)."},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False,
+                                    comment="Always 1: one secret per database.")
+    fingerprint: Mapped[str] = mapped_column(
+        String(64), comment="HMAC-SHA256 of a fixed text under the secret (hex): tells secrets apart, gives none away."
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant the fingerprint was stored.")
+
+
 CODES: Final[Table] = Base.metadata.tables[AccountCodeRow.__tablename__]
 LOCKOUTS: Final[Table] = Base.metadata.tables[AccountCodeLockout.__tablename__]
+SECRET: Final[Table] = Base.metadata.tables[AccountCodeSecret.__tablename__]
+FINGERPRINT_TEXT: Final = "pbx account code secret"
+"""What the fingerprint is the HMAC of: not a code (codes are digits only)."""
+
+
+class SecretMismatch(CodeKeyError):
+    """The database's codes were hashed with another secret than ours."""
 
 
 class CodeInUse(ValueError):
@@ -135,6 +162,35 @@ class CodeStore:
     def __init__(self, engine: Engine, key: bytes) -> None:
         self._engine = engine
         self._key = key
+
+    # ------------------------------------------------------------ the secret
+
+    def check_secret(self, now: datetime) -> None:
+        """Refuse a secret the database's codes were not made with
+        (:class:`SecretMismatch`), before any code is added or looked up
+        with it: a new secret made by ``pbx codes`` run in another directory
+        would print codes that never work, and a server with one would
+        refuse every code (and lock out the phones typing right ones). A
+        database without codes takes the secret it is given."""
+        require_aware("now", now)
+        try:
+            self._check_secret(now)
+        except IntegrityError:
+            self._check_secret(now)  # another process stored its fingerprint first: compare with it
+
+    def _check_secret(self, now: datetime) -> None:
+        mine = hmac.new(self._key, FINGERPRINT_TEXT.encode(), hashlib.sha256).hexdigest()
+        with self._engine.begin() as conn:
+            stored = conn.execute(select(SECRET.c.fingerprint)).scalar_one_or_none()
+            if stored == mine:
+                return
+            if stored is not None and conn.execute(select(CODES.c.id).limit(1)).first() is not None:
+                raise SecretMismatch(
+                    f"the account codes in this database were made with another secret than {key_source()}:"
+                    " use the server's (run where it runs, or set PBX_ACCOUNT_CODE_KEY or"
+                    " PBX_ACCOUNT_CODE_KEY_FILE as it does)")
+            conn.execute(delete(SECRET))
+            conn.execute(insert(SECRET).values(id=1, fingerprint=mine, created_at=now))
 
     # ------------------------------------------------------------ administration
 

@@ -6,7 +6,10 @@ output of list nor the database file ever holds the digits."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,3 +104,37 @@ def test_an_administrator_adds_lists_and_changes_codes(run: Callable[..., Result
     assert "Project X" not in run("list").stdout
     missing = run("disable", "Nobody")
     assert missing.exit_code == 1 and "no code with id or owner 'Nobody'" in missing.output
+
+
+def test_codes_made_elsewhere_with_another_secret_are_refused_not_printed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret's file is relative to where pbx runs: `pbx codes add` run
+    in another directory (with the server's --db) made a new secret there
+    and printed a code that never worked. Now it says so, and `pbx serve`
+    with that secret does not start."""
+    monkeypatch.delenv("PBX_ACCOUNT_CODE_KEY", raising=False)
+    monkeypatch.delenv("PBX_ACCOUNT_CODE_KEY_FILE", raising=False)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    db = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
+    server_dir, elsewhere = tmp_path / "srv", tmp_path / "home"
+    server_dir.mkdir()
+    elsewhere.mkdir()
+
+    def add(where: Path, owner: str) -> Result:
+        monkeypatch.chdir(where)
+        return CliRunner().invoke(codes, ["add", "--owner", owner, "--class-of-service", "local_only", "--db", db,
+                                          "--dialplan", str(plan)])
+
+    printed_code(add(server_dir, "Mai"))
+    refused = add(elsewhere, "An")
+    assert refused.exit_code == 1, refused.output
+    assert "made with another secret than" in refused.output
+    assert str(elsewhere / "var" / "account_codes.key") in refused.output
+    assert "code #" not in refused.output
+    # The server started from the wrong directory says why and stops.
+    served = subprocess.run([sys.executable, "-m", "pbx", "serve", "--dialplan", str(plan), "--db", db,
+                             "--listen", "udp:127.0.0.1:0"], cwd=elsewhere, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert served.returncode == 1, served.stderr[-2000:]
+    assert "pbx: cannot start: the account codes in this database were made with another secret" in served.stderr

@@ -131,3 +131,21 @@ def test_a_code_refused_from_many_phones_at_once_is_flagged_once(store: CodeStor
     assert flagged.count(True) == 1, flagged
     (after,) = store.find(str(code.id))
     assert after.failed_attempts == 24 and after.flagged_at == NOW
+
+
+def test_a_store_with_another_secret_is_refused_while_codes_exist(store: CodeStore, migrated: Engine) -> None:
+    from pbx.store.codes import SecretMismatch
+
+    store.check_secret(NOW)
+    code = store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    store.check_secret(NOW)  # the same secret again: fine
+    stranger = CodeStore(migrated, bytes(32))
+    with pytest.raises(SecretMismatch) as refused:
+        stranger.check_secret(NOW)
+    assert "another secret" in str(refused.value)
+    # Without codes a database takes the secret it is given (a fresh start).
+    store.remove(code.id)
+    stranger.check_secret(NOW)
+    stranger.add("602817", owner="B", class_of_service="staff", now=NOW)
+    with pytest.raises(SecretMismatch):
+        store.check_secret(NOW)
