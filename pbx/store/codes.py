@@ -17,8 +17,6 @@ effect for the very next call, on every node, without a reload.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +29,8 @@ from sqlalchemy import (CheckConstraint, Connection, Engine, Integer, String, Ta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pbx.accountcodes.codes import STATUSES, Status, StoredCode, check_chosen, code_digest, generate, unusable_because
+from pbx.accountcodes.codes import (STATUSES, Status, StoredCode, check_chosen, code_digest, generate, secret_fingerprint,
+                                   unusable_because)
 from pbx.accountcodes.lockout import LockoutPolicy, SourceState, after_failure, after_success, flags_now, locked
 from pbx.store.code_key import CodeKeyError, key_source
 from pbx.store.db import upsert
@@ -112,8 +111,6 @@ class AccountCodeSecret(Base):
 CODES: Final[Table] = Base.metadata.tables[AccountCodeRow.__tablename__]
 LOCKOUTS: Final[Table] = Base.metadata.tables[AccountCodeLockout.__tablename__]
 SECRET: Final[Table] = Base.metadata.tables[AccountCodeSecret.__tablename__]
-FINGERPRINT_TEXT: Final = "pbx account code secret"
-"""What the fingerprint is the HMAC of: not a code (codes are digits only)."""
 
 
 class SecretMismatch(CodeKeyError):
@@ -179,7 +176,7 @@ class CodeStore:
             self._check_secret(now)  # another process stored its fingerprint first: compare with it
 
     def _check_secret(self, now: datetime) -> None:
-        mine = hmac.new(self._key, FINGERPRINT_TEXT.encode(), hashlib.sha256).hexdigest()
+        mine = secret_fingerprint(self._key)
         with self._engine.begin() as conn:
             stored = conn.execute(select(SECRET.c.fingerprint)).scalar_one_or_none()
             if stored == mine:
