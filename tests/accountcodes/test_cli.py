@@ -96,7 +96,16 @@ def test_an_administrator_adds_lists_and_changes_codes(run: Callable[..., Result
     assert "disabled" in run("list").stdout and verify(tmp_path, generated) == "invalid"
     assert run("enable", "#1").exit_code == 0 and verify(tmp_path, generated) == "valid"
 
+    engine = make_engine(f"sqlite:///{tmp_path / 'pbx.sqlite3'}")
+    try:  # refused uses of the code (a locked phone, rights exceeded) flag it for a look
+        CodeStore(engine, load_code_key()).refused(1, datetime.now(UTC), LockoutPolicy(flag_after=1))
+    finally:
+        engine.dispose()
+    # refused twice now: once disabled, once here
+    assert re.search(r"#1 .* usable FLAGGED .* 2\n", run("list").stdout)
+
     rotated = printed_code(run("rotate", "1"))
+    assert "FLAGGED" not in run("list").stdout  # new digits, a clean slate
     assert rotated != generated
     assert (verify(tmp_path, generated), verify(tmp_path, rotated)) == ("invalid", "valid")
 
