@@ -48,7 +48,7 @@ def _store(db_url: str) -> tuple[CodeStore, Engine]:
         engine = make_engine(db_url)
         migrate(engine)
         store = CodeStore(engine, load_code_key())
-        store.check_secret(datetime.now(UTC))
+        store.check_secret(datetime.now(UTC), adopt=False)
         return store, engine
     except (DatabaseUrlError, CodeKeyError) as error:
         raise click.ClickException(str(error)) from None

@@ -162,26 +162,32 @@ class CodeStore:
 
     # ------------------------------------------------------------ the secret
 
-    def check_secret(self, now: datetime) -> None:
+    def check_secret(self, now: datetime, *, adopt: bool = True) -> None:
         """Refuse a secret the database's codes were not made with
         (:class:`SecretMismatch`), before any code is added or looked up
         with it: a new secret made by ``pbx codes`` run in another directory
         would print codes that never work, and a server with one would
         refuse every code (and lock out the phones typing right ones). A
-        database without codes takes the secret it is given."""
+        database without codes takes the secret it is given. One with codes
+        but no fingerprint yet (codes made before there was one) takes it
+        only with ``adopt`` (the server's start: ``pbx codes`` run from the
+        wrong directory must not make the server's own secret the stranger)."""
         require_aware("now", now)
         try:
-            self._check_secret(now)
+            self._check_secret(now, adopt)
         except IntegrityError:
-            self._check_secret(now)  # another process stored its fingerprint first: compare with it
+            self._check_secret(now, adopt)  # another process stored its fingerprint first: compare with it
 
-    def _check_secret(self, now: datetime) -> None:
+    def _check_secret(self, now: datetime, adopt: bool) -> None:
         mine = secret_fingerprint(self._key)
         with self._engine.begin() as conn:
             stored = conn.execute(select(SECRET.c.fingerprint)).scalar_one_or_none()
             if stored == mine:
                 return
-            if stored is not None and conn.execute(select(CODES.c.id).limit(1)).first() is not None:
+            has_codes = conn.execute(select(CODES.c.id).limit(1)).first() is not None
+            if stored is None and has_codes and not adopt:
+                return
+            if stored is not None and has_codes:
                 raise SecretMismatch(
                     f"the account codes in this database were made with another secret than {key_source()}:"
                     " use the server's (run where it runs, or set PBX_ACCOUNT_CODE_KEY or"

@@ -149,3 +149,15 @@ def test_a_store_with_another_secret_is_refused_while_codes_exist(store: CodeSto
     stranger.add("602817", owner="B", class_of_service="staff", now=NOW)
     with pytest.raises(SecretMismatch):
         store.check_secret(NOW)
+
+
+def test_codes_made_before_the_fingerprint_take_only_the_servers_secret(store: CodeStore, migrated: Engine) -> None:
+    from pbx.store.codes import SECRET, SecretMismatch
+
+    store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    with migrated.begin() as conn:
+        conn.execute(SECRET.delete())  # as a database upgraded with codes in it
+    CodeStore(migrated, bytes(32)).check_secret(NOW, adopt=False)  # `pbx codes` elsewhere: not taken as the secret
+    store.check_secret(NOW)  # the server's start takes its own
+    with pytest.raises(SecretMismatch):
+        CodeStore(migrated, bytes(32)).check_secret(NOW, adopt=False)
