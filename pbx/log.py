@@ -4,7 +4,8 @@ Event names are stable snake_case tags and values go in keys. Whatever a
 caller passes, the ``redact`` processor blanks keys that can carry secrets
 (passwords, HA1 hashes, Authorization headers, digest responses, account
 codes, SRTP keys), so a careless log call cannot leak one. SRTP master keys
-inside text (an SDP body's ``a=crypto:... inline:KEY``) are blanked too.
+inside text (an SDP body's ``a=crypto:... inline:KEY``) and account codes
+dialled before a number (``*11483948#0912...``) are blanked too.
 
 A line costs the event loop a few microseconds (bench/log_cost.py): the
 verdict on each key name is remembered (a process logs a few hundred
@@ -36,6 +37,11 @@ _KEY_IN_TEXT = re.compile(r"(inline:)[^\s|;]+", re.I)
 # Both kinds of secret in text follow a colon ("Authorization:", "inline:"),
 # so a value without one (most: tags, numbers, Call-IDs) is not searched.
 _SECRET_IN_TEXT = re.compile(r"uthorization|inline:", re.I)
+# An account code dialled before a number (`*11` + code + `#` + number, `#`
+# as %23 in a URI) wherever such a string turns up (a transfer target, a
+# Refer-To): prefix and code go, the number stays. Looked for only in text
+# with a `*` and a `#` or `%23`.
+_DIALLED_CODE = re.compile(r"\*[0-9]+(?:#|%23)")
 
 _secret_key: dict[str, bool] = {}
 """Key name -> whether its value is blanked; key names are code, not input."""
@@ -54,10 +60,13 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     for key, value in event.items():
         if _is_secret_key(key):
             event[key] = "[redacted]"
-        elif isinstance(value, str) and ":" in value and _SECRET_IN_TEXT.search(value) is not None:
-            if "uthorization" in value:
-                value = _AUTH_IN_TEXT.sub(r"\1[redacted]", value)
-            event[key] = _KEY_IN_TEXT.sub(r"\1[redacted]", value)
+        elif isinstance(value, str):
+            if ":" in value and _SECRET_IN_TEXT.search(value) is not None:
+                if "uthorization" in value:
+                    value = _AUTH_IN_TEXT.sub(r"\1[redacted]", value)
+                value = event[key] = _KEY_IN_TEXT.sub(r"\1[redacted]", value)
+            if "*" in value and ("#" in value or "%23" in value):
+                event[key] = _DIALLED_CODE.sub("*(code)#", value)
     return event
 
 

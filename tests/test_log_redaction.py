@@ -32,3 +32,21 @@ def test_srtp_keys_never_reach_the_log() -> None:
     assert entry["crypto"] == entry["key_material"] == entry["password"] == "[redacted]"
     assert "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:[redacted]|2^20" in entry["sdp"]
     assert "m=audio 4000 RTP/SAVP 0" in entry["sdp"]
+
+
+def test_an_account_code_dialled_before_a_number_never_reaches_the_log() -> None:
+    out = io.StringIO()
+    with redirect_stderr(out):
+        log.configure(json=True)
+        try:
+            structlog.get_logger("test").info("transfer_requested", target="*11483948#0081312345678",
+                                              refer_to="<sip:*11483948%230081312345678@pbx.example.com>",
+                                              feature="*72 1002", pickup="**1001")
+        finally:
+            structlog.reset_defaults()
+    text = out.getvalue()
+    assert "483948" not in text
+    entry = json.loads(text)
+    assert entry["target"] == "*(code)#0081312345678"
+    assert entry["refer_to"] == "<sip:*(code)#0081312345678@pbx.example.com>"
+    assert (entry["feature"], entry["pickup"]) == ("*72 1002", "**1001")   # no code, left alone

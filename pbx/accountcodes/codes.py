@@ -95,6 +95,17 @@ def code_digest(key: bytes, digits: str) -> str:
     return hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+FINGERPRINT_TEXT: Final = "pbx account code secret"
+"""What a secret's fingerprint is the HMAC of: no code (codes are digits only)."""
+
+
+def secret_fingerprint(key: bytes) -> str:
+    """Tells two secrets apart and gives neither away: HMAC-SHA256 of a fixed
+    text under ``key``. The database keeps it, so whoever brings another
+    secret than the codes were made with is told so."""
+    return hmac.new(key, FINGERPRINT_TEXT.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredCode:
     """A code as the store keeps it: everything but the digits."""

@@ -83,6 +83,8 @@ def after_success(state: SourceState | None) -> SourceState | None:
     return replace(state, failures=0, window_started_at=None)
 
 
-def flags_now(attempts_before: int, policy: LockoutPolicy) -> bool:
-    """Does one more refused use of a code that had ``attempts_before`` flag it?"""
-    return attempts_before + 1 == policy.flag_after
+def flags_now(attempts: int, flagged: bool, policy: LockoutPolicy) -> bool:
+    """Is a code now at ``attempts`` refused uses, ``flagged`` already or
+    not, to be flagged? At the threshold or past it: refusals counted at
+    the same moment elsewhere may have stepped over the exact number."""
+    return not flagged and attempts >= policy.flag_after

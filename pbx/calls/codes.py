@@ -21,15 +21,16 @@ through ``then``); nothing here blocks. The digits are handed from the
 prompt (or the dialled number) to the checker and kept nowhere else: no
 log line, no CDR column, no exception text carries them.
 
-Rights follow the call: :attr:`Call.account` is what a forward or transfer
-of this call (the call-features issue) must place its new leg with, never
-the phone's own rights plus the code's.
+Rights follow the call: a right code sets :attr:`Call.paid_by` to the
+phone with the code's class of service (:func:`walking`), so a transfer of
+the call is checked against the code's rights, never the phone's own on
+top, and :attr:`Call.account` keeps billing it to the code's owner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
@@ -39,6 +40,7 @@ from pbx.accountcodes.prompt import Accepted, CheckCode, CodePrompt
 from pbx.calls.plan import AskCode, End
 from pbx.cdr.records import Disposition
 from pbx.ivr.menu import Hangup
+from pbx.routing.dialplan import Extension
 from pbx.routing.engine import CallRequest, CodeRequired, ToTrunk, decide_with_code
 
 if TYPE_CHECKING:
@@ -92,6 +94,16 @@ class CodeCall:
     """The code dialled with the number, until it is handed to the checker."""
     wrong: int = 0
     """Wrong codes entered in this call."""
+
+
+def walking(request: CallRequest, code: StoredCode) -> Extension | None:
+    """The calling phone as the code makes it: the code's class of service
+    in place of its own, and not asked for a code again. What a transfer
+    of the call is placed with (:meth:`Call.payer`): the code's rights
+    follow the call, never the phone's own on top."""
+    if request.caller is None:
+        return None
+    return replace(request.caller, class_of_service=code.class_of_service, account_codes="none")
 
 
 def source_of(call: Call) -> str:
@@ -187,6 +199,7 @@ class AccountCodes:
             self._tell(call, "not_allowed", decision.reason, "not_allowed", Disposition.REJECTED)
             return
         call.account = AccountUse(code_id=stored.id, owner=stored.owner, class_of_service=stored.class_of_service)
+        call.paid_by = walking(code.request, stored)
         call.code_decision = decision
         call.rule, call.call_class = decision.rule, decision.call_class
         log.info("account_code_accepted", call_id=call.a_call_id, uuid=call.uuid, code=stored.label,

@@ -47,7 +47,9 @@ def _store(db_url: str) -> tuple[CodeStore, Engine]:
     try:
         engine = make_engine(db_url)
         migrate(engine)
-        return CodeStore(engine, load_code_key()), engine
+        store = CodeStore(engine, load_code_key())
+        store.check_secret(datetime.now(UTC), adopt=False)
+        return store, engine
     except (DatabaseUrlError, CodeKeyError) as error:
         raise click.ClickException(str(error)) from None
 

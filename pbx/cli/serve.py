@@ -68,6 +68,7 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
     from pbx import log
     from pbx.routing.loader import DialplanError
     from pbx.server.app import run_server
+    from pbx.store.code_key import CodeKeyError
 
     addresses = [parse_listen(v) for v in (listens or DEFAULT_LISTEN)]
     if (tls_cert is None) != (tls_key is None):
@@ -91,6 +92,6 @@ def serve(dialplan: Path, listens: tuple[str, ...], db_url: str, log_format: str
         for problem in err.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
-    except OSError as err:
+    except (OSError, CodeKeyError) as err:
         click.echo(f"pbx: cannot start: {err}", err=True)
         sys.exit(1)

@@ -327,7 +327,9 @@ class Server:
         # disabled by `pbx codes` is refused from the next call on), hashed
         # with a secret kept outside the database (pbx/store/code_key.py).
         code_key = await asyncio.to_thread(load_code_key)
-        calls.codes = StoreChecker(CodeStore(engine, code_key), lambda: self.plan.account_codes.lockout)
+        code_store = CodeStore(engine, code_key)
+        await asyncio.to_thread(code_store.check_secret, datetime.now(timezone.utc))  # not the codes' secret: no start
+        calls.codes = StoreChecker(code_store, lambda: self.plan.account_codes.lockout)
         self.alerts = WebhookSender()
         self.budgets = BudgetKeeper(calls.budgets, self.writer, notify, self.plan, self.alerts, time.time)
         if StoreReservations.applies(engine):

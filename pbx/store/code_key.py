@@ -49,6 +49,13 @@ def key_file(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get(ENV_FILE) or DEFAULT_FILE)
 
 
+def key_source(environ: Mapping[str, str] = os.environ) -> str:
+    """Where :func:`load_code_key` takes the secret from, for messages."""
+    if environ.get(ENV_KEY):
+        return ENV_KEY
+    return str(key_file(environ).resolve())
+
+
 def load_code_key(environ: Mapping[str, str] = os.environ, *, create: bool = True) -> bytes:
     """The secret, made (with ``create``) when there is none yet."""
     given = environ.get(ENV_KEY)

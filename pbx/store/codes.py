@@ -7,8 +7,8 @@ through the unique index on ``digest``: one index lookup, never a scan,
 and nothing here ever sees a code it was not handed. What a lookup means
 (usable now? locked? flagged?) is decided by the pure rules of
 :mod:`pbx.accountcodes`; this module reads the rows, applies them and
-writes the result in the same transaction (``SELECT ... FOR UPDATE`` on
-PostgreSQL, SQLite's single writer otherwise), so nodes checking codes at
+writes the result in the same transaction, one lookup per source at a
+time (:meth:`CodeStore._serialised`), so nodes and threads checking codes at
 the same moment count every failure.
 
 Each call's lookup reads the table afresh: ``pbx codes disable`` takes
@@ -18,17 +18,21 @@ effect for the very next call, on every node, without a reload.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import CheckConstraint, Connection, Engine, Integer, String, Table, delete, insert, select, update
+from sqlalchemy import (CheckConstraint, Connection, Engine, Integer, String, Table, delete, insert, select, text,
+                        update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pbx.accountcodes.codes import STATUSES, Status, StoredCode, check_chosen, code_digest, generate, unusable_because
+from pbx.accountcodes.codes import (STATUSES, Status, StoredCode, check_chosen, code_digest, generate, secret_fingerprint,
+                                   unusable_because)
 from pbx.accountcodes.lockout import LockoutPolicy, SourceState, after_failure, after_success, flags_now, locked
+from pbx.store.code_key import CodeKeyError, key_source
 from pbx.store.db import upsert
 from pbx.store.models import Base, BigId, require_aware
 
@@ -87,8 +91,30 @@ class AccountCodeLockout(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="UTC instant of the last change.")
 
 
+class AccountCodeSecret(Base):
+    """Which secret the codes are hashed with: its fingerprint, one row."""
+
+    __tablename__ = "account_code_secret"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        {"comment": "Account codes: which secret the codes are hashed with (its fingerprint, never the secret)."},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False,
+                                    comment="Always 1: one secret per database.")
+    fingerprint: Mapped[str] = mapped_column(
+        String(64), comment="HMAC-SHA256 of a fixed text under the secret (hex): tells secrets apart, gives none away."
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="UTC instant the fingerprint was stored.")
+
+
 CODES: Final[Table] = Base.metadata.tables[AccountCodeRow.__tablename__]
 LOCKOUTS: Final[Table] = Base.metadata.tables[AccountCodeLockout.__tablename__]
+SECRET: Final[Table] = Base.metadata.tables[AccountCodeSecret.__tablename__]
+
+
+class SecretMismatch(CodeKeyError):
+    """The database's codes were hashed with another secret than ours."""
 
 
 class CodeInUse(ValueError):
@@ -133,6 +159,41 @@ class CodeStore:
     def __init__(self, engine: Engine, key: bytes) -> None:
         self._engine = engine
         self._key = key
+
+    # ------------------------------------------------------------ the secret
+
+    def check_secret(self, now: datetime, *, adopt: bool = True) -> None:
+        """Refuse a secret the database's codes were not made with
+        (:class:`SecretMismatch`), before any code is added or looked up
+        with it: a new secret made by ``pbx codes`` run in another directory
+        would print codes that never work, and a server with one would
+        refuse every code (and lock out the phones typing right ones). A
+        database without codes takes the secret it is given. One with codes
+        but no fingerprint yet (codes made before there was one) takes it
+        only with ``adopt`` (the server's start: ``pbx codes`` run from the
+        wrong directory must not make the server's own secret the stranger)."""
+        require_aware("now", now)
+        try:
+            self._check_secret(now, adopt)
+        except IntegrityError:
+            self._check_secret(now, adopt)  # another process stored its fingerprint first: compare with it
+
+    def _check_secret(self, now: datetime, adopt: bool) -> None:
+        mine = secret_fingerprint(self._key)
+        with self._engine.begin() as conn:
+            stored = conn.execute(select(SECRET.c.fingerprint)).scalar_one_or_none()
+            if stored == mine:
+                return
+            has_codes = conn.execute(select(CODES.c.id).limit(1)).first() is not None
+            if stored is None and has_codes and not adopt:
+                return
+            if stored is not None and has_codes:
+                raise SecretMismatch(
+                    f"the account codes in this database were made with another secret than {key_source()}:"
+                    " use the server's (run where it runs, or set PBX_ACCOUNT_CODE_KEY or"
+                    " PBX_ACCOUNT_CODE_KEY_FILE as it does)")
+            conn.execute(delete(SECRET))
+            conn.execute(insert(SECRET).values(id=1, fingerprint=mine, created_at=now))
 
     # ------------------------------------------------------------ administration
 
@@ -207,7 +268,7 @@ class CodeStore:
         has these digits)."""
         require_aware("now", now)
         digest = code_digest(self._key, digits)
-        with self._engine.begin() as conn:
+        with self._serialised(source) as conn:
             state = self._source_state(conn, source)
             row = conn.execute(select(CODES).where(CODES.c.digest == digest)).first()
             code = _stored(row) if row is not None else None
@@ -248,6 +309,26 @@ class CodeStore:
 
     # ------------------------------------------------------------ helpers
 
+    @contextmanager
+    def _serialised(self, source: str) -> Iterator[Connection]:
+        """A transaction in which one lookup at a time reads and writes
+        ``source``'s count. Calls placed at once (a burst of dial-prefix
+        guesses, each looked up in its own thread or on another node) would
+        otherwise each read the same count and write it back one higher, or
+        write a lock away: a guesser would get many more tries than
+        ``failures``. SQLite: the write lock from the start (BEGIN
+        IMMEDIATE; the sqlite3 module would only take it at the first
+        write, after the read). PostgreSQL: a lock on the source's name
+        held to the commit (``FOR UPDATE`` locks no row that is not there
+        yet, and a source's first failures have none)."""
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('account_code_lockouts'), hashtext(:source))"),
+                             {"source": source})
+            yield conn
+
     @staticmethod
     def _for_update(conn: Connection, query: Any) -> Any:
         # Two nodes counting at once must both be counted: PostgreSQL locks
@@ -266,12 +347,18 @@ class CodeStore:
 
     @staticmethod
     def _count_refusal(conn: Connection, code: StoredCode, now: datetime, policy: LockoutPolicy) -> StoredCode | None:
-        flag = flags_now(code.failed_attempts, policy)
-        values: dict[str, Any] = {"failed_attempts": CODES.c.failed_attempts + 1}
-        if flag:
-            values["flagged_at"] = now
-        conn.execute(update(CODES).where(CODES.c.id == code.id).values(values))
-        return code if flag else None
+        # The count as it is after this refusal, not as read before it (the
+        # database adds one; another phone's refusal may have added one too),
+        # and the flag set only where no refusal set it already: flagged
+        # exactly once, however many are counted at the same moment.
+        row = conn.execute(update(CODES).where(CODES.c.id == code.id)
+                           .values(failed_attempts=CODES.c.failed_attempts + 1)
+                           .returning(CODES.c.failed_attempts, CODES.c.flagged_at)).first()
+        if row is None or not flags_now(int(row.failed_attempts), row.flagged_at is not None, policy):
+            return None
+        flagged = conn.execute(update(CODES).where(CODES.c.id == code.id, CODES.c.flagged_at.is_(None))
+                               .values(flagged_at=now)).rowcount
+        return code if flagged else None
 
 
 def new_digits(store: CodeStore, length: int, rng: random.Random, given: str | None = None) -> str:

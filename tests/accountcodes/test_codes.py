@@ -80,3 +80,12 @@ def stored(**changes: object) -> StoredCode:
 ])
 def test_when_a_stored_code_may_be_used(changes: dict[str, object], why: str | None) -> None:
     assert unusable_because(stored(**changes), NOW) == why
+
+
+def test_a_secrets_fingerprint_tells_secrets_apart() -> None:
+    from pbx.accountcodes.codes import secret_fingerprint
+
+    one, other = bytes(range(32)), bytes(32)
+    assert secret_fingerprint(one) == secret_fingerprint(bytes(range(32)))
+    assert secret_fingerprint(one) != secret_fingerprint(other)
+    assert len(secret_fingerprint(one)) == 64 and one.hex() not in secret_fingerprint(one)

@@ -47,4 +47,5 @@ def test_a_right_code_clears_the_count_but_not_a_lock() -> None:
 
 
 def test_a_code_is_flagged_once_at_the_threshold() -> None:
-    assert [flags_now(before, POLICY) for before in range(6)] == [False, False, False, True, False, False]
+    assert [flags_now(after, False, POLICY) for after in range(1, 7)] == [False, False, False, True, True, True]
+    assert [flags_now(after, True, POLICY) for after in range(1, 7)] == [False] * 6

@@ -28,7 +28,7 @@ from tests.trunks.provider import Sipp
 
 from .harness import DOMAIN, Pbx, start_pbx
 from .phone import Phone, PhoneFactory
-from .test_ivr import prompt_span, registered as ivr_registered, voiced
+from .test_ivr import hears_before_refusal, prompt_span, registered as ivr_registered, voiced
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed")]
@@ -264,6 +264,10 @@ def test_wrong_codes_lock_the_phone_out(pbx: Pbx, phones: PhoneFactory, tmp_path
     assert [row["disposition"] for row in rows] == ["AUTH_FAILED"] * 5
     assert [row["reason"] for row in rows] == ["account_code_invalid"] * 3 + ["account_code_locked"] * 2
     no_digits_in_output(pbx, "314159", "271828", "161803", "141421", CODE)
+    # Dialled without a code: not asked for one, but told the phone is locked (its own words), then 403.
+    call = dial(reception, INTERNATIONAL, pbx)
+    hears_before_refusal(reception, call, tmp_path / "locked.wav", "code_locked", 403)
+    assert pbx.server.lines_with("account_code_prompt") == []
     assert "1099: unlocked" in codes(pbx, tmp_path, "unlock", "1099")
 
 

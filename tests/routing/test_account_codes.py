@@ -193,3 +193,17 @@ def test_problems_are_reported_at_their_place(tmp_path: Path) -> None:
     assert any("account_codes prefix '*8' overlaps feature code '*8'" in p for p in problems), problems
     clerk_line = next(n for n, text in enumerate(lines, start=1) if "account_codes: yes" in text)
     assert any(p.startswith(f"{path}:{clerk_line}:") and "account_codes 'yes' must be" in p for p in problems), problems
+
+
+def test_a_code_carries_the_same_rights_from_any_phone(plan: Dialplan) -> None:
+    """Whichever phone it is keyed on (restricted, all_outbound, or none with
+    the dial prefix; each phone's own class of service only local), the code
+    opens what its class of service opens and nothing else."""
+    for caller, given in (("1099", False), ("1008", False), ("1100", True)):
+        assert isinstance(decide(request(plan, caller, INTERNATIONAL, given=given), plan), CodeRequired), caller
+        call = request(plan, caller, INTERNATIONAL, given=given)
+        allowed = decide_with_code(call, plan, "everything", "#3 Boss")
+        assert isinstance(allowed, ToTrunk), (caller, allowed)
+        assert (allowed.trunk, allowed.number, allowed.call_class) == ("provider", "+81312345678", "international")
+        refused = decide_with_code(call, plan, "local_only", "#4 Clerk")
+        assert isinstance(refused, Reject) and refused.reason == "international_not_allowed", caller

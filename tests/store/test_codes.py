@@ -82,3 +82,82 @@ def test_a_code_refused_again_and_again_is_flagged(store: CodeStore) -> None:
     assert store.refused(code.id, NOW, POLICY) is None  # flagged once only
     (after,) = store.find(str(code.id))
     assert after.failed_attempts == 3 and after.flagged_at == NOW
+
+
+def test_guesses_made_at_once_from_many_calls_are_each_counted(store: CodeStore) -> None:
+    """A guesser placing many calls at once (a burst of dial-prefix calls,
+    each looked up in its own thread) gets no more tries than one placing
+    them one by one: every lookup reads and writes the source's count in
+    one transaction, so none is lost to another."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    store.add("483948", owner="An", class_of_service="management", now=NOW)
+    policy = LockoutPolicy(failures=5, window=600, lock_seconds=600, flag_after=100)
+    guesses = [f"{n:06d}" for n in range(200101, 200141)]
+    start = Barrier(8)
+
+    def guess(digits: str) -> str:
+        if digits in guesses[:8]:
+            start.wait(timeout=10)
+        return store.verify(digits, "ext:1099", NOW, policy).outcome
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(guess, guesses))
+    # Checked against the codes: only the first four; the fifth locked the
+    # phone, every later one found it locked.
+    assert outcomes.count("invalid") == policy.failures - 1, outcomes
+    assert outcomes.count("locked") == len(guesses) - policy.failures + 1, outcomes
+
+
+def test_a_code_refused_from_many_phones_at_once_is_flagged_once(store: CodeStore) -> None:
+    """Refusals of one code counted at the same moment (several phones, or
+    nodes) must not step over the threshold unseen: the code is flagged,
+    and only once."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    code = store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    policy = LockoutPolicy(failures=100, window=600, lock_seconds=600, flag_after=3)
+    start = Barrier(8)
+
+    def refuse(n: int) -> bool:
+        if n < 8:
+            start.wait(timeout=10)
+        return store.refused(code.id, NOW, policy) is not None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        flagged = list(pool.map(refuse, range(24)))
+    assert flagged.count(True) == 1, flagged
+    (after,) = store.find(str(code.id))
+    assert after.failed_attempts == 24 and after.flagged_at == NOW
+
+
+def test_a_store_with_another_secret_is_refused_while_codes_exist(store: CodeStore, migrated: Engine) -> None:
+    from pbx.store.codes import SecretMismatch
+
+    store.check_secret(NOW)
+    code = store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    store.check_secret(NOW)  # the same secret again: fine
+    stranger = CodeStore(migrated, bytes(32))
+    with pytest.raises(SecretMismatch) as refused:
+        stranger.check_secret(NOW)
+    assert "another secret" in str(refused.value)
+    # Without codes a database takes the secret it is given (a fresh start).
+    store.remove(code.id)
+    stranger.check_secret(NOW)
+    stranger.add("602817", owner="B", class_of_service="staff", now=NOW)
+    with pytest.raises(SecretMismatch):
+        store.check_secret(NOW)
+
+
+def test_codes_made_before_the_fingerprint_take_only_the_servers_secret(store: CodeStore, migrated: Engine) -> None:
+    from pbx.store.codes import SECRET, SecretMismatch
+
+    store.add("483948", owner="An", class_of_service="staff", now=NOW)
+    with migrated.begin() as conn:
+        conn.execute(SECRET.delete())  # as a database upgraded with codes in it
+    CodeStore(migrated, bytes(32)).check_secret(NOW, adopt=False)  # `pbx codes` elsewhere: not taken as the secret
+    store.check_secret(NOW)  # the server's start takes its own
+    with pytest.raises(SecretMismatch):
+        CodeStore(migrated, bytes(32)).check_secret(NOW, adopt=False)
