@@ -439,3 +439,21 @@ def test_a_message_kept_by_another_node_lights_the_lamp_at_once(tmp_path: Path, 
         finally:
             engine.dispose()
         bob.wait_for(lambda e: e.get("event") == "mwi" and "Messages-Waiting: yes" in str(e.get("message")), 5.0)
+
+
+def test_calls_to_a_conference_room_all_meet_on_one_node(tmp_path: Path, phones: PhoneFactory) -> None:
+    """A room's mixer lives in one process: the edge sends every call to a
+    STICKY_NUMBERS number (851 here) to the node a hash of the number picks,
+    whatever the Call-ID (with the Call-ID hash, six calls would land on one
+    node only one time in 32)."""
+    plan = DIALPLAN + 'conferences:\n  standup: {number: "851"}\n'
+    with start_cluster(tmp_path / "cluster", plan) as cluster:
+        alice = through_edge(phones, cluster, "1001")
+        for done in range(1, 7):
+            call = alice.call(f"sip:851@{cluster.edge};transport=udp", transport="udp")
+            alice.wait_for("media_state", 10.0, call=call, status="active")
+            alice.hangup(call)
+            assert len(ended_rows(cluster, done, dialled="851")) == done, cluster.output()
+        rows = ended_rows(cluster, 6, dialled="851")
+        assert len(rows) == 6 and {row["destination"] for row in rows} == {"conference:standup"}, rows
+        assert len({row["node"] for row in rows}) == 1, (rows, cluster.output())
