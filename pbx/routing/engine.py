@@ -778,8 +778,9 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
     """Where a menu's ``destination`` (chosen under ``rule``) takes the
     caller of ``call``: an extension rings (its own class of service does
     not matter, the menu chose it), a group member rings as from an inbound
-    number, an outside number goes out with the rights of the menu's class
-    of service (a menu without one may not call out), another menu runs."""
+    number, a hunt group hunts as when its number is dialled, an outside
+    number goes out with the rights of the menu's class of service (a menu
+    without one may not call out), another menu runs."""
     steps = [Step(rule=rule, outcome=f"menu {menu.key}: {destination.describe()}")]
     call_class = INTERNAL if call.trunk is None else INBOUND
     match destination.kind:
@@ -789,6 +790,8 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
         case "member":
             group, _, short = destination.value.partition("/")
             return _inbound_member(call, plan, (group, short), rule, steps)
+        case "hunt_group":
+            return _hunt(plan, plan.hunt_groups[destination.value], call.at, steps, call_class)
         case "menu":
             return _run_menu(plan, plan.ivr_menus[destination.value], call, call_class, steps)
         case "number":

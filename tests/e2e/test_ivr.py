@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,7 @@ ivr_menus:
     options:
       "1": {extension: "1002"}
       "0": {extension: "1099"}
+      "5": {hunt_group: "510"}
     dial_by_extension: true
     timeout: 4
     digit_timeout: 1
@@ -65,6 +66,8 @@ ivr_menus:
     hours: always
     closed: after_hours
   after_hours: {greeting: closed, timeout: 1, retries: 0, fallback: {hangup: true}}
+hunt_groups:
+  "510": {name: Team, strategy: linear, members: ["1099", "1002"], member_seconds: 5}
 """
 
 LIBRARY = PromptLibrary()
@@ -172,25 +175,52 @@ def test_menu_greets_takes_a_key_and_transfers_with_direct_media(pbx: Pbx, phone
     expected = prompt_span("welcome")
     assert abs((last - first) - expected) <= 0.1 * expected, (first, last, expected)
 
-    if method == "inband":
-        caller.play(dtmf_wav(tmp_path / "key1.wav", "1"), call)
-    else:
-        caller.send_dtmf("1", call, method=method)
-    incoming = sales.wait_for("incoming_call", 10.0)
-    sales_call = int(incoming["call"])
-    sales.wait_call_state("CONFIRMED", sales_call, timeout=10.0)
-    pbx.server.wait_lines("direct_media", timeout=10.0)
-    time.sleep(0.5)
-    heard_by_caller, heard_by_sales = talk(caller, call, sales, sales_call, tmp_path)
-    assert abs(dominant(heard_by_caller) - 660.0) < 20.0
-    assert abs(dominant(heard_by_sales) - 440.0) < 20.0
-    caller.hangup(call)
-    sales.wait_call_state("DISCONNECTED", sales_call, timeout=10.0)
+    def press() -> None:
+        if method == "inband":
+            caller.play(dtmf_wav(tmp_path / "key1.wav", "1"), call)
+        else:
+            caller.send_dtmf("1", call, method=method)
 
+    put_through(pbx, caller, call, sales, press, tmp_path)
     row = pbx.cdr_for("1001", "800")
     assert (row["disposition"], row["destination"], row["hangup_side"]) == ("ANSWERED", "1002", "caller")
     assert row["ivr_path"] == "main[1]"
     assert row["rule"] == "ivr_menus.main.options.1"
+
+
+def put_through(pbx: Pbx, caller: Phone, call: int, callee: Phone, press: Callable[[], object],
+                tmp_path: Path) -> None:
+    """The caller keys (``press``) and hears ringback until ``callee`` (set
+    to answer 1.5 s after it rings) answers; then the PBX leaves the media
+    path and both hear each other; the caller hangs up."""
+    ringing = tmp_path / "ringing.wav"
+    caller.record(ringing, call)
+    press()
+    callee_call = int(callee.wait_for("incoming_call", 10.0)["call"])
+    time.sleep(1.0)
+    caller.stop_record(call)
+    voiced(ringing)
+    assert abs(dominant(ringing) - 425.0) < 15.0, dominant(ringing)  # the plan's tones: VN ringback
+    callee.wait_call_state("CONFIRMED", callee_call, timeout=10.0)
+    pbx.server.wait_lines("direct_media", timeout=10.0)
+    time.sleep(0.5)
+    heard_by_caller, heard_by_callee = talk(caller, call, callee, callee_call, tmp_path)
+    assert abs(dominant(heard_by_caller) - 660.0) < 20.0
+    assert abs(dominant(heard_by_callee) - 440.0) < 20.0
+    caller.hangup(call)
+    callee.wait_call_state("DISCONNECTED", callee_call, timeout=10.0)
+
+
+def test_a_key_for_a_hunt_group_hunts_its_members(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    """Key 5 is hunt group 510 (linear: 1099, then 1002). 1099 is not
+    registered, so it is skipped at once and 1002 rings and answers."""
+    caller = registered(phones, pbx, "1001")
+    sales = registered(phones, pbx, "1002", auto_answer=200, auto_answer_delay=1.5)
+    call = dial(caller, "800", pbx)
+    caller.wait_for("media_state", 10.0, call=call, status="active")
+    put_through(pbx, caller, call, sales, lambda: caller.send_dtmf("5", call), tmp_path)
+    row = pbx.cdr_for("1001", "800")
+    assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "1002", "main[5]")
 
 
 def test_silence_and_invalid_keys_are_retried_then_the_fallback_rings(pbx: Pbx, phones: PhoneFactory) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Reject, Ring, RunIvr, ToTrunk, decide, decide_menu_destination
+from pbx.routing.engine import CallRequest, Hunt, Reject, Ring, RunIvr, ToTrunk, decide, decide_menu_destination
 from pbx.routing.ivr import Destination, HoursOverride, hours_state
 from pbx.routing.loader import check_dialplan, load_dialplan
 
@@ -54,6 +54,7 @@ ivr_menus:
       "1": {extension: "1002"}
       "2": {menu: closed}
       "3": {number: "0912345678"}
+      "5": {hunt_group: "510"}
       "9": {hangup: true}
     dial_by_extension: true
     timeout: 4
@@ -64,6 +65,8 @@ ivr_menus:
     class_of_service: staff
     department: office
   closed: {greeting: closed, retries: 0}
+hunt_groups:
+  "510": {name: Team, strategy: linear, members: ["1002", "1001"]}
 """
 
 BAD = BASE + """\
@@ -77,6 +80,7 @@ ivr_menus:
       "3": {number: "0912345678"}
       "x": {hangup: true}
       "4": {extension: "1001", menu: main}
+      "5": {hunt_group: "599"}
     hours: nope
     greeting: no_such_prompt
   loop_a: {hours: hours, closed: loop_b}
@@ -104,6 +108,7 @@ def test_every_problem_at_its_place(tmp_path: Path) -> None:
         "tones 'FR' must be one of VN, TW, CN, US",
         "language 'fr' must be vi, zh or en",
         "menu 'main' option '2' names unknown menu 'nowhere'",
+        "menu 'main' option '5' names unknown hunt group '599'",
         "menu 'main' option '3': an outside number needs the menu's class_of_service",
         "menu option 'x' must be 1 to 8 keys",
         "a menu destination is one of",
@@ -131,6 +136,7 @@ def test_a_good_file_builds_menus_and_media(tmp_path: Path) -> None:
     main = plan.ivr_menus["main"]
     assert main.options["1"] == Destination("extension", "1002")
     assert main.options["3"] == Destination("number", "0912345678")
+    assert main.options["5"] == Destination("hunt_group", "510")
     assert (main.number, main.timeout, main.retries, main.fallback) == ("800", 4.0, 3, Destination("extension", "1001"))
     assert plan.menu_at("800") is main
     assert plan.language_for(plan.extensions["1002"]) == "zh" and plan.language_for(None) == "vi"
@@ -172,6 +178,10 @@ def test_where_a_menus_choices_lead(plan: Dialplan) -> None:
     from_outside = CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN)
     ring = decide_menu_destination(plan, main, main.options["1"], "ivr_menus.main.options.1", from_outside)
     assert isinstance(ring, Ring) and ring.extension.number == "1002"
+    # A hunt group hunts as when its number is dialled, in the caller's class.
+    hunt = decide_menu_destination(plan, main, main.options["5"], "ivr_menus.main.options.5", from_outside)
+    assert isinstance(hunt, Hunt) and hunt.group.number == "510" and hunt.call_class == "inbound"
+    assert [step.outcome for step in hunt.steps][0] == "menu main: hunt group 510"
     # An outside number goes out with the menu's rights, never the caller's ...
     out = decide_menu_destination(plan, main, main.options["3"], "ivr_menus.main.options.3", from_outside)
     assert isinstance(out, ToTrunk) and (out.trunk, out.call_class) == ("t", "mobile")
