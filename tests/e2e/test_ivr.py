@@ -21,6 +21,7 @@ from pbx.ivr.prompts import PromptLibrary
 from .harness import DOMAIN, Pbx
 from .linphone import Linphone, available as linphone_available
 from .phone import Phone, PhoneFactory, write_tone_wav
+from .prompt_match import heard_prompt, recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -34,6 +35,7 @@ departments:
 extensions:
   1001: {name: Caller, department: office, password: caller-secret-1001}
   1002: {name: Sales, department: office, password: sales-secret-1002}
+  1003: {name: Away, department: office, password: away-secret-1003, dnd: true}
   1099: {name: Reception, department: office, password: reception-secret-1099, class_of_service: reception}
 number_plans:
   vietnam:
@@ -50,6 +52,7 @@ classes_of_service:
 schedules:
   always: {open: [{days: mon-sun, from: "00:00", to: "24:00"}]}
 media: {rtp_ports: "31000-31199", language: en, tones: VN}
+voicemail: {enabled: false}   # refusals come back to the caller, said first
 ivr_menus:
   main:
     number: "800"
@@ -266,6 +269,24 @@ def test_a_refused_call_hears_not_allowed_before_the_403(pbx: Pbx, phones: Phone
     hears_before_refusal(reception, call, tmp_path / "refused.wav", "not_allowed", 403)
     row = pbx.cdr_for("1099", "0081312345678")
     assert (row["disposition"], row["hangup_status"]) == ("REJECTED", "403")
+
+
+@pytest.mark.parametrize(("dialled", "phrase", "status"), [
+    ("1234", "number_does_not_exist", 404),  # no extension, no entry of the number plan
+    ("1003", "busy", 486),                   # do not disturb
+    ("1002", "not_available", 480),          # not registered
+])
+def test_a_refused_internal_call_hears_why_before_its_final_response(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                                     dialled: str, phrase: str, status: int) -> None:
+    caller = registered(phones, pbx, "1001")
+    call = dial(caller, dialled, pbx)
+    heard = tmp_path / "refused.wav"
+    hears_before_refusal(caller, call, heard, phrase, status)
+    # The phrase itself, not another of similar length (cross-correlation).
+    matches = {name: heard_prompt(recorded(heard), name) for name in ("number_does_not_exist", "busy", "not_available")}
+    assert matches[phrase] > 0.5 and max(matches, key=lambda name: matches[name]) == phrase, matches
+    row = pbx.cdr_for("1001", dialled)
+    assert row["hangup_status"] == str(status)
 
 
 def hears_before_refusal(phone: Phone, call: int, heard: Path, phrase: str, status: int) -> None:
