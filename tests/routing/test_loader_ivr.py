@@ -22,7 +22,7 @@ timezone: Asia/Ho_Chi_Minh
 departments:
   office: {name: Office, class_of_service: staff}
 extensions:
-  1001: {name: An, department: office, password: 'correct horse'}
+  1001: {name: An, department: office, password: 'correct horse', class_of_service: boss}
   1002: {name: Binh, department: office, password: 'correct horse', language: zh}
 number_plans:
   vn:
@@ -32,8 +32,10 @@ number_plans:
     entries:
       - {pattern: "11[345]", class: emergency}
       - {pattern: "0[35789]XXXXXXXX", class: mobile}
+      - {pattern: "00 .", class: international}
 classes_of_service:
   staff: {allow: [mobile]}
+  boss: {allow: [mobile, international]}
   none: {}
 schedules:
   hours: {open: [{days: mon-fri, from: "08:00", to: "17:00"}]}
@@ -188,6 +190,19 @@ def test_where_a_menus_choices_lead(plan: Dialplan) -> None:
     # ... and a menu without rights has none (the loader warns of it too).
     refused = decide_menu_destination(plan, broke, broke.options["3"], "ivr_menus.broke.options.3", from_outside)
     assert isinstance(refused, Reject) and (refused.status, refused.reason) == (403, "menu_has_no_rights")
+
+
+def test_an_outside_number_beyond_the_menus_rights_is_refused_whoever_calls(plan: Dialplan) -> None:
+    """The menu's class (staff: mobile only) decides, not the caller's (1001
+    may call abroad): a menu is never a way to lend or borrow rights."""
+    main = plan.ivr_menus["main"]
+    abroad = Destination("number", "0081312345678")
+    for caller in (CallRequest(caller=plan.extensions["1001"], dialled="800", at=OPEN, caller_number="1001"),
+                   CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN)):
+        direct = decide(replace(caller, dialled="0081312345678"), plan) if caller.caller else None
+        assert direct is None or isinstance(direct, ToTrunk)  # 1001 itself may
+        refused = decide_menu_destination(plan, main, abroad, "ivr_menus.main.options.4", caller)
+        assert isinstance(refused, Reject) and refused.status == 403, refused
 
 
 def test_the_example_dialplan_answers_800_and_the_sales_line() -> None:
