@@ -226,6 +226,28 @@ def test_a_key_for_a_hunt_group_hunts_its_members(pbx: Pbx, phones: PhoneFactory
     assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "1002", "main[5]")
 
 
+@pytest.mark.parametrize(("key", "phrase"), [
+    ("0", "not_available"),  # 1099 is not registered
+    ("1", "busy"),           # 1002 answers 486
+])
+def test_a_transfer_nobody_takes_is_said_then_the_pbx_hangs_up(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                              key: str, phrase: str) -> None:
+    caller = registered(phones, pbx, "1001")
+    registered(phones, pbx, "1002", auto_answer=486)
+    call = dial(caller, "800", pbx)
+    caller.wait_for("media_state", 10.0, call=call, status="active")
+    caller.send_dtmf(key, call)
+    heard = tmp_path / "failed.wav"
+    caller.record(heard, call)
+    end = caller.wait_call_state("DISCONNECTED", call, timeout=20.0)
+    assert end["code"] == 200  # answered by the menu, then ended by the PBX's BYE
+    caller.wait_for("record_done", 5.0)
+    matches = {name: heard_prompt(recorded(heard), name) for name in ("not_available", "busy")}
+    assert matches[phrase] > 0.5 and max(matches, key=lambda name: matches[name]) == phrase, matches
+    row = pbx.cdr_for("1001", "800")
+    assert (row["hangup_side"], row["ivr_path"]) == ("pbx", f"main[{key}]"), row
+
+
 def test_silence_and_invalid_keys_are_retried_then_the_fallback_rings(pbx: Pbx, phones: PhoneFactory) -> None:
     caller = registered(phones, pbx, "1001")
     reception = registered(phones, pbx, "1099", auto_answer=200)
