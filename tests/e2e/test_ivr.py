@@ -25,7 +25,8 @@ from .prompt_match import heard_prompt, recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-PASSWORDS = {"1001": "caller-secret-1001", "1002": "sales-secret-1002", "1099": "reception-secret-1099"}
+PASSWORDS = {"1001": "caller-secret-1001", "1002": "sales-secret-1002", "1004": "lan-secret-1004",
+             "1099": "reception-secret-1099"}
 
 DIALPLAN = """\
 domain: pbx.example.com
@@ -36,6 +37,7 @@ extensions:
   1001: {name: Caller, department: office, password: caller-secret-1001}
   1002: {name: Sales, department: office, password: sales-secret-1002}
   1003: {name: Away, department: office, password: away-secret-1003, dnd: true}
+  1004: {name: Lan, department: office, password: lan-secret-1004, language: zh}
   1099: {name: Reception, department: office, password: reception-secret-1099, class_of_service: reception}
 number_plans:
   vietnam:
@@ -136,12 +138,12 @@ def dtmf_wav(path: Path, digit: str) -> Path:
     return path
 
 
-def hear_greeting(caller: Phone, call: int, tmp_path: Path, name: str) -> Path:
+def hear_greeting(caller: Phone, call: int, tmp_path: Path, name: str, language: str = "en") -> Path:
     """Record from the answer until the greeting has played."""
     caller.wait_for("media_state", 10.0, call=call, status="active")
     heard = tmp_path / f"{name}.wav"
     caller.record(heard, call)
-    time.sleep(prompt_span("welcome") + 1.0)
+    time.sleep(prompt_span("welcome", language) + 1.0)
     caller.stop_record(call)
     return heard
 
@@ -224,6 +226,22 @@ def test_a_key_for_a_hunt_group_hunts_its_members(pbx: Pbx, phones: PhoneFactory
     put_through(pbx, caller, call, sales, lambda: caller.send_dtmf("5", call), tmp_path)
     row = pbx.cdr_for("1001", "800")
     assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "1002", "main[5]")
+
+
+def test_a_caller_hears_the_menu_in_their_language_and_dials_an_extension(pbx: Pbx, phones: PhoneFactory,
+                                                                         tmp_path: Path) -> None:
+    """1004's language is zh (the plan's is en): the greeting is the
+    Mandarin one. Dial-by-extension: 1002 then # puts the caller through."""
+    caller = registered(phones, pbx, "1004")
+    sales = registered(phones, pbx, "1002", auto_answer=200, auto_answer_delay=1.5)
+    call = dial(caller, "800", pbx)
+    greeting = hear_greeting(caller, call, tmp_path, "greeting", "zh")
+    put_through(pbx, caller, call, sales, lambda: caller.send_dtmf("1002#", call), tmp_path)
+    heard = recorded(greeting)  # compared after the call: the menu does not wait for us
+    chinese, english = heard_prompt(heard, "welcome", "zh"), heard_prompt(heard, "welcome", "en")
+    assert chinese > 0.5 and chinese > english, (chinese, english)
+    row = pbx.cdr_for("1004", "800")
+    assert (row["destination"], row["ivr_path"], row["rule"]) == ("1002", "main[1002]", "ivr_menus.main.dial_by_extension")
 
 
 @pytest.mark.parametrize(("key", "phrase"), [
