@@ -780,15 +780,30 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
     not matter, the menu chose it), a group member rings as from an inbound
     number, a hunt group hunts as when its number is dialled, an outside
     number goes out with the rights of the menu's class of service (a menu
-    without one may not call out), another menu runs."""
+    without one may not call out), another menu runs.
+
+    A menu is no way round what a direct call would meet: an extension
+    that is not active is refused as it would be, and a caller from outside
+    still meets the extension's own ``incoming`` lists (the company's and
+    the inbound number's were met on the way in)."""
     steps = [Step(rule=rule, outcome=f"menu {menu.key}: {destination.describe()}")]
     call_class = INTERNAL if call.trunk is None else INBOUND
     match destination.kind:
         case "extension":
-            return Ring(extension=plan.extensions[destination.value], rule=rule, call_class=call_class,
-                        steps=tuple(steps))
+            target = plan.extensions[destination.value]
+            refused = (_screen_caller(call, plan, target, steps) if call.trunk is not None else None) \
+                or _refuse_inactive(target, call.at, steps, call_class)
+            if refused is not None:
+                return refused
+            return Ring(extension=target, rule=rule, call_class=call_class, steps=tuple(steps))
         case "member":
             group, _, short = destination.value.partition("/")
+            member = plan.groups[group].members[short]
+            owner = plan.extensions.get(member.extension) if member.extension is not None else None
+            if call.trunk is not None and owner is not None:
+                screened = _screen_caller(call, plan, owner, steps)
+                if screened is not None:
+                    return screened
             return _inbound_member(call, plan, (group, short), rule, steps)
         case "hunt_group":
             return _hunt(plan, plan.hunt_groups[destination.value], call.at, steps, call_class)

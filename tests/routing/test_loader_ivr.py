@@ -23,7 +23,11 @@ departments:
   office: {name: Office, class_of_service: staff}
 extensions:
   1001: {name: An, department: office, password: 'correct horse', class_of_service: boss}
-  1002: {name: Binh, department: office, password: 'correct horse', language: zh}
+  1002: {name: Binh, department: office, password: 'correct horse', language: zh,
+         incoming: {blacklist: [ex_partner]}}
+  1003: {name: Cuong, department: office, password: 'correct horse', status: suspended}
+number_lists:
+  ex_partner: ["+84 912 000 111"]
 number_plans:
   vn:
     country_code: "84"
@@ -67,6 +71,11 @@ ivr_menus:
     class_of_service: staff
     department: office
   closed: {greeting: closed, retries: 0}
+groups:
+  team:
+    name: Team
+    members:
+      601: {name: Binh, extension: "1002"}
 hunt_groups:
   "510": {name: Team, strategy: linear, members: ["1002", "1001"]}
 """
@@ -203,6 +212,27 @@ def test_an_outside_number_beyond_the_menus_rights_is_refused_whoever_calls(plan
         assert direct is None or isinstance(direct, ToTrunk)  # 1001 itself may
         refused = decide_menu_destination(plan, main, abroad, "ivr_menus.main.options.4", caller)
         assert isinstance(refused, Reject) and refused.status == 403, refused
+
+
+def test_a_menu_is_no_way_round_an_extensions_own_refusals(plan: Dialplan) -> None:
+    """1002 refuses a caller on its own black list, 1003 is suspended: as
+    when called directly, whether the menu's option or dial-by-extension
+    leads there, and whoever the member whose desk it is."""
+    main = plan.ivr_menus["main"]
+    blocked = CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN, caller_number="0912000111")
+    anyone = replace(blocked, caller_number="0912000222")
+    to_binh = Destination("extension", "1002")
+    refused = decide_menu_destination(plan, main, to_binh, "ivr_menus.main.options.1", blocked)
+    assert isinstance(refused, Reject) and (refused.status, refused.reason) == (603, "caller_blocked"), refused
+    assert isinstance(decide_menu_destination(plan, main, to_binh, "ivr_menus.main.options.1", anyone), Ring)
+    inside = CallRequest(caller=plan.extensions["1001"], dialled="800", at=OPEN, caller_number="1001")
+    for caller in (anyone, inside):
+        away = decide_menu_destination(plan, main, Destination("extension", "1003"),
+                                       "ivr_menus.main.dial_by_extension", caller)
+        assert isinstance(away, Reject) and (away.status, away.reason) == (480, "extension_suspended"), away
+    member = decide_menu_destination(plan, main, Destination("member", "team/601"), "ivr_menus.main.options.6",
+                                     blocked)
+    assert isinstance(member, Reject) and member.status == 603, member
 
 
 def test_the_example_dialplan_answers_800_and_the_sales_line() -> None:
