@@ -3,7 +3,8 @@ sockets: the PBX's 200 carries its offer (RFC 3264 with telephone-event),
 the caller answers in the ACK, hears the greeting paced from the offered
 address, keys 1 as RFC 4733 events from its own RTP socket, and after the
 callee answers is re-INVITEd with the callee's offer, its answer going
-back to the callee in the ACK."""
+back to the callee in the ACK. And a phone behind NAT: the greeting
+follows its packets, not its SDP."""
 
 from __future__ import annotations
 
@@ -129,3 +130,31 @@ def test_an_invite_without_sdp_gets_an_offer_hears_the_greeting_and_keys_through
     assert isinstance(a.expect_response(200, method="BYE"), Response)
     row = pbx.cdr_for("2001", "800")
     assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "2002", "main[1]")
+
+
+def test_a_phone_behind_nat_hears_the_greeting_where_its_packets_come_from(
+        pbx: Pbx, agents: Agents, rtp: socket.socket) -> None:
+    """The SDP names one port (what a phone behind NAT believes is its
+    address), the packets come from another: after the first of them the
+    greeting goes where they come from (symmetric RTP), no longer to the
+    address in the SDP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as named:
+        named.bind(("127.0.0.1", 0))
+        a = agents.alice.invite("800", body=answer(named.getsockname()[1], 101))  # an offer of the same shape
+        ok = a.expect_response(200, method="INVITE")
+        a.confirm(ok)
+        a.ack()
+        pbx_media, _ = offered(ok.body)
+        assert listen(named, 0.5), "the greeting goes to the SDP's address first"
+        assert listen(rtp, 0.1) == []
+        for index in range(3):  # silence from the phone's real (mapped) address
+            rtp.sendto(RtpPacket(payload_type=0, sequence=500 + index, timestamp=160 * index, ssrc=0x4321,
+                                 payload=bytes([0xFF]) * 160).serialise(), pbx_media)
+            time.sleep(0.02)
+        listen(named, 0.1)  # on its way before the latch
+        packets = listen(rtp, 1.0)
+        assert len(packets) >= 45 and {source for _, source, _ in packets} == {pbx_media}, len(packets)
+        assert listen(named, 0.3) == []
+        assert rms(b"".join(Codec.PCMU.decode(p.payload) for _, _, p in packets)) > 300
+    a.send("BYE")
+    assert isinstance(a.expect_response(200, method="BYE"), Response)
