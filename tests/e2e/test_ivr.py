@@ -283,9 +283,10 @@ def test_silence_and_invalid_keys_are_retried_then_the_fallback_rings(pbx: Pbx, 
 def test_closed_by_the_administrator_the_closed_greeting_then_goodbye(pbx: Pbx, phones: PhoneFactory,
                                                                       tmp_path: Path) -> None:
     plan = tmp_path / "pbx" / "plan.yaml"
-    subprocess.run([sys.executable, "-m", "pbx", "hours", "close", "--schedule", "always", "--db", pbx.db_url,
-                    "--dialplan", str(plan)], check=True, capture_output=True, text=True, timeout=60)
-    pbx.server.signal(1)  # SIGHUP: read the override now
+    done = subprocess.run([sys.executable, "-m", "pbx", "hours", "close", "--schedule", "always", "--db", pbx.db_url,
+                           "--dialplan", str(plan), "--pid-file", str(pbx.server.pid_file)],
+                          check=True, capture_output=True, text=True, timeout=60)
+    assert "told pbx serve (pid" in done.stdout, done.stdout  # at once, not at the next sweep
     pbx.server.wait_lines("hours_overrides_loaded", timeout=10.0)
     caller = registered(phones, pbx, "1001")
     call = dial(caller, "800", pbx)

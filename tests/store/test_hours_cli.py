@@ -36,7 +36,7 @@ SAIGON = ZoneInfo("Asia/Ho_Chi_Minh")
 def hours(tmp_path: Path, db_url: str, migrated: Engine) -> tuple[CliRunner, list[str]]:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN)
-    return CliRunner(), ["--db", db_url, "--dialplan", str(plan)]
+    return CliRunner(), ["--db", db_url, "--dialplan", str(plan), "--pid-file", str(tmp_path / "no-server.pid")]
 
 
 def run(hours: tuple[CliRunner, list[str]], *args: str) -> Result:
@@ -49,6 +49,7 @@ def test_close_open_show_and_auto(hours: tuple[CliRunner, list[str]], migrated: 
     done = run(hours, "close", "--schedule", "business_hours", "--until", "2099-02-08 10:00")
     assert done.exit_code == 0, done.output
     assert "business_hours: closed until 2099-02-08 10:00 +07" in done.output
+    assert "no server told at once" in done.output and "running servers follow within 5 s" in done.output
     stored = HoursStore(migrated).active(datetime.now(UTC))  # what a (re)started server reads
     assert stored["business_hours"].mode == "closed"
     assert stored["business_hours"].until == datetime(2099, 2, 8, 10, 0, tzinfo=SAIGON)
