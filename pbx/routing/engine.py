@@ -75,7 +75,7 @@ from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
 __all__ = ["AgentCode", "CallRequest", "CodeRequired", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember",
-           "JoinConference", "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision", "queue_hunt"]
+           "JoinConference", "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "menu_caller", "decide_with_code", "overflow_decision", "queue_hunt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -810,7 +810,7 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
         case "menu":
             return _run_menu(plan, plan.ivr_menus[destination.value], call, call_class, steps)
         case "number":
-            holder = _menu_rights(menu)
+            holder = menu_caller(menu)
             if holder is None:
                 return _reject(403, "menu_has_no_rights", rule, steps,
                                f"menu {menu.key} has no class_of_service and department to call out with")
@@ -819,10 +819,12 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
             return _reject(480, "hangup", rule, steps, "the menu hangs up")
 
 
-def _menu_rights(menu: IvrMenu) -> Extension | None:
+def menu_caller(menu: IvrMenu) -> Extension | None:
     """The menu as a caller: its class of service and department, for the
-    rights check and number plan of an outside number it calls. Never in
-    the plan's extensions, so nobody can register or authenticate as it."""
+    rights check and number plan of an outside number it calls, and as the
+    one its outside calls are counted and paid for by (caps, budgets).
+    Never in the plan's extensions, so nobody can register or
+    authenticate as it."""
     if menu.class_of_service is None or menu.department is None:
         return None
     return Extension(number=menu.number or "00", name=f"menu {menu.key}", department=menu.department,
