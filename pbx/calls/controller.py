@@ -59,8 +59,8 @@ from pbx.routing.call_limits import limits_for
 from pbx.routing.classes import EMERGENCY
 from pbx.routing.dialplan import CallSettings, Dialplan, Extension
 from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, Feature, Hunt, Reject, Ring,
-                                RingMember, ToTrunk, decide, decide_menu_destination, overflow_decision,
-                                queue_hunt)
+                                RingMember, ToTrunk, decide, decide_menu_destination, menu_caller,
+                                overflow_decision, queue_hunt)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
 from pbx.routing.voicemail import MailboxSettings
@@ -303,12 +303,16 @@ class CallController:
         request = CallRequest(caller=call.caller, trunk=call.trunk, dialled=call.dialled, at=self._at(),
                               caller_number=call.caller_number, hours=self.hours)
         decision = decide_menu_destination(self.plan, chosen.menu, chosen.destination, chosen.rule, request)
+        payer = None
         if isinstance(decision, ToTrunk):
             call.call_class = decision.call_class
+            # The menu places it: its caps and budget, whoever called (a
+            # caller from a trunk has none, and must not get a free line out).
+            payer = menu_caller(chosen.menu)
         log.info("menu_transfer", call_id=call.a_call_id, uuid=call.uuid, menu=chosen.menu.key, rule=chosen.rule,
                  destination=chosen.destination.describe(), decision=type(decision).__name__,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
-        call.transfer(self._plan(call, decision, transfer=True), decision.rule, self.now)
+        call.transfer(self._plan(call, decision, transfer=True, payer=payer), decision.rule, self.now)
 
     # ------------------------------------------------------------ input
 

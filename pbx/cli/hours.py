@@ -2,8 +2,9 @@
 opening hours auto attendants follow.
 
 The override lives in the database (it survives restarts and holds on
-every node sharing it). Running servers read it every few seconds and on
-SIGHUP (``pbx reload``); the next call after that follows it.
+every node sharing it). The server named by ``--pid-file`` is told at once
+(SIGHUP: the next call follows the override); running servers read it
+every few seconds anyway, and on SIGHUP (``pbx reload``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TypeVar
 import click
 
 from pbx.cli.cdr import open_database
-from pbx.cli.defaults import DEFAULT_DB
+from pbx.cli.defaults import DEFAULT_DB, DEFAULT_PID_FILE
 from pbx.routing.ivr import ALL_SCHEDULES, HoursMode
 
 _DB_HELP = "SQLAlchemy database URL (as for pbx serve)."
@@ -68,6 +69,8 @@ def _options(command: F) -> F:
         click.option("--db", "db_url", default=DEFAULT_DB, show_default=True, help=_DB_HELP),
         click.option("--dialplan", type=click.Path(path_type=Path), default=Path("dialplans/example.yaml"),
                      show_default=True, help=_PLAN_HELP),
+        click.option("--pid-file", type=click.Path(path_type=Path), default=DEFAULT_PID_FILE, show_default=True,
+                     help="the pid file of `pbx serve`, told at once"),
     ]):
         command = option(command)
     return command
@@ -78,7 +81,19 @@ def hours() -> None:
     """Force opening hours open or closed (auto attendants follow them)."""
 
 
-def _set(mode: HoursMode, until: str | None, schedule: str, db_url: str, dialplan: Path) -> None:
+def _tell_server(pid_file: Path) -> None:
+    """SIGHUP to the local server: it reads the overrides before the next call."""
+    from pbx.server.control import ControlError, signal_reload
+
+    try:
+        pid = signal_reload(pid_file)
+    except ControlError as err:
+        click.echo(f"no server told at once ({err}): running servers follow within 5 s")
+        return
+    click.echo(f"told pbx serve (pid {pid}): its next call follows this (other nodes within 5 s)")
+
+
+def _set(mode: HoursMode, until: str | None, schedule: str, db_url: str, dialplan: Path, pid_file: Path) -> None:
     from pbx.store.hours import HoursStore
 
     now = _plan_zone(dialplan, schedule)
@@ -91,29 +106,29 @@ def _set(mode: HoursMode, until: str | None, schedule: str, db_url: str, dialpla
     finally:
         engine.dispose()
     what = "every schedule" if schedule == ALL_SCHEDULES else schedule
-    click.echo(f"{what}: {mode}" + (f" until {end:%Y-%m-%d %H:%M %Z}" if end else " until `pbx hours auto`")
-               + " (running servers follow within 5 s, or at once on pbx reload)")
+    click.echo(f"{what}: {mode}" + (f" until {end:%Y-%m-%d %H:%M %Z}" if end else " until `pbx hours auto`"))
+    _tell_server(pid_file)
 
 
 @hours.command("close")
 @click.option("--until", help='when the override ends: HH:MM or "YYYY-MM-DD HH:MM" (dialplan time zone)')
 @_options
-def close(until: str | None, schedule: str, db_url: str, dialplan: Path) -> None:
+def close(until: str | None, schedule: str, db_url: str, dialplan: Path, pid_file: Path) -> None:
     """Closed now, whatever the schedule says (e.g. an unplanned day off)."""
-    _set("closed", until, schedule, db_url, dialplan)
+    _set("closed", until, schedule, db_url, dialplan, pid_file)
 
 
 @hours.command("open")
 @click.option("--until", help='when the override ends: HH:MM or "YYYY-MM-DD HH:MM" (dialplan time zone)')
 @_options
-def open_(until: str | None, schedule: str, db_url: str, dialplan: Path) -> None:
+def open_(until: str | None, schedule: str, db_url: str, dialplan: Path, pid_file: Path) -> None:
     """Open now, whatever the schedule says (e.g. a Saturday sale)."""
-    _set("open", until, schedule, db_url, dialplan)
+    _set("open", until, schedule, db_url, dialplan, pid_file)
 
 
 @hours.command("auto")
 @_options
-def auto(schedule: str, db_url: str, dialplan: Path) -> None:
+def auto(schedule: str, db_url: str, dialplan: Path, pid_file: Path) -> None:
     """Back to the schedules: lift the override (of --schedule, or all with *)."""
     from pbx.store.hours import HoursStore
 
@@ -124,6 +139,7 @@ def auto(schedule: str, db_url: str, dialplan: Path) -> None:
     finally:
         engine.dispose()
     click.echo(f"lifted {removed} override{'s' if removed != 1 else ''}: the schedules decide")
+    _tell_server(pid_file)
 
 
 @hours.command("show")

@@ -537,10 +537,10 @@ class Dialplan:
             known("class of service", menu.class_of_service, self.classes_of_service, f"menu {menu.key!r}")
             known("department", menu.department, self.departments, f"menu {menu.key!r}")
             for rule, destination in menu.destinations():
-                table: Mapping[str, object] | None = {"extension": self.extensions,
-                                                      "menu": self.ivr_menus}.get(destination.kind)
+                table: Mapping[str, object] | None = {"extension": self.extensions, "menu": self.ivr_menus,
+                                                      "hunt_group": self.hunt_groups}.get(destination.kind)
                 if table is not None:
-                    known(destination.kind, destination.value, table, rule)
+                    known(destination.kind.replace("_", " "), destination.value, table, rule)
         for group in self.groups.values():
             for member in group.members.values():
                 known("extension", member.extension, self.extensions,

@@ -75,7 +75,7 @@ from pbx.routing.short_numbers import InGroup, Member, RingPolicy, resolve
 from pbx.routing.steps import Step
 
 __all__ = ["AgentCode", "CallRequest", "CodeRequired", "Decision", "Feature", "Hunt", "Reject", "Ring", "RingMember",
-           "JoinConference", "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "decide_with_code", "overflow_decision", "queue_hunt"]
+           "JoinConference", "RunIvr", "Step", "ToTrunk", "decide", "decide_menu_destination", "menu_caller", "decide_with_code", "overflow_decision", "queue_hunt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -778,21 +778,39 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
     """Where a menu's ``destination`` (chosen under ``rule``) takes the
     caller of ``call``: an extension rings (its own class of service does
     not matter, the menu chose it), a group member rings as from an inbound
-    number, an outside number goes out with the rights of the menu's class
-    of service (a menu without one may not call out), another menu runs."""
+    number, a hunt group hunts as when its number is dialled, an outside
+    number goes out with the rights of the menu's class of service (a menu
+    without one may not call out), another menu runs.
+
+    A menu is no way round what a direct call would meet: an extension
+    that is not active is refused as it would be, and a caller from outside
+    still meets the extension's own ``incoming`` lists (the company's and
+    the inbound number's were met on the way in)."""
     steps = [Step(rule=rule, outcome=f"menu {menu.key}: {destination.describe()}")]
     call_class = INTERNAL if call.trunk is None else INBOUND
     match destination.kind:
         case "extension":
-            return Ring(extension=plan.extensions[destination.value], rule=rule, call_class=call_class,
-                        steps=tuple(steps))
+            target = plan.extensions[destination.value]
+            refused = (_screen_caller(call, plan, target, steps) if call.trunk is not None else None) \
+                or _refuse_inactive(target, call.at, steps, call_class)
+            if refused is not None:
+                return refused
+            return Ring(extension=target, rule=rule, call_class=call_class, steps=tuple(steps))
         case "member":
             group, _, short = destination.value.partition("/")
+            member = plan.groups[group].members[short]
+            owner = plan.extensions.get(member.extension) if member.extension is not None else None
+            if call.trunk is not None and owner is not None:
+                screened = _screen_caller(call, plan, owner, steps)
+                if screened is not None:
+                    return screened
             return _inbound_member(call, plan, (group, short), rule, steps)
+        case "hunt_group":
+            return _hunt(plan, plan.hunt_groups[destination.value], call.at, steps, call_class)
         case "menu":
             return _run_menu(plan, plan.ivr_menus[destination.value], call, call_class, steps)
         case "number":
-            holder = _menu_rights(menu)
+            holder = menu_caller(menu)
             if holder is None:
                 return _reject(403, "menu_has_no_rights", rule, steps,
                                f"menu {menu.key} has no class_of_service and department to call out with")
@@ -801,10 +819,12 @@ def decide_menu_destination(plan: Dialplan, menu: IvrMenu, destination: Destinat
             return _reject(480, "hangup", rule, steps, "the menu hangs up")
 
 
-def _menu_rights(menu: IvrMenu) -> Extension | None:
+def menu_caller(menu: IvrMenu) -> Extension | None:
     """The menu as a caller: its class of service and department, for the
-    rights check and number plan of an outside number it calls. Never in
-    the plan's extensions, so nobody can register or authenticate as it."""
+    rights check and number plan of an outside number it calls, and as the
+    one its outside calls are counted and paid for by (caps, budgets).
+    Never in the plan's extensions, so nobody can register or
+    authenticate as it."""
     if menu.class_of_service is None or menu.department is None:
         return None
     return Extension(number=menu.number or "00", name=f"menu {menu.key}", department=menu.department,

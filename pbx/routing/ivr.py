@@ -2,7 +2,7 @@
 the dialplan describes them; pure data and the one rule about opening hours.
 
 A menu greets the caller, then maps keys to destinations: an extension, a
-member of a short-number group, another menu, an outside number (through a
+member of a short-number group, a hunt group, another menu, an outside number (through a
 trunk, with the rights of the menu's own class of service, never the
 caller's), or hanging up. With ``dial_by_extension`` the caller may key any
 extension number instead. A menu with ``hours`` is replaced by its
@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 from pbx.routing.calendars import Schedule
 
-DestinationKind = Literal["extension", "member", "menu", "number", "hangup"]
+DestinationKind = Literal["extension", "member", "hunt_group", "menu", "number", "hangup"]
 LANGUAGES: Final = ("vi", "zh", "en")
 """Languages prompts ship in (pbx/ivr/prompts/<language>/)."""
 MENU_KEYS: Final = re.compile(r"[0-9*#]{1,8}")
@@ -37,8 +37,8 @@ ALL_SCHEDULES: Final = "*"
 @dataclass(frozen=True, slots=True)
 class Destination:
     """Where a menu sends the caller. ``value`` is the extension number,
-    ``GROUP/SHORT`` of a group member, the menu's key, the outside number
-    as dialled, or empty for ``hangup``."""
+    ``GROUP/SHORT`` of a group member, the hunt group's number, the menu's
+    key, the outside number as dialled, or empty for ``hangup``."""
 
     kind: DestinationKind
     value: str = ""
@@ -51,6 +51,8 @@ class Destination:
             return f"member {short} of group {group}"
         if self.kind == "number":
             return f"outside number {self.value}"
+        if self.kind == "hunt_group":
+            return f"hunt group {self.value}"
         return f"{self.kind} {self.value}"
 
 

@@ -25,7 +25,7 @@ from pbx.routing.loader_common import (DataPath, Keypad, Merged, Place, Report, 
                                        section_of, suggest, value_at)
 
 SECTION_NOUNS: Final = {"ivr_menus": "menu"}
-_KINDS: Final = ("extension", "member", "menu", "number", "hangup")
+_KINDS: Final = ("extension", "member", "hunt_group", "menu", "number", "hangup")
 
 
 def _destinations(key: str, entry: dict[str, Any]) -> Iterator[tuple[DataPath, dict[str, Any]]]:
@@ -104,6 +104,9 @@ def _check_destination(plan: Merged, where: DataPath, target: dict[str, Any], en
         check_reference(plan, (*where, "extension"), extensions, "extension", what, root, report)
     elif kind == "menu":
         check_reference(plan, (*where, "menu"), menus, "menu", what, root, report)
+    elif kind == "hunt_group":
+        check_reference(plan, (*where, "hunt_group"), section_of(plan, "hunt_groups"), "hunt group", what, root,
+                        report)
     elif kind == "member":
         text = target["member"]
         group, _, short = str(text).partition("/")
@@ -178,7 +181,7 @@ def build_media(plan: Merged) -> MediaSettings:
 
 
 def _destination(target: dict[str, Any] | None) -> Destination:
-    for kind in ("extension", "member", "menu", "number"):
+    for kind in ("extension", "member", "hunt_group", "menu", "number"):
         if target and kind in target:
             value = str(target[kind])
             match kind:
@@ -186,6 +189,8 @@ def _destination(target: dict[str, Any] | None) -> Destination:
                     return Destination("extension", value)
                 case "member":
                     return Destination("member", value)
+                case "hunt_group":
+                    return Destination("hunt_group", value)
                 case "menu":
                     return Destination("menu", value)
                 case _:

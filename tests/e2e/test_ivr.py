@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,12 @@ from pbx.ivr.prompts import PromptLibrary
 from .harness import DOMAIN, Pbx
 from .linphone import Linphone, available as linphone_available
 from .phone import Phone, PhoneFactory, write_tone_wav
+from .prompt_match import heard_prompt, recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-PASSWORDS = {"1001": "caller-secret-1001", "1002": "sales-secret-1002", "1099": "reception-secret-1099"}
+PASSWORDS = {"1001": "caller-secret-1001", "1002": "sales-secret-1002", "1004": "lan-secret-1004",
+             "1099": "reception-secret-1099"}
 
 DIALPLAN = """\
 domain: pbx.example.com
@@ -34,6 +36,8 @@ departments:
 extensions:
   1001: {name: Caller, department: office, password: caller-secret-1001}
   1002: {name: Sales, department: office, password: sales-secret-1002}
+  1003: {name: Away, department: office, password: away-secret-1003, dnd: true}
+  1004: {name: Lan, department: office, password: lan-secret-1004, language: zh}
   1099: {name: Reception, department: office, password: reception-secret-1099, class_of_service: reception}
 number_plans:
   vietnam:
@@ -50,6 +54,7 @@ classes_of_service:
 schedules:
   always: {open: [{days: mon-sun, from: "00:00", to: "24:00"}]}
 media: {rtp_ports: "31000-31199", language: en, tones: VN}
+voicemail: {enabled: false}   # refusals come back to the caller, said first
 ivr_menus:
   main:
     number: "800"
@@ -57,6 +62,7 @@ ivr_menus:
     options:
       "1": {extension: "1002"}
       "0": {extension: "1099"}
+      "5": {hunt_group: "510"}
     dial_by_extension: true
     timeout: 4
     digit_timeout: 1
@@ -65,6 +71,8 @@ ivr_menus:
     hours: always
     closed: after_hours
   after_hours: {greeting: closed, timeout: 1, retries: 0, fallback: {hangup: true}}
+hunt_groups:
+  "510": {name: Team, strategy: linear, members: ["1099", "1002"], member_seconds: 5}
 """
 
 LIBRARY = PromptLibrary()
@@ -130,12 +138,12 @@ def dtmf_wav(path: Path, digit: str) -> Path:
     return path
 
 
-def hear_greeting(caller: Phone, call: int, tmp_path: Path, name: str) -> Path:
+def hear_greeting(caller: Phone, call: int, tmp_path: Path, name: str, language: str = "en") -> Path:
     """Record from the answer until the greeting has played."""
     caller.wait_for("media_state", 10.0, call=call, status="active")
     heard = tmp_path / f"{name}.wav"
     caller.record(heard, call)
-    time.sleep(prompt_span("welcome") + 1.0)
+    time.sleep(prompt_span("welcome", language) + 1.0)
     caller.stop_record(call)
     return heard
 
@@ -172,25 +180,90 @@ def test_menu_greets_takes_a_key_and_transfers_with_direct_media(pbx: Pbx, phone
     expected = prompt_span("welcome")
     assert abs((last - first) - expected) <= 0.1 * expected, (first, last, expected)
 
-    if method == "inband":
-        caller.play(dtmf_wav(tmp_path / "key1.wav", "1"), call)
-    else:
-        caller.send_dtmf("1", call, method=method)
-    incoming = sales.wait_for("incoming_call", 10.0)
-    sales_call = int(incoming["call"])
-    sales.wait_call_state("CONFIRMED", sales_call, timeout=10.0)
-    pbx.server.wait_lines("direct_media", timeout=10.0)
-    time.sleep(0.5)
-    heard_by_caller, heard_by_sales = talk(caller, call, sales, sales_call, tmp_path)
-    assert abs(dominant(heard_by_caller) - 660.0) < 20.0
-    assert abs(dominant(heard_by_sales) - 440.0) < 20.0
-    caller.hangup(call)
-    sales.wait_call_state("DISCONNECTED", sales_call, timeout=10.0)
+    def press() -> None:
+        if method == "inband":
+            caller.play(dtmf_wav(tmp_path / "key1.wav", "1"), call)
+        else:
+            caller.send_dtmf("1", call, method=method)
 
+    put_through(pbx, caller, call, sales, press, tmp_path)
     row = pbx.cdr_for("1001", "800")
     assert (row["disposition"], row["destination"], row["hangup_side"]) == ("ANSWERED", "1002", "caller")
     assert row["ivr_path"] == "main[1]"
     assert row["rule"] == "ivr_menus.main.options.1"
+
+
+def put_through(pbx: Pbx, caller: Phone, call: int, callee: Phone, press: Callable[[], object],
+                tmp_path: Path) -> None:
+    """The caller keys (``press``) and hears ringback until ``callee`` (set
+    to answer 1.5 s after it rings) answers; then the PBX leaves the media
+    path and both hear each other; the caller hangs up."""
+    ringing = tmp_path / "ringing.wav"
+    caller.record(ringing, call)
+    press()
+    callee_call = int(callee.wait_for("incoming_call", 10.0)["call"])
+    time.sleep(1.0)
+    caller.stop_record(call)
+    voiced(ringing)
+    assert abs(dominant(ringing) - 425.0) < 15.0, dominant(ringing)  # the plan's tones: VN ringback
+    callee.wait_call_state("CONFIRMED", callee_call, timeout=10.0)
+    pbx.server.wait_lines("direct_media", timeout=10.0)
+    time.sleep(0.5)
+    heard_by_caller, heard_by_callee = talk(caller, call, callee, callee_call, tmp_path)
+    assert abs(dominant(heard_by_caller) - 660.0) < 20.0
+    assert abs(dominant(heard_by_callee) - 440.0) < 20.0
+    caller.hangup(call)
+    callee.wait_call_state("DISCONNECTED", callee_call, timeout=10.0)
+
+
+def test_a_key_for_a_hunt_group_hunts_its_members(pbx: Pbx, phones: PhoneFactory, tmp_path: Path) -> None:
+    """Key 5 is hunt group 510 (linear: 1099, then 1002). 1099 is not
+    registered, so it is skipped at once and 1002 rings and answers."""
+    caller = registered(phones, pbx, "1001")
+    sales = registered(phones, pbx, "1002", auto_answer=200, auto_answer_delay=1.5)
+    call = dial(caller, "800", pbx)
+    caller.wait_for("media_state", 10.0, call=call, status="active")
+    put_through(pbx, caller, call, sales, lambda: caller.send_dtmf("5", call), tmp_path)
+    row = pbx.cdr_for("1001", "800")
+    assert (row["disposition"], row["destination"], row["ivr_path"]) == ("ANSWERED", "1002", "main[5]")
+
+
+def test_a_caller_hears_the_menu_in_their_language_and_dials_an_extension(pbx: Pbx, phones: PhoneFactory,
+                                                                         tmp_path: Path) -> None:
+    """1004's language is zh (the plan's is en): the greeting is the
+    Mandarin one. Dial-by-extension: 1002 then # puts the caller through."""
+    caller = registered(phones, pbx, "1004")
+    sales = registered(phones, pbx, "1002", auto_answer=200, auto_answer_delay=1.5)
+    call = dial(caller, "800", pbx)
+    greeting = hear_greeting(caller, call, tmp_path, "greeting", "zh")
+    put_through(pbx, caller, call, sales, lambda: caller.send_dtmf("1002#", call), tmp_path)
+    heard = recorded(greeting)  # compared after the call: the menu does not wait for us
+    chinese, english = heard_prompt(heard, "welcome", "zh"), heard_prompt(heard, "welcome", "en")
+    assert chinese > 0.5 and chinese > english, (chinese, english)
+    row = pbx.cdr_for("1004", "800")
+    assert (row["destination"], row["ivr_path"], row["rule"]) == ("1002", "main[1002]", "ivr_menus.main.dial_by_extension")
+
+
+@pytest.mark.parametrize(("key", "phrase"), [
+    ("0", "not_available"),  # 1099 is not registered
+    ("1", "busy"),           # 1002 answers 486
+])
+def test_a_transfer_nobody_takes_is_said_then_the_pbx_hangs_up(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                              key: str, phrase: str) -> None:
+    caller = registered(phones, pbx, "1001")
+    registered(phones, pbx, "1002", auto_answer=486)
+    call = dial(caller, "800", pbx)
+    caller.wait_for("media_state", 10.0, call=call, status="active")
+    caller.send_dtmf(key, call)
+    heard = tmp_path / "failed.wav"
+    caller.record(heard, call)
+    end = caller.wait_call_state("DISCONNECTED", call, timeout=20.0)
+    assert end["code"] == 200  # answered by the menu, then ended by the PBX's BYE
+    caller.wait_for("record_done", 5.0)
+    matches = {name: heard_prompt(recorded(heard), name) for name in ("not_available", "busy")}
+    assert matches[phrase] > 0.5 and max(matches, key=lambda name: matches[name]) == phrase, matches
+    row = pbx.cdr_for("1001", "800")
+    assert (row["hangup_side"], row["ivr_path"]) == ("pbx", f"main[{key}]"), row
 
 
 def test_silence_and_invalid_keys_are_retried_then_the_fallback_rings(pbx: Pbx, phones: PhoneFactory) -> None:
@@ -210,9 +283,10 @@ def test_silence_and_invalid_keys_are_retried_then_the_fallback_rings(pbx: Pbx, 
 def test_closed_by_the_administrator_the_closed_greeting_then_goodbye(pbx: Pbx, phones: PhoneFactory,
                                                                       tmp_path: Path) -> None:
     plan = tmp_path / "pbx" / "plan.yaml"
-    subprocess.run([sys.executable, "-m", "pbx", "hours", "close", "--schedule", "always", "--db", pbx.db_url,
-                    "--dialplan", str(plan)], check=True, capture_output=True, text=True, timeout=60)
-    pbx.server.signal(1)  # SIGHUP: read the override now
+    done = subprocess.run([sys.executable, "-m", "pbx", "hours", "close", "--schedule", "always", "--db", pbx.db_url,
+                           "--dialplan", str(plan), "--pid-file", str(pbx.server.pid_file)],
+                          check=True, capture_output=True, text=True, timeout=60)
+    assert "told pbx serve (pid" in done.stdout, done.stdout  # at once, not at the next sweep
     pbx.server.wait_lines("hours_overrides_loaded", timeout=10.0)
     caller = registered(phones, pbx, "1001")
     call = dial(caller, "800", pbx)
@@ -236,6 +310,24 @@ def test_a_refused_call_hears_not_allowed_before_the_403(pbx: Pbx, phones: Phone
     hears_before_refusal(reception, call, tmp_path / "refused.wav", "not_allowed", 403)
     row = pbx.cdr_for("1099", "0081312345678")
     assert (row["disposition"], row["hangup_status"]) == ("REJECTED", "403")
+
+
+@pytest.mark.parametrize(("dialled", "phrase", "status"), [
+    ("1234", "number_does_not_exist", 404),  # no extension, no entry of the number plan
+    ("1003", "busy", 486),                   # do not disturb
+    ("1002", "not_available", 480),          # not registered
+])
+def test_a_refused_internal_call_hears_why_before_its_final_response(pbx: Pbx, phones: PhoneFactory, tmp_path: Path,
+                                                                     dialled: str, phrase: str, status: int) -> None:
+    caller = registered(phones, pbx, "1001")
+    call = dial(caller, dialled, pbx)
+    heard = tmp_path / "refused.wav"
+    hears_before_refusal(caller, call, heard, phrase, status)
+    # The phrase itself, not another of similar length (cross-correlation).
+    matches = {name: heard_prompt(recorded(heard), name) for name in ("number_does_not_exist", "busy", "not_available")}
+    assert matches[phrase] > 0.5 and max(matches, key=lambda name: matches[name]) == phrase, matches
+    row = pbx.cdr_for("1001", dialled)
+    assert row["hangup_status"] == str(status)
 
 
 def hears_before_refusal(phone: Phone, call: int, heard: Path, phrase: str, status: int) -> None:

@@ -1,10 +1,13 @@
 """SIPp drives the auto attendant: callers from a trunk reach a menu by its
 DID and key 9 (hang up) with RFC 4733 telephone-events replayed from a pcap
 (sipp-scenarios/dtmf_9.pcap, written by make_dtmf_pcap.py); 20 calls at
-once, no failure, one CDR per call with the key in its IVR path."""
+once (counted from the server's log), no failure, one CDR per call with the
+key in its IVR path."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -62,3 +65,14 @@ def test_twenty_callers_at_once_key_through_the_menu(tmp_path: Path) -> None:
         assert all((row["disposition"], row["hangup_side"], row["reason"], row["ivr_path"])
                    == ("ANSWERED", "pbx", "menu_hangup", "main[9]") for row in rows), rows
         assert pbx.server.lines_with("media_ports_exhausted") == []
+        # 20 at once indeed: the menu's answers and the PBX's hang-ups, in order.
+        changes = sorted([(event(line)["timestamp"], 1) for line in pbx.server.lines_with('"call_answered_by_menu"')]
+                         + [(event(line)["timestamp"], -1) for line in pbx.server.lines_with('"call_ended_by_pbx"')])
+        assert len(changes) == 2 * CALLS
+        assert max(itertools.accumulate(step for _, step in changes)) == 20
+
+
+def event(line: str) -> dict[str, str]:
+    found = json.loads(line)
+    assert isinstance(found, dict)
+    return found

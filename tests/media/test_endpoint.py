@@ -12,6 +12,7 @@ from pbx.media.endpoint import MediaEngine, MediaSession
 from pbx.media.events import Digit, DigitSource
 from pbx.media.player import Prompt
 from pbx.media.ports import PortAllocator, PortsExhausted
+from pbx.media.rtcp import Goodbye, SenderReport, parse_rtcp
 from pbx.media.rtp import RtpPacket, parse_rtp
 from pbx.media.sdp import SdpError
 
@@ -177,3 +178,47 @@ def test_a_session_opened_at_once_answers_at_once_hears_digits_and_gives_its_por
     received, busy, in_use = asyncio.run(scenario())
     assert [d.digit for d in received] == ["7"]
     assert busy == 1 and in_use == 0
+
+
+def test_rtcp_sender_reports_reach_the_phones_rtcp_port_at_the_interval_then_bye() -> None:
+    """While a prompt plays, sender reports go to the port above the phone's
+    RTP port (RFC 3550 §11), the first within the randomised initial
+    interval (1.0-3.1 s), each counting what was sent so far under the RTP
+    stream's SSRC; closing sends a BYE."""
+    audio = PromptLibrary().load("en", "welcome")
+
+    async def scenario() -> tuple[list[tuple[float, bytes]], list[tuple[float, bytes]], float]:
+        loop = asyncio.get_running_loop()
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41700, 41799))
+        while True:  # an RTP port with its RTCP port free above it
+            rtp, phone = await loop.create_datagram_endpoint(Collector, local_addr=(HOST, 0))
+            port = rtp.get_extra_info("sockname")[1]
+            try:
+                rtcp, reports = await loop.create_datagram_endpoint(Collector, local_addr=(HOST, port + 1))
+                break
+            except OSError:
+                rtp.close()
+        session = await engine.open_session()
+        session.answer(phone_offer(port))
+        started = loop.time()
+        session.play([Prompt(audio)])
+        await asyncio.sleep(min(audio.seconds, 6.5))
+        session.close()
+        await asyncio.sleep(0.05)
+        rtp.close()
+        rtcp.close()
+        return phone.arrivals, reports.arrivals, started
+
+    arrivals, reports, started = asyncio.run(scenario())
+    ssrc = parse_rtp(arrivals[0][1]).ssrc
+    assert len(reports) >= 2
+    *during, (_, last) = reports
+    assert 1.0 - 0.1 <= during[0][0] - started <= 3.1 + 0.5, during[0][0] - started
+    for (earlier, _), (later, _) in zip(during, during[1:]):
+        assert 2.0 - 0.1 <= later - earlier <= 6.2 + 0.5, later - earlier
+    for when, data in during:
+        sender = next(p for p in parse_rtcp(data) if isinstance(p, SenderReport))
+        sent_by_then = sum(1 for arrived, _ in arrivals if arrived <= when)
+        assert sender.ssrc == ssrc and 0 < sender.packet_count <= sent_by_then + 1
+        assert sender.octet_count == 160 * sender.packet_count
+    assert any(isinstance(p, Goodbye) and ssrc in p.ssrcs for p in parse_rtcp(last))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pbx.routing.dialplan import Dialplan
-from pbx.routing.engine import CallRequest, Reject, Ring, RunIvr, ToTrunk, decide, decide_menu_destination
+from pbx.routing.engine import CallRequest, Hunt, Reject, Ring, RunIvr, ToTrunk, decide, decide_menu_destination
 from pbx.routing.ivr import Destination, HoursOverride, hours_state
 from pbx.routing.loader import check_dialplan, load_dialplan
 
@@ -22,8 +22,12 @@ timezone: Asia/Ho_Chi_Minh
 departments:
   office: {name: Office, class_of_service: staff}
 extensions:
-  1001: {name: An, department: office, password: 'correct horse'}
-  1002: {name: Binh, department: office, password: 'correct horse', language: zh}
+  1001: {name: An, department: office, password: 'correct horse', class_of_service: boss}
+  1002: {name: Binh, department: office, password: 'correct horse', language: zh,
+         incoming: {blacklist: [ex_partner]}}
+  1003: {name: Cuong, department: office, password: 'correct horse', status: suspended}
+number_lists:
+  ex_partner: ["+84 912 000 111"]
 number_plans:
   vn:
     country_code: "84"
@@ -32,8 +36,10 @@ number_plans:
     entries:
       - {pattern: "11[345]", class: emergency}
       - {pattern: "0[35789]XXXXXXXX", class: mobile}
+      - {pattern: "00 .", class: international}
 classes_of_service:
   staff: {allow: [mobile]}
+  boss: {allow: [mobile, international]}
   none: {}
 schedules:
   hours: {open: [{days: mon-fri, from: "08:00", to: "17:00"}]}
@@ -54,6 +60,7 @@ ivr_menus:
       "1": {extension: "1002"}
       "2": {menu: closed}
       "3": {number: "0912345678"}
+      "5": {hunt_group: "510"}
       "9": {hangup: true}
     dial_by_extension: true
     timeout: 4
@@ -64,6 +71,13 @@ ivr_menus:
     class_of_service: staff
     department: office
   closed: {greeting: closed, retries: 0}
+groups:
+  team:
+    name: Team
+    members:
+      601: {name: Binh, extension: "1002"}
+hunt_groups:
+  "510": {name: Team, strategy: linear, members: ["1002", "1001"]}
 """
 
 BAD = BASE + """\
@@ -77,6 +91,7 @@ ivr_menus:
       "3": {number: "0912345678"}
       "x": {hangup: true}
       "4": {extension: "1001", menu: main}
+      "5": {hunt_group: "599"}
     hours: nope
     greeting: no_such_prompt
   loop_a: {hours: hours, closed: loop_b}
@@ -104,6 +119,7 @@ def test_every_problem_at_its_place(tmp_path: Path) -> None:
         "tones 'FR' must be one of VN, TW, CN, US",
         "language 'fr' must be vi, zh or en",
         "menu 'main' option '2' names unknown menu 'nowhere'",
+        "menu 'main' option '5' names unknown hunt group '599'",
         "menu 'main' option '3': an outside number needs the menu's class_of_service",
         "menu option 'x' must be 1 to 8 keys",
         "a menu destination is one of",
@@ -131,6 +147,7 @@ def test_a_good_file_builds_menus_and_media(tmp_path: Path) -> None:
     main = plan.ivr_menus["main"]
     assert main.options["1"] == Destination("extension", "1002")
     assert main.options["3"] == Destination("number", "0912345678")
+    assert main.options["5"] == Destination("hunt_group", "510")
     assert (main.number, main.timeout, main.retries, main.fallback) == ("800", 4.0, 3, Destination("extension", "1001"))
     assert plan.menu_at("800") is main
     assert plan.language_for(plan.extensions["1002"]) == "zh" and plan.language_for(None) == "vi"
@@ -172,12 +189,50 @@ def test_where_a_menus_choices_lead(plan: Dialplan) -> None:
     from_outside = CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN)
     ring = decide_menu_destination(plan, main, main.options["1"], "ivr_menus.main.options.1", from_outside)
     assert isinstance(ring, Ring) and ring.extension.number == "1002"
+    # A hunt group hunts as when its number is dialled, in the caller's class.
+    hunt = decide_menu_destination(plan, main, main.options["5"], "ivr_menus.main.options.5", from_outside)
+    assert isinstance(hunt, Hunt) and hunt.group.number == "510" and hunt.call_class == "inbound"
+    assert [step.outcome for step in hunt.steps][0] == "menu main: hunt group 510"
     # An outside number goes out with the menu's rights, never the caller's ...
     out = decide_menu_destination(plan, main, main.options["3"], "ivr_menus.main.options.3", from_outside)
     assert isinstance(out, ToTrunk) and (out.trunk, out.call_class) == ("t", "mobile")
     # ... and a menu without rights has none (the loader warns of it too).
     refused = decide_menu_destination(plan, broke, broke.options["3"], "ivr_menus.broke.options.3", from_outside)
     assert isinstance(refused, Reject) and (refused.status, refused.reason) == (403, "menu_has_no_rights")
+
+
+def test_an_outside_number_beyond_the_menus_rights_is_refused_whoever_calls(plan: Dialplan) -> None:
+    """The menu's class (staff: mobile only) decides, not the caller's (1001
+    may call abroad): a menu is never a way to lend or borrow rights."""
+    main = plan.ivr_menus["main"]
+    abroad = Destination("number", "0081312345678")
+    for caller in (CallRequest(caller=plan.extensions["1001"], dialled="800", at=OPEN, caller_number="1001"),
+                   CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN)):
+        direct = decide(replace(caller, dialled="0081312345678"), plan) if caller.caller else None
+        assert direct is None or isinstance(direct, ToTrunk)  # 1001 itself may
+        refused = decide_menu_destination(plan, main, abroad, "ivr_menus.main.options.4", caller)
+        assert isinstance(refused, Reject) and refused.status == 403, refused
+
+
+def test_a_menu_is_no_way_round_an_extensions_own_refusals(plan: Dialplan) -> None:
+    """1002 refuses a caller on its own black list, 1003 is suspended: as
+    when called directly, whether the menu's option or dial-by-extension
+    leads there, and whoever the member whose desk it is."""
+    main = plan.ivr_menus["main"]
+    blocked = CallRequest(caller=None, trunk="t", dialled="+842800", at=OPEN, caller_number="0912000111")
+    anyone = replace(blocked, caller_number="0912000222")
+    to_binh = Destination("extension", "1002")
+    refused = decide_menu_destination(plan, main, to_binh, "ivr_menus.main.options.1", blocked)
+    assert isinstance(refused, Reject) and (refused.status, refused.reason) == (603, "caller_blocked"), refused
+    assert isinstance(decide_menu_destination(plan, main, to_binh, "ivr_menus.main.options.1", anyone), Ring)
+    inside = CallRequest(caller=plan.extensions["1001"], dialled="800", at=OPEN, caller_number="1001")
+    for caller in (anyone, inside):
+        away = decide_menu_destination(plan, main, Destination("extension", "1003"),
+                                       "ivr_menus.main.dial_by_extension", caller)
+        assert isinstance(away, Reject) and (away.status, away.reason) == (480, "extension_suspended"), away
+    member = decide_menu_destination(plan, main, Destination("member", "team/601"), "ivr_menus.main.options.6",
+                                     blocked)
+    assert isinstance(member, Reject) and member.status == 603, member
 
 
 def test_the_example_dialplan_answers_800_and_the_sales_line() -> None:
