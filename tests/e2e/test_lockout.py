@@ -205,3 +205,38 @@ def test_a_flooding_source_is_ignored_but_valid_credentials_are_served(server: R
         ok = phone.final_response()
         assert ok is not None and ok.status == 200
     assert len(logged(server, "source_rate_limited")) == 1
+
+
+def _md5_only_plan() -> str:
+    lines = [
+        "domain: pbx.example.com",
+        "departments:",
+        "  sales: {name: Sales}",
+        "extensions:",
+    ]
+    for number, password in (("1001", "an-secret-1001"), ("1002", "binh-secret-1002")):
+        ha1 = digest.ha1(digest.Algorithm.MD5, number, DOMAIN, password)
+        lines.append(f'  {number}: {{name: E{number}, department: sales, ha1_md5: "{ha1}"}}')
+    return "\n".join(lines) + "\n"
+
+
+def offered(server: RunningServer, user: str) -> list[str]:
+    """The digest algorithms a REGISTER for ``user`` is challenged with."""
+    with client(server) as asker:
+        asker.send_raw(asker.register_request(user, DOMAIN, call_id=f"ask-{secrets.token_hex(4)}", cseq=1))
+        answer = asker.final_response()
+    assert answer is not None and answer.status == 401
+    return [digest.parse_challenge(value).algorithm.value for value in answer.get_all("www-authenticate")]
+
+
+@pytest.mark.parametrize("dialplan", [_md5_only_plan()])
+def test_unknown_users_are_challenged_as_the_real_ones(server: RunningServer) -> None:
+    """Every real user stores only an MD5 hash, so each is offered MD5 alone;
+    an unknown name used to get SHA-256 and MD5, which told a scanner that
+    it did not exist. Now it gets exactly what a real user gets."""
+    assert offered(server, "1001") == ["MD5"] == offered(server, "1002")
+    assert {tuple(offered(server, f"{2000 + n}")) for n in range(12)} == {("MD5",)}
+    # And a real user still logs in with the stored hash.
+    with client(server) as phone:
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
