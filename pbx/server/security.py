@@ -61,7 +61,9 @@ class SecurityEvents:
                  packets: SourceRateLimit | None = None) -> None:
         self.lockout = lockout
         self.limit = limit
-        self.packets = packets or SourceRateLimit(rate=2000, burst=4000)
+        # Not `packets or ...`: a SourceRateLimit has a length, so a fresh
+        # (empty) one is falsy, and the dialplan's rate was ignored.
+        self.packets = packets if packets is not None else SourceRateLimit(rate=2000, burst=4000)
         """Every datagram or message per source, before parsing."""
         self.writer = writer
         self.blocks = blocks
