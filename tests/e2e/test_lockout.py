@@ -240,3 +240,24 @@ def test_unknown_users_are_challenged_as_the_real_ones(server: RunningServer) ->
     with client(server) as phone:
         ok = phone.register("1001", "an-secret-1001", DOMAIN)
         assert ok is not None and ok.status == 200
+
+
+TARGETED_PLAN = DIALPLAN.replace("  scan_usernames: 5\n", "  scan_usernames: 5\n  targeted_failures: 3\n"
+                                 "  max_auth_failures: 10\n").replace("  max_auth_failures: 4\n", "")
+
+
+@pytest.mark.parametrize("dialplan", [TARGETED_PLAN])
+def test_failures_per_username_are_reported_and_block_nobody(server: RunningServer) -> None:
+    """Failures are counted per username from any source too: crossing
+    targeted_failures is logged once per window, and blocks nothing (the
+    owner, from anywhere, still logs in)."""
+    for n in range(4):  # each from its own port, as a botnet's would be
+        with client(server) as guesser:
+            answer = guesser.register("1001", f"guess-{n}", DOMAIN)
+            assert answer is not None and answer.status == 401
+    (line,) = logged(server, "auth_username_targeted")
+    assert (line["username"], line["failures"]) == ("1001", 3)
+    assert logged(server, "security_block") == []
+    with client(server) as owner:
+        ok = owner.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
