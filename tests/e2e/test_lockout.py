@@ -267,3 +267,53 @@ def test_failures_per_username_are_reported_and_block_nobody(server: RunningServ
     with client(server) as owner:
         ok = owner.register("1001", "an-secret-1001", DOMAIN)
         assert ok is not None and ok.status == 200
+
+
+def test_failures_forged_from_another_address_count_for_nobody(server: RunningServer) -> None:
+    """Spoofed UDP: the attacker fetches a nonce at its own address
+    (127.0.0.9) and sends wrong answers that seem to come from the office's
+    (127.0.0.5; on loopback, a socket bound there stands in for a forged
+    source). The nonce was bound to 127.0.0.9, so each is a foreign nonce:
+    re-challenged, never counted, no block on the office's address. Before,
+    four such packets blocked the office's 1001 and five usernames the whole
+    office."""
+    office = ("127.0.0.5", 0)
+    with SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5) as attacker, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forged:
+        attacker.sock.close()
+        attacker.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.sock.bind(("127.0.0.9", 0))
+        attacker.sock.settimeout(1.5)
+        forged.bind(office)
+        for n, user in enumerate(["1001"] * 5 + ["2001", "2002", "2003", "2004", "2005"]):
+            attacker.send_raw(attacker.register_request(user, DOMAIN, call_id=f"nonce-{n}", cseq=1))
+            challenge = attacker.final_response()
+            assert challenge is not None and challenge.status == 401
+            value = digest.choose_challenge(challenge.get_all("www-authenticate"))
+            assert value is not None
+            wrong = digest.answer_challenge(value, username=user, password=f"guess-{n}", method="REGISTER",
+                                            uri=f"sip:{DOMAIN}", cnonce="c", nc=1)
+            host, port = forged.getsockname()[:2]
+            forged.sendto(attacker.register_request(user, DOMAIN, call_id=f"forged-{n}", cseq=2,
+                                                    authorization=wrong)
+                          .replace(f"{attacker.local[0]}:{attacker.local[1]}".encode(), f"{host}:{port}".encode()),
+                          ("127.0.0.1", server.udp_port))
+    time.sleep(0.5)
+    assert logged(server, "auth_failed") == [] and logged(server, "security_block") == []
+    # The office's phones, from that address, log in at once.
+    with SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5) as phone:
+        phone.sock.close()
+        phone.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        phone.sock.bind(office)
+        phone.sock.settimeout(1.5)
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+
+
+def test_a_nonce_from_the_same_address_still_counts(server: RunningServer) -> None:
+    """The control: the same wrong answers from the address the nonce was
+    sent to are failures, and block as before."""
+    with client(server) as guesser:
+        answers = [guesser.register("1001", f"guess-{i}", DOMAIN) for i in range(4)]
+    assert [a.status if a else None for a in answers] == [401, 401, 401, None]
+    assert len(logged(server, "security_block")) == 1
