@@ -23,7 +23,8 @@ Security rules kept here:
   §3.5): otherwise a response computed for one request (an INVITE to an
   extension) could be replayed on another (an INVITE to an outside number).
   A mismatch counts as a failure.
-- a nonce is bound to the source address it was sent to (``bind_nonces``):
+- a nonce is bound to the source address it was sent to (unless
+  ``security.digest_nonce_per_address`` is false):
   presented from another address it is a foreign nonce, answered with a
   fresh challenge and never counted, so failures cannot be forged in the
   name of someone else's address (an office NAT's) with spoofed UDP and a
@@ -103,10 +104,8 @@ class Authenticator:
         algorithms: tuple[digest.Algorithm, ...] = (digest.Algorithm.SHA256, digest.Algorithm.MD5),
         *,
         decoy_key: bytes = b"",
-        bind_nonces: bool = True,
     ) -> None:
         self.plan = plan
-        self.bind_nonces = bind_nonces
         self.nonces = nonces
         self.lockout = lockout
         self.algorithms = algorithms
@@ -173,7 +172,7 @@ class Authenticator:
                   source: str = "") -> tuple[str, ...]:
         """Challenge values, most preferred algorithm first (RFC 8760 §2.4),
         with a nonce for ``source`` (the client's address)."""
-        nonce = self.nonces.issue(now, source if self.bind_nonces else "")
+        nonce = self.nonces.issue(now, source if self.plan.security.digest_nonce_per_address else "")
         offered = self.offered(user)
         return tuple(
             digest.format_challenge(self.plan.domain, nonce, algorithm, stale=stale)
@@ -207,7 +206,7 @@ class Authenticator:
             return self._challenge(now, "unsupported_algorithm", user, username, source_ip)
         if credentials.qop is None and not qop_optional:
             return self._challenge(now, "qop_required", user, username, source_ip)
-        bound_to = source_ip if self.bind_nonces else ""
+        bound_to = source_ip if self.plan.security.digest_nonce_per_address else ""
         # The nonce first (a MAC, no state): a request forged from another
         # address carries a foreign nonce and must not use up a blocked
         # pair's one check per retry interval.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
 from pbx.security.lockout import Lockout
 from pbx.routing.dialplan import Department, Dialplan, Extension
+from pbx.routing.loader import load_dialplan
 from pbx.sip import digest
 from pbx.sip.message import Request, make_request
 
@@ -127,3 +130,32 @@ def test_forged_answers_under_a_block_do_not_use_up_the_owners_turn() -> None:
     assert {(c.reason, c.failed) for c in forged if isinstance(c, Challenge)} == {("foreign_nonce", False)}
     owner = auth.authenticate(invite(uri, answer(office, PASSWORD, 1004.5)), office, 1004.5, proxy=True)
     assert isinstance(owner, Authenticated)
+
+
+def test_nonces_per_address_can_be_turned_off_for_pooling_nats(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(f"domain: {DOMAIN}\nsecurity: {{digest_nonce_per_address: false}}\n"
+                         "departments: {sales: {name: Sales}}\n"
+                         f"extensions: {{1001: {{name: An, department: sales, password: {PASSWORD}}}}}\n")
+    plan = load_dialplan(plan_file)
+    assert plan.security.digest_nonce_per_address is False
+    auth = Authenticator(plan, digest.NonceIssuer(b"k" * 32, lifetime=300),
+                         Lockout(max_failures=10, window=60, block_seconds=300))
+    uri = "sip:0912345678@pbx.example.com"
+    challenge = auth.authenticate(invite(uri), "100.64.0.1", 1000.0, proxy=True)  # one address of the pool ...
+    assert isinstance(challenge, Challenge)
+    value = digest.choose_challenge(list(challenge.header_values))
+    assert value is not None
+    credentials = digest.answer_challenge(value, username="1001", password=PASSWORD, method="INVITE", uri=uri,
+                                          cnonce="c", nc=1)
+    # ... and the answer from another: accepted, as before the binding.
+    assert isinstance(auth.authenticate(invite(uri, credentials), "100.64.0.2", 1001.0, proxy=True), Authenticated)
+    bound = authenticator()  # the default binds: the same move is a foreign nonce
+    challenge = bound.authenticate(invite(uri), "100.64.0.1", 1000.0, proxy=True)
+    assert isinstance(challenge, Challenge)
+    value = digest.choose_challenge(list(challenge.header_values))
+    assert value is not None
+    credentials = digest.answer_challenge(value, username="1001", password=PASSWORD, method="INVITE", uri=uri,
+                                          cnonce="c", nc=1)
+    refused = bound.authenticate(invite(uri, credentials), "100.64.0.2", 1001.0, proxy=True)
+    assert isinstance(refused, Challenge) and (refused.reason, refused.failed) == ("foreign_nonce", False)
