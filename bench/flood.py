@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
@@ -163,7 +163,9 @@ def register_once(sock: socket.socket, port: int, user: User, timeout: float = 2
     return time.monotonic() - start if ok is not None and ok.status == 200 else None
 
 
-def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) -> Legit:
+def paced(rate: float, seconds: float, attempt: Callable[[socket.socket, int], float | None]) -> Legit:
+    """``attempt(sock, n)`` at ``rate`` a second for ``seconds``, from one
+    socket on 127.0.0.1; each returns its seconds, or None for a failure."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     times: list[float] = []
@@ -174,33 +176,21 @@ def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) ->
             due = start + attempted / rate
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
-            took = register_once(sock, port, users[attempted % len(users)])
+            took = attempt(sock, attempted)
             attempted += 1
             if took is not None:
                 times.append(took * 1000)
     finally:
         sock.close()
     return Legit(attempted=attempted, succeeded=len(times), times_ms=times)
+
+
+def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) -> Legit:
+    return paced(rate, seconds, lambda sock, n: register_once(sock, port, users[n % len(users)]))
 
 
 def legitimate_calls(port: int, caller: User, callee: str, rate: float, seconds: float) -> Legit:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    times: list[float] = []
-    attempted = 0
-    start = time.monotonic()
-    try:
-        while time.monotonic() - start < seconds:
-            due = start + attempted / rate
-            if (wait := due - time.monotonic()) > 0:
-                time.sleep(wait)
-            took = call_once(sock, port, caller, callee, DOMAIN)
-            attempted += 1
-            if took is not None:
-                times.append(took * 1000)
-    finally:
-        sock.close()
-    return Legit(attempted=attempted, succeeded=len(times), times_ms=times)
+    return paced(rate, seconds, lambda sock, n: call_once(sock, port, caller, callee, DOMAIN))
 
 
 def tcp_options(port: int, tries: int = 10) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,9 +28,8 @@ from pbx.sip import digest
 from pbx.sip.message import Response
 from pbx.sip.parser import StreamFramer, parse_message
 from tests.e2e.sipua import sdp
-from tests.e2e.test_number_fraud import PASSWORDS, Gateways, example_with_gateways
-from tests.routing.test_loader import EXAMPLE
-from tests.server import RunningServer, run_server
+from tests.e2e.test_number_fraud import PASSWORDS, Gateways, example_server, gateways  # noqa: F401 (a fixture)
+from tests.server import RunningServer
 from tests.sipclient import SipClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -44,22 +42,8 @@ Answer = Callable[[str, str], str]
 
 
 @pytest.fixture
-def gateways() -> Iterator[Gateways]:
-    held = Gateways()
-    try:
-        yield held
-    finally:
-        held.close()
-
-
-@pytest.fixture
 def server(tmp_path: Path, gateways: Gateways) -> Iterator[RunningServer]:
-    plan = tmp_path / "example.yaml"
-    plan.write_text(example_with_gateways(gateways.viettel.local[1], gateways.cht.local[1]), encoding="utf-8")
-    shutil.copytree(EXAMPLE.parent / "groups", tmp_path / "groups")
-    with run_server(plan, "sqlite:///" + str(tmp_path / "pbx.sqlite3"),
-                    ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as running:
-        gateways.point_at(running)
+    with example_server(tmp_path, gateways, ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]) as running:
         yield running
 
 
