@@ -8,6 +8,8 @@
 - ``tcp_max_per_source`` from the dialplan: one connection over is closed.
 - ``source_packets_per_second``: a source sending faster is answered for
   its burst and the rate, the rest dropped unread and logged sampled.
+- 32 MB of line breaks on one connection do not grow the server (they grew
+  it by as much before the framer consumed them).
 """
 
 from __future__ import annotations
@@ -102,3 +104,28 @@ def test_a_source_past_its_packet_rate_is_dropped_unread(server: RunningServer) 
     assert 90 <= answered <= 160, answered
     first = [json.loads(line) for line in server.lines_with('"event":"message_dropped"')]
     assert [(e["reason"], e["source"]) for e in first] == [("source_flooding", "127.0.0.1")]
+
+
+def rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status", encoding="ascii"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_line_break_flood_is_consumed_not_stored(server: RunningServer) -> None:
+    """The attack run's first probe, against the server: 40 MB of bare line
+    breaks on one TCP connection grew it by 41 MB. Now 32 MB of them leave
+    its memory where it was, and the same connection then carries a
+    message as if nothing had happened."""
+    pid = int(server.pid_file.read_text().strip())
+    with SipClient("tcp", ("127.0.0.1", server.tcp_port), timeout=10.0) as sender:
+        before = rss_kb(pid)
+        chunk = b"\r\n" * (1 << 19)  # 1 MiB
+        for _ in range(32):
+            sender.sock.sendall(chunk)
+        sender.send_raw(sender.register_request("1001", DOMAIN, call_id="after-flood", cseq=1))
+        answer = sender.final_response()
+        grown = rss_kb(pid) - before
+    assert answer is not None and answer.status == 401
+    assert grown < 4096, f"{grown} kB"
