@@ -181,13 +181,18 @@ class Authenticator:
 
     def authenticate(
         self, request: Request, source_ip: str, now: float, *, proxy: bool = False, user: str | None = None,
-        exempt: bool = False, qop_optional: bool = False,
+        exempt: bool = False, qop_optional: bool = False, registered_phone: bool = False,
     ) -> AuthResult:
         """Check the request's credentials. ``user`` is who the request claims
         to be (the To user of a REGISTER, From user of an INVITE): it only
         tailors the challenge's algorithms, never who is authenticated.
         ``exempt`` sources (a trunk's gateways) are never counted or
-        blocked; ``qop_optional`` accepts a digest without ``qop``."""
+        blocked; ``qop_optional`` accepts a digest without ``qop``;
+        ``registered_phone``: the request comes from the very address and
+        port a live registration of ``user`` came from, and is checked even
+        under a block's one check per interval (a guesser behind the same
+        NAT cannot take its turns; a forger cannot use it, the nonce being
+        bound to the address)."""
         header = "proxy-authorization" if proxy else "authorization"
         credentials = None
         for value in request.get_all(header):
@@ -217,7 +222,7 @@ class Authenticator:
         if status is digest.NonceStatus.INVALID:
             return self._challenge(now, "foreign_nonce", user, username, source_ip)
         lockout = self.lockout
-        if not exempt and not lockout.may_check(source_ip, username, now):
+        if not exempt and not registered_phone and not lockout.may_check(source_ip, username, now):
             # Blocked, and checked a moment ago: dropped unchecked, which is
             # what holds a guesser to one try per retry interval.
             return Challenge(header_values=(), failed=False, reason="blocked_unchecked", username=username,

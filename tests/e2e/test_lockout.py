@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -317,3 +318,41 @@ def test_a_nonce_from_the_same_address_still_counts(server: RunningServer) -> No
         answers = [guesser.register("1001", f"guess-{i}", DOMAIN) for i in range(4)]
     assert [a.status if a else None for a in answers] == [401, 401, 401, None]
     assert len(logged(server, "security_block")) == 1
+
+
+def test_a_guesser_on_the_owners_username_cannot_take_the_owners_turns(server: RunningServer) -> None:
+    """A PC behind the office NAT guesses 1001's password without pause
+    (every 20 ms) after the block: the block's one check per interval would
+    nearly always be its. The owner's phone, registered from its own port
+    of that address, is checked every time: its refresh and its call are
+    served at once, while the guesser stays blocked and unanswered."""
+    stop = threading.Event()
+    unanswered = []
+
+    def guess() -> None:
+        with client(server) as guesser:
+            while not stop.is_set():
+                unanswered.append(guesser.register("1001", "guess-again", DOMAIN) is None)
+
+    with client(server) as phone, client(server) as guesser:
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+        for i in range(4):
+            guesser.register("1001", f"guess-{i}", DOMAIN)
+        server.wait_lines('"event":"security_block"')
+        threads = [threading.Thread(target=guess) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            for _ in range(3):
+                again = phone.register("1001", "an-secret-1001", DOMAIN)
+                assert again is not None and again.status == 200
+            first, second = phone.invite("1001", "an-secret-1001", "1002", DOMAIN)
+            assert first is not None and first.status == 407
+            assert second is not None and second.status not in (401, 407)  # placed (1002 is not registered)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    assert unanswered and all(unanswered)
