@@ -192,7 +192,8 @@ class Authenticator:
         port a live registration of ``user`` came from, and is checked even
         under a block's one check per interval (a guesser behind the same
         NAT cannot take its turns; a forger cannot use it, the nonce being
-        bound to the address)."""
+        bound to the address; with ``digest_nonce_per_address`` off it is
+        not trusted)."""
         header = "proxy-authorization" if proxy else "authorization"
         credentials = None
         for value in request.get_all(header):
@@ -222,7 +223,11 @@ class Authenticator:
         if status is digest.NonceStatus.INVALID:
             return self._challenge(now, "foreign_nonce", user, username, source_ip)
         lockout = self.lockout
-        if not exempt and not registered_phone and not lockout.may_check(source_ip, username, now):
+        # Only with bound nonces: otherwise a forger of the phone's address
+        # and port could guess unhindered (its Contact would tell it when
+        # it was right).
+        own_phone = registered_phone and bool(bound_to)
+        if not exempt and not own_phone and not lockout.may_check(source_ip, username, now):
             # Blocked, and checked a moment ago: dropped unchecked, which is
             # what holds a guesser to one try per retry interval.
             return Challenge(header_values=(), failed=False, reason="blocked_unchecked", username=username,
