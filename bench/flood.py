@@ -3,7 +3,10 @@
 Starts `pbx serve` with a dialplan of --users extensions and the default
 security settings, then runs, for --seconds each, a steady stream of
 legitimate registrations (REGISTER, its 401, the authenticated REGISTER,
-200: from 127.0.0.1 at --rate per second) alone, and beside each flood:
+200: from 127.0.0.1 at --rate per second) and, beside them, legitimate
+calls (one extension calling another that answers at once: INVITE, 407,
+INVITE with credentials, 200, ACK, BYE, at --call-rate per second; see
+legit_calls.py) alone, and beside each flood:
 
 - junk:   random bytes (1-300 per datagram) over UDP from 127.0.0.2, at
           --flood-rate datagrams per second (0: as fast as one process can);
@@ -16,10 +19,10 @@ legitimate registrations (REGISTER, its 401, the authenticated REGISTER,
 - all:    the three together.
 
 Each flood runs in its own process. The table gives, per run, the share of
-legitimate registrations that succeeded, their time to 200 (p50, p99), the
-server's CPU, and what the attacker sent and got back.
+legitimate registrations and calls that succeeded, their time to 200 (p50,
+p99), the server's CPU, and what the attacker sent and got back.
 
-    python bench/flood.py [--seconds 10] [--rate 10] [--users 200] [--flood-rate 20000]
+    python bench/flood.py [--seconds 10] [--rate 10] [--call-rate 2] [--users 200] [--flood-rate 20000]
 
 The default flood rate, 20,000 packets a second per flood, is about what a
 50 Mbit/s link carries of such packets. At 0 (unpaced, several hundred
@@ -44,14 +47,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Final
 
+from legit_calls import Callee, call_once
 from make_users import Security, User, dialplan_yaml, make_users
 from procfs import cpu_ticks, group_members
 from register_rate import REPO_ROOT, kill_group
@@ -75,6 +80,7 @@ class Legit:
 class Row:
     flood: str
     legit: Legit
+    calls: Legit
     tcp_ok: int
     tcp_tried: int
     cpu_percent: float
@@ -157,7 +163,9 @@ def register_once(sock: socket.socket, port: int, user: User, timeout: float = 2
     return time.monotonic() - start if ok is not None and ok.status == 200 else None
 
 
-def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) -> Legit:
+def paced(rate: float, seconds: float, attempt: Callable[[socket.socket, int], float | None]) -> Legit:
+    """``attempt(sock, n)`` at ``rate`` a second for ``seconds``, from one
+    socket on 127.0.0.1; each returns its seconds, or None for a failure."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     times: list[float] = []
@@ -168,13 +176,21 @@ def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) ->
             due = start + attempted / rate
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
-            took = register_once(sock, port, users[attempted % len(users)])
+            took = attempt(sock, attempted)
             attempted += 1
             if took is not None:
                 times.append(took * 1000)
     finally:
         sock.close()
     return Legit(attempted=attempted, succeeded=len(times), times_ms=times)
+
+
+def legitimate(port: int, users: Sequence[User], rate: float, seconds: float) -> Legit:
+    return paced(rate, seconds, lambda sock, n: register_once(sock, port, users[n % len(users)]))
+
+
+def legitimate_calls(port: int, caller: User, callee: str, rate: float, seconds: float) -> Legit:
+    return paced(rate, seconds, lambda sock, n: call_once(sock, port, caller, callee, DOMAIN))
 
 
 def tcp_options(port: int, tries: int = 10) -> int:
@@ -308,31 +324,43 @@ def run_one(name: str, process: subprocess.Popen[bytes], udp: int, tcp: int, use
                for f in FLOODS.get(name, ())]
     for worker in workers:
         worker.start()
+    # users[0] answers calls from users[1]; the others register.
+    callee = Callee(udp, users[0], register_once)
     time.sleep(1.0 if workers else 0.0)  # let the flood reach its pace
     pids = group_members(process.pid) or [process.pid]
     before = cpu_ticks(pids)
     started = time.monotonic()
-    legit = legitimate(udp, users, args.rate, args.seconds)
+    calls: list[Legit] = []
+    caller = threading.Thread(target=lambda: calls.append(
+        legitimate_calls(udp, users[1], users[0].extension, args.call_rate, args.seconds)))
+    caller.start()
+    legit = legitimate(udp, users[2:], args.rate, args.seconds)
+    caller.join()
     elapsed = time.monotonic() - started
+    callee.close()
     cpu = (cpu_ticks(pids) - before) / CLK_TCK / elapsed * 100
     tcp_ok = tcp_options(tcp)
     stop.set()
     lines = [results.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
-    return Row(flood=name, legit=legit, tcp_ok=tcp_ok, tcp_tried=10, cpu_percent=cpu,
+    return Row(flood=name, legit=legit, calls=calls[0], tcp_ok=tcp_ok, tcp_tried=10, cpu_percent=cpu,
                attacker="; ".join(sorted(lines)) or "-")
 
 
+def _columns(legit: Legit) -> str:
+    times = sorted(legit.times_ms)
+    p50 = f"{statistics.median(times):.1f}" if times else "-"
+    p99 = f"{times[min(len(times) - 1, int(len(times) * 0.99))]:.1f}" if times else "-"
+    return f"{legit.succeeded}/{legit.attempted} | {p50} | {p99}"
+
+
 def table(rows: Sequence[Row]) -> str:
-    out = ["| flood | legit registrations ok | p50 ms | p99 ms | legit TCP OPTIONS ok | server CPU | attacker |",
-           "|---|---:|---:|---:|---:|---:|---|"]
+    out = ["| flood | legit registrations ok | p50 ms | p99 ms | legit calls ok | to 200 p50 ms | p99 ms "
+           "| legit TCP OPTIONS ok | server CPU | attacker |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
-        times = sorted(row.legit.times_ms)
-        p50 = f"{statistics.median(times):.1f}" if times else "-"
-        p99 = f"{times[min(len(times) - 1, int(len(times) * 0.99))]:.1f}" if times else "-"
-        share = f"{row.legit.succeeded}/{row.legit.attempted}"
-        out.append(f"| {row.flood} | {share} | {p50} | {p99} | {row.tcp_ok}/{row.tcp_tried} | "
+        out.append(f"| {row.flood} | {_columns(row.legit)} | {_columns(row.calls)} | {row.tcp_ok}/{row.tcp_tried} | "
                    f"{row.cpu_percent:.0f} % | {row.attacker} |")
     return "\n".join(out)
 
@@ -341,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run (default 10)")
     parser.add_argument("--rate", type=float, default=10.0, help="legitimate registrations per second (default 10)")
+    parser.add_argument("--call-rate", type=float, default=2.0, help="legitimate calls per second (default 2)")
     parser.add_argument("--users", type=int, default=200, help="extensions in the dialplan (default 200)")
     parser.add_argument("--flood-rate", type=float, default=20000.0,
                         help="packets per second of each UDP flood; 0: as fast as possible (default 20000)")
@@ -360,8 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(run_one(name, process, udp, tcp, users, args))
             print(f"{name}: done", file=sys.stderr, flush=True)
     flood = f"{args.flood_rate:,.0f} packets/s per UDP flood" if args.flood_rate else "unpaced UDP floods"
-    print(f"legitimate: {args.rate:g} registrations/s from 127.0.0.1 for {args.seconds:g} s per run; {flood}; "
-          f"default security settings")
+    print(f"legitimate: {args.rate:g} registrations/s and {args.call_rate:g} calls/s from 127.0.0.1 for "
+          f"{args.seconds:g} s per run; {flood}; default security settings")
     print(table(rows))
     return 0
 

@@ -428,8 +428,11 @@ class CallController:
             return
         claimed = from_user.user if isinstance(from_user, SipUri) else None
         origin = event.origin  # the phone behind a trusted edge: whom the lock-out counts
-        result = self.auth.authenticate(request, origin.host, self.wall(), proxy=True, user=claimed,
-                                        qop_optional="INVITE" in self.plan.security.digest_without_qop)
+        wall = self.wall()
+        result = self.auth.authenticate(request, origin.host, wall, proxy=True, user=claimed,
+                                        qop_optional="INVITE" in self.plan.security.digest_without_qop,
+                                        registered_phone=event.client is None and claimed is not None
+                                        and self.bindings.registered_from(claimed, event.source, wall))
         if isinstance(result, Challenge):
             # Not from a trunk and not (yet) authenticated: nothing is
             # placed, least of all towards a trunk (no open relay).

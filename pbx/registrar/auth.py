@@ -23,6 +23,13 @@ Security rules kept here:
   §3.5): otherwise a response computed for one request (an INVITE to an
   extension) could be replayed on another (an INVITE to an outside number).
   A mismatch counts as a failure.
+- a nonce is bound to the source address it was sent to (unless
+  ``security.digest_nonce_per_address`` is false):
+  presented from another address it is a foreign nonce, answered with a
+  fresh challenge and never counted, so failures cannot be forged in the
+  name of someone else's address (an office NAT's) with spoofed UDP and a
+  nonce fetched elsewhere. Nonces are judged before the block's
+  once-per-retry check, so forged requests do not use up the owner's turn.
 """
 
 from __future__ import annotations
@@ -161,9 +168,11 @@ class Authenticator:
             sets.append(offered)
         return bounds, sets
 
-    def challenge(self, now: float, *, stale: bool = False, user: str | None = None) -> tuple[str, ...]:
-        """Challenge values, most preferred algorithm first (RFC 8760 §2.4)."""
-        nonce = self.nonces.issue(now)
+    def challenge(self, now: float, *, stale: bool = False, user: str | None = None,
+                  source: str = "") -> tuple[str, ...]:
+        """Challenge values, most preferred algorithm first (RFC 8760 §2.4),
+        with a nonce for ``source`` (the client's address)."""
+        nonce = self.nonces.issue(now, source if self.plan.security.digest_nonce_per_address else "")
         offered = self.offered(user)
         return tuple(
             digest.format_challenge(self.plan.domain, nonce, algorithm, stale=stale)
@@ -172,13 +181,19 @@ class Authenticator:
 
     def authenticate(
         self, request: Request, source_ip: str, now: float, *, proxy: bool = False, user: str | None = None,
-        exempt: bool = False, qop_optional: bool = False,
+        exempt: bool = False, qop_optional: bool = False, registered_phone: bool = False,
     ) -> AuthResult:
         """Check the request's credentials. ``user`` is who the request claims
         to be (the To user of a REGISTER, From user of an INVITE): it only
         tailors the challenge's algorithms, never who is authenticated.
         ``exempt`` sources (a trunk's gateways) are never counted or
-        blocked; ``qop_optional`` accepts a digest without ``qop``."""
+        blocked; ``qop_optional`` accepts a digest without ``qop``;
+        ``registered_phone``: the request comes from the very address and
+        port a live registration of ``user`` came from, and is checked even
+        under a block's one check per interval (a guesser behind the same
+        NAT cannot take its turns; a forger cannot use it, the nonce being
+        bound to the address; with ``digest_nonce_per_address`` off it is
+        not trusted)."""
         header = "proxy-authorization" if proxy else "authorization"
         credentials = None
         for value in request.get_all(header):
@@ -191,24 +206,32 @@ class Authenticator:
                 break
         if credentials is None:
             reason = "no_credentials" if not request.has(header) else "unusable_credentials"
-            return self._challenge(now, reason, user)
+            return self._challenge(now, reason, user, source=source_ip)
         username = credentials.username
         if credentials.algorithm not in self.algorithms:
-            return self._challenge(now, "unsupported_algorithm", user, username)
+            return self._challenge(now, "unsupported_algorithm", user, username, source_ip)
         if credentials.qop is None and not qop_optional:
-            return self._challenge(now, "qop_required", user, username)
+            return self._challenge(now, "qop_required", user, username, source_ip)
+        bound_to = source_ip if self.plan.security.digest_nonce_per_address else ""
+        # The nonce first (a MAC, no state): a request forged from another
+        # address carries a foreign nonce and must not use up a blocked
+        # pair's one check per retry interval.
+        status = self.nonces.check(credentials.nonce, credentials.nc, now, bound_to)
+        if status is digest.NonceStatus.STALE:
+            return Challenge(header_values=self.challenge(now, stale=True, user=user, source=source_ip),
+                             failed=False, reason="stale_nonce", username=username)
+        if status is digest.NonceStatus.INVALID:
+            return self._challenge(now, "foreign_nonce", user, username, source_ip)
         lockout = self.lockout
-        if not exempt and not lockout.may_check(source_ip, username, now):
+        # Only with bound nonces: otherwise a forger of the phone's address
+        # and port could guess unhindered (its Contact would tell it when
+        # it was right).
+        own_phone = registered_phone and bool(bound_to)
+        if not exempt and not own_phone and not lockout.may_check(source_ip, username, now):
             # Blocked, and checked a moment ago: dropped unchecked, which is
             # what holds a guesser to one try per retry interval.
             return Challenge(header_values=(), failed=False, reason="blocked_unchecked", username=username,
                              silent=True)
-        status = self.nonces.check(credentials.nonce, credentials.nc, now)
-        if status is digest.NonceStatus.STALE:
-            return Challenge(header_values=self.challenge(now, stale=True, user=user), failed=False,
-                             reason="stale_nonce", username=username)
-        if status is digest.NonceStatus.INVALID:
-            return self._challenge(now, "foreign_nonce", user, username)
         if status is digest.NonceStatus.REPLAY:
             return self._failure(source_ip, now, "nonce_replay", user, username, exempt)
         if not _same_uri(credentials.uri, request.uri):
@@ -218,26 +241,27 @@ class Authenticator:
         ok = digest.verify(credentials, ha1 or _DUMMY_HA1[credentials.algorithm], request.method)
         if extension is None or ha1 is None or not ok:
             return self._failure(source_ip, now, "bad_credentials", user, username, exempt)
-        self.nonces.accept(credentials.nonce, credentials.nc, now)
+        self.nonces.accept(credentials.nonce, credentials.nc, now, bound_to)
         return Authenticated(extension=extension)
 
-    def _challenge(self, now: float, reason: str, user: str | None, username: str = "") -> Challenge:
-        return Challenge(header_values=self.challenge(now, user=user), failed=False, reason=reason,
+    def _challenge(self, now: float, reason: str, user: str | None, username: str = "",
+                   source: str = "") -> Challenge:
+        return Challenge(header_values=self.challenge(now, user=user, source=source), failed=False, reason=reason,
                          username=username)
 
     def _failure(self, source_ip: str, now: float, reason: str, user: str | None, username: str,
                  exempt: bool) -> Challenge:
         if exempt:
-            return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason,
-                             username=username)
+            return Challenge(header_values=self.challenge(now, user=user, source=source_ip), failed=True,
+                             reason=reason, username=username)
         failure = self.lockout.failure(source_ip, username, now)
         if self.lockout.blocked(source_ip, username, now) is not None:
             # Blocked (perhaps by this very failure): a guesser learns
             # nothing, not even that the guess was checked.
             return Challenge(header_values=(), failed=True, reason=reason, username=username, failure=failure,
                              silent=True)
-        return Challenge(header_values=self.challenge(now, user=user), failed=True, reason=reason,
-                         username=username, failure=failure)
+        return Challenge(header_values=self.challenge(now, user=user, source=source_ip), failed=True,
+                         reason=reason, username=username, failure=failure)
 
     def _ha1(self, extension: Extension, algorithm: digest.Algorithm) -> str | None:
         key = (extension.number, algorithm)

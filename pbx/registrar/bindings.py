@@ -62,6 +62,16 @@ class BindingTable:
             return []
         return [b for b in found.values() if b.expires_at > now]
 
+    def registered_from(self, aor: str, peer: Peer, now: float) -> bool:
+        """Whether a live binding of ``aor`` was registered from exactly
+        ``peer``'s address and port: the phone itself is talking (a guesser
+        behind the same NAT has another port; see pbx/registrar/auth.py)."""
+        found = self._by_aor.get(aor)
+        if not found:
+            return False
+        return any(b.source.host == peer.host and b.source.port == peer.port and b.expires_at > now
+                   for b in found.values())
+
     def get(self, aor: str, contact: str) -> Binding | None:
         found = self._by_aor.get(aor)
         return found.get(contact) if found else None

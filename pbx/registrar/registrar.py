@@ -86,7 +86,8 @@ class Registrar:
             )
 
         result = self.auth.authenticate(request, (client or source).host, now, user=aor,
-                                        qop_optional="REGISTER" in self.plan.security.digest_without_qop)
+                                        qop_optional="REGISTER" in self.plan.security.digest_without_qop,
+                                        registered_phone=client is None and self.table.registered_from(aor, source, now))
         if isinstance(result, Challenge):
             headers = [("www-authenticate", value) for value in result.header_values]
             return RegisterOutcome(

@@ -305,6 +305,11 @@ class SecuritySettings:
     table lookup. Trunk gateways are exempt."""
     digest_without_qop: tuple[str, ...] = ("REGISTER",)
     """Methods whose digest may leave out ``qop`` (RFC 2069, old phones)."""
+    digest_nonce_per_address: bool = True
+    """A digest nonce is good only from the address it was sent to
+    (:mod:`pbx.registrar.auth`): forged failures cannot block someone else's
+    address. ``false`` for clients whose address changes between the
+    challenge and the answer (a carrier NAT that pools addresses)."""
     tcp_max_connections: int = 4000
     """TCP (and later TLS) connections accepted at once."""
     tcp_max_per_source: int = 200

@@ -24,8 +24,13 @@ keyed so that a block cannot be aimed at someone else:
   gets its credentials checked at most once per ``retry_seconds``; the
   rest are dropped unchecked. That is what stops the guessing: a blocked
   guesser tries one password per ``retry_seconds`` at most, while the real
-  phone, if it shares the address and the username, gets through on its
-  next retransmission.
+  phone, if it shares the address and the username, gets through on a
+  retransmission that comes first after a wait. A request from the very
+  address and port a live registration of the username came from skips
+  that wait (the phone itself: a guesser behind the same NAT has another
+  port and would otherwise take most turns), and forged packets from
+  outside take no turn at all, nonces being bound to the address (see
+  pbx/registrar/auth.py).
 
 Blocks are kept in the store by the edge (so a restart, or another node
 sharing the database, keeps them); `load` refreshes this cache from there.

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limited:
-    """Reported once when a source first runs dry (and again only after it
-    had tokens again), so a flood makes one log line, not one per packet."""
+    """Reported once when a source first runs dry (and again only after its
+    bucket filled up again), so a flood makes one log line, not one per
+    packet nor one per token refilled."""
 
     source: str
     rate: float
@@ -62,7 +63,11 @@ class SourceRateLimit:
             tokens, dry = float(self.burst), False
         else:
             tokens = min(float(self.burst), entry[0] + (now - entry[1]) * self.rate)
-            dry = entry[2] and tokens < 1.0
+            # A dry spell ends only when the bucket is full again (the source
+            # paused for burst/rate seconds): a flood that goes on past the
+            # rate is served a token now and then but makes one log line,
+            # not one per token refilled (20 a second at the defaults).
+            dry = entry[2] and tokens < self.burst
             buckets.move_to_end(source)
         report = None
         if tokens >= 1.0:

@@ -463,6 +463,13 @@ class NonceIssuer:
 
     ``clock_skew`` is how far in the future a nonce's issue time may be
     (nodes whose clocks differ); 0 suits a single process.
+
+    ``bound_to`` (optional, e.g. the client's address) goes into the MAC: a
+    nonce issued for one binding is INVALID for any other. Bound to the
+    source address, a nonce fetched from one address is useless in a
+    request forged to come from another (as Kamailio's auth module does with
+    its source-IP nonce check), so a spoofer cannot make failures count
+    against someone else's address.
     """
 
     __slots__ = (
@@ -508,7 +515,7 @@ class NonceIssuer:
         self._mac_base = hmac.new(self._secret, _NONCE_MAC_CONTEXT, "sha256")
         # The last nonce whose MAC checked out, and its issue time: `accept`
         # follows `check` for the same nonce, which need not be verified twice.
-        self._verified: tuple[str, float] | None = None
+        self._verified: tuple[str, float, str] | None = None
 
     def __repr__(self) -> str:
         return f"NonceIssuer(lifetime={self._lifetime}, tracked={len(self._tracked)})"
@@ -523,25 +530,25 @@ class NonceIssuer:
         """How many nonces the replay table holds now."""
         return len(self._tracked)
 
-    def issue(self, now: float) -> str:
-        """A fresh nonce issued at ``now``."""
+    def issue(self, now: float, bound_to: str = "") -> str:
+        """A fresh nonce issued at ``now`` (for ``bound_to``: see the class)."""
         self._purge(now)
         self._sequence = (self._sequence + 1) & _INT64_MASK
         payload = math.floor(now * 1000).to_bytes(8, "big", signed=True) + self._sequence.to_bytes(
             8, "big"
         )
-        return (payload + self._mac(payload)).hex()
+        return (payload + self._mac(payload, bound_to)).hex()
 
-    def check(self, nonce: str, nc: int | None, now: float) -> NonceStatus:
+    def check(self, nonce: str, nc: int | None, now: float, bound_to: str = "") -> NonceStatus:
         """Judge ``nonce`` with nonce count ``nc`` (None: no qop) at ``now``,
-        without recording anything."""
-        return self._classify(nonce, nc, now)[0]
+        presented by ``bound_to``, without recording anything."""
+        return self._classify(nonce, nc, now, bound_to)[0]
 
-    def accept(self, nonce: str, nc: int | None, now: float) -> NonceStatus:
+    def accept(self, nonce: str, nc: int | None, now: float, bound_to: str = "") -> NonceStatus:
         """`check`, and if VALID record ``nc`` as the highest accepted for
         ``nonce`` (a no-qop nonce is then spent). Call once `verify` has
         passed. Returns the status."""
-        status, issued_at = self._classify(nonce, nc, now)
+        status, issued_at = self._classify(nonce, nc, now, bound_to)
         if status is NonceStatus.VALID:
             tracked = self._tracked
             if nonce not in tracked:
@@ -551,24 +558,27 @@ class NonceIssuer:
             tracked[nonce] = (issued_at, _USED_WITHOUT_QOP if nc is None else nc)
         return status
 
-    def _mac(self, payload: bytes) -> bytes:
+    def _mac(self, payload: bytes, bound_to: str = "") -> bytes:
         mac = self._mac_base.copy()
         mac.update(payload)
+        if bound_to:
+            # After the fixed-length payload, so no two bindings share a MAC input.
+            mac.update(bound_to.encode())
         return mac.digest()[:16]
 
-    def _classify(self, nonce: str, nc: int | None, now: float) -> tuple[NonceStatus, float]:
+    def _classify(self, nonce: str, nc: int | None, now: float, bound_to: str = "") -> tuple[NonceStatus, float]:
         verified = self._verified
-        if verified is not None and nonce == verified[0]:
+        if verified is not None and nonce == verified[0] and bound_to == verified[2]:
             issued_at = verified[1]
         else:
             if len(nonce) != 64 or _NONCE_RE.fullmatch(nonce) is None:
                 return NonceStatus.INVALID, 0.0
             raw = bytes.fromhex(nonce)
             payload = raw[:16]
-            if not hmac.compare_digest(raw[16:], self._mac(payload)):
+            if not hmac.compare_digest(raw[16:], self._mac(payload, bound_to)):
                 return NonceStatus.INVALID, 0.0
             issued_at = int.from_bytes(payload[:8], "big", signed=True) / 1000
-            self._verified = (nonce, issued_at)
+            self._verified = (nonce, issued_at, bound_to)
         age = now - issued_at
         if age > self._lifetime or age < -self._clock_skew:
             return NonceStatus.STALE, issued_at

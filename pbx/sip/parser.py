@@ -290,15 +290,18 @@ class StreamFramer:
     is reported once as ``b"\\r\\n\\r\\n"`` so the transport can answer the
     single-CRLF "pong", and is consumed, never stored: at most the last three
     bytes of a run wait for the rest of a ping. A header part that never ends
-    within ``limit`` bytes, or a Content-Length that cannot be read, leaves
-    the stream unframeable: ``broken`` is set and the connection must be
-    closed.
+    within ``limit`` bytes, a Content-Length that would make the message
+    longer than ``limit``, or one that cannot be read, leaves the stream
+    unframeable: ``broken`` is set and the connection must be closed. The
+    default limit is what `parse_message` takes at most, so a connection
+    holds no more than one message the parser could use (a 190 KB partial
+    message per connection was once kept for nothing).
 
     Linear in the bytes received: the search for the end of the header part
     resumes where the last one stopped, and a frame's length is read once.
     """
 
-    def __init__(self, limit: int = MAX_MESSAGE * 2) -> None:
+    def __init__(self, limit: int = MAX_MESSAGE) -> None:
         self._buffer = bytearray()
         self._limit = limit
         self._scanned = 0                 # bytes searched for the header end so far
@@ -342,8 +345,8 @@ class StreamFramer:
                     self.broken = "bad_content_length"
                     break
                 end = head_end + 4 + length
-                if end > self._limit + MAX_MESSAGE:
-                    self.broken = "too_large"
+                if end > self._limit:
+                    self.broken = "too_large"  # refused before its body is held
                     break
                 self._frame_end = end
             if len(buffer) < end:

@@ -18,7 +18,12 @@ connection's first message is due that long after it opened), and an
 accepted connection that carries nothing the PBX needs (no registration,
 no call: the ``in_use`` callback says) is closed after ``idle_seconds``
 without a byte (2,000 idle connections once were all kept). The framer
-(``StreamFramer``) keeps no keep-alive flood and caps what it holds.
+(``StreamFramer``) keeps no keep-alive flood and holds at most one message
+the parser could take (64 KiB); and the partial messages of all accepted
+connections together may hold ``max_buffered_bytes``: a connection whose
+bytes pass that budget is closed at once (it is the one growing), so
+many sources each holding a large partial message within the time limit
+cannot pin the server's memory either.
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ class TcpLimits:
     handshake_seconds: float = 10.0
     """TLS only: a handshake, in or out, must be done this long after the
     connection opened."""
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    """Bytes of partial messages held for all accepted connections together
+    (4,000 phones mid-message hold a few MB; 4,000 attackers at the framer's
+    64 KiB would hold 256 MB)."""
 
 
 class TcpConnection(asyncio.Protocol):
@@ -80,6 +89,8 @@ class TcpConnection(asyncio.Protocol):
         """When the message now being received began (loop time)."""
         self.last_byte = 0.0
         """When the peer last sent anything (loop time)."""
+        self.held = 0
+        """Bytes of this inbound connection counted in the transport's budget."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -103,6 +114,9 @@ class TcpConnection(asyncio.Protocol):
             return  # refused at connection_made
         frames = self._framer.feed(data)
         now = self.last_byte = asyncio.get_running_loop().time()
+        # Over the budget with a message of its own under way: the frames it
+        # completed are still served, then it is closed.
+        over_budget = self.inbound and self._owner._hold(self, self._framer.buffered)
         if self._framer.buffered == 0:
             if frames or not self.inbound:
                 self.partial_since = None
@@ -113,10 +127,11 @@ class TcpConnection(asyncio.Protocol):
                 self._transport.write(PONG)
             else:
                 self._owner._receiver(frame, self.peer)
-        if self._framer.broken is not None:
-            # The stream cannot be framed any more (§18.3): the only safe
-            # answer is to close the connection.
-            self._owner._on_closed(self.peer, self._framer.broken)
+        broken = self._framer.broken or ("buffer_budget" if over_budget else None)
+        if broken is not None:
+            # The stream cannot be framed any more (§18.3), or may not grow:
+            # the only safe answer is to close the connection.
+            self._owner._on_closed(self.peer, broken)
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -158,6 +173,8 @@ class TcpTransport:
         closed for idleness. Asked only when some connection is idle."""
         self._per_host: Counter[str] = Counter()
         self._refusing: str | None = None  # the limit being hit, logged once
+        self._buffered = 0  # partial-message bytes of accepted connections
+        self._over_budget = False  # max_buffered_bytes hit, logged once
         self._sweeper: asyncio.Task[None] | None = None
         self._receiver = receiver
         self._closed_hook = on_closed
@@ -289,7 +306,28 @@ class TcpTransport:
                 return None
         return protocol
 
+    def _hold(self, conn: TcpConnection, buffered: int) -> bool:
+        """Count ``conn`` as holding ``buffered`` bytes now; True when that
+        takes all connections past ``max_buffered_bytes`` and ``conn``
+        holds some of them (the connection to close)."""
+        self._buffered += buffered - conn.held
+        conn.held = buffered
+        budget = self.limits.max_buffered_bytes
+        if self._buffered <= budget:
+            if self._buffered <= budget // 2:
+                self._over_budget = False  # logged again when it is hit again
+            return False
+        if buffered == 0:
+            return False
+        if not self._over_budget:
+            self._over_budget = True
+            log.warning("tcp_buffer_budget_hit", source=conn.peer.host if conn.peer else None,
+                        buffered=self._buffered, budget=self.limits.max_buffered_bytes)
+        return True
+
     def _forget(self, conn: TcpConnection) -> None:
+        self._buffered -= conn.held
+        conn.held = 0
         if self._connections.pop(conn.id, None) is not None and conn.inbound and conn.peer is not None:
             self._per_host[conn.peer.host] -= 1
             if self._per_host[conn.peer.host] <= 0:

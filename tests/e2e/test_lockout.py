@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -204,6 +205,12 @@ def test_a_flooding_source_is_ignored_but_valid_credentials_are_served(server: R
         phone.send_raw(phone.register_request("1001", DOMAIN, call_id="phone-1", cseq=2, authorization=answer))
         ok = phone.final_response()
         assert ok is not None and ok.status == 200
+        # The flood goes on past the rate (2 a second) for three seconds:
+        # the refills are served, but the dry spell is one log line, not
+        # one per token refilled.
+        for n in range(60):
+            flood.send_raw(flood.register_request("1002", DOMAIN, call_id=f"flood-more-{n}", cseq=1))
+            time.sleep(0.05)
     assert len(logged(server, "source_rate_limited")) == 1
 
 
@@ -244,3 +251,147 @@ def test_a_trusted_edge_proxy_is_not_cut_off_by_the_packet_rate(server: RunningS
             answered += 1
     assert answered == 200
     assert not logged(server, "message_dropped")
+
+
+def _md5_only_plan() -> str:
+    lines = [
+        "domain: pbx.example.com",
+        "departments:",
+        "  sales: {name: Sales}",
+        "extensions:",
+    ]
+    for number, password in (("1001", "an-secret-1001"), ("1002", "binh-secret-1002")):
+        ha1 = digest.ha1(digest.Algorithm.MD5, number, DOMAIN, password)
+        lines.append(f'  {number}: {{name: E{number}, department: sales, ha1_md5: "{ha1}"}}')
+    return "\n".join(lines) + "\n"
+
+
+def offered(server: RunningServer, user: str) -> list[str]:
+    """The digest algorithms a REGISTER for ``user`` is challenged with."""
+    with client(server) as asker:
+        asker.send_raw(asker.register_request(user, DOMAIN, call_id=f"ask-{secrets.token_hex(4)}", cseq=1))
+        answer = asker.final_response()
+    assert answer is not None and answer.status == 401
+    return [digest.parse_challenge(value).algorithm.value for value in answer.get_all("www-authenticate")]
+
+
+@pytest.mark.parametrize("dialplan", [_md5_only_plan()])
+def test_unknown_users_are_challenged_as_the_real_ones(server: RunningServer) -> None:
+    """Every real user stores only an MD5 hash, so each is offered MD5 alone;
+    an unknown name used to get SHA-256 and MD5, which told a scanner that
+    it did not exist. Now it gets exactly what a real user gets."""
+    assert offered(server, "1001") == ["MD5"] == offered(server, "1002")
+    assert {tuple(offered(server, f"{2000 + n}")) for n in range(12)} == {("MD5",)}
+    # And a real user still logs in with the stored hash.
+    with client(server) as phone:
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+
+
+TARGETED_PLAN = DIALPLAN.replace("  scan_usernames: 5\n", "  scan_usernames: 5\n  targeted_failures: 3\n"
+                                 "  max_auth_failures: 10\n").replace("  max_auth_failures: 4\n", "")
+
+
+@pytest.mark.parametrize("dialplan", [TARGETED_PLAN])
+def test_failures_per_username_are_reported_and_block_nobody(server: RunningServer) -> None:
+    """Failures are counted per username from any source too: crossing
+    targeted_failures is logged once per window, and blocks nothing (the
+    owner, from anywhere, still logs in)."""
+    for n in range(4):  # each from its own port, as a botnet's would be
+        with client(server) as guesser:
+            answer = guesser.register("1001", f"guess-{n}", DOMAIN)
+            assert answer is not None and answer.status == 401
+    (line,) = logged(server, "auth_username_targeted")
+    assert (line["username"], line["failures"]) == ("1001", 3)
+    assert logged(server, "security_block") == []
+    with client(server) as owner:
+        ok = owner.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+
+
+def test_failures_forged_from_another_address_count_for_nobody(server: RunningServer) -> None:
+    """Spoofed UDP: the attacker fetches a nonce at its own address
+    (127.0.0.9) and sends wrong answers that seem to come from the office's
+    (127.0.0.5; on loopback, a socket bound there stands in for a forged
+    source). The nonce was bound to 127.0.0.9, so each is a foreign nonce:
+    re-challenged, never counted, no block on the office's address. Before,
+    four such packets blocked the office's 1001 and five usernames the whole
+    office."""
+    office = ("127.0.0.5", 0)
+    with SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5) as attacker, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forged:
+        attacker.sock.close()
+        attacker.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.sock.bind(("127.0.0.9", 0))
+        attacker.sock.settimeout(1.5)
+        forged.bind(office)
+        for n, user in enumerate(["1001"] * 5 + ["2001", "2002", "2003", "2004", "2005"]):
+            attacker.send_raw(attacker.register_request(user, DOMAIN, call_id=f"nonce-{n}", cseq=1))
+            challenge = attacker.final_response()
+            assert challenge is not None and challenge.status == 401
+            value = digest.choose_challenge(challenge.get_all("www-authenticate"))
+            assert value is not None
+            wrong = digest.answer_challenge(value, username=user, password=f"guess-{n}", method="REGISTER",
+                                            uri=f"sip:{DOMAIN}", cnonce="c", nc=1)
+            host, port = forged.getsockname()[:2]
+            forged.sendto(attacker.register_request(user, DOMAIN, call_id=f"forged-{n}", cseq=2,
+                                                    authorization=wrong)
+                          .replace(f"{attacker.local[0]}:{attacker.local[1]}".encode(), f"{host}:{port}".encode()),
+                          ("127.0.0.1", server.udp_port))
+    time.sleep(0.5)
+    assert logged(server, "auth_failed") == [] and logged(server, "security_block") == []
+    # The office's phones, from that address, log in at once.
+    with SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5) as phone:
+        phone.sock.close()
+        phone.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        phone.sock.bind(office)
+        phone.sock.settimeout(1.5)
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+
+
+def test_a_nonce_from_the_same_address_still_counts(server: RunningServer) -> None:
+    """The control: the same wrong answers from the address the nonce was
+    sent to are failures, and block as before."""
+    with client(server) as guesser:
+        answers = [guesser.register("1001", f"guess-{i}", DOMAIN) for i in range(4)]
+    assert [a.status if a else None for a in answers] == [401, 401, 401, None]
+    assert len(logged(server, "security_block")) == 1
+
+
+def test_a_guesser_on_the_owners_username_cannot_take_the_owners_turns(server: RunningServer) -> None:
+    """A PC behind the office NAT guesses 1001's password without pause
+    (every 20 ms) after the block: the block's one check per interval would
+    nearly always be its. The owner's phone, registered from its own port
+    of that address, is checked every time: its refresh and its call are
+    served at once, while the guesser stays blocked and unanswered."""
+    stop = threading.Event()
+    unanswered = []
+
+    def guess() -> None:
+        with client(server) as guesser:
+            while not stop.is_set():
+                unanswered.append(guesser.register("1001", "guess-again", DOMAIN) is None)
+
+    with client(server) as phone, client(server) as guesser:
+        ok = phone.register("1001", "an-secret-1001", DOMAIN)
+        assert ok is not None and ok.status == 200
+        for i in range(4):
+            guesser.register("1001", f"guess-{i}", DOMAIN)
+        server.wait_lines('"event":"security_block"')
+        threads = [threading.Thread(target=guess) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            for _ in range(3):
+                again = phone.register("1001", "an-secret-1001", DOMAIN)
+                assert again is not None and again.status == 200
+            first, second = phone.invite("1001", "an-secret-1001", "1002", DOMAIN)
+            assert first is not None and first.status == 407
+            assert second is not None and second.status not in (401, 407)  # placed (1002 is not registered)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    assert unanswered and all(unanswered)

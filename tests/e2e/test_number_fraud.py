@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,20 @@ def gateways() -> Iterator[Gateways]:
         held.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path, gateways: Gateways) -> Iterator[RunningServer]:
+@contextmanager
+def example_server(tmp_path: Path, gateways: Gateways, listens: list[str]) -> Iterator[RunningServer]:
+    """`pbx serve` with the example dialplan, its trunks at ``gateways``."""
     plan = tmp_path / "example.yaml"
     plan.write_text(example_with_gateways(gateways.viettel.local[1], gateways.cht.local[1]), encoding="utf-8")
     shutil.copytree(EXAMPLE.parent / "groups", tmp_path / "groups")
-    with run_server(plan, "sqlite:///" + str(tmp_path / "pbx.sqlite3"), ["udp:127.0.0.1:0"]) as running:
+    with run_server(plan, "sqlite:///" + str(tmp_path / "pbx.sqlite3"), listens) as running:
         gateways.point_at(running)
+        yield running
+
+
+@pytest.fixture
+def server(tmp_path: Path, gateways: Gateways) -> Iterator[RunningServer]:
+    with example_server(tmp_path, gateways, ["udp:127.0.0.1:0"]) as running:
         yield running
 
 

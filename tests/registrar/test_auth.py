@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pbx.registrar.auth import Authenticated, Authenticator, Challenge
 from pbx.security.lockout import Lockout
 from pbx.routing.dialplan import Department, Dialplan, Extension
+from pbx.routing.loader import load_dialplan
 from pbx.sip import digest
 from pbx.sip.message import Request, make_request
 
@@ -98,3 +101,61 @@ def test_unknown_users_get_the_sets_real_users_get_in_their_proportions() -> Non
     assert set(offers) == {both, md5}
     assert 0.20 < offers.count(md5) / len(offers) < 0.30  # a quarter of the real users are MD5-only
     assert [auth.offered(f"9{n:04d}") for n in range(100)] == offers[:100]  # the same name, the same answer
+
+
+def test_forged_answers_under_a_block_do_not_use_up_the_owners_turn() -> None:
+    """A guesser blocked on (office, 1001) keeps sending wrong answers with
+    nonces fetched at its own address but forged from the office's: they
+    are foreign nonces, re-challenged, never checked against the block's one
+    check per retry interval, so the owner's right answer is served."""
+    auth = Authenticator(
+        Dialplan(domain=DOMAIN, departments={"sales": Department(key="sales", name="Sales")},
+                 extensions={"1001": Extension(number="1001", name="An", department="sales", password=PASSWORD)}),
+        digest.NonceIssuer(b"k" * 32, lifetime=300), Lockout(max_failures=3, window=60, block_seconds=300))
+    office, elsewhere, uri = "192.0.2.10", "203.0.113.9", "sip:0912345678@pbx.example.com"
+
+    def answer(source: str, password: str, now: float) -> str:
+        challenge = auth.authenticate(invite(uri), source, now, proxy=True)
+        assert isinstance(challenge, Challenge)
+        value = digest.choose_challenge(list(challenge.header_values))
+        assert value is not None
+        return digest.answer_challenge(value, username="1001", password=password, method="INVITE", uri=uri,
+                                       cnonce="c", nc=1)
+
+    for n in range(3):  # a real guesser at the office sets the block
+        auth.authenticate(invite(uri, answer(office, f"guess-{n}", 1000.0 + n)), office, 1000.0 + n, proxy=True)
+    assert auth.lockout.blocked(office, "1001", 1003.0) is not None
+    forged = [auth.authenticate(invite(uri, answer(elsewhere, "guess", 1003.0)), office, 1003.0 + n / 100,
+                                proxy=True) for n in range(50)]
+    assert {(c.reason, c.failed) for c in forged if isinstance(c, Challenge)} == {("foreign_nonce", False)}
+    owner = auth.authenticate(invite(uri, answer(office, PASSWORD, 1004.5)), office, 1004.5, proxy=True)
+    assert isinstance(owner, Authenticated)
+
+
+def test_nonces_per_address_can_be_turned_off_for_pooling_nats(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(f"domain: {DOMAIN}\nsecurity: {{digest_nonce_per_address: false}}\n"
+                         "departments: {sales: {name: Sales}}\n"
+                         f"extensions: {{1001: {{name: An, department: sales, password: {PASSWORD}}}}}\n")
+    plan = load_dialplan(plan_file)
+    assert plan.security.digest_nonce_per_address is False
+    auth = Authenticator(plan, digest.NonceIssuer(b"k" * 32, lifetime=300),
+                         Lockout(max_failures=10, window=60, block_seconds=300))
+    uri = "sip:0912345678@pbx.example.com"
+    challenge = auth.authenticate(invite(uri), "100.64.0.1", 1000.0, proxy=True)  # one address of the pool ...
+    assert isinstance(challenge, Challenge)
+    value = digest.choose_challenge(list(challenge.header_values))
+    assert value is not None
+    credentials = digest.answer_challenge(value, username="1001", password=PASSWORD, method="INVITE", uri=uri,
+                                          cnonce="c", nc=1)
+    # ... and the answer from another: accepted, as before the binding.
+    assert isinstance(auth.authenticate(invite(uri, credentials), "100.64.0.2", 1001.0, proxy=True), Authenticated)
+    bound = authenticator()  # the default binds: the same move is a foreign nonce
+    challenge = bound.authenticate(invite(uri), "100.64.0.1", 1000.0, proxy=True)
+    assert isinstance(challenge, Challenge)
+    value = digest.choose_challenge(list(challenge.header_values))
+    assert value is not None
+    credentials = digest.answer_challenge(value, username="1001", password=PASSWORD, method="INVITE", uri=uri,
+                                          cnonce="c", nc=1)
+    refused = bound.authenticate(invite(uri, credentials), "100.64.0.2", 1001.0, proxy=True)
+    assert isinstance(refused, Challenge) and (refused.reason, refused.failed) == ("foreign_nonce", False)

@@ -27,6 +27,23 @@ def test_a_source_that_recovers_is_reported_again_when_it_runs_dry_again() -> No
     assert limit.take("a", 5.0) is not None
 
 
+def test_a_flood_past_the_rate_is_reported_once_until_it_pauses() -> None:
+    # The defaults: 20 a second, a burst of 400. A source sending 100 a
+    # second for a minute is served the refills but reported once (it was
+    # once reported at every refilled token: 20 log lines a second).
+    limit = SourceRateLimit(rate=20, burst=400)
+    served = reports = 0
+    for n in range(6000):
+        served += limit.has_tokens("a", n / 100)
+        reports += limit.take("a", n / 100) is not None
+    assert reports == 1
+    assert 400 + 20 * 59 - 5 <= served <= 400 + 20 * 60 + 5  # the burst, then the rate: still served
+    # Quiet long enough to refill (400 / 20 = 20 s): the next dry spell is news.
+    for n in range(400):
+        assert limit.take("a", 80.0 + n / 1000) is None
+    assert sum(limit.take("a", 80.5) is not None for _ in range(30)) == 1  # the refill's few, then dry
+
+
 def test_the_table_is_bounded_and_swept() -> None:
     limit = SourceRateLimit(rate=10, burst=3, max_sources=100)
     for n in range(1000):

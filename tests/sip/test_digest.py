@@ -711,3 +711,16 @@ def test_fuzz_client_server_round_trip(
     assert (credentials.username, credentials.realm, credentials.uri) == (username, realm, uri)
     assert verify(credentials, ha1(algorithm, username, realm, password), "REGISTER")
     assert not verify(credentials, ha1(algorithm, username, realm, password + "x"), "REGISTER")
+
+
+def test_a_nonce_bound_to_an_address_is_foreign_anywhere_else() -> None:
+    issuer = NonceIssuer(b"k" * 32, lifetime=300)
+    nonce = issuer.issue(10.0, "192.0.2.10")
+    assert issuer.check(nonce, 1, 11.0, "192.0.2.10") is NonceStatus.VALID
+    assert issuer.check(nonce, 1, 11.0, "198.51.100.7") is NonceStatus.INVALID
+    assert issuer.check(nonce, 1, 11.0) is NonceStatus.INVALID  # nor unbound
+    assert issuer.accept(nonce, 1, 11.0, "198.51.100.7") is NonceStatus.INVALID
+    assert issuer.accept(nonce, 1, 11.0, "192.0.2.10") is NonceStatus.VALID
+    unbound = issuer.issue(10.0)
+    assert issuer.check(unbound, 1, 11.0) is NonceStatus.VALID
+    assert issuer.check(unbound, 1, 11.0, "192.0.2.10") is NonceStatus.INVALID

@@ -18,7 +18,7 @@ from pbx.sip.message import (
     parse_name_addr,
     parse_via,
 )
-from pbx.sip.parser import StreamFramer, parse_message
+from pbx.sip.parser import MAX_MESSAGE, StreamFramer, parse_message
 
 DATA = Path(__file__).parent / "data"
 
@@ -191,6 +191,28 @@ def test_stream_framer_gives_up_on_endless_headers() -> None:
     framer = StreamFramer(limit=1000)
     assert framer.feed(b"INVITE sip:x@y SIP/2.0\r\n" + b"X: y\r\n" * 300) == []
     assert framer.broken == "headers_too_large"
+
+
+def test_stream_framer_holds_no_more_than_one_usable_message() -> None:
+    # The attack run held a 190 KB partial message on each of 300 connections:
+    # a body the parser would refuse anyway (over MAX_MESSAGE) is refused as
+    # soon as its Content-Length is read, before a byte of it is kept.
+    head = b"OPTIONS sip:x@y SIP/2.0\r\nContent-Length: 190000\r\n\r\n"
+    framer = StreamFramer()
+    assert framer.feed(head + b"b" * 1000) == [] and framer.broken == "too_large"
+    # A header part with no end is given up once it passes MAX_MESSAGE.
+    framer = StreamFramer()
+    for _ in range(MAX_MESSAGE // 1000):
+        assert framer.feed(b"X-Pad: " + b"p" * 991 + b"\r\n") == []
+    assert framer.broken is None
+    assert framer.feed(b"X-Pad: " + b"p" * 991 + b"\r\n") == [] and framer.broken == "headers_too_large"
+    # The largest message the parser takes still comes through whole.
+    whole = b"OPTIONS sip:x@y SIP/2.0\r\nContent-Length: "
+    body_length = MAX_MESSAGE - len(whole) - len(b"00000\r\n\r\n")
+    whole += f"{body_length:05d}".encode() + b"\r\n\r\n" + b"b" * body_length
+    assert len(whole) == MAX_MESSAGE
+    framer = StreamFramer()
+    assert framer.feed(whole) == [whole] and framer.broken is None
 
 
 def test_stream_framer_bad_content_length() -> None:

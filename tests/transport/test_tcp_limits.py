@@ -162,3 +162,45 @@ def test_a_connection_that_never_sends_a_message_is_closed_at_the_message_deadli
         return silent, talking
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+def test_partial_messages_of_all_connections_share_a_byte_budget() -> None:
+    """300 connections each holding a 190 KB partial message pinned 50 MB:
+    now the framer holds at most one usable message (64 KiB) per connection
+    and all connections' partial messages together at most
+    ``max_buffered_bytes``; the connection that takes the total past it is
+    closed, the others keep theirs, and the hit is logged once."""
+
+    async def scenario() -> tuple[list[bool], list[bytes], list[MutableMapping[str, Any]]]:
+        received: list[bytes] = []
+        tcp = TcpTransport(lambda data, peer: received.append(data),
+                           limits=TcpLimits(max_buffered_bytes=100_000, message_seconds=30))
+        await tcp.listen("127.0.0.1", 0)
+        head = OPTIONS.replace(b"Content-Length: 0", b"Content-Length: 40000")
+        partial = head + b"b" * (40_000 - len(head) - 1000)  # 39 KB held, a kilobyte short
+        with structlog.testing.capture_logs() as logs:
+            streams = [await asyncio.open_connection(*tcp.local, local_addr=(f"127.0.0.{n}", 0))
+                       for n in (2, 3, 4, 5)]
+            closed = []
+            for reader, writer in streams:
+                writer.write(partial)
+                await writer.drain()
+                closed.append(await closed_by_server(reader, 0.3))
+        # The first two still finish their messages.
+        for reader, writer in streams[:2]:
+            writer.write(b"b" * (len(head) + 1000))
+            await writer.drain()
+        for _ in range(50):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.02)
+        for _, writer in streams:
+            writer.close()
+        tcp.close()
+        return closed, received, logs
+
+    closed, received, logs = asyncio.run(scenario())
+    assert closed == [False, False, True, True]
+    whole = OPTIONS.replace(b"Content-Length: 0", b"Content-Length: 40000") + b"b" * 40_000
+    assert received == [whole, whole]
+    assert [e["event"] for e in logs if e["event"] == "tcp_buffer_budget_hit"] == ["tcp_buffer_budget_hit"]
