@@ -46,6 +46,7 @@ TEXT: Final[Mapping[str, tuple[str, str, str]]] = {
     "until": ("To", "Đến", "到"),
     "disposition": ("Result", "Kết quả", "结果"),
     "hunt_group": ("Hunt group", "Nhóm đổ chuông", "振铃组"),
+    "code_owner": ("Account code owner", "Chủ mã tài khoản", "账户代码持有人"),
     "download_csv": ("Download CSV", "Tải CSV", "下载 CSV"),
     "started": ("Started", "Bắt đầu", "开始"),
     "caller": ("Caller", "Người gọi", "主叫"),

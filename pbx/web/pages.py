@@ -152,7 +152,7 @@ async def dashboard(request: Request, caller: Caller = Depends(page_caller)) -> 
     _need(caller, Permission.CDR_READ)
     ctx = context(request)
     plan = ctx.plan()
-    query = CdrFilter(None, None, None, None, None, None).query(caller.principal, plan, now_utc(ctx))
+    query = CdrFilter().query(caller.principal, plan, now_utc(ctx))
     query["since"] = _today_start(plan, now_utc(ctx))
     rows = await run_in_threadpool(lambda: list_calls(ctx.engine, limit=50_000, **query))
     ended = [r for r in rows if r.get("disposition")]

@@ -211,3 +211,44 @@ def test_budgets_show_spend_and_a_new_limit_applies_at_once(web: Web, users: dic
     wrong = admin.request("PUT", "/api/budgets/department/nowhere", json={"amount": "100"})
     assert wrong.status_code == 422 and web.dialplan.read_text() == before
     assert admin.request("PUT", "/api/budgets/department/sales", json={"amount": "12.5"}).status_code == 422
+
+
+def test_call_records_by_account_code_owner_within_the_readers_scope(web: Web, users: dict[str, Session],
+                                                                     engine: Engine) -> None:
+    may = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)  # a month no other test here writes
+    owner = "Trần Văn Sáu"
+    rows = [cdr_row(started_at=may, department="sales", caller="1003", answered_after=2, billsec=30, cost=100,
+                    code="1"),
+            cdr_row(started_at=may + timedelta(minutes=1), department="accounting", caller="1008", answered_after=2,
+                    billsec=30, cost=100, code="2"),
+            cdr_row(started_at=may + timedelta(minutes=2), department="sales", caller="1004", answered_after=2,
+                    billsec=30, cost=100, code="3"),
+            cdr_row(started_at=may + timedelta(minutes=3), department="sales", caller="1004", answered_after=None,
+                    billsec=0, cost=None)]
+    for row, code_owner in zip(rows, (owner, owner, "Someone Else", None), strict=True):
+        row["account_owner"] = code_owner
+    with engine.begin() as conn:
+        conn.execute(insert(CDR), rows)
+    month = {"since": "2025-05-01", "until": "2025-05-31"}
+
+    def callers(role: str, path: str, **params: str) -> list[str]:
+        answer = users[role].get(path, params={**month, **params})
+        assert answer.status_code == 200, answer.text
+        return [row["caller_number"] for row in answer.json()["rows"]]
+
+    assert callers("admin", "/api/cdr") == ["1004", "1004", "1008", "1003"]
+    assert callers("admin", "/api/cdr", code_owner=owner) == ["1008", "1003"]
+    # The owner narrows the reader's scope, never widens it.
+    assert callers("manager", "/api/cdr", code_owner=owner) == ["1003"]
+    assert callers("employee", "/api/cdr", code_owner="Someone Else") == []
+    csv_rows = users["admin"].get("/api/cdr.csv", params={**month, "code_owner": owner}).text.splitlines()
+    assert len(csv_rows) == 3 and all(owner in line for line in csv_rows[1:])
+
+    # The search form as a browser sends it: every field, the empty ones too.
+    form = {"since": "", "until": "", "extension": "", "department": "", "disposition": "", "hunt_group": "",
+            "code_owner": ""}
+    empty = users["admin"].get("/cdr", params=form)
+    assert empty.status_code == 200, empty.text
+    found = users["admin"].get("/cdr", params={**form, **month, "code_owner": owner})
+    assert found.status_code == 200 and found.text.count('class="cdr-row"') == 2
+    assert f'value="{owner}"' in found.text and "code_owner=" in found.text.split('id="csv-download"')[0]
