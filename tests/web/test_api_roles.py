@@ -312,3 +312,48 @@ def test_users_change_their_password_and_admins_disable_change_and_reset(
                      ("admin", "user.password_reset", "tuan")):
         assert expected in actions
     assert new not in str(entries) and temporary not in str(entries)
+
+
+# The console's pages, each role against each (written out by hand, as MATRIX).
+PAGES: list[tuple[str, str, Any, frozenset[str]]] = [
+    ("GET", "/", None, EVERYONE),
+    ("GET", "/extensions", None, EVERYONE),
+    ("GET", "/groups", None, frozenset({A, B})),
+    ("GET", "/cdr", None, EVERYONE),
+    ("GET", "/cdr?department=sales", None, frozenset({A, B, M})),
+    ("GET", "/cdr?department=accounting", None, frozenset({A})),
+    ("GET", "/cdr?extension=1008", None, frozenset({A})),
+    ("GET", "/reports", None, EVERYONE),
+    ("GET", "/live", None, EVERYONE),
+    ("GET", "/partials/live", None, EVERYONE),
+    ("POST", "/extensions", lambda role: {"number": f"19{ROLES.index(role)}1", "name": "Form", "department": "sales"},
+     frozenset({A, B})),
+    ("POST", "/extensions", lambda role: {"number": f"19{ROLES.index(role)}2", "name": "Form",
+                                          "department": "accounting"}, frozenset({A})),
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path", "form", "allowed"), PAGES,
+                         ids=[f"{m} {p}" + (f" #{i}" if m == "POST" else "") for i, (m, p, _, _) in enumerate(PAGES)])
+def test_each_role_against_each_page(web: Web, sessions: dict[str, Session], role: str, method: str, path: str,
+                                     form: Any, allowed: frozenset[str]) -> None:
+    data = form(role) if callable(form) else form
+    answer = sessions[role].request(method, path, **({"data": data} if data is not None else {}))
+    if role in allowed:
+        assert 200 <= answer.status_code < 300, f"{role} {method} {path}: {answer.status_code}"
+    else:
+        assert answer.status_code == 403, f"{role} {method} {path}: {answer.status_code}"
+        assert data is None or data["number"] not in web.dialplan.read_text()
+    with web.client() as client:
+        anonymous = client.request(method, path, follow_redirects=False, **({"data": data} if data else {}))
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+
+
+def test_pages_show_the_readers_scope_only(sessions: dict[str, Session]) -> None:
+    manager = sessions[M].get("/extensions").text
+    assert "1004" in manager and "1008" not in manager and "1001" not in manager
+    employee = sessions[E].get("/extensions").text
+    assert "1003" in employee and "1004" not in employee
+    # Links to what a role may not open are not offered.
+    assert 'href="/groups"' not in sessions[M].get("/").text and 'href="/groups"' in sessions[A].get("/").text
