@@ -38,13 +38,13 @@ async def ldap_sync(request: Request, dry_run: bool = True,
                     principal: Principal = Depends(require(Permission.DIALPLAN_ADMIN))) -> dict[str, Any]:
     """Sync employees from the directory now; new extensions' SIP passwords
     are in this answer only."""
-    from pbx.ldap.run import SyncError, sync_directory
+    from pbx.ldap.run import ACTOR, SyncError, sync_directory
     from pbx.ldap.sync import describe
 
     ctx = context(request)
     try:
-        result = await run_in_threadpool(lambda: sync_directory(ctx.dialplan_path, dry_run=dry_run,
-                                                                engine=ctx.engine))
+        result = await run_in_threadpool(lambda: sync_directory(ctx.dialplan_path, dry_run=dry_run, engine=ctx.engine,
+                                                                actor=f"{ACTOR} ({principal.actor})"))
     except SyncError as err:
         raise HTTPException(status_code=502, detail={"message": str(err),
                                                      "problems": [str(p) for p in err.problems]}) from None
