@@ -118,3 +118,30 @@ access to * by * read
             process.kill()
             process.wait(10)
         log.close()
+
+
+def sync_plan(directory: Path, url: str, *, ca_file: Path | None = None, interval: int = 0) -> Path:
+    """A small dialplan (domain ldap.example.com, departments sales and
+    support, a hand-made 1000) whose ``ldap:`` section reads this server
+    as its admin, the bind password in a file beside it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
+    plan = directory / "plan.yaml"
+    plan.write_text(f"""\
+domain: ldap.example.com
+departments:
+  sales: {{name: Sales}}
+  support: {{name: Support}}
+extensions:
+  1000: {{name: Reception, department: sales, password: "reception-1000"}}
+ldap:
+  url: {url}
+  bind_dn: "{ADMIN}"
+  password_file: {directory / 'ldap.secret'}
+  base_dn: "{PEOPLE}"
+  filter: "(objectClass=inetOrgPerson)"
+""" + (f"  ca_file: {ca_file}\n" if ca_file is not None else "") + f"""\
+  interval: {interval}
+  departments: {{Sales: sales, Support: support}}
+""")
+    return plan

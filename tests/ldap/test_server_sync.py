@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.ldap.slapd import ADMIN, ADMIN_PASSWORD, PEOPLE, Slapd, available, run_slapd, user_ldif
+from tests.ldap.slapd import ADMIN_PASSWORD, PEOPLE, Slapd, available, run_slapd, sync_plan, user_ldif
 from tests.sipclient import SipClient
 from tests.web.harness import Session, Web, start_web
 
@@ -23,26 +23,7 @@ DOMAIN = "ldap.example.com"
 
 
 def _plan(directory: Path, slapd: Slapd, interval: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
-    plan = directory / "plan.yaml"
-    plan.write_text(f"""\
-domain: {DOMAIN}
-departments:
-  sales: {{name: Sales}}
-  support: {{name: Support}}
-extensions:
-  1000: {{name: Reception, department: sales, password: "reception-1000"}}
-ldap:
-  url: {slapd.ldap_url}
-  bind_dn: "{ADMIN}"
-  password_file: {directory / 'ldap.secret'}
-  base_dn: "{PEOPLE}"
-  filter: "(objectClass=inetOrgPerson)"
-  interval: {interval}
-  departments: {{Sales: sales, Support: support}}
-""")
-    return plan
+    return sync_plan(directory, slapd.ldap_url, interval=interval)
 
 
 @pytest.fixture
