@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.sipclient import SipClient
 from tests.web.harness import Web, start_web
 
 
@@ -115,3 +117,30 @@ def test_metrics_need_an_admin_unless_opened_to_this_machine(metrics_web: Web,
         answer = client.get("/metrics")
         assert answer.status_code == 200 and "pbx_registrations" in answer.text
         assert client.get("/api/extensions").status_code == 401  # only /metrics is opened
+
+
+def test_live_state_shows_phones_with_their_user_agent_and_the_lockouts_blocks(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    made = admin.post("/api/users", json={"username": "live-employee", "password": "live-employee-1",
+                                          "role": "employee", "extension": "1003"})
+    assert made.status_code == 201, made.text
+    employee = web.login("live-employee", "live-employee-1")
+    server = ("127.0.0.1", web.server.udp_port)
+    with SipClient("udp", server) as desk, SipClient("udp", server) as guesser:
+        answer = desk.register("1004", "demo-Dung-1004", "pbx.example.com", user_agent="Yealink SIP-T46S 66.86")
+        assert answer is not None and answer.status == 200
+        shown = [r for r in admin.get("/api/live/registrations").json() if r["extension"] == "1004"]
+        assert [(r["user_agent"], r["source"]) for r in shown] == [
+            ("Yealink SIP-T46S 66.86", f"127.0.0.1:{desk.local[1]}")]
+        assert all(r["extension"] == "1003" for r in employee.get("/api/live/registrations").json())
+
+        # Guessing 1005's password from one address: the SIP lock-out
+        # blocks that pair, and the admin sees the block.
+        for attempt in range(12):
+            guesser.register("1005", f"guess-{attempt}", "pbx.example.com")
+        blocks = admin.get("/api/live/blocks").json()
+        assert [(b["source"], b["username"]) for b in blocks] == [("127.0.0.1", "1005")]
+        assert blocks[0]["failures"] >= 10 and blocks[0]["until"] > time.time()
+        assert re.search(r"^pbx_lockout_blocks 1\.0$", admin.get("/metrics").text, re.MULTILINE)
+        assert employee.get("/api/live/blocks").status_code == 403
