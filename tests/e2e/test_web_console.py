@@ -5,7 +5,9 @@ An admin logs in, creates an extension and reads its SIP password off the
 page; a phone registers with it and calls another; the dashboard shows the
 call live, then the call-record search shows it, the CSV download has
 its row, and the reports page counts it and draws the hours' chart. A manager of another department sees neither, on the page or
-through the API. Each page's screenshot is kept under the test's tmp dir.
+through the API. Each page's screenshot is kept as an artefact of the run:
+in ``$PBX_TEST_ARTEFACTS/web-console/`` (default ``var/test-artefacts/``,
+outside git), the last run's replacing the one before.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.phone import PhoneFactory
+from tests.server import REPO_ROOT
 from tests.web.harness import Web, start_web
 from tests.web.test_webhook import Receiver
 
@@ -59,10 +64,19 @@ def _log_in(browser: Browser, web: Web, username: str, password: str) -> Page:
     return page
 
 
+def _artefacts(name: str) -> Path:
+    """An empty folder for this run's artefacts, kept after the run (a
+    pytest tmp dir is removed a few runs later)."""
+    root = Path(os.environ.get("PBX_TEST_ARTEFACTS") or REPO_ROOT / "var" / "test-artefacts")
+    folder = root / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_records(
         web: Web, browser: Browser, phones: PhoneFactory, tmp_path: Path) -> None:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = _artefacts("web-console")
     page = _log_in(browser, web, "admin", web.admin_password)
     page.screenshot(path=str(shots / "dashboard.png"))
 
@@ -96,6 +110,14 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     page.screenshot(path=str(shots / "dashboard-live-call.png"))
     page.goto(f"{web.base}/live")
     assert "1050" in page.inner_text("#registrations")
+    # The API's live state: the call with its answered leg, the phones with
+    # the user agent pjsua2 sent.
+    now = [c for c in admin_api.get("/api/live/calls").json() if c["caller"] == "1050"]
+    assert [(c["dialled"], c["state"]) for c in now] == [("1004", "answered")]
+    assert [(leg["target"], leg["state"]) for leg in now[0]["legs"] if leg["state"] == "answered"] == [
+        ("1004", "answered")]
+    agents = {r["extension"]: r["user_agent"] for r in admin_api.get("/api/live/registrations").json()}
+    assert agents.keys() >= {"1050", "1004"} and all(agents[n] for n in ("1050", "1004"))
     page.screenshot(path=str(shots / "live.png"))
 
     caller.hangup(call)
@@ -107,6 +129,9 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
         "call.ended", "1050", "1004", "ANSWERED")
     page.goto(f"{web.base}/")
     page.locator("#live-calls tr.live-call").wait_for(state="detached", timeout=10_000)
+    page.reload()
+    assert (page.text_content("#calls-today"), page.text_content("#answer-rate")) == ("1", "100 %")
+    page.screenshot(path=str(shots / "dashboard-after-call.png"))
 
     page.goto(f"{web.base}/cdr?extension=1050")
     row = page.locator("#cdr-rows tr.cdr-row").first
@@ -153,5 +178,5 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     assert manager.get("/api/cdr?extension=1050").status_code == 403
     assert admin.get("/api/cdr?department=sales").json()["rows"][0]["caller_number"] == "1050"
     assert sorted(p.name for p in shots.iterdir()) == sorted(
-        ["dashboard.png", "extension-created.png", "dashboard-live-call.png", "live.png", "cdr.png", "reports.png",
+        ["dashboard.png", "extension-created.png", "dashboard-live-call.png", "dashboard-after-call.png", "live.png", "cdr.png", "reports.png",
          "groups.png", "extensions.png", "manager-cdr.png"])
