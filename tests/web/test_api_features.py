@@ -7,6 +7,7 @@ the server's database."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -252,3 +253,51 @@ def test_call_records_by_account_code_owner_within_the_readers_scope(web: Web, u
     found = users["admin"].get("/cdr", params={**form, **month, "code_owner": owner})
     assert found.status_code == 200 and found.text.count('class="cdr-row"') == 2
     assert f'value="{owner}"' in found.text and "code_owner=" in found.text.split('id="csv-download"')[0]
+
+
+def test_group_members_and_agents_change_in_the_running_server(web: Web, users: dict[str, Session]) -> None:
+    admin, branch = users["admin"], users["branch_admin"]
+    added = admin.post("/api/groups/factory/members", json={"short": "608", "name": "Bùi Văn Tám",
+                                                            "mobile": "0987000208"})
+    assert added.status_code == 201, added.text
+    members = {m["short"]: m for g in admin.get("/api/groups").json() if g["key"] == "factory" for m in g["members"]}
+    assert members["608"]["mobile"] == "0987000208"  # the running server's plan, reloaded
+    assert "608: {name: Bùi Văn Tám" in (web.dialplan.parent / "groups" / "factory.yaml").read_text()
+    # A short number that collides with an extension is refused, the file untouched.
+    before = (web.dialplan.parent / "groups" / "factory.yaml").read_text()
+    clash = admin.post("/api/groups/factory/members", json={"short": "1003", "name": "Clash", "mobile": "0987000209"})
+    assert clash.status_code == 422 and (web.dialplan.parent / "groups" / "factory.yaml").read_text() == before
+    assert admin.request("DELETE", "/api/groups/factory/members/608").status_code == 200
+    assert "608" not in {m["short"] for g in admin.get("/api/groups").json() for m in g["members"]}
+
+    def logged_in(member: str) -> bool:
+        group = [g for g in admin.get("/api/hunt-groups").json() if g["number"] == "500"][0]
+        return bool([m for m in group["members"] if m["member"] == member][0]["logged_in"])
+
+    assert logged_in("1004")
+    assert branch.post("/api/hunt-groups/500/agents/1004", json={"logged_in": False}).status_code == 200
+    assert not logged_in("1004")
+    assert branch.post("/api/hunt-groups/500/agents/1004", json={"logged_in": True}).status_code == 200
+    assert logged_in("1004")
+    assert admin.post("/api/hunt-groups/500/agents/1008", json={"logged_in": True}).status_code == 404
+
+
+def test_dialplan_check_and_reload_keep_the_running_plan_when_the_file_is_broken(
+        web: Web, users: dict[str, Session]) -> None:
+    admin = users["admin"]
+    assert admin.post("/api/dialplan/check").json()["ok"] is True
+    good = web.dialplan.read_text()
+    try:
+        web.dialplan.write_text(good.replace("timezone: Asia/Ho_Chi_Minh", "timezone: Mars/Olympus_Mons"))
+        checked = admin.post("/api/dialplan/check").json()
+        assert checked["ok"] is False
+        assert any(re.search(r"example\.yaml:\d+:\d+: .*Mars/Olympus_Mons", e) for e in checked["errors"])
+        refused = admin.post("/api/dialplan/reload").json()
+        assert refused["applied"] is False and refused["errors"]
+        assert admin.get("/api/extensions/1003").status_code == 200  # still serving the plan it had
+    finally:
+        web.dialplan.write_text(good)
+    # The file as the server has it: nothing to apply, nothing wrong.
+    assert admin.post("/api/dialplan/reload").json() == {"applied": False, "errors": []}
+    reloads = [e for e in admin.get("/api/audit").json() if e["action"] == "dialplan.reload"]
+    assert [(e["actor"], e["detail"]["applied"]) for e in reloads[:2]] == [("admin", False), ("admin", False)]
