@@ -27,7 +27,7 @@ from pbx.web.api.cdr import MAX_PAGE, CdrFilter
 from pbx.web.api.common import scope
 from pbx.web.api.live import call_in_scope
 from pbx.web.api.reports import calls_seen, report_by, traffic_for, usage_for, usage_view
-from pbx.web.api.session import LoginRefused, log_in, set_session_cookie
+from pbx.web.api.session import LoginRefused, log_in, replace_password, set_session_cookie
 from pbx.web.auth import Caller, audit, authenticated, context, cookie_name, now_utc
 from pbx.web.credentials import ha1_values, new_password
 from pbx.web.roles import Permission, Principal, allowed, may_write_department
@@ -123,6 +123,30 @@ async def set_language(language: str, request: Request) -> Response:
     response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
     if language in i18n.LANGUAGES:
         response.set_cookie("lang", language, max_age=365 * 86400, path="/", samesite="lax")
+    return response
+
+
+# ------------------------------------------------------------- own account
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_page(request: Request, caller: Caller = Depends(page_caller)) -> Response:
+    return _render(request, "account.html", caller)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+async def account_password(request: Request, caller: Caller = Depends(page_caller),
+                           current: str = Form(..., max_length=256), new: str = Form(..., max_length=256),
+                           repeat: str = Form(..., max_length=256)) -> Response:
+    if new != repeat:
+        return _render(request, "account.html", caller, status=422, error="password_mismatch")
+    try:
+        done = await replace_password(request, caller.principal, current, new)
+    except LoginRefused as refused:
+        return _render(request, "account.html", caller, status=refused.status, error=refused.key)
+    # The page is drawn for the new session: its CSRF token in the forms.
+    response = _render(request, "account.html", Caller(done.principal, done.csrf), changed=True)
+    set_session_cookie(request, response, done.token)
     return response
 
 

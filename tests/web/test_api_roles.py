@@ -326,6 +326,7 @@ PAGES: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/reports", None, EVERYONE),
     ("GET", "/live", None, EVERYONE),
     ("GET", "/partials/live", None, EVERYONE),
+    ("GET", "/account", None, EVERYONE),
     ("POST", "/extensions", lambda role: {"number": f"19{ROLES.index(role)}1", "name": "Form", "department": "sales"},
      frozenset({A, B})),
     ("POST", "/extensions", lambda role: {"number": f"19{ROLES.index(role)}2", "name": "Form",

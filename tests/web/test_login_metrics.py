@@ -144,3 +144,38 @@ def test_live_state_shows_phones_with_their_user_agent_and_the_lockouts_blocks(m
         assert blocks[0]["failures"] >= 10 and blocks[0]["until"] > time.time()
         assert re.search(r"^pbx_lockout_blocks 1\.0$", admin.get("/metrics").text, re.MULTILINE)
         assert employee.get("/api/live/blocks").status_code == 403
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_user_changes_their_password_on_the_account_page(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    assert admin.post("/api/users", json={"username": "page-user", "password": "page-user-old-1", "role": "employee",
+                                          "extension": "1003"}).status_code == 201
+    with web.client() as client:
+        done = client.post("/login", data={"username": "page-user", "password": "page-user-old-1"},
+                           follow_redirects=False)
+        old = {"Cookie": done.headers["set-cookie"].split(";")[0]}
+        page = client.get("/account", headers=old)
+        assert page.status_code == 200 and 'id="change-password"' in page.text and 'id="account-link"' in page.text
+        form = {"csrf_token": _csrf(page.text), "current": "page-user-old-1", "new": "page-user-new-2",
+                "repeat": "page-user-new-2"}
+        assert client.post("/account/password", headers=old, data={**form, "csrf_token": "forged"}).status_code == 403
+        differ = client.post("/account/password", headers=old, data={**form, "repeat": "something-else"})
+        assert differ.status_code == 422 and 'id="password-error"' in differ.text
+        wrong = client.post("/account/password", headers=old, data={**form, "current": "not-my-password"})
+        assert wrong.status_code == 403 and 'id="password-error"' in wrong.text
+        changed = client.post("/account/password", headers=old, data=form)
+        assert changed.status_code == 200 and 'id="password-changed"' in changed.text
+        new = {"Cookie": changed.headers["set-cookie"].split(";")[0]}
+        assert client.get("/account", headers=old, follow_redirects=False).status_code == 303  # old session gone
+        assert client.get("/account", headers=new).status_code == 200
+        assert _csrf(changed.text) != form["csrf_token"]  # the page's forms carry the new session's token
+        vietnamese = client.get("/account", headers={**new, "Accept-Language": "vi"})
+        assert "Đổi mật khẩu" in vietnamese.text
+    assert web.login("page-user", "page-user-new-2").get("/api/me").json()["username"] == "page-user"

@@ -90,30 +90,40 @@ class PasswordChange(BaseModel):
     new: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
 
 
+async def replace_password(request: Request, principal: Principal, current: str, new: str) -> LoggedIn:
+    """Replace ``principal``'s own password, the current one checked under
+    the log-in lock-out; every session of theirs ends and a new one opens
+    for the asking browser. Refused with :class:`LoginRefused`: 403
+    ``password_wrong``, 422 ``password_weak``, 429 ``login_blocked``."""
+    if principal.token is not None:
+        raise LoginRefused(403, "password_by_token")
+    if new == current or len(new) < MIN_PASSWORD_LENGTH:
+        raise LoginRefused(422, "password_weak")
+    try:
+        await _checked(request, principal.username, current)
+    except LoginRefused as refused:
+        # 403, not 401: the session is fine, the current password is not.
+        raise LoginRefused(429, "login_blocked") if refused.status == 429 else LoginRefused(
+            403, "password_wrong") from None
+    ctx = context(request)
+    await run_in_threadpool(ctx.store.set_password, principal.user_id, new)
+    token, csrf = await run_in_threadpool(ctx.store.open_session, principal, now_utc(ctx))
+    await audit(request, principal, "user.password", principal.username)
+    return LoggedIn(principal, token, csrf)
+
+
 @router.post("/me/password")
 async def change_own_password(change: PasswordChange, request: Request, response: Response,
                               caller: Caller = Depends(authenticated)) -> dict[str, object]:
     """Replace your own password (the admin's printed one-time password
     first of all). Every session of yours ends; this answer carries a new
     one for the browser that asked."""
-    principal = caller.principal
-    if principal.token is not None:
-        raise HTTPException(status_code=403, detail="a token cannot change its owner's password")
-    if change.new == change.current:
-        raise HTTPException(status_code=422, detail="the new password is the old one")
     try:
-        await _checked(request, principal.username, change.current)
+        done = await replace_password(request, caller.principal, change.current, change.new)
     except LoginRefused as refused:
-        # 403, not 401: the session is fine, the current password is not.
-        raise HTTPException(status_code=429 if refused.status == 429 else 403,
-                            detail="login_blocked" if refused.status == 429 else "the current password is wrong"
-                            ) from None
-    ctx = context(request)
-    await run_in_threadpool(ctx.store.set_password, principal.user_id, change.new)
-    token, csrf = await run_in_threadpool(ctx.store.open_session, principal, now_utc(ctx))
-    set_session_cookie(request, response, token)
-    await audit(request, principal, "user.password", principal.username)
-    return {"changed": True, "csrf_token": csrf}
+        raise HTTPException(status_code=refused.status, detail=refused.key) from None
+    set_session_cookie(request, response, done.token)
+    return {"changed": True, "csrf_token": done.csrf}
 
 
 @router.get("/me")
