@@ -179,3 +179,17 @@ def test_a_user_changes_their_password_on_the_account_page(metrics_web: Web) -> 
         vietnamese = client.get("/account", headers={**new, "Accept-Language": "vi"})
         assert "Đổi mật khẩu" in vietnamese.text
     assert web.login("page-user", "page-user-new-2").get("/api/me").json()["username"] == "page-user"
+
+
+def test_the_api_reference_page_lists_every_operation_without_scripts(metrics_web: Web) -> None:
+    with metrics_web.client() as client:
+        document = client.get("/api/openapi.json").json()
+        page = client.get("/api/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # Nothing the page's own policy would block, nothing from the Internet.
+    assert "<script" not in page.text and "https://" not in page.text
+    listed = set(re.findall(r'<tr class="operation"><td><code>(\w+)</code></td><td><code>([^<]+)</code>', page.text))
+    expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert listed == expected and ("GET", "/api/cdr") in listed
+    assert "code_owner" in page.text  # parameters shown with the operation
