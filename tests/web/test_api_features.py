@@ -226,8 +226,10 @@ def test_call_records_by_account_code_owner_within_the_readers_scope(web: Web, u
                     billsec=30, cost=100, code="3"),
             cdr_row(started_at=may + timedelta(minutes=3), department="sales", caller="1004", answered_after=None,
                     billsec=0, cost=None)]
-    for row, code_owner in zip(rows, (owner, owner, "Someone Else", None), strict=True):
-        row["account_owner"] = code_owner
+    # One insert of many rows takes its columns from the first: every row names the same ones.
+    for row, code_owner, hunt_group in zip(rows, (owner, owner, "Someone Else", None), (None, None, "500", None),
+                                           strict=True):
+        row.update(account_owner=code_owner, hunt_group=hunt_group)
     with engine.begin() as conn:
         conn.execute(insert(CDR), rows)
     month = {"since": "2025-05-01", "until": "2025-05-31"}
@@ -238,6 +240,17 @@ def test_call_records_by_account_code_owner_within_the_readers_scope(web: Web, u
         return [row["caller_number"] for row in answer.json()["rows"]]
 
     assert callers("admin", "/api/cdr") == ["1004", "1004", "1008", "1003"]
+    # Pages, newest first, and the other filters.
+    first = users["admin"].get("/api/cdr", params={**month, "limit": "2"}).json()
+    assert ([r["caller_number"] for r in first["rows"]], first["next_offset"]) == (["1004", "1004"], 2)
+    second = users["admin"].get("/api/cdr", params={**month, "limit": "2", "offset": "2"}).json()
+    assert ([r["caller_number"] for r in second["rows"]], second["next_offset"]) == (["1008", "1003"], None)
+    assert second["rows"][1]["started_at"] == "2025-05-06T09:00:00+07:00"  # the office's time zone
+    assert callers("admin", "/api/cdr", disposition="NO_ANSWER") == ["1004"]
+    assert callers("admin", "/api/cdr", department="accounting") == ["1008"]
+    assert callers("admin", "/api/cdr", hunt_group="500") == ["1004"]
+    assert callers("admin", "/api/cdr", extension="1003") == ["1003"]
+    assert users["admin"].get("/api/cdr", params={"since": "last tuesday"}).status_code == 422
     assert callers("admin", "/api/cdr", code_owner=owner) == ["1008", "1003"]
     # The owner narrows the reader's scope, never widens it.
     assert callers("manager", "/api/cdr", code_owner=owner) == ["1003"]
