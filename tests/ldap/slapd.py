@@ -120,12 +120,18 @@ access to * by * read
         log.close()
 
 
-def sync_plan(directory: Path, url: str, *, ca_file: Path | None = None, interval: int = 0) -> Path:
+def sync_plan(directory: Path, url: str, *, ca_file: Path | None = None, interval: int = 0,
+              password_env: str | None = None, attributes: str | None = None) -> Path:
     """A small dialplan (domain ldap.example.com, departments sales and
     support, a hand-made 1000) whose ``ldap:`` section reads this server
-    as its admin, the bind password in a file beside it."""
+    as its admin: the bind password in a file beside it, or in the
+    environment variable ``password_env``; ``attributes`` is the section's
+    attribute mapping as YAML (default: none, the built-in one)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
+    secret = f"password_env: {password_env}" if password_env else f"password_file: {directory / 'ldap.secret'}"
+    extra = (f"  ca_file: {ca_file}\n" if ca_file is not None else "") + (
+        f"  attributes: {attributes}\n" if attributes is not None else "")
     plan = directory / "plan.yaml"
     plan.write_text(f"""\
 domain: ldap.example.com
@@ -137,10 +143,10 @@ extensions:
 ldap:
   url: {url}
   bind_dn: "{ADMIN}"
-  password_file: {directory / 'ldap.secret'}
+  {secret}
   base_dn: "{PEOPLE}"
   filter: "(objectClass=inetOrgPerson)"
-""" + (f"  ca_file: {ca_file}\n" if ca_file is not None else "") + f"""\
+""" + extra + f"""\
   interval: {interval}
   departments: {{Sales: sales, Support: support}}
 """)

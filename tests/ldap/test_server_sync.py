@@ -77,6 +77,11 @@ def test_the_server_syncs_the_directory_every_interval(slapd: Slapd, tmp_path: P
         suspended = admin.post("/api/extensions/4001/password").json()["sip_password"]
         assert _registers(web, "4001", suspended) == 403  # the right password, but not in use
 
+        # Removed from the directory: suspended too, never deleted.
+        slapd.ldif(f"dn: uid=u4000,{PEOPLE}\nchangetype: delete\n", modify=True)
+        assert _until(lambda: _extensions(admin)["4000"]["status"] == "suspended"), _extensions(admin)["4000"]
+        assert _registers(web, "4000", password) == 403
+
         actions = {(e["actor"], e["action"], e["target"]) for e in admin.get("/api/audit").json()}
         assert {("ldap-sync", "ldap.create", "4000"), ("ldap-sync", "ldap.suspend", "4001"),
                 ("ldap-sync", "ldap.update", "4002")} <= actions
@@ -85,9 +90,16 @@ def test_the_server_syncs_the_directory_every_interval(slapd: Slapd, tmp_path: P
 
 
 def test_the_api_shows_the_diff_then_applies_it_and_hands_out_the_passwords_once(
-        slapd: Slapd, tmp_path: Path) -> None:
-    slapd.ldif(user_ldif("4100", "Đặng Văn Bốn", "Sales") + user_ldif("4101", "Hồ Thị Năm", "Support"))
-    with start_web(tmp_path / "pbx", dialplan=_plan(tmp_path / "plan", slapd, interval=0)) as web:
+        slapd: Slapd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The extension number in pager, the name in cn (the mapping in the
+    # dialplan), the bind password in the server's environment.
+    slapd.ldif(user_ldif("9100", "Đặng Văn Bốn", "Sales", pager="4100")
+               + user_ldif("9101", "Hồ Thị Năm", "Support", pager="4101"))
+    monkeypatch.setenv("PBX_TEST_LDAP_BIND", ADMIN_PASSWORD)
+    plan = sync_plan(tmp_path / "plan", slapd.ldap_url, password_env="PBX_TEST_LDAP_BIND",
+                     attributes="{extension: pager, name: cn}")
+    assert ADMIN_PASSWORD not in plan.read_text()
+    with start_web(tmp_path / "pbx", dialplan=plan) as web:
         admin = web.login("admin", web.admin_password)
         dry = admin.post("/api/dialplan/ldap-sync")
         assert dry.status_code == 200, dry.text
@@ -100,6 +112,7 @@ def test_the_api_shows_the_diff_then_applies_it_and_hands_out_the_passwords_once
         assert sorted(passwords) == ["4100", "4101"]
         assert _extensions(admin)["4101"]["department"] == "support"  # the running server reloaded
         assert _registers(web, "4100", passwords["4100"]) == 200
+        assert _extensions(admin)["4100"]["name"] == "Đặng Văn Bốn" and "9100" not in _extensions(admin)
 
         again = admin.post("/api/dialplan/ldap-sync", params={"dry_run": "false"}).json()
         assert (again["changes"], again["passwords"]) == ([], [])
@@ -107,4 +120,4 @@ def test_the_api_shows_the_diff_then_applies_it_and_hands_out_the_passwords_once
         assert {(e["actor"], e["action"], e["target"]) for e in entries} >= {
             ("ldap-sync (admin)", "ldap.create", "4100"), ("ldap-sync (admin)", "ldap.create", "4101")}
         assert passwords["4100"] not in str(entries)
-        assert not web.server.lines_with(passwords["4100"])
+        assert not web.server.lines_with(passwords["4100"]) and not web.server.lines_with(ADMIN_PASSWORD)
