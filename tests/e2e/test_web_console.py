@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,11 @@ def _log_in(browser: Browser, web: Web, username: str, password: str) -> Page:
     page.click("#login-button")
     page.wait_for_url(f"{web.base}/")
     return page
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {name with labels: value}."""
+    return {name: float(value) for name, value in re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.MULTILINE)}
 
 
 def _artefacts(name: str) -> Path:
@@ -118,6 +124,8 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
         ("1004", "answered")]
     agents = {r["extension"]: r["user_agent"] for r in admin_api.get("/api/live/registrations").json()}
     assert agents.keys() >= {"1050", "1004"} and all(agents[n] for n in ("1050", "1004"))
+    during = _metrics(admin_api.get("/metrics").text)
+    assert (during["pbx_calls_in_progress"], during["pbx_registrations"], during["pbx_calls_total"]) == (1, 2, 1)
     page.screenshot(path=str(shots / "live.png"))
 
     caller.hangup(call)
@@ -131,6 +139,9 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     page.locator("#live-calls tr.live-call").wait_for(state="detached", timeout=10_000)
     page.reload()
     assert (page.text_content("#calls-today"), page.text_content("#answer-rate")) == ("1", "100 %")
+    after = _metrics(admin_api.get("/metrics").text)
+    assert after["pbx_calls_in_progress"] == 0 and after["pbx_cdr_commit_seconds_count"] >= 1
+    assert after['pbx_sip_responses_total{code="200"}'] >= 3  # the two REGISTERs and the INVITE at least
     page.screenshot(path=str(shots / "dashboard-after-call.png"))
 
     page.goto(f"{web.base}/cdr?extension=1050")
