@@ -1,8 +1,9 @@
 """The console's words in English, Vietnamese and Chinese.
 
-The language is the user's own setting, else the ``lang`` cookie set by the
-switcher, else the browser's Accept-Language, else English. A key missing
-from a language falls back to English (and a test checks none is missing).
+The language is the one picked with the switcher in this browser (the
+``lang`` cookie), else the user's own setting, else the browser's
+Accept-Language, else English. A key missing from a language falls back
+to English (and a test checks none is missing).
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def text(key: str, language: str) -> str:
 
 
 def pick_language(user_language: str | None, cookie: str | None, accept_language: str | None) -> str:
-    for choice in (user_language, cookie):
+    # The switcher's cookie first: it is what the person at this browser
+    # just chose, even when their account has a language of its own.
+    for choice in (cookie, user_language):
         if choice in LANGUAGES:
             return choice
     for part in (accept_language or "").split(","):

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, time as day_time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -45,8 +45,9 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
 )
 
 
-def _language(request: Request, principal: Principal | None, user_language: str | None = None) -> str:
-    return i18n.pick_language(user_language, request.cookies.get("lang"), request.headers.get("accept-language"))
+def _language(request: Request, principal: Principal | None) -> str:
+    return i18n.pick_language(principal.language if principal is not None else None, request.cookies.get("lang"),
+                              request.headers.get("accept-language"))
 
 
 def _render(request: Request, name: str, caller: Caller | None, status: int = 200, **values: Any) -> HTMLResponse:
@@ -96,7 +97,8 @@ async def login_page(request: Request) -> Response:
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login_form(request: Request, username: str = Form(...), password: str = Form(...)) -> Response:
+async def login_form(request: Request, username: str = Form(..., max_length=256),
+                     password: str = Form(..., max_length=256)) -> Response:
     try:
         done = await log_in(request, username, password)
     except LoginRefused as refused:
@@ -119,8 +121,13 @@ async def logout_form(request: Request, caller: Caller = Depends(page_caller)) -
 
 @router.get("/lang/{language}")
 async def set_language(language: str, request: Request) -> Response:
-    target = request.headers.get("referer") or "/"
-    response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+    # Back to the page the switcher was clicked on, if it is one of ours:
+    # never to another site named in the Referer.
+    referer = urlsplit(request.headers.get("referer") or "")
+    same_site = referer.scheme == request.url.scheme and referer.netloc == request.url.netloc
+    target = (referer.path or "/") + (f"?{referer.query}" if referer.query else "") if same_site else "/"
+    response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
+                                status_code=303)
     if language in i18n.LANGUAGES:
         response.set_cookie("lang", language, max_age=365 * 86400, path="/", samesite="lax")
     return response

@@ -55,7 +55,8 @@ class UserView:
 
 def _principal(user: WebUser, token: str | None = None) -> Principal:
     return Principal(user_id=user.id, username=user.username, role=cast(Role, user.role),
-                     departments=parse_departments(user.departments), extension=user.extension, token=token)
+                     departments=parse_departments(user.departments), extension=user.extension, token=token,
+                     language=user.language)
 
 
 def _view(user: WebUser) -> UserView:

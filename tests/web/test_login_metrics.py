@@ -193,3 +193,28 @@ def test_the_api_reference_page_lists_every_operation_without_scripts(metrics_we
     expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     assert listed == expected and ("GET", "/api/cdr") in listed
     assert "code_owner" in page.text  # parameters shown with the operation
+
+
+def test_the_users_own_language_and_the_switcher(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    assert admin.post("/api/users", json={"username": "lang-user", "password": "lang-user-pass-1", "role": "employee",
+                                          "extension": "1003", "language": "zh"}).status_code == 201
+    user = web.login("lang-user", "lang-user-pass-1")
+    assert "今日通话" in user.get("/", headers={"Accept-Language": "en"}).text  # the account's own language
+    switched = user.get("/", headers={"Accept-Language": "en", "Cookie": user.headers["Cookie"] + "; lang=vi"})
+    assert "Cuộc gọi hôm nay" in switched.text  # what was picked in this browser wins
+    assert admin.request("PATCH", "/api/users/lang-user", json={"language": "en"}).status_code == 200
+    assert "Calls today" in user.get("/", headers={"Accept-Language": "vi"}).text  # the change holds at once
+
+    with web.client() as client:
+        def switch(referer: str) -> str:
+            answer = client.get("/lang/vi", headers={"Referer": referer}, follow_redirects=False)
+            assert answer.status_code == 303 and "lang=vi" in answer.headers["set-cookie"]
+            return answer.headers["location"]
+
+        assert switch(f"{web.base}/cdr?extension=1003") == "/cdr?extension=1003"  # back where it was clicked
+        assert switch("http://evil.example/phish") == "/"
+        assert switch(f"{web.base}//evil.example/phish") == "/"
+        # A log-in is not a way to make the server hash a megabyte.
+        assert client.post("/api/login", json={"username": "admin", "password": "x" * 1_000_000}).status_code == 422

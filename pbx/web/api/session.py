@@ -19,8 +19,8 @@ router = APIRouter(prefix="/api", tags=["session"])
 
 
 class Credentials(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=256)  # a megabyte "password" is not hashed
 
 
 @dataclass(frozen=True, slots=True)
