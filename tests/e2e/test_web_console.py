@@ -54,10 +54,12 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-def _log_in(browser: Browser, web: Web, username: str, password: str) -> Page:
+def _log_in(browser: Browser, web: Web, username: str, password: str, login_shot: Path | None = None) -> Page:
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
     page.goto(f"{web.base}/login")
+    if login_shot is not None:
+        page.screenshot(path=str(login_shot))
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("#login-button")
@@ -177,17 +179,25 @@ def test_admin_creates_an_extension_that_calls_and_shows_up_live_and_in_the_reco
     made = admin.post("/api/users", json={"username": "kt-manager", "password": "accounting-manager-1",
                                           "role": "manager", "departments": ["accounting"]})
     assert made.status_code == 201, made.text
-    manager_page = _log_in(browser, web, "kt-manager", "accounting-manager-1")
+    manager_page = _log_in(browser, web, "kt-manager", "accounting-manager-1", login_shot=shots / "login.png")
+    # The manager replaces the given password on the account page.
+    manager_page.click("#account-link")
+    manager_page.fill("#change-password input[name=current]", "accounting-manager-1")
+    manager_page.fill("#change-password input[name=new]", "kt-manager-own-42")
+    manager_page.fill("#change-password input[name=repeat]", "kt-manager-own-42")
+    manager_page.click("#change-password button")
+    manager_page.locator("#password-changed").wait_for(timeout=10_000)
+    manager_page.screenshot(path=str(shots / "account.png"))
     manager_page.goto(f"{web.base}/cdr")
     assert "1050" not in manager_page.inner_text("#cdr-rows")
     manager_page.goto(f"{web.base}/cdr?extension=1050")
     assert "1050" not in manager_page.inner_text("main")
     manager_page.screenshot(path=str(shots / "manager-cdr.png"))
-    manager = web.login("kt-manager", "accounting-manager-1")
+    manager = web.login("kt-manager", "kt-manager-own-42")
     assert manager.get("/api/cdr").json()["rows"] == []
     assert manager.get("/api/cdr?department=sales").status_code == 403
     assert manager.get("/api/cdr?extension=1050").status_code == 403
     assert admin.get("/api/cdr?department=sales").json()["rows"][0]["caller_number"] == "1050"
     assert sorted(p.name for p in shots.iterdir()) == sorted(
         ["dashboard.png", "extension-created.png", "dashboard-live-call.png", "dashboard-after-call.png", "live.png", "cdr.png", "reports.png",
-         "groups.png", "extensions.png", "manager-cdr.png"])
+         "groups.png", "extensions.png", "manager-cdr.png", "login.png", "account.png"])
