@@ -70,10 +70,15 @@ def test_the_server_syncs_the_directory_every_interval(slapd: Slapd, tmp_path: P
             _extensions(admin)))
         assert changed, _extensions(admin)
 
-        # The periodic sync cannot show anyone the new passwords: the admin
-        # sets one through the API, shown once, and the phone uses it.
-        password = admin.post("/api/extensions/4000/password").json()["sip_password"]
+        # Nobody watches the periodic sync: the admin collects the new
+        # passwords once through the API, and a phone uses one.
+        collected = admin.post("/api/dialplan/ldap-sync/passwords").json()["passwords"]
+        passwords = {p["number"]: p["sip_password"] for p in collected}
+        assert sorted(passwords) == ["4000", "4001", "4002"]
+        assert admin.post("/api/dialplan/ldap-sync/passwords").json()["passwords"] == []  # once only
+        password = passwords["4000"]
         assert _registers(web, "4000", password) == 200
+        assert not web.server.lines_with(password)
         suspended = admin.post("/api/extensions/4001/password").json()["sip_password"]
         assert _registers(web, "4001", suspended) == 403  # the right password, but not in use
 
@@ -84,7 +89,7 @@ def test_the_server_syncs_the_directory_every_interval(slapd: Slapd, tmp_path: P
 
         actions = {(e["actor"], e["action"], e["target"]) for e in admin.get("/api/audit").json()}
         assert {("ldap-sync", "ldap.create", "4000"), ("ldap-sync", "ldap.suspend", "4001"),
-                ("ldap-sync", "ldap.update", "4002")} <= actions
+                ("ldap-sync", "ldap.update", "4002"), ("admin", "ldap.passwords_collected", "4000,4001,4002")} <= actions
         assert web.server.lines_with('"event":"ldap_sync_done"')
         assert not web.server.lines_with(ADMIN_PASSWORD)
 

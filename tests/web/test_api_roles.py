@@ -82,6 +82,7 @@ MATRIX: list[tuple[str, str | Callable[[str], str], Any, frozenset[str]]] = [
     # The example plan has no ldap: section: the admin passes the role
     # check and hears so (ALLOWED_STATUS), the others are refused first.
     ("POST", "/api/dialplan/ldap-sync", None, frozenset({A})),
+    ("POST", "/api/dialplan/ldap-sync/passwords", None, frozenset({A})),
     # Account codes: the fixture makes #1 (sales), #2 and #3 (accounting)
     # and #4 to #7 (sales), one per role to remove.
     ("GET", "/api/codes", None, frozenset({A, B})),

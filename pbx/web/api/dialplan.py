@@ -3,6 +3,7 @@ them into the running server."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -55,3 +56,14 @@ async def ldap_sync(request: Request, dry_run: bool = True,
             "skipped": [f"{s.dn}: {s.reason}" for s in result.planned.skipped],
             "not_applied": [describe(c) for c in applied.not_applied] if applied else [],
             "passwords": [{"number": n, "sip_password": p} for n, p in applied.passwords] if applied else []}
+
+
+@router.post("/ldap-sync/passwords")
+async def collect_sync_passwords(request: Request, principal: Principal = Depends(require(Permission.DIALPLAN_ADMIN))
+                                 ) -> dict[str, Any]:
+    """The SIP passwords of extensions the server's periodic sync created
+    since the last collection: in this answer only, then forgotten."""
+    taken = context(request).pending_passwords.take(time.monotonic())
+    if taken:
+        await audit(request, principal, "ldap.passwords_collected", ",".join(n for n, _ in taken)[:255])
+    return {"passwords": [{"number": n, "sip_password": p} for n, p in taken]}
