@@ -197,9 +197,14 @@ async def start_web(server: Server, reloader: DialplanReloader, http: HttpOption
               "(shown only now; make your own users and keep this safe)", flush=True)
     sender = WebhookSender(store.webhooks)
     server.recorder.on_ended.append(sender.call_ended)
-    ldap = loop.create_task(_ldap_every(server, reloader, pending)) if reloader.plan.ldap is not None else None
+    # Started with or without an ldap: section: a reload may add one.
+    ldap = loop.create_task(_ldap_every(server, reloader, pending))
     log.info("web_started", address=f"{scheme}://{shown}:{port}/")
     return RunningWeb(server=web, thread=thread, webhooks=sender, ldap=ldap)
+
+
+LDAP_OFF_POLL = 5.0
+"""Seconds between looks at the plan while the periodic sync is off."""
 
 
 async def _ldap_every(server: Server, reloader: DialplanReloader, pending: PendingPasswords) -> None:
@@ -210,7 +215,7 @@ async def _ldap_every(server: Server, reloader: DialplanReloader, pending: Pendi
         settings = reloader.plan.ldap
         interval = settings.interval if settings is not None else 0
         if interval <= 0:
-            await asyncio.sleep(60)  # the setting may be turned on by a reload
+            await asyncio.sleep(LDAP_OFF_POLL)  # a reload may turn it on
             continue
         await asyncio.sleep(interval)
         try:

@@ -126,3 +126,16 @@ def test_the_api_shows_the_diff_then_applies_it_and_hands_out_the_passwords_once
             ("ldap-sync (admin)", "ldap.create", "4100"), ("ldap-sync (admin)", "ldap.create", "4101")}
         assert passwords["4100"] not in str(entries)
         assert not web.server.lines_with(passwords["4100"]) and not web.server.lines_with(ADMIN_PASSWORD)
+
+
+def test_a_reload_that_adds_the_ldap_section_starts_the_periodic_sync(slapd: Slapd, tmp_path: Path) -> None:
+    slapd.ldif(user_ldif("4200", "Trịnh Văn Sáu", "Sales"))
+    plan = _plan(tmp_path / "plan", slapd, interval=1)
+    with_ldap = plan.read_text()
+    plan.write_text(with_ldap[:with_ldap.index("ldap:")])  # started without the section
+    with start_web(tmp_path / "pbx", dialplan=plan) as web:
+        admin = web.login("admin", web.admin_password)
+        assert "4200" not in _extensions(admin)
+        plan.write_text(with_ldap)
+        assert admin.post("/api/dialplan/reload").json()["applied"] is True
+        assert _until(lambda: "4200" in _extensions(admin)), sorted(_extensions(admin))
