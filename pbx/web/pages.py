@@ -24,6 +24,7 @@ from pbx.routing.dialplan import Dialplan
 from pbx.routing.extensions_file import ExtensionEdit, ExtensionEditError, edit_extensions
 from pbx.web import i18n
 from pbx.web.api.cdr import MAX_PAGE, CdrFilter
+from pbx.web.api.extensions import NAME
 from pbx.web.api.common import scope
 from pbx.web.api.live import call_in_scope
 from pbx.web.api.reports import calls_seen, report_by, traffic_for, usage_for, usage_view
@@ -251,7 +252,7 @@ def _writable_departments(request: Request, principal: Principal) -> list[Any]:
 @router.post("/extensions", response_class=HTMLResponse)
 async def create_extension_form(request: Request, caller: Caller = Depends(page_caller),
                                 number: str = Form(..., pattern=r"^[0-9]{2,8}$"),
-                                name: str = Form(..., min_length=1, max_length=100),
+                                name: str = Form(..., min_length=1, max_length=100, pattern=NAME),
                                 department: str = Form(...)) -> Response:
     ctx = context(request)
     plan = ctx.plan()

@@ -314,3 +314,16 @@ def test_dialplan_check_and_reload_keep_the_running_plan_when_the_file_is_broken
     assert admin.post("/api/dialplan/reload").json() == {"applied": False, "errors": []}
     reloads = [e for e in admin.get("/api/audit").json() if e["action"] == "dialplan.reload"]
     assert [(e["actor"], e["detail"]["applied"]) for e in reloads[:2]] == [("admin", False), ("admin", False)]
+
+
+def test_an_extension_name_with_a_line_break_is_refused(web: Web, users: dict[str, Session]) -> None:
+    # Names are shown on phones inside a SIP header.
+    admin = users["admin"]
+    assert admin.post("/api/extensions", json={"number": "1791", "name": "Mai\r\nX-Injected: yes",
+                                               "department": "sales"}).status_code == 422
+    assert admin.request("PATCH", "/api/extensions/1004", json={"name": "Dung\nX: y"}).status_code == 422
+    assert admin.post("/extensions", data={"number": "1792", "name": "Form\r\nX: y", "department": "sales"}
+                      ).status_code == 422
+    assert "1791" not in web.dialplan.read_text() and "1792" not in web.dialplan.read_text()
+    assert admin.post("/api/extensions", json={"number": "1793", "name": 'Tú "Út" Lê', "department": "sales"}
+                      ).status_code == 201
