@@ -306,12 +306,12 @@ def test_dialplan_check_and_reload_keep_the_running_plan_when_the_file_is_broken
         assert checked["ok"] is False
         assert any(re.search(r"example\.yaml:\d+:\d+: .*Mars/Olympus_Mons", e) for e in checked["errors"])
         refused = admin.post("/api/dialplan/reload").json()
-        assert refused["applied"] is False and refused["errors"]
+        assert refused["applied"] is False and refused["unchanged"] is False and refused["errors"]
         assert admin.get("/api/extensions/1003").status_code == 200  # still serving the plan it had
     finally:
         web.dialplan.write_text(good)
     # The file as the server has it: nothing to apply, nothing wrong.
-    assert admin.post("/api/dialplan/reload").json() == {"applied": False, "errors": []}
+    assert admin.post("/api/dialplan/reload").json() == {"applied": False, "unchanged": True, "errors": []}
     reloads = [e for e in admin.get("/api/audit").json() if e["action"] == "dialplan.reload"]
     assert [(e["actor"], e["detail"]["applied"]) for e in reloads[:2]] == [("admin", False), ("admin", False)]
 

@@ -30,8 +30,10 @@ async def reload(request: Request, principal: Principal = Depends(require(Permis
     ctx = context(request)
     result = await run_in_threadpool(read_dialplan, ctx.dialplan_path)
     applied = result.dialplan is not None and await ctx.reload("api")
+    # A valid file the server did not apply is the plan it already runs.
+    unchanged = result.dialplan is not None and not applied
     await audit(request, principal, "dialplan.reload", str(ctx.dialplan_path), {"applied": applied})
-    return {"applied": applied, "errors": [str(p) for p in result.errors]}
+    return {"applied": applied, "unchanged": unchanged, "errors": [str(p) for p in result.errors]}
 
 
 @router.post("/ldap-sync")
