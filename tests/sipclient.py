@@ -93,6 +93,7 @@ class SipClient:
         contact: str | None = "default",
         expires: int | None = 600,
         authorization: str | None = None,
+        user_agent: str | None = None,
     ) -> bytes:
         host, port = self.local
         lines = [
@@ -112,6 +113,8 @@ class SipClient:
             lines.append(f"Expires: {expires}")
         if authorization:
             lines.append(f"Authorization: {authorization}")
+        if user_agent:
+            lines.append(f"User-Agent: {user_agent}")
         lines.append("Content-Length: 0")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -124,10 +127,12 @@ class SipClient:
         contact: str | None = "default",
         expires: int | None = 600,
         username: str | None = None,
+        user_agent: str | None = None,
     ) -> Response | None:
         """REGISTER, answer one 401 challenge, return the final answer."""
         call_id = f"reg-{next(_counter)}-{secrets.token_hex(4)}"
-        self.send_raw(self.register_request(user, domain, call_id=call_id, cseq=1, contact=contact, expires=expires))
+        self.send_raw(self.register_request(user, domain, call_id=call_id, cseq=1, contact=contact, expires=expires,
+                                            user_agent=user_agent))
         first = self.final_response()
         if first is None or first.status != 401:
             return first
@@ -144,7 +149,8 @@ class SipClient:
         )
         self.send_raw(
             self.register_request(
-                user, domain, call_id=call_id, cseq=2, contact=contact, expires=expires, authorization=answer
+                user, domain, call_id=call_id, cseq=2, contact=contact, expires=expires, authorization=answer,
+                user_agent=user_agent,
             )
         )
         return self.final_response()

@@ -280,7 +280,7 @@ def _ring_member(decision: RingMember, caller: Caller, plan: Dialplan,
         desk = contacts(decision.extension.number)
         short = decision.presented_number
         display = f"{short} {caller.name}" if caller.name else short
-        from_uri = f'"{quote(display)}" <sip:{short}@{plan.domain}>'
+        from_uri = f'"{quoted_text(display)}" <sip:{short}@{plan.domain}>'
         targets.extend(ContactTarget(binding=b, extension=decision.extension.number, from_uri=from_uri)
                        for b in desk)
     wait = float(decision.desk_seconds) if desk and decision.order == "desk_first" else 0.0
@@ -314,6 +314,8 @@ def quote(text: str) -> str:
 
 
 def _caller_uri(caller: Caller, domain: str) -> str:
-    """From of a leg towards an extension: who is calling, as shown."""
-    display = f'"{quote(caller.name)}" ' if caller.name else ""
+    """From of a leg towards an extension: who is calling, as shown. The
+    name may come from the API, the console or a directory: a line break
+    in it would start a header of the caller's making (quoted_text)."""
+    display = f'"{quoted_text(caller.name)}" ' if caller.name else ""
     return f"{display}<sip:{caller.number}@{domain}>"

@@ -35,7 +35,11 @@ class SyncResult:
     """None for a dry run."""
 
 
-def sync_directory(dialplan: Path, *, dry_run: bool, engine: Engine | None = None) -> SyncResult:
+def sync_directory(dialplan: Path, *, dry_run: bool, engine: Engine | None = None,
+                   actor: str = ACTOR) -> SyncResult:
+    """Plan the sync and, unless ``dry_run``, apply it; each applied change
+    goes to the audit log as done by ``actor`` (the periodic sync's own
+    name, or who asked for this run)."""
     result = read_dialplan(dialplan)
     plan = result.dialplan
     if plan is None:
@@ -57,6 +61,6 @@ def sync_directory(dialplan: Path, *, dry_run: bool, engine: Engine | None = Non
         store = WebStore(engine)
         now = datetime.now(UTC)
         for change in applied.applied:
-            store.audit(actor=ACTOR, action=f"ldap.{type(change).__name__.lower()}", target=change.number, now=now,
+            store.audit(actor=actor, action=f"ldap.{type(change).__name__.lower()}", target=change.number, now=now,
                         detail={"change": describe(change)})
     return SyncResult(planned=planned, applied=applied)

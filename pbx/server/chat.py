@@ -25,6 +25,7 @@ from email.utils import format_datetime
 
 import structlog
 
+from pbx.calls.plan import quoted_text
 from pbx.presence.chat import RELAY_WAIT, ChatRelay, Outcome, refusal, storable
 from pbx.registrar.auth import Authenticator, ChallengeSink
 from pbx.registrar.bindings import Binding, BindingTable
@@ -120,7 +121,9 @@ class ChatService:
         relay.due = now + RELAY_WAIT
         self._relays[id(relay)] = relay
         sender = self.plan.extension(relay.sender)
-        display = f'"{sender.name}" ' if sender is not None and sender.name and '"' not in sender.name else ""
+        # quoted_text: a name (API, console, directory) with a line break
+        # would otherwise write headers of its own into the MESSAGE.
+        display = f'"{quoted_text(sender.name)}" ' if sender is not None and sender.name else ""
         extension = self.plan.extension(relay.recipient)
         nat = extension.nat if extension is not None else "auto"
         for binding in contacts:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -57,9 +58,31 @@ def _loopback(address: str) -> bool:
         return False
 
 
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAPI document's operations, in path order, as the reference
+    page lists them: method, path, summary, description, parameters."""
+    found = []
+    for path, item in document.get("paths", {}).items():
+        for method in HTTP_METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            found.append({"method": method.upper(), "path": path, "summary": operation.get("summary", ""),
+                          "description": operation.get("description", ""), "tags": operation.get("tags", []),
+                          "parameters": [(p["name"], p["in"], p.get("required", False),
+                                          p.get("description", "")) for p in operation.get("parameters", [])],
+                          "body": "requestBody" in operation})
+    return found
+
+
 def create_app(ctx: WebContext) -> FastAPI:
-    app = FastAPI(title="PBX", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None)
+    # FastAPI's own /docs page loads Swagger UI from a CDN with an inline
+    # script: the policy above blocks both, and an office LAN may have no
+    # Internet. /api/docs is drawn here instead, from the same document.
+    app = FastAPI(title="PBX", version=__version__, openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.add_middleware(SecurityHeaders)
     for router in ROUTERS:
@@ -81,6 +104,11 @@ def create_app(ctx: WebContext) -> FastAPI:
         caller = getattr(request.state, "caller", None)
         message = pages.forbidden_text(request) if exc.status_code == 403 else str(exc.detail)
         return pages.render_error(request, caller, exc.status_code, message)
+
+    @app.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def api_docs(request: Request) -> HTMLResponse:
+        return pages.templates.TemplateResponse(request, "api_docs.html", {"operations": operations(app.openapi()),
+                                                                           "version": __version__})
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:

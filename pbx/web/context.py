@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from pbx.routing.dialplan import Dialplan
+from pbx.ldap.passwords import PendingPasswords
 from pbx.security.lockout import Lockout
 from pbx.store.codes import CodeStore
 from pbx.web.store import WebStore
@@ -106,3 +107,5 @@ class WebContext:
     without a token (``pbx serve --metrics-open-on-loopback``)."""
     codes: CodeStore | None = None
     """Account codes (the server's secret); None: the API answers 503."""
+    pending_passwords: PendingPasswords = field(default_factory=PendingPasswords)
+    """New SIP passwords from the server's periodic directory sync, until collected."""

@@ -1,8 +1,9 @@
 """The console's words in English, Vietnamese and Chinese.
 
-The language is the user's own setting, else the ``lang`` cookie set by the
-switcher, else the browser's Accept-Language, else English. A key missing
-from a language falls back to English (and a test checks none is missing).
+The language is the one picked with the switcher in this browser (the
+``lang`` cookie), else the user's own setting, else the browser's
+Accept-Language, else English. A key missing from a language falls back
+to English (and a test checks none is missing).
 """
 
 from __future__ import annotations
@@ -22,6 +23,19 @@ TEXT: Final[Mapping[str, tuple[str, str, str]]] = {
     "login_failed": ("Wrong username or password.", "Sai tên đăng nhập hoặc mật khẩu.", "用户名或密码错误。"),
     "login_blocked": ("Too many failed log-ins: try again later.", "Đăng nhập sai quá nhiều lần: hãy thử lại sau.",
                       "登录失败次数过多，请稍后再试。"),
+    "account": ("My account", "Tài khoản của tôi", "我的账户"),
+    "change_password": ("Change password", "Đổi mật khẩu", "修改密码"),
+    "current_password": ("Current password", "Mật khẩu hiện tại", "当前密码"),
+    "new_password": ("New password (10 characters or more)", "Mật khẩu mới (từ 10 ký tự)", "新密码（至少10个字符）"),
+    "repeat_password": ("New password again", "Nhập lại mật khẩu mới", "再次输入新密码"),
+    "password_changed": ("Password changed; your other sessions have ended.",
+                         "Đã đổi mật khẩu; các phiên đăng nhập khác đã kết thúc.", "密码已修改，其他登录会话已结束。"),
+    "password_wrong": ("The current password is wrong.", "Mật khẩu hiện tại không đúng.", "当前密码错误。"),
+    "password_mismatch": ("The two new passwords differ.", "Hai mật khẩu mới không khớp nhau.", "两次输入的新密码不一致。"),
+    "password_weak": ("The new password is too short, or the same as the old one.",
+                      "Mật khẩu mới quá ngắn hoặc trùng với mật khẩu cũ.", "新密码太短，或与旧密码相同。"),
+    "password_by_token": ("An API token cannot change its owner's password.",
+                          "Mã API không thể đổi mật khẩu của chủ sở hữu.", "API 令牌不能修改其所有者的密码。"),
     "dashboard": ("Dashboard", "Tổng quan", "概览"),
     "extensions": ("Extensions", "Máy nhánh", "分机"),
     "groups": ("Groups", "Nhóm", "群组"),
@@ -46,6 +60,7 @@ TEXT: Final[Mapping[str, tuple[str, str, str]]] = {
     "until": ("To", "Đến", "到"),
     "disposition": ("Result", "Kết quả", "结果"),
     "hunt_group": ("Hunt group", "Nhóm đổ chuông", "振铃组"),
+    "code_owner": ("Account code owner", "Chủ mã tài khoản", "账户代码持有人"),
     "download_csv": ("Download CSV", "Tải CSV", "下载 CSV"),
     "started": ("Started", "Bắt đầu", "开始"),
     "caller": ("Caller", "Người gọi", "主叫"),
@@ -94,7 +109,9 @@ def text(key: str, language: str) -> str:
 
 
 def pick_language(user_language: str | None, cookie: str | None, accept_language: str | None) -> str:
-    for choice in (user_language, cookie):
+    # The switcher's cookie first: it is what the person at this browser
+    # just chose, even when their account has a language of its own.
+    for choice in (cookie, user_language):
         if choice in LANGUAGES:
             return choice
     for part in (accept_language or "").split(","):

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, time as day_time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,10 +24,11 @@ from pbx.routing.dialplan import Dialplan
 from pbx.routing.extensions_file import ExtensionEdit, ExtensionEditError, edit_extensions
 from pbx.web import i18n
 from pbx.web.api.cdr import MAX_PAGE, CdrFilter
+from pbx.web.api.extensions import NAME
 from pbx.web.api.common import scope
 from pbx.web.api.live import call_in_scope
 from pbx.web.api.reports import calls_seen, report_by, traffic_for, usage_for, usage_view
-from pbx.web.api.session import LoginRefused, log_in, set_session_cookie
+from pbx.web.api.session import LoginRefused, log_in, replace_password, set_session_cookie
 from pbx.web.auth import Caller, audit, authenticated, context, cookie_name, now_utc
 from pbx.web.credentials import ha1_values, new_password
 from pbx.web.roles import Permission, Principal, allowed, may_write_department
@@ -45,8 +46,9 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
 )
 
 
-def _language(request: Request, principal: Principal | None, user_language: str | None = None) -> str:
-    return i18n.pick_language(user_language, request.cookies.get("lang"), request.headers.get("accept-language"))
+def _language(request: Request, principal: Principal | None) -> str:
+    return i18n.pick_language(principal.language if principal is not None else None, request.cookies.get("lang"),
+                              request.headers.get("accept-language"))
 
 
 def _render(request: Request, name: str, caller: Caller | None, status: int = 200, **values: Any) -> HTMLResponse:
@@ -96,7 +98,8 @@ async def login_page(request: Request) -> Response:
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login_form(request: Request, username: str = Form(...), password: str = Form(...)) -> Response:
+async def login_form(request: Request, username: str = Form(..., max_length=256),
+                     password: str = Form(..., max_length=256)) -> Response:
     try:
         done = await log_in(request, username, password)
     except LoginRefused as refused:
@@ -119,10 +122,39 @@ async def logout_form(request: Request, caller: Caller = Depends(page_caller)) -
 
 @router.get("/lang/{language}")
 async def set_language(language: str, request: Request) -> Response:
-    target = request.headers.get("referer") or "/"
-    response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+    # Back to the page the switcher was clicked on, if it is one of ours:
+    # never to another site named in the Referer.
+    referer = urlsplit(request.headers.get("referer") or "")
+    same_site = referer.scheme == request.url.scheme and referer.netloc == request.url.netloc
+    target = (referer.path or "/") + (f"?{referer.query}" if referer.query else "") if same_site else "/"
+    response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
+                                status_code=303)
     if language in i18n.LANGUAGES:
         response.set_cookie("lang", language, max_age=365 * 86400, path="/", samesite="lax")
+    return response
+
+
+# ------------------------------------------------------------- own account
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_page(request: Request, caller: Caller = Depends(page_caller)) -> Response:
+    return _render(request, "account.html", caller)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+async def account_password(request: Request, caller: Caller = Depends(page_caller),
+                           current: str = Form(..., max_length=256), new: str = Form(..., max_length=256),
+                           repeat: str = Form(..., max_length=256)) -> Response:
+    if new != repeat:
+        return _render(request, "account.html", caller, status=422, error="password_mismatch")
+    try:
+        done = await replace_password(request, caller.principal, current, new)
+    except LoginRefused as refused:
+        return _render(request, "account.html", caller, status=refused.status, error=refused.key)
+    # The page is drawn for the new session: its CSRF token in the forms.
+    response = _render(request, "account.html", Caller(done.principal, done.csrf), changed=True)
+    set_session_cookie(request, response, done.token)
     return response
 
 
@@ -152,7 +184,7 @@ async def dashboard(request: Request, caller: Caller = Depends(page_caller)) -> 
     _need(caller, Permission.CDR_READ)
     ctx = context(request)
     plan = ctx.plan()
-    query = CdrFilter(None, None, None, None, None, None).query(caller.principal, plan, now_utc(ctx))
+    query = CdrFilter().query(caller.principal, plan, now_utc(ctx))
     query["since"] = _today_start(plan, now_utc(ctx))
     rows = await run_in_threadpool(lambda: list_calls(ctx.engine, limit=50_000, **query))
     ended = [r for r in rows if r.get("disposition")]
@@ -220,7 +252,7 @@ def _writable_departments(request: Request, principal: Principal) -> list[Any]:
 @router.post("/extensions", response_class=HTMLResponse)
 async def create_extension_form(request: Request, caller: Caller = Depends(page_caller),
                                 number: str = Form(..., pattern=r"^[0-9]{2,8}$"),
-                                name: str = Form(..., min_length=1, max_length=100),
+                                name: str = Form(..., min_length=1, max_length=100, pattern=NAME),
                                 department: str = Form(...)) -> Response:
     ctx = context(request)
     plan = ctx.plan()

@@ -79,6 +79,8 @@ class Principal:
     extension: str | None = None
     token: str | None = None
     """The API token's name when the request came with one."""
+    language: str | None = None
+    """The user's own UI language (en, vi, zh); None: the browser's."""
 
     @property
     def actor(self) -> str:

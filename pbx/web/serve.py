@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 import uvicorn
 
+from pbx.ldap.passwords import PendingPasswords
 from pbx.store.code_key import load_code_key
 from pbx.store.codes import CodeStore
 from pbx.web.app import create_app
@@ -161,7 +162,8 @@ async def start_web(server: Server, reloader: DialplanReloader, http: HttpOption
         return await bridge.await_on_sip(lambda: reloader.reload(trigger))
 
     code_key = await asyncio.to_thread(load_code_key)
-    ctx = WebContext(engine=server.engine, store=store, dialplan_path=reloader.path, plan=lambda: reloader.plan,
+    pending = PendingPasswords()
+    ctx = WebContext(pending_passwords=pending, engine=server.engine, store=store, dialplan_path=reloader.path, plan=lambda: reloader.plan,
                      reload=reload, live=BridgedLive(ServerLive(server), bridge), secure_cookies=http.secure_cookies,
                      metrics_text=exposition(server.counters, lambda: bridge.call(lambda: _snapshot(server))),
                      metrics_open_on_loopback=http.metrics_open_on_loopback, codes=CodeStore(server.engine, code_key))
@@ -195,12 +197,17 @@ async def start_web(server: Server, reloader: DialplanReloader, http: HttpOption
               "(shown only now; make your own users and keep this safe)", flush=True)
     sender = WebhookSender(store.webhooks)
     server.recorder.on_ended.append(sender.call_ended)
-    ldap = loop.create_task(_ldap_every(server, reloader)) if reloader.plan.ldap is not None else None
+    # Started with or without an ldap: section: a reload may add one.
+    ldap = loop.create_task(_ldap_every(server, reloader, pending))
     log.info("web_started", address=f"{scheme}://{shown}:{port}/")
     return RunningWeb(server=web, thread=thread, webhooks=sender, ldap=ldap)
 
 
-async def _ldap_every(server: Server, reloader: DialplanReloader) -> None:
+LDAP_OFF_POLL = 5.0
+"""Seconds between looks at the plan while the periodic sync is off."""
+
+
+async def _ldap_every(server: Server, reloader: DialplanReloader, pending: PendingPasswords) -> None:
     from pbx.ldap.run import SyncError, sync_directory
     from pbx.ldap.sync import describe
 
@@ -208,7 +215,7 @@ async def _ldap_every(server: Server, reloader: DialplanReloader) -> None:
         settings = reloader.plan.ldap
         interval = settings.interval if settings is not None else 0
         if interval <= 0:
-            await asyncio.sleep(60)  # the setting may be turned on by a reload
+            await asyncio.sleep(LDAP_OFF_POLL)  # a reload may turn it on
             continue
         await asyncio.sleep(interval)
         try:
@@ -224,8 +231,9 @@ async def _ldap_every(server: Server, reloader: DialplanReloader) -> None:
             await reloader.reload("ldap")
             for change in applied.applied:
                 log.info("ldap_change", change=describe(change))
-            for number, _ in applied.passwords:
-                # The password is not logged: the admin sets a new one for
-                # the user through the API or the console.
-                log.warning("ldap_extension_created", number=number, note="set its SIP password in the console")
+            for number, password in applied.passwords:
+                # Never logged: held in memory for an admin to collect once.
+                pending.add(number, password, time.monotonic())
+                log.warning("ldap_extension_created", number=number,
+                            note="collect its SIP password: POST /api/dialplan/ldap-sync/passwords")
         log.info("ldap_sync_done", changes=len(result.planned.changes), skipped=len(result.planned.skipped))

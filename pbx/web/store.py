@@ -4,6 +4,7 @@ call it from worker threads, never on the SIP event loop)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -24,6 +25,23 @@ class StoreError(ValueError):
     """The change was refused; the message says why (shown to the user)."""
 
 
+class NoSuchUser(StoreError):
+    """No console user of that name."""
+
+
+USER_FIELDS = frozenset({"role", "departments", "extension", "language", "disabled"})
+"""What :meth:`WebStore.update_user` may change (never the name or the hash)."""
+
+
+def _check_role(role: str, departments: str, extension: str | None) -> None:
+    if role not in ROLE_NAMES:
+        raise StoreError(f"role must be one of {', '.join(ROLE_NAMES)}")
+    if role in ("branch_admin", "manager") and not parse_departments(departments):
+        raise StoreError(f"a {role} needs at least one department")
+    if role == "employee" and not extension:
+        raise StoreError("an employee needs their extension")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserView:
     id: int
@@ -37,7 +55,8 @@ class UserView:
 
 def _principal(user: WebUser, token: str | None = None) -> Principal:
     return Principal(user_id=user.id, username=user.username, role=cast(Role, user.role),
-                     departments=parse_departments(user.departments), extension=user.extension, token=token)
+                     departments=parse_departments(user.departments), extension=user.extension, token=token,
+                     language=user.language)
 
 
 def _view(user: WebUser) -> UserView:
@@ -66,12 +85,7 @@ class WebStore:
     def create_user(self, *, username: str, password: str, role: str, now: datetime,
                     departments: tuple[str, ...] = (), extension: str | None = None,
                     language: str | None = None) -> UserView:
-        if role not in ROLE_NAMES:
-            raise StoreError(f"role must be one of {', '.join(ROLE_NAMES)}")
-        if role in ("branch_admin", "manager") and not departments:
-            raise StoreError(f"a {role} needs at least one department")
-        if role == "employee" and not extension:
-            raise StoreError("an employee needs their extension")
+        _check_role(role, join_departments(departments), extension)
         user = WebUser(username=username, password_hash=hash_password(password), role=role,
                        departments=join_departments(departments), extension=extension, language=language,
                        disabled=False, created_at=now)
@@ -86,6 +100,30 @@ class WebStore:
     def users(self) -> list[UserView]:
         with Session(self.engine) as session:
             return [_view(u) for u in session.scalars(select(WebUser).order_by(WebUser.username))]
+
+    def find_user(self, username: str) -> UserView | None:
+        with Session(self.engine) as session:
+            user = session.scalar(select(WebUser).where(WebUser.username == username))
+            return _view(user) if user is not None else None
+
+    def update_user(self, username: str, changes: Mapping[str, Any]) -> UserView:
+        """Change a user's role, departments, extension, language or
+        ``disabled``; the result must still make sense for its role.
+        Disabling ends the user's sessions (their tokens stop working too:
+        every request checks the owner)."""
+        unknown = set(changes) - USER_FIELDS
+        if unknown:
+            raise StoreError(f"cannot change {', '.join(sorted(unknown))}")
+        with Session(self.engine) as session, session.begin():
+            user = session.scalar(select(WebUser).where(WebUser.username == username))
+            if user is None:
+                raise NoSuchUser(f"no user {username!r}")
+            for key, value in changes.items():
+                setattr(user, key, join_departments(value) if key == "departments" else value)
+            _check_role(user.role, user.departments, user.extension)
+            if user.disabled:
+                session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+            return _view(user)
 
     def check_password(self, username: str, password: str) -> Principal | None:
         with Session(self.engine) as session:

@@ -118,3 +118,36 @@ access to * by * read
             process.kill()
             process.wait(10)
         log.close()
+
+
+def sync_plan(directory: Path, url: str, *, ca_file: Path | None = None, interval: int = 0,
+              password_env: str | None = None, attributes: str | None = None) -> Path:
+    """A small dialplan (domain ldap.example.com, departments sales and
+    support, a hand-made 1000) whose ``ldap:`` section reads this server
+    as its admin: the bind password in a file beside it, or in the
+    environment variable ``password_env``; ``attributes`` is the section's
+    attribute mapping as YAML (default: none, the built-in one)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
+    secret = f"password_env: {password_env}" if password_env else f"password_file: {directory / 'ldap.secret'}"
+    extra = (f"  ca_file: {ca_file}\n" if ca_file is not None else "") + (
+        f"  attributes: {attributes}\n" if attributes is not None else "")
+    plan = directory / "plan.yaml"
+    plan.write_text(f"""\
+domain: ldap.example.com
+departments:
+  sales: {{name: Sales}}
+  support: {{name: Support}}
+extensions:
+  1000: {{name: Reception, department: sales, password: "reception-1000"}}
+ldap:
+  url: {url}
+  bind_dn: "{ADMIN}"
+  {secret}
+  base_dn: "{PEOPLE}"
+  filter: "(objectClass=inetOrgPerson)"
+""" + extra + f"""\
+  interval: {interval}
+  departments: {{Sales: sales, Support: support}}
+""")
+    return plan

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pbx.routing.loader import read_dialplan
-from tests.ldap.slapd import ADMIN, ADMIN_PASSWORD, PEOPLE, Slapd, available, run_slapd, user_ldif
+from tests.ldap.slapd import ADMIN_PASSWORD, PEOPLE, Slapd, available, run_slapd, sync_plan, user_ldif
 from tests.server import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs Debian's slapd and ldap-utils (make deps)")
@@ -24,25 +24,7 @@ DEPARTMENTS = ("Sales", "Support")
 
 
 def _dialplan(directory: Path, url: str, ca_file: Path) -> Path:
-    (directory / "ldap.secret").write_text(ADMIN_PASSWORD + "\n")
-    plan = directory / "plan.yaml"
-    plan.write_text(f"""\
-domain: ldap.example.com
-departments:
-  sales: {{name: Sales}}
-  support: {{name: Support}}
-extensions:
-  1000: {{name: Reception, department: sales, password: "reception-1000"}}
-ldap:
-  url: {url}
-  bind_dn: "{ADMIN}"
-  password_file: {directory / 'ldap.secret'}
-  base_dn: "{PEOPLE}"
-  filter: "(objectClass=inetOrgPerson)"
-  ca_file: {ca_file}
-  departments: {{Sales: sales, Support: support}}
-""")
-    return plan
+    return sync_plan(directory, url, ca_file=ca_file)
 
 
 def _sync(plan: Path, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:

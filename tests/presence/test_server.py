@@ -210,3 +210,20 @@ def test_the_subscription_2xx_copies_the_record_route(agents: dict[str, Agent]) 
     response = agents["2001"].request("SUBSCRIBE", f"sip:2002@{DOMAIN}", headers=[
         "Event: presence", "Expires: 600", f"Record-Route: {route}"])
     assert response.status == 200 and response.get_all("record-route") == [route]
+
+
+def test_a_senders_name_with_a_line_break_stays_inside_the_from_header(tmp_path: Path) -> None:
+    # Names can come from the API, the console or a directory sync.
+    plan = PLAN.replace("2001: {name: Alice,", '2001: {name: "Alice\\r\\nX-Injected: yes",')
+    for server in start(tmp_path, plan):
+        alice = Agent("2001", PASSWORDS["2001"], ("127.0.0.1", server.udp_port))
+        bob = Agent("2002", PASSWORDS["2002"], ("127.0.0.1", server.udp_port))
+        try:
+            assert bob.register().status == 200
+            alice.send_request("MESSAGE", f"sip:2002@{DOMAIN}", headers=["Content-Type: text/plain"], body=b"hi")
+            got = bob.incoming("MESSAGE")
+            assert got.get("x-injected") is None and got.body == b"hi"
+            assert (got.get("from") or "").startswith(f'"Alice  X-Injected: yes" <sip:2001@{DOMAIN}>')
+        finally:
+            alice.close()
+            bob.close()

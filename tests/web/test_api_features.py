@@ -7,6 +7,7 @@ the server's database."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -211,3 +212,118 @@ def test_budgets_show_spend_and_a_new_limit_applies_at_once(web: Web, users: dic
     wrong = admin.request("PUT", "/api/budgets/department/nowhere", json={"amount": "100"})
     assert wrong.status_code == 422 and web.dialplan.read_text() == before
     assert admin.request("PUT", "/api/budgets/department/sales", json={"amount": "12.5"}).status_code == 422
+
+
+def test_call_records_by_account_code_owner_within_the_readers_scope(web: Web, users: dict[str, Session],
+                                                                     engine: Engine) -> None:
+    may = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)  # a month no other test here writes
+    owner = "Trần Văn Sáu"
+    rows = [cdr_row(started_at=may, department="sales", caller="1003", answered_after=2, billsec=30, cost=100,
+                    code="1"),
+            cdr_row(started_at=may + timedelta(minutes=1), department="accounting", caller="1008", answered_after=2,
+                    billsec=30, cost=100, code="2"),
+            cdr_row(started_at=may + timedelta(minutes=2), department="sales", caller="1004", answered_after=2,
+                    billsec=30, cost=100, code="3"),
+            cdr_row(started_at=may + timedelta(minutes=3), department="sales", caller="1004", answered_after=None,
+                    billsec=0, cost=None)]
+    # One insert of many rows takes its columns from the first: every row names the same ones.
+    for row, code_owner, hunt_group in zip(rows, (owner, owner, "Someone Else", None), (None, None, "500", None),
+                                           strict=True):
+        row.update(account_owner=code_owner, hunt_group=hunt_group)
+    with engine.begin() as conn:
+        conn.execute(insert(CDR), rows)
+    month = {"since": "2025-05-01", "until": "2025-05-31"}
+
+    def callers(role: str, path: str, **params: str) -> list[str]:
+        answer = users[role].get(path, params={**month, **params})
+        assert answer.status_code == 200, answer.text
+        return [row["caller_number"] for row in answer.json()["rows"]]
+
+    assert callers("admin", "/api/cdr") == ["1004", "1004", "1008", "1003"]
+    # Pages, newest first, and the other filters.
+    first = users["admin"].get("/api/cdr", params={**month, "limit": "2"}).json()
+    assert ([r["caller_number"] for r in first["rows"]], first["next_offset"]) == (["1004", "1004"], 2)
+    second = users["admin"].get("/api/cdr", params={**month, "limit": "2", "offset": "2"}).json()
+    assert ([r["caller_number"] for r in second["rows"]], second["next_offset"]) == (["1008", "1003"], None)
+    assert second["rows"][1]["started_at"] == "2025-05-06T09:00:00+07:00"  # the office's time zone
+    assert callers("admin", "/api/cdr", disposition="NO_ANSWER") == ["1004"]
+    assert callers("admin", "/api/cdr", department="accounting") == ["1008"]
+    assert callers("admin", "/api/cdr", hunt_group="500") == ["1004"]
+    assert callers("admin", "/api/cdr", extension="1003") == ["1003"]
+    assert users["admin"].get("/api/cdr", params={"since": "last tuesday"}).status_code == 422
+    assert callers("admin", "/api/cdr", code_owner=owner) == ["1008", "1003"]
+    # The owner narrows the reader's scope, never widens it.
+    assert callers("manager", "/api/cdr", code_owner=owner) == ["1003"]
+    assert callers("employee", "/api/cdr", code_owner="Someone Else") == []
+    csv_rows = users["admin"].get("/api/cdr.csv", params={**month, "code_owner": owner}).text.splitlines()
+    assert len(csv_rows) == 3 and all(owner in line for line in csv_rows[1:])
+
+    # The search form as a browser sends it: every field, the empty ones too.
+    form = {"since": "", "until": "", "extension": "", "department": "", "disposition": "", "hunt_group": "",
+            "code_owner": ""}
+    empty = users["admin"].get("/cdr", params=form)
+    assert empty.status_code == 200, empty.text
+    found = users["admin"].get("/cdr", params={**form, **month, "code_owner": owner})
+    assert found.status_code == 200 and found.text.count('class="cdr-row"') == 2
+    assert f'value="{owner}"' in found.text and "code_owner=" in found.text.split('id="csv-download"')[0]
+
+
+def test_group_members_and_agents_change_in_the_running_server(web: Web, users: dict[str, Session]) -> None:
+    admin, branch = users["admin"], users["branch_admin"]
+    added = admin.post("/api/groups/factory/members", json={"short": "608", "name": "Bùi Văn Tám",
+                                                            "mobile": "0987000208"})
+    assert added.status_code == 201, added.text
+    members = {m["short"]: m for g in admin.get("/api/groups").json() if g["key"] == "factory" for m in g["members"]}
+    assert members["608"]["mobile"] == "0987000208"  # the running server's plan, reloaded
+    assert "608: {name: Bùi Văn Tám" in (web.dialplan.parent / "groups" / "factory.yaml").read_text()
+    # A short number that collides with an extension is refused, the file untouched.
+    before = (web.dialplan.parent / "groups" / "factory.yaml").read_text()
+    clash = admin.post("/api/groups/factory/members", json={"short": "1003", "name": "Clash", "mobile": "0987000209"})
+    assert clash.status_code == 422 and (web.dialplan.parent / "groups" / "factory.yaml").read_text() == before
+    assert admin.request("DELETE", "/api/groups/factory/members/608").status_code == 200
+    assert "608" not in {m["short"] for g in admin.get("/api/groups").json() for m in g["members"]}
+
+    def logged_in(member: str) -> bool:
+        group = [g for g in admin.get("/api/hunt-groups").json() if g["number"] == "500"][0]
+        return bool([m for m in group["members"] if m["member"] == member][0]["logged_in"])
+
+    assert logged_in("1004")
+    assert branch.post("/api/hunt-groups/500/agents/1004", json={"logged_in": False}).status_code == 200
+    assert not logged_in("1004")
+    assert branch.post("/api/hunt-groups/500/agents/1004", json={"logged_in": True}).status_code == 200
+    assert logged_in("1004")
+    assert admin.post("/api/hunt-groups/500/agents/1008", json={"logged_in": True}).status_code == 404
+
+
+def test_dialplan_check_and_reload_keep_the_running_plan_when_the_file_is_broken(
+        web: Web, users: dict[str, Session]) -> None:
+    admin = users["admin"]
+    assert admin.post("/api/dialplan/check").json()["ok"] is True
+    good = web.dialplan.read_text()
+    try:
+        web.dialplan.write_text(good.replace("timezone: Asia/Ho_Chi_Minh", "timezone: Mars/Olympus_Mons"))
+        checked = admin.post("/api/dialplan/check").json()
+        assert checked["ok"] is False
+        assert any(re.search(r"example\.yaml:\d+:\d+: .*Mars/Olympus_Mons", e) for e in checked["errors"])
+        refused = admin.post("/api/dialplan/reload").json()
+        assert refused["applied"] is False and refused["unchanged"] is False and refused["errors"]
+        assert admin.get("/api/extensions/1003").status_code == 200  # still serving the plan it had
+    finally:
+        web.dialplan.write_text(good)
+    # The file as the server has it: nothing to apply, nothing wrong.
+    assert admin.post("/api/dialplan/reload").json() == {"applied": False, "unchanged": True, "errors": []}
+    reloads = [e for e in admin.get("/api/audit").json() if e["action"] == "dialplan.reload"]
+    assert [(e["actor"], e["detail"]["applied"]) for e in reloads[:2]] == [("admin", False), ("admin", False)]
+
+
+def test_an_extension_name_with_a_line_break_is_refused(web: Web, users: dict[str, Session]) -> None:
+    # Names are shown on phones inside a SIP header.
+    admin = users["admin"]
+    assert admin.post("/api/extensions", json={"number": "1791", "name": "Mai\r\nX-Injected: yes",
+                                               "department": "sales"}).status_code == 422
+    assert admin.request("PATCH", "/api/extensions/1004", json={"name": "Dung\nX: y"}).status_code == 422
+    assert admin.post("/extensions", data={"number": "1792", "name": "Form\r\nX: y", "department": "sales"}
+                      ).status_code == 422
+    assert "1791" not in web.dialplan.read_text() and "1792" not in web.dialplan.read_text()
+    assert admin.post("/api/extensions", json={"number": "1793", "name": 'Tú "Út" Lê', "department": "sales"}
+                      ).status_code == 201

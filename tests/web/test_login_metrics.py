@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.sipclient import SipClient
 from tests.web.harness import Web, start_web
 
 
@@ -115,3 +117,104 @@ def test_metrics_need_an_admin_unless_opened_to_this_machine(metrics_web: Web,
         answer = client.get("/metrics")
         assert answer.status_code == 200 and "pbx_registrations" in answer.text
         assert client.get("/api/extensions").status_code == 401  # only /metrics is opened
+
+
+def test_live_state_shows_phones_with_their_user_agent_and_the_lockouts_blocks(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    made = admin.post("/api/users", json={"username": "live-employee", "password": "live-employee-1",
+                                          "role": "employee", "extension": "1003"})
+    assert made.status_code == 201, made.text
+    employee = web.login("live-employee", "live-employee-1")
+    server = ("127.0.0.1", web.server.udp_port)
+    with SipClient("udp", server) as desk, SipClient("udp", server) as guesser:
+        answer = desk.register("1004", "demo-Dung-1004", "pbx.example.com", user_agent="Yealink SIP-T46S 66.86")
+        assert answer is not None and answer.status == 200
+        shown = [r for r in admin.get("/api/live/registrations").json() if r["extension"] == "1004"]
+        assert [(r["user_agent"], r["source"]) for r in shown] == [
+            ("Yealink SIP-T46S 66.86", f"127.0.0.1:{desk.local[1]}")]
+        assert all(r["extension"] == "1003" for r in employee.get("/api/live/registrations").json())
+
+        # Guessing 1005's password from one address: the SIP lock-out
+        # blocks that pair, and the admin sees the block.
+        for attempt in range(12):
+            guesser.register("1005", f"guess-{attempt}", "pbx.example.com")
+        blocks = admin.get("/api/live/blocks").json()
+        assert [(b["source"], b["username"]) for b in blocks] == [("127.0.0.1", "1005")]
+        assert blocks[0]["failures"] >= 10 and blocks[0]["until"] > time.time()
+        assert re.search(r"^pbx_lockout_blocks 1\.0$", admin.get("/metrics").text, re.MULTILINE)
+        assert employee.get("/api/live/blocks").status_code == 403
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_user_changes_their_password_on_the_account_page(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    assert admin.post("/api/users", json={"username": "page-user", "password": "page-user-old-1", "role": "employee",
+                                          "extension": "1003"}).status_code == 201
+    with web.client() as client:
+        done = client.post("/login", data={"username": "page-user", "password": "page-user-old-1"},
+                           follow_redirects=False)
+        old = {"Cookie": done.headers["set-cookie"].split(";")[0]}
+        page = client.get("/account", headers=old)
+        assert page.status_code == 200 and 'id="change-password"' in page.text and 'id="account-link"' in page.text
+        form = {"csrf_token": _csrf(page.text), "current": "page-user-old-1", "new": "page-user-new-2",
+                "repeat": "page-user-new-2"}
+        assert client.post("/account/password", headers=old, data={**form, "csrf_token": "forged"}).status_code == 403
+        differ = client.post("/account/password", headers=old, data={**form, "repeat": "something-else"})
+        assert differ.status_code == 422 and 'id="password-error"' in differ.text
+        wrong = client.post("/account/password", headers=old, data={**form, "current": "not-my-password"})
+        assert wrong.status_code == 403 and 'id="password-error"' in wrong.text
+        changed = client.post("/account/password", headers=old, data=form)
+        assert changed.status_code == 200 and 'id="password-changed"' in changed.text
+        new = {"Cookie": changed.headers["set-cookie"].split(";")[0]}
+        assert client.get("/account", headers=old, follow_redirects=False).status_code == 303  # old session gone
+        assert client.get("/account", headers=new).status_code == 200
+        assert _csrf(changed.text) != form["csrf_token"]  # the page's forms carry the new session's token
+        vietnamese = client.get("/account", headers={**new, "Accept-Language": "vi"})
+        assert "Đổi mật khẩu" in vietnamese.text
+    assert web.login("page-user", "page-user-new-2").get("/api/me").json()["username"] == "page-user"
+
+
+def test_the_api_reference_page_lists_every_operation_without_scripts(metrics_web: Web) -> None:
+    with metrics_web.client() as client:
+        document = client.get("/api/openapi.json").json()
+        page = client.get("/api/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # Nothing the page's own policy would block, nothing from the Internet.
+    assert "<script" not in page.text and "https://" not in page.text
+    listed = set(re.findall(r'<tr class="operation"><td><code>(\w+)</code></td><td><code>([^<]+)</code>', page.text))
+    expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert listed == expected and ("GET", "/api/cdr") in listed
+    assert "code_owner" in page.text  # parameters shown with the operation
+
+
+def test_the_users_own_language_and_the_switcher(metrics_web: Web) -> None:
+    web = metrics_web
+    admin = web.login("admin", web.admin_password)
+    assert admin.post("/api/users", json={"username": "lang-user", "password": "lang-user-pass-1", "role": "employee",
+                                          "extension": "1003", "language": "zh"}).status_code == 201
+    user = web.login("lang-user", "lang-user-pass-1")
+    assert "今日通话" in user.get("/", headers={"Accept-Language": "en"}).text  # the account's own language
+    switched = user.get("/", headers={"Accept-Language": "en", "Cookie": user.headers["Cookie"] + "; lang=vi"})
+    assert "Cuộc gọi hôm nay" in switched.text  # what was picked in this browser wins
+    assert admin.request("PATCH", "/api/users/lang-user", json={"language": "en"}).status_code == 200
+    assert "Calls today" in user.get("/", headers={"Accept-Language": "vi"}).text  # the change holds at once
+
+    with web.client() as client:
+        def switch(referer: str) -> str:
+            answer = client.get("/lang/vi", headers={"Referer": referer}, follow_redirects=False)
+            assert answer.status_code == 303 and "lang=vi" in answer.headers["set-cookie"]
+            return answer.headers["location"]
+
+        assert switch(f"{web.base}/cdr?extension=1003") == "/cdr?extension=1003"  # back where it was clicked
+        assert switch("http://evil.example/phish") == "/"
+        assert switch(f"{web.base}//evil.example/phish") == "/"
+        # A log-in is not a way to make the server hash a megabyte.
+        assert client.post("/api/login", json={"username": "admin", "password": "x" * 1_000_000}).status_code == 422

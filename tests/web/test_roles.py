@@ -63,7 +63,8 @@ def test_every_word_is_in_every_language(key: str) -> None:
     (None, None, "vi-VN,vi;q=0.9,en;q=0.8", "vi"),
     (None, None, "zh-TW,zh;q=0.9", "zh"),
     (None, "zh", "vi", "zh"),
-    ("vi", "zh", "en", "vi"),
+    ("vi", None, "en", "vi"),
+    ("vi", "zh", "en", "zh"),  # the switcher in this browser beats the account's setting
     (None, None, "fr-FR", "en"),
     (None, "xx", None, "en"),
 ])

@@ -1,4 +1,5 @@
-"""Admin only: console users, API tokens, webhooks and the audit log.
+"""Admin only: console users (made, changed, disabled, their password
+reset), API tokens, webhooks and the audit log.
 
 A token and a webhook's signing secret are shown once, when made; lists
 show their names and owners, never the secrets."""
@@ -13,9 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from pbx.web.auth import audit, context, now_utc, require
-from pbx.web.credentials import MIN_PASSWORD_LENGTH
+from pbx.web.credentials import MIN_PASSWORD_LENGTH, new_password
 from pbx.web.roles import Permission, Principal
-from pbx.web.store import StoreError
+from pbx.web.store import NoSuchUser, StoreError
 
 router = APIRouter(prefix="/api", tags=["administration"])
 ADMIN = require(Permission.USERS_ADMIN)
@@ -28,6 +29,18 @@ class NewUser(BaseModel):
     departments: list[str] = []
     extension: str | None = Field(default=None, pattern=r"^[0-9]{2,8}$")
     language: Literal["en", "vi", "zh"] | None = None
+
+
+class UserChange(BaseModel):
+    """What to change; a key left out stays as it is."""
+
+    role: Literal["admin", "branch_admin", "manager", "employee"] | None = None
+    departments: list[str] | None = None
+    extension: str | None = Field(default=None, pattern=r"^[0-9]{2,8}$")
+    language: Literal["en", "vi", "zh"] | None = None
+    disabled: bool | None = None
+    """True: the user can no longer log in, their sessions end and their
+    API tokens stop working; False: they may log in again."""
 
 
 class NewToken(BaseModel):
@@ -60,6 +73,44 @@ async def create_user(new: NewUser, request: Request, principal: Principal = Dep
     await audit(request, principal, "user.create", new.username,
                 {"role": new.role, "departments": new.departments, "extension": new.extension})
     return asdict(user)
+
+
+@router.patch("/users/{username}")
+async def change_user(username: str, change: UserChange, request: Request,
+                      principal: Principal = Depends(ADMIN)) -> dict[str, Any]:
+    ctx = context(request)
+    values = change.model_dump(exclude_unset=True)
+    for key in ("role", "departments", "disabled"):
+        if key in values and values[key] is None:
+            raise HTTPException(status_code=422, detail=f"{key} cannot be null")
+    # An admin cannot lock themselves out; another admin can.
+    if username == principal.username and (values.get("disabled") or values.get("role", "admin") != "admin"):
+        raise HTTPException(status_code=422, detail="you cannot disable yourself or give up your own admin role")
+    unknown = [d for d in values.get("departments") or () if d not in ctx.plan().departments]
+    if unknown:
+        raise HTTPException(status_code=422, detail=f"no department {unknown[0]!r}")
+    try:
+        user = await run_in_threadpool(ctx.store.update_user, username, values)
+    except NoSuchUser as err:
+        raise HTTPException(status_code=404, detail=str(err)) from None
+    except StoreError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    await audit(request, principal, "user.change", username, values)
+    return asdict(user)
+
+
+@router.post("/users/{username}/password")
+async def reset_password(username: str, request: Request, principal: Principal = Depends(ADMIN)) -> dict[str, Any]:
+    """A new random password for ``username``, in this answer only; their
+    sessions end. For a user who forgot theirs (they change it after)."""
+    ctx = context(request)
+    user = await run_in_threadpool(ctx.store.find_user, username)
+    if user is None:
+        raise HTTPException(status_code=404, detail=f"no user {username!r}")
+    password = new_password()
+    await run_in_threadpool(ctx.store.set_password, user.id, password)
+    await audit(request, principal, "user.password_reset", username)
+    return {"username": username, "password": password, "shown_once": True}
 
 
 @router.get("/tokens")

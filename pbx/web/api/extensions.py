@@ -30,18 +30,20 @@ from pbx.web.roles import Permission, Principal, may_forward, may_write_departme
 router = APIRouter(prefix="/api/extensions", tags=["extensions"])
 
 NUMBER = r"^[0-9]{2,8}$"
+NAME = r"^[^\x00-\x1f\x7f]+$"
+"""A name is shown on phones in a SIP header: no control characters (line breaks)."""
 
 
 class NewExtension(BaseModel):
     number: str = Field(pattern=NUMBER)
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
     department: str = Field(min_length=1, max_length=32)
     email: str | None = Field(default=None, max_length=254)
     mobile: str | None = Field(default=None, max_length=21)
 
 
 class ExtensionChange(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME)
     department: str | None = Field(default=None, min_length=1, max_length=32)
     email: str | None = Field(default=None, max_length=254)
     mobile: str | None = Field(default=None, max_length=21)
