@@ -1019,7 +1019,10 @@ class CallController:
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
             return action
         settings = self.plan.budgets
-        budgets = budgets_for(self.plan, caller)
+        # A call placed under an account code is charged to the code's
+        # budget too (named by the code's id, as its CDR column is).
+        code = str(call.account.code_id) if call.account is not None else None
+        budgets = budgets_for(self.plan, caller, code)
         if not budgets:
             return action
         started = datetime.fromtimestamp(call.started_at, timezone.utc)

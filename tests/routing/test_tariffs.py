@@ -143,3 +143,15 @@ def test_a_currency_without_a_known_minor_unit_must_give_one(tmp_path: Path) -> 
         " e.g. 2 for cents)"]
     assert problems(tmp_path, "billing: {tariffs: []}\n") == [
         "14:1: billing needs a currency (an ISO 4217 code such as VND)"]
+
+
+def test_a_budget_per_account_code_loads_without_a_warning(tmp_path: Path) -> None:
+    # Codes are asked for and charged: a code's budget, named by its id, is
+    # no longer "kept for later".
+    budgets = 'billing: {currency: VND}\nbudgets:\n  account_codes: {"17": 500000}\n'
+    assert problems(tmp_path, budgets) == []
+    path = tmp_path / "ok.yaml"
+    path.write_text(PLAN + budgets)
+    assert {key: b.limit for key, b in load_dialplan(path).budgets.budgets.items()} == {"account_code:17": 500000}
+    assert problems(tmp_path, budgets.replace('"17"', "an-code")) == [
+        "16:19: account code 'an-code' must be 1 to 16 digits"]
