@@ -23,6 +23,7 @@ Rules it keeps (RFC 3261 unless said):
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, assert_never
@@ -228,6 +229,9 @@ class Call:
     did ends in the CDR, should it end before anyone answers."""
     rate: Rate | None = None
     """The tariff its trunk leg is priced by, fixed when the call is placed."""
+    member_rates: Mapping[str, Rate] = field(default_factory=dict)
+    """A hunt group's outside members' tariffs, by member key: the one
+    whose leg answers prices the call (:mod:`pbx.calls.pricing`)."""
     cost: int | None = None
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
     shared_hold: bool = False
@@ -1149,7 +1153,10 @@ class Call:
         """What the call cost: priced only when a leg through a trunk
         answered (a group member's desk answering costs nothing), on the
         billsec its CDR will show."""
-        rate, winner, answered_at = self.rate, self.winner, self.answered_at
+        winner, answered_at = self.winner, self.answered_at
+        if winner is not None and winner.member is not None and winner.member in self.member_rates:
+            self.rate = self.member_rates[winner.member]  # the CDR names the tariff that priced it
+        rate = self.rate
         if rate is None or winner is None or winner.trunk is None or answered_at is None:
             return None
         billsec = whole_seconds(_utc(max(ended_at, answered_at)) - _utc(answered_at))

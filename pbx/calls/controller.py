@@ -47,6 +47,7 @@ from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, Leav
                             Ring as RingTargets, over_tls_only, plan_call, sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
+from pbx.calls.pricing import member_rates, single_rate
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
@@ -610,6 +611,8 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+        if isinstance(action, RingTargets):
+            self._price_unbudgeted(call, action, decision)
         if isinstance(action, AnswerConference):
             return conference.refused(self, call, action) or action
         if isinstance(decision, Ring) and isinstance(action, RingTargets):
@@ -886,6 +889,7 @@ class CallController:
                                call.a_call_id, hunting)
             if not isinstance(action, RingTargets):
                 return  # nobody free: nobody for the callers behind it either
+            self._price_unbudgeted(call, action, decision)
             self.queues.ringing(entry)
             log.info("hunt_queue_ringing", call_id=call.a_call_id, uuid=call.uuid, group=number,
                      waited=round(self.now - entry.joined, 3), order=list(action.hunt.order) if action.hunt else [])
@@ -1040,6 +1044,18 @@ class CallController:
                 action.hold or SharedHold(), charges=charges, amount=amount,
                 refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
         return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _price_unbudgeted(self, call: Call, action: RingTargets, decision: Decision) -> None:
+        """Price the trunk legs no budget step priced: a hunt group's outside
+        members, or a leg placed for nobody's extension (an overflow or a
+        menu's transfer of a call from a trunk). Nobody's budget is charged,
+        but the CDR carries what the call cost the company."""
+        if call.rate is not None:
+            return
+        if action.hunt is not None:
+            call.member_rates = member_rates(self.plan.billing, decision)
+        else:
+            call.rate = single_rate(self.plan.billing, decision, action.targets)
 
     def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
                         call_class: str | None) -> Action:
