@@ -229,6 +229,9 @@ class Call:
     did ends in the CDR, should it end before anyone answers."""
     rate: Rate | None = None
     """The tariff its trunk leg is priced by, fixed when the call is placed."""
+    kept_trunk: Leg | None = None
+    """The trunk leg that answered a paid call whose caller then
+    transferred it away: the call is priced by it to the end."""
     member_rates: Mapping[str, Rate] = field(default_factory=dict)
     """A hunt group's outside members' tariffs, by member key: the one
     whose leg answers prices the call (:mod:`pbx.calls.pricing`)."""
@@ -387,6 +390,9 @@ class Call:
             previous = self.winner
             assert previous is not None
             self.a = previous.session
+            if previous.trunk is not None and self.kept_trunk is None:
+                # The provider's party stays in the call: it is still billed.
+                self.kept_trunk = previous
             if self.anchor is not None:
                 self.anchor_swapped = not self.anchor_swapped
         self.winner = leg
@@ -1151,13 +1157,15 @@ class Call:
 
     def _cost(self, ended_at: float) -> int | None:
         """What the call cost: priced only when a leg through a trunk
-        answered (a group member's desk answering costs nothing), on the
-        billsec its CDR will show."""
+        answered (a group member's desk answering costs nothing) and stayed
+        (the winner, or the provider's party the caller transferred away),
+        on the billsec its CDR will show."""
         winner, answered_at = self.winner, self.answered_at
-        if winner is not None and winner.member is not None and winner.member in self.member_rates:
-            self.rate = self.member_rates[winner.member]  # the CDR names the tariff that priced it
+        priced = winner if winner is not None and winner.trunk is not None else self.kept_trunk
+        if priced is not None and priced.member is not None and priced.member in self.member_rates:
+            self.rate = self.member_rates[priced.member]  # the CDR names the tariff that priced it
         rate = self.rate
-        if rate is None or winner is None or winner.trunk is None or answered_at is None:
+        if rate is None or priced is None or answered_at is None:
             return None
         billsec = whole_seconds(_utc(max(ended_at, answered_at)) - _utc(answered_at))
         return rate.tariff.cost(billsec)

@@ -1,0 +1,106 @@
+"""The cost of calls whose trunk leg is not the plain winner: a hunt
+group's outside member answering is priced by that member's tariff (before,
+a hunt group's mobile leg cost the company money and the CDR said
+nothing); a paid call the caller transfers to a colleague keeps its cost. On the in-memory wire of tests/calls/test_outside_call_limits.py
+(real SIP messages, a hand-held wall clock), the CDR written by the real
+writer to SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from pbx.calls.cdr_adapter import CdrRecorder
+from pbx.cdr.writer import CdrWriter
+from pbx.routing.loader import load_dialplan
+from pbx.sip.message import Request, make_request, make_response
+from pbx.store.writer import BackgroundWriter
+from tests.calls.test_cost_and_budgets import NATIONAL, Pending, WallClock, background, hang_up, plan_text
+from tests.calls.test_outside_call_limits import DESK, LimitWire, dial, final, phone_request
+from tests.cdr.conftest import all_calls, db_url, engine, migrated
+from tests.trunks.test_trunk_calls import GW1, PBX, PHONE, answer_200
+
+__all__ = ["background", "db_url", "engine", "migrated"]
+
+HUNT = """\
+hunt_groups:
+  "709":
+    name: Field sales
+    strategy: linear
+    department: sales
+    members: [{number: "0912000001"}]
+"""
+
+
+def test_a_hunt_groups_outside_member_answering_is_priced_on_the_cdr(
+        tmp_path: Path, migrated: Engine, background: BackgroundWriter) -> None:
+    path = tmp_path / f"plan-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(plan_text(increment="30/6", per_minute="1200") + HUNT)
+    clock, pending = WallClock(), Pending()
+    recorder = CdrRecorder(CdrWriter(background, "pbx-test", notify=pending))
+    wire = LimitWire(load_dialplan(path), wall_clock=clock, recorder=recorder)
+    invite = dial(wire, "709")
+    (placed,) = wire.to_gateway()
+    assert placed.uri.startswith("sip:+84912000001@")
+    wire.deliver(answer_200(placed), GW1)
+    ok = final(wire, invite)
+    assert ok is not None and ok.status == 200
+    clock.now += 61
+    hang_up(wire, invite, ok)
+    pending.run(background, wire)
+    (row,) = all_calls(migrated)
+    # 61 s at 30/6: 66 s billed at 1,200 a minute.
+    assert (row["disposition"], row["hunt_group"], row["billsec"], row["trunk"]) == ("ANSWERED", "709", 61, "viettel")
+    assert (row["cost_minor"], row["cost"], row["currency"], row["tariff"]) == (1320, Decimal(1320), "VND",
+                                                                                "vn-national")
+
+
+def test_a_paid_call_the_caller_transfers_to_a_colleague_keeps_its_cost(
+        tmp_path: Path, migrated: Engine, background: BackgroundWriter) -> None:
+    # 1001 calls out, then hands the provider's party to 1002 (blind REFER)
+    # and leaves; the trunk leg stays in the call until 1002 hangs up. The
+    # whole time the provider's party was connected is billed, and 1001's
+    # budget counts it (before, the call ended with an internal winner and
+    # cost nothing: a way round any budget).
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text(per_minute="1200", budget="100000"))
+    clock, pending = WallClock(), Pending()
+    recorder = CdrRecorder(CdrWriter(background, "pbx-test", notify=pending))
+    wire = LimitWire(load_dialplan(path), wall_clock=clock, recorder=recorder)
+    invite = dial(wire, NATIONAL)
+    (placed,) = wire.to_gateway()
+    wire.deliver(answer_200(placed), GW1)
+    ok = final(wire, invite)
+    assert ok is not None and ok.status == 200
+    to_header = ok.get("to") or ""
+    wire.deliver(phone_request("ACK", invite, to_header, 2), PHONE)
+    clock.now += 30
+    refer = phone_request("REFER", invite, to_header, 3)
+    wire.deliver(replace(refer, headers=(*refer.headers, ("refer-to", "<sip:1002@pbx.example.com>"),
+                                         ("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"))), PHONE)
+    assert [r.status for r in wire.responses_to(PHONE) if r.cseq.method == "REFER"] == [202]
+    (to_desk,) = [m for m in wire.take(DESK) if isinstance(m, Request) and m.method == "INVITE"]
+    desk_ok = make_response(to_desk, 200, to_tag="desk", headers=[
+        ("contact", f"<sip:1002@{DESK.host}:{DESK.port}>"), ("content-type", "application/sdp")],
+        body=b"v=0\r\no=desk 1 1 IN IP4 192.0.2.60\r\n")
+    wire.deliver(desk_ok, DESK)
+    (reinvite,) = [m for m in wire.take(GW1) if isinstance(m, Request) and m.method == "INVITE"]
+    wire.deliver(make_response(reinvite, 200, headers=[("contact", "<sip:provider@198.51.100.1:5070>"),
+                                                       ("content-type", "application/sdp")],
+                               body=b"v=0\r\no=provider 1 2 IN IP4 198.51.100.1\r\n"), GW1)
+    assert [m.method for m in wire.take(PHONE) if isinstance(m, Request) and m.method == "BYE"] == ["BYE"]
+    clock.now += 31
+    bye = make_request("BYE", f"sip:pbx@{PBX[0]}:{PBX[1]}", [
+        ("via", f"SIP/2.0/UDP {DESK.host}:{DESK.port};branch=z9hG4bKdeskbye;rport"), ("max-forwards", "70"),
+        ("from", desk_ok.get("to") or ""), ("to", to_desk.get("from") or ""), ("call-id", to_desk.call_id),
+        ("cseq", "1 BYE")])
+    wire.deliver(bye, DESK)
+    pending.run(background, wire)
+    (row,) = all_calls(migrated)
+    assert (row["disposition"], row["billsec"], row["destination"]) == ("ANSWERED", 61, "1002")
+    assert (row["cost_minor"], row["tariff"]) == (2400, "vn-national")  # 61 s at 60/60
+    assert wire.controller.budgets.spent("extension:1001", "2026-12") == 2400
