@@ -29,7 +29,7 @@ from typing import Protocol
 import structlog
 
 from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, OutsideSlot, SharedHold, SharedReservations,
-                               refusal as budget_refusal)
+                               refusal as budget_refusal, transfer_hold)
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls import conference, parking
@@ -265,6 +265,8 @@ class CallController:
                            call.a_call_id, hunting, transfer=True)
         if isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_limits(call, payer, action)
+        if isinstance(action, RingTargets) and action.hunt is None:
+            action = self._transfer_within_budget(call, payer, action, decision)
         return action
 
     def dialog_for(self, call_id: str, to_tag: str, from_tag: str) -> tuple[Call, InviteSession] | None:
@@ -1022,17 +1024,10 @@ class CallController:
         call.rate = rate = self.plan.billing.rate_for(leg.dialling.trunk.key, call_class, number)
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
             return action
-        settings = self.plan.budgets
-        # A call placed under an account code is charged to the code's
-        # budget too (named by the code's id, as its CDR column is).
-        code = str(call.account.code_id) if call.account is not None else None
-        budgets = budgets_for(self.plan, caller, code)
-        if not budgets:
+        charges = self._charges(call, caller)
+        if not charges:
             return action
-        started = datetime.fromtimestamp(call.started_at, timezone.utc)
-        period = period_of(started, settings.period, self.plan.timezone).label
-        charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
-        amount = rate.tariff.cost(settings.reserve_seconds)
+        amount = rate.tariff.cost(self.plan.budgets.reserve_seconds)
         hit = self.budgets.admit(call.uuid, charges, amount)
         if hit is None:
             if self.shared_budgets is None:
@@ -1044,6 +1039,46 @@ class CallController:
                 action.hold or SharedHold(), charges=charges, amount=amount,
                 refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
         return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _charges(self, call: Call, payer: Extension) -> tuple[Charge, ...]:
+        """The budgets a paid leg ``payer`` places for ``call`` is charged
+        to, in the period the call started in."""
+        settings = self.plan.budgets
+        # A call placed under an account code is charged to the code's
+        # budget too (named by the code's id, as its CDR column is).
+        code = str(call.account.code_id) if call.account is not None else None
+        budgets = budgets_for(self.plan, payer, code)
+        if not budgets:
+            return ()
+        started = datetime.fromtimestamp(call.started_at, timezone.utc)
+        period = period_of(started, settings.period, self.plan.timezone).label
+        return tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
+
+    def _transfer_within_budget(self, call: Call, payer: Extension, action: RingTargets,
+                                decision: Decision) -> Action:
+        """A blind transfer to an outside number is an outside call its
+        payer places: priced by its own tariff from when it joins, and
+        refused (403 sipfrag, the call stays) when a budget of the payer has
+        no room for ``reserve_seconds`` of it. Without this, taking any call
+        and transferring it out was a way round every budget."""
+        hold = transfer_hold(call.uuid)
+        self.budgets.settle(hold, 0)  # an earlier attempt's hold, if it never joined
+        call.transfer_rate = rate = single_rate(self.plan.billing, decision, action.targets)
+        priced = decision.mobile if isinstance(decision, RingMember) else decision
+        call_class = priced.call_class if isinstance(priced, ToTrunk) else None
+        if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
+            return action
+        charges = self._charges(call, payer)
+        hit = self.budgets.admit(hold, charges, rate.tariff.cost(self.plan.budgets.reserve_seconds))
+        if hit is None:
+            return action
+        log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=payer.number,
+                    budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,
+                    spent=hit.spent, reserved=hit.reserved, needed=hit.needed, tariff=rate.tariff.id,
+                    call_class=call_class, outcome="transfer_refused")
+        call.transfer_rate = None
+        return budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
+                              rate.money(hit.budget.limit))
 
     def _price_unbudgeted(self, call: Call, action: RingTargets, decision: Decision) -> None:
         """Price the trunk legs no budget step priced: a hunt group's outside

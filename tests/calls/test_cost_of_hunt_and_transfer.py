@@ -12,12 +12,13 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
 from sqlalchemy import Engine
 
 from pbx.calls.cdr_adapter import CdrRecorder
 from pbx.cdr.writer import CdrWriter
 from pbx.routing.loader import load_dialplan
-from pbx.sip.message import Request, make_request, make_response
+from pbx.sip.message import Request, Response, make_request, make_response
 from pbx.store.writer import BackgroundWriter
 from tests.calls.test_cost_and_budgets import NATIONAL, Pending, WallClock, background, hang_up, plan_text
 from tests.calls.test_outside_call_limits import DESK, LimitWire, dial, final, phone_request
@@ -104,3 +105,80 @@ def test_a_paid_call_the_caller_transfers_to_a_colleague_keeps_its_cost(
     assert (row["disposition"], row["billsec"], row["destination"]) == ("ANSWERED", 61, "1002")
     assert (row["cost_minor"], row["tariff"]) == (2400, "vn-national")  # 61 s at 60/60
     assert wire.controller.budgets.spent("extension:1001", "2026-12") == 2400
+
+
+def desk_request(method: str, to_desk: Request, desk_ok: Response, cseq: int,
+                 headers: tuple[tuple[str, str], ...] = ()) -> Request:
+    """A request 1002's desk sends in the dialog of the INVITE it answered."""
+    return make_request(method, f"sip:pbx@{PBX[0]}:{PBX[1]}", [
+        ("via", f"SIP/2.0/UDP {DESK.host}:{DESK.port};branch=z9hG4bKdesk{method.lower()}{cseq};rport"),
+        ("max-forwards", "70"), ("from", desk_ok.get("to") or ""), ("to", to_desk.get("from") or ""),
+        ("call-id", to_desk.call_id), ("cseq", f"{cseq} {method}"),
+        ("contact", f"<sip:1002@{DESK.host}:{DESK.port}>"), *headers])
+
+
+def desk_answers(wire: LimitWire) -> tuple[Request, str, Request, Response]:
+    """1001 calls 1002, whose desk answers: (1001's INVITE, the To 1001 was
+    answered with, the desk's INVITE, its 200)."""
+    invite = dial(wire, "1002")
+    (to_desk,) = [m for m in wire.take(DESK) if isinstance(m, Request) and m.method == "INVITE"]
+    desk_ok = make_response(to_desk, 200, to_tag="desk", headers=[
+        ("contact", f"<sip:1002@{DESK.host}:{DESK.port}>"), ("content-type", "application/sdp")],
+        body=b"v=0\r\no=desk 1 1 IN IP4 192.0.2.60\r\n")
+    wire.deliver(desk_ok, DESK)
+    ok = final(wire, invite)
+    assert ok is not None and ok.status == 200
+    wire.deliver(phone_request("ACK", invite, ok.get("to") or "", 2), PHONE)
+    wire.deliver(desk_request("ACK", to_desk, desk_ok, 1), DESK)
+    return invite, ok.get("to") or "", to_desk, desk_ok
+
+
+def refer_out(wire: LimitWire, to_desk: Request, desk_ok: Response) -> list[bytes]:
+    """1002 blind-transfers 1001 to a national number: the NOTIFY bodies it gets."""
+    wire.deliver(desk_request("REFER", to_desk, desk_ok, 2,
+                              (("refer-to", f"<sip:{NATIONAL}@pbx.example.com>"),)), DESK)
+    sent = wire.take(DESK)
+    assert [m.status for m in sent if isinstance(m, Response) and m.cseq.method == "REFER"] == [202]
+    return [m.body for m in sent if isinstance(m, Request) and m.method == "NOTIFY"]
+
+
+def test_a_blind_transfer_out_is_held_to_the_payers_budget(tmp_path: Path) -> None:
+    # 1002 has spent nothing but its budget has no room for reserve_seconds
+    # of the call: the transfer is refused and the call stays as it was.
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text(budget="100").replace("extensions: {'1001'", "extensions: {'1002'"))
+    wire = LimitWire(load_dialplan(path), wall_clock=WallClock())
+    _, _, to_desk, desk_ok = desk_answers(wire)
+    with structlog.testing.capture_logs() as logs:
+        bodies = refer_out(wire, to_desk, desk_ok)
+    assert wire.to_gateway() == []
+    assert any(body.startswith(b"SIP/2.0 403") for body in bodies), bodies
+    (hit,) = [e for e in logs if e["event"] == "budget_exhausted"]
+    assert (hit["budget"], hit["extension"], hit["outcome"]) == ("extension:1002", "1002", "transfer_refused")
+
+
+def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_payer(
+        tmp_path: Path, migrated: Engine, background: BackgroundWriter) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text(budget="100000").replace("extensions: {'1001'", "extensions: {'1002'"))
+    clock, pending = WallClock(), Pending()
+    recorder = CdrRecorder(CdrWriter(background, "pbx-test", notify=pending))
+    wire = LimitWire(load_dialplan(path), wall_clock=clock, recorder=recorder)
+    invite, answered_to, to_desk, desk_ok = desk_answers(wire)
+    clock.now += 100  # the internal part of the call costs nothing
+    refer_out(wire, to_desk, desk_ok)
+    (placed,) = wire.to_gateway()
+    wire.deliver(answer_200(placed), GW1)
+    (reinvite,) = [m for m in wire.take(PHONE) if isinstance(m, Request) and m.method == "INVITE"]
+    wire.deliver(make_response(reinvite, 200, headers=[("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"),
+                                                       ("content-type", "application/sdp")],
+                               body=b"v=0\r\no=phone 1 2 IN IP4 192.0.2.50\r\n"), PHONE)
+    assert [m.method for m in wire.take(DESK) if isinstance(m, Request) and m.method == "BYE"] == ["BYE"]
+    clock.now += 61
+    wire.deliver(phone_request("BYE", invite, answered_to, 3), PHONE)
+    pending.run(background, wire)
+    (row,) = all_calls(migrated)
+    assert (row["disposition"], row["billsec"], row["destination"]) == ("ANSWERED", 161, NATIONAL)
+    assert (row["cost_minor"], row["tariff"]) == (2400, "vn-national")  # 61 s of the outside leg at 60/60
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 2400
+    assert wire.controller.budgets.holding() == 0
