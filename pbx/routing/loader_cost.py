@@ -215,6 +215,7 @@ def _screening(value: object, lists: dict[str, NumberList]) -> Screening:
         blacklist=tuple(lists[str(name)] for name in value.get("blacklist", [])),
         whitelist=tuple(lists[str(name)] for name in value.get("whitelist", [])),
         whitelist_only=value.get("whitelist_only") is True,
+        announce=value.get("blocked") == "announce",
     )
 
 
