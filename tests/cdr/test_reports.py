@@ -184,3 +184,23 @@ def test_cdr_list_filters_by_disposition_department_class_and_cost(migrated: Eng
     assert who("--department", "Kế toán", "--max-cost", "0") == ["1006"]
     refused = CliRunner().invoke(main, ["cdr", "list", "--db", db_url, "--min-cost", "-5"])
     assert refused.exit_code == 2 and "--min-cost" in refused.output
+
+
+def test_an_employee_sees_their_own_usage(migrated: Engine, db_url: str) -> None:
+    start = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    load(migrated, [
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=2, billsec=90, cost=1800),
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=2, billsec=30, cost=600,
+                call_class="national"),
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=None, billsec=0, cost=None),
+        cdr_row(started_at=start, department="sales", caller="1004", answered_after=2, billsec=600, cost=9000),
+    ])
+    result = CliRunner().invoke(main, ["report", "--extension", "1003", "--by", "class", "--period", "2026-12",
+                                       "--tz", "Asia/Ho_Chi_Minh", "--csv", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.decode("utf-8-sig").splitlines() == [
+        "class,calls,answered,minutes,cost,currency,period",
+        "mobile,2,1,1.50,1800,VND,2026-12",
+        "national,1,1,0.50,600,VND,2026-12",
+        "TOTAL,3,2,2.00,2400,VND,2026-12",
+    ]
