@@ -397,8 +397,9 @@ class Call:
             previous = self.winner
             assert previous is not None
             self.a = previous.session
-            if previous.trunk is not None and self.kept_trunk is None:
-                # The provider's party stays in the call: it is still billed.
+            if previous.trunk is not None and self.kept_trunk is None and previous is not self.transfer_leg:
+                # The provider's party stays in the call: it is still billed
+                # (one a transfer brought in is billed as such already).
                 self.kept_trunk = previous
             if self.anchor is not None:
                 self.anchor_swapped = not self.anchor_swapped

@@ -1062,8 +1062,15 @@ class CallController:
         no room for ``reserve_seconds`` of it. Without this, taking any call
         and transferring it out was a way round every budget."""
         hold = transfer_hold(call.uuid)
-        self.budgets.settle(hold, 0)  # an earlier attempt's hold, if it never joined
-        call.transfer_rate = rate = single_rate(self.plan.billing, decision, action.targets)
+        rate = single_rate(self.plan.billing, decision, action.targets)
+        if call.transfer_leg is not None and rate is not None:
+            # An outside leg a transfer brought in is still on the call (it
+            # stays as the transferee): a second one would go unpriced, or
+            # drop the first's spend. Refused rather than miscounted (the
+            # transfer's refusal is logged as transfer_refused).
+            return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+        self.budgets.settle(hold, 0)  # an earlier attempt's hold: it never joined
+        call.transfer_rate = rate
         priced = decision.mobile if isinstance(decision, RingMember) else decision
         call_class = priced.call_class if isinstance(priced, ToTrunk) else None
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:

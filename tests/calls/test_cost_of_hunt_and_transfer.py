@@ -157,13 +157,9 @@ def test_a_blind_transfer_out_is_held_to_the_payers_budget(tmp_path: Path) -> No
     assert (hit["budget"], hit["extension"], hit["outcome"]) == ("extension:1002", "1002", "transfer_refused")
 
 
-def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_payer(
-        tmp_path: Path, migrated: Engine, background: BackgroundWriter) -> None:
-    path = tmp_path / "plan.yaml"
-    path.write_text(plan_text(budget="100000").replace("extensions: {'1001'", "extensions: {'1002'"))
-    clock, pending = WallClock(), Pending()
-    recorder = CdrRecorder(CdrWriter(background, "pbx-test", notify=pending))
-    wire = LimitWire(load_dialplan(path), wall_clock=clock, recorder=recorder)
+def joined_outside(wire: LimitWire, clock: WallClock) -> tuple[Request, str]:
+    """1001 calls 1002, they talk 100 s, 1002 transfers 1001 to a national
+    number and its leg joins: (1001's INVITE, the To it was answered with)."""
     invite, answered_to, to_desk, desk_ok = desk_answers(wire)
     clock.now += 100  # the internal part of the call costs nothing
     refer_out(wire, to_desk, desk_ok)
@@ -174,6 +170,21 @@ def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_pa
                                                        ("content-type", "application/sdp")],
                                body=b"v=0\r\no=phone 1 2 IN IP4 192.0.2.50\r\n"), PHONE)
     assert [m.method for m in wire.take(DESK) if isinstance(m, Request) and m.method == "BYE"] == ["BYE"]
+    return invite, answered_to
+
+
+def transfer_plan(tmp_path: Path, budget: str) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text(budget=budget).replace("extensions: {'1001'", "extensions: {'1002'"))
+    return path
+
+
+def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_payer(
+        tmp_path: Path, migrated: Engine, background: BackgroundWriter) -> None:
+    clock, pending = WallClock(), Pending()
+    recorder = CdrRecorder(CdrWriter(background, "pbx-test", notify=pending))
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock, recorder=recorder)
+    invite, answered_to = joined_outside(wire, clock)
     clock.now += 61
     wire.deliver(phone_request("BYE", invite, answered_to, 3), PHONE)
     pending.run(background, wire)
@@ -182,3 +193,24 @@ def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_pa
     assert (row["cost_minor"], row["tariff"]) == (2400, "vn-national")  # 61 s of the outside leg at 60/60
     assert wire.controller.budgets.spent("extension:1002", "2026-12") == 2400
     assert wire.controller.budgets.holding() == 0
+
+
+def test_a_second_transfer_out_is_refused_and_the_first_stays_priced(tmp_path: Path) -> None:
+    # The outside party a transfer brought in stays on the call whoever
+    # transfers next: a second outside leg would go unpriced, so it is refused.
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    invite, answered_to = joined_outside(wire, clock)
+    refer = phone_request("REFER", invite, answered_to, 3)
+    with structlog.testing.capture_logs() as logs:
+        wire.deliver(replace(refer, headers=(*refer.headers, ("refer-to", "<sip:0287654321@pbx.example.com>"),
+                                             ("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"))), PHONE)
+    notified = [m.body for m in wire.take(PHONE) if isinstance(m, Request) and m.method == "NOTIFY"]
+    assert any(body.startswith(b"SIP/2.0 403") for body in notified), notified
+    assert wire.to_gateway() == []
+    assert [e["reason"] for e in logs if e["event"] == "transfer_refused"] == ["second_transfer_out"]
+    clock.now += 60
+    wire.deliver(phone_request("BYE", invite, answered_to, 4), PHONE)
+    (ended,) = wire.recorder.ended
+    assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (1200, "vn-national")
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 1200
