@@ -469,6 +469,9 @@ class Call:
         others = [s for s in (self.a, self.winner.session if self.winner is not None else None)
                   if s is not None and s is not session]
         if self.winner is not None and self.winner.session is session:
+            if self.winner.trunk is not None and self.kept_trunk is None:
+                # Its provider's party was on this call until now: billed so far.
+                self.kept_trunk = self.winner
             self.winner = None
         self.retire(session)  # never hung up from here
         self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, reason)

@@ -64,6 +64,7 @@ from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, 
                                 queue_hunt)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
+from pbx.routing.tariffs import Rate
 from pbx.routing.voicemail import MailboxSettings
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
@@ -1079,13 +1080,39 @@ class CallController:
         hit = self.budgets.admit(hold, charges, rate.tariff.cost(self.plan.budgets.reserve_seconds))
         if hit is None:
             return action
+        call.transfer_rate = None
+        return self._transfer_budget_refusal(call, payer, hit, rate, call_class)
+
+    def _transfer_budget_refusal(self, call: Call, payer: Extension, hit: BudgetHit, rate: Rate,
+                                 call_class: str | None) -> End:
         log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=payer.number,
                     budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,
                     spent=hit.spent, reserved=hit.reserved, needed=hit.needed, tariff=rate.tariff.id,
                     call_class=call_class, outcome="transfer_refused")
-        call.transfer_rate = None
         return budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
                               rate.money(hit.budget.limit))
+
+    def take_over_priced(self, call: Call, other: Call, payer: Extension) -> End | None:
+        """An attended transfer is about to take ``other``'s answered trunk
+        leg into ``call``: from then on that leg is priced on ``call`` by the
+        tariff it was placed with and held against ``payer``'s budgets like
+        a blind transfer out (``other`` is billed up to the hand-over). The
+        refusal, or None."""
+        rate, winner = other.rate, other.winner
+        if rate is None or winner is None or winner.trunk is None or rate.tariff.free:
+            return None
+        if call.transfer_leg is not None:
+            return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+        hold = transfer_hold(call.uuid)
+        self.budgets.settle(hold, 0)  # an earlier attempt's hold: it never joined
+        call.transfer_rate = None
+        if other.call_class not in FREE_CLASSES:
+            hit = self.budgets.admit(hold, self._charges(call, payer),
+                                     rate.tariff.cost(self.plan.budgets.reserve_seconds))
+            if hit is not None:
+                return self._transfer_budget_refusal(call, payer, hit, rate, other.call_class)
+        call.transfer_rate = rate
+        return None
 
     def _price_unbudgeted(self, call: Call, action: RingTargets, decision: Decision) -> None:
         """Price the trunk legs no budget step priced: a hunt group's outside

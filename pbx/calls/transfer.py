@@ -240,6 +240,10 @@ def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: floa
                      reason=verdict.reason, rule=verdict.rule)
             _refused(call, transfer, 403, verdict.reason)
             return
+        refused = controller.take_over_priced(call, other, payer)
+        if refused is not None:
+            _refused(call, transfer, refused.status, refused.reason)
+            return
     transfer.target = number
     transfer.leg = transfer.taken = leg
     controller.adopt(call, leg.session)

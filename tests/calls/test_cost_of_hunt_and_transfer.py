@@ -174,8 +174,13 @@ def joined_outside(wire: LimitWire, clock: WallClock) -> tuple[Request, str]:
 
 
 def transfer_plan(tmp_path: Path, budget: str) -> Path:
+    """The budget is 1002's; the number plan knows the country, so a leg's
+    E.164 target (what an attended transfer checks) is understood."""
     path = tmp_path / "plan.yaml"
-    path.write_text(plan_text(budget=budget).replace("extensions: {'1001'", "extensions: {'1002'"))
+    path.write_text(plan_text(budget=budget).replace("extensions: {'1001'", "extensions: {'1002'").replace(
+        "  vietnam:\n    - {pattern: \"11[345]\"",
+        "  vietnam:\n   country_code: \"84\"\n   national_prefix: \"0\"\n   entries:\n"
+        "    - {pattern: \"11[345]\""))
     return path
 
 
@@ -214,3 +219,43 @@ def test_a_second_transfer_out_is_refused_and_the_first_stays_priced(tmp_path: P
     (ended,) = wire.recorder.ended
     assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (1200, "vn-national")
     assert wire.controller.budgets.spent("extension:1002", "2026-12") == 1200
+
+
+def test_an_attended_transfer_out_bills_the_consultation_and_the_rest_to_the_payer(tmp_path: Path) -> None:
+    # 1001 calls 1002; 1002 consults a national number from its own line
+    # (the second call), then joins 1001 to it with REFER/Replaces in the
+    # first call. The consultation is billed until the hand-over, the first
+    # call from then on, both to 1002 (before, neither cost anything).
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    invite, answered_to, to_desk, desk_ok = desk_answers(wire)
+    clock.now += 100
+    consult = dial(wire, NATIONAL, user="1002")
+    (placed,) = wire.to_gateway()
+    wire.deliver(answer_200(placed), GW1)
+    consult_ok = final(wire, consult)
+    assert consult_ok is not None and consult_ok.status == 200
+    wire.deliver(phone_request("ACK", consult, consult_ok.get("to") or "", 3), PHONE)
+    clock.now += 20
+    pbx_tag = (consult_ok.get("to") or "").split("tag=")[1]
+    replaces = f"{consult.call_id}%3Bto-tag%3D{pbx_tag}%3Bfrom-tag%3Dph2"
+    wire.deliver(desk_request("REFER", to_desk, desk_ok, 2, (
+        ("refer-to", f"<sip:{NATIONAL}@pbx.example.com?Replaces={replaces}>"),)), DESK)
+    (fetch,) = [m for m in wire.take(GW1) if isinstance(m, Request) and m.method == "INVITE"]
+    assert fetch.call_id == placed.call_id and fetch.body == b""
+    wire.deliver(make_response(fetch, 200, headers=[("contact", "<sip:provider@198.51.100.1:5070>"),
+                                                    ("content-type", "application/sdp")],
+                               body=b"v=0\r\no=provider 1 2 IN IP4 198.51.100.1\r\n"), GW1)
+    (reinvite,) = [m for m in wire.take(PHONE) if isinstance(m, Request) and m.method == "INVITE"]
+    assert reinvite.call_id == invite.call_id
+    wire.deliver(make_response(reinvite, 200, headers=[("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"),
+                                                       ("content-type", "application/sdp")],
+                               body=b"v=0\r\no=phone 1 2 IN IP4 192.0.2.50\r\n"), PHONE)
+    (consultation,) = wire.recorder.ended
+    assert (consultation.reason, consultation.cost) == ("transferred", 1200)  # 20 s: one started minute
+    clock.now += 61
+    wire.deliver(phone_request("BYE", invite, answered_to, 3), PHONE)
+    first = [c for c in wire.recorder.ended if c is not consultation]
+    assert [(c.cost, c.rate.tariff.id if c.rate else None) for c in first] == [(2400, "vn-national")]
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 3600
+    assert wire.controller.budgets.holding() == 0
