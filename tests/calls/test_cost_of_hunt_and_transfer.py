@@ -21,9 +21,9 @@ from pbx.routing.loader import load_dialplan
 from pbx.sip.message import Request, Response, make_request, make_response
 from pbx.store.writer import BackgroundWriter
 from tests.calls.test_cost_and_budgets import NATIONAL, Pending, WallClock, background, hang_up, plan_text
-from tests.calls.test_outside_call_limits import DESK, LimitWire, dial, final, phone_request
+from tests.calls.test_outside_call_limits import CHAU_DESK, DESK, LimitWire, dial, final, phone_request
 from tests.cdr.conftest import all_calls, db_url, engine, migrated
-from tests.trunks.test_trunk_calls import GW1, PBX, PHONE, answer_200
+from tests.trunks.test_trunk_calls import GW1, PBX, PHONE, answer_200, provider_invite
 
 __all__ = ["background", "db_url", "engine", "migrated"]
 
@@ -258,4 +258,41 @@ def test_an_attended_transfer_out_bills_the_consultation_and_the_rest_to_the_pay
     first = [c for c in wire.recorder.ended if c is not consultation]
     assert [(c.cost, c.rate.tariff.id if c.rate else None) for c in first] == [(2400, "vn-national")]
     assert wire.controller.budgets.spent("extension:1002", "2026-12") == 3600
+    assert wire.controller.budgets.holding() == 0
+
+
+def test_a_call_from_the_trunk_overflowing_to_an_outside_number_is_priced(tmp_path: Path) -> None:
+    # Nobody's extension places the overflow leg (the caller is outside),
+    # so no budget pays for it; the company still does, and the CDR says so.
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text() + """\
+hunt_groups:
+  "710":
+    name: Night line
+    department: sales
+    members: ["1003"]
+    member_seconds: 5
+    total_seconds: 5
+    overflow: {no_answer: {number: "0912000009"}}
+inbound:
+  "+842873000100": {hunt_group: "710"}
+""")
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(path), wall_clock=clock)
+    incoming = provider_invite("+842873000100")
+    wire.deliver(incoming, GW1)
+    assert [m.method for m in wire.take(CHAU_DESK) if isinstance(m, Request)] == ["INVITE"]
+    wire.advance(6)  # 1003 does not answer: the group's no_answer overflow
+    (placed,) = [invite for invite in wire.to_gateway() if invite.call_id != incoming.call_id]
+    assert placed.uri.startswith("sip:+84912000009@")
+    wire.deliver(answer_200(placed), GW1)
+    (ok,) = [r for r in wire.responses_to(GW1) if r.call_id == incoming.call_id and r.status == 200]
+    clock.now += 61
+    bye = make_request("BYE", "sip:pbx@192.0.2.1:5060", [
+        ("via", f"SIP/2.0/UDP {GW1.host}:{GW1.port};branch=z9hG4bKprovbye"), ("max-forwards", "70"),
+        ("from", incoming.get("from") or ""), ("to", ok.get("to") or ""), ("call-id", incoming.call_id),
+        ("cseq", "2 BYE")])
+    wire.deliver(bye, GW1)
+    (ended,) = wire.recorder.ended
+    assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (2400, "vn-national")
     assert wire.controller.budgets.holding() == 0
