@@ -250,7 +250,7 @@ class CallController:
         new leg showing ``transferee`` as the caller."""
         request = CallRequest(caller=payer, dialled=dialled, at=self._at(), caller_number=payer.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("transfer_routed", call_id=call.a_call_id, uuid=call.uuid, payer=payer.number, dialled=dialled,
                  decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -701,7 +701,7 @@ class CallController:
             return End(status=482, disposition=Disposition.FAILED, reason="forward_limit", phrase="Loop Detected")
         request = CallRequest(caller=extension, dialled=target, at=self._at(), caller_number=extension.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("call_forwarded", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
                  condition=condition, target=target, decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -1141,6 +1141,18 @@ class CallController:
             for key in session.keys:
                 if self.by_key.get(key, (call,))[0] is call:
                     self.by_key.pop(key, None)
+
+
+def _no_code_now(decision: Decision) -> Decision:
+    """A leg the PBX places on someone's behalf (a transfer, a forward)
+    that routing says needs an account code: nobody is there to key one,
+    so it is a number the payer may not dial (403, the transferor's
+    sipfrag), never a call placed without the code."""
+    if not isinstance(decision, CodeRequired):
+        return decision
+    return Reject(status=403, reason=decision.barred or "account_code_required", rule=decision.rule,
+                  call_class=decision.call_class, steps=decision.steps,
+                  detail="an account code would be needed and cannot be asked for here")
 
 
 def _is_sips(request: Request) -> bool:
