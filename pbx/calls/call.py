@@ -230,6 +230,8 @@ class Call:
     """The tariff its trunk leg is priced by, fixed when the call is placed."""
     cost: int | None = None
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
+    priced_from: float | None = None
+    """When the priced leg began, if later than the answer (a transfer out)."""
     shared_hold: bool = False
     """It asked the shared store for a budget reservation (released at the end)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
@@ -1152,6 +1154,7 @@ class Call:
         rate, winner, answered_at = self.rate, self.winner, self.answered_at
         if rate is None or winner is None or winner.trunk is None or answered_at is None:
             return None
+        answered_at = max(answered_at, self.priced_from or answered_at)
         billsec = whole_seconds(_utc(max(ended_at, answered_at)) - _utc(answered_at))
         return rate.tariff.cost(billsec)
 

@@ -264,6 +264,12 @@ class CallController:
                            call.a_call_id, hunting, transfer=True)
         if isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_limits(call, payer, action)
+        if isinstance(action, RingTargets) and action.hunt is None and call.rate is None:
+            # A call not priced yet (internal, or in from a trunk) that the
+            # transfer takes out: priced, and held to the payer's budgets,
+            # as a call the payer places (pbx.calls.transfer undoes both if
+            # the transfer does not happen).
+            action = self._within_budget(call, payer, action, decision)
         return action
 
     def dialog_for(self, call_id: str, to_tag: str, from_tag: str) -> tuple[Call, InviteSession] | None:

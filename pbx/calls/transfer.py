@@ -92,6 +92,9 @@ class CallTransfer:
     fetch: _Fetch | None = None
     taken: Leg | None = None
     """Attended: the target's leg taken over from the other call."""
+    priced: bool = False
+    """Blind, to an outside number: this transfer priced the call and
+    reserved from the payer's budgets (see :func:`_unpriced`)."""
 
     @property
     def legs(self) -> list[Leg]:
@@ -185,7 +188,9 @@ def _notify(session: InviteSession, status: int, reason: str | None = None) -> N
 def _blind(call: Call, transfer: CallTransfer, transferee: Caller, now: float) -> None:
     payer = call.payer(transfer.side)
     assert payer is not None
+    unpriced = call.rate is None
     action = call.controller.plan_transfer(call, payer, transferee, transfer.target)
+    transfer.priced = unpriced and call.rate is not None
     if isinstance(action, End):
         _refused(call, transfer, action.status, action.reason)
         return
@@ -252,11 +257,21 @@ def _refused(call: Call, transfer: CallTransfer, status: int, reason: str) -> No
     """The transfer cannot be done: the transferor hears why, the call goes on."""
     log.info("transfer_refused", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind, status=status,
              reason=reason, target=transfer.target)
+    _unpriced(call, transfer)
     call.transfer_done(transfer)
     if not transfer.transferor_gone:
         _notify(transfer.transferor, status)
     else:
         call.end_by_pbx(f"transfer_{reason}", call.controller.now, status=200)
+
+
+def _unpriced(call: Call, transfer: CallTransfer) -> None:
+    """The transfer that priced the call did not happen: the call is as it
+    was, unpriced, and the payer's budgets hold nothing for it."""
+    if transfer.priced:
+        transfer.priced = False
+        call.rate = None
+        call.controller.budgets.settle(call.uuid, 0)
 
 
 def _failed(call: Call, transfer: CallTransfer, result: Outcome, now: float) -> None:
@@ -385,6 +400,9 @@ def _complete(call: Call, transfer: CallTransfer) -> None:
         transfer.transferor.hangup()
         call.retire(transfer.transferor)
     call.transfer_done(transfer)
+    if transfer.priced:
+        # The outside leg is paid from the target's answer, not the call's.
+        call.priced_from = call.controller.wall()
     call.transferred(transfer.kind, transfer.side, transfer.transferor_number, transfer.target, leg)
     log.info("transfer_completed", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind,
              transferor=transfer.transferor_number, target=transfer.target)

@@ -21,17 +21,22 @@ from .harness import (
     BOB,
     DOMAIN,
     PASSWORDS,
+    SDP,
+    AnsweredCall,
     Harness,
     ack_text,
     answer_call,
+    from_alice,
     from_bob,
     place_call,
     requests,
+    response_text,
     responses,
 )
 
 GATEWAY = Peer("udp", "127.0.0.1", 5080)
 MOBILE = "0912345678"
+SDP_MOBILE = SDP.replace(b"o=- 1 1", b"o=gw 3 3").replace(b"40000", b"40600")
 PLAN = f"""\
 domain: {DOMAIN}
 voicemail: {{enabled: false}}
@@ -99,3 +104,66 @@ def test_a_forward_that_would_need_a_code_is_refused_403(tmp_path: Path) -> None
     (ended,) = h.recorder.ended
     assert ended.reason == "forward_mobile_not_allowed"
     assert ended.transfers == [f"forward always 2002 -> {MOBILE}"]
+
+
+PRICED = PLAN.replace(
+    "  ops: {name: Ops, class_of_service: internal_only, account_codes: restricted}",
+    "  ops: {name: Ops, class_of_service: mobiles}",
+).replace(
+    '  internal_only: {description: "No outside calls"}',
+    '  internal_only: {description: "No outside calls"}\n  mobiles: {allow: [mobile]}',
+) + """\
+billing:
+  currency: VND
+  tariffs:
+    - {id: mobile, classes: [mobile], per_minute: "1200", increment: 60/60}
+budgets: {reserve_seconds: 180, extensions: {"2002": "BUDGET"}}
+"""
+
+
+def bob_transfers_alice_to_a_mobile(h: Harness) -> tuple[list[Message], AnsweredCall]:
+    call = answer_call(h, a_headers=[], b_headers=[])
+    h.deliver(ack_text(call), ALICE)
+    h.take(ALICE)
+    h.take(BOB)
+    h.deliver(from_bob("REFER", call.b_invite, 1, headers=[f"Refer-To: <sip:{MOBILE}@{DOMAIN}>"]), BOB)
+    return h.take(BOB), call
+
+
+def test_a_transfer_out_is_held_to_the_transferors_budget(tmp_path: Path) -> None:
+    # Bob may dial mobiles, but his budget has no room for one (a mobile
+    # call holds 3 minutes, 3,600, against 1,000): his transfer of Alice
+    # to a mobile must not place it on nobody's bill.
+    h = harness(tmp_path, PRICED.replace("BUDGET", "1000"))
+    to_bob, _ = bob_transfers_alice_to_a_mobile(h)
+    assert sipfrags(to_bob) == [b"SIP/2.0 100 Trying\r\n", b"SIP/2.0 403 Forbidden\r\n"]
+    assert requests(h.take(GATEWAY), "INVITE") == []
+
+
+def test_a_transfer_out_is_priced_from_the_targets_answer_and_charged_to_the_transferor(tmp_path: Path) -> None:
+    h = harness(tmp_path, PRICED.replace("BUDGET", "100000"))
+    h.advance(600)  # Alice and Bob talk ten minutes first: internal, free
+    to_bob, call = bob_transfers_alice_to_a_mobile(h)
+    assert sipfrags(to_bob) == [b"SIP/2.0 100 Trying\r\n"]
+    (placed,) = requests(h.take(GATEWAY), "INVITE")
+    h.deliver(response_text(placed, 200, to_tag="gw", body=SDP_MOBILE, contact=GATEWAY), GATEWAY)
+    (reinvite,) = requests(h.take(ALICE), "INVITE")
+    h.deliver(response_text(reinvite, 200, to_tag="alice", body=SDP, contact=ALICE), ALICE)
+    h.take(BOB)
+    h.advance(61)  # Alice talks to the mobile for 61 s: two minutes at 60/60
+    h.deliver(from_alice("BYE", call.a_ok, 3), ALICE)
+    (ended,) = h.recorder.ended
+    assert ended.transfers == [f"blind 2002 -> {MOBILE}"]
+    assert ended.cost == 2400 and ended.rate is not None and ended.rate.tariff.id == "mobile"
+    budget = h.plan.budgets.find("extension", "2002")
+    assert budget is not None
+    assert sum(h.controller.budgets.spent(budget.key, period) for period in _periods(h)) == 2400
+
+
+def _periods(h: Harness) -> set[str]:
+    from datetime import datetime, timezone
+
+    from pbx.routing.budgets import period_of
+
+    wall = h.controller.wall()
+    return {period_of(datetime.fromtimestamp(wall, timezone.utc), h.plan.budgets.period, h.plan.timezone).label}
