@@ -588,11 +588,12 @@ class CallController:
         held to the outside-call caps of whoever pays: the caller, or the
         extension whose forward placed it (``payer``)."""
         wall = self.wall()
-        if isinstance(decision, Ring):
-            call.destination = decision.extension.number
-            redirect = self._redirect(call, decision.extension, wall)
+        callee = _one_extension(decision)
+        if callee is not None:
+            call.destination = callee.number
+            redirect = self._redirect(call, callee, wall)
             if redirect is not None:
-                return self._or_voicemail(decision.extension, redirect)
+                return self._or_voicemail(callee, redirect)
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
@@ -618,17 +619,16 @@ class CallController:
             action = self._within_budget(call, payer, action, decision)
         if isinstance(action, AnswerConference):
             return conference.refused(self, call, action) or action
-        if isinstance(decision, Ring) and isinstance(action, RingTargets):
-            forward = self.features.settings(decision.extension).forward
+        if callee is not None and isinstance(action, RingTargets):
+            forward = self.features.settings(callee).forward
             if forward.busy is not None or forward.no_answer is not None:
-                action = replace(action, forward=ForwardOnFail(decision.extension.number, forward.busy,
-                                                               forward.no_answer))
-            mailbox = self._mailbox(decision.extension)
+                action = replace(action, forward=ForwardOnFail(callee.number, forward.busy, forward.no_answer))
+            mailbox = self._mailbox(callee)
             if mailbox is not None:
                 ring = float(mailbox.ring_seconds) if mailbox.ring_seconds is not None else action.ring_timeout
-                action = replace(action, voicemail=decision.extension.number, ring_timeout=ring)
-        if isinstance(decision, Ring):
-            action = self._or_voicemail(decision.extension, action)
+                action = replace(action, voicemail=callee.number, ring_timeout=ring)
+        if callee is not None:
+            action = self._or_voicemail(callee, action)
         return action
 
     def _mailbox(self, extension: Extension) -> MailboxSettings | None:
@@ -1147,6 +1147,18 @@ class CallController:
             for key in session.keys:
                 if self.by_key.get(key, (call,))[0] is call:
                     self.by_key.pop(key, None)
+
+
+def _one_extension(decision: Decision) -> Extension | None:
+    """The one extension ``decision`` rings, whose forwards, do not disturb,
+    call limit and mailbox apply: a call to it, or a group co-member's call
+    to its desk alone (a member with a mobile as well rings as the group
+    says)."""
+    if isinstance(decision, Ring):
+        return decision.extension
+    if isinstance(decision, RingMember) and decision.mobile is None:
+        return decision.extension
+    return None
 
 
 def _no_code_now(decision: Decision) -> Decision:
