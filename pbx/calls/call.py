@@ -232,6 +232,9 @@ class Call:
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
     priced_from: float | None = None
     """When the priced leg began, if later than the answer (a transfer out)."""
+    billed_to: Extension | None = None
+    """Who pays when not the caller: the extension whose forward (or
+    transfer, or mailbox call-back) took the call out through a trunk."""
     shared_hold: bool = False
     """It asked the shared store for a budget reservation (released at the end)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None

@@ -610,6 +610,7 @@ class CallController:
             return sips_not_allowed(self.plan.domain)
         action = plan_call(decision, caller, self.plan, contacts,
                            call.a_call_id, hunting, transfer=transfer or payer is not None)
+        on_behalf = payer is not None
         payer = payer or call.caller
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             # A hunt group's outside members go out with the group's rights,
@@ -617,6 +618,9 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+            if on_behalf and isinstance(action, RingTargets) and any(
+                    isinstance(target, TrunkTarget) for target in action.targets):
+                call.billed_to = payer  # the CDR's billed_to: reports and budgets count it there
         if isinstance(action, AnswerConference):
             return conference.refused(self, call, action) or action
         if callee is not None and isinstance(action, RingTargets):

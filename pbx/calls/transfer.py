@@ -403,6 +403,8 @@ def _complete(call: Call, transfer: CallTransfer) -> None:
     if transfer.priced:
         # The outside leg is paid from the target's answer, not the call's.
         call.priced_from = call.controller.wall()
+    if leg.trunk is not None:
+        call.billed_to = call.payer(transfer.side)  # the CDR's billed_to: the transferor pays
     call.transferred(transfer.kind, transfer.side, transfer.transferor_number, transfer.target, leg)
     log.info("transfer_completed", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind,
              transferor=transfer.transferor_number, target=transfer.target)

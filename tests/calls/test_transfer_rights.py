@@ -155,6 +155,7 @@ def test_a_transfer_out_is_priced_from_the_targets_answer_and_charged_to_the_tra
     (ended,) = h.recorder.ended
     assert ended.transfers == [f"blind 2002 -> {MOBILE}"]
     assert ended.cost == 2400 and ended.rate is not None and ended.rate.tariff.id == "mobile"
+    assert ended.billed_to is not None and ended.billed_to.number == "2002"  # the CDR's billed_to
     budget = h.plan.budgets.find("extension", "2002")
     assert budget is not None
     assert sum(h.controller.budgets.spent(budget.key, period) for period in _periods(h)) == 2400
@@ -167,3 +168,4 @@ def _periods(h: Harness) -> set[str]:
 
     wall = h.controller.wall()
     return {period_of(datetime.fromtimestamp(wall, timezone.utc), h.plan.budgets.period, h.plan.timezone).label}
+
