@@ -1,8 +1,9 @@
 """Forwards, do not disturb and call waiting's limit hold for a caller in
 the same short-number group as the callee: routing makes that call a
 member call (RingMember), which used to ring the desk past all three.
-On the in-memory wire, with the plan of tests/calls/test_transfer_rights.py
-plus a group of Alice (2001) and Bob (2002)."""
+And a forward to a hunt group rings its members. On the in-memory wire,
+with the plan of tests/calls/test_transfer_rights.py plus a group of
+Alice (2001) and Bob (2002)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,15 @@ def bob(fields: str) -> str:
 
 def finals(h: Harness) -> list[int]:
     return [r.status for r in responses(h.take(ALICE), "INVITE") if r.status >= 200]
+
+
+def test_a_forward_to_a_hunt_group_rings_its_members(tmp_path: Path) -> None:
+    plan = PLAN.replace("password: bob-secret-2002}", "password: bob-secret-2002, forward: {always: '700'}}") \
+        .replace("extensions:\n", "extensions:\n  2003: {name: Carol, department: ops, password: carol-secret-2003}\n") \
+        + 'hunt_groups:\n  "700": {name: Front desk, strategy: ring_all, members: ["2003"], member_seconds: 20}\n'
+    h = harness(tmp_path, plan)
+    h.register("2003", CAROL)
+    place_call(h)
+    assert requests(h.take(BOB), "INVITE") == [] and len(requests(h.take(CAROL), "INVITE")) == 1
+    (call,) = h.recorder.started
+    assert call.transfers == ["forward always 2002 -> 700"]
