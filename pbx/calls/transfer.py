@@ -93,8 +93,8 @@ class CallTransfer:
     taken: Leg | None = None
     """Attended: the target's leg taken over from the other call."""
     priced: bool = False
-    """Blind, to an outside number: this transfer priced the call and
-    reserved from the payer's budgets (see :func:`_unpriced`)."""
+    """To an outside number: this transfer priced the call (blind: and
+    reserved from the payer's budgets; see :func:`_unpriced`)."""
 
     @property
     def legs(self) -> list[Leg]:
@@ -247,6 +247,10 @@ def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: floa
             return
     transfer.target = number
     transfer.leg = transfer.taken = leg
+    if leg.trunk is not None and call.rate is None and other.rate is not None:
+        # The consultation went out through a trunk: its row is priced up to
+        # the join, and the rest, now this call's, at the same rate.
+        call.rate, transfer.priced = other.rate, True
     controller.adopt(call, leg.session)
     other.hand_over(leg.session, into=call)
     fetch = transfer.fetch = _Fetch()

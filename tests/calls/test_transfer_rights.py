@@ -33,6 +33,7 @@ from .harness import (
     response_text,
     responses,
 )
+from .test_transfer import bob_calls
 
 GATEWAY = Peer("udp", "127.0.0.1", 5080)
 MOBILE = "0912345678"
@@ -169,3 +170,29 @@ def _periods(h: Harness) -> set[str]:
     wall = h.controller.wall()
     return {period_of(datetime.fromtimestamp(wall, timezone.utc), h.plan.budgets.period, h.plan.timezone).label}
 
+
+
+def test_an_attended_transfer_to_a_mobile_is_priced_for_the_rest_of_the_call(tmp_path: Path) -> None:
+    # Alice calls Bob (internal, free); Bob consults a mobile (his own call,
+    # priced on its own row) and joins Alice to it: the rest of Alice's
+    # call is the mobile's, priced from the join and billed to Bob.
+    h = harness(tmp_path, PRICED.replace("BUDGET", "100000"))
+    call = answer_call(h, a_headers=[], b_headers=[])
+    h.deliver(ack_text(call), ALICE)
+    h.take(ALICE)
+    h.take(BOB)
+    h.advance(300)
+    consult = bob_calls(h, MOBILE, GATEWAY, SDP_MOBILE, from_tag="bobm")
+    replaces = f"{consult.call_id}%3Bto-tag%3D{consult.pbx_tag}%3Bfrom-tag%3Dbobm"
+    h.deliver(from_bob("REFER", call.b_invite, 1, headers=[f"Refer-To: <sip:{MOBILE}@{DOMAIN}?Replaces={replaces}>"]),
+              BOB)
+    (fetch,) = requests(h.take(GATEWAY), "INVITE")
+    h.deliver(response_text(fetch, 200, to_tag="gw", body=SDP_MOBILE, contact=GATEWAY), GATEWAY)
+    (reinvite,) = requests(h.take(ALICE), "INVITE")
+    h.deliver(response_text(reinvite, 200, to_tag="alice", body=SDP, contact=ALICE), ALICE)
+    h.take(BOB)
+    h.advance(61)
+    h.deliver(from_alice("BYE", call.a_ok, 3), ALICE)
+    main = [c for c in h.recorder.ended if c.a_call_id == "c1"][0]
+    assert main.transfers == [f"attended 2002 -> {MOBILE}"]
+    assert main.cost == 2400 and main.billed_to is not None and main.billed_to.number == "2002"
