@@ -34,18 +34,8 @@ from pbx.sip.message import Message, Request, Response  # noqa: E402
 from pbx.sip.parser import parse_message  # noqa: E402
 from pbx.sip.transaction import build_non_2xx_ack  # noqa: E402
 from tests.presence.agent import DOMAIN, Agent, dialog_info, dialog_states  # noqa: E402
+from tests.e2e.test_forward_restart import PASSWORDS, PLAN, SDP  # noqa: E402
 from tests.server import run_server  # noqa: E402
-
-PASSWORDS = {"2001": "alice-secret-2001", "2002": "bob-secret-2002", "2003": "carol-secret-2003"}
-PLAN = f"""\
-domain: {DOMAIN}
-voicemail: {{enabled: false}}
-departments:
-  ops: {{name: Operations}}
-extensions:
-""" + "".join(f"  {n}: {{name: U{n}, department: ops, password: {p}, max_calls: 100}}\n" for n, p in PASSWORDS.items())
-SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-       b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 
 
 def wait_for(agents: list[Agent], want: dict[str, tuple[type[Message], str]],
