@@ -189,11 +189,13 @@ class BudgetLedger:
         crossed: list[Crossed] = []
         for charge in hold.charges:
             slot = (charge.budget.key, charge.period)
-            left = self._reserved[slot] - hold.amount
+            # A hold of nothing (Controller.charge_later) may find its slot
+            # gone: another call's settlement emptied it.
+            left = self._reserved.get(slot, 0) - hold.amount
             if left:
                 self._reserved[slot] = left
             else:
-                del self._reserved[slot]
+                self._reserved.pop(slot, None)
             if cost:
                 self._seq += 1
                 self._local.append((self._seq, slot, cost))

@@ -232,6 +232,9 @@ class Call:
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
     priced_from: float | None = None
     """When the priced leg began, if later than the answer (a transfer out)."""
+    handed: Leg | None = None
+    """The answered leg an attended transfer took into another call: this
+    call's cost runs up to the join on it."""
     billed_to: Extension | None = None
     """Who pays when not the caller: the extension whose forward (or
     transfer, or mailbox call-back) took the call out through a trunk."""
@@ -453,7 +456,7 @@ class Call:
         others = [s for s in (self.a, self.winner.session if self.winner is not None else None)
                   if s is not None and s is not session]
         if self.winner is not None and self.winner.session is session:
-            self.winner = None
+            self.handed, self.winner = self.winner, None
         self.retire(session)  # never hung up from here
         self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, reason)
         log.info("call_ended", call_id=self.a_call_id, uuid=self.uuid, side="transfer", into=into.uuid)
@@ -1154,7 +1157,7 @@ class Call:
         """What the call cost: priced only when a leg through a trunk
         answered (a group member's desk answering costs nothing), on the
         billsec its CDR will show."""
-        rate, winner, answered_at = self.rate, self.winner, self.answered_at
+        rate, winner, answered_at = self.rate, self.winner or self.handed, self.answered_at
         if rate is None or winner is None or winner.trunk is None or answered_at is None:
             return None
         answered_at = max(answered_at, self.priced_from or answered_at)

@@ -1029,12 +1029,9 @@ class CallController:
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
             return action
         settings = self.plan.budgets
-        budgets = budgets_for(self.plan, caller)
-        if not budgets:
+        charges = self._charges(call, caller)
+        if not charges:
             return action
-        started = datetime.fromtimestamp(call.started_at, timezone.utc)
-        period = period_of(started, settings.period, self.plan.timezone).label
-        charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
         amount = rate.tariff.cost(settings.reserve_seconds)
         hit = self.budgets.admit(call.uuid, charges, amount)
         if hit is None:
@@ -1047,6 +1044,27 @@ class CallController:
                 action.hold or SharedHold(), charges=charges, amount=amount,
                 refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
         return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _charges(self, call: Call, payer: Extension) -> tuple[Charge, ...]:
+        """What ``call`` is charged to: ``payer``'s budgets in the period the
+        call started in."""
+        settings = self.plan.budgets
+        started = datetime.fromtimestamp(call.started_at, timezone.utc)
+        period = period_of(started, settings.period, self.plan.timezone).label
+        return tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b))
+                     for b in budgets_for(self.plan, payer))
+
+    def charge_later(self, call: Call, payer: Extension) -> None:
+        """Count ``call``'s cost against ``payer``'s budgets when it ends,
+        nothing held before: an outside leg already placed (an attended
+        transfer's consultation) became this call's. A budget already over
+        its limit holds nothing (the leg was allowed when it was placed)."""
+        rate = call.rate
+        if rate is None or rate.tariff.free or call.call_class in FREE_CLASSES:
+            return
+        charges = self._charges(call, payer)
+        if charges:
+            self.budgets.admit(call.uuid, charges, 0)
 
     def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
                         call_class: str | None) -> Action:

@@ -251,6 +251,7 @@ def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: floa
         # The consultation went out through a trunk: its row is priced up to
         # the join, and the rest, now this call's, at the same rate.
         call.rate, transfer.priced = other.rate, True
+        controller.charge_later(call, payer)
     controller.adopt(call, leg.session)
     other.hand_over(leg.session, into=call)
     fetch = transfer.fetch = _Fetch()

@@ -174,8 +174,9 @@ def _periods(h: Harness) -> set[str]:
 
 def test_an_attended_transfer_to_a_mobile_is_priced_for_the_rest_of_the_call(tmp_path: Path) -> None:
     # Alice calls Bob (internal, free); Bob consults a mobile (his own call,
-    # priced on its own row) and joins Alice to it: the rest of Alice's
-    # call is the mobile's, priced from the join and billed to Bob.
+    # priced on its own row up to the join) and joins Alice to it: the rest
+    # of Alice's call is the mobile's, priced from the join and billed to
+    # Bob. Both count against Bob's budget.
     h = harness(tmp_path, PRICED.replace("BUDGET", "100000"))
     call = answer_call(h, a_headers=[], b_headers=[])
     h.deliver(ack_text(call), ALICE)
@@ -183,6 +184,7 @@ def test_an_attended_transfer_to_a_mobile_is_priced_for_the_rest_of_the_call(tmp
     h.take(BOB)
     h.advance(300)
     consult = bob_calls(h, MOBILE, GATEWAY, SDP_MOBILE, from_tag="bobm")
+    h.advance(120)  # Bob talks to the mobile two minutes, Alice on hold
     replaces = f"{consult.call_id}%3Bto-tag%3D{consult.pbx_tag}%3Bfrom-tag%3Dbobm"
     h.deliver(from_bob("REFER", call.b_invite, 1, headers=[f"Refer-To: <sip:{MOBILE}@{DOMAIN}?Replaces={replaces}>"]),
               BOB)
@@ -196,3 +198,8 @@ def test_an_attended_transfer_to_a_mobile_is_priced_for_the_rest_of_the_call(tmp
     main = [c for c in h.recorder.ended if c.a_call_id == "c1"][0]
     assert main.transfers == [f"attended 2002 -> {MOBILE}"]
     assert main.cost == 2400 and main.billed_to is not None and main.billed_to.number == "2002"
+    consultation = [c for c in h.recorder.ended if c.a_call_id == "c2"][0]
+    assert consultation.reason == "transferred" and consultation.cost == 2400  # Bob's own two minutes
+    budget = h.plan.budgets.find("extension", "2002")
+    assert budget is not None
+    assert sum(h.controller.budgets.spent(budget.key, period) for period in _periods(h)) == 2400 + 2400
