@@ -244,6 +244,9 @@ class Call:
     whose leg answers prices the call (:mod:`pbx.calls.pricing`)."""
     cost: int | None = None
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
+    billed_to: Extension | None = None
+    """Who pays when not the caller: the extension whose forward (or
+    transfer, or mailbox call-back) took the call out through a trunk."""
     shared_hold: bool = False
     """It asked the shared store for a budget reservation (released at the end)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None

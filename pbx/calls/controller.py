@@ -252,7 +252,7 @@ class CallController:
         new leg showing ``transferee`` as the caller."""
         request = CallRequest(caller=payer, dialled=dialled, at=self._at(), caller_number=payer.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("transfer_routed", call_id=call.a_call_id, uuid=call.uuid, payer=payer.number, dialled=dialled,
                  decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -586,11 +586,12 @@ class CallController:
         held to the outside-call caps of whoever pays: the caller, or the
         extension whose forward placed it (``payer``)."""
         wall = self.wall()
-        if isinstance(decision, Ring):
-            call.destination = decision.extension.number
-            redirect = self._redirect(call, decision.extension, wall)
+        callee = _one_extension(decision)
+        if callee is not None:
+            call.destination = callee.number
+            redirect = self._redirect(call, callee, wall)
             if redirect is not None:
-                return self._or_voicemail(decision.extension, redirect)
+                return self._or_voicemail(callee, redirect)
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
@@ -607,6 +608,7 @@ class CallController:
             return sips_not_allowed(self.plan.domain)
         action = plan_call(decision, caller, self.plan, contacts,
                            call.a_call_id, hunting, transfer=transfer or payer is not None)
+        on_behalf = payer is not None
         payer = payer or call.caller
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             # A hunt group's outside members go out with the group's rights,
@@ -614,21 +616,23 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+            if on_behalf and isinstance(action, RingTargets) and any(
+                    isinstance(target, TrunkTarget) for target in action.targets):
+                call.billed_to = payer  # the CDR's billed_to: reports and budgets count it there
         if isinstance(action, RingTargets):
             self._price_unbudgeted(call, action, decision)
         if isinstance(action, AnswerConference):
             return conference.refused(self, call, action) or action
-        if isinstance(decision, Ring) and isinstance(action, RingTargets):
-            forward = self.features.settings(decision.extension).forward
+        if callee is not None and isinstance(action, RingTargets):
+            forward = self.features.settings(callee).forward
             if forward.busy is not None or forward.no_answer is not None:
-                action = replace(action, forward=ForwardOnFail(decision.extension.number, forward.busy,
-                                                               forward.no_answer))
-            mailbox = self._mailbox(decision.extension)
+                action = replace(action, forward=ForwardOnFail(callee.number, forward.busy, forward.no_answer))
+            mailbox = self._mailbox(callee)
             if mailbox is not None:
                 ring = float(mailbox.ring_seconds) if mailbox.ring_seconds is not None else action.ring_timeout
-                action = replace(action, voicemail=decision.extension.number, ring_timeout=ring)
-        if isinstance(decision, Ring):
-            action = self._or_voicemail(decision.extension, action)
+                action = replace(action, voicemail=callee.number, ring_timeout=ring)
+        if callee is not None:
+            action = self._or_voicemail(callee, action)
         return action
 
     def _mailbox(self, extension: Extension) -> MailboxSettings | None:
@@ -707,7 +711,7 @@ class CallController:
             return End(status=482, disposition=Disposition.FAILED, reason="forward_limit", phrase="Loop Detected")
         request = CallRequest(caller=extension, dialled=target, at=self._at(), caller_number=extension.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("call_forwarded", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
                  condition=condition, target=target, decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -1229,6 +1233,30 @@ class CallController:
             for key in session.keys:
                 if self.by_key.get(key, (call,))[0] is call:
                     self.by_key.pop(key, None)
+
+
+def _one_extension(decision: Decision) -> Extension | None:
+    """The one extension ``decision`` rings, whose forwards, do not disturb,
+    call limit and mailbox apply: a call to it, or a group co-member's call
+    to its desk alone (a member with a mobile as well rings as the group
+    says)."""
+    if isinstance(decision, Ring):
+        return decision.extension
+    if isinstance(decision, RingMember) and decision.mobile is None:
+        return decision.extension
+    return None
+
+
+def _no_code_now(decision: Decision) -> Decision:
+    """A leg the PBX places on someone's behalf (a transfer, a forward)
+    that routing says needs an account code: nobody is there to key one,
+    so it is a number the payer may not dial (403, the transferor's
+    sipfrag), never a call placed without the code."""
+    if not isinstance(decision, CodeRequired):
+        return decision
+    return Reject(status=403, reason=decision.barred or "account_code_required", rule=decision.rule,
+                  call_class=decision.call_class, steps=decision.steps,
+                  detail="an account code would be needed and cannot be asked for here")
 
 
 def _is_sips(request: Request) -> bool:

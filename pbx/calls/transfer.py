@@ -381,6 +381,25 @@ def _abandon(call: Call, transfer: CallTransfer, reason: str) -> None:
     _refused(call, transfer, 500, reason)
 
 
+def _bill_transfer_out(call: Call, transfer: CallTransfer) -> None:
+    """The CDR's ``billed_to`` for a transfer out: the transferor, who
+    pays for the outside leg (its budgets hold it). A row has one payer,
+    so when the call already had an outside leg someone else pays for (a
+    forward's), the row stays theirs and the split is logged: the live
+    budgets are right, a recount from CDRs would put it all on them."""
+    payer = call.payer(transfer.side)
+    if payer is None:
+        return
+    winner = call.winner
+    own = call.kept_trunk or (winner if winner is not None and winner.trunk is not None else None)
+    paying = call.billed_to or call.caller
+    if own is not None and call.rate is not None and (paying is None or paying.number != payer.number):
+        log.warning("transfer_billed_split", call_id=call.a_call_id, uuid=call.uuid,
+                    billed_to=paying.number if paying is not None else None, transferor=payer.number)
+        return
+    call.billed_to = payer
+
+
 def _complete(call: Call, transfer: CallTransfer) -> None:
     leg = transfer.leg
     assert leg is not None
@@ -389,6 +408,8 @@ def _complete(call: Call, transfer: CallTransfer) -> None:
         transfer.transferor.hangup()
         call.retire(transfer.transferor)
     call.transfer_done(transfer)
+    if leg.trunk is not None:
+        _bill_transfer_out(call, transfer)
     call.transferred(transfer.kind, transfer.side, transfer.transferor_number, transfer.target, leg)
     log.info("transfer_completed", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind,
              transferor=transfer.transferor_number, target=transfer.target)

@@ -201,3 +201,12 @@ def test_message_for_an_offline_extension_waits_for_its_registration(agents: dic
     # Delivered once: the next registration brings nothing again.
     assert bob.register().status == 200
     assert bob.nothing("MESSAGE", 1.0)
+
+
+def test_message_needs_the_senders_credentials(agents: dict[str, Agent]) -> None:
+    alice, bob = agents["2001"], agents["2002"]
+    assert bob.register().status == 200
+    refused = alice.request("MESSAGE", f"sip:2002@{DOMAIN}", headers=["Content-Type: text/plain"],
+                            body=b"who am I?", authenticate=False)
+    assert refused.status == 407 and refused.get("proxy-authenticate")
+    assert bob.nothing("MESSAGE", 1.0)
