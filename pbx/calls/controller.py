@@ -1068,12 +1068,15 @@ class CallController:
         and transferring it out was a way round every budget."""
         hold = transfer_hold(call.uuid)
         rate = single_rate(self.plan.billing, decision, action.targets)
-        if call.transfer_leg is not None and rate is not None:
+        if call.transfer_leg is not None:
             # An outside leg a transfer brought in is still on the call (it
             # stays as the transferee): a second one would go unpriced, or
             # drop the first's spend. Refused rather than miscounted (the
-            # transfer's refusal is logged as transfer_refused).
-            return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+            # transfer's refusal is logged as transfer_refused). A transfer
+            # of it to an extension keeps its price and hold as they are.
+            if rate is not None:
+                return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+            return action
         self.budgets.settle(hold, 0)  # an earlier attempt's hold: it never joined
         call.transfer_rate = rate
         priced = decision.mobile if isinstance(decision, RingMember) else decision

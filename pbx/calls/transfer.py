@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from pbx.calls import anchoring
+from pbx.calls.budgets import transfer_hold
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.local import SDP_TYPE
 from pbx.calls.plan import Caller, End, Ring
@@ -256,6 +257,10 @@ def _refused(call: Call, transfer: CallTransfer, status: int, reason: str) -> No
     """The transfer cannot be done: the transferor hears why, the call goes on."""
     log.info("transfer_refused", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind, status=status,
              reason=reason, target=transfer.target)
+    if transfer.taken is None and call.transfer_leg is None:
+        # Nothing outside joined: the payer's budgets hold nothing for it.
+        call.controller.budgets.settle(transfer_hold(call.uuid), 0)
+        call.transfer_rate = None
     call.transfer_done(transfer)
     if not transfer.transferor_gone:
         _notify(transfer.transferor, status)

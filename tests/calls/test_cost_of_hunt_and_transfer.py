@@ -196,6 +196,7 @@ def test_a_blind_transfer_out_is_priced_from_when_it_joins_and_charged_to_the_pa
     (row,) = all_calls(migrated)
     assert (row["disposition"], row["billsec"], row["destination"]) == ("ANSWERED", 161, NATIONAL)
     assert (row["cost_minor"], row["tariff"]) == (2400, "vn-national")  # 61 s of the outside leg at 60/60
+    assert (row["caller_number"], row["billed_to"]) == ("1001", "1002")  # reports and recounts: 1002 pays
     assert wire.controller.budgets.spent("extension:1002", "2026-12") == 2400
     assert wire.controller.budgets.holding() == 0
 
@@ -219,6 +220,48 @@ def test_a_second_transfer_out_is_refused_and_the_first_stays_priced(tmp_path: P
     (ended,) = wire.recorder.ended
     assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (1200, "vn-national")
     assert wire.controller.budgets.spent("extension:1002", "2026-12") == 1200
+
+
+def test_a_transfer_out_the_number_refuses_releases_its_hold(tmp_path: Path) -> None:
+    # The outside number is busy: the call goes on as it was, unpriced, and
+    # 1002's budget holds nothing for the leg that never joined.
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    invite, answered_to, to_desk, desk_ok = desk_answers(wire)
+    refer_out(wire, to_desk, desk_ok)
+    assert wire.controller.budgets.holding() == 1
+    (placed,) = wire.to_gateway()
+    wire.deliver(make_response(placed, 486, to_tag="gw"), GW1)
+    assert wire.controller.budgets.holding() == 0
+    clock.now += 60
+    wire.deliver(phone_request("BYE", invite, answered_to, 3), PHONE)
+    (ended,) = wire.recorder.ended
+    assert (ended.cost, ended.billed_to) == (None, None)
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 0
+
+
+def test_a_failed_transfer_of_the_outside_party_to_a_colleague_keeps_it_priced(tmp_path: Path) -> None:
+    # 1002 put 1001 through to a national number; 1001 then tries to hand
+    # that party to 1003, who is busy. The outside leg is still on the call
+    # and still 1002's to pay: the attempt must not drop its price or hold.
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    invite, answered_to = joined_outside(wire, clock)
+    refer = phone_request("REFER", invite, answered_to, 3)
+    wire.deliver(replace(refer, headers=(*refer.headers, ("refer-to", "<sip:1003@pbx.example.com>"),
+                                         ("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"))), PHONE)
+    (to_chau,) = [m for m in wire.take(CHAU_DESK) if isinstance(m, Request) and m.method == "INVITE"]
+    wire.deliver(make_response(to_chau, 486, to_tag="chau"), CHAU_DESK)
+    notified = [m.body for m in wire.take(PHONE) if isinstance(m, Request) and m.method == "NOTIFY"]
+    assert notified and not notified[-1].startswith(b"SIP/2.0 200"), notified
+    assert wire.controller.budgets.holding() == 1  # 1002's hold for the outside leg
+    clock.now += 60
+    wire.deliver(phone_request("BYE", invite, answered_to, 4), PHONE)
+    (ended,) = wire.recorder.ended
+    assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (1200, "vn-national")
+    assert ended.billed_to is not None and ended.billed_to.number == "1002"
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 1200
+    assert wire.controller.budgets.holding() == 0
 
 
 def test_an_attended_transfer_out_bills_the_consultation_and_the_rest_to_the_payer(tmp_path: Path) -> None:
