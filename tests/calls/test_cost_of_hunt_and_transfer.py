@@ -264,6 +264,48 @@ def test_a_failed_transfer_of_the_outside_party_to_a_colleague_keeps_it_priced(t
     assert wire.controller.budgets.holding() == 0
 
 
+def test_a_forwarded_call_the_caller_transfers_out_stays_billed_to_the_forwarder(tmp_path: Path) -> None:
+    # 1002 forwards everything to a national number (1002 pays that leg);
+    # 1001 then transfers that party to another national number (1001 pays
+    # the new leg). A CDR row has one payer: it stays 1002's, and the split
+    # is logged; each live budget still gets its own part.
+    path = transfer_plan(tmp_path, "100000")
+    text = path.read_text().replace("password: binh-secret-1002}",
+                                    f"password: binh-secret-1002, forward: {{always: '{NATIONAL}'}}}}")
+    path.write_text(text)
+    clock = WallClock()
+    wire = LimitWire(load_dialplan(path), wall_clock=clock)
+    invite = dial(wire, "1002")
+    (forwarded,) = wire.to_gateway()
+    wire.deliver(answer_200(forwarded), GW1)
+    ok = final(wire, invite)
+    assert ok is not None and ok.status == 200
+    answered_to = ok.get("to") or ""
+    wire.deliver(phone_request("ACK", invite, answered_to, 2), PHONE)
+    clock.now += 60  # a minute of the forward: 1002's
+    refer = phone_request("REFER", invite, answered_to, 3)
+    with structlog.testing.capture_logs() as logs:
+        wire.deliver(replace(refer, headers=(*refer.headers, ("refer-to", "<sip:0287654321@pbx.example.com>"),
+                                             ("contact", f"<sip:1001@{PHONE.host}:{PHONE.port}>"))), PHONE)
+        (placed,) = wire.to_gateway()
+        wire.deliver(answer_200(placed, tag="second"), GW1)
+        for message in wire.take(GW1):  # the forward's party is re-INVITEd to the new one
+            if isinstance(message, Request) and message.method == "INVITE":
+                wire.deliver(answer_200(message), GW1)
+    assert [e["event"] for e in logs if e["event"] in ("transfer_completed", "transfer_billed_split")] == [
+        "transfer_billed_split", "transfer_completed"]
+    clock.now += 60  # a minute of both outside parties
+    wire.deliver(make_request("BYE", f"sip:pbx@{PBX[0]}:{PBX[1]}", [
+        ("via", f"SIP/2.0/UDP {GW1.host}:{GW1.port};branch=z9hG4bKgwbye;rport"), ("max-forwards", "70"),
+        ("from", f"{placed.get('to')};tag=second"), ("to", placed.get("from") or ""),
+        ("call-id", placed.call_id), ("cseq", "1 BYE")]), GW1)
+    (ended,) = wire.recorder.ended
+    assert ended.billed_to is not None and ended.billed_to.number == "1002"
+    assert ended.cost == 2400 + 1200  # the forward's two minutes, the transfer's one
+    assert wire.controller.budgets.spent("extension:1002", "2026-12") == 2400
+    assert wire.controller.budgets.holding() == 0
+
+
 def test_an_attended_transfer_out_bills_the_consultation_and_the_rest_to_the_payer(tmp_path: Path) -> None:
     # 1001 calls 1002; 1002 consults a national number from its own line
     # (the second call), then joins 1001 to it with REFER/Replaces in the
