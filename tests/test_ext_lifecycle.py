@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,26 @@ def test_unknown_extensions_are_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 0 and "no server was asked to reload" in done.stdout
     shown = pbx("ext", "show", "--dialplan", str(path))
     assert [line.split()[:2] for line in shown.stdout.splitlines()] == [["1001", "active"], ["1002", "retired"]]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(150)
+def test_a_temporary_number_expires_by_itself(tmp_path: Path) -> None:
+    # valid_until has minute resolution: the next whole minute at least 8 s
+    # away (the plan has no time zone: UTC). No reload, no command: the
+    # server's sweep drops the registration once the minute passes.
+    now = datetime.now(UTC)
+    until = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if (until - now).total_seconds() < 8:
+        until += timedelta(minutes=1)
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN + "  1005: {name: Expo desk, department: sales, password: expo-secret-1005,"
+                    f" valid_until: \"{until:%Y-%m-%d %H:%M}\"}}\n")
+    with run_server(path, f"sqlite:///{tmp_path / 'pbx.sqlite3'}", ["udp:127.0.0.1:0"]) as server:
+        assert register(server, "1005", "expo-secret-1005") == 200
+        dropped = server.wait_lines("bindings_dropped", timeout=(until - now).total_seconds() + 20)
+        assert datetime.now(UTC) >= until
+        assert '"aor":"1005","state":"expired","count":1' in dropped[0]
+        assert server.lines_with("dialplan_reloaded") == []
+        assert register(server, "1005", "expo-secret-1005") == 403
+        assert call(server, "1001", "an-secret-1001", "1005") == (480, 'SIP;cause=480;text="extension_expired"')

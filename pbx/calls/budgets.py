@@ -224,6 +224,12 @@ class BudgetLedger:
             self._warned |= warned
 
 
+def transfer_hold(call: str) -> str:
+    """The ledger key of the outside leg a blind transfer of ``call``
+    places: held and settled apart from the call's own."""
+    return f"{call}/transfer"
+
+
 def refusal(hit: BudgetHit, domain: str, money: str, limit: str) -> End:
     """403 Budget Exhausted with the budget in a Reason and a Warning
     (RFC 3261 §20.43, code 399). 403, not 486: it does not lift by itself

@@ -23,13 +23,14 @@ Rules it keeps (RFC 3261 unless said):
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, assert_never
 
 import structlog
 
-from pbx.calls.budgets import BudgetHit
+from pbx.calls.budgets import BudgetHit, transfer_hold
 from pbx.calls.limits import LimitHit
 from pbx.calls.features import ForwardOnFail
 from pbx.calls.fork import COMPLETED_ELSEWHERE, Fork, Leg, LegState, Outcome
@@ -228,8 +229,24 @@ class Call:
     did ends in the CDR, should it end before anyone answers."""
     rate: Rate | None = None
     """The tariff its trunk leg is priced by, fixed when the call is placed."""
+    kept_trunk: Leg | None = None
+    """The trunk leg that answered a paid call whose caller then
+    transferred it away: the call is priced by it to the end."""
+    transfer_rate: Rate | None = None
+    """The tariff of the outside leg a blind transfer is placing, fixed
+    when it is routed (on the transfer's payer, who holds its budget)."""
+    transfer_leg: Leg | None = None
+    transfer_joined: float | None = None
+    """That leg once it joined the call, and the wall time it did: it is
+    priced from then on, on top of what the call cost before."""
+    member_rates: Mapping[str, Rate] = field(default_factory=dict)
+    """A hunt group's outside members' tariffs, by member key: the one
+    whose leg answers prices the call (:mod:`pbx.calls.pricing`)."""
     cost: int | None = None
     """Minor units, once ended: set when a trunk leg answered and a tariff applies."""
+    billed_to: Extension | None = None
+    """Who pays when not the caller: the extension whose forward (or
+    transfer, or mailbox call-back) took the call out through a trunk."""
     shared_hold: bool = False
     """It asked the shared store for a budget reservation (released at the end)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
@@ -383,10 +400,17 @@ class Call:
             previous = self.winner
             assert previous is not None
             self.a = previous.session
+            if previous.trunk is not None and self.kept_trunk is None and previous is not self.transfer_leg:
+                # The provider's party stays in the call: it is still billed
+                # (one a transfer brought in is billed as such already).
+                self.kept_trunk = previous
             if self.anchor is not None:
                 self.anchor_swapped = not self.anchor_swapped
         self.winner = leg
         self.destination = target
+        if leg.trunk is not None and self.transfer_rate is not None:
+            self.transfer_leg, self.transfer_joined = leg, self.controller.wall()
+            self.rate = self.rate or self.transfer_rate  # the CDR names a tariff
         if self.music is not None:
             self.music.stop()  # the transferee was re-INVITEd to the target
         presence = self.controller.presence
@@ -448,6 +472,9 @@ class Call:
         others = [s for s in (self.a, self.winner.session if self.winner is not None else None)
                   if s is not None and s is not session]
         if self.winner is not None and self.winner.session is session:
+            if self.winner.trunk is not None and self.kept_trunk is None:
+                # Its provider's party was on this call until now: billed so far.
+                self.kept_trunk = self.winner
             self.winner = None
         self.retire(session)  # never hung up from here
         self._ending(Disposition.ANSWERED, 200, HangupSide.CALLER, reason)
@@ -1137,9 +1164,12 @@ class Call:
             self.transfer_done(transfer)
         self.disposition, self.hangup_status, self.hangup_side, self.reason = disposition, status, side, reason
         self.ended_at = self.controller.wall()
-        self.cost = self._cost(self.ended_at)
-        # Its budget reservation goes too, and its cost counts.
-        self.controller.budgets.settle(self.uuid, self.cost or 0)
+        cost, transferred = self._cost(self.ended_at), self._transfer_cost(self.ended_at)
+        self.cost = None if cost is None and transferred is None else (cost or 0) + (transferred or 0)
+        # Its budget reservations go too, and its costs count (a transfer's
+        # outside leg against its payer's budgets).
+        self.controller.budgets.settle(self.uuid, cost or 0)
+        self.controller.budgets.settle(transfer_hold(self.uuid), transferred or 0)
         if self.shared_hold and self.controller.shared_budgets is not None:
             self.controller.shared_budgets.release(self.uuid)
         # A member it kept busy may be free now for a caller in a queue.
@@ -1147,13 +1177,27 @@ class Call:
 
     def _cost(self, ended_at: float) -> int | None:
         """What the call cost: priced only when a leg through a trunk
-        answered (a group member's desk answering costs nothing), on the
-        billsec its CDR will show."""
-        rate, winner, answered_at = self.rate, self.winner, self.answered_at
-        if rate is None or winner is None or winner.trunk is None or answered_at is None:
+        answered (a group member's desk answering costs nothing) and stayed
+        (the winner, or the provider's party the caller transferred away),
+        on the billsec its CDR will show."""
+        winner, answered_at = self.winner, self.answered_at
+        priced = (winner if winner is not None and winner.trunk is not None and winner is not self.transfer_leg
+                  else self.kept_trunk)
+        if priced is not None and priced.member is not None and priced.member in self.member_rates:
+            self.rate = self.member_rates[priced.member]  # the CDR names the tariff that priced it
+        rate = self.rate
+        if rate is None or priced is None or answered_at is None:
             return None
         billsec = whole_seconds(_utc(max(ended_at, answered_at)) - _utc(answered_at))
         return rate.tariff.cost(billsec)
+
+    def _transfer_cost(self, ended_at: float) -> int | None:
+        """What the outside leg a blind transfer placed cost, from when it
+        joined the call to the end."""
+        rate, joined = self.transfer_rate, self.transfer_joined
+        if rate is None or joined is None or self.transfer_leg is None:
+            return None
+        return rate.tariff.cost(whole_seconds(_utc(max(ended_at, joined)) - _utc(joined)))
 
     def _overflowed(self, condition: Condition) -> bool:
         """A hunt group's call not answered: sent on to the group's

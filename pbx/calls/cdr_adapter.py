@@ -127,6 +127,10 @@ class CdrRecorder:
     def call_ended(self, call: Call, on_durable: Callable[[], None]) -> None:
         self._trunk_chosen(call)
         self._menu_path(call)
+        billed = call.billed_to
+        if billed is not None and billed.number != call.caller_number:
+            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), billed_to=billed.number,
+                                          billed_department=billed.department))
         if call.transfers or call.linked_call is not None:
             self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), transfer="; ".join(call.transfers) or None,
                                           destination=call.destination if call.transfers else None,

@@ -29,7 +29,7 @@ from typing import Protocol
 import structlog
 
 from pbx.calls.budgets import (BudgetHit, BudgetLedger, Charge, OutsideSlot, SharedHold, SharedReservations,
-                               refusal as budget_refusal)
+                               refusal as budget_refusal, transfer_hold)
 from pbx.calls.call import Call, CallState, MemberCall
 from pbx.calls.codes import AccountCodes, CodeChecker
 from pbx.calls import conference, parking
@@ -47,6 +47,7 @@ from pbx.calls.plan import (Action, AnswerConference, Caller, End, Hunting, Leav
                             Ring as RingTargets, over_tls_only, plan_call, sips_not_allowed)
 from pbx.calls.features import FeatureState, ForwardOnFail, forward_before_ringing
 from pbx.calls.presence import Presence
+from pbx.calls.pricing import member_rates, single_rate
 from pbx.cdr.records import Disposition, HangupSide
 from pbx.ivr.menu import MenuRun, Transfer
 from pbx.calls.relay import Relay
@@ -63,6 +64,7 @@ from pbx.routing.engine import (AgentCode, CallRequest, CodeRequired, Decision, 
                                 overflow_decision, queue_hunt)
 from pbx.routing.hunt_groups import Condition, HuntGroup
 from pbx.routing.ivr import HoursOverride, IvrMenu, entry_menu
+from pbx.routing.tariffs import Rate
 from pbx.routing.voicemail import MailboxSettings
 from pbx.sip import session_timer
 from pbx.sip.address import Peer
@@ -250,7 +252,7 @@ class CallController:
         new leg showing ``transferee`` as the caller."""
         request = CallRequest(caller=payer, dialled=dialled, at=self._at(), caller_number=payer.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("transfer_routed", call_id=call.a_call_id, uuid=call.uuid, payer=payer.number, dialled=dialled,
                  decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -264,6 +266,8 @@ class CallController:
                            call.a_call_id, hunting, transfer=True)
         if isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_limits(call, payer, action)
+        if isinstance(action, RingTargets) and action.hunt is None:
+            action = self._transfer_within_budget(call, payer, action, decision)
         return action
 
     def dialog_for(self, call_id: str, to_tag: str, from_tag: str) -> tuple[Call, InviteSession] | None:
@@ -589,11 +593,12 @@ class CallController:
         held to the outside-call caps of whoever pays: the caller, or the
         extension whose forward placed it (``payer``)."""
         wall = self.wall()
-        if isinstance(decision, Ring):
-            call.destination = decision.extension.number
-            redirect = self._redirect(call, decision.extension, wall)
+        callee = _one_extension(decision)
+        if callee is not None:
+            call.destination = callee.number
+            redirect = self._redirect(call, callee, wall)
             if redirect is not None:
-                return self._or_voicemail(decision.extension, redirect)
+                return self._or_voicemail(callee, redirect)
         caller = Caller(number=call.caller_number, name=call.caller_name, extension=call.caller,
                         from_trunk=call.trunk)
         hunting = Hunting(view=self.hunts, busy=self.presence.busy, rng=self.rng, day=self._day(wall))
@@ -610,6 +615,7 @@ class CallController:
             return sips_not_allowed(self.plan.domain)
         action = plan_call(decision, caller, self.plan, contacts,
                            call.a_call_id, hunting, transfer=transfer or payer is not None)
+        on_behalf = payer is not None
         payer = payer or call.caller
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             # A hunt group's outside members go out with the group's rights,
@@ -617,19 +623,23 @@ class CallController:
             action = self._within_limits(call, payer, action)
         if payer is not None and isinstance(action, RingTargets) and action.hunt is None:
             action = self._within_budget(call, payer, action, decision)
+            if on_behalf and isinstance(action, RingTargets) and any(
+                    isinstance(target, TrunkTarget) for target in action.targets):
+                call.billed_to = payer  # the CDR's billed_to: reports and budgets count it there
+        if isinstance(action, RingTargets):
+            self._price_unbudgeted(call, action, decision)
         if isinstance(action, AnswerConference):
             return conference.refused(self, call, action) or action
-        if isinstance(decision, Ring) and isinstance(action, RingTargets):
-            forward = self.features.settings(decision.extension).forward
+        if callee is not None and isinstance(action, RingTargets):
+            forward = self.features.settings(callee).forward
             if forward.busy is not None or forward.no_answer is not None:
-                action = replace(action, forward=ForwardOnFail(decision.extension.number, forward.busy,
-                                                               forward.no_answer))
-            mailbox = self._mailbox(decision.extension)
+                action = replace(action, forward=ForwardOnFail(callee.number, forward.busy, forward.no_answer))
+            mailbox = self._mailbox(callee)
             if mailbox is not None:
                 ring = float(mailbox.ring_seconds) if mailbox.ring_seconds is not None else action.ring_timeout
-                action = replace(action, voicemail=decision.extension.number, ring_timeout=ring)
-        if isinstance(decision, Ring):
-            action = self._or_voicemail(decision.extension, action)
+                action = replace(action, voicemail=callee.number, ring_timeout=ring)
+        if callee is not None:
+            action = self._or_voicemail(callee, action)
         return action
 
     def _mailbox(self, extension: Extension) -> MailboxSettings | None:
@@ -708,7 +718,7 @@ class CallController:
             return End(status=482, disposition=Disposition.FAILED, reason="forward_limit", phrase="Loop Detected")
         request = CallRequest(caller=extension, dialled=target, at=self._at(), caller_number=extension.number,
                               hours=self.hours)
-        decision = decide(request, self.plan)
+        decision = _no_code_now(decide(request, self.plan))
         log.info("call_forwarded", call_id=call.a_call_id, uuid=call.uuid, extension=extension.number,
                  condition=condition, target=target, decision=type(decision).__name__, rule=decision.rule,
                  steps=[f"{step.rule}: {step.outcome}" for step in decision.steps])
@@ -893,6 +903,7 @@ class CallController:
                                call.a_call_id, hunting)
             if not isinstance(action, RingTargets):
                 return  # nobody free: nobody for the callers behind it either
+            self._price_unbudgeted(call, action, decision)
             self.queues.ringing(entry)
             log.info("hunt_queue_ringing", call_id=call.a_call_id, uuid=call.uuid, group=number,
                      waited=round(self.now - entry.joined, 3), order=list(action.hunt.order) if action.hunt else [])
@@ -1025,14 +1036,10 @@ class CallController:
         call.rate = rate = self.plan.billing.rate_for(leg.dialling.trunk.key, call_class, number)
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
             return action
-        settings = self.plan.budgets
-        budgets = budgets_for(self.plan, caller)
-        if not budgets:
+        charges = self._charges(call, caller)
+        if not charges:
             return action
-        started = datetime.fromtimestamp(call.started_at, timezone.utc)
-        period = period_of(started, settings.period, self.plan.timezone).label
-        charges = tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
-        amount = rate.tariff.cost(settings.reserve_seconds)
+        amount = rate.tariff.cost(self.plan.budgets.reserve_seconds)
         hit = self.budgets.admit(call.uuid, charges, amount)
         if hit is None:
             if self.shared_budgets is None:
@@ -1044,6 +1051,94 @@ class CallController:
                 action.hold or SharedHold(), charges=charges, amount=amount,
                 refuse=lambda shared_hit: self._shared_refusal(call, caller, action, shared_hit, call_class)))
         return self._budget_refused(call, caller, action, hit, call_class)
+
+    def _charges(self, call: Call, payer: Extension) -> tuple[Charge, ...]:
+        """The budgets a paid leg ``payer`` places for ``call`` is charged
+        to, in the period the call started in."""
+        settings = self.plan.budgets
+        # A call placed under an account code is charged to the code's
+        # budget too (named by the code's id, as its CDR column is).
+        code = str(call.account.code_id) if call.account is not None else None
+        budgets = budgets_for(self.plan, payer, code)
+        if not budgets:
+            return ()
+        started = datetime.fromtimestamp(call.started_at, timezone.utc)
+        period = period_of(started, settings.period, self.plan.timezone).label
+        return tuple(Charge(budget=b, period=period, warn_level=settings.warn_level(b)) for b in budgets)
+
+    def _transfer_within_budget(self, call: Call, payer: Extension, action: RingTargets,
+                                decision: Decision) -> Action:
+        """A blind transfer to an outside number is an outside call its
+        payer places: priced by its own tariff from when it joins, and
+        refused (403 sipfrag, the call stays) when a budget of the payer has
+        no room for ``reserve_seconds`` of it. Without this, taking any call
+        and transferring it out was a way round every budget."""
+        hold = transfer_hold(call.uuid)
+        rate = single_rate(self.plan.billing, decision, action.targets)
+        if call.transfer_leg is not None:
+            # An outside leg a transfer brought in is still on the call (it
+            # stays as the transferee): a second one would go unpriced, or
+            # drop the first's spend. Refused rather than miscounted (the
+            # transfer's refusal is logged as transfer_refused). A transfer
+            # of it to an extension keeps its price and hold as they are.
+            if rate is not None:
+                return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+            return action
+        self.budgets.settle(hold, 0)  # an earlier attempt's hold: it never joined
+        call.transfer_rate = rate
+        priced = decision.mobile if isinstance(decision, RingMember) else decision
+        call_class = priced.call_class if isinstance(priced, ToTrunk) else None
+        if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
+            return action
+        charges = self._charges(call, payer)
+        hit = self.budgets.admit(hold, charges, rate.tariff.cost(self.plan.budgets.reserve_seconds))
+        if hit is None:
+            return action
+        call.transfer_rate = None
+        return self._transfer_budget_refusal(call, payer, hit, rate, call_class)
+
+    def _transfer_budget_refusal(self, call: Call, payer: Extension, hit: BudgetHit, rate: Rate,
+                                 call_class: str | None) -> End:
+        log.warning("budget_exhausted", call_id=call.a_call_id, uuid=call.uuid, extension=payer.number,
+                    budget=hit.budget.key, rule=hit.budget.rule, period=hit.period, limit=hit.budget.limit,
+                    spent=hit.spent, reserved=hit.reserved, needed=hit.needed, tariff=rate.tariff.id,
+                    call_class=call_class, outcome="transfer_refused")
+        return budget_refusal(hit, self.plan.domain, rate.money(hit.spent + hit.reserved),
+                              rate.money(hit.budget.limit))
+
+    def take_over_priced(self, call: Call, other: Call, payer: Extension) -> End | None:
+        """An attended transfer is about to take ``other``'s answered trunk
+        leg into ``call``: from then on that leg is priced on ``call`` by the
+        tariff it was placed with and held against ``payer``'s budgets like
+        a blind transfer out (``other`` is billed up to the hand-over). The
+        refusal, or None."""
+        rate, winner = other.rate, other.winner
+        if rate is None or winner is None or winner.trunk is None or rate.tariff.free:
+            return None
+        if call.transfer_leg is not None:
+            return End(status=403, disposition=Disposition.REJECTED, reason="second_transfer_out")
+        hold = transfer_hold(call.uuid)
+        self.budgets.settle(hold, 0)  # an earlier attempt's hold: it never joined
+        call.transfer_rate = None
+        if other.call_class not in FREE_CLASSES:
+            hit = self.budgets.admit(hold, self._charges(call, payer),
+                                     rate.tariff.cost(self.plan.budgets.reserve_seconds))
+            if hit is not None:
+                return self._transfer_budget_refusal(call, payer, hit, rate, other.call_class)
+        call.transfer_rate = rate
+        return None
+
+    def _price_unbudgeted(self, call: Call, action: RingTargets, decision: Decision) -> None:
+        """Price the trunk legs no budget step priced: a hunt group's outside
+        members, or a leg placed for nobody's extension (an overflow or a
+        menu's transfer of a call from a trunk). Nobody's budget is charged,
+        but the CDR carries what the call cost the company."""
+        if call.rate is not None:
+            return
+        if action.hunt is not None:
+            call.member_rates = member_rates(self.plan.billing, decision)
+        else:
+            call.rate = single_rate(self.plan.billing, decision, action.targets)
 
     def _shared_refusal(self, call: Call, caller: Extension, action: RingTargets, hit: BudgetHit,
                         call_class: str | None) -> Action:
@@ -1148,6 +1243,30 @@ class CallController:
             for key in session.keys:
                 if self.by_key.get(key, (call,))[0] is call:
                     self.by_key.pop(key, None)
+
+
+def _one_extension(decision: Decision) -> Extension | None:
+    """The one extension ``decision`` rings, whose forwards, do not disturb,
+    call limit and mailbox apply: a call to it, or a group co-member's call
+    to its desk alone (a member with a mobile as well rings as the group
+    says)."""
+    if isinstance(decision, Ring):
+        return decision.extension
+    if isinstance(decision, RingMember) and decision.mobile is None:
+        return decision.extension
+    return None
+
+
+def _no_code_now(decision: Decision) -> Decision:
+    """A leg the PBX places on someone's behalf (a transfer, a forward)
+    that routing says needs an account code: nobody is there to key one,
+    so it is a number the payer may not dial (403, the transferor's
+    sipfrag), never a call placed without the code."""
+    if not isinstance(decision, CodeRequired):
+        return decision
+    return Reject(status=403, reason=decision.barred or "account_code_required", rule=decision.rule,
+                  call_class=decision.call_class, steps=decision.steps,
+                  detail="an account code would be needed and cannot be asked for here")
 
 
 def _is_sips(request: Request) -> bool:

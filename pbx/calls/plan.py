@@ -247,6 +247,10 @@ def _announced(end: End, caller: Caller, plan: Dialplan) -> End:
     """``end`` with the announcement its status calls for, if the dialplan
     wants refusals announced."""
     phrase = PHRASE_FOR_STATUS.get(end.status)
+    if end.reason == "caller_blocked" and plan.incoming.announce:
+        # Asked for in the plan (incoming.blocked: announce), whatever
+        # media.announce_refusals says.
+        return replace(end, announcement="not_available", language=plan.language_for(caller.extension))
     if phrase is None or not plan.media.announce_refusals:
         return end
     return replace(end, announcement=phrase, language=plan.language_for(caller.extension))

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from pbx.calls import anchoring
+from pbx.calls.budgets import transfer_hold
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.local import SDP_TYPE
 from pbx.calls.plan import Caller, End, Ring
@@ -240,6 +241,10 @@ def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: floa
                      reason=verdict.reason, rule=verdict.rule)
             _refused(call, transfer, 403, verdict.reason)
             return
+        refused = controller.take_over_priced(call, other, payer)
+        if refused is not None:
+            _refused(call, transfer, refused.status, refused.reason)
+            return
     transfer.target = number
     transfer.leg = transfer.taken = leg
     controller.adopt(call, leg.session)
@@ -252,6 +257,10 @@ def _refused(call: Call, transfer: CallTransfer, status: int, reason: str) -> No
     """The transfer cannot be done: the transferor hears why, the call goes on."""
     log.info("transfer_refused", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind, status=status,
              reason=reason, target=transfer.target)
+    if transfer.taken is None and call.transfer_leg is None:
+        # Nothing outside joined: the payer's budgets hold nothing for it.
+        call.controller.budgets.settle(transfer_hold(call.uuid), 0)
+        call.transfer_rate = None
     call.transfer_done(transfer)
     if not transfer.transferor_gone:
         _notify(transfer.transferor, status)
@@ -377,6 +386,25 @@ def _abandon(call: Call, transfer: CallTransfer, reason: str) -> None:
     _refused(call, transfer, 500, reason)
 
 
+def _bill_transfer_out(call: Call, transfer: CallTransfer) -> None:
+    """The CDR's ``billed_to`` for a transfer out: the transferor, who
+    pays for the outside leg (its budgets hold it). A row has one payer,
+    so when the call already had an outside leg someone else pays for (a
+    forward's), the row stays theirs and the split is logged: the live
+    budgets are right, a recount from CDRs would put it all on them."""
+    payer = call.payer(transfer.side)
+    if payer is None:
+        return
+    winner = call.winner
+    own = call.kept_trunk or (winner if winner is not None and winner.trunk is not None else None)
+    paying = call.billed_to or call.caller
+    if own is not None and call.rate is not None and (paying is None or paying.number != payer.number):
+        log.warning("transfer_billed_split", call_id=call.a_call_id, uuid=call.uuid,
+                    billed_to=paying.number if paying is not None else None, transferor=payer.number)
+        return
+    call.billed_to = payer
+
+
 def _complete(call: Call, transfer: CallTransfer) -> None:
     leg = transfer.leg
     assert leg is not None
@@ -385,6 +413,8 @@ def _complete(call: Call, transfer: CallTransfer) -> None:
         transfer.transferor.hangup()
         call.retire(transfer.transferor)
     call.transfer_done(transfer)
+    if leg.trunk is not None:
+        _bill_transfer_out(call, transfer)
     call.transferred(transfer.kind, transfer.side, transfer.transferor_number, transfer.target, leg)
     log.info("transfer_completed", call_id=call.a_call_id, uuid=call.uuid, kind=transfer.kind,
              transferor=transfer.transferor_number, target=transfer.target)

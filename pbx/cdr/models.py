@@ -241,6 +241,13 @@ class CallRecord(Base):
     recording: Mapped[str | None] = mapped_column(
         String(64), comment="File name of the call's recording in the recording directory; NULL: not recorded."
     )
+    billed_to: Mapped[str | None] = mapped_column(
+        String(255), comment="Extension that pays when not the caller: whose forward or transfer took the call"
+        " out; reports and budgets count the cost there. NULL: the caller pays."
+    )
+    billed_department: Mapped[str | None] = mapped_column(
+        String(255), comment="Department of billed_to."
+    )
 
 
 class CallLeg(Base):

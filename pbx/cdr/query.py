@@ -59,6 +59,8 @@ COLUMNS: Final[tuple[str, ...]] = (
     "tariff",
     "project",
     "recording",
+    "billed_to",
+    "billed_department",
     "wait",
 )
 """``wait`` is computed, not stored: whole seconds from the INVITE to the

@@ -139,6 +139,8 @@ class CallRouted:
     transfer: str | None = None         # transfers and forwards: "blind 2002 -> 2003; ..."
     linked_call: str | None = None      # the call an attended transfer joined (its call_uuid)
     destination: str | None = None      # who the call reached in the end, when a transfer moved it
+    billed_to: str | None = None        # the extension that pays when not the caller (its forward or transfer)
+    billed_department: str | None = None  # that extension's department
 
     def __post_init__(self) -> None:
         _require_uuid(self.call_uuid)

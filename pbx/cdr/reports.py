@@ -64,16 +64,35 @@ class UsageReport:
     """Currencies the period's costs are in (one, normally)."""
 
 
+def payer_number() -> ColumnElement[Any]:
+    """Who pays for a row: ``billed_to`` (the extension whose forward or
+    transfer took the call out) if set, else the caller."""
+    return func.coalesce(CDR.c.billed_to, CDR.c.caller_number)
+
+
+def payer_department() -> ColumnElement[Any]:
+    return func.coalesce(CDR.c.billed_department, CDR.c.caller_department)
+
+
+def _group_column(by: ReportBy) -> ColumnElement[Any]:
+    if by == "extension":
+        return payer_number()
+    if by == "department":
+        return payer_department()
+    return CDR.c[_GROUP_COLUMN[by]]
+
+
 def _filters(period: Period, extension: str | None, numbers: Collection[str] | None = None,
              departments: Collection[str] | None = None) -> list[ColumnElement[bool]]:
     where = [CDR.c.started_at >= period.start, CDR.c.started_at < period.end]
     if extension is not None:
-        where.append(CDR.c.caller_number == extension)
+        where.append(payer_number() == extension)
     if numbers is not None or departments is not None:
-        # A reader's scope: costs belong to whoever placed the call, so the
-        # calls placed from these numbers or these departments (empty: none).
-        where.append(or_(CDR.c.caller_number.in_(list(numbers or ())),
-                         CDR.c.caller_department.in_(list(departments or ()))))
+        # A reader's scope: costs belong to whoever pays for the call (its
+        # caller, or the extension that forwarded or transferred it out),
+        # so the calls these numbers or departments pay for (empty: none).
+        where.append(or_(payer_number().in_(list(numbers or ())),
+                         payer_department().in_(list(departments or ()))))
     return where
 
 
@@ -98,7 +117,7 @@ def usage_report(engine: Engine, by: ReportBy, period: Period, *, extension: str
     ``numbers``/``departments``: only calls placed from them)."""
     if by not in _GROUP_COLUMN:
         raise ValueError(f"cannot report by {by!r}: one of {', '.join(REPORT_BY)}")
-    column = CDR.c[_GROUP_COLUMN[by]]
+    column = _group_column(by)
     where = _filters(period, extension, numbers, departments)
     grouped = (select(column.label("key"), *_measures()).where(*where).group_by(column)
                .order_by(literal_column("cost").desc(), column))

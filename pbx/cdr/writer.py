@@ -95,6 +95,8 @@ _ROUTING_FIELDS: Final = (
     "transfer",
     "linked_call",
     "destination",
+    "billed_to",
+    "billed_department",
 )
 
 

@@ -4,7 +4,8 @@
 A budget belongs to an extension, a department, a project tag (an
 extension's ``project``) or an account code; a call from an extension is
 charged to every budget that names it, its department, its project and
-(once codes are asked for) the code it was placed under. Spend is the sum
+the account code it was placed under (a code's budget is named by the
+code's id, as ``pbx codes list`` and the CDR's ``account_code`` show it). Spend is the sum
 of the costs of the calls *started* in the period, so it can always be
 recounted from the CDRs alone.
 
@@ -107,8 +108,8 @@ class BudgetSettings:
 
 def budgets_for(plan: Dialplan, caller: Extension, account_code: str | None = None) -> tuple[Budget, ...]:
     """The budgets a call from ``caller`` is charged to, the extension's
-    own first. ``account_code``: the code the call is placed under (the
-    account-code prompt passes it once it exists; until then None)."""
+    own first. ``account_code``: the id of the code the call is placed
+    under, if any."""
     settings = plan.budgets
     found = (
         settings.find("extension", caller.number),

@@ -154,9 +154,6 @@ def check_budgets(plan: Merged, root: Place, report: Report) -> None:
             if section == "projects" and name not in tagged and plan.complete:
                 report(plan.key_place(path, here), f"no extension has project {name!r}: this budget is never"
                        " charged", "warning")
-            if section == "account_codes":
-                report(plan.key_place(path, here), "account codes are not asked for yet: this budget is kept,"
-                       " and charged once calls carry a code", "warning")
 
 
 def _check_screening(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
@@ -218,6 +215,7 @@ def _screening(value: object, lists: dict[str, NumberList]) -> Screening:
         blacklist=tuple(lists[str(name)] for name in value.get("blacklist", [])),
         whitelist=tuple(lists[str(name)] for name in value.get("whitelist", [])),
         whitelist_only=value.get("whitelist_only") is True,
+        announce=value.get("blocked") == "announce",
     )
 
 

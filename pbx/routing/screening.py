@@ -31,6 +31,10 @@ class Screening:
     blacklist: tuple[NumberList, ...] = ()
     whitelist: tuple[NumberList, ...] = ()
     whitelist_only: bool = False
+    announce: bool = False
+    """Company-wide only (``incoming.blocked: announce``): a refused caller
+    hears "not available" in early media before the 603, rather than the
+    603 alone. Either way nothing tells the caller it is on a list."""
 
     def __bool__(self) -> bool:
         return bool(self.blacklist or self.whitelist or self.whitelist_only)

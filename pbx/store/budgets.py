@@ -165,7 +165,9 @@ def spend_from_cdr(budgets: Iterable[Budget], period: Period, conn: Connection) 
     """Each budget's spend in ``period`` counted from the CDRs."""
     from pbx.cdr.writer import CDR  # the CDR tables sit on the same metadata
 
-    columns = {"extension": CDR.c.caller_number, "department": CDR.c.caller_department,
+    from pbx.cdr.reports import payer_department, payer_number
+
+    columns = {"extension": payer_number(), "department": payer_department(),
                "project": CDR.c.project, "account_code": CDR.c.account_code}
     in_period = and_(CDR.c.started_at >= period.start, CDR.c.started_at < period.end, CDR.c.cost_minor.is_not(None))
     out: dict[str, int] = {}

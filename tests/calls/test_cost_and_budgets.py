@@ -263,3 +263,19 @@ def test_a_reload_changes_prices_for_new_calls_only(tmp_path: Path) -> None:
     talk(wire, clock, 60)
     assert [(c.rate.tariff.per_minute if c.rate else None, c.cost) for c in wire.recorder.ended] == [
         (1000, 1000), (5000, 5000)]
+
+
+def test_a_raise_or_the_next_period_lets_paid_calls_through_again(tmp_path: Path) -> None:
+    clock = WallClock()
+    wire = LimitWire(make_plan(tmp_path, budget="3600", reserve_seconds=60), wall_clock=clock)
+    talk(wire, clock, 180)  # 3,600 spent: the budget is used up
+    refused = final(wire, dial(wire, NATIONAL))
+    assert refused is not None and refused.status == 403 and wire.to_gateway() == []
+    wire.controller.use_plan(make_plan(tmp_path, budget="4800", reserve_seconds=60))  # `pbx budget set`, reload
+    raised = dial(wire, NATIONAL)
+    assert final(wire, raised) is None and len(wire.to_gateway()) == 1
+    wire.controller.use_plan(make_plan(tmp_path, budget="3600", reserve_seconds=60))
+    clock.now = datetime(2026, 12, 31, 17, 0, tzinfo=UTC).timestamp()  # midnight, 1 January in Ho Chi Minh City
+    next_period = dial(wire, NATIONAL)
+    assert final(wire, next_period) is None and len(wire.to_gateway()) == 1
+    assert wire.controller.budgets.reserved("extension:1001", "2027-01") == 1200

@@ -191,3 +191,55 @@ def test_directed_pickup_needs_the_extension_that_rings() -> None:
     assert requests(h.take(BOB), "CANCEL")
     assert 200 in finals(h.take(CAROL))
 
+
+
+def test_call_waiting_by_default_two_calls_then_busy() -> None:
+    from .harness import SDP
+
+    h = harness()
+    assert h.plan.extensions["2002"].max_calls == 2
+    for call_id in ("w1", "w2"):  # the second rings Bob's phone too: call waiting
+        _dial(h, "2002", call_id=call_id)
+        (invite,) = requests(h.take(BOB), "INVITE")
+        h.deliver(response_text(invite, 200, to_tag=f"bob{call_id}", body=SDP, contact=BOB), BOB)
+        assert 200 in finals(h.take(ALICE))
+    _dial(h, "2002", call_id="w3")
+    assert invites(h.take(BOB)) == 0 and finals(h.take(ALICE)) == [486]
+
+
+def test_star_8_picks_up_only_in_the_pickers_group() -> None:
+    # Dave is in another department: Bob's ringing call is not his to take,
+    # until both share a pickup group.
+    from dataclasses import replace
+
+    from pbx.routing.dialplan import Department
+
+    h = harness()
+    h.plan = replace(h.plan, departments={**h.plan.departments, "sales": Department(key="sales", name="Sales")})
+    add_extension(h, "2004", DAVE, department="sales")
+    place_call(h)
+    (invite,) = requests(h.take(BOB), "INVITE")
+    h.deliver(response_text(invite, 180, to_tag="bob"), BOB)
+    h.take(ALICE)
+    _dial(h, "*8", user="2004", phone=DAVE, call_id="p1")
+    assert finals(h.take(DAVE)) == [480] and requests(h.take(BOB), "CANCEL") == []
+    add_extension(h, "2004", None, pickup_group="front")
+    add_extension(h, "2002", None, pickup_group="front")
+    _dial(h, "*8", user="2004", phone=DAVE, call_id="p2")
+    assert requests(h.take(BOB), "CANCEL") and 200 in finals(h.take(DAVE))
+
+
+def test_star_90_and_92_set_the_busy_and_no_answer_forwards_and_91_93_clear_them() -> None:
+    h = harness()
+    alice = h.plan.extensions["2001"]
+    for code, call_id, phrase in (("*902003", "f1", "Forwarding busy On 2003"),
+                                  ("*922004", "f2", "Forwarding no_answer On 2004")):
+        _dial(h, code, call_id=call_id)
+        assert {(r.status, r.reason) for r in responses(h.take(ALICE), "INVITE") if r.status >= 200} == {
+            (480, phrase)}
+    forward = h.controller.features.settings(alice).forward
+    assert (forward.always, forward.busy, forward.no_answer) == (None, "2003", "2004")
+    _dial(h, "*91", call_id="f3")
+    _dial(h, "*93", call_id="f4")
+    forward = h.controller.features.settings(alice).forward
+    assert (forward.busy, forward.no_answer) == (None, None)

@@ -213,17 +213,23 @@ class Consultation:
 
 
 def _bob_calls_carol(h: Harness) -> Consultation:
+    return bob_calls(h, "2003", CAROL, SDP_CAROL, from_tag="bobc")
+
+
+def bob_calls(h: Harness, number: str, callee: Peer, answer: bytes, *, from_tag: str) -> Consultation:
+    """Bob calls ``number`` (Call-ID c2), which answers at ``callee`` with
+    ``answer``; Bob ACKs. His From tag is ``from_tag``."""
     from pbx.sip import digest
 
     from .harness import PASSWORDS
 
     def invite(cseq: int, authorization: str | None = None) -> bytes:
         lines = [
-            f"INVITE sip:2003@{PBX[0]}:{PBX[1]} SIP/2.0",
+            f"INVITE sip:{number}@{PBX[0]}:{PBX[1]} SIP/2.0",
             f"Via: SIP/2.0/UDP {BOB.host}:{BOB.port};branch=z9hG4bKb{cseq};rport",
             "Max-Forwards: 70",
-            f"From: <sip:2002@{DOMAIN}>;tag=bobc",
-            f"To: <sip:2003@{DOMAIN}>",
+            f"From: <sip:2002@{DOMAIN}>;tag={from_tag}",
+            f"To: <sip:{number}@{DOMAIN}>",
             "Call-ID: c2",
             f"CSeq: {cseq} INVITE",
             f"Contact: <sip:2002@{BOB.host}:{BOB.port}>",
@@ -238,14 +244,14 @@ def _bob_calls_carol(h: Harness) -> Consultation:
     value = digest.choose_challenge(challenge.get_all("proxy-authenticate"))
     assert value is not None
     authorization = digest.answer_challenge(value, username="2002", password=PASSWORDS["2002"], method="INVITE",
-                                            uri=f"sip:2003@{PBX[0]}:{PBX[1]}", cnonce="c", nc=1)
+                                            uri=f"sip:{number}@{PBX[0]}:{PBX[1]}", cnonce="c", nc=1)
     h.deliver(invite(2, authorization), BOB)
-    (to_carol,) = requests(h.take(CAROL), "INVITE")
-    h.deliver(response_text(to_carol, 200, to_tag="carol", body=SDP_CAROL, contact=CAROL), CAROL)
+    (to_callee,) = requests(h.take(callee), "INVITE")
+    h.deliver(response_text(to_callee, 200, to_tag="callee", body=answer, contact=callee), callee)
     ok = [r for r in responses(h.take(BOB), "INVITE") if r.status == 200][0]
     assert ok.to.tag is not None
-    ack = in_dialog_text("ACK", target=f"sip:{PBX[0]}:{PBX[1]}", call_id="c2", from_=f"<sip:2002@{DOMAIN}>;tag=bobc",
+    ack = in_dialog_text("ACK", target=f"sip:{PBX[0]}:{PBX[1]}", call_id="c2", from_=f"<sip:2002@{DOMAIN}>;tag={from_tag}",
                          to=ok.get("to") or "", cseq=2, source=BOB)
     h.deliver(ack, BOB)
-    h.take(CAROL)
-    return Consultation("c2", ok.to.tag, to_carol.call_id)
+    h.take(callee)
+    return Consultation("c2", ok.to.tag, to_callee.call_id)

@@ -146,3 +146,61 @@ def test_traffic_counts_local_hours_waits_and_the_busiest_hour(migrated: Engine,
 def test_a_bad_period_is_a_clear_error(migrated: Engine, db_url: str) -> None:
     result = CliRunner().invoke(main, ["report", "--period", "2026-13", "--db", db_url])
     assert result.exit_code == 2 and "period '2026-13' must be a year" in result.output
+
+
+def test_cdr_list_filters_by_disposition_department_class_and_cost(migrated: Engine, db_url: str) -> None:
+    start = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    rows = [
+        cdr_row(started_at=start, department="Kế toán", caller="1001", answered_after=2, billsec=60, cost=1200),
+        cdr_row(started_at=start + timedelta(minutes=1), department="Kế toán", caller="1002", answered_after=2,
+                billsec=600, cost=12000),
+        cdr_row(started_at=start + timedelta(minutes=2), department="Kế toán", caller="1003", answered_after=None,
+                billsec=0, cost=None),
+        cdr_row(started_at=start + timedelta(minutes=3), department="Kế toán", caller="1004", answered_after=2,
+                billsec=60, cost=900, call_class="national"),
+        cdr_row(started_at=start + timedelta(minutes=4), department="sales", caller="1005", answered_after=2,
+                billsec=60, cost=1100),
+        cdr_row(started_at=start + timedelta(minutes=5), department="Kế toán", caller="1006", answered_after=2,
+                billsec=0, cost=0),
+    ]
+    load(migrated, rows)
+
+    def listed(*args: str) -> list[str]:
+        result = CliRunner().invoke(main, ["cdr", "list", "--db", db_url, "--csv", *args])
+        assert result.exit_code == 0, result.output
+        return [line.split(",")[0] for line in result.stdout_bytes.decode("utf-8-sig").splitlines()[1:]]
+
+    callers = {row["call_uuid"]: row["caller_number"] for row in rows}
+
+    def who(*args: str) -> list[str]:
+        return [callers[key] for key in listed(*args)]
+
+    assert listed()[0] in callers  # the first column is the call's uuid
+    assert who("--disposition", "answered", "--department", "Kế toán", "--class", "mobile") == [
+        "1001", "1002", "1006"]
+    assert who("--disposition", "NO_ANSWER") == ["1003"]
+    assert who("--min-cost", "1000", "--max-cost", "5000") == ["1001", "1005"]
+    assert who("--min-cost", "1") == ["1001", "1002", "1004", "1005"]   # unpriced and free calls left out
+    assert who("--department", "Kế toán", "--max-cost", "0") == ["1006"]
+    refused = CliRunner().invoke(main, ["cdr", "list", "--db", db_url, "--min-cost", "-5"])
+    assert refused.exit_code == 2 and "--min-cost" in refused.output
+
+
+def test_an_employee_sees_their_own_usage(migrated: Engine, db_url: str) -> None:
+    start = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    load(migrated, [
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=2, billsec=90, cost=1800),
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=2, billsec=30, cost=600,
+                call_class="national"),
+        cdr_row(started_at=start, department="sales", caller="1003", answered_after=None, billsec=0, cost=None),
+        cdr_row(started_at=start, department="sales", caller="1004", answered_after=2, billsec=600, cost=9000),
+    ])
+    result = CliRunner().invoke(main, ["report", "--extension", "1003", "--by", "class", "--period", "2026-12",
+                                       "--tz", "Asia/Ho_Chi_Minh", "--csv", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.decode("utf-8-sig").splitlines() == [
+        "class,calls,answered,minutes,cost,currency,period",
+        "mobile,2,1,1.50,1800,VND,2026-12",
+        "national,1,1,0.50,600,VND,2026-12",
+        "TOTAL,3,2,2.00,2400,VND,2026-12",
+    ]

@@ -5,12 +5,13 @@ where the forward says, a loop ending at the chain limit, *8."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from .harness import Pbx
 from .phone import Phone, PhoneFactory
-from .test_transfer import DIALPLAN, registered, uri
+from .test_transfer import DIALPLAN, audio_both_ways, registered, uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -87,7 +88,8 @@ def test_a_forward_loop_ends_at_the_chain_limit(pbx: Pbx, phones: PhoneFactory) 
     assert row["transfer"].startswith("forward always 2002 -> 2003; forward always 2003 -> 2002")
 
 
-def test_star_8_picks_up_and_the_ringing_phone_stops_with_the_reason(pbx: Pbx, phones: PhoneFactory) -> None:
+def test_star_8_picks_up_and_the_ringing_phone_stops_with_the_reason(pbx: Pbx, phones: PhoneFactory,
+                                                                     tmp_path: Path) -> None:
     alice = registered(phones, pbx, "2001")
     bob = registered(phones, pbx, "2002")  # rings, never answers
     carol = registered(phones, pbx, "2003")
@@ -101,6 +103,8 @@ def test_star_8_picks_up_and_the_ringing_phone_stops_with_the_reason(pbx: Pbx, p
     # The CANCEL's 487; pjsua2 does not report its Reason header, which
     # tests/calls/test_features.py checks on the wire.
     assert end["code"] == 487
+    heard_by_alice, heard_by_carol = audio_both_ways(alice, call, carol, pick, tmp_path)
+    assert heard_by_alice > 1000.0 and heard_by_carol > 1000.0  # Carol talks to Alice
     carol.hangup(pick)
     alice.wait_call_state("DISCONNECTED", call, timeout=10.0)
     row = pbx.cdr_for("2001", "2002")

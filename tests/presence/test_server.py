@@ -227,3 +227,12 @@ def test_a_senders_name_with_a_line_break_stays_inside_the_from_header(tmp_path:
         finally:
             alice.close()
             bob.close()
+
+
+def test_message_needs_the_senders_credentials(agents: dict[str, Agent]) -> None:
+    alice, bob = agents["2001"], agents["2002"]
+    assert bob.register().status == 200
+    refused = alice.request("MESSAGE", f"sip:2002@{DOMAIN}", headers=["Content-Type: text/plain"],
+                            body=b"who am I?", authenticate=False)
+    assert refused.status == 407 and refused.get("proxy-authenticate")
+    assert bob.nothing("MESSAGE", 1.0)

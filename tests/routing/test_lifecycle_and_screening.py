@@ -142,3 +142,13 @@ def test_loader_reports_lifecycle_and_list_mistakes_where_they_are(tmp_path: Pat
         "43:5: incoming lists for '+842873000999', which is not one of the inbound numbers;"
         " did you mean '+842873000300'?",
     ]
+
+
+def test_incoming_blocked_is_refuse_or_announce(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN.replace("  blacklist: [nuisance]\n", "  blacklist: [nuisance]\n  blocked: announce\n"))
+    assert load_dialplan(path).incoming.announce is True
+    path.write_text(PLAN.replace("  blacklist: [nuisance]\n", "  blacklist: [nuisance]\n  blocked: shout\n"))
+    assert [f"{p.line}:{p.column}: {p.message}" for p in check_dialplan(path)] == [
+        "41:12: incoming blocked 'shout' must be refuse (603 at once) or announce (say 'not available' in early"
+        " media, then 603)"]

@@ -3,11 +3,13 @@ tariff a call gets, and `pbx check` messages with positions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from pbx.routing.budgets import budgets_for, parse_period, period_of
 from pbx.routing.loader import check_dialplan, load_dialplan
 from pbx.routing.tariffs import Billing, Increment, MoneyError, Tariff, format_money, parse_money, to_decimal
 
@@ -143,3 +145,37 @@ def test_a_currency_without_a_known_minor_unit_must_give_one(tmp_path: Path) -> 
         " e.g. 2 for cents)"]
     assert problems(tmp_path, "billing: {tariffs: []}\n") == [
         "14:1: billing needs a currency (an ISO 4217 code such as VND)"]
+
+
+def test_a_budget_per_account_code_loads_without_a_warning(tmp_path: Path) -> None:
+    # Codes are asked for and charged: a code's budget, named by its id, is
+    # no longer "kept for later".
+    budgets = 'billing: {currency: VND}\nbudgets:\n  account_codes: {"17": 500000}\n'
+    assert problems(tmp_path, budgets) == []
+    path = tmp_path / "ok.yaml"
+    path.write_text(PLAN + budgets)
+    assert {key: b.limit for key, b in load_dialplan(path).budgets.budgets.items()} == {"account_code:17": 500000}
+    assert problems(tmp_path, budgets.replace('"17"', "an-code")) == [
+        "16:19: account code 'an-code' must be 1 to 16 digits"]
+
+
+def test_a_call_is_charged_to_its_extension_department_project_and_code(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN.replace("password: an-secret-1001}", "password: an-secret-1001, project: expo}") + """\
+timezone: Asia/Ho_Chi_Minh
+billing: {currency: VND}
+budgets:
+  extensions: {"1001": 100}
+  departments: {sales: 200}
+  projects: {expo: 300}
+  account_codes: {"17": 400}
+""")
+    plan = load_dialplan(path)
+    caller = plan.extensions["1001"]
+    assert [b.key for b in budgets_for(plan, caller)] == ["extension:1001", "department:sales", "project:expo"]
+    assert [(b.rule, b.limit) for b in budgets_for(plan, caller, "17")][-1] == ("budgets.account_codes.17", 400)
+    assert budgets_for(plan, caller, "18")[-1].key == "project:expo"   # a code without a budget adds none
+    # Periods are the plan's local calendar: 23:30 UTC on 30 November is December in Ho Chi Minh City.
+    assert period_of(datetime(2026, 11, 30, 23, 30, tzinfo=UTC), "month", plan.timezone).label == "2026-12"
+    assert period_of(datetime(2026, 12, 24, 12, tzinfo=UTC), "week", plan.timezone).label == "2026-W52"
+    assert parse_period("2026-W52", plan.timezone).start.isoformat() == "2026-12-21T00:00:00+07:00"
