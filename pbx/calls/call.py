@@ -249,6 +249,9 @@ class Call:
     transfer, or mailbox call-back) took the call out through a trunk."""
     shared_hold: bool = False
     """It asked the shared store for a budget reservation (released at the end)."""
+    transfer_shared_hold: bool = False
+    """A blind transfer's outside leg is held in the shared store too
+    (under ``transfer_hold(uuid)``; released when the leg or the call ends)."""
     reinvites: dict[tuple[int, int], tuple[InviteSession, Request]] | None = None
     """Re-INVITEs relayed and answered 2xx, awaiting the originator's ACK:
     the session and request that ACK is for (see pbx.calls.relay); made on
@@ -1172,6 +1175,7 @@ class Call:
         self.controller.budgets.settle(transfer_hold(self.uuid), transferred or 0)
         if self.shared_hold and self.controller.shared_budgets is not None:
             self.controller.shared_budgets.release(self.uuid)
+        transfers.release_shared(self)
         # A member it kept busy may be free now for a caller in a queue.
         self.controller.serve_queues()
 

@@ -1091,9 +1091,17 @@ class CallController:
         if rate is None or rate.tariff.free or call_class in FREE_CLASSES:
             return action
         charges = self._charges(call, payer)
-        hit = self.budgets.admit(hold, charges, rate.tariff.cost(self.plan.budgets.reserve_seconds))
+        amount = rate.tariff.cost(self.plan.budgets.reserve_seconds)
+        hit = self.budgets.admit(hold, charges, amount)
         if hit is None:
-            return action
+            if self.shared_budgets is None or not charges:
+                return action
+            # Other nodes spend from the same budgets: the store holds it
+            # too before the transfer rings (pbx.calls.transfer waits).
+            return replace(action, hold=replace(
+                action.hold or SharedHold(), charges=charges, amount=amount,
+                refuse=lambda shared_hit: self._transfer_budget_refusal(call, payer, shared_hit, rate,
+                                                                        call_class)))
         call.transfer_rate = None
         return self._transfer_budget_refusal(call, payer, hit, rate, call_class)
 

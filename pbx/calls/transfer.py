@@ -31,15 +31,16 @@ transferee waiting for the target; if that fails, the call ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import structlog
 
 from pbx.calls import anchoring
-from pbx.calls.budgets import transfer_hold
+from pbx.calls.budgets import BudgetHit, transfer_hold
 from pbx.calls.fork import Fork, Leg, LegState, Outcome
 from pbx.calls.local import SDP_TYPE
+from pbx.calls.limits import LimitHit
 from pbx.calls.plan import Caller, End, Ring
 from pbx.routing.rights import check_number
 from pbx.sip.message import Request
@@ -193,12 +194,57 @@ def _blind(call: Call, transfer: CallTransfer, transferee: Caller, now: float) -
     if not isinstance(action, Ring):
         _refused(call, transfer, 488, "not_a_transfer_target")
         return
+    shared = call.controller.shared_budgets
+    if action.hold is not None and shared is not None:
+        # Several nodes share the payer's budgets and outside-call caps: as
+        # for a call the payer places, nothing rings until the store holds
+        # the transfer's leg too (Call._ring does the same for calls).
+        call.transfer_shared_hold = True
+        controller = call.controller
+        shared.reserve(transfer_hold(call.uuid), action.hold,
+                       lambda hit: controller.act(call, lambda: _held(call, transfer, action, hit)))
+        return
+    _ring(call, transfer, action, now)
+
+
+def _ring(call: Call, transfer: CallTransfer, action: Ring, now: float) -> None:
     transfer.ring_due = now + action.ring_timeout
     transfer.fork = Fork(action.targets, call.controller.dialer(call, delayed_offer=True),
                          wall=call.controller.wall, unreachable=action.unreachable)
     result = transfer.fork.start(now)
     if result is not None:
         _failed(call, transfer, result, now)
+
+
+def _held(call: Call, transfer: CallTransfer, action: Ring, hit: BudgetHit | LimitHit | None) -> None:
+    """The store answered the transfer's hold (budgets, outside-call slot)."""
+    controller = call.controller
+    from pbx.calls.call import CallState
+
+    if call.transferring is not transfer or call.state in (CallState.ENDING, CallState.ENDED):
+        release_shared(call)  # the call or the transfer went meanwhile: a late hold must not stay
+        return
+    if hit is None:
+        _ring(call, transfer, replace(action, hold=None), controller.now)
+        return
+    hold = action.hold
+    assert hold is not None
+    if isinstance(hit, LimitHit):
+        log.warning("call_limit_hit", call_id=call.a_call_id, uuid=call.uuid, extension=transfer.transferor_number,
+                    limit=hit.limit, value=hit.value, current=hit.current, rule=hit.rule, outcome="transfer_refused")
+        _refused(call, transfer, 486, "outside_call_limit")
+        return
+    refusal = hold.refuse(hit)
+    _refused(call, transfer, refusal.status if isinstance(refusal, End) else 403, "budget_exhausted")
+
+
+def release_shared(call: Call) -> None:
+    """Drop what the store holds for the leg a transfer of ``call`` placed
+    (it did not join, or the call ended)."""
+    shared = call.controller.shared_budgets
+    if call.transfer_shared_hold and shared is not None:
+        call.transfer_shared_hold = False
+        shared.release(transfer_hold(call.uuid))
 
 
 def _attended(call: Call, transfer: CallTransfer, target: ReferTarget, now: float) -> None:
@@ -261,6 +307,7 @@ def _refused(call: Call, transfer: CallTransfer, status: int, reason: str) -> No
         # Nothing outside joined: the payer's budgets hold nothing for it.
         call.controller.budgets.settle(transfer_hold(call.uuid), 0)
         call.transfer_rate = None
+        release_shared(call)
     call.transfer_done(transfer)
     if not transfer.transferor_gone:
         _notify(transfer.transferor, status)

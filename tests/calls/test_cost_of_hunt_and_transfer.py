@@ -8,6 +8,7 @@ writer to SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,9 @@ from pathlib import Path
 import structlog
 from sqlalchemy import Engine
 
+from pbx.calls.budgets import BudgetHit, SharedHold
 from pbx.calls.cdr_adapter import CdrRecorder
+from pbx.calls.limits import LimitHit
 from pbx.cdr.writer import CdrWriter
 from pbx.routing.loader import load_dialplan
 from pbx.sip.message import Request, Response, make_request, make_response
@@ -381,3 +384,56 @@ inbound:
     (ended,) = wire.recorder.ended
     assert (ended.cost, ended.rate.tariff.id if ended.rate else None) == (2400, "vn-national")
     assert wire.controller.budgets.holding() == 0
+
+
+class HeldInStore:
+    """The shared store's side (pbx.billing.shared on PostgreSQL), held by
+    the test: it answers each reservation when told."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, SharedHold, Callable[[BudgetHit | LimitHit | None], None]]] = []
+        self.released: list[str] = []
+
+    def reserve(self, call: str, hold: SharedHold, done: Callable[[BudgetHit | LimitHit | None], None]) -> None:
+        self.asked.append((call, hold, done))
+
+    def release(self, call: str) -> None:
+        self.released.append(call)
+
+
+def test_with_several_nodes_a_transfer_out_rings_only_once_the_store_holds_it(tmp_path: Path) -> None:
+    """Nodes share the payer's budgets: a blind transfer out is held in the
+    store, like a call the payer places, before anything rings (before, the
+    transfer checked only this node's ledger: two nodes could each let one
+    through past the budget). The hold goes when the call ends."""
+    clock, store = WallClock(), HeldInStore()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    wire.controller.shared_budgets = store
+    invite, answered_to, to_desk, desk_ok = desk_answers(wire)
+    assert store.asked == []  # an internal call holds nothing
+    refer_out(wire, to_desk, desk_ok)
+    [(key, hold, done)] = store.asked
+    assert key.endswith("/transfer") and [c.budget.key for c in hold.charges] == ["extension:1002"]
+    assert wire.to_gateway() == []  # nothing rings before the store says so
+    done(None)
+    (placed,) = wire.to_gateway()
+    assert placed.method == "INVITE"
+    wire.deliver(phone_request("BYE", invite, answered_to, 3), PHONE)
+    assert key in store.released
+
+
+def test_with_several_nodes_a_transfer_out_the_store_refuses_does_not_ring(tmp_path: Path) -> None:
+    clock, store = WallClock(), HeldInStore()
+    wire = LimitWire(load_dialplan(transfer_plan(tmp_path, "100000")), wall_clock=clock)
+    wire.controller.shared_budgets = store
+    _, _, to_desk, desk_ok = desk_answers(wire)
+    refer_out(wire, to_desk, desk_ok)
+    [(key, hold, done)] = store.asked
+    charge = hold.charges[0]
+    with structlog.testing.capture_logs() as logs:
+        done(hold.hit((charge.budget.key, charge.period), 99_000, 900))  # the other node spent it
+    assert wire.to_gateway() == []
+    bodies = [m.body for m in wire.take(DESK) if isinstance(m, Request) and m.method == "NOTIFY"]
+    assert any(body.startswith(b"SIP/2.0 403") for body in bodies), bodies
+    assert [e["outcome"] for e in logs if e["event"] == "budget_exhausted"] == ["transfer_refused"]
+    assert wire.controller.budgets.holding() == 0 and key in store.released
