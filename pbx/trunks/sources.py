@@ -18,6 +18,7 @@ is an ordinary caller and is challenged.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 
@@ -25,6 +26,10 @@ from pbx.routing.trunk_config import Gateway, Network, Trunk
 from pbx.sip.address import Peer
 
 
+# Asked for every datagram (is it a trunk's?), and parsing an address with
+# `ipaddress` is most of that; a server hears from few distinct addresses,
+# and a flood of new ones only churns the cache.
+@functools.lru_cache(maxsize=4096)
 def normalise_host(host: str) -> str:
     """An IP address in its canonical text form (``::1``, not ``[0::1]``);
     a name lower-cased."""
@@ -61,6 +66,8 @@ class TrunkSources:
 
     def match(self, source: Peer) -> str | None:
         """The key of the trunk ``source`` is a gateway of, or None."""
+        if not self._by_address and not self._networks:
+            return None  # no trunks: the common case on a phones-only plan
         host = normalise_host(source.host)
         found = self._by_address.get((host, source.port, source.transport))
         if found is not None or not self._networks:
