@@ -15,7 +15,7 @@
 #                http://127.0.0.1:8080/ (HTTP= to change, HTTP= empty: off)
 #   make cluster Kamailio on udp:127.0.0.1:5060 and two nodes (5071, 5072)
 #                sharing PostgreSQL (scripts/cluster.sh; needs PostgreSQL)
-#   make bench   the authenticated REGISTER rate benchmark (BENCH_ARGS=)
+#   make bench   authenticated REGISTERs/s, PBX and Kamailio as the reference (BENCH_ARGS=)
 #   make bench-calls  calls/s and concurrent calls, PBX and Sippy B2BUA
 #                (about an hour; CALL_BENCH_ARGS=--quick for a few minutes)
 #   make prompts regenerate pbx/ivr/prompts/*/*.wav (espeak-ng + sox)
@@ -91,7 +91,7 @@ deps:
 		$(APT_GET) install -y --no-install-recommends slapd ldap-utils; \
 	fi
 	@if ! command -v kamailio >/dev/null 2>&1 && ! [ -x /usr/sbin/kamailio ]; then \
-		echo "installing kamailio (the edge proxy of the cluster tests and make cluster; its system service is left stopped and disabled: the tests start their own)"; \
+		echo "installing kamailio (the edge proxy of the cluster tests and make cluster, the reference registrar of make bench; its system service is left stopped and disabled: the tests start their own)"; \
 		$(APT_GET) update; \
 		$(APT_GET) install -y --no-install-recommends kamailio; \
 		$(SUDO) systemctl disable --now kamailio 2>/dev/null \

@@ -64,14 +64,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
 from loop_lag_log import LagLog
 from make_users import DEFAULT_DOMAIN, sipp_csv, write_users
 from procfs import cpu_ticks, group_members, rss_bytes
-from register_rate import BenchError, free_port, kill_group, running_server, udp_receive_buffer_errors
+from register_rate import (
+    BenchError,
+    Pinning,
+    free_port,
+    kill_group,
+    running_server,
+    udp_receive_buffer_errors,
+)
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SCENARIOS: Final = REPO_ROOT / "sipp-scenarios"
@@ -280,27 +287,6 @@ def statistics_rows(path: Path) -> list[dict[str, str]]:
     except OSError:
         return []
     return [dict(zip(rows[0], row)) for row in rows[1:]]
-
-
-@dataclass(slots=True)
-class Pinning:
-    """taskset prefixes: the server on one CPU, SIPp on another."""
-
-    server: list[str] = field(default_factory=list)
-    sipp: list[str] = field(default_factory=list)
-
-    @classmethod
-    def choose(cls, server_cpu: int | None, sipp_cpu: int | None) -> tuple[Pinning, str]:
-        taskset = shutil.which("taskset")
-        cpus = os.cpu_count() or 1
-        if server_cpu is None or taskset is None or cpus < 2:
-            why = "not asked" if server_cpu is None else ("no taskset" if taskset is None else "one CPU only")
-            return cls(), f"not pinned ({why}): server and SIPp share the CPUs"
-        assert sipp_cpu is not None
-        return (
-            cls(server=[taskset, "-c", str(server_cpu)], sipp=[taskset, "-c", str(sipp_cpu)]),
-            f"server on CPU {server_cpu}, SIPp (caller and callee) on CPU {sipp_cpu}",
-        )
 
 
 @dataclass(slots=True)

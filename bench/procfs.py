@@ -37,14 +37,30 @@ def cpu_ticks(pids: Sequence[int]) -> int:
     return total
 
 
-def rss_bytes(pids: Sequence[int]) -> int:
+def _sum_kb(pids: Sequence[int], name: str, key: str) -> int:
+    """The `key` line ("VmRSS:", "Pss:" ...) of /proc/PID/<name>, a figure
+    in kB, summed over the processes, in bytes."""
     total = 0
     for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            text = Path(f"/proc/{pid}/{name}").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024  # kB
+        for line in text.splitlines():
+            if line.startswith(key):
+                total += int(line.split()[1]) * 1024
+                break
     return total
+
+
+def rss_bytes(pids: Sequence[int]) -> int:
+    return _sum_kb(pids, "status", "VmRSS:")
+
+
+def pss_bytes(pids: Sequence[int]) -> int:
+    """Proportional set size: a page shared by n processes counts 1/n in
+    each, so a group sharing memory (Kamailio's shared-memory pool, mapped
+    by all of its processes) counts it once, where summed VmRSS counts it
+    in every process that touched it. For a lone process it is its VmRSS
+    less part of the pages it shares with others (libraries)."""
+    return _sum_kb(pids, "smaps_rollup", "Pss:")
