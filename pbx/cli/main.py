@@ -1,53 +1,64 @@
 """The ``pbx`` command line (click): the root group, with the commands of
-the other modules of :mod:`pbx.cli` added to it."""
+the other modules of :mod:`pbx.cli` added to it.
+
+The commands are imported when one is run, not all at start: between them
+they pull in the web console, the store and the media code, seconds of
+imports that `pbx ext show` or `pbx reload` do not need (and every test that
+runs the command line pays them). `pbx --help` still imports them all, to
+show each one's summary.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from pbx import __version__
-from pbx.cli.budget import budget
-from pbx.cli.cdr import cdr
-from pbx.cli.check import check
-from pbx.cli.codes import codes
-from pbx.cli.explain import explain
-from pbx.cli.ext import ext
-from pbx.cli.group import group
-from pbx.cli.hunt import hunt
-from pbx.cli.hours import hours
-from pbx.cli.ldap import ldap
-from pbx.cli.recordings import recordings
-from pbx.cli.reload import reload
-from pbx.cli.report import report
-from pbx.cli.security import security
-from pbx.cli.serve import serve
-from pbx.cli.tls import tls
-from pbx.cli.voicemail import voicemail
+
+# Command name -> the module of pbx.cli that defines it (under the same name).
+COMMANDS: dict[str, str] = {
+    "serve": "serve",
+    "check": "check",
+    "explain": "explain",
+    "reload": "reload",
+    "cdr": "cdr",
+    "group": "group",
+    "hunt": "hunt",
+    "security": "security",
+    "hours": "hours",
+    "ext": "ext",
+    "tls": "tls",
+    "codes": "codes",
+    "report": "report",
+    "budget": "budget",
+    "ldap": "ldap",
+    "voicemail": "voicemail",
+    "recordings": "recordings",
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands (`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(f"pbx.cli.{module}"), cmd_name)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"pbx.cli.{module}.{cmd_name} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="pbx")
 def main() -> None:
     """An asyncio SIP softswitch / PBX core."""
 
-
-main.add_command(serve)
-main.add_command(check)
-main.add_command(explain)
-main.add_command(reload)
-main.add_command(cdr)
-main.add_command(group)
-main.add_command(hunt)
-main.add_command(security)
-main.add_command(hours)
-main.add_command(ext)
-main.add_command(tls)
-main.add_command(codes)
-main.add_command(report)
-main.add_command(budget)
-main.add_command(ldap)
-main.add_command(voicemail)
-main.add_command(recordings)
 
 if __name__ == "__main__":
     main()
