@@ -43,7 +43,7 @@ from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, contact_value, new_tag, via_value
 from pbx.sip.events import TransactionKey
-from pbx.sip.message import Header, Request, Response, make_request, make_response
+from pbx.sip.message import Header, Request, Response, make_request, make_response, remember_parsed
 from pbx.sip.tokens import random_hex
 
 LocalAddress = Callable[[str], tuple[str, int]]
@@ -60,6 +60,15 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER"
 OFFER_METHODS = frozenset({"INVITE", "UPDATE"})
 # Headers of the INVITE a resend after 401/407/422 rebuilds itself.
 _REBUILT = frozenset({"via", "cseq", "authorization", "proxy-authorization", "content-length"})
+# What stays of the dialog-making INVITE once its 2xx is ACKed (see
+# ``InviteSession.invite``): its CSeq and Max-Forwards, the session options
+# (RFC 4028 timers and the option tags) and the description of its body,
+# which legs placed later on the dialog's behalf (a transfer, a forward)
+# copy. Via, From, To, Contact and credentials are in the dialog or spent.
+KEPT_AFTER_SETUP = frozenset({
+    "cseq", "max-forwards", "supported", "require", "session-expires", "min-se",
+    "content-type", "content-disposition", "content-encoding", "content-language",
+})
 
 
 class Wire(Protocol):
@@ -245,6 +254,10 @@ class InviteSession:
         caller's source address, as symmetric signalling needs behind NAT)."""
         self.state = SessionState.INITIAL
         self.invite: Request
+        """The dialog-making INVITE (received, or sent last). Once its 2xx
+        is ACKed only the headers of ``KEPT_AFTER_SETUP`` remain, with the
+        Request-URI and body: ten thousand calls need not keep two whole
+        INVITEs each."""
         self.invite_key: TransactionKey
         self.answered = False
         """A 2xx to the dialog-making INVITE went (UAS) or came (UAC)."""
@@ -358,6 +371,15 @@ class InviteSession:
         self._acks[cseq] = data
         self._wire.send_ack(data, self.dest)
 
+    def _keep_setup_only(self) -> None:
+        """The INVITE's 2xx is ACKed: nothing will answer, resend or
+        authenticate it again (see ``invite``)."""
+        invite = self.invite
+        slim = Request(headers=tuple(h for h in invite.headers if h[0] in KEPT_AFTER_SETUP), body=invite.body,
+                       method=invite.method, uri=invite.uri)
+        remember_parsed(slim, cseq=invite.cseq)
+        self.invite = slim
+
     def _response(self, request: Request, status: int, reason: str | None, headers: Sequence[Header],
                   body: bytes) -> Response:
         extra = list(headers)
@@ -382,6 +404,7 @@ class InviteSession:
         if self.role is Role.UAC and self.answered and not self.acked:
             self.acked = True
             self._send_ack(self.invite.cseq.number, body, headers)
+            self._keep_setup_only()
 
     def cancel(self, headers: Sequence[Header] = ()) -> None:
         """Stop our INVITE (§9.1); the layer holds the CANCEL until a 1xx
@@ -693,6 +716,7 @@ class InviteSession:
             if self.acked:
                 return []
             self.acked = True
+            self._keep_setup_only()
             held = self._bye_held
             if held is not None:
                 self._bye(held)  # §15: the BYE that waited for this ACK
