@@ -241,8 +241,8 @@ class InviteSession:
 
     __slots__ = (
         "role", "dialog", "dest", "state", "invite", "invite_key", "answered", "acked", "cancelled", "bye_received",
-        "_wire", "_local", "_tokens", "_random", "_credentials", "_retried_422", "_ack_at_once", "_acks",
-        "_outgoing", "_incoming", "_bye_held", "_glare", "keys", "sdp_sent",
+        "_wire", "_local", "_tokens", "_random", "_credentials", "_retried_422", "_ack_at_once", "_ack_cseq", "_ack",
+        "_acks", "_outgoing", "_incoming", "_bye_held", "_glare", "keys", "sdp_sent",
     )  # fmt: skip
 
     def __init__(self, *, role: Role, dialog: Dialog, dest: Peer, wire: Wire, local: LocalAddress,
@@ -274,7 +274,12 @@ class InviteSession:
         self._ack_at_once = True
         # Made on first use: most sessions never relay a request, and ten
         # thousand concurrent calls make every empty dict count.
-        self._acks: dict[int, bytes] = _EMPTY_ACKS     # our ACKs to 2xx, by CSeq, for resending
+        # Our ACKs to 2xx, by CSeq, for resending: the first one (the
+        # dialog-making INVITE's, for a UAC) in two fields, the others
+        # (re-INVITEs) in a table made when needed.
+        self._ack_cseq = -1
+        self._ack = b""
+        self._acks: dict[int, bytes] = _EMPTY_ACKS
         self._outgoing: dict[TransactionKey, _Outgoing] = _EMPTY_OUTGOING
         self._incoming: dict[TransactionKey, _Incoming] = _EMPTY_INCOMING
         self._bye_held: list[Header] | None = None    # a BYE waiting for the ACK (§15)
@@ -366,10 +371,19 @@ class InviteSession:
         data = ack.encode()
         if body:
             self.sdp_sent = body
-        if self._acks is _EMPTY_ACKS:
-            self._acks = {}
-        self._acks[cseq] = data
+        if self._ack_cseq < 0:
+            self._ack_cseq, self._ack = cseq, data
+        else:
+            if self._acks is _EMPTY_ACKS:
+                self._acks = {}
+            self._acks[cseq] = data
         self._wire.send_ack(data, self.dest)
+
+    def _ack_sent(self, cseq: int) -> bytes | None:
+        """The ACK we sent for the 2xx to our INVITE with CSeq ``cseq``, if any."""
+        if cseq == self._ack_cseq:
+            return self._ack
+        return self._acks.get(cseq)
 
     def _keep_setup_only(self) -> None:
         """The INVITE's 2xx is ACKed: nothing will answer, resend or
@@ -508,7 +522,7 @@ class InviteSession:
     def ack_reinvite(self, request: Request, body: bytes = b"", headers: Sequence[Header] = ()) -> None:
         """ACK the 2xx to our in-dialog INVITE ``request`` (once)."""
         cseq = request.cseq.number
-        if cseq not in self._acks:
+        if self._ack_sent(cseq) is None:
             self._send_ack(cseq, body, headers)
 
     def answer(self, key: TransactionKey, request: Request, status: int, reason: str | None = None,
@@ -561,7 +575,7 @@ class InviteSession:
         if status < 300:
             if self.answered:
                 if response.to.tag == self.dialog.remote_tag:
-                    sent = self._acks.get(response.cseq.number)
+                    sent = self._ack_sent(response.cseq.number)
                     if sent is not None:
                         self._wire.send_ack(sent, self.dest)  # our ACK was lost (§13.2.2.4)
                 else:
@@ -610,7 +624,7 @@ class InviteSession:
             return []  # hop by hop
         if outgoing.final is not None:
             if outgoing.request.method == "INVITE" and 200 <= status < 300:
-                sent = self._acks.get(outgoing.request.cseq.number)
+                sent = self._ack_sent(outgoing.request.cseq.number)
                 if sent is not None:
                     self._wire.send_ack(sent, self.dest)  # the 2xx again: our ACK was lost
             return []
@@ -732,7 +746,7 @@ class InviteSession:
         """A 2xx to an INVITE of ours whose transaction has ended came again:
         our ACK was lost; send the same ACK (§13.2.2.4)."""
         if response.cseq.method == "INVITE" and 200 <= response.status < 300:
-            sent = self._acks.get(response.cseq.number)
+            sent = self._ack_sent(response.cseq.number)
             if sent is not None:
                 self._wire.send_ack(sent, self.dest)
         return []
