@@ -259,9 +259,11 @@ def rss() -> int:
 def census() -> Counter[str]:
     """Live objects by type: every object the collector tracks, and the
     untracked ones they refer to (str, bytes, int, float ...), each once."""
+    tracked = gc.get_objects()
+    # Made after the list, so neither is in it (the set of ids would count
+    # as thousands of ints).
     counts: Counter[str] = Counter()
     seen: set[int] = set()
-    tracked = gc.get_objects()
     for obj in tracked:
         seen.add(id(obj))
     for obj in tracked:
