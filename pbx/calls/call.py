@@ -204,6 +204,9 @@ class Call:
     ring_due: float | None = None
     watch_due: float | None = None
     watch_reason: str = ""
+    timer_due: float | None = None
+    """The controller's: the earliest of the deadlines above as its timer
+    heap holds it (None: no entry counts)."""
     answered_monotonic: float | None = None
     hunt: HuntRing | None = None
     """The hunt group being rung (or that answered), if any."""
