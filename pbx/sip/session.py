@@ -284,7 +284,7 @@ class InviteSession:
         self._incoming: dict[TransactionKey, _Incoming] = _EMPTY_INCOMING
         self._bye_held: list[Header] | None = None    # a BYE waiting for the ACK (§15)
         self._glare: _GlareRetry | None = None
-        self.keys: list[TransactionKey] = []
+        self.keys: tuple[TransactionKey, ...] = ()
         """Every transaction key this session used: the owner's index entries."""
         self.sdp_sent = b""
         """The last session description we sent in this dialog (offer or
@@ -320,7 +320,7 @@ class InviteSession:
         session = cls(role=Role.UAS, dialog=Dialog.as_uas(request, local_tag), dest=dest or source, wire=wire,
                       local=local, tokens=tokens, random=random or _no_random)
         session.invite, session.invite_key = request, key
-        session.keys.append(key)
+        session.keys += (key,)
         return session
 
     @property
@@ -352,7 +352,7 @@ class InviteSession:
         if invite.body:
             self.sdp_sent = invite.body
         self.invite_key = self._wire.send_request(self, invite, self.dest)
-        self.keys.append(self.invite_key)
+        self.keys += (self.invite_key,)
 
     def _resend_invite(self, extra: Iterable[Header], dropped: frozenset[str] = _REBUILT) -> None:
         """The INVITE again after a 401/407/422: same Call-ID, From tag and
@@ -480,7 +480,8 @@ class InviteSession:
         self._bye_held = None
         self._end_pending()
         bye = self.dialog.request("BYE", via=self._via(self.dest.transport), contact=None, headers=list(headers))
-        self.keys.append(self._wire.send_request(self, bye, self.dest))
+        key = self._wire.send_request(self, bye, self.dest)
+        self.keys += (key,)
 
     def send(self, method: str, *, headers: Sequence[Header] = (), body: bytes = b"", ref: object = None,
              retry_glare: bool = False) -> Request:
@@ -495,7 +496,7 @@ class InviteSession:
         if body and method in OFFER_METHODS:
             self.sdp_sent = body
         key = self._wire.send_request(self, request, self.dest)
-        self.keys.append(key)
+        self.keys += (key,)
         if self._outgoing is _EMPTY_OUTGOING:
             self._outgoing = {}
         self._outgoing[key] = _Outgoing(ref, request, retry_glare)
@@ -615,7 +616,8 @@ class InviteSession:
         ack = other.request("ACK", via=self._via(transport), contact=None, cseq=self.invite.cseq.number)
         self._wire.send_ack(ack.encode(), self.dest)
         bye = other.request("BYE", via=self._via(transport), contact=None)
-        self.keys.append(self._wire.send_request(self, bye, self.dest))
+        key = self._wire.send_request(self, bye, self.dest)
+        self.keys += (key,)
 
     def _on_in_dialog_response(self, key: TransactionKey, outgoing: _Outgoing, response: Response,
                                now: float) -> list[SessionEvent]:
@@ -704,7 +706,7 @@ class InviteSession:
             if self._incoming is _EMPTY_INCOMING:
                 self._incoming = {}
             self._incoming[key] = _Incoming(request)
-            self.keys.append(key)
+            self.keys += (key,)
         return [RequestIn(key, request)]
 
     def on_cancel(self, invite_key: TransactionKey, cancel_key: TransactionKey,
