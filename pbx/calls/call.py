@@ -26,6 +26,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, assert_never
 
 import structlog
@@ -88,6 +89,10 @@ log = structlog.get_logger("pbx.calls")
 
 # Headers carried from one leg's request/response to the other's.
 CARRIED = ("content-type", "content-disposition", "content-encoding", "content-language")
+# What most calls have of a hunt group's member tariffs: one shared empty
+# table (read-only), not one each. The legs a call keeps for the CDR
+# besides its fork's are tuples for the same reason: most calls have none.
+_NO_RATES: Mapping[str, Rate] = MappingProxyType({})
 
 
 class CallState(enum.Enum):
@@ -199,6 +204,9 @@ class Call:
     ring_due: float | None = None
     watch_due: float | None = None
     watch_reason: str = ""
+    timer_due: float | None = None
+    """The controller's: the earliest of the deadlines above as its timer
+    heap holds it (None: no entry counts)."""
     answered_monotonic: float | None = None
     hunt: HuntRing | None = None
     """The hunt group being rung (or that answered), if any."""
@@ -206,7 +214,7 @@ class Call:
     """The CDR's hunt group: the group dialled, then the one that answered."""
     answered_by: str | None = None
     """The hunt group member who took the call."""
-    earlier_legs: list[Leg] = field(default_factory=list)
+    earlier_legs: tuple[Leg, ...] = ()
     """Legs of the forks an overflow replaced, for the CDR."""
     overflows: int = 0
     on_call: tuple[str, ...] = ()
@@ -239,7 +247,7 @@ class Call:
     transfer_joined: float | None = None
     """That leg once it joined the call, and the wall time it did: it is
     priced from then on, on top of what the call cost before."""
-    member_rates: Mapping[str, Rate] = field(default_factory=dict)
+    member_rates: Mapping[str, Rate] = field(default_factory=lambda: _NO_RATES)
     """A hunt group's outside members' tariffs, by member key: the one
     whose leg answers prices the call (:mod:`pbx.calls.pricing`)."""
     cost: int | None = None
@@ -261,9 +269,9 @@ class Call:
     (an account code's): see :meth:`payer`."""
     transferring: CallTransfer | None = None
     """A transfer in progress (pbx.calls.transfer)."""
-    transfer_legs: list[Leg] = field(default_factory=list)
+    transfer_legs: tuple[Leg, ...] = ()
     """Legs transfers placed or took over, for the CDR."""
-    retired: list[InviteSession] = field(default_factory=list)
+    retired: tuple[InviteSession, ...] = ()
     """Sessions of parties that left by a transfer: answered, not relayed."""
     transfers: list[str] = field(default_factory=list)
     """The CDR's words for each transfer: ``blind 2002 -> 2003``."""
@@ -388,12 +396,12 @@ class Call:
     def retire(self, session: InviteSession) -> None:
         """``session``'s party left by a transfer: its dialog only ends."""
         if session not in self.retired:
-            self.retired.append(session)
+            self.retired += (session,)
 
     def transfer_done(self, transfer: CallTransfer) -> None:
         """The transfer is over (done or not): its legs stay, for the CDR."""
         self.transferring = None
-        self.transfer_legs.extend(leg for leg in transfer.legs if leg not in self.transfer_legs)
+        self.transfer_legs += tuple(leg for leg in transfer.legs if leg not in self.transfer_legs)
 
     def transferred(self, kind: str, side: Side, by: str, target: str, leg: Leg) -> None:
         """The transferee and ``leg`` are the call's sides from now on."""
@@ -455,7 +463,7 @@ class Call:
         self.controller.recorder.call_answered(picker_call)
         self.controller.adopt(self, session)
         picker_call.hand_over(session, into=self, reason="picked_up")
-        self.transfer_legs.append(leg)
+        self.transfer_legs += (leg,)
         self.winner, self.state, self.ring_due = leg, CallState.ANSWERED, None
         self.destination = picker.number
         self.transfers.append(f"pickup {picker.number} <- {rung}")
@@ -529,7 +537,7 @@ class Call:
             return
         self.state = CallState.RINGING
         if self.fork is not None:  # an overflow: the legs rung so far stay in the CDR
-            self.earlier_legs.extend(self.fork.legs)
+            self.earlier_legs += tuple(self.fork.legs)
             self.fork.release()
             self.destination = None  # the new fork's first leg names it
         self.hunt = action.hunt

@@ -185,8 +185,8 @@ class CallController:
         self.sessions: dict[tuple[str, str], tuple[Call, InviteSession]] = {}
         self.by_key: dict[TransactionKey, tuple[Call, InviteSession]] = {}
         self._heap: list[tuple[float, int, Call]] = []
-        self._due: dict[int, tuple[float, Call]] = {}
-        """Each timed call's deadline, by id: the one heap entry that counts."""
+        """Calls' deadlines; of a call's entries only the one at its
+        ``timer_due`` counts (the others were superseded)."""
         self._seq = itertools.count()
         self._lingering: dict[int, float] = {}
         self.active = 0
@@ -1182,22 +1182,22 @@ class CallController:
         is rebuilt when they dominate: a call's maximum-duration entry may be
         hours away, and must not keep a finished call alive till then."""
         due = call.deadline() if call.state is not CallState.ENDED else self._lingering.get(id(call))
-        if due is None:
-            self._due.pop(id(call), None)
+        if due is None or due == call.timer_due:
+            call.timer_due = due
             return
-        current = self._due.get(id(call))
-        if current is not None and current[0] == due:
-            return
-        self._due[id(call)] = (due, call)
+        call.timer_due = due
         heap = self._heap
         heapq.heappush(heap, (due, next(self._seq), call))
-        if len(heap) > 2 * len(self._due) + 64:
-            heap[:] = [(when, next(self._seq), owner) for when, owner in self._due.values()]
+        # Every timed call is active or lingering: at most that many
+        # entries count.
+        if len(heap) > 2 * (self.active + len(self._lingering)) + 64:
+            current = {id(owner): (when, seq, owner) for when, seq, owner in heap if owner.timer_due == when}
+            heap[:] = current.values()
             heapq.heapify(heap)
 
-    def _current(self, due: float, call: Call) -> bool:
-        entry = self._due.get(id(call))
-        return entry is not None and entry[0] == due and entry[1] is call
+    @staticmethod
+    def _current(due: float, call: Call) -> bool:
+        return call.timer_due == due
 
     def next_deadline(self) -> float | None:
         heap = self._heap
@@ -1212,7 +1212,7 @@ class CallController:
             due, _, call = heapq.heappop(heap)
             if not self._current(due, call):
                 continue
-            del self._due[id(call)]
+            call.timer_due = None
             if call.state is CallState.ENDED:
                 self._drop(call)
                 continue
@@ -1232,13 +1232,13 @@ class CallController:
             self._drop(call)
         else:
             self._lingering[id(call)] = self.now + LINGER
-            self._due.pop(id(call), None)
+            call.timer_due = None
             self._reschedule(call)
         self.kick()
 
     def _drop(self, call: Call) -> None:
         self._lingering.pop(id(call), None)
-        self._due.pop(id(call), None)
+        call.timer_due = None
         if call.fork is not None:
             call.fork.release()
         for leg in call.legs:

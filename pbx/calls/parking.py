@@ -235,7 +235,7 @@ def _answered(call: Call, parked: Parked, session: InviteSession, event: Respons
     controller.adopt(call, picker)
     picker_call.hand_over(picker, into=call, reason="picked_up_parked")
     leave(call)
-    call.transfer_legs.append(leg)
+    call.transfer_legs += (leg,)
     call.transferred("park", parked.holder, parked.parker, ref.picker.number, leg)
     log.info("call_unparked", call_id=call.a_call_id, uuid=call.uuid, slot=parked.slot, picker=ref.picker.number)
 

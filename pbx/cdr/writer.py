@@ -245,8 +245,12 @@ def mark_node_alive(node: str, now: datetime, conn: Connection) -> None:
 
 @dataclass(slots=True)
 class _OpenCall:
-    row: dict[str, Any]
-    started_at: datetime
+    """A call in progress: its start as reported and the columns reported
+    since, from which each write's whole row is made (ten thousand calls
+    up need not hold ten thousand rows)."""
+
+    start: CallStart
+    changed: dict[str, Any]
     answered_at: datetime | None = None
     clock_warned: bool = False
 
@@ -299,19 +303,8 @@ class CdrWriter:
         """Record a new call (an open row, so a crash leaves a trace)."""
         if start.call_uuid in self._calls:
             raise ValueError(f"call {start.call_uuid} was already started")
-        row: dict[str, Any] = {
-            "call_uuid": str(start.call_uuid),
-            "node": self._node,
-            "call_id": start.call_id,
-            "started_at": start.started_at,
-            "caller_number": start.caller_number,
-            "caller_name": start.caller_name,
-            "caller_department": start.caller_department,
-            "project": start.project,
-            "dialed_number": start.dialed_number,
-        }
-        self._calls[start.call_uuid] = _OpenCall(row=row, started_at=start.started_at)
-        self._submit(start.call_uuid, row, [], None)
+        call = self._calls[start.call_uuid] = _OpenCall(start=start, changed={})
+        self._submit(start.call_uuid, self._row(call), [], None)
 
     def routed(self, routing: CallRouted) -> None:
         """Record what routing decided; None fields keep earlier values."""
@@ -319,21 +312,22 @@ class CdrWriter:
         for name in _ROUTING_FIELDS:
             value = getattr(routing, name)
             if value is not None:
-                call.row[name] = value
-        self._submit(routing.call_uuid, call.row, [], None)
+                call.changed[name] = value
+        self._submit(routing.call_uuid, self._row(call), [], None)
 
     def answered(self, answer: CallAnswer) -> None:
         """Record that the caller was sent a 2xx."""
         call = self._open(answer.call_uuid)
-        answered_at = self._not_before(call, answer.answered_at, call.started_at)
+        answered_at = self._not_before(call, answer.answered_at, call.start.started_at)
         call.answered_at = answered_at
-        call.row["answered_at"] = answered_at
-        call.row["destination"] = answer.destination
+        changed = call.changed
+        changed["answered_at"] = answered_at
+        changed["destination"] = answer.destination
         if answer.answered_by is not None:
-            call.row["answered_by"] = answer.answered_by
+            changed["answered_by"] = answer.answered_by
         if answer.recording is not None:
-            call.row["recording"] = answer.recording
-        self._submit(answer.call_uuid, call.row, [], None)
+            changed["recording"] = answer.recording
+        self._submit(answer.call_uuid, self._row(call), [], None)
 
     def ended(
         self,
@@ -355,10 +349,11 @@ class CdrWriter:
         if end.disposition is Disposition.ANSWERED and call.answered_at is None:
             raise ValueError(f"call {end.call_uuid} ended ANSWERED but was never answered")
         del self._calls[end.call_uuid]
-        ended_at = self._not_before(call, end.ended_at, call.answered_at or call.started_at)
-        row = call.row
+        started_at = call.start.started_at
+        ended_at = self._not_before(call, end.ended_at, call.answered_at or started_at)
+        row = self._row(call)
         row["ended_at"] = ended_at
-        row["duration"] = whole_seconds(ended_at - call.started_at)
+        row["duration"] = whole_seconds(ended_at - started_at)
         row["billsec"] = 0 if call.answered_at is None else whole_seconds(ended_at - call.answered_at)
         row["disposition"] = end.disposition
         row["hangup_side"] = end.hangup_side
@@ -378,6 +373,23 @@ class CdrWriter:
 
     # -- internals -------------------------------------------------------------
 
+    def _row(self, call: _OpenCall) -> dict[str, Any]:
+        """The call's whole row as known so far: a new dict, the op's own."""
+        start = call.start
+        row: dict[str, Any] = {
+            "call_uuid": str(start.call_uuid),
+            "node": self._node,
+            "call_id": start.call_id,
+            "started_at": start.started_at,
+            "caller_number": start.caller_number,
+            "caller_name": start.caller_name,
+            "caller_department": start.caller_department,
+            "project": start.project,
+            "dialed_number": start.dialed_number,
+        }
+        row.update(call.changed)
+        return row
+
     def _open(self, call_uuid: uuid.UUID) -> _OpenCall:
         try:
             return self._calls[call_uuid]
@@ -391,17 +403,18 @@ class CdrWriter:
             return value
         if not call.clock_warned:
             call.clock_warned = True
-            log.warning("cdr_clock_went_back", call_uuid=call.row["call_uuid"])
+            log.warning("cdr_clock_went_back", call_uuid=str(call.start.call_uuid))
         return floor
 
     def _submit(
         self,
         call_uuid: uuid.UUID,
-        row: Mapping[str, Any],
+        row: dict[str, Any],
         legs: list[dict[str, Any]],
         on_durable: Callback | None,
     ) -> None:
-        op = Together(upsert_calls, (dict(row), legs))
+        """Queue the upsert of ``row``, which the op then owns."""
+        op = Together(upsert_calls, (row, legs))
         on_commit = None if on_durable is None else partial(self._notify, on_durable)
         try:
             self._writer.submit(op, on_commit)

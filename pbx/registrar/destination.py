@@ -121,6 +121,11 @@ def remote_target(contact: str, source: Peer, nat: NatMode = "auto") -> Destinat
             # transport: the connection wins.
             return Destination(source, "connection")
         return Destination(replace(peer, connection=source.connection), "contact")
+    if peer == source:
+        # The usual phone: its Contact is where it sends from. The source's
+        # object (the transport keeps one per address) serves every call
+        # and registration of that phone instead of one copy each.
+        return Destination(source, "contact")
     return Destination(peer, "contact")
 
 

@@ -253,9 +253,32 @@ def make_request(
     )
 
 
+_normalised_cache: dict[str, str] = {}
+
+
 def normalise_name(name: str) -> str:
-    lowered = name.lower()
-    return COMPACT_FORMS.get(lowered, lowered)
+    """The lower-case long form of a header name; one string per name, so a
+    message kept for a call's life does not hold copies of "max-forwards"."""
+    normal = _normalised_cache.get(name)
+    if normal is None:
+        lowered = name.lower()
+        normal = COMPACT_FORMS.get(lowered, lowered)
+        if len(_normalised_cache) < 512:  # bounded, as canonical_name's
+            _normalised_cache[name] = normal
+    return normal
+
+
+# The methods in use, each one string: a parsed request's method and CSeq
+# method share it instead of holding a copy each (kept with every dialog).
+_METHOD_NAMES: Final[dict[str, str]] = {name: name for name in (
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "UPDATE", "INFO", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "REFER", "MESSAGE", "PUBLISH",
+)}
+
+
+def method_name(text: str) -> str:
+    """``text``, or the one shared string of a method we know spelt so."""
+    return _METHOD_NAMES.get(text, text)
 
 
 def with_header(message: Message, name: str, value: str) -> Message:
@@ -465,7 +488,7 @@ def parse_cseq(value: str) -> CSeq:
     as_int = int(number)
     if as_int >= 2**31:  # §8.1.1.5: the sequence number is below 2**31
         raise HeaderValueError("CSeq number too large")
-    return CSeq(as_int, method)
+    return CSeq(as_int, method_name(method))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from pbx.sip.message import (
     Response,
     Via,
     is_token,
+    method_name,
     parse_cseq,
     parse_via,
     remember_parsed,
@@ -159,6 +160,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[
     if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
         raise SipError("bad_start_line", "Malformed Request Line")
     method, uri, version = parts
+    method = method_name(method)
     missing = _first_missing(headers)
     parsed = None if missing else _via_and_cseq(headers)
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":

@@ -43,7 +43,7 @@ from pbx.sip import session_timer
 from pbx.sip.address import Peer
 from pbx.sip.dialog import Dialog, contact_value, new_tag, via_value
 from pbx.sip.events import TransactionKey
-from pbx.sip.message import Header, Request, Response, make_request, make_response
+from pbx.sip.message import Header, Request, Response, make_request, make_response, remember_parsed
 from pbx.sip.tokens import random_hex
 
 LocalAddress = Callable[[str], tuple[str, int]]
@@ -60,6 +60,15 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER"
 OFFER_METHODS = frozenset({"INVITE", "UPDATE"})
 # Headers of the INVITE a resend after 401/407/422 rebuilds itself.
 _REBUILT = frozenset({"via", "cseq", "authorization", "proxy-authorization", "content-length"})
+# What stays of the dialog-making INVITE once its 2xx is ACKed (see
+# ``InviteSession.invite``): its CSeq and Max-Forwards, the session options
+# (RFC 4028 timers and the option tags) and the description of its body,
+# which legs placed later on the dialog's behalf (a transfer, a forward)
+# copy. Via, From, To, Contact and credentials are in the dialog or spent.
+KEPT_AFTER_SETUP = frozenset({
+    "cseq", "max-forwards", "supported", "require", "session-expires", "min-se",
+    "content-type", "content-disposition", "content-encoding", "content-language",
+})
 
 
 class Wire(Protocol):
@@ -232,8 +241,8 @@ class InviteSession:
 
     __slots__ = (
         "role", "dialog", "dest", "state", "invite", "invite_key", "answered", "acked", "cancelled", "bye_received",
-        "_wire", "_local", "_tokens", "_random", "_credentials", "_retried_422", "_ack_at_once", "_acks",
-        "_outgoing", "_incoming", "_bye_held", "_glare", "keys", "sdp_sent",
+        "_wire", "_local", "_tokens", "_random", "_credentials", "_retried_422", "_ack_at_once", "_ack_cseq", "_ack",
+        "_acks", "_outgoing", "_incoming", "_bye_held", "_glare", "keys", "sdp_sent",
     )  # fmt: skip
 
     def __init__(self, *, role: Role, dialog: Dialog, dest: Peer, wire: Wire, local: LocalAddress,
@@ -245,6 +254,10 @@ class InviteSession:
         caller's source address, as symmetric signalling needs behind NAT)."""
         self.state = SessionState.INITIAL
         self.invite: Request
+        """The dialog-making INVITE (received, or sent last). Once its 2xx
+        is ACKed only the headers of ``KEPT_AFTER_SETUP`` remain, with the
+        Request-URI and body: ten thousand calls need not keep two whole
+        INVITEs each."""
         self.invite_key: TransactionKey
         self.answered = False
         """A 2xx to the dialog-making INVITE went (UAS) or came (UAC)."""
@@ -261,12 +274,17 @@ class InviteSession:
         self._ack_at_once = True
         # Made on first use: most sessions never relay a request, and ten
         # thousand concurrent calls make every empty dict count.
-        self._acks: dict[int, bytes] = _EMPTY_ACKS     # our ACKs to 2xx, by CSeq, for resending
+        # Our ACKs to 2xx, by CSeq, for resending: the first one (the
+        # dialog-making INVITE's, for a UAC) in two fields, the others
+        # (re-INVITEs) in a table made when needed.
+        self._ack_cseq = -1
+        self._ack = b""
+        self._acks: dict[int, bytes] = _EMPTY_ACKS
         self._outgoing: dict[TransactionKey, _Outgoing] = _EMPTY_OUTGOING
         self._incoming: dict[TransactionKey, _Incoming] = _EMPTY_INCOMING
         self._bye_held: list[Header] | None = None    # a BYE waiting for the ACK (§15)
         self._glare: _GlareRetry | None = None
-        self.keys: list[TransactionKey] = []
+        self.keys: tuple[TransactionKey, ...] = ()
         """Every transaction key this session used: the owner's index entries."""
         self.sdp_sent = b""
         """The last session description we sent in this dialog (offer or
@@ -302,7 +320,7 @@ class InviteSession:
         session = cls(role=Role.UAS, dialog=Dialog.as_uas(request, local_tag), dest=dest or source, wire=wire,
                       local=local, tokens=tokens, random=random or _no_random)
         session.invite, session.invite_key = request, key
-        session.keys.append(key)
+        session.keys += (key,)
         return session
 
     @property
@@ -334,7 +352,7 @@ class InviteSession:
         if invite.body:
             self.sdp_sent = invite.body
         self.invite_key = self._wire.send_request(self, invite, self.dest)
-        self.keys.append(self.invite_key)
+        self.keys += (self.invite_key,)
 
     def _resend_invite(self, extra: Iterable[Header], dropped: frozenset[str] = _REBUILT) -> None:
         """The INVITE again after a 401/407/422: same Call-ID, From tag and
@@ -353,10 +371,28 @@ class InviteSession:
         data = ack.encode()
         if body:
             self.sdp_sent = body
-        if self._acks is _EMPTY_ACKS:
-            self._acks = {}
-        self._acks[cseq] = data
+        if self._ack_cseq < 0:
+            self._ack_cseq, self._ack = cseq, data
+        else:
+            if self._acks is _EMPTY_ACKS:
+                self._acks = {}
+            self._acks[cseq] = data
         self._wire.send_ack(data, self.dest)
+
+    def _ack_sent(self, cseq: int) -> bytes | None:
+        """The ACK we sent for the 2xx to our INVITE with CSeq ``cseq``, if any."""
+        if cseq == self._ack_cseq:
+            return self._ack
+        return self._acks.get(cseq)
+
+    def _keep_setup_only(self) -> None:
+        """The INVITE's 2xx is ACKed: nothing will answer, resend or
+        authenticate it again (see ``invite``)."""
+        invite = self.invite
+        slim = Request(headers=tuple(h for h in invite.headers if h[0] in KEPT_AFTER_SETUP), body=invite.body,
+                       method=invite.method, uri=invite.uri)
+        remember_parsed(slim, cseq=invite.cseq)
+        self.invite = slim
 
     def _response(self, request: Request, status: int, reason: str | None, headers: Sequence[Header],
                   body: bytes) -> Response:
@@ -382,6 +418,7 @@ class InviteSession:
         if self.role is Role.UAC and self.answered and not self.acked:
             self.acked = True
             self._send_ack(self.invite.cseq.number, body, headers)
+            self._keep_setup_only()
 
     def cancel(self, headers: Sequence[Header] = ()) -> None:
         """Stop our INVITE (§9.1); the layer holds the CANCEL until a 1xx
@@ -443,7 +480,8 @@ class InviteSession:
         self._bye_held = None
         self._end_pending()
         bye = self.dialog.request("BYE", via=self._via(self.dest.transport), contact=None, headers=list(headers))
-        self.keys.append(self._wire.send_request(self, bye, self.dest))
+        key = self._wire.send_request(self, bye, self.dest)
+        self.keys += (key,)
 
     def send(self, method: str, *, headers: Sequence[Header] = (), body: bytes = b"", ref: object = None,
              retry_glare: bool = False) -> Request:
@@ -458,7 +496,7 @@ class InviteSession:
         if body and method in OFFER_METHODS:
             self.sdp_sent = body
         key = self._wire.send_request(self, request, self.dest)
-        self.keys.append(key)
+        self.keys += (key,)
         if self._outgoing is _EMPTY_OUTGOING:
             self._outgoing = {}
         self._outgoing[key] = _Outgoing(ref, request, retry_glare)
@@ -485,7 +523,7 @@ class InviteSession:
     def ack_reinvite(self, request: Request, body: bytes = b"", headers: Sequence[Header] = ()) -> None:
         """ACK the 2xx to our in-dialog INVITE ``request`` (once)."""
         cseq = request.cseq.number
-        if cseq not in self._acks:
+        if self._ack_sent(cseq) is None:
             self._send_ack(cseq, body, headers)
 
     def answer(self, key: TransactionKey, request: Request, status: int, reason: str | None = None,
@@ -538,7 +576,7 @@ class InviteSession:
         if status < 300:
             if self.answered:
                 if response.to.tag == self.dialog.remote_tag:
-                    sent = self._acks.get(response.cseq.number)
+                    sent = self._ack_sent(response.cseq.number)
                     if sent is not None:
                         self._wire.send_ack(sent, self.dest)  # our ACK was lost (§13.2.2.4)
                 else:
@@ -578,7 +616,8 @@ class InviteSession:
         ack = other.request("ACK", via=self._via(transport), contact=None, cseq=self.invite.cseq.number)
         self._wire.send_ack(ack.encode(), self.dest)
         bye = other.request("BYE", via=self._via(transport), contact=None)
-        self.keys.append(self._wire.send_request(self, bye, self.dest))
+        key = self._wire.send_request(self, bye, self.dest)
+        self.keys += (key,)
 
     def _on_in_dialog_response(self, key: TransactionKey, outgoing: _Outgoing, response: Response,
                                now: float) -> list[SessionEvent]:
@@ -587,7 +626,7 @@ class InviteSession:
             return []  # hop by hop
         if outgoing.final is not None:
             if outgoing.request.method == "INVITE" and 200 <= status < 300:
-                sent = self._acks.get(outgoing.request.cseq.number)
+                sent = self._ack_sent(outgoing.request.cseq.number)
                 if sent is not None:
                     self._wire.send_ack(sent, self.dest)  # the 2xx again: our ACK was lost
             return []
@@ -667,7 +706,7 @@ class InviteSession:
             if self._incoming is _EMPTY_INCOMING:
                 self._incoming = {}
             self._incoming[key] = _Incoming(request)
-            self.keys.append(key)
+            self.keys += (key,)
         return [RequestIn(key, request)]
 
     def on_cancel(self, invite_key: TransactionKey, cancel_key: TransactionKey,
@@ -693,6 +732,7 @@ class InviteSession:
             if self.acked:
                 return []
             self.acked = True
+            self._keep_setup_only()
             held = self._bye_held
             if held is not None:
                 self._bye(held)  # §15: the BYE that waited for this ACK
@@ -708,7 +748,7 @@ class InviteSession:
         """A 2xx to an INVITE of ours whose transaction has ended came again:
         our ACK was lost; send the same ACK (§13.2.2.4)."""
         if response.cseq.method == "INVITE" and 200 <= response.status < 300:
-            sent = self._acks.get(response.cseq.number)
+            sent = self._ack_sent(response.cseq.number)
             if sent is not None:
                 self._wire.send_ack(sent, self.dest)
         return []

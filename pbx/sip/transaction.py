@@ -510,6 +510,9 @@ class InviteServerTransaction(_Transaction):
     def on_ack_for_2xx(self) -> None:
         self.awaiting_ack = False
         self.timer_g = None
+        # In Accepted the 2xx is only ever sent again by timer G: once ACKed,
+        # its bytes need not wait out timer L (32 s) with the transaction.
+        self.last = None
 
     def on_response(self, status: int, data: bytes, now: float, out: list[Send]) -> None:
         state = self.state
@@ -526,6 +529,8 @@ class InviteServerTransaction(_Transaction):
                 if config.retransmit_2xx:  # §13.3.1.4, even on reliable transports
                     self.awaiting_ack = True
                     self.timer_g = now + config.t1
+                else:
+                    self.last = None  # never sent again (see on_ack_for_2xx)
             else:
                 self.state = IstState.COMPLETED
                 if not self.dest.reliable:
@@ -533,7 +538,8 @@ class InviteServerTransaction(_Transaction):
                 self.timer_h = now + config.long
         elif state is IstState.ACCEPTED and 200 <= status < 300:
             out.append(Send(data=data, dest=self.dest))  # RFC 6026 §8.7: more 2xx pass
-            self.last = data
+            if self.awaiting_ack:
+                self.last = data
         # §17.2.1: anything else from the TU after a final is discarded.
 
     def on_timer(self, now: float, out: list[Output]) -> None:

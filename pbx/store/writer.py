@@ -277,14 +277,20 @@ class BackgroundWriter:
                 outcomes = [False] * len(batch)
             committed = sum(outcomes)
             # Callbacks before `_done` moves, so flush() also waits for them.
-            for (_, op, on_commit), ok in zip(batch, outcomes, strict=True):
-                if on_commit is not None:
-                    self._call_back(op, on_commit, ok)
+            self._call_backs(batch, outcomes)
             with self._lock:
                 self._committed += committed
                 self._failed += len(batch) - committed
                 self._done = batch[-1][0]
                 self._progress.notify_all()
+            # Not kept while waiting for the next batch: the ops' rows and
+            # callbacks (with the calls they close over) are done with.
+            del batch, ops, outcomes
+
+    def _call_backs(self, batch: list[tuple[int, Op, OnCommit | None]], outcomes: list[bool]) -> None:
+        for (_, op, on_commit), ok in zip(batch, outcomes, strict=True):
+            if on_commit is not None:
+                self._call_back(op, on_commit, ok)
 
     def _call_back(self, op: Op, on_commit: OnCommit, committed: bool) -> None:
         if not committed:

@@ -67,6 +67,11 @@ def test_destination(contact: str, source: Peer, nat: NatMode, expected: Peer, r
     assert destination(binding(contact, source), nat) == Destination(expected, reason)
 
 
+def test_a_contact_where_the_phone_sends_from_is_its_source() -> None:
+    # The same object, not an equal copy: every call to the phone shares it.
+    assert destination(binding("sip:1001@127.0.0.1:40001", LOOPBACK)).peer is LOOPBACK
+
+
 def test_default_is_auto() -> None:
     assert destination(binding("sip:1001@10.0.0.5", LOOPBACK)).reason == "nat_detected"
     assert destination(binding("sip:1001@127.0.0.1:5090", LOOPBACK)).peer.port == 5090

@@ -4,6 +4,8 @@ drop (loudly), never before; a bad callback does not stop the writer."""
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from datetime import timedelta
 from functools import partial
 
@@ -106,3 +108,30 @@ def test_a_failing_callback_does_not_stop_the_writer(migrated: Engine) -> None:
     assert called == ["next"]
     assert "db_on_commit_error" in [e["event"] for e in logs]
     assert sorted(ends(BlockStore(migrated).active(NOW))) == ["192.0.2.10", "192.0.2.9"]
+
+
+class _Watched:
+    """An op or a callback whose lifetime the test follows (a weak reference)."""
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source
+
+    def __call__(self, conn: Connection | None = None) -> None:
+        if self.source is not None and conn is not None:
+            block(self.source, conn)
+
+
+def test_a_done_op_and_its_callback_are_not_kept_while_the_writer_waits(migrated: Engine) -> None:
+    # A CDR op's callback closes over its call: kept by the idle writer
+    # thread until the next batch, a quiet server held its last calls.
+    writer = BackgroundWriter(migrated)
+    op, told = _Watched("192.0.2.11"), _Watched()
+    watched = [weakref.ref(op), weakref.ref(told)]
+    writer.submit(op, told)
+    assert writer.flush(timeout=10)
+    del op, told
+    deadline = time.monotonic() + 10  # the thread lets go just after flush() returns
+    while any(ref() is not None for ref in watched) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [ref() for ref in watched] == [None, None]
+    assert writer.close(timeout=10)
