@@ -22,15 +22,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic itself is imported where a migration runs: it costs about half a
+# second of start-up, and the many short commands that only read the store
+# (`pbx cdr list`, `pbx codes ...`) never migrate.
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
@@ -143,6 +147,8 @@ def alembic_config() -> Config:
     No alembic.ini is read: the caller passes the connection through
     `config.attributes["connection"]` (see `migrations/env.py`).
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -161,6 +167,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
       transactional too.
     * Threads of one process take turns (Alembic's state is global).
     """
+    from alembic import command
+
     config = alembic_config()
     with _MIGRATING_IN_THIS_PROCESS, engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -177,6 +185,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at, or None before any migration."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 

@@ -16,6 +16,8 @@ count together.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,8 +35,15 @@ MESSAGES: Final[Table] = Base.metadata.tables[VoicemailMessage.__tablename__]
 BOXES: Final[Table] = Base.metadata.tables[VoicemailBox.__tablename__]
 
 _HASHER: Final = PasswordHasher()
-_DUMMY_HASH: Final = _HASHER.hash("no pin set")
-"""Checked against when a box has no PIN: a wrong mailbox costs as long as a wrong PIN."""
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when a box has no PIN: a wrong mailbox costs as long
+    as a wrong PIN. Made on first use: hashing at import cost every process
+    that imports the store a tenth of a second or more."""
+    return _HASHER.hash("no pin set")
+
 
 PinOutcome = Literal["valid", "invalid", "locked"]
 
@@ -73,7 +82,7 @@ def hash_pin(pin: str) -> str:
 def pin_matches(stored: str | None, pin: str) -> bool:
     """Whether ``pin`` is the box's (None: no PIN set, still one verification)."""
     try:
-        return _HASHER.verify(stored if stored is not None else _DUMMY_HASH, pin) and stored is not None
+        return _HASHER.verify(stored if stored is not None else _dummy_hash(), pin) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

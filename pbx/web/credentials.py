@@ -8,6 +8,7 @@ only their digest HA1 values are written to the dialplan.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import string
@@ -18,9 +19,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _HASHER: Final = PasswordHasher()
 
-# A hash to check against when the username does not exist, so a wrong
-# name takes as long as a wrong password (no user enumeration by timing).
-_DUMMY_HASH: Final = _HASHER.hash(secrets.token_hex(16))
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check against when the username does not exist, so a wrong
+    name takes as long as a wrong password (no user enumeration by timing).
+    Made on first use, not at import: an argon2 hash costs a tenth of a
+    second or more, and most processes that import this never check one."""
+    return _HASHER.hash(secrets.token_hex(16))
+
 
 # Letters and digits people can read off a screen: no 0/O, 1/l/I.
 _READABLE: Final = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
@@ -36,7 +43,7 @@ def verify_password(stored: str | None, password: str) -> bool:
     """Whether ``password`` matches ``stored`` (None: no such user, still
     costs one verification)."""
     try:
-        return _HASHER.verify(stored if stored is not None else _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored if stored is not None else _dummy_hash(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

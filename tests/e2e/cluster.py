@@ -12,14 +12,11 @@ does), so parallel runs against one server never meet.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +34,8 @@ from pbx.store.db import make_engine
 from tests.postgres import postgres_schema
 from tests.server import REPO_ROOT, RunningServer, free_port
 from tests.tls_certs import write_ca, write_leaf
+
+from .harness import cdr_rows
 
 KAMAILIO_CONFIG: Final = REPO_ROOT / "deploy" / "kamailio" / "kamailio.cfg"
 NODES: Final = ("node-a", "node-b")
@@ -170,11 +169,7 @@ class Cluster:
                 time.sleep(0.05)
 
     def cdrs(self) -> list[dict[str, str]]:
-        out = subprocess.run(
-            [sys.executable, "-m", "pbx", "cdr", "list", "--db", self.db_url, "--csv"],
-            capture_output=True, text=True, timeout=30, check=True, cwd=REPO_ROOT,
-        ).stdout
-        return list(csv.DictReader(io.StringIO(out.lstrip("\ufeff"))))
+        return cdr_rows(self.db_url)
 
     def output(self) -> str:
         """Everything worth showing when a test fails."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from pbx.cli.main import main as pbx_command
 from tests.server import RunningServer, run_server
 
 from .phone import Phone, PhoneFactory
@@ -20,6 +21,15 @@ from .sipua import SipUA
 
 DOMAIN = "pbx.example.com"
 LISTENS = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+
+
+def cdr_rows(db_url: str) -> list[dict[str, str]]:
+    """The CDRs as `pbx cdr list --csv` prints them. The command runs in the
+    test's process (the same click command, the same code): a `python -m pbx`
+    child per look cost about a second of CPU, and tests poll."""
+    result = CliRunner().invoke(pbx_command, ["cdr", "list", "--db", db_url, "--csv"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout.lstrip("\ufeff"))))
 
 
 @dataclass
@@ -39,11 +49,7 @@ class Pbx:
         return "127.0.0.1", self.server.udp_port
 
     def cdrs(self) -> list[dict[str, str]]:
-        out = subprocess.run(
-            [sys.executable, "-m", "pbx", "cdr", "list", "--db", self.db_url, "--csv"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-        return list(csv.DictReader(io.StringIO(out.lstrip("\ufeff"))))
+        return cdr_rows(self.db_url)
 
     def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
         """The last ended CDR row of ``caller`` calling ``dialled``, waiting
