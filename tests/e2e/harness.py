@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,23 @@ def cdr_rows(db_url: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(result.stdout.lstrip("\ufeff"))))
 
 
+Row = dict[str, str]
+
+
+def rows_once(read: Callable[[], list[Row]], keep: Callable[[Row], bool], count: int,
+              timeout: float = 10.0) -> list[Row]:
+    """The rows ``read`` gives that ``keep`` selects, once there are at least
+    ``count`` of them (or the timeout passed: then what there is). A CDR is
+    written just after the signalling that ends or answers its call, so a
+    test that has seen the phone's side must wait for the row, not race it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [row for row in read() if keep(row)]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
 @dataclass
 class Pbx:
     """A running `pbx serve` and the database its CDRs go to."""
@@ -51,18 +68,17 @@ class Pbx:
     def cdrs(self) -> list[dict[str, str]]:
         return cdr_rows(self.db_url)
 
-    def cdr_for(self, caller: str, dialled: str, *, timeout: float = 5.0) -> dict[str, str]:
-        """The last ended CDR row of ``caller`` calling ``dialled``, waiting
-        up to ``timeout`` seconds for it to be written."""
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = [r for r in self.cdrs() if r["caller_number"] == caller and r["dialed_number"] == dialled
-                    and r["ended_at"]]
-            if rows:
-                return rows[-1]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no ended CDR for {caller} -> {dialled}: {self.cdrs()}")
-            time.sleep(0.2)
+    def cdr_for(self, caller: str, dialled: str, *, nth: int = 1, timeout: float = 5.0) -> dict[str, str]:
+        """The row of the ``nth`` ended call of ``caller`` to ``dialled`` in
+        this test (the latest when more have ended), waiting up to
+        ``timeout`` seconds for it to be written. A test that calls the same
+        number again passes ``nth=2``: else the first call's row, already
+        there, would answer for the second."""
+        rows = rows_once(self.cdrs, lambda r: r["caller_number"] == caller and r["dialed_number"] == dialled
+                         and bool(r["ended_at"]), nth, timeout)
+        if len(rows) < nth:
+            raise AssertionError(f"{len(rows)} ended CDRs for {caller} -> {dialled}, not {nth}: {self.cdrs()}")
+        return rows[-1]
 
 
 @contextmanager

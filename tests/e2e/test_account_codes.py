@@ -26,7 +26,7 @@ import pytest
 from tests.server import free_port
 from tests.trunks.provider import Sipp
 
-from .harness import DOMAIN, Pbx, start_pbx
+from .harness import DOMAIN, Pbx, rows_once, start_pbx
 from .phone import Phone, PhoneFactory
 from .test_ivr import hears_before_refusal, prompt_span, registered as ivr_registered, voiced
 
@@ -260,7 +260,7 @@ def test_wrong_codes_lock_the_phone_out(pbx: Pbx, phones: PhoneFactory, tmp_path
     # Locked: even the right code is not let through, and it is said why.
     assert prefix_call(reception, pbx, CODE) == 403
     assert "1099" in codes(pbx, tmp_path, "lockouts")
-    rows = [row for row in pbx.cdrs() if row["caller_number"] == "1099"]
+    rows = rows_once(pbx.cdrs, lambda row: row["caller_number"] == "1099" and bool(row["ended_at"]), 5)
     assert [row["disposition"] for row in rows] == ["AUTH_FAILED"] * 5
     assert [row["reason"] for row in rows] == ["account_code_invalid"] * 3 + ["account_code_locked"] * 2
     no_digits_in_output(pbx, "314159", "271828", "161803", "141421", CODE)
@@ -282,7 +282,7 @@ def test_disabled_and_expired_codes_are_refused_and_the_owner_is_billed_even_whe
     codes(pbx, tmp_path, "enable", OWNER)
     # Nobody listens at the gateway: the call fails after the code was taken.
     assert prefix_call(reception, pbx, CODE) >= 400
-    rows = [row for row in pbx.cdrs() if row["caller_number"] == "1099"]
+    rows = rows_once(pbx.cdrs, lambda row: row["caller_number"] == "1099" and bool(row["ended_at"]), 3)
     assert [row["disposition"] for row in rows[:2]] == ["AUTH_FAILED", "AUTH_FAILED"]
     last = rows[2]
     assert last["disposition"] not in ("ANSWERED", "AUTH_FAILED")

@@ -15,7 +15,7 @@ import pytest
 from pbx.sip.message import Message, Request, Response
 from pbx.sip.parser import parse_message
 
-from .harness import AGENT_EXTENSIONS, Agents, Pbx
+from .harness import AGENT_EXTENSIONS, Agents, Pbx, rows_once
 from .sipua import UaDialog, sdp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -76,7 +76,12 @@ def hang_up(agents: Agents, call: Answered) -> None:
 
 
 def answered_rows(pbx: Pbx) -> list[dict[str, str]]:
-    return [r for r in pbx.cdrs() if r["caller_number"] == "2001" and r["dialed_number"] == "2002"]
+    """Alice's calls to Bob, once one of them has ended."""
+    def ours(row: dict[str, str]) -> bool:
+        return row["caller_number"] == "2001" and row["dialed_number"] == "2002"
+
+    rows_once(pbx.cdrs, lambda row: ours(row) and bool(row["ended_at"]), 1)
+    return [row for row in pbx.cdrs() if ours(row)]
 
 
 # --------------------------------------------------------------- in-dialog relay

@@ -25,7 +25,7 @@ from pbx.store.voicemail import VoicemailStore
 from tests.sipclient import SipClient
 
 from .cluster import NODES, Cluster, start_cluster
-from .harness import DOMAIN
+from .harness import DOMAIN, rows_once
 from .phone import Phone, PhoneFactory
 from .sipua import SipUA, sdp
 
@@ -78,13 +78,8 @@ def call_once(caller: Phone, callee: Phone, number: str, cluster: Cluster) -> No
 def ended_rows(cluster: Cluster, count: int, timeout: float = 10.0, dialled: str | None = None) -> list[dict[str, str]]:
     """The CDR rows once ``count`` calls (to ``dialled``, if given) have
     ended (their rows are written just after the BYE is answered)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = [row for row in cluster.cdrs()
-                if row["ended_at"] and (dialled is None or row["dialed_number"] == dialled)]
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+    return rows_once(cluster.cdrs, lambda row: bool(row["ended_at"]) and dialled in (None, row["dialed_number"]),
+                     count, timeout)
 
 
 def test_phones_call_each_other_through_either_node(cluster: Cluster, phones: PhoneFactory) -> None:
@@ -114,7 +109,7 @@ def test_a_node_dies_new_calls_go_to_the_other_and_phones_stay_registered(
     call = alice.call(f"sip:1003@{cluster.edge};transport=udp", transport="udp")
     alice.wait_for("media_state", 10.0, call=call, status="active")
     bob_call = int(bob.wait_for("media_state", 10.0, status="active")["call"])
-    [open_row] = [row for row in cluster.cdrs() if not row["ended_at"]]
+    [open_row] = rows_once(cluster.cdrs, lambda row: not row["ended_at"], 1)
     doomed = open_row["node"]
     [survivor] = [name for name in NODES if name != doomed]
     cluster.kill(doomed)
@@ -248,7 +243,7 @@ def test_a_member_on_a_call_through_one_node_is_busy_for_the_other(cluster: Clus
     busy_call = alice.call(f"sip:1003@{cluster.edge};transport=udp", transport="udp")
     alice.wait_for("media_state", 10.0, call=busy_call, status="active")
     chau.wait_for("media_state", 10.0, status="active")
-    [open_row] = [row for row in cluster.cdrs() if not row["ended_at"]]
+    [open_row] = rows_once(cluster.cdrs, lambda row: not row["ended_at"], 1)
     holder = open_row["node"]
     for name, server in cluster.nodes.items():
         if name != holder:  # ... and the other node has heard that Chau is on a call

@@ -70,4 +70,4 @@ def test_each_code_is_confirmed_by_voice_and_the_forwards_work(pbx: Pbx, phones:
     carol_call = int(carol.wait_call_state("CONFIRMED", timeout=10.0)["call"])
     alice.hangup(call)
     carol.wait_call_state("DISCONNECTED", carol_call, timeout=10.0)
-    assert pbx.cdr_for("2001", "2002")["transfer"] == "forward busy 2002 -> 2003"
+    assert pbx.cdr_for("2001", "2002", nth=2)["transfer"] == "forward busy 2002 -> 2003"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import DOMAIN, Pbx, dial, register_phone
+from .harness import DOMAIN, Pbx, dial, register_phone, rows_once
 from .phone import Phone, PhoneFactory
 from .prompt_match import heard_prompt, recorded
 
@@ -58,7 +58,7 @@ def test_agent_logs_out_and_in_with_feature_codes(pbx: Pbx, phones: PhoneFactory
     assert (end["code"], end["reason"]) == (480, "Logged In 700")
 
     answered_by(pbx, alice, agent)
-    rows = [r for r in pbx.cdrs() if r["dialed_number"] == "700" and r["ended_at"]]
+    rows = rows_once(pbx.cdrs, lambda r: r["dialed_number"] == "700" and bool(r["ended_at"]), 2)
     assert [r["answered_by"] for r in rows] == ["2102", "2101"]
 
 

@@ -29,7 +29,7 @@ import pytest
 from tests.test_sipp_calls import logged_call_ids, password, sipp_binary
 from tests.test_sipp_hunt import member
 
-from .harness import DOMAIN, Pbx, start_pbx
+from .harness import DOMAIN, Pbx, rows_once, start_pbx
 from .sipua import SipUA, sdp
 
 pytestmark = [
@@ -84,12 +84,7 @@ def call(alice: SipUA, number: str) -> None:
 
 
 def group_rows(pbx: Pbx, group: str, count: int) -> list[dict[str, str]]:
-    deadline = time.monotonic() + 10
-    while True:
-        rows = [r for r in pbx.cdrs() if r["hunt_group"] == group and r["ended_at"]]
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+    return rows_once(pbx.cdrs, lambda r: r["hunt_group"] == group and bool(r["ended_at"]), count)
 
 
 def test_circular_goes_round_and_carries_on_after_a_restart(pbx: Pbx, tmp_path: Path) -> None:

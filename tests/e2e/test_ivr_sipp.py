@@ -16,7 +16,7 @@ import pytest
 from tests.server import REPO_ROOT, free_port
 from tests.trunks.provider import Sipp
 
-from .harness import start_pbx
+from .harness import rows_once, start_pbx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -59,7 +59,7 @@ def test_twenty_callers_at_once_key_through_the_menu(tmp_path: Path) -> None:
             assert sipp.wait(timeout=90.0) == 0, sipp.describe()
         finally:
             sipp.stop()
-        rows = [row for row in pbx.cdrs() if row["dialed_number"] == DID]
+        rows = rows_once(pbx.cdrs, lambda row: row["dialed_number"] == DID and bool(row["ended_at"]), CALLS)
         assert len(rows) == CALLS
         assert len({row["call_id"] for row in rows}) == CALLS
         assert all((row["disposition"], row["hangup_side"], row["reason"], row["ivr_path"])
