@@ -9,8 +9,10 @@ Loading runs in four steps, each adding to one list of :class:`Problem`:
    Mapping keys keep their source text, so ``1001:`` and ``'1001':`` are the
    same extension and ``0100:`` stays ``"0100"``.
 2. **Schema** — each file is validated on its own against ``schema.json``
-   (JSON Schema Draft 2020-12); errors are mapped back to the node they are
-   about (unknown keys to the key, with a did-you-mean suggestion).
+   (JSON Schema Draft 2020-12), first by the compiled check of
+   :mod:`pbx.routing.schema_fast`; only a file it refuses goes through
+   jsonschema, whose errors are mapped back to the node they are about
+   (unknown keys to the key, with a did-you-mean suggestion).
 3. **Include and merge** — ``include:`` names files or directories relative
    to the including file; the top-level sections of all files are merged.
    A mapping entry given in two files, a scalar set twice, an include cycle
@@ -45,7 +47,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
-                         loader_ldap, loader_recording, loader_routing, loader_voicemail, yaml_compose)
+                         loader_ldap, loader_recording, loader_routing, loader_voicemail, schema_fast, yaml_compose)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -330,11 +332,31 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _schema() -> dict[str, Any]:
     text = resources.files("pbx.routing").joinpath("schema.json").read_text(encoding="utf-8")
-    schema = json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    schema = _schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+@functools.cache
+def _compiled() -> Callable[[Any], bool]:
+    return schema_fast.compile_validator(_schema())
+
+
+def _schema_errors(data: dict[str, Any]) -> Iterable[ValidationError]:
+    """jsonschema's errors for ``data``, looked for only when the compiled
+    validator refuses it, so the messages stay jsonschema's."""
+    if _compiled()(data):
+        return ()
+    errors: Iterable[ValidationError] = _validator().iter_errors(data)
+    return errors
 
 
 def _label(path: DataPath) -> str:
@@ -627,7 +649,7 @@ class _Loader:
             return None
         # Validate as the group's inline `members` would be, so messages
         # read the same; then move the findings to where this file's nodes are.
-        for error in _validator().iter_errors({"groups": {key: {"members": data}}}):
+        for error in _schema_errors({"groups": {key: {"members": data}}}):
             for path, at, message in _schema_findings(error):
                 moved: DataPath = (*prefix, *path[3:])
                 doc.invalid.add(moved)
@@ -680,7 +702,7 @@ class _Loader:
             )
             return
         doc.data = data
-        for error in _validator().iter_errors(data):
+        for error in _schema_errors(data):
             for path, at, message in _schema_findings(error):
                 doc.invalid.add(path)
                 node = doc.places.get(path) or doc.places[()]
