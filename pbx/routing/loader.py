@@ -38,10 +38,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import best_match
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
@@ -72,6 +70,11 @@ from pbx.routing.loader_common import (
     dotted,
     suggest,
 )
+
+if TYPE_CHECKING:
+    # jsonschema is imported when a file is refused: a valid plan never
+    # needs it (its import is some 0.04 s of a reload child's start).
+    from jsonschema import Draft202012Validator, ValidationError
 
 __all__ = [
     "DialplanError",
@@ -340,6 +343,8 @@ def _schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     schema = _schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
@@ -404,6 +409,8 @@ Finding = tuple[DataPath, Literal["key", "value"], str]
 
 
 def _schema_findings(error: ValidationError) -> list[Finding]:
+    from jsonschema.exceptions import best_match
+
     while error.context:  # anyOf / oneOf: report the most relevant branch
         error = best_match(error.context)
     path: DataPath = tuple(error.absolute_path)

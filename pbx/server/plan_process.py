@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from pbx.routing.loader import LoadResult, read_dialplan
-from pbx.server import gc_tuning
 
 TIMEOUT: Final = 600.0
 """Seconds a child may take before it is killed (a plan ten times too big)."""
@@ -75,6 +74,10 @@ def _unpickle_frozen(data: bytes) -> object:
     belongs in the permanent generation (as gc_tuning puts start-up's
     objects).
     """
+    # Imported here, in the server: the child never needs it, and it brings
+    # structlog and asyncio (a tenth of a second of the child's start).
+    from pbx.server import gc_tuning
+
     with gc_tuning.paused():
         result = pickle.loads(data)
         gc.freeze()
