@@ -99,6 +99,9 @@ _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department",
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
+_STR_TAG: Final = _TAG + "str"
+_MERGE_TAG: Final = _TAG + "merge"
+_COLLECTION_TAGS: Final = (_TAG + "map", _TAG + "seq")
 _HOSTNAME_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -196,24 +199,27 @@ class _Converter:
 
     def __init__(self, doc: Document, report: Callable[[Place, str], None]) -> None:
         self._doc = doc
+        self._display = doc.display
+        self._places = doc.places
         self._report = report
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
 
     def place(self, node: YamlNode) -> Place:
         mark = node.start_mark
-        return Place(self._doc.display, mark.line + 1, mark.column + 1)
+        return Place(self._display, mark.line + 1, mark.column + 1)
 
     def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
-        self._doc.places[path] = NodePlace(key, self.place(node))
+        place = self.place(node)
+        self._places[path] = NodePlace(key, place)
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
+            raise _TooBig(place, "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
-            raise _TooBig(self.place(node), "YAML nesting is too deep")
+            raise _TooBig(place, "YAML nesting is too deep")
         if node.id == "scalar":
-            return self._scalar(node)
-        if node.tag not in (_TAG + "map", _TAG + "seq"):
+            return self._scalar(node, place)
+        if node.tag not in _COLLECTION_TAGS:
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
         if id(node) in self._active:
             self._report(self.place(node), "YAML alias refers to itself")
@@ -243,7 +249,7 @@ class _Converter:
     ) -> None:
         merges: list[YamlNode] = []
         for key_node, value_node in node.value:
-            if key_node.id == "scalar" and key_node.tag == _TAG + "merge":
+            if key_node.id == "scalar" and key_node.tag == _MERGE_TAG:
                 merges.append(value_node)
                 continue
             if key_node.id != "scalar":
@@ -271,12 +277,14 @@ class _Converter:
                 else:
                     self._report(self.place(source), "'<<' must name a mapping or a list of mappings")
 
-    def _scalar(self, node: YamlNode) -> Any:
+    def _scalar(self, node: YamlNode, place: Place) -> Any:
         text = str(node.value)
         tag = str(node.tag)
+        if tag == _STR_TAG:  # most of a plan: names, numbers, keys
+            return text
         kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
         try:
-            if kind in ("str", "timestamp"):
+            if kind == "timestamp":
                 return text
             if kind == "null":
                 return None
@@ -287,9 +295,9 @@ class _Converter:
             if kind == "float":
                 return _yaml_float(text)
         except ValueError:
-            self._report(self.place(node), f"{text!r} is not a valid {kind}")
+            self._report(place, f"{text!r} is not a valid {kind}")
             return None
-        self._report(self.place(node), f"unsupported YAML tag {_show_tag(tag)!r}")
+        self._report(place, f"unsupported YAML tag {_show_tag(tag)!r}")
         return None
 
 

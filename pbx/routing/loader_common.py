@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pbx.routing.classes import INTERNAL
 from pbx.routing.patterns import Pattern, PatternError, parse_pattern
@@ -27,9 +27,13 @@ DataPath = tuple[str | int, ...]
 # ------------------------------------------------------------------ positions
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
-    """A 1-based position in a file."""
+class Place(NamedTuple):
+    """A 1-based position in a file.
+
+    A named tuple, not a dataclass: a plan of 20,000 extensions makes
+    300,000 of these and :class:`NodePlace`, which a tuple makes in half
+    the time of a frozen dataclass.
+    """
 
     path: str
     line: int
@@ -39,8 +43,7 @@ class Place:
         return f"{self.path}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True, slots=True)
-class NodePlace:
+class NodePlace(NamedTuple):
     """Where a value's key (None for list items and the root) and value start."""
 
     key: Place | None
