@@ -8,7 +8,7 @@ for the errors of data it refuses, so every message stays as it was.
 
 That split is safe only if the compiled check never passes what jsonschema
 refuses (tests/routing/test_schema_fast.py holds the two against each
-other). Three things keep it so:
+other). Four things keep it so:
 
 - fastjsonschema follows drafts 6 and 7 in ignoring the keywords beside a
   ``$ref``; Draft 2020-12 applies them, so such a ``$ref`` moves into an
@@ -16,6 +16,8 @@ other). Three things keep it so:
 - ``const`` becomes a one-value ``enum`` (the same test in 2020-12):
   fastjsonschema 2.22 fails to generate ``const`` without detailed
   exceptions;
+- a keyword it would ignore where 2020-12 validates (``prefixItems``,
+  ``unevaluatedProperties``, ``dependentRequired``, ...) stops the compiling;
 - it reads ``$`` in a ``pattern`` as the end of the text, where jsonschema's
   ``re.search`` also lets a final newline through: it refuses more, never less.
 """
