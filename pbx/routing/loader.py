@@ -9,8 +9,10 @@ Loading runs in four steps, each adding to one list of :class:`Problem`:
    Mapping keys keep their source text, so ``1001:`` and ``'1001':`` are the
    same extension and ``0100:`` stays ``"0100"``.
 2. **Schema** — each file is validated on its own against ``schema.json``
-   (JSON Schema Draft 2020-12); errors are mapped back to the node they are
-   about (unknown keys to the key, with a did-you-mean suggestion).
+   (JSON Schema Draft 2020-12), first by the compiled check of
+   :mod:`pbx.routing.schema_fast`; only a file it refuses goes through
+   jsonschema, whose errors are mapped back to the node they are about
+   (unknown keys to the key, with a did-you-mean suggestion).
 3. **Include and merge** — ``include:`` names files or directories relative
    to the including file; the top-level sections of all files are merged.
    A mapping entry given in two files, a scalar set twice, an include cycle
@@ -36,16 +38,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import best_match
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
-                         loader_ldap, loader_recording, loader_routing, loader_voicemail, yaml_compose)
+                         loader_ldap, loader_recording, loader_routing, loader_voicemail, schema_fast, yaml_compose)
 from pbx.routing.dialplan import (
     RFC_MIN_SE,
     CallSettings,
@@ -71,6 +71,11 @@ from pbx.routing.loader_common import (
     suggest,
 )
 
+if TYPE_CHECKING:
+    # jsonschema is imported when a file is refused: a valid plan never
+    # needs it (its import is some 0.04 s of a reload child's start).
+    from jsonschema import Draft202012Validator, ValidationError
+
 __all__ = [
     "DialplanError",
     "LoadResult",
@@ -94,6 +99,9 @@ _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department",
 """Top-level sections that map names to entries, and what one entry is called."""
 
 _TAG: Final = "tag:yaml.org,2002:"
+_STR_TAG: Final = _TAG + "str"
+_MERGE_TAG: Final = _TAG + "merge"
+_COLLECTION_TAGS: Final = (_TAG + "map", _TAG + "seq")
 _HOSTNAME_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -191,24 +199,27 @@ class _Converter:
 
     def __init__(self, doc: Document, report: Callable[[Place, str], None]) -> None:
         self._doc = doc
+        self._display = doc.display
+        self._places = doc.places
         self._report = report
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
 
     def place(self, node: YamlNode) -> Place:
         mark = node.start_mark
-        return Place(self._doc.display, mark.line + 1, mark.column + 1)
+        return Place(self._display, mark.line + 1, mark.column + 1)
 
     def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
-        self._doc.places[path] = NodePlace(key, self.place(node))
+        place = self.place(node)
+        self._places[path] = NodePlace(key, place)
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
+            raise _TooBig(place, "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
-            raise _TooBig(self.place(node), "YAML nesting is too deep")
+            raise _TooBig(place, "YAML nesting is too deep")
         if node.id == "scalar":
-            return self._scalar(node)
-        if node.tag not in (_TAG + "map", _TAG + "seq"):
+            return self._scalar(node, place)
+        if node.tag not in _COLLECTION_TAGS:
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
         if id(node) in self._active:
             self._report(self.place(node), "YAML alias refers to itself")
@@ -238,7 +249,7 @@ class _Converter:
     ) -> None:
         merges: list[YamlNode] = []
         for key_node, value_node in node.value:
-            if key_node.id == "scalar" and key_node.tag == _TAG + "merge":
+            if key_node.id == "scalar" and key_node.tag == _MERGE_TAG:
                 merges.append(value_node)
                 continue
             if key_node.id != "scalar":
@@ -266,12 +277,14 @@ class _Converter:
                 else:
                     self._report(self.place(source), "'<<' must name a mapping or a list of mappings")
 
-    def _scalar(self, node: YamlNode) -> Any:
+    def _scalar(self, node: YamlNode, place: Place) -> Any:
         text = str(node.value)
         tag = str(node.tag)
+        if tag == _STR_TAG:  # most of a plan: names, numbers, keys
+            return text
         kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
         try:
-            if kind in ("str", "timestamp"):
+            if kind == "timestamp":
                 return text
             if kind == "null":
                 return None
@@ -282,9 +295,9 @@ class _Converter:
             if kind == "float":
                 return _yaml_float(text)
         except ValueError:
-            self._report(self.place(node), f"{text!r} is not a valid {kind}")
+            self._report(place, f"{text!r} is not a valid {kind}")
             return None
-        self._report(self.place(node), f"unsupported YAML tag {_show_tag(tag)!r}")
+        self._report(place, f"unsupported YAML tag {_show_tag(tag)!r}")
         return None
 
 
@@ -330,12 +343,33 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _schema() -> dict[str, Any]:
     text = resources.files("pbx.routing").joinpath("schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     # The schema is checked against its meta-schema by the tests
-    # (test_schema_is_valid_draft_2020_12), not at every start: that check
-    # took more CPU than validating a whole plan.
-    return Draft202012Validator(json.loads(text))
+    # (test_schema_is_valid_draft_2020_12), not at every start.
+    return Draft202012Validator(_schema())
+
+
+@functools.cache
+def _compiled() -> Callable[[Any], bool]:
+    return schema_fast.compile_validator(_schema())
+
+
+def _schema_errors(data: dict[str, Any]) -> Iterable[ValidationError]:
+    """jsonschema's errors for ``data``, looked for only when the compiled
+    validator refuses it, so the messages stay jsonschema's."""
+    if _compiled()(data):
+        return ()
+    errors: Iterable[ValidationError] = _validator().iter_errors(data)
+    return errors
 
 
 def _label(path: DataPath) -> str:
@@ -383,6 +417,8 @@ Finding = tuple[DataPath, Literal["key", "value"], str]
 
 
 def _schema_findings(error: ValidationError) -> list[Finding]:
+    from jsonschema.exceptions import best_match
+
     while error.context:  # anyOf / oneOf: report the most relevant branch
         error = best_match(error.context)
     path: DataPath = tuple(error.absolute_path)
@@ -628,7 +664,7 @@ class _Loader:
             return None
         # Validate as the group's inline `members` would be, so messages
         # read the same; then move the findings to where this file's nodes are.
-        for error in _validator().iter_errors({"groups": {key: {"members": data}}}):
+        for error in _schema_errors({"groups": {key: {"members": data}}}):
             for path, at, message in _schema_findings(error):
                 moved: DataPath = (*prefix, *path[3:])
                 doc.invalid.add(moved)
@@ -681,7 +717,7 @@ class _Loader:
             )
             return
         doc.data = data
-        for error in _validator().iter_errors(data):
+        for error in _schema_errors(data):
             for path, at, message in _schema_findings(error):
                 doc.invalid.add(path)
                 node = doc.places.get(path) or doc.places[()]

@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pbx.routing.classes import INTERNAL
 from pbx.routing.patterns import Pattern, PatternError, parse_pattern
@@ -27,9 +27,13 @@ DataPath = tuple[str | int, ...]
 # ------------------------------------------------------------------ positions
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
-    """A 1-based position in a file."""
+class Place(NamedTuple):
+    """A 1-based position in a file.
+
+    A named tuple, not a dataclass: a plan of 20,000 extensions makes
+    300,000 of these and :class:`NodePlace`, which a tuple makes in half
+    the time of a frozen dataclass.
+    """
 
     path: str
     line: int
@@ -39,8 +43,7 @@ class Place:
         return f"{self.path}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True, slots=True)
-class NodePlace:
+class NodePlace(NamedTuple):
     """Where a value's key (None for list items and the root) and value start."""
 
     key: Place | None
@@ -91,34 +94,24 @@ class Merged:
                 merged.complete = False
         return merged
 
-    def _copy_places(self, doc: Document, prefix: DataPath, shift: int = 0) -> None:
-        # `shift` renumbers the items of a list section appended after another file's.
-        size = len(prefix)
-        for path, place in doc.places.items():
-            if path[:size] == prefix:
-                moved = path
-                item = path[size] if len(path) > size else None
-                if shift and isinstance(item, int):
-                    moved = (*prefix, item + shift, *path[size + 1 :])
-                self.places[moved] = place
-        for path in doc.invalid:
-            if path[:size] == prefix:
-                self.invalid.add(path)
-
     def _add(self, doc: Document, report: Callable[[Place, str], None], nouns: Mapping[str, str]) -> None:
         assert doc.data is not None
+        whole: dict[str | int, int] = {}  # sections taken whole -> how far their list items shift
+        entries: dict[str | int, set[str | int]] = {}  # sections merged entry by entry -> entries taken
+        kept: list[tuple[DataPath, NodePlace]] = []
         for section, value in doc.data.items():
             if section == "include":
                 continue
             here = doc.places[(section,)]
             if section not in self.data:
                 self.data[section] = value
-                self._copy_places(doc, (section,))
+                whole[section] = 0
                 continue
             existing = self.data[section]
             first = self.places[(section,)]
             if isinstance(existing, dict) and isinstance(value, dict):
                 noun = nouns.get(section)
+                taken = entries.setdefault(section, set())
                 for key, entry in value.items():
                     if key in existing:
                         what = f"{noun} {key!r}" if noun else repr(dotted((section, key)))
@@ -127,14 +120,40 @@ class Merged:
                         report(at, f"{what} is already defined at {first_at}")
                         continue
                     existing[key] = entry
-                    self._copy_places(doc, (section, key))
+                    taken.add(key)
             elif isinstance(existing, list) and isinstance(value, list):
-                self._copy_places(doc, (section,), shift=len(existing))
-                self.places[(section,)] = first
+                whole[section] = len(existing)
+                kept.append(((section,), first))
                 existing.extend(value)
             elif not isinstance(existing, dict | list) and not isinstance(value, dict | list):
                 report(here.key or here.value, f"{section!r} is already set at {first.key or first.value}")
             # else: a section of the wrong type; the schema reported it.
+        # One pass over the file's places (not one per section or entry:
+        # a second file adding 10,000 extensions made that 10,000 passes).
+        for path, place in doc.places.items():
+            if self._taken(path, whole, entries):
+                self.places[self._shifted(path, whole)] = place
+        for path in doc.invalid:
+            if self._taken(path, whole, entries):
+                self.invalid.add(path)
+        self.places.update(kept)
+
+    @staticmethod
+    def _taken(path: DataPath, whole: dict[str | int, int], entries: dict[str | int, set[str | int]]) -> bool:
+        if not path:
+            return False
+        if path[0] in whole:
+            return True
+        taken = entries.get(path[0])
+        return taken is not None and len(path) > 1 and path[1] in taken
+
+    @staticmethod
+    def _shifted(path: DataPath, whole: dict[str | int, int]) -> DataPath:
+        """``path`` with a list section's item renumbered after another file's."""
+        shift = whole.get(path[0])
+        if shift and len(path) > 1 and isinstance(path[1], int):
+            return (path[0], path[1] + shift, *path[2:])
+        return path
 
     def valid(self, path: DataPath) -> bool:
         """True if the schema found nothing wrong at or under ``path``."""

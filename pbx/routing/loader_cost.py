@@ -178,7 +178,9 @@ def check_lifecycle_and_screening(plan: Merged, root: Place, report: Report) -> 
         if did not in inbound and plan.complete:
             report(plan.key_place(path, root), f"incoming lists for {did!r}, which is not one of the inbound"
                    " numbers" + suggest(did, inbound))
-    for number, _ in entries_of(plan, "extensions"):
+    for number, entry in entries_of(plan, "extensions"):
+        if "incoming" not in entry and "valid_from" not in entry and "valid_until" not in entry:
+            continue  # nothing to check (most extensions: a plan of 20,000 spent 0.05 s finding that)
         path = ("extensions", number)
         _check_screening(plan, (*path, "incoming"), f"extension {number!r}", root, report)
         start = _moment_at(plan, (*path, "valid_from"), zone, False, root, report)

@@ -23,10 +23,12 @@ without it) `compose` always defers to ruamel.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Protocol
 
 import yaml
 from ruamel.yaml import resolver as ruamel_resolver
+from yaml.nodes import ScalarNode
 from yaml.resolver import BaseResolver
 
 _YAML_1_2: Final = (1, 2)
@@ -42,14 +44,35 @@ class YamlNode(Protocol):
 
 
 class _Resolver(BaseResolver):
-    """Implicit tags of YAML 1.2, as ruamel.yaml resolves them."""
+    """Implicit tags of YAML 1.2, as ruamel.yaml resolves them.
+
+    libyaml asks for the tag of every node. A plain scalar's tag depends
+    only on its text, and a plan repeats the same keys and values thousands
+    of times (``name``, ``department``, ``max_calls``), so each text is
+    matched against the table once per document.
+    """
 
     yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plain: dict[str, str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        plain = kind is ScalarNode and implicit[0]
+        if plain and value in self._plain:
+            return self._plain[value]
+        tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        if plain:
+            self._plain[value] = tag
+        return tag
 
 
 for _versions, _tag, _regexp, _first in ruamel_resolver.implicit_resolvers:
     if _YAML_1_2 in _versions:
-        _Resolver.add_implicit_resolver(_tag, _regexp, _first)
+        # ruamel compiles its patterns lazily behind a proxy whose every
+        # attribute access costs more than the match: take the pattern itself.
+        _Resolver.add_implicit_resolver(_tag, re.compile(_regexp.pattern, _regexp.flags), _first)
 
 # PyYAML built without libyaml has no CParser: then ruamel.yaml composes all.
 _CParser: Any = getattr(yaml, "cyaml", None) and getattr(yaml.cyaml, "CParser", None)
