@@ -27,8 +27,13 @@ a call callgrind is told to zero before and dump before, so start-up and
 warm-up are left out and the bench reads the dumps itself:
 
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \\
-        --zero-before=os_getppid --dump-before=os_getpgrp \\
+        --zero-before=os_getppid --dump-before=os_getpgrp --separate-threads=yes \\
         python -P bench/call_inproc.py --runs 1 --calls 300 --callgrind /tmp/cg.out
+
+With ``--separate-threads=yes`` the event loop's thread is also counted
+apart: the database writer's thread does more or less work as the calls'
+writes fall into more or fewer transactions (printed as "writer batches"),
+which depends on timing; the loop's count does not.
 
     python bench/call_inproc.py                       # 3 runs of 1,000 calls
     python bench/call_inproc.py --profile /tmp/call.prof   # cProfile one more run
@@ -77,6 +82,12 @@ class Cost:
 
     cpu_seconds: float
     instructions: int | None = None
+    """Every thread's."""
+    main_instructions: int | None = None
+    """The event loop's thread alone (``--separate-threads=yes``)."""
+    batches: int = 0
+    """Transactions the database writer committed meanwhile: its thread's
+    instructions depend on how the calls' writes fell into them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +190,7 @@ class Bench:
         assert isinstance(loop, VirtualClockLoop)
         if self.dumps is not None:
             os.getppid()  # callgrind --zero-before=os_getppid: count from here
-        cpu = time.process_time()
+        cpu, batches = time.process_time(), server.writer.stats().batches
         if profiler is not None:
             profiler.enable()
         pending = 0
@@ -198,12 +209,13 @@ class Bench:
             await settle(server)
         if profiler is not None:
             profiler.disable()
-        cpu = time.process_time() - cpu
+        cpu, batches = time.process_time() - cpu, server.writer.stats().batches - batches
         if self.dumps is None:
-            return Cost(cpu)
+            return Cost(cpu, batches=batches)
         os.getpgrp()  # callgrind --dump-before=os_getpgrp: this run's count
         self.dumped += 1
-        return Cost(cpu, callgrind_total(Path(f"{self.dumps}.{self.dumped}")))
+        total, main = callgrind_counts(f"{self.dumps}.{self.dumped}")
+        return Cost(cpu, total, main, batches)
 
     async def run(self, calls: int, profiler: cProfile.Profile | None = None) -> RunResult:
         """``calls`` complete calls, then the phones alone doing them again."""
@@ -232,6 +244,20 @@ def callgrind_total(dump: Path) -> int:
     raise BenchError(f"no totals in {dump}")
 
 
+def callgrind_counts(dump: str) -> tuple[int, int | None]:
+    """(every thread's instructions, the main thread's) in the dump named
+    ``dump``: one file, or one per thread (``dump-01`` the main thread)
+    under ``--separate-threads=yes``."""
+    path = Path(dump)
+    if path.exists():
+        return callgrind_total(path), None
+    threads = sorted(path.parent.glob(path.name + "-*"))
+    if not threads:
+        raise BenchError(f"no callgrind dump {dump}")
+    counts = {thread.name.rpartition("-")[2]: callgrind_total(thread) for thread in threads}
+    return sum(counts.values()), counts.get("01")
+
+
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
     wire = ReplayWire()
     server, phones = await start_server(workdir, args.callers, wire, HangingUpPhones)
@@ -245,17 +271,22 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
         bench.number = warm.number
         print(f"{args.callers} callers, {args.calls} complete calls per run (INVITE, 407, ACK, INVITE with "
               "digest, 180, 200, ACK, BYE, 200; CDR written)")
-        print("run | CPU µs/call | phones alone µs/call | server µs/call" + (
-            " | instructions/call | phones alone | server" if args.callgrind else ""))
+        print("run | CPU µs/call | phones alone µs/call | server µs/call | writer batches" + (
+            " | instructions/call | phones alone | server | server's loop thread" if args.callgrind else ""))
         results: list[RunResult] = []
         for run in range(1, args.runs + 1):
             result = await bench.run(args.calls)
             results.append(result)
             line = (f"{run:>3} | {result.per_call(result.run.cpu_seconds):>11.1f} | "
-                    f"{result.per_call(result.phones.cpu_seconds):>20.1f} | {result.server_us:>14.1f}")
+                    f"{result.per_call(result.phones.cpu_seconds):>20.1f} | {result.server_us:>14.1f} | "
+                    f"{result.run.batches:>14}")
             if result.run.instructions is not None and result.phones.instructions is not None:
                 line += (f" | {result.run.instructions / args.calls:>17,.0f} | "
-                         f"{result.phones.instructions / args.calls:>12,.0f} | {result.server_instructions:,.0f}")
+                         f"{result.phones.instructions / args.calls:>12,.0f} | {result.server_instructions:>6,.0f}")
+                # The phones run on the main thread too: the loop's own share.
+                main, phones_main = result.run.main_instructions, result.phones.main_instructions
+                if main is not None and phones_main is not None:
+                    line += f" | {(main - phones_main) / args.calls:,.0f}"
             print(line)
         # Other processes only ever slow a run down: the best run is the
         # truest figure, the median shows the spread.
