@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, TextIO, TypeVar
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 for _path in (REPO_ROOT, REPO_ROOT / "bench"):  # this checkout's pbx, and make_users beside this file
@@ -367,22 +367,31 @@ async def settle(server: Server) -> None:
             return
 
 
-async def measure(args: argparse.Namespace, workdir: Path, out: TextIO) -> None:
-    loop = asyncio.get_running_loop()
-    assert isinstance(loop, VirtualClockLoop)
+PhonesT = TypeVar("PhonesT", bound=Phones)
+
+
+async def start_server(workdir: Path, callers: int, wire: Wire, phones: type[PhonesT]) -> tuple[Server, PhonesT]:
+    """The server on SQLite in ``workdir`` with ``callers`` calling
+    extensions and one callee, as ``pbx serve`` starts it; what it sends
+    goes onto ``wire``; and ``phones`` to call through it."""
     dialplan = workdir / "dialplan.yaml"
-    users = write_users(args.callers + 1, dialplan, workdir / "users.csv")
-    callee, callers = users[0], users[1:]
+    users = write_users(callers + 1, dialplan, workdir / "users.csv")
     with gc_tuning.paused():
         plan = load_dialplan(dialplan)
     server = Server(plan, [("udp", "127.0.0.1", 0)], f"sqlite:///{workdir / 'pbx.sqlite3'}")
     await server.start()
     gc_tuning.freeze_survivors()
     gc_tuning.tune()
-    wire = Wire()
     server.udp[0].send = wire.send  # type: ignore[method-assign]
     host, port = server.udp[0].local
-    phones = Phones(server, wire, callers, callee, f"{host}:{port}")
+    return server, phones(server, wire, users[1:], users[0], f"{host}:{port}")
+
+
+async def measure(args: argparse.Namespace, workdir: Path, out: TextIO) -> None:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualClockLoop)
+    wire = Wire()
+    server, phones = await start_server(workdir, args.callers, wire, Phones)
     try:
         phones.register_callee()
         # Warm-up: the first calls fill caches (HA1s, loggers, the SQL

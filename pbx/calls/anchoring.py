@@ -118,8 +118,10 @@ def _needs_bridge(call: Call, action: Ring) -> bool:
     """The caller's SRTP cannot reach a callee leg as it is (see the module)."""
     if call.bridge_srtp:
         return True
+    if call.a.dest.transport != "tls":
+        return False
     keys = offer_keys(call.a_request.body)
-    if keys is None or not keys.usable or call.a.dest.transport != "tls":
+    if keys is None or not keys.usable:
         return False
     if call.controller.plan.security.sdes_over_plain_signalling:
         return False

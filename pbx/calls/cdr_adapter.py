@@ -57,9 +57,26 @@ class CdrRecorder:
 
     def __init__(self, writer: CdrWriter) -> None:
         self.writer = writer
+        self._uuids: dict[str, uuid.UUID] = {}
+        """Calls started and not ended: their ``uuid`` as the writer's key,
+        parsed once."""
+
+    def _uuid(self, call: Call) -> uuid.UUID:
+        found = self._uuids.get(call.uuid)
+        return found if found is not None else uuid.UUID(call.uuid)
 
     def call_started(self, call: Call) -> None:
-        call_uuid = uuid.UUID(call.uuid)
+        call_uuid = self._uuids[call.uuid] = uuid.UUID(call.uuid)
+        routing = None
+        if call.rule is not None or call.trunk is not None:
+            member = call.member
+            routing = CallRouted(
+                call_uuid=call_uuid, rule=call.rule, trunk=call.trunk, call_class=call.call_class,
+                short_number=member.short_number if member is not None else None,
+                resolved_number=call.resolved_number,
+                member=member.label if member is not None else None,
+                hunt_group=call.hunt_group,
+            )
         self.writer.started(CallStart(
             call_uuid=call_uuid,
             call_id=call.a_call_id or call.uuid,
@@ -69,16 +86,7 @@ class CdrRecorder:
             dialed_number=call.dialled or "?",
             caller_department=call.caller.department if call.caller is not None else None,
             project=call.caller.project if call.caller is not None else None,
-        ))
-        if call.rule is not None or call.trunk is not None:
-            member = call.member
-            self.writer.routed(CallRouted(
-                call_uuid=call_uuid, rule=call.rule, trunk=call.trunk, call_class=call.call_class,
-                short_number=member.short_number if member is not None else None,
-                resolved_number=call.resolved_number,
-                member=member.label if member is not None else None,
-                hunt_group=call.hunt_group,
-            ))
+        ), routing)
 
     def _trunk_chosen(self, call: Call) -> None:
         # An outbound call's trunk is known only once it is placed, after
@@ -86,16 +94,16 @@ class CdrRecorder:
         # member's desk answering means the mobile's trunk did not carry it.
         winner = call.winner
         if call.outbound is not None and (winner is None or winner.trunk is not None):
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), trunk=call.outbound.trunk.key))
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), trunk=call.outbound.trunk.key))
 
     def _menu_path(self, call: Call) -> None:
         if call.ivr_path:
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), ivr_path=call.ivr_path, rule=call.rule))
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), ivr_path=call.ivr_path, rule=call.rule))
         account = call.account
         if account is not None:
             # The code's id and owner, never its digits; with the call
             # class the code's rights gave it.
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), account_code=str(account.code_id),
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), account_code=str(account.code_id),
                                           account_owner=account.owner, account_rights=account.class_of_service,
                                           call_class=call.call_class, rule=call.rule))
 
@@ -106,15 +114,15 @@ class CdrRecorder:
         self._trunk_chosen(call)
         if call.hunt_group is not None:
             # The group that answered (an overflow may have led to another).
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), hunt_group=call.hunt_group))
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), hunt_group=call.hunt_group))
         self._menu_path(call)
         if call.member is not None:
             # Which of the member's numbers took it, and its class (a mobile
             # that answers makes the call a mobile call).
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), resolved_number=call.resolved_number,
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), resolved_number=call.resolved_number,
                                           call_class=call.call_class))
         self.writer.answered(CallAnswer(
-            call_uuid=uuid.UUID(call.uuid),
+            call_uuid=self._uuid(call),
             answered_at=_at(call.answered_at),
             destination=call.destination or call.dialled,
             answered_by=call.answered_by,
@@ -129,14 +137,16 @@ class CdrRecorder:
         self._menu_path(call)
         billed = call.billed_to
         if billed is not None and billed.number != call.caller_number:
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), billed_to=billed.number,
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), billed_to=billed.number,
                                           billed_department=billed.department))
         if call.transfers or call.linked_call is not None:
-            self.writer.routed(CallRouted(call_uuid=uuid.UUID(call.uuid), transfer="; ".join(call.transfers) or None,
+            self.writer.routed(CallRouted(call_uuid=self._uuid(call), transfer="; ".join(call.transfers) or None,
                                           destination=call.destination if call.transfers else None,
                                           linked_call=None if call.linked_call is None
                                           else str(uuid.UUID(call.linked_call))))
         ended = call.ended_at if call.ended_at is not None else call.started_at
+        call_uuid = self._uuid(call)
+        self._uuids.pop(call.uuid, None)  # the call's last report
         legs = []
         for leg in call.legs:
             leg_end = leg.ended_at if leg.ended_at is not None else ended
@@ -153,7 +163,7 @@ class CdrRecorder:
             ))
         self.writer.ended(
             CallEnd(
-                call_uuid=uuid.UUID(call.uuid),
+                call_uuid=call_uuid,
                 ended_at=_at(ended),
                 disposition=call.disposition or Disposition.FAILED,
                 hangup_side=call.hangup_side or HangupSide.PBX,

@@ -564,7 +564,7 @@ class CallController:
         (:mod:`pbx.calls.media_policy`)."""
         callee = decision.extension if isinstance(decision, Ring) else None
         callee_on_tls = None
-        if callee is not None:
+        if callee is not None and b"crypto" in call.a_request.body:  # it matters only for an offer with keys
             phones = self.bindings.current(callee.number, self.wall())
             callee_on_tls = bool(phones) and all(b.source.transport == "tls" for b in phones)
         refused = check_offer(

@@ -73,6 +73,10 @@ def check_offer(body: bytes, *, caller: MediaEncryption | None, callee: MediaEnc
     extensions' settings (None: not an extension, e.g. a trunk);
     ``callee_on_tls``: whether every phone of the callee is registered over
     TLS (None: not known here)."""
+    if caller != "required" and callee != "required" and (allow_plain_signalling or b"crypto" not in body):
+        # Only keys could be refused, and there are none (every a=crypto
+        # line has the word): the offer need not be parsed.
+        return None
     keys = offer_keys(body)
     if keys is None:
         return None

@@ -134,14 +134,12 @@ def _fit(value: str, length: int) -> str:
     return value[:length]
 
 
-def _fitted(values: Mapping[str, Any], lengths: Mapping[str, int]) -> dict[str, Any]:
-    return _fit_in_place(dict(values), lengths)
-
-
 def _fit_in_place(row: dict[str, Any], lengths: Mapping[str, int]) -> dict[str, Any]:
     for name, length in lengths.items():
         value = row.get(name)
-        if isinstance(value, str):
+        # `_fit`'s own first test, inline: most values are short ASCII (or
+        # None), and this runs for every text column of every row.
+        if isinstance(value, str) and (len(value) > length or not value.isascii() or "\x00" in value):
             row[name] = _fit(value, length)
     return row
 
@@ -187,6 +185,8 @@ _LEG_REPLACED: Final = tuple(c.name for c in CDR_LEGS.columns if c.name not in (
 
 
 # One report: the call's row as known so far, and its legs (only at the end).
+# The op owns them: leg rows that are dicts are fitted in place (a retry
+# fits them again, which changes nothing).
 Report = tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]
 _NO_VALUES: Final[dict[str, Any]] = dict.fromkeys(("call_uuid", *_CALL_MERGED))
 
@@ -218,7 +218,8 @@ def upsert_calls(conn: Connection, reports: list[Report]) -> None:
     conn.execute(call, [_fit_in_place(row, _CDR_LENGTHS) for row in merged.values()])
     if leg_rows:
         # Every leg row has every column, so one executemany fits all.
-        conn.execute(leg, [_fitted(row, _LEG_LENGTHS) for row in leg_rows])
+        conn.execute(leg, [_fit_in_place(row if type(row) is dict else dict(row), _LEG_LENGTHS)
+                           for row in leg_rows])
 
 
 def upsert_call(
@@ -251,8 +252,17 @@ class _OpenCall:
 
     start: CallStart
     changed: dict[str, Any]
+    uuid_text: str
+    """``str(start.call_uuid)``, made once for the call's writes."""
     answered_at: datetime | None = None
     clock_warned: bool = False
+
+
+def _note_routing(call: _OpenCall, routing: CallRouted) -> None:
+    for name in _ROUTING_FIELDS:
+        value = getattr(routing, name)
+        if value is not None:
+            call.changed[name] = value
 
 
 class CdrWriter:
@@ -299,20 +309,23 @@ class CdrWriter:
         if self._alive_at is None or at - self._alive_at >= ALIVE_RESOLUTION:
             self.heartbeat(at)
 
-    def started(self, start: CallStart) -> None:
-        """Record a new call (an open row, so a crash leaves a trace)."""
+    def started(self, start: CallStart, routing: CallRouted | None = None) -> None:
+        """Record a new call (an open row, so a crash leaves a trace), with
+        what routing decided if that is known already: one write for both,
+        as `routed` right after would have made."""
         if start.call_uuid in self._calls:
             raise ValueError(f"call {start.call_uuid} was already started")
-        call = self._calls[start.call_uuid] = _OpenCall(start=start, changed={})
+        if routing is not None and routing.call_uuid != start.call_uuid:
+            raise ValueError(f"routing of call {routing.call_uuid} given with the start of {start.call_uuid}")
+        call = self._calls[start.call_uuid] = _OpenCall(start=start, changed={}, uuid_text=str(start.call_uuid))
+        if routing is not None:
+            _note_routing(call, routing)
         self._submit(start.call_uuid, self._row(call), [], None)
 
     def routed(self, routing: CallRouted) -> None:
         """Record what routing decided; None fields keep earlier values."""
         call = self._open(routing.call_uuid)
-        for name in _ROUTING_FIELDS:
-            value = getattr(routing, name)
-            if value is not None:
-                call.changed[name] = value
+        _note_routing(call, routing)
         self._submit(routing.call_uuid, self._row(call), [], None)
 
     def answered(self, answer: CallAnswer) -> None:
@@ -367,8 +380,7 @@ class CdrWriter:
             row["recording"] = end.recording
         if end.destination is not None and row.get("destination") is None:
             row["destination"] = end.destination
-        call_uuid = str(end.call_uuid)
-        leg_rows = [_leg_row(call_uuid, n, leg) for n, leg in enumerate(legs, start=1)]
+        leg_rows = [_leg_row(call.uuid_text, n, leg) for n, leg in enumerate(legs, start=1)]
         self._submit(end.call_uuid, row, leg_rows, on_durable)
 
     # -- internals -------------------------------------------------------------
@@ -377,7 +389,7 @@ class CdrWriter:
         """The call's whole row as known so far: a new dict, the op's own."""
         start = call.start
         row: dict[str, Any] = {
-            "call_uuid": str(start.call_uuid),
+            "call_uuid": call.uuid_text,
             "node": self._node,
             "call_id": start.call_id,
             "started_at": start.started_at,

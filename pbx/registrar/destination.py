@@ -46,6 +46,7 @@ Pure: no sockets, no clock, no logging.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, replace
 from typing import Final
@@ -161,6 +162,7 @@ def _behind_nat(contact_host: str, source_host: str) -> bool:
     return not (contact.is_global and source.is_global)
 
 
+@functools.lru_cache(maxsize=4096)  # a few hosts, asked several times a call: parsed once
 def _ip(host: str) -> IpAddress | None:
     try:
         address = ipaddress.ip_address(host)

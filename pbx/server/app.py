@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -230,8 +231,29 @@ class Server:
         if not self.tls:
             self.tls.append(TcpTransport(self._on_data, name="tls", limits=tcp_limits(self.plan),
                                          client_tls=self._client_tls))
+        durable: list[Callable[[], None]] = []
+        durable_lock = threading.Lock()
+
+        def run_durable() -> None:
+            nonlocal durable
+            with durable_lock:
+                callbacks, durable = durable, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # one call's bug must not hold up the others
+                    log.exception("cdr_durable_callback_failed")
+
         def notify(callback: Callable[[], None]) -> None:
-            loop.call_soon_threadsafe(callback)
+            # From the writer thread, once per call a batch commits: the
+            # loop is woken once for those that arrive together, not once
+            # per call. (The writer thread and, when the writer is closed,
+            # the loop itself call this: hence the lock.)
+            with durable_lock:
+                durable.append(callback)
+                wake = len(durable) == 1
+            if wake:
+                loop.call_soon_threadsafe(run_durable)
 
         self.cdr = CdrRecorder(CdrWriter(self.writer, self.node, notify=notify))
         # Listeners on calls (metrics, webhooks) see every call through this.

@@ -166,6 +166,12 @@ class BackgroundWriter:
             raise ValueError("gather must not be negative")
         self._gather = gather
         self._engine = engine
+        # On SQLite the thread keeps its one connection from batch to batch
+        # (a file cannot drop it), saving the pool's check-out and the
+        # rollback of each check-in; elsewhere each batch checks one out, so
+        # the pool's pre-ping replaces one the server dropped.
+        self._keep_connection = engine.dialect.name == "sqlite"
+        self._kept: Connection | None = None
         self._retries = retries
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -264,6 +270,7 @@ class BackgroundWriter:
                 time.sleep(self._gather)  # let the ops of a busy moment share one transaction
             with self._lock:
                 if not self._queue:
+                    self._let_go()
                     return  # closing and drained
                 count = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(count)]
@@ -349,14 +356,32 @@ class BackgroundWriter:
 
     def _commit(self, ops: list[Op]) -> Exception | None:
         try:
-            with self._engine.begin() as conn:
-                for step in _grouped(ops):
-                    step(conn)
+            if self._keep_connection:
+                conn = self._kept
+                if conn is None:
+                    conn = self._kept = self._engine.connect()
+                with conn.begin():
+                    for step in _grouped(ops):
+                        step(conn)
+            else:
+                with self._engine.begin() as conn:
+                    for step in _grouped(ops):
+                        step(conn)
         except Exception as error:  # any op may raise anything; it is reported
+            self._let_go()  # the next try starts on a fresh connection
             return error
         with self._lock:
             self._batches += 1
         return None
+
+    def _let_go(self) -> None:
+        """Return the kept connection to the pool (rolled back), if any."""
+        conn, self._kept = self._kept, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection: the pool discards it
+                pass
 
     def _reachable(self) -> bool:
         try:

@@ -84,6 +84,22 @@ def test_answered_call_makes_one_complete_row(
     assert legs[1]["reason"] == 'SIP;cause=200;text="Call completed elsewhere"'
 
 
+def test_routing_given_with_the_start_is_written_with_it(
+    migrated: Engine, background: BackgroundWriter
+) -> None:
+    cdrs = CdrWriter(background, "pbx-a", run_now)
+    call = uuid.uuid4()
+    cdrs.started(make_start(call), CallRouted(call_uuid=call, rule="internal", call_class="internal"))
+    assert background.flush(timeout=30)
+    row = call_row(migrated, call)
+    assert row is not None
+    assert (row["rule"], row["call_class"], row["ended_at"]) == ("internal", "internal", None)
+    assert background.stats().submitted == 1  # one write for both reports
+
+    with pytest.raises(ValueError):
+        cdrs.started(make_start(uuid.uuid4()), CallRouted(call_uuid=call, rule="internal"))
+
+
 def test_busy_call_has_no_billable_time(migrated: Engine, background: BackgroundWriter) -> None:
     cdrs = CdrWriter(background, "pbx-a", run_now)
     call = uuid.uuid4()
