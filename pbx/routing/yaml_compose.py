@@ -28,10 +28,13 @@ from typing import Any, Final, Protocol
 
 import yaml
 from ruamel.yaml import resolver as ruamel_resolver
-from yaml.nodes import ScalarNode
+from yaml.nodes import MappingNode, ScalarNode
 from yaml.resolver import BaseResolver
 
 _YAML_1_2: Final = (1, 2)
+_STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
+_SEQ_TAG: Final = BaseResolver.DEFAULT_SEQUENCE_TAG
+_MAP_TAG: Final = BaseResolver.DEFAULT_MAPPING_TAG
 
 
 class YamlNode(Protocol):
@@ -46,25 +49,35 @@ class YamlNode(Protocol):
 class _Resolver(BaseResolver):
     """Implicit tags of YAML 1.2, as ruamel.yaml resolves them.
 
-    libyaml asks for the tag of every node. A plain scalar's tag depends
-    only on its text, and a plan repeats the same keys and values thousands
-    of times (``name``, ``department``, ``max_calls``), so each text is
-    matched against the table once per document.
+    libyaml asks for the tag of every node, and PyYAML's composer calls two
+    more methods per node for path resolvers, which nothing here registers:
+    four calls into Python per node, the cost of composing a large plan. So
+    the two path methods do nothing, a collection or a quoted scalar gets
+    its kind's default tag at once, and a plain scalar's tag, which depends
+    only on its text, is matched against the table once per document: a
+    plan repeats the same keys and values thousands of times (``name``,
+    ``department``, ``max_calls``).
     """
 
     yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+    # No path resolvers (add_path_resolver) are registered: the composer's
+    # calls around each node need not walk them. A dict's get takes the two
+    # arguments and a tuple none; both are C, not a Python call each.
+    descend_resolver = {}.get
+    ascend_resolver = tuple
 
     def __init__(self) -> None:
         super().__init__()
         self._plain: dict[str, str] = {}
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        plain = kind is ScalarNode and implicit[0]
-        if plain and value in self._plain:
-            return self._plain[value]
-        tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        if plain:
-            self._plain[value] = tag
+        if kind is not ScalarNode:
+            return _MAP_TAG if kind is MappingNode else _SEQ_TAG
+        if not implicit[0]:  # not to be typed by its text: a string, as BaseResolver answers
+            return _STR_TAG
+        tag = self._plain.get(value)
+        if tag is None:
+            tag = self._plain[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
 
 
