@@ -30,6 +30,7 @@ from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCa
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
 from pbx.routing.conferences import Conference
 from pbx.routing.parking import Parking
+from pbx.routing.places import RulePlaces
 from pbx.routing.ivr import IvrMenu, MediaSettings
 from pbx.routing.routes import InboundTarget, Route
 from pbx.routing.screening import Screening
@@ -481,7 +482,7 @@ class Dialplan:
     """Mailboxes: on for every extension unless turned off, and their settings."""
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     """Which calls are recorded, and where the files go (:mod:`pbx.recording.policy`)."""
-    places: Mapping[str, str] = field(default_factory=dict)
+    places: RulePlaces = field(default_factory=RulePlaces)
     """Rule name (as in :class:`~pbx.routing.steps.Step`) -> ``file:line:col``."""
     sources: tuple[str, ...] = ()
     """Files the plan was read from, root file first, in load order."""
@@ -498,7 +499,7 @@ class Dialplan:
         object.__setattr__(self, "trunks", _frozen_mapping(self.trunks))
         for name in ("call_classes", "number_plans", "number_lists", "calendars", "schedules",
                      "classes_of_service", "feature_codes", "inbound", "groups", "hunt_groups", "ivr_menus",
-                     "conferences", "places", "did_incoming"):
+                     "conferences", "did_incoming"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         self._check_routing()
         for key, department in self.departments.items():
@@ -643,8 +644,9 @@ class Dialplan:
     def place(self, rule: str) -> str | None:
         """``file:line:col`` of a rule, or of the nearest enclosing one."""
         while rule:
-            if rule in self.places:
-                return self.places[rule]
+            found = self.places.get(rule)
+            if found is not None:
+                return found
             cut = max(rule.rfind("."), rule.rfind("["))
             rule = rule[:cut] if cut > 0 else ""
         return None

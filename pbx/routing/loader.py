@@ -57,13 +57,13 @@ from pbx.routing.dialplan import (
     RegistrarSettings,
     SecuritySettings,
 )
+from pbx.routing.places import RulePlaces
 from pbx.routing.yaml_compose import YamlNode
 from pbx.routing.loader_common import (
     Check,
     DataPath,
     Document,
     Merged,
-    NodePlace,
     Place,
     Report,
     Severity,
@@ -200,7 +200,7 @@ class _Converter:
     def __init__(self, doc: Document, report: Callable[[Place, str], None]) -> None:
         self._doc = doc
         self._display = doc.display
-        self._places = doc.places
+        self._places = doc.places.raw
         self._report = report
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
@@ -209,16 +209,18 @@ class _Converter:
         mark = node.start_mark
         return Place(self._display, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
-        place = self.place(node)
-        self._places[path] = NodePlace(key, place)
+    def convert(self, node: YamlNode, path: DataPath, name: str, key_line: int = 0, key_column: int = 0) -> Any:
+        """``node`` as data; ``name`` is ``dotted(path)``, and the key's place
+        is given for a mapping's value (line 0: none)."""
+        mark = node.start_mark
+        self._places[path] = (self._display, name, key_line, key_column, mark.line + 1, mark.column + 1)
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            raise _TooBig(place, "YAML document has too many nodes (alias expansion?)")
+            raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
-            raise _TooBig(place, "YAML nesting is too deep")
+            raise _TooBig(self.place(node), "YAML nesting is too deep")
         if node.id == "scalar":
-            return self._scalar(node, place)
+            return self._scalar(node, self.place(node))
         if node.tag not in _COLLECTION_TAGS:
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
         if id(node) in self._active:
@@ -227,27 +229,24 @@ class _Converter:
         self._active.add(id(node))
         try:
             if node.id == "sequence":
-                return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
+                return [self.convert(item, (*path, i), f"{name}[{i}]") for i, item in enumerate(node.value)]
             if node.id == "mapping":
                 result: dict[str, Any] = {}
-                first: dict[str, Place] = {}
-                self._fill_mapping(node, path, result, first, merging=False)
+                self._fill_mapping(node, path, name, result, merging=False)
                 return result
         finally:
             self._active.discard(id(node))
         self._report(self.place(node), "unsupported YAML node")
         return None
 
-    def _fill_mapping(
-        self,
-        node: YamlNode,
-        path: DataPath,
-        result: dict[str, Any],
-        first: dict[str, Place],
-        *,
-        merging: bool,
-    ) -> None:
+    def _fill_mapping(self, node: YamlNode, path: DataPath, name: str, result: dict[str, Any], *,
+                      merging: bool) -> None:
+        """Add the entries of mapping ``node`` to ``result``. A key already
+        there is a duplicate (reported), or, while ``merging``, a key the
+        mapping itself or an earlier merged one gave."""
         merges: list[YamlNode] = []
+        places, display = self._places, self._display
+        prefix = f"{name}." if name else ""
         for key_node, value_node in node.value:
             if key_node.id == "scalar" and key_node.tag == _MERGE_TAG:
                 merges.append(value_node)
@@ -256,13 +255,28 @@ class _Converter:
                 self._report(self.place(key_node), "mapping keys must be plain scalars")
                 continue
             key = str(key_node.value)
-            key_place = self.place(key_node)
-            if key in first:
+            mark = key_node.start_mark
+            key_line, key_column = mark.line + 1, mark.column + 1
+            child = (*path, key)
+            if key in result:
                 if not merging:
-                    self._report(key_place, f"duplicate key {key!r}; first given at {first[key]}")
+                    first = places[child]
+                    self._report(Place(display, key_line, key_column),
+                                 f"duplicate key {key!r}; first given at {Place(first[0], first[2], first[3])}")
                 continue
-            first[key] = key_place
-            result[key] = self.convert(value_node, (*path, key), key_place)
+            if value_node.id == "scalar" and value_node.tag == _STR_TAG:
+                # Most of a plan (names, numbers, hashes): what convert()
+                # would do for it, without the call.
+                mark = value_node.start_mark
+                places[child] = (display, prefix + key, key_line, key_column, mark.line + 1, mark.column + 1)
+                self._nodes += 1
+                if self._nodes > MAX_NODES:
+                    raise _TooBig(self.place(value_node), "YAML document has too many nodes (alias expansion?)")
+                if len(child) > MAX_DEPTH:
+                    raise _TooBig(self.place(value_node), "YAML nesting is too deep")
+                result[key] = str(value_node.value)
+            else:
+                result[key] = self.convert(value_node, child, prefix + key, key_line, key_column)
         # YAML merge keys: keys written in the mapping win over merged ones, and
         # earlier merged mappings win over later ones.
         for merge in merges:
@@ -271,7 +285,7 @@ class _Converter:
                 if source.id == "mapping" and id(source) not in self._active:
                     self._active.add(id(source))
                     try:
-                        self._fill_mapping(source, path, result, first, merging=True)
+                        self._fill_mapping(source, path, name, result, merging=True)
                     finally:
                         self._active.discard(id(source))
                 else:
@@ -650,11 +664,11 @@ class _Loader:
             return None
         prefix: DataPath = ("groups", key, loader_groups.FILE_MEMBERS)
         if root is None:
-            doc.places[prefix] = NodePlace(None, Place(display, 1, 1))
+            doc.places.put(prefix, None, Place(display, 1, 1))
             return doc, {}
         converter = _Converter(doc, self.report)
         try:
-            data = converter.convert(root, prefix, None)
+            data = converter.convert(root, prefix, dotted(prefix))
         except _TooBig as exc:
             self.report(exc.place, exc.message)
             return None
@@ -705,7 +719,7 @@ class _Loader:
             return
         converter = _Converter(doc, self.report)
         try:
-            data = converter.convert(root, (), None)
+            data = converter.convert(root, (), "")
         except _TooBig as exc:
             self.report(exc.place, exc.message)
             return
@@ -949,6 +963,18 @@ def yaml_files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
 
 
+def _rule_places(plan: Merged, named: list[tuple[str, Place]]) -> RulePlaces:
+    """Every node under its dotted path, at its key if it has one, then the
+    rules ``named`` besides (a later name wins, as in a dict)."""
+    raws = [raw for path, raw in plan.places.raw.items() if path]
+    return RulePlaces.of(
+        [raw[1] for raw in raws] + [name for name, _ in named],
+        [raw[0] for raw in raws] + [place.path for _, place in named],
+        [raw[2] or raw[4] for raw in raws] + [place.line for _, place in named],
+        [raw[3] or raw[5] for raw in raws] + [place.column for _, place in named],
+    )
+
+
 def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
@@ -994,7 +1020,7 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
             **limits,
         )
     routing.update(loader_cost.build_cost(plan, routing["number_lists"]))
-    routing["places"] = {**routing["places"], **loader_groups.member_places(plan)}
+    routing["places"] = _rule_places(plan, [*routing["places"], *loader_groups.member_places(plan)])
     return Dialplan(
         domain=str(data["domain"]),
         registrar=RegistrarSettings(**registrar),

@@ -801,18 +801,21 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
     )
 
 
-def _places(plan: Merged, routes: tuple[Route, ...]) -> dict[str, str]:
-    """Rule name -> ``file:line:col`` for every node, plus ``routes.<name>``."""
-    places: dict[str, str] = {}
-    for path, node in plan.places.items():
-        if path:
-            places[dotted(path)] = str(node.key or node.value)
-        if len(path) == 4 and path[0] == "number_plans" and path[2] == "entries":
+def _places(plan: Merged, routes: tuple[Route, ...]) -> list[tuple[str, Place]]:
+    """What rules are named besides their nodes' dotted paths: an entry of
+    a number plan written as a mapping, and ``routes.<name>``."""
+    places: list[tuple[str, Place]] = []
+    for name in section_of(plan, "number_plans"):
+        where, entries = plan_table(plan, name)
+        if len(where) == 3:
             # Rules name an entry number_plans.<plan>[<index>] whichever way
-            # the plan is written.
-            places[f"number_plans.{path[1]}[{path[3]}]"] = str(node.value)
+            # the plan is written (the names are words: no clash with a path).
+            for index in range(len(entries)):
+                node = plan.places.get((*where, index))
+                if node is not None:
+                    places.append((f"number_plans.{name}[{index}]", node.value))
     for index, route in enumerate(routes):
         item = plan.places.get(("routes", index))
         if item is not None:
-            places[route.rule] = str(item.value)
+            places.append((route.rule, item.value))
     return places

@@ -63,8 +63,8 @@ class _Resolver(BaseResolver):
     # No path resolvers (add_path_resolver) are registered: the composer's
     # calls around each node need not walk them. A dict's get takes the two
     # arguments and a tuple none; both are C, not a Python call each.
-    descend_resolver = {}.get
-    ascend_resolver = tuple
+    descend_resolver: Any = {}.get
+    ascend_resolver: Any = tuple
 
     def __init__(self) -> None:
         super().__init__()

@@ -137,10 +137,12 @@ def plans_equal(a: Dialplan, b: Dialplan) -> bool:
     """``a == b``, in steps another thread can run between.
 
     Comparing two dicts is one call into C that keeps the GIL until it is
-    done: for a plan's 100,000 places about 50 ms, during which the event
-    loop waits even though the comparison runs on another thread. Large
-    mappings are compared entry by entry in Python instead, where the
-    interpreter hands the GIL over every switch interval.
+    done: for the 100,000 places a plan kept as a dict about 50 ms, during
+    which the event loop waits even though the comparison runs on another
+    thread. Large mappings are compared entry by entry in Python instead,
+    where the interpreter hands the GIL over every switch interval. (The
+    places are now a few strings and arrays,
+    :class:`~pbx.routing.places.RulePlaces`, compared in a few milliseconds.)
     """
     for field in dataclasses.fields(a):
         if not field.compare:
