@@ -14,8 +14,9 @@ from __future__ import annotations
 import ipaddress
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from datetime import datetime, timezone, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, get_args
@@ -240,6 +241,22 @@ class Extension:
         if self.inactive_status is not None:
             return self.inactive_status
         return 404 if state == "retired" else 480
+
+    # Pickled as the tuple of its values, as dataclasses does but without
+    # looking the fields up again for every object: for 20,000 extensions
+    # that lookup was half of pickling a plan in the reload child and most
+    # of unpickling it in the server.
+    def __getstate__(self) -> tuple[object, ...]:
+        values: tuple[object, ...] = _EXTENSION_VALUES(self)
+        return values
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        for name, value in zip(_EXTENSION_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+
+
+_EXTENSION_FIELDS: Final = tuple(item.name for item in fields(Extension))
+_EXTENSION_VALUES: Final = attrgetter(*_EXTENSION_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
