@@ -40,10 +40,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
-
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
                          loader_ldap, loader_recording, loader_routing, loader_voicemail, schema_fast, yaml_compose)
 from pbx.routing.dialplan import (
@@ -747,7 +743,12 @@ class _Loader:
         # its errors give the messages. The safe parser gives the same nodes,
         # tags (YAML 1.2) and marks as the round-trip one without gathering
         # comments; pure=True keeps the messages the same whether or not
-        # ruamel's C extension is installed.
+        # ruamel's C extension is installed. Imported here: a valid plan
+        # never needs ruamel.yaml.
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+        from ruamel.yaml.reader import ReaderError
+
         yaml = YAML(typ="safe", pure=True)
         try:
             with warnings.catch_warnings():

@@ -27,11 +27,9 @@ import re
 from typing import Any, Final, Protocol
 
 import yaml
-from ruamel.yaml import resolver as ruamel_resolver
 from yaml.nodes import MappingNode, ScalarNode
 from yaml.resolver import BaseResolver
 
-_YAML_1_2: Final = (1, 2)
 _STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
 _SEQ_TAG: Final = BaseResolver.DEFAULT_SEQUENCE_TAG
 _MAP_TAG: Final = BaseResolver.DEFAULT_MAPPING_TAG
@@ -81,11 +79,31 @@ class _Resolver(BaseResolver):
         return tag
 
 
-for _versions, _tag, _regexp, _first in ruamel_resolver.implicit_resolvers:
-    if _YAML_1_2 in _versions:
-        # ruamel compiles its patterns lazily behind a proxy whose every
-        # attribute access costs more than the match: take the pattern itself.
-        _Resolver.add_implicit_resolver(_tag, re.compile(_regexp.pattern, _regexp.flags), _first)
+YAML_1_2_IMPLICIT: Final[tuple[tuple[str, int, tuple[str, ...], str], ...]] = (
+    ('tag:yaml.org,2002:bool', re.X, ('t', 'T', 'f', 'F'),
+     '^(?:true|True|TRUE|false|False|FALSE)$'),
+    ('tag:yaml.org,2002:float', re.X, ('-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.'),
+     '^(?:\n         [-+]?(?:[0-9][0-9_]*)\\.[0-9_]*(?:[eE][-+]?[0-9]+)?\n        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)\n        |[-+]?\\.[0-9_]+(?:[eE][-+][0-9]+)?\n        |[-+]?\\.(?:inf|Inf|INF)\n        |\\.(?:nan|NaN|NAN))$'),
+    ('tag:yaml.org,2002:int', re.X, ('-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
+     '^(?:[-+]?0b[0-1_]+\n        |[-+]?0o?[0-7_]+\n        |[-+]?[0-9_]+\n        |[-+]?0x[0-9a-fA-F_]+)$'),
+    ('tag:yaml.org,2002:merge', 0, ('<',),
+     '^(?:<<)$'),
+    ('tag:yaml.org,2002:null', re.X, ('~', 'n', 'N', ''),
+     '^(?: ~\n        |null|Null|NULL\n        | )$'),
+    ('tag:yaml.org,2002:timestamp', re.X, ('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
+     '^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]\n        |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?\n        (?:[Tt]|[ \\t]+)[0-9][0-9]?\n        :[0-9][0-9] :[0-9][0-9] (?:\\.[0-9]*)?\n        (?:[ \\t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$'),
+    ('tag:yaml.org,2002:value', 0, ('=',),
+     '^(?:=)$'),
+    ('tag:yaml.org,2002:yaml', 0, ('!', '&', '*'),
+     '^(?:!|&|\\*)$'),
+)
+"""ruamel.yaml's implicit tags for YAML 1.2: (tag, flags, first characters,
+pattern), copied so that composing never imports ruamel.yaml (a fortieth
+of a second of a reload child's start); tests/routing/test_yaml_compose.py
+holds it to ruamel's own table."""
+
+for _tag, _flags, _first, _pattern in YAML_1_2_IMPLICIT:
+    _Resolver.add_implicit_resolver(_tag, re.compile(_pattern, _flags), list(_first))
 
 # PyYAML built without libyaml has no CParser: then ruamel.yaml composes all.
 _CParser: Any = getattr(yaml, "cyaml", None) and getattr(yaml.cyaml, "CParser", None)

@@ -25,7 +25,6 @@ import copyreg
 import gc
 import os
 import pickle
-import subprocess
 import sys
 import types
 from collections.abc import Mapping
@@ -46,6 +45,8 @@ class PlanProcessError(Exception):
 
 def read_in_child(path: Path, *, timeout: float = TIMEOUT) -> LoadResult:
     """``read_dialplan(path)`` done by a child process; blocks (run it in a thread)."""
+    import subprocess  # the server's side only: the child never runs one
+
     # The child imports the same pbx as we do, whatever its working directory.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
     try:

@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import holidays  # noqa: F401  (a plan's calendars import it on first use: here, not on the loop)
 import structlog
 
 from pbx.routing.dialplan import Dialplan
