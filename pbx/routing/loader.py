@@ -370,7 +370,8 @@ def _validator() -> Draft202012Validator:
 
 @functools.cache
 def _compiled() -> Callable[[Any], bool]:
-    return schema_fast.compile_validator(_schema())
+    # Kept compiled where Python keeps this package's bytecode.
+    return schema_fast.compile_validator(_schema(), cache=Path(__file__).with_name("__pycache__"))
 
 
 def _schema_errors(data: dict[str, Any]) -> Iterable[ValidationError]:
