@@ -96,6 +96,8 @@ _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department",
 
 _TAG: Final = "tag:yaml.org,2002:"
 _STR_TAG: Final = _TAG + "str"
+_INT_TAG: Final = _TAG + "int"
+_NOT_INLINE: Final = object()
 _MERGE_TAG: Final = _TAG + "merge"
 _COLLECTION_TAGS: Final = (_TAG + "map", _TAG + "seq")
 _HOSTNAME_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -260,9 +262,16 @@ class _Converter:
                     self._report(Place(display, key_line, key_column),
                                  f"duplicate key {key!r}; first given at {Place(first[0], first[2], first[3])}")
                 continue
-            if value_node.id == "scalar" and value_node.tag == _STR_TAG:
-                # Most of a plan (names, numbers, hashes): what convert()
-                # would do for it, without the call.
+            value: Any = _NOT_INLINE
+            if value_node.id == "scalar":
+                # Most of a plan (names, numbers, hashes, counts): what
+                # convert() would make of it, without the calls.
+                text = value_node.value
+                if value_node.tag == _STR_TAG:
+                    value = str(text)
+                elif value_node.tag == _INT_TAG and len(text) < 19 and text.isdigit() and text.isascii():
+                    value = int(text)
+            if value is not _NOT_INLINE:
                 mark = value_node.start_mark
                 places[child] = (display, prefix + key, key_line, key_column, mark.line + 1, mark.column + 1)
                 self._nodes += 1
@@ -270,7 +279,7 @@ class _Converter:
                     raise _TooBig(self.place(value_node), "YAML document has too many nodes (alias expansion?)")
                 if len(child) > MAX_DEPTH:
                     raise _TooBig(self.place(value_node), "YAML nesting is too deep")
-                result[key] = str(value_node.value)
+                result[key] = value
             else:
                 result[key] = self.convert(value_node, child, prefix + key, key_line, key_column)
         # YAML merge keys: keys written in the mapping win over merged ones, and
@@ -870,28 +879,29 @@ def _check_extensions(plan: Merged, root: Place, report: Report) -> None:
         path: DataPath = ("extensions", number)
         if not isinstance(entry, dict):
             continue
-        where = plan.key_place(path, root)
+        # Places are looked up only for a message: most extensions have none.
         department = entry.get("department")
         if isinstance(department, str) and department and department not in known and plan.complete:
             report(
-                plan.value_place((*path, "department"), where),
+                plan.value_place((*path, "department"), plan.key_place(path, root)),
                 f"extension {number!r} has unknown department {department!r}"
                 + suggest(department, known),
             )
         password = entry.get("password")
         has_ha1 = "ha1_md5" in entry or "ha1_sha256" in entry
         if "password" not in entry and not has_ha1:
-            report(where, f"extension {number!r} has no password, ha1_md5 or ha1_sha256")
+            report(plan.key_place(path, root), f"extension {number!r} has no password, ha1_md5 or ha1_sha256")
         elif "password" in entry and has_ha1:
             report(
-                plan.key_place((*path, "password"), where),
+                plan.key_place((*path, "password"), plan.key_place(path, root)),
                 f"extension {number!r} has both a password and an HA1 hash; give only one",
             )
-        if isinstance(password, str) and plan.valid((*path, "password")) and password:
-            at = plan.value_place((*path, "password"), where)
+        if isinstance(password, str) and password and (password == number or len(password) < WEAK_PASSWORD_LENGTH) \
+                and plan.valid((*path, "password")):
+            at = plan.value_place((*path, "password"), plan.key_place(path, root))
             if password == number:
                 report(at, f"extension {number!r} uses its own number as password", "warning")
-            elif len(password) < WEAK_PASSWORD_LENGTH:
+            else:
                 report(
                     at,
                     f"password of extension {number!r} is shorter than "

@@ -174,7 +174,11 @@ class Merged:
         if not entries and not kept and not any(whole.values()):
             # Sections new to the plan (all of a first file's): taken whole,
             # nothing renumbered.
-            places.update({path: place for path, place in doc.places.raw.items() if path and path[0] in whole})
+            if len(whole) == len(doc.data):  # every section: all but the root's place
+                places.update(doc.places.raw)
+                places.pop((), None)
+            else:
+                places.update({path: place for path, place in doc.places.raw.items() if path and path[0] in whole})
             self.invalid.update(path for path in doc.invalid if path and path[0] in whole)
             return
         # One pass over the file's places (not one per section or entry:
