@@ -1014,8 +1014,11 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
     extensions: dict[str, Extension] = {}
     for number, entry in data.get("extensions", {}).items():
         limits: dict[str, Any] = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
-        limits.update(loader_routing.extension_fields(entry))
-        limits.update(loader_cost.extension_fields(entry, data, routing["number_lists"]))
+        # Most entries set none of these: no call for them (20,000 extensions).
+        if not loader_routing.EXTENSION_KEYS.isdisjoint(entry):
+            limits.update(loader_routing.extension_fields(entry))
+        if not loader_cost.EXTENSION_KEYS.isdisjoint(entry):
+            limits.update(loader_cost.extension_fields(entry, data, routing["number_lists"]))
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
         limits.update(_feature_fields(entry))

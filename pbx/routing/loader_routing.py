@@ -615,10 +615,14 @@ def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
                                              "account_codes", "music_on_hold") if key in entry}
 
 
+_EXTENSION_TEXT_KEYS: Final = ("class_of_service", "caller_id", "language", "account_codes")
+EXTENSION_KEYS: Final = frozenset({*_EXTENSION_TEXT_KEYS, "outside_calls"})
+"""The keys of an extension entry :func:`extension_fields` reads."""
+
+
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of an extension entry, for :class:`Extension`."""
-    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id", "language",
-                                                               "account_codes") if key in entry}
+    fields: dict[str, Any] = {key: str(entry[key]) for key in _EXTENSION_TEXT_KEYS if key in entry}
     return fields | outside_call_limits(entry)
 
 
