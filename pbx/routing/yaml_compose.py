@@ -6,8 +6,9 @@ same tree (scalars, sequences, mappings, anchors shared, each node with its
 0-based line and column) in C. Two things keep the result the same as
 ruamel's:
 
-- implicit tags follow YAML 1.2, from ruamel's own table (``yes``, ``on``
-  and ``0755`` stay what 1.2 says, not what libyaml's 1.1 would);
+- implicit tags follow YAML 1.2, from a copy of ruamel's own table
+  (``yes``, ``on`` and ``0755`` stay what 1.2 says, not what libyaml's 1.1
+  would);
 - libyaml is used only for text it accepts: on any error the caller parses
   again with ruamel.yaml, whose messages (``file:line:col``) the loader
   reports. So valid files load fast and invalid ones read as before.
