@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Final
 
-import holidays
 import lunardate  # type: ignore[import-untyped]
 
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -117,6 +116,10 @@ def public_holidays(country: str, subdivision: str | None, year: int) -> Mapping
     Raises ``NotImplementedError`` for a country (or subdivision) the
     package does not know; the loader calls this once to check the code.
     """
+    # Imported here: a plan without public holidays (and a reload's child
+    # reading one) never needs its tables, a twentieth of a second to import.
+    import holidays
+
     table = holidays.country_holidays(country, subdiv=subdivision, years=year)
     return dict(table.items())
 

@@ -40,10 +40,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
-
 from pbx.routing import (loader_codes, loader_conference, loader_cost, loader_groups, loader_hunt, loader_ivr,
                          loader_ldap, loader_recording, loader_routing, loader_voicemail, schema_fast, yaml_compose)
 from pbx.routing.dialplan import (
@@ -57,13 +53,13 @@ from pbx.routing.dialplan import (
     RegistrarSettings,
     SecuritySettings,
 )
+from pbx.routing.places import RulePlaces
 from pbx.routing.yaml_compose import YamlNode
 from pbx.routing.loader_common import (
     Check,
     DataPath,
     Document,
     Merged,
-    NodePlace,
     Place,
     Report,
     Severity,
@@ -100,6 +96,8 @@ _SECTION_NOUNS: Final = {"extensions": "extension", "departments": "department",
 
 _TAG: Final = "tag:yaml.org,2002:"
 _STR_TAG: Final = _TAG + "str"
+_INT_TAG: Final = _TAG + "int"
+_NOT_INLINE: Final = object()
 _MERGE_TAG: Final = _TAG + "merge"
 _COLLECTION_TAGS: Final = (_TAG + "map", _TAG + "seq")
 _HOSTNAME_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -200,7 +198,7 @@ class _Converter:
     def __init__(self, doc: Document, report: Callable[[Place, str], None]) -> None:
         self._doc = doc
         self._display = doc.display
-        self._places = doc.places
+        self._places = doc.places.raw
         self._report = report
         self._nodes = 0
         self._active: set[int] = set()  # ids of collection nodes being converted
@@ -209,16 +207,18 @@ class _Converter:
         mark = node.start_mark
         return Place(self._display, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: YamlNode, path: DataPath, key: Place | None) -> Any:
-        place = self.place(node)
-        self._places[path] = NodePlace(key, place)
+    def convert(self, node: YamlNode, path: DataPath, name: str, key_line: int = 0, key_column: int = 0) -> Any:
+        """``node`` as data; ``name`` is ``dotted(path)``, and the key's place
+        is given for a mapping's value (line 0: none)."""
+        mark = node.start_mark
+        self._places[path] = (self._display, name, key_line, key_column, mark.line + 1, mark.column + 1)
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            raise _TooBig(place, "YAML document has too many nodes (alias expansion?)")
+            raise _TooBig(self.place(node), "YAML document has too many nodes (alias expansion?)")
         if len(path) > MAX_DEPTH:
-            raise _TooBig(place, "YAML nesting is too deep")
+            raise _TooBig(self.place(node), "YAML nesting is too deep")
         if node.id == "scalar":
-            return self._scalar(node, place)
+            return self._scalar(node, self.place(node))
         if node.tag not in _COLLECTION_TAGS:
             self._report(self.place(node), f"unsupported YAML tag {_show_tag(node.tag)!r}")
         if id(node) in self._active:
@@ -227,27 +227,24 @@ class _Converter:
         self._active.add(id(node))
         try:
             if node.id == "sequence":
-                return [self.convert(item, (*path, i), None) for i, item in enumerate(node.value)]
+                return [self.convert(item, (*path, i), f"{name}[{i}]") for i, item in enumerate(node.value)]
             if node.id == "mapping":
                 result: dict[str, Any] = {}
-                first: dict[str, Place] = {}
-                self._fill_mapping(node, path, result, first, merging=False)
+                self._fill_mapping(node, path, name, result, merging=False)
                 return result
         finally:
             self._active.discard(id(node))
         self._report(self.place(node), "unsupported YAML node")
         return None
 
-    def _fill_mapping(
-        self,
-        node: YamlNode,
-        path: DataPath,
-        result: dict[str, Any],
-        first: dict[str, Place],
-        *,
-        merging: bool,
-    ) -> None:
+    def _fill_mapping(self, node: YamlNode, path: DataPath, name: str, result: dict[str, Any], *,
+                      merging: bool) -> None:
+        """Add the entries of mapping ``node`` to ``result``. A key already
+        there is a duplicate (reported), or, while ``merging``, a key the
+        mapping itself or an earlier merged one gave."""
         merges: list[YamlNode] = []
+        places, display = self._places, self._display
+        prefix = f"{name}." if name else ""
         for key_node, value_node in node.value:
             if key_node.id == "scalar" and key_node.tag == _MERGE_TAG:
                 merges.append(value_node)
@@ -256,13 +253,35 @@ class _Converter:
                 self._report(self.place(key_node), "mapping keys must be plain scalars")
                 continue
             key = str(key_node.value)
-            key_place = self.place(key_node)
-            if key in first:
+            mark = key_node.start_mark
+            key_line, key_column = mark.line + 1, mark.column + 1
+            child = (*path, key)
+            if key in result:
                 if not merging:
-                    self._report(key_place, f"duplicate key {key!r}; first given at {first[key]}")
+                    first = places[child]
+                    self._report(Place(display, key_line, key_column),
+                                 f"duplicate key {key!r}; first given at {Place(first[0], first[2], first[3])}")
                 continue
-            first[key] = key_place
-            result[key] = self.convert(value_node, (*path, key), key_place)
+            value: Any = _NOT_INLINE
+            if value_node.id == "scalar":
+                # Most of a plan (names, numbers, hashes, counts): what
+                # convert() would make of it, without the calls.
+                text = value_node.value
+                if value_node.tag == _STR_TAG:
+                    value = str(text)
+                elif value_node.tag == _INT_TAG and len(text) < 19 and text.isdigit() and text.isascii():
+                    value = int(text)
+            if value is not _NOT_INLINE:
+                mark = value_node.start_mark
+                places[child] = (display, prefix + key, key_line, key_column, mark.line + 1, mark.column + 1)
+                self._nodes += 1
+                if self._nodes > MAX_NODES:
+                    raise _TooBig(self.place(value_node), "YAML document has too many nodes (alias expansion?)")
+                if len(child) > MAX_DEPTH:
+                    raise _TooBig(self.place(value_node), "YAML nesting is too deep")
+                result[key] = value
+            else:
+                result[key] = self.convert(value_node, child, prefix + key, key_line, key_column)
         # YAML merge keys: keys written in the mapping win over merged ones, and
         # earlier merged mappings win over later ones.
         for merge in merges:
@@ -271,7 +290,7 @@ class _Converter:
                 if source.id == "mapping" and id(source) not in self._active:
                     self._active.add(id(source))
                     try:
-                        self._fill_mapping(source, path, result, first, merging=True)
+                        self._fill_mapping(source, path, name, result, merging=True)
                     finally:
                         self._active.discard(id(source))
                 else:
@@ -360,7 +379,8 @@ def _validator() -> Draft202012Validator:
 
 @functools.cache
 def _compiled() -> Callable[[Any], bool]:
-    return schema_fast.compile_validator(_schema())
+    # Kept compiled where Python keeps this package's bytecode.
+    return schema_fast.compile_validator(_schema(), cache=Path(__file__).with_name("__pycache__"))
 
 
 def _schema_errors(data: dict[str, Any]) -> Iterable[ValidationError]:
@@ -650,11 +670,11 @@ class _Loader:
             return None
         prefix: DataPath = ("groups", key, loader_groups.FILE_MEMBERS)
         if root is None:
-            doc.places[prefix] = NodePlace(None, Place(display, 1, 1))
+            doc.places.put(prefix, None, Place(display, 1, 1))
             return doc, {}
         converter = _Converter(doc, self.report)
         try:
-            data = converter.convert(root, prefix, None)
+            data = converter.convert(root, prefix, dotted(prefix))
         except _TooBig as exc:
             self.report(exc.place, exc.message)
             return None
@@ -705,7 +725,7 @@ class _Loader:
             return
         converter = _Converter(doc, self.report)
         try:
-            data = converter.convert(root, (), None)
+            data = converter.convert(root, (), "")
         except _TooBig as exc:
             self.report(exc.place, exc.message)
             return
@@ -733,7 +753,12 @@ class _Loader:
         # its errors give the messages. The safe parser gives the same nodes,
         # tags (YAML 1.2) and marks as the round-trip one without gathering
         # comments; pure=True keeps the messages the same whether or not
-        # ruamel's C extension is installed.
+        # ruamel's C extension is installed. Imported here: a valid plan
+        # never needs ruamel.yaml.
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+        from ruamel.yaml.reader import ReaderError
+
         yaml = YAML(typ="safe", pure=True)
         try:
             with warnings.catch_warnings():
@@ -854,28 +879,29 @@ def _check_extensions(plan: Merged, root: Place, report: Report) -> None:
         path: DataPath = ("extensions", number)
         if not isinstance(entry, dict):
             continue
-        where = plan.key_place(path, root)
+        # Places are looked up only for a message: most extensions have none.
         department = entry.get("department")
         if isinstance(department, str) and department and department not in known and plan.complete:
             report(
-                plan.value_place((*path, "department"), where),
+                plan.value_place((*path, "department"), plan.key_place(path, root)),
                 f"extension {number!r} has unknown department {department!r}"
                 + suggest(department, known),
             )
         password = entry.get("password")
         has_ha1 = "ha1_md5" in entry or "ha1_sha256" in entry
         if "password" not in entry and not has_ha1:
-            report(where, f"extension {number!r} has no password, ha1_md5 or ha1_sha256")
+            report(plan.key_place(path, root), f"extension {number!r} has no password, ha1_md5 or ha1_sha256")
         elif "password" in entry and has_ha1:
             report(
-                plan.key_place((*path, "password"), where),
+                plan.key_place((*path, "password"), plan.key_place(path, root)),
                 f"extension {number!r} has both a password and an HA1 hash; give only one",
             )
-        if isinstance(password, str) and plan.valid((*path, "password")) and password:
-            at = plan.value_place((*path, "password"), where)
+        if isinstance(password, str) and password and (password == number or len(password) < WEAK_PASSWORD_LENGTH) \
+                and plan.valid((*path, "password")):
+            at = plan.value_place((*path, "password"), plan.key_place(path, root))
             if password == number:
                 report(at, f"extension {number!r} uses its own number as password", "warning")
-            elif len(password) < WEAK_PASSWORD_LENGTH:
+            else:
                 report(
                     at,
                     f"password of extension {number!r} is shorter than "
@@ -949,6 +975,18 @@ def yaml_files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
 
 
+def _rule_places(plan: Merged, named: list[tuple[str, Place]]) -> RulePlaces:
+    """Every node under its dotted path, at its key if it has one, then the
+    rules ``named`` besides (a later name wins, as in a dict)."""
+    raws = [raw for path, raw in plan.places.raw.items() if path]
+    return RulePlaces.of(
+        [raw[1] for raw in raws] + [name for name, _ in named],
+        [raw[0] for raw in raws] + [place.path for _, place in named],
+        [raw[2] or raw[4] for raw in raws] + [place.line for _, place in named],
+        [raw[3] or raw[5] for raw in raws] + [place.column for _, place in named],
+    )
+
+
 def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()) -> Dialplan:
     """The model from merged data that passed the schema and every check."""
     data = plan.data
@@ -976,8 +1014,11 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
     extensions: dict[str, Extension] = {}
     for number, entry in data.get("extensions", {}).items():
         limits: dict[str, Any] = {k: int(entry[k]) for k in ("ring_timeout", "max_contacts") if k in entry}
-        limits.update(loader_routing.extension_fields(entry))
-        limits.update(loader_cost.extension_fields(entry, data, routing["number_lists"]))
+        # Most entries set none of these: no call for them (20,000 extensions).
+        if not loader_routing.EXTENSION_KEYS.isdisjoint(entry):
+            limits.update(loader_routing.extension_fields(entry))
+        if not loader_cost.EXTENSION_KEYS.isdisjoint(entry):
+            limits.update(loader_cost.extension_fields(entry, data, routing["number_lists"]))
         if "nat" in entry:
             limits["nat"] = str(entry["nat"])
         limits.update(_feature_fields(entry))
@@ -994,7 +1035,7 @@ def _build(plan: Merged, sources: tuple[str, ...], folders: tuple[str, ...] = ()
             **limits,
         )
     routing.update(loader_cost.build_cost(plan, routing["number_lists"]))
-    routing["places"] = {**routing["places"], **loader_groups.member_places(plan)}
+    routing["places"] = _rule_places(plan, [*routing["places"], *loader_groups.member_places(plan)])
     return Dialplan(
         domain=str(data["domain"]),
         registrar=RegistrarSettings(**registrar),

@@ -50,6 +50,48 @@ class NodePlace(NamedTuple):
     value: Place
 
 
+RawPlace = tuple[str, str, int, int, int, int]
+"""A node's place as the converter records it: (file, rule name, key line,
+key column, line, column), the key's line 0 when it has none."""
+
+
+class PlaceTable:
+    """Every node's place by its path in the data.
+
+    Stored as plain tuples (:data:`RawPlace`), which cost a tenth of two
+    :class:`Place` and a :class:`NodePlace` per node; those are made when a
+    place is asked for, mostly to report a problem.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self) -> None:
+        self.raw: dict[DataPath, RawPlace] = {}
+
+    def get(self, path: DataPath) -> NodePlace | None:
+        raw = self.raw.get(path)
+        return None if raw is None else _node_place(raw)
+
+    def __getitem__(self, path: DataPath) -> NodePlace:
+        return _node_place(self.raw[path])
+
+    def __contains__(self, path: DataPath) -> bool:
+        return path in self.raw
+
+    def put(self, path: DataPath, key: Place | None, value: Place) -> None:
+        """Record a place not read from a node (an empty file's root)."""
+        key_line, key_column = (key.line, key.column) if key is not None else (0, 0)
+        self.raw[path] = (value.path, dotted(path), key_line, key_column, value.line, value.column)
+
+    def update(self, other: PlaceTable) -> None:
+        self.raw.update(other.raw)
+
+
+def _node_place(raw: RawPlace) -> NodePlace:
+    path, _, key_line, key_column, line, column = raw
+    return NodePlace(Place(path, key_line, key_column) if key_line else None, Place(path, line, column))
+
+
 @dataclass(slots=True)
 class Document:
     """One parsed file: plain data plus the place of every node in it."""
@@ -57,7 +99,7 @@ class Document:
     display: str
     real: Path
     data: dict[str, Any] | None = None
-    places: dict[DataPath, NodePlace] = field(default_factory=dict)
+    places: PlaceTable = field(default_factory=PlaceTable)
     invalid: set[DataPath] = field(default_factory=set)
     """Paths the schema rejected; semantic checks skip what lies under them."""
 
@@ -70,7 +112,7 @@ class Merged:
     """All files' top-level sections merged, with each node's place kept."""
 
     data: dict[str, Any]
-    places: dict[DataPath, NodePlace]
+    places: PlaceTable
     invalid: set[DataPath]
     complete: bool = True
     """False if some file could not be read or parsed: absences prove nothing."""
@@ -86,7 +128,7 @@ class Merged:
     ) -> Merged:
         """Merge ``documents``; ``nouns`` names one entry of each mapping section
         ("extension") for the messages about an entry given twice."""
-        merged = cls(data={}, places={}, invalid=set())
+        merged = cls(data={}, places=PlaceTable(), invalid=set())
         for doc in documents:
             if doc.data is not None:
                 merged._add(doc, report, nouns)
@@ -98,7 +140,7 @@ class Merged:
         assert doc.data is not None
         whole: dict[str | int, int] = {}  # sections taken whole -> how far their list items shift
         entries: dict[str | int, set[str | int]] = {}  # sections merged entry by entry -> entries taken
-        kept: list[tuple[DataPath, NodePlace]] = []
+        kept: list[tuple[DataPath, RawPlace]] = []
         for section, value in doc.data.items():
             if section == "include":
                 continue
@@ -123,20 +165,33 @@ class Merged:
                     taken.add(key)
             elif isinstance(existing, list) and isinstance(value, list):
                 whole[section] = len(existing)
-                kept.append(((section,), first))
+                kept.append(((section,), self.places.raw[(section,)]))
                 existing.extend(value)
             elif not isinstance(existing, dict | list) and not isinstance(value, dict | list):
                 report(here.key or here.value, f"{section!r} is already set at {first.key or first.value}")
             # else: a section of the wrong type; the schema reported it.
+        places = self.places.raw
+        if not entries and not kept and not any(whole.values()):
+            # Sections new to the plan (all of a first file's): taken whole,
+            # nothing renumbered.
+            if len(whole) == len(doc.data):  # every section: all but the root's place
+                places.update(doc.places.raw)
+                places.pop((), None)
+            else:
+                places.update({path: place for path, place in doc.places.raw.items() if path and path[0] in whole})
+            self.invalid.update(path for path in doc.invalid if path and path[0] in whole)
+            return
         # One pass over the file's places (not one per section or entry:
         # a second file adding 10,000 extensions made that 10,000 passes).
-        for path, place in doc.places.items():
+        for path, place in doc.places.raw.items():
             if self._taken(path, whole, entries):
-                self.places[self._shifted(path, whole)] = place
+                shifted = self._shifted(path, whole)
+                # A list item renumbered after another file's has a new rule name.
+                places[shifted] = place if shifted is path else (place[0], dotted(shifted), *place[2:6])
         for path in doc.invalid:
             if self._taken(path, whole, entries):
                 self.invalid.add(path)
-        self.places.update(kept)
+        places.update(kept)
 
     @staticmethod
     def _taken(path: DataPath, whole: dict[str | int, int], entries: dict[str | int, set[str | int]]) -> bool:
@@ -161,14 +216,14 @@ class Merged:
         return not any(bad[:size] == path or path[: len(bad)] == bad for bad in self.invalid)
 
     def value_place(self, path: DataPath, fallback: Place) -> Place:
-        node = self.places.get(path)
-        return node.value if node is not None else fallback
+        raw = self.places.raw.get(path)
+        return Place(raw[0], raw[4], raw[5]) if raw is not None else fallback
 
     def key_place(self, path: DataPath, fallback: Place) -> Place:
-        node = self.places.get(path)
-        if node is None:
+        raw = self.places.raw.get(path)
+        if raw is None:
             return fallback
-        return node.key or node.value
+        return Place(raw[0], raw[2], raw[3]) if raw[2] else Place(raw[0], raw[4], raw[5])
 
 
 # ---------------------------------------------------------------- reporting

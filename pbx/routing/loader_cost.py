@@ -221,17 +221,20 @@ def _screening(value: object, lists: dict[str, NumberList]) -> Screening:
     )
 
 
+EXTENSION_KEYS: Final = frozenset({"project", "status", "valid_from", "valid_until", "inactive_status", "incoming"})
+"""The keys of an extension entry :func:`extension_fields` reads."""
+
+
 def extension_fields(entry: dict[str, Any], data: dict[str, Any], lists: dict[str, NumberList]) -> dict[str, Any]:
     """Cost and lifecycle keys of an extension entry, for :class:`Extension`."""
-    zone = _zone_of(data)
     fields: dict[str, Any] = {}
     for key in ("project", "status"):
         if key in entry:
             fields[key] = str(entry[key])
     if "valid_from" in entry:
-        fields["valid_from"] = moment(str(entry["valid_from"]), zone, end_of_day=False)
+        fields["valid_from"] = moment(str(entry["valid_from"]), _zone_of(data), end_of_day=False)
     if "valid_until" in entry:
-        fields["valid_until"] = moment(str(entry["valid_until"]), zone, end_of_day=True)
+        fields["valid_until"] = moment(str(entry["valid_until"]), _zone_of(data), end_of_day=True)
     if "inactive_status" in entry:
         fields["inactive_status"] = int(entry["inactive_status"])
     if "incoming" in entry:

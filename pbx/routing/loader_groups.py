@@ -172,14 +172,14 @@ def _member(short: str, data: dict[str, Any]) -> Member:
     )
 
 
-def member_places(plan: Merged) -> dict[str, str]:
+def member_places(plan: Merged) -> list[tuple[str, Place]]:
     """``groups.<key>.members.<short>`` for members read from a members
     file, so explain and logs name them the same as inline ones."""
-    places = {}
+    places = []
     for key, entry in entries_of(plan, "groups"):
         for path, short, _ in _members(entry, key):
             if path[2] == FILE_MEMBERS:
                 node = plan.places.get(path)
                 if node is not None:
-                    places[f"groups.{key}.members.{short}"] = str(node.key or node.value)
+                    places.append((f"groups.{key}.members.{short}", node.key or node.value))
     return places

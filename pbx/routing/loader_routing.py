@@ -353,9 +353,10 @@ def check_classes_of_service(plan: Merged, root: Place, report: Report) -> None:
     for key, _ in entries_of(plan, "departments"):
         check_reference(plan, ("departments", key, "class_of_service"), profiles, "class of service",
                    f"department {key!r}", root, report)
-    for number, _ in entries_of(plan, "extensions"):
-        check_reference(plan, ("extensions", number, "class_of_service"), profiles, "class of service",
-                   f"extension {number!r}", root, report)
+    for number, entry in entries_of(plan, "extensions"):
+        if "class_of_service" in entry:  # (20,000 extensions: only those that name one)
+            check_reference(plan, ("extensions", number, "class_of_service"), profiles, "class of service",
+                            f"extension {number!r}", root, report)
 
 
 def _no_emergency_deny(plan: Merged, path: DataPath, owner: str, root: Place, report: Report) -> None:
@@ -614,10 +615,14 @@ def department_fields(entry: dict[str, Any]) -> dict[str, Any]:
                                              "account_codes", "music_on_hold") if key in entry}
 
 
+_EXTENSION_TEXT_KEYS: Final = ("class_of_service", "caller_id", "language", "account_codes")
+EXTENSION_KEYS: Final = frozenset({*_EXTENSION_TEXT_KEYS, "outside_calls"})
+"""The keys of an extension entry :func:`extension_fields` reads."""
+
+
 def extension_fields(entry: dict[str, Any]) -> dict[str, Any]:
     """Routing keys of an extension entry, for :class:`Extension`."""
-    fields: dict[str, Any] = {key: str(entry[key]) for key in ("class_of_service", "caller_id", "language",
-                                                               "account_codes") if key in entry}
+    fields: dict[str, Any] = {key: str(entry[key]) for key in _EXTENSION_TEXT_KEYS if key in entry}
     return fields | outside_call_limits(entry)
 
 
@@ -801,18 +806,21 @@ def _inbound(rule: str, entry: dict[str, Any], schedules: dict[str, Schedule]) -
     )
 
 
-def _places(plan: Merged, routes: tuple[Route, ...]) -> dict[str, str]:
-    """Rule name -> ``file:line:col`` for every node, plus ``routes.<name>``."""
-    places: dict[str, str] = {}
-    for path, node in plan.places.items():
-        if path:
-            places[dotted(path)] = str(node.key or node.value)
-        if len(path) == 4 and path[0] == "number_plans" and path[2] == "entries":
+def _places(plan: Merged, routes: tuple[Route, ...]) -> list[tuple[str, Place]]:
+    """What rules are named besides their nodes' dotted paths: an entry of
+    a number plan written as a mapping, and ``routes.<name>``."""
+    places: list[tuple[str, Place]] = []
+    for name in section_of(plan, "number_plans"):
+        where, entries = plan_table(plan, name)
+        if len(where) == 3:
             # Rules name an entry number_plans.<plan>[<index>] whichever way
-            # the plan is written.
-            places[f"number_plans.{path[1]}[{path[3]}]"] = str(node.value)
+            # the plan is written (the names are words: no clash with a path).
+            for index in range(len(entries)):
+                node = plan.places.get((*where, index))
+                if node is not None:
+                    places.append((f"number_plans.{name}[{index}]", node.value))
     for index, route in enumerate(routes):
         item = plan.places.get(("routes", index))
         if item is not None:
-            places[route.rule] = str(item.value)
+            places.append((route.rule, item.value))
     return places

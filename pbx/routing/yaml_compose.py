@@ -6,8 +6,9 @@ same tree (scalars, sequences, mappings, anchors shared, each node with its
 0-based line and column) in C. Two things keep the result the same as
 ruamel's:
 
-- implicit tags follow YAML 1.2, from ruamel's own table (``yes``, ``on``
-  and ``0755`` stay what 1.2 says, not what libyaml's 1.1 would);
+- implicit tags follow YAML 1.2, from a copy of ruamel's own table
+  (``yes``, ``on`` and ``0755`` stay what 1.2 says, not what libyaml's 1.1
+  would);
 - libyaml is used only for text it accepts: on any error the caller parses
   again with ruamel.yaml, whose messages (``file:line:col``) the loader
   reports. So valid files load fast and invalid ones read as before.
@@ -27,11 +28,12 @@ import re
 from typing import Any, Final, Protocol
 
 import yaml
-from ruamel.yaml import resolver as ruamel_resolver
-from yaml.nodes import ScalarNode
+from yaml.nodes import MappingNode, ScalarNode
 from yaml.resolver import BaseResolver
 
-_YAML_1_2: Final = (1, 2)
+_STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
+_SEQ_TAG: Final = BaseResolver.DEFAULT_SEQUENCE_TAG
+_MAP_TAG: Final = BaseResolver.DEFAULT_MAPPING_TAG
 
 
 class YamlNode(Protocol):
@@ -46,33 +48,63 @@ class YamlNode(Protocol):
 class _Resolver(BaseResolver):
     """Implicit tags of YAML 1.2, as ruamel.yaml resolves them.
 
-    libyaml asks for the tag of every node. A plain scalar's tag depends
-    only on its text, and a plan repeats the same keys and values thousands
-    of times (``name``, ``department``, ``max_calls``), so each text is
-    matched against the table once per document.
+    libyaml asks for the tag of every node, and PyYAML's composer calls two
+    more methods per node for path resolvers, which nothing here registers:
+    four calls into Python per node, the cost of composing a large plan. So
+    the two path methods do nothing, a collection or a quoted scalar gets
+    its kind's default tag at once, and a plain scalar's tag, which depends
+    only on its text, is matched against the table once per document: a
+    plan repeats the same keys and values thousands of times (``name``,
+    ``department``, ``max_calls``).
     """
 
     yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+    # No path resolvers (add_path_resolver) are registered: the composer's
+    # calls around each node need not walk them. A dict's get takes the two
+    # arguments and a tuple none; both are C, not a Python call each.
+    descend_resolver: Any = {}.get
+    ascend_resolver: Any = tuple
 
     def __init__(self) -> None:
         super().__init__()
         self._plain: dict[str, str] = {}
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        plain = kind is ScalarNode and implicit[0]
-        if plain and value in self._plain:
-            return self._plain[value]
-        tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        if plain:
-            self._plain[value] = tag
+        if kind is not ScalarNode:
+            return _MAP_TAG if kind is MappingNode else _SEQ_TAG
+        if not implicit[0]:  # not to be typed by its text: a string, as BaseResolver answers
+            return _STR_TAG
+        tag = self._plain.get(value)
+        if tag is None:
+            tag = self._plain[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
 
 
-for _versions, _tag, _regexp, _first in ruamel_resolver.implicit_resolvers:
-    if _YAML_1_2 in _versions:
-        # ruamel compiles its patterns lazily behind a proxy whose every
-        # attribute access costs more than the match: take the pattern itself.
-        _Resolver.add_implicit_resolver(_tag, re.compile(_regexp.pattern, _regexp.flags), _first)
+YAML_1_2_IMPLICIT: Final[tuple[tuple[str, int, tuple[str, ...], str], ...]] = (
+    ('tag:yaml.org,2002:bool', re.X, ('t', 'T', 'f', 'F'),
+     '^(?:true|True|TRUE|false|False|FALSE)$'),
+    ('tag:yaml.org,2002:float', re.X, ('-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.'),
+     '^(?:\n         [-+]?(?:[0-9][0-9_]*)\\.[0-9_]*(?:[eE][-+]?[0-9]+)?\n        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)\n        |[-+]?\\.[0-9_]+(?:[eE][-+][0-9]+)?\n        |[-+]?\\.(?:inf|Inf|INF)\n        |\\.(?:nan|NaN|NAN))$'),
+    ('tag:yaml.org,2002:int', re.X, ('-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
+     '^(?:[-+]?0b[0-1_]+\n        |[-+]?0o?[0-7_]+\n        |[-+]?[0-9_]+\n        |[-+]?0x[0-9a-fA-F_]+)$'),
+    ('tag:yaml.org,2002:merge', 0, ('<',),
+     '^(?:<<)$'),
+    ('tag:yaml.org,2002:null', re.X, ('~', 'n', 'N', ''),
+     '^(?: ~\n        |null|Null|NULL\n        | )$'),
+    ('tag:yaml.org,2002:timestamp', re.X, ('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
+     '^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]\n        |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?\n        (?:[Tt]|[ \\t]+)[0-9][0-9]?\n        :[0-9][0-9] :[0-9][0-9] (?:\\.[0-9]*)?\n        (?:[ \\t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$'),
+    ('tag:yaml.org,2002:value', 0, ('=',),
+     '^(?:=)$'),
+    ('tag:yaml.org,2002:yaml', 0, ('!', '&', '*'),
+     '^(?:!|&|\\*)$'),
+)
+"""ruamel.yaml's implicit tags for YAML 1.2: (tag, flags, first characters,
+pattern), copied so that composing never imports ruamel.yaml (a fortieth
+of a second of a reload child's start); tests/routing/test_yaml_compose.py
+holds it to ruamel's own table."""
+
+for _tag, _flags, _first, _pattern in YAML_1_2_IMPLICIT:
+    _Resolver.add_implicit_resolver(_tag, re.compile(_pattern, _flags), list(_first))
 
 # PyYAML built without libyaml has no CParser: then ruamel.yaml composes all.
 _CParser: Any = getattr(yaml, "cyaml", None) and getattr(yaml.cyaml, "CParser", None)

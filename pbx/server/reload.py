@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import holidays  # noqa: F401  (a plan's calendars import it on first use: here, not on the loop)
 import structlog
 
 from pbx.routing.dialplan import Dialplan
@@ -137,10 +138,12 @@ def plans_equal(a: Dialplan, b: Dialplan) -> bool:
     """``a == b``, in steps another thread can run between.
 
     Comparing two dicts is one call into C that keeps the GIL until it is
-    done: for a plan's 100,000 places about 50 ms, during which the event
-    loop waits even though the comparison runs on another thread. Large
-    mappings are compared entry by entry in Python instead, where the
-    interpreter hands the GIL over every switch interval.
+    done: for the 100,000 places a plan kept as a dict about 50 ms, during
+    which the event loop waits even though the comparison runs on another
+    thread. Large mappings are compared entry by entry in Python instead,
+    where the interpreter hands the GIL over every switch interval. (The
+    places are now a few strings and arrays,
+    :class:`~pbx.routing.places.RulePlaces`, compared in a few milliseconds.)
     """
     for field in dataclasses.fields(a):
         if not field.compare:

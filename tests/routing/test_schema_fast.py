@@ -10,6 +10,7 @@ booleans for numbers, empty and long strings), a key added or removed.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,24 @@ def test_a_final_newline_is_refused_by_the_compiled_check_only() -> None:
 def test_a_keyword_the_compiled_check_would_ignore_is_refused(keyword: str) -> None:
     with pytest.raises(ValueError, match=keyword):
         compile_validator({"type": "object", keyword: {}})
+
+
+def test_the_check_kept_compiled_in_a_folder_gives_the_same_answers(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written on first use, loaded after; a file that is not one (cut
+    short, another Python's) is compiled again and replaced."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    written = compile_validator(SCHEMA, cache=tmp_path)
+    (kept,) = tmp_path.glob("*.marshal")
+    loaded = compile_validator(SCHEMA, cache=tmp_path)
+    kept.write_bytes(kept.read_bytes()[:100])
+    again = compile_validator(SCHEMA, cache=tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == [kept.name]
+    for data in DOCUMENTS.values():
+        assert written(data) == loaded(data) == again(data) == COMPILED(data)
+
+
+def test_without_bytecode_writing_nothing_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    check = compile_validator(SCHEMA, cache=tmp_path)
+    assert check(DOCUMENTS["dialplans/example.yaml"]) and not list(tmp_path.iterdir())

@@ -3,6 +3,7 @@ and places; text it refuses is left to ruamel.yaml (and its messages)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -77,3 +78,15 @@ def test_a_syntax_error_still_has_ruamels_message_and_place(tmp_path: Any) -> No
     (problem,) = check_dialplan(plan)
     assert problem.path == str(plan) and problem.line == 4
     assert problem.message.startswith("YAML syntax error: ")
+
+
+def test_the_yaml_1_2_table_is_ruamels() -> None:
+    """The copy composing uses (so a reload never imports ruamel.yaml) says
+    what ruamel.yaml's own table says."""
+    from ruamel.yaml import resolver
+
+    theirs = [(tag, regexp.pattern, regexp.flags, list(first))
+              for versions, tag, regexp, first in resolver.implicit_resolvers if (1, 2) in versions]
+    ours = [(tag, re.compile(pattern, flags).pattern, re.compile(pattern, flags).flags, list(first))
+            for tag, flags, first, pattern in yaml_compose.YAML_1_2_IMPLICIT]
+    assert ours == theirs
