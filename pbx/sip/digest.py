@@ -40,6 +40,7 @@ The caller also compares ``credentials.uri`` with the Request-URI
 """
 
 import enum
+import functools
 import hashlib
 import hmac
 import math
@@ -402,7 +403,23 @@ def format_challenge(
     To offer several algorithms, send one value per algorithm, most
     preferred first (RFC 8760 §2.3).
     """
-    parts = [f"Digest realm={_quote('realm', realm)}", f"nonce={_quote('nonce', nonce)}"]
+    # Realm, nonce, opaque, qop: checked in this order, as they are written.
+    before = _challenge_before_nonce(realm)
+    quoted_nonce = _quote("nonce", nonce)
+    return f"{before}{quoted_nonce}{_challenge_after_nonce(algorithm, stale, opaque, qop)}"
+
+
+# What `format_challenge` writes around the nonce is the same for every
+# challenge of a realm: made once. An error is not cached, so it is raised
+# again on every call.
+@functools.lru_cache(maxsize=16)
+def _challenge_before_nonce(realm: str) -> str:
+    return f"Digest realm={_quote('realm', realm)}, nonce="
+
+
+@functools.lru_cache(maxsize=64)
+def _challenge_after_nonce(algorithm: Algorithm, stale: bool, opaque: str | None, qop: str | None) -> str:
+    parts = [""]
     if opaque is not None:
         parts.append(f"opaque={_quote('opaque', opaque)}")
     parts.append(f"algorithm={algorithm.value}")

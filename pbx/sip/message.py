@@ -135,23 +135,43 @@ class _Message:
     # so a copy with other headers parses its own.
     _top_via: Via | None = field(default=None, init=False, compare=False, repr=False)
     _cseq: CSeq | None = field(default=None, init=False, compare=False, repr=False)
+    # The first value of each header name, made on the first lookup: a
+    # REGISTER is asked for ten names or so, most of them absent (Require,
+    # Supported, Path), and each was a scan of every header.
+    _first: dict[str, str] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def _first_values(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            # Built backwards, so the first of several same-named values wins.
+            first = dict(reversed(self.headers))
+            object.__setattr__(self, "_first", first)
+        return first
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (lower-case long form), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        return first.get(name)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list-valued headers split per element."""
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        if name not in first:
+            return []
         found = [value for key, value in self.headers if key == name]
         if name in LIST_HEADERS:
             return [item for value in found for item in split_list(value)]
         return found
 
     def has(self, name: str) -> bool:
-        return any(key == name for key, _ in self.headers)
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        return name in first
 
     @property
     def call_id(self) -> str:
@@ -185,9 +205,10 @@ class _Message:
         return parse_name_addr(self.get("to") or "")
 
     def _encode_headers(self, out: list[str]) -> None:
+        spellings = _canonical_cache  # canonical_name's own cache, looked up inline
         for name, value in self.headers:
             if name != "content-length":
-                out.append(f"{canonical_name(name)}: {value}\r\n")
+                out.append(f"{spellings.get(name) or canonical_name(name)}: {value}\r\n")
         out.append(f"Content-Length: {len(self.body)}\r\n\r\n")
 
 
@@ -231,14 +252,20 @@ def top_via_text(headers: tuple[Header, ...]) -> str:
     raise IndexError("no Via header")
 
 
-def remember_parsed(message: _Message, *, top_via: Via | None = None, cseq: CSeq | None = None) -> None:
+def remember_parsed(
+    message: _Message, *, top_via: Via | None = None, cseq: CSeq | None = None, first: dict[str, str] | None = None
+) -> None:
     """Keep typed values the caller parsed from ``message``'s own headers, so
     ``top_via`` and ``cseq`` do not parse them again. Only for values equal to
-    what parsing those headers gives (the parser, ``stamp_via``)."""
+    what parsing those headers gives (the parser, ``stamp_via``); ``first``
+    maps each header name to its first value, as ``dict(reversed(headers))``
+    would, and is the message's own from then on."""
     if top_via is not None:
         object.__setattr__(message, "_top_via", top_via)
     if cseq is not None:
         object.__setattr__(message, "_cseq", cseq)
+    if first is not None:
+        object.__setattr__(message, "_first", first)
 
 
 def make_request(
@@ -508,12 +535,31 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
+# value -> parsed address, for values seen before (a phone's To and Contact
+# recur on every REGISTER; the service and the registrar both read the To).
+# As the URI cache (pbx.sip.uri): parsing is a pure function of the text, the
+# objects are frozen and nothing may change their params; errors are not
+# cached; emptied when full, so made-up values cannot grow it.
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+_NAME_ADDR_CACHE_MAX: Final = 4096
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse name-addr or addr-spec (§20.10, §25.1).
 
     Without angle brackets, everything after the first ``;`` is a header
     parameter, not a URI parameter (§20.10).
     """
+    address = _NAME_ADDR_CACHE.get(value)
+    if address is None:
+        address = _parse_name_addr(value)
+        if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_MAX:
+            _NAME_ADDR_CACHE.clear()
+        _NAME_ADDR_CACHE[value] = address
+    return address
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip()
     if not text:
         raise HeaderValueError("empty address")
