@@ -35,6 +35,8 @@ from pbx.sip.message import (
     method_name,
     parse_cseq,
     parse_via,
+    parsed_request,
+    parsed_response,
     remember_parsed,
     split_list,
 )
@@ -198,9 +200,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[
     except SipError as err:
         err.partial = _partial(method, uri, headers, parsed)
         raise
-    request = Request(headers=headers, body=body, method=method, uri=uri)
-    remember_parsed(request, top_via=via, cseq=cseq, first=first)
-    return request
+    return parsed_request(headers, body, method, uri, via, cseq, first)
 
 
 def _finish_response(start_line: str, headers: tuple[Header, ...], lengths: list[str], body: bytes) -> Response:
@@ -220,9 +220,7 @@ def _finish_response(start_line: str, headers: tuple[Header, ...], lengths: list
     except IndexError:
         raise SipError("bad_header_value", "Malformed Via") from None
     body = _content_length(lengths, body)
-    response = Response(headers=headers, body=body, status=int(code), reason=reason)
-    remember_parsed(response, top_via=via, cseq=cseq, first=first)
-    return response
+    return parsed_response(headers, body, int(code), reason, via, cseq, first)
 
 
 def _first_missing(headers: tuple[Header, ...], first: dict[str, str]) -> str:

@@ -62,9 +62,10 @@ from pbx.sip.message import (
     Response,
     Via,
     make_response,
+    new_via,
     parse_cseq,
     parse_name_addr,
-    remember_parsed,
+    parsed_request,
     split_list,
     top_via_text,
 )
@@ -194,7 +195,7 @@ def _stamp(request: Request, via: Via, source: Peer) -> tuple[Request, Via]:
     if fill_rport:
         new_params["rport"] = str(source.port)  # RFC 3581 §4
     new_params["received"] = source.host  # §18.2.1; RFC 3581 §4 makes it unconditional
-    stamped = Via(via.transport, via.host, via.port, new_params)
+    stamped = new_via(via.transport, via.host, via.port, new_params)
     headers = request.headers
     first = None
     for index, (name, value) in enumerate(headers):
@@ -207,8 +208,7 @@ def _stamp(request: Request, via: Via, source: Peer) -> tuple[Request, Via]:
                 first = dict(request._first)
                 first["via"] = value
             break
-    stamped_request = Request(headers=headers, body=request.body, method=request.method, uri=request.uri)
-    remember_parsed(stamped_request, top_via=stamped, cseq=request._cseq, first=first)
+    stamped_request = parsed_request(headers, request.body, request.method, request.uri, stamped, request._cseq, first)
     return stamped_request, stamped
 
 
