@@ -135,23 +135,43 @@ class _Message:
     # so a copy with other headers parses its own.
     _top_via: Via | None = field(default=None, init=False, compare=False, repr=False)
     _cseq: CSeq | None = field(default=None, init=False, compare=False, repr=False)
+    # The first value of each header name, made on the first lookup: a
+    # REGISTER is asked for ten names or so, most of them absent (Require,
+    # Supported, Path), and each was a scan of every header.
+    _first: dict[str, str] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def _first_values(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            # Built backwards, so the first of several same-named values wins.
+            first = dict(reversed(self.headers))
+            object.__setattr__(self, "_first", first)
+        return first
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (lower-case long form), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        return first.get(name)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list-valued headers split per element."""
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        if name not in first:
+            return []
         found = [value for key, value in self.headers if key == name]
         if name in LIST_HEADERS:
             return [item for value in found for item in split_list(value)]
         return found
 
     def has(self, name: str) -> bool:
-        return any(key == name for key, _ in self.headers)
+        first = self._first
+        if first is None:
+            first = self._first_values()
+        return name in first
 
     @property
     def call_id(self) -> str:
@@ -185,9 +205,10 @@ class _Message:
         return parse_name_addr(self.get("to") or "")
 
     def _encode_headers(self, out: list[str]) -> None:
+        spellings = _canonical_cache  # canonical_name's own cache, looked up inline
         for name, value in self.headers:
             if name != "content-length":
-                out.append(f"{canonical_name(name)}: {value}\r\n")
+                out.append(f"{spellings.get(name) or canonical_name(name)}: {value}\r\n")
         out.append(f"Content-Length: {len(self.body)}\r\n\r\n")
 
 
@@ -220,6 +241,56 @@ class Response(_Message):
 Message = Request | Response
 
 
+# Building a frozen dataclass sets each field with object.__setattr__; the
+# slots' own setters do the same for less, and a message the parser builds
+# has its typed views set once instead of first to None. Only for these two
+# classes, whose every field is set below (tests/sip/test_hot_path.py holds
+# them to what the constructors and `remember_parsed` give).
+_new_object = object.__new__
+_SET_HEADERS = _Message.__dict__["headers"].__set__
+_SET_BODY = _Message.__dict__["body"].__set__
+_SET_TOP_VIA = _Message.__dict__["_top_via"].__set__
+_SET_CSEQ = _Message.__dict__["_cseq"].__set__
+_SET_FIRST = _Message.__dict__["_first"].__set__
+_SET_METHOD = Request.__dict__["method"].__set__
+_SET_URI = Request.__dict__["uri"].__set__
+_SET_STATUS = Response.__dict__["status"].__set__
+_SET_REASON = Response.__dict__["reason"].__set__
+
+
+def parsed_request(
+    headers: tuple[Header, ...], body: bytes, method: str, uri: str,
+    top_via: Via | None = None, cseq: CSeq | None = None, first: dict[str, str] | None = None,
+) -> Request:
+    """``Request(headers=..., body=..., method=..., uri=...)`` followed by
+    `remember_parsed` with the rest, in one step (the same object)."""
+    request: Request = _new_object(Request)
+    _SET_HEADERS(request, headers)
+    _SET_BODY(request, body)
+    _SET_METHOD(request, method)
+    _SET_URI(request, uri)
+    _SET_TOP_VIA(request, top_via)
+    _SET_CSEQ(request, cseq)
+    _SET_FIRST(request, first)
+    return request
+
+
+def parsed_response(
+    headers: tuple[Header, ...], body: bytes, status: int, reason: str,
+    top_via: Via | None = None, cseq: CSeq | None = None, first: dict[str, str] | None = None,
+) -> Response:
+    """``Response(...)`` and `remember_parsed` in one step, as `parsed_request`."""
+    response: Response = _new_object(Response)
+    _SET_HEADERS(response, headers)
+    _SET_BODY(response, body)
+    _SET_STATUS(response, status)
+    _SET_REASON(response, reason)
+    _SET_TOP_VIA(response, top_via)
+    _SET_CSEQ(response, cseq)
+    _SET_FIRST(response, first)
+    return response
+
+
 def top_via_text(headers: tuple[Header, ...]) -> str:
     """The first Via element as written, without splitting the others off;
     raises IndexError when there is no Via."""
@@ -231,14 +302,20 @@ def top_via_text(headers: tuple[Header, ...]) -> str:
     raise IndexError("no Via header")
 
 
-def remember_parsed(message: _Message, *, top_via: Via | None = None, cseq: CSeq | None = None) -> None:
+def remember_parsed(
+    message: _Message, *, top_via: Via | None = None, cseq: CSeq | None = None, first: dict[str, str] | None = None
+) -> None:
     """Keep typed values the caller parsed from ``message``'s own headers, so
     ``top_via`` and ``cseq`` do not parse them again. Only for values equal to
-    what parsing those headers gives (the parser, ``stamp_via``)."""
+    what parsing those headers gives (the parser, ``stamp_via``); ``first``
+    maps each header name to its first value, as ``dict(reversed(headers))``
+    would, and is the message's own from then on."""
     if top_via is not None:
         object.__setattr__(message, "_top_via", top_via)
     if cseq is not None:
         object.__setattr__(message, "_cseq", cseq)
+    if first is not None:
+        object.__setattr__(message, "_first", first)
 
 
 def make_request(
@@ -354,12 +431,7 @@ def make_response(
         elif name == "timestamp" and status == 100:
             copied.append((name, value))  # §8.2.6.1
     copied.extend((normalise_name(k), v) for k, v in headers)
-    return Response(
-        headers=tuple(copied),
-        body=body,
-        status=status,
-        reason=reason or REASONS.get(status, "Unknown"),
-    )
+    return parsed_response(tuple(copied), body, status, reason or REASONS.get(status, "Unknown"))
 
 
 # ---------------------------------------------------------------- typed values
@@ -452,6 +524,23 @@ class Via:
         return f"SIP/2.0/{self.transport} {host}{port}{_format_params(self.params)}"
 
 
+_SET_VIA_TRANSPORT = Via.__dict__["transport"].__set__
+_SET_VIA_HOST = Via.__dict__["host"].__set__
+_SET_VIA_PORT = Via.__dict__["port"].__set__
+_SET_VIA_PARAMS = Via.__dict__["params"].__set__
+
+
+def new_via(transport: str, host: str, port: int | None, params: dict[str, str | None]) -> Via:
+    """``Via(transport, host, port, params)`` with the slots' own setters
+    (see `parsed_request`): two are built for every request received."""
+    via: Via = object.__new__(Via)
+    _SET_VIA_TRANSPORT(via, transport)
+    _SET_VIA_HOST(via, host)
+    _SET_VIA_PORT(via, port)
+    _SET_VIA_PARAMS(via, params)
+    return via
+
+
 _VIA_RE = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?:\s*:\s*(\d{1,5}))?\s*(;.*)?$",
     re.S,
@@ -468,7 +557,7 @@ def parse_via(value: str) -> Via:
     port_number = int(port) if port else None
     if port_number is not None and not 0 < port_number < 65536:
         raise HeaderValueError("Via port out of range")
-    return Via(transport.upper(), host, port_number, _parse_params(params[1:] if params else ""))
+    return new_via(transport.upper(), host, port_number, _parse_params(params[1:] if params else ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,12 +572,13 @@ class CSeq:
 def parse_cseq(value: str) -> CSeq:
     number, _, method = value.strip().partition(" ")
     method = method.strip()
-    if not number.isdigit() or not is_token(method) or len(number) > 10:
+    known = _METHOD_NAMES.get(method)  # a method we know is a token
+    if not number.isdigit() or (known is None and not is_token(method)) or len(number) > 10:
         raise HeaderValueError("malformed CSeq")
     as_int = int(number)
     if as_int >= 2**31:  # §8.1.1.5: the sequence number is below 2**31
         raise HeaderValueError("CSeq number too large")
-    return CSeq(as_int, method_name(method))
+    return CSeq(as_int, known or method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,12 +598,31 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
+# value -> parsed address, for values seen before (a phone's To and Contact
+# recur on every REGISTER; the service and the registrar both read the To).
+# As the URI cache (pbx.sip.uri): parsing is a pure function of the text, the
+# objects are frozen and nothing may change their params; errors are not
+# cached; emptied when full, so made-up values cannot grow it.
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+_NAME_ADDR_CACHE_MAX: Final = 4096
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse name-addr or addr-spec (§20.10, §25.1).
 
     Without angle brackets, everything after the first ``;`` is a header
     parameter, not a URI parameter (§20.10).
     """
+    address = _NAME_ADDR_CACHE.get(value)
+    if address is None:
+        address = _parse_name_addr(value)
+        if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_MAX:
+            _NAME_ADDR_CACHE.clear()
+        _NAME_ADDR_CACHE[value] = address
+    return address
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip()
     if not text:
         raise HeaderValueError("empty address")

@@ -35,9 +35,10 @@ from pbx.sip.message import (
     method_name,
     parse_cseq,
     parse_via,
+    parsed_request,
+    parsed_response,
     remember_parsed,
     split_list,
-    top_via_text,
 )
 from pbx.sip.uri import parse_uri
 
@@ -72,12 +73,13 @@ def parse_message(data: bytes) -> Message:
         raise SipError("not_utf8", "Header Is Not UTF-8") from None
     if head_end > MAX_HEADER_BYTES:
         raise MessageTooLarge("headers_too_large", "Headers Too Large", _salvage_text(head))
-    lines = head.replace("\r\n", "\n").split("\n")
+    text = head.replace("\r\n", "\n")
+    lines = text.split("\n")
     start_line = lines[0]
     # Content-Length is framing, not content: it is set apart here (and
     # applied once the message is otherwise sound) and written afresh by
     # encode(), so a parsed message compares equal to its source.
-    headers, lengths = _parse_header_lines(lines)
+    headers, lengths = _parse_header_lines(lines, controls="\r" in text or "\x00" in text)
     body = data[body_start:]
     if start_line.startswith("SIP/"):
         return _finish_response(start_line, headers, lengths, body)
@@ -105,14 +107,17 @@ def _header_name(raw: str) -> str | None:
     return name
 
 
-def _parse_header_lines(lines: list[str]) -> tuple[tuple[Header, ...], list[str]]:
+def _parse_header_lines(lines: list[str], *, controls: bool = True) -> tuple[tuple[Header, ...], list[str]]:
     """The header lines as (name, value), less Content-Length, and every
-    Content-Length value apart (one pass, no second copy of the headers)."""
+    Content-Length value apart (one pass, no second copy of the headers).
+    ``controls``: whether the lines may hold a NUL or a lone CR (False lets
+    the search for them in each value be skipped)."""
     if len(lines) > MAX_HEADERS + 1:
         raise SipError("too_many_headers", "Too Many Headers")
     headers: list[Header] = []
     lengths: list[str] = []
     last_was_length = False
+    known_name = _NAME_CACHE.get  # `_header_name`'s cache, looked up inline
     for line in lines[1:]:
         if not line:
             continue
@@ -127,10 +132,14 @@ def _parse_header_lines(lines: list[str]) -> tuple[tuple[Header, ...], list[str]
             headers[-1] = (last_name, f"{last_value} {line.strip()}")
             continue
         raw, colon, value = line.partition(":")
-        name = _header_name(raw) if colon else None
-        if name is None:
+        if not colon:
             raise SipError("bad_header", "Malformed Header Line")
-        if "\x00" in value or "\r" in value:
+        name = known_name(raw)
+        if name is None:
+            name = _header_name(raw)
+            if name is None:
+                raise SipError("bad_header", "Malformed Header Line")
+        if controls and ("\x00" in value or "\r" in value):
             raise SipError("bad_header", "Control Character In Header")
         last_was_length = name == "content-length"
         if last_was_length:
@@ -161,8 +170,9 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[
         raise SipError("bad_start_line", "Malformed Request Line")
     method, uri, version = parts
     method = method_name(method)
-    missing = _first_missing(headers)
-    parsed = None if missing else _via_and_cseq(headers)
+    first = dict(reversed(headers))
+    missing = _first_missing(headers, first)
+    parsed = None if missing else _via_and_cseq(first)
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         partial = _partial(method, uri, headers, parsed)
         if version.upper().startswith("SIP/"):
@@ -182,7 +192,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[
         raise
     if getattr(parsed_uri, "headers", ""):
         raise SipError("uri_headers", "Headers Not Allowed In Request-URI", _partial(method, uri, headers, parsed))
-    max_forwards = _value_of(headers, "max-forwards")
+    max_forwards = first.get("max-forwards")
     if max_forwards is not None and (not max_forwards.isdigit() or len(max_forwards) > 3):
         raise SipError("bad_max_forwards", "Bad Max-Forwards", _partial(method, uri, headers, parsed))
     try:
@@ -190,9 +200,7 @@ def _finish_request(start_line: str, headers: tuple[Header, ...], lengths: list[
     except SipError as err:
         err.partial = _partial(method, uri, headers, parsed)
         raise
-    request = Request(headers=headers, body=body, method=method, uri=uri)
-    remember_parsed(request, top_via=via, cseq=cseq)
-    return request
+    return parsed_request(headers, body, method, uri, via, cseq, first)
 
 
 def _finish_response(start_line: str, headers: tuple[Header, ...], lengths: list[str], body: bytes) -> Response:
@@ -200,30 +208,25 @@ def _finish_response(start_line: str, headers: tuple[Header, ...], lengths: list
     code, _, reason = rest.partition(" ")
     if version.upper() != "SIP/2.0" or len(code) != 3 or not code.isdigit() or code[0] == "0":
         raise SipError("bad_status_line", "Malformed Status Line")
-    missing = _first_missing(headers)
+    first = dict(reversed(headers))
+    missing = _first_missing(headers, first)
     if missing:
         raise SipError(f"missing_{missing.replace('-', '_')}", f"Missing {missing} Header")
     try:
-        via = parse_via(top_via_text(headers))
-        cseq = parse_cseq(_value_of(headers, "cseq") or "")
+        via = parse_via(_top_via_of(first))
+        cseq = parse_cseq(first.get("cseq") or "")
     except HeaderValueError as err:
         raise SipError("bad_header_value", str(err)) from None
     except IndexError:
         raise SipError("bad_header_value", "Malformed Via") from None
     body = _content_length(lengths, body)
-    response = Response(headers=headers, body=body, status=int(code), reason=reason)
-    remember_parsed(response, top_via=via, cseq=cseq)
-    return response
+    return parsed_response(headers, body, int(code), reason, via, cseq, first)
 
 
-def _value_of(headers: tuple[Header, ...], name: str) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-def _first_missing(headers: tuple[Header, ...]) -> str:
+def _first_missing(headers: tuple[Header, ...], first: dict[str, str]) -> str:
+    """The first of the required headers that no line gives a value, or ""."""
+    if all(first.get(name) for name in _REQUIRED):
+        return ""  # the usual case: each one's first value is not empty
     present = {name for name, value in headers if value}
     for name in _REQUIRED:
         if name not in present:
@@ -231,10 +234,18 @@ def _first_missing(headers: tuple[Header, ...]) -> str:
     return ""
 
 
-def _via_and_cseq(headers: tuple[Header, ...]) -> tuple[Via, CSeq] | None:
+def _top_via_of(first: dict[str, str]) -> str:
+    """`top_via_text` from the first value of each header (IndexError: no Via)."""
+    value = first.get("via")
+    if value is None:
+        raise IndexError("no Via header")
+    return split_list(value)[0] if "," in value else value
+
+
+def _via_and_cseq(first: dict[str, str]) -> tuple[Via, CSeq] | None:
     """Top Via and CSeq when both parse (a response can then be sent, §8.2.6)."""
     try:
-        return parse_via(top_via_text(headers)), parse_cseq(_value_of(headers, "cseq") or "")
+        return parse_via(_top_via_of(first)), parse_cseq(first.get("cseq") or "")
     except (HeaderValueError, IndexError):
         return None  # no usable Via: nowhere to send an answer
 
@@ -250,9 +261,10 @@ def _partial(method: str, uri: str, headers: tuple[Header, ...], parsed: tuple[V
 
 def _answerable(method: str, uri: str, headers: tuple[Header, ...]) -> Request | None:
     """The request as far as it goes, if a response can be built for it."""
-    if _first_missing(headers):
+    first = dict(reversed(headers))
+    if _first_missing(headers, first):
         return None
-    return _partial(method, uri, headers, _via_and_cseq(headers))
+    return _partial(method, uri, headers, _via_and_cseq(first))
 
 
 def _salvage(data: bytes) -> Request | None:

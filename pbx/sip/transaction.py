@@ -62,9 +62,10 @@ from pbx.sip.message import (
     Response,
     Via,
     make_response,
+    new_via,
     parse_cseq,
     parse_name_addr,
-    remember_parsed,
+    parsed_request,
     split_list,
     top_via_text,
 )
@@ -194,17 +195,20 @@ def _stamp(request: Request, via: Via, source: Peer) -> tuple[Request, Via]:
     if fill_rport:
         new_params["rport"] = str(source.port)  # RFC 3581 §4
     new_params["received"] = source.host  # §18.2.1; RFC 3581 §4 makes it unconditional
-    stamped = Via(via.transport, via.host, via.port, new_params)
-    headers: list[Header] = []
-    done = False
-    for name, value in request.headers:
-        if not done and name == "via":
+    stamped = new_via(via.transport, via.host, via.port, new_params)
+    headers = request.headers
+    first = None
+    for index, (name, value) in enumerate(headers):
+        if name == "via":
             rest = split_list(value)[1:] if "," in value else []
             value = ", ".join([str(stamped), *rest])
-            done = True
-        headers.append((name, value))
-    stamped_request = Request(headers=tuple(headers), body=request.body, method=request.method, uri=request.uri)
-    remember_parsed(stamped_request, top_via=stamped, cseq=request._cseq)
+            headers = (*headers[:index], ("via", value), *headers[index + 1:])
+            if request._first is not None:
+                # The first value of each header is the request's, the Via's aside.
+                first = dict(request._first)
+                first["via"] = value
+            break
+    stamped_request = parsed_request(headers, request.body, request.method, request.uri, stamped, request._cseq, first)
     return stamped_request, stamped
 
 

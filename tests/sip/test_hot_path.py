@@ -7,7 +7,7 @@ verified nonce: each is checked here against what it replaces.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
 
@@ -15,7 +15,20 @@ from pbx.sip.address import Peer
 from pbx.sip.digest import NonceIssuer, NonceStatus
 from pbx.sip.errors import SipError
 from pbx.sip.events import RequestReceived, Send, TimedOut, TransactionKey, TransportFailed
-from pbx.sip.message import CSeq, Request, Response, make_request, make_response, parse_cseq, parse_via
+from pbx.sip.message import (
+    CSeq,
+    Request,
+    Response,
+    Via,
+    make_request,
+    make_response,
+    new_via,
+    parse_cseq,
+    parse_via,
+    parsed_request,
+    parsed_response,
+    remember_parsed,
+)
 from pbx.sip.parser import parse_message
 from pbx.sip.timers import T1, TIMER_J
 from pbx.sip.transaction import NistState, TransactionLayer
@@ -231,3 +244,33 @@ def test_nonce_check_then_accept_then_replay() -> None:
     assert nonces.check(altered, 1, now=2.0) is NonceStatus.INVALID  # right after a verified one
     other = NonceIssuer(b"another secret, also 32 bytes!!", lifetime=30.0)
     assert other.check(nonce, 1, now=1.0) is NonceStatus.INVALID
+
+
+def test_messages_built_in_one_step_equal_the_constructed_ones() -> None:
+    """`parsed_request`/`parsed_response` set every field the constructors and
+    `remember_parsed` set: a field added to the classes must be added there."""
+    headers = (("via", "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-1"), ("cseq", "4 REGISTER"))
+    via, cseq = parse_via(headers[0][1]), CSeq(4, "REGISTER")
+    first = dict(reversed(headers))
+    request = parsed_request(headers, b"x", "REGISTER", "sip:pbx.example.com", via, cseq, first)
+    expected = Request(headers=headers, body=b"x", method="REGISTER", uri="sip:pbx.example.com")
+    remember_parsed(expected, top_via=via, cseq=cseq, first=first)
+    response = parsed_response(headers, b"", 200, "OK")
+    for built, constructed in ((request, expected), (response, Response(headers=headers, body=b"", status=200, reason="OK"))):
+        assert built == constructed and type(built) is type(constructed)
+        for item in fields(built):
+            assert getattr(built, item.name) == getattr(constructed, item.name)
+    assert request.top_via is via and request.cseq is cseq and request.get("cseq") == "4 REGISTER"
+    assert response.top_via == via and response.get("via") == headers[0][1]
+    with pytest.raises(FrozenInstanceError):
+        request.uri = "sip:other"  # type: ignore[misc]
+    assert replace(request, uri="sip:other").uri == "sip:other"
+
+
+def test_a_via_built_in_one_step_equals_the_constructed_one() -> None:
+    params: dict[str, str | None] = {"branch": "z9hG4bK-1", "rport": None}
+    via = new_via("UDP", "192.0.2.10", 5062, params)
+    assert via == Via("UDP", "192.0.2.10", 5062, params) == parse_via("SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-1;rport")
+    assert [getattr(via, item.name) for item in fields(Via)] == ["UDP", "192.0.2.10", 5062, params]
+    with pytest.raises(FrozenInstanceError):
+        via.port = 5060  # type: ignore[misc]
