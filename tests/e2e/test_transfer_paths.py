@@ -13,12 +13,11 @@ Either way the transferee and Carol then hear each other, Bob is told
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from .harness import DOMAIN, Pbx
+from .harness import DOMAIN, Pbx, rows_once
 from .phone import Phone, PhoneFactory
 from .test_transfer import PASSWORDS, audio_both_ways, registered
 
@@ -82,13 +81,9 @@ def bob_transfers_to_carol(pbx: Pbx, phones: PhoneFactory, transferee: Phone, ca
 
 def ended_row(pbx: Pbx, dialled: str) -> dict[str, str]:
     """The one ended CDR row of a call to ``dialled`` (whoever called)."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        rows = [r for r in pbx.cdrs() if r["dialed_number"] == dialled and r["ended_at"]]
-        if rows or time.monotonic() > deadline:
-            assert len(rows) == 1, pbx.cdrs()
-            return rows[0]
-        time.sleep(0.2)
+    rows = rows_once(pbx.cdrs, lambda r: r["dialed_number"] == dialled and bool(r["ended_at"]), 1, 5.0)
+    assert len(rows) == 1, pbx.cdrs()
+    return rows[0]
 
 
 def test_a_call_in_through_the_trunk_is_transferred(pbx: Pbx, phones: PhoneFactory, provider: Phone,
