@@ -762,8 +762,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     certificates = ServerCertificates(*tls) if tls is not None else None
     server = Server(plan, listens, db_url, advertise, certificates)
     await server.start()
-    # Start-up's objects out of every full collection, and rarer collections
-    # from now on: pbx/server/gc_tuning.py has the figures behind this.
+    # Start-up's objects out of every collection, and each collection's
+    # survivors after it: pbx/server/gc_tuning.py has the figures behind this.
     gc_tuning.freeze_survivors()
     gc_tuning.tune()
 
@@ -782,6 +782,8 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
     loop = asyncio.get_running_loop()
     lag = LoopLagMonitor(loop)
     lag.start()
+    collector = gc_tuning.Collector(loop, lambda: server.calls.active if server.calls is not None else 0)
+    collector.start()
     web = None
     if http is not None:
         from pbx.web.serve import start_web  # FastAPI and uvicorn only when asked for
@@ -815,6 +817,7 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         log.info("pbx_stopping")
         lag.stop()
         lag.report()
+        collector.stop()
         watcher.cancel()
         if cert_watcher is not None:
             cert_watcher.cancel()

@@ -1,42 +1,61 @@
 """Garbage collector settings for the long-running server.
 
-CPython's cyclic collector stops the world, and a full (generation 2)
-collection visits every tracked object: about 0.85 µs each here. Under call
-load the live set is large for two reasons: what start-up loaded (modules,
-the dialplan, SQLAlchemy's metadata), which never becomes garbage, and the
-finished transactions RFC 3261 keeps for timers J, K, L, M (up to 32 s of
-calls). A full collection over both took up to 230 ms at 500 calls/s and
-480 ms at 600, near T1, so phones retransmitted and set-up times jumped.
+CPython's cyclic collector stops the world, and a collection visits every
+tracked object of the generations it collects: about 0.85 µs each here.
+Under call load the live set is large: what start-up loaded (modules, the
+dialplan, SQLAlchemy's metadata) and every call in progress, about 32
+tracked objects each. So any collection that reaches the calls' objects
+stops the loop long enough for phones to retransmit (T1 is 500 ms):
 
-Two remedies, applied once the server has started:
+- With the defaults (700, 10, 10), full collections at 500-600 calls/s
+  paused for 91 to 484 ms (bench/call_rate.py, 30 s steps).
+- With start-up frozen and thresholds (50,000, 20, 100), no full collection
+  ran while calls did, but the middle generation still held up to 20 young
+  collections' survivors. Ramping to 50,000 calls in process
+  (bench/call_memory.py --rss --calls 50000) it paused for 324, 320 and
+  464 ms; over sockets one such pause failed 6 to 9 calls of 52,780.
+- A young collection can grow too: freeing an old object lowers the young
+  generation's count, so while calls end as fast as new ones start the
+  count stays low and the young list grows with every new call. Hanging up
+  50,000 calls made one young collection of 182 ms.
+
+So the server ages objects out of the collector's reach:
 
 - ``gc.freeze()`` moves everything alive after start-up to the permanent
   generation, which collections skip. Frozen objects are still freed by
-  reference counting when dropped; only a reference cycle among them would
-  never be reclaimed, which is acceptable for objects meant to live as long
-  as the process.
-- Higher thresholds: with the default (700, 10, 10) a young collection runs
-  every 700 net allocations, and a full one every 100 young ones once a
-  quarter of the old generation is new since the last. The SIP core, controller and CDR path create no
-  reference cycles per call (0 unreachable objects per call in process; the
-  collection at exit after 33,000 calls through `pbx serve` found none), so
-  rarer collections cost nothing in memory and save the pauses.
+  reference counting when dropped.
+- After every collection, what survived it is frozen too (``tune``). A
+  survivor has just been checked: garbage cycles among young objects are
+  freed first. So every collection walks only objects born since the last
+  one.
+- Once a second the server makes a young collection itself
+  (``Collector``), so no young list holds more than a second of survivors
+  (about 32,000 objects, under 30 ms, at 1,000 calls/s).
 
-Measured with bench/call_rate.py (30 s steps at 500 then 600 calls/s on one
-server): with the defaults, 13 full collections whose pauses grew from 91 to
-484 ms (936 ms once the 600 step failed); frozen, 12 of 30 to 351 ms; frozen
-with these thresholds, none while calls ran.
+What this gives up: a reference cycle that becomes garbage after its
+objects were frozen is not freed by the collector. The SIP core, the
+controller and the CDR path make no cycles per call (tests/calls/
+test_lifetime.py finds no unreachable object after calls), so this is a
+safety net, not a leak: when no call is up and ``QUIET_SWEEP`` seconds
+have passed since the last sweep, the server thaws everything and makes a
+full collection (about 110 ms on the example plan, idle), then freezes the
+survivors again. A server that is never idle sweeps after ``OVERDUE``
+seconds anyway; that sweep pauses as long as the live set needs (1.35 s
+at 50,000 calls up) and is logged as a warning. Every sweep logs how many
+objects it freed, so a leak shows in the log.
 
-Each full collection is logged with its length, so a long pause shows up in
-the log next to the calls it delayed.
+Collections that pause longer than ``LONG_PAUSE`` are logged with their
+generation; full collections always are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -49,18 +68,24 @@ young ones, the full one every 100 middle ones (and CPython's own rule:
 only when a quarter of the old generation is new since the last one)."""
 
 LONG_PAUSE: Final = 0.1
-"""A full collection longer than this is logged as a warning."""
+"""A collection longer than this is logged as a warning."""
+
+AGE_EVERY: Final = 1.0
+"""Seconds between the server's own young collections."""
+
+QUIET_SWEEP: Final = 600.0
+"""Seconds since the last sweep after which an idle server sweeps."""
+
+OVERDUE: Final = 86_400.0
+"""Seconds after which a server sweeps even with calls up."""
 
 
 def freeze_survivors() -> None:
     """Collect, then move every surviving object out of future collections.
 
-    Called after start-up, and again after a dialplan reload so the new
-    plan's objects join the old ones there instead of being visited by every
-    full collection from then on. The objects of calls in progress at that
-    moment are frozen too; they are freed as usual when the call ends (by
-    reference counting), so nothing is lost but their share of the next
-    collections.
+    Called after start-up. The objects of calls in progress at that moment
+    are frozen too; they are freed as usual when the call ends (by
+    reference counting).
     """
     gc.collect()
     gc.freeze()
@@ -96,11 +121,97 @@ def freeze_new() -> None:
     gc.freeze()
 
 
+_ageing = False
+"""Whether survivors of each collection are frozen (set by ``tune``)."""
+
+
 def tune() -> None:
-    """Raise the thresholds and start logging full collections."""
+    """Raise the thresholds, freeze each collection's survivors, log pauses."""
+    global _ageing
     gc.set_threshold(*THRESHOLDS)
+    _ageing = True
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
+
+
+@contextmanager
+def thawed() -> Iterator[None]:
+    """Every object back in the collector's reach while the block runs
+    (for a sweep, or a tool that counts objects with ``gc.get_objects``);
+    frozen again after it."""
+    global _ageing
+    ageing, _ageing = _ageing, False
+    gc.unfreeze()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        _ageing = ageing
+
+
+def sweep() -> int:
+    """Thaw, make a full collection, freeze again; the objects freed."""
+    with thawed():
+        return gc.collect()
+
+
+@dataclass(slots=True)
+class SweepSchedule:
+    """When the next sweep is due (pure: times and call counts are passed in)."""
+
+    last: float
+    quiet: float = QUIET_SWEEP
+    overdue: float = OVERDUE
+
+    def due(self, now: float, calls_up: int) -> str | None:
+        """Why a sweep is due now ("quiet" or "overdue"), or None."""
+        since = now - self.last
+        if since >= self.overdue:
+            return "overdue"
+        if calls_up == 0 and since >= self.quiet:
+            return "quiet"
+        return None
+
+
+class Collector:
+    """The server's young collection once per ``AGE_EVERY``, and a sweep
+    when one is due."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, calls_up: Callable[[], int], *,
+                 every: float = AGE_EVERY, quiet: float = QUIET_SWEEP, overdue: float = OVERDUE) -> None:
+        self._loop = loop
+        self._calls_up = calls_up
+        self._every = every
+        self._schedule = SweepSchedule(last=loop.time(), quiet=quiet, overdue=overdue)
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = self._loop.call_later(self._every, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        self._handle = self._loop.call_later(self._every, self._tick)
+        if not gc.isenabled():
+            # Someone is building a large structure under paused() (a
+            # reloaded plan being unpickled on the reloader's thread): a
+            # collection now would walk all of it and find nothing.
+            return
+        now = self._loop.time()
+        reason = self._schedule.due(now, self._calls_up())
+        if reason is None:
+            gc.collect(0)  # its survivors are frozen by _on_collection
+            return
+        started = time.perf_counter()
+        freed = sweep()
+        pause = time.perf_counter() - started
+        self._schedule.last = now
+        event = log.warning if pause >= LONG_PAUSE else log.info
+        event("gc_sweep", reason=reason, pause_ms=round(pause * 1000, 1), freed=freed,
+              frozen=gc.get_freeze_count())
 
 
 _started: float | None = None
@@ -108,15 +219,20 @@ _started: float | None = None
 
 def _on_collection(phase: str, info: dict[str, Any]) -> None:
     global _started
-    if info["generation"] != 2:
-        return
     if phase == "start":
         _started = time.perf_counter()
         return
+    if _ageing:
+        gc.freeze()
     if _started is None:
         return
     pause = time.perf_counter() - _started
     _started = None
-    event = log.warning if pause >= LONG_PAUSE else log.info
-    event("gc_full_collection", pause_ms=round(pause * 1000, 1), collected=info["collected"],
-          frozen=gc.get_freeze_count())
+    generation = info["generation"]
+    if generation == 2:
+        event = log.warning if pause >= LONG_PAUSE else log.info
+        event("gc_full_collection", pause_ms=round(pause * 1000, 1), collected=info["collected"],
+              frozen=gc.get_freeze_count())
+    elif pause >= LONG_PAUSE:
+        log.warning("gc_collection", generation=generation, pause_ms=round(pause * 1000, 1),
+                    collected=info["collected"])
