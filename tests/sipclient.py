@@ -155,6 +155,13 @@ class SipClient:
         )
         return self.final_response()
 
+    def options_request(self, domain: str, n: int) -> bytes:
+        """An out-of-dialog OPTIONS, the ``n``-th of a run (its tag and Call-ID), as floods send."""
+        host, port = self.local
+        return (f"OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:probe@{domain}>;tag={n}\r\nTo: <sip:{domain}>\r\n"
+                f"Call-ID: flood-{n}-{secrets.token_hex(4)}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
     def invite_request(self, user: str, number: str, domain: str, *, call_id: str, cseq: int, branch: str,
                        from_tag: str, proxy_authorization: str | None = None) -> bytes:
         host, port = self.local

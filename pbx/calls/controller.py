@@ -39,6 +39,7 @@ from pbx.calls.dialer import CallDialer
 from pbx.calls.fork import Dialer, TrunkTarget
 from pbx.calls.hunt_queue import HuntQueues
 from pbx.calls.hunt_state import HuntState
+from pbx.calls.overload import OverloadGate
 from pbx.calls.limits import LimitHit, OutsideCallCounter, refusal as limit_refusal
 from pbx.calls.local import PHRASE_FOR_STATUS, LocalMedia
 from pbx.calls.anchoring import BRIDGED_REFUSALS, Anchors
@@ -211,6 +212,8 @@ class CallController:
         """Forwards and do not disturb (the store's cache)."""
         self.codes: CodeChecker | None = None
         """Where account codes are looked up; None: calls that need one are refused."""
+        self.overload: OverloadGate | None = None
+        """Whether the server is behind and refuses new calls (pbx/calls/overload.py); None: never."""
         self.account_codes = AccountCodes(self)
         self.parking = ParkingLot()
         """Parked calls by slot (this node's, in memory)."""
@@ -419,8 +422,22 @@ class CallController:
 
     # ------------------------------------------------------------ new calls
 
+    def _shed(self, event: RequestReceived) -> bool:
+        """While the server is behind: 503 with Retry-After for a new call,
+        before any authentication or routing work; True if refused. A number
+        any number plan classes as an emergency number goes through."""
+        assert self.overload is not None
+        dialled = _dialled(event.request)
+        if any((entry := table.classify(dialled)) is not None and entry.call_class == EMERGENCY
+               for table in self.plan.number_plans.values()):
+            return False
+        self._respond(event, 503, headers=[("retry-after", str(self.overload.refuse()))])
+        return True
+
     def _new_call(self, event: RequestReceived) -> None:
         request, source = event.request, event.source
+        if self.overload is not None and self.overload.shedding and self._shed(event):
+            return
         trunk_key = self.trunk_sources.match(source)
         if trunk_key is not None:
             self._new_trunk_call(event, trunk_key)

@@ -28,6 +28,7 @@ from pbx.billing.alerts import WebhookSender
 from pbx.billing.keeper import BudgetKeeper
 from pbx.billing.shared import StoreReservations
 from pbx.calls.cdr_adapter import CdrRecorder
+from pbx.calls.overload import OverloadGate
 from pbx.calls.controller import CallController
 from pbx.calls.features import FeatureRecord, FeatureState
 from pbx.calls.hunt_state import HuntState, Record as HuntRecord
@@ -46,6 +47,7 @@ from pbx.registrar.registrar import Registrar
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan
 from pbx.server import gc_tuning
+from pbx.server.overload import OverloadMonitor
 from pbx.server.cluster_sync import ClusterSync
 from pbx.server.call_hooks import HookedRecorder
 from pbx.server.loop_lag import LoopLagMonitor
@@ -159,6 +161,7 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self.trunks: TrunkRuntime | None = None
         self.calls: CallController | None = None
+        self.overload: OverloadMonitor | None = None
         self.media: MediaEngine | None = None
         self.ivr: IvrMedia | None = None
         self.conferences: ConferenceBridge | None = None
@@ -289,6 +292,12 @@ class Server:
             features=self.features,
         )
         self.service.calls = calls
+        # New calls refused with 503 while datagrams wait in the sockets
+        # (pbx/calls/overload.py has the measurement behind this).
+        calls.overload = OverloadGate()
+        self.overload = OverloadMonitor(loop, calls.overload,
+                                        lambda: [udp.sock for udp in self.udp if udp.sock is not None])
+        self.overload.start()
         for stream in self._streams():
             stream.in_use = lambda: table.connections() | calls.connections()
         # Presence and busy lamps (SUBSCRIBE/NOTIFY) and chat (MESSAGE).
@@ -733,6 +742,8 @@ class Server:
         self.service.pending_bindings.flush()
         self._flush_calls()
         await asyncio.to_thread(self.cluster_sync.close)
+        if self.overload is not None:
+            self.overload.stop()
         for udp in self.udp:
             udp.close()
         for stream in self._streams():

@@ -60,6 +60,8 @@ from typing import Any, Final
 
 import structlog
 
+from pbx.server.periodic import Periodic
+
 log = structlog.get_logger("pbx.collector")
 
 THRESHOLDS: Final = (50_000, 20, 100)
@@ -181,20 +183,16 @@ class Collector:
                  every: float = AGE_EVERY, quiet: float = QUIET_SWEEP, overdue: float = OVERDUE) -> None:
         self._loop = loop
         self._calls_up = calls_up
-        self._every = every
         self._schedule = SweepSchedule(last=loop.time(), quiet=quiet, overdue=overdue)
-        self._handle: asyncio.TimerHandle | None = None
+        self._periodic = Periodic(loop, every, self._tick)
 
     def start(self) -> None:
-        self._handle = self._loop.call_later(self._every, self._tick)
+        self._periodic.start()
 
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._periodic.stop()
 
     def _tick(self) -> None:
-        self._handle = self._loop.call_later(self._every, self._tick)
         if not gc.isenabled():
             # Someone is building a large structure under paused() (a
             # reloaded plan being unpickled on the reloader's thread): a

@@ -23,6 +23,8 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._peers: dict[tuple[str | object, ...], Peer] = {}
         self.local: tuple[str, int] = ("", 0)
+        self.sock: socket.socket | None = None
+        """The bound socket, for reading its backlog (pbx/server/overload.py)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport,
@@ -85,4 +87,5 @@ async def open_udp(host: str, port: int, receiver: Receiver) -> UdpTransport:
         sock.close()
         raise
     _, protocol = await loop.create_datagram_endpoint(lambda: UdpTransport(receiver), sock=sock)
+    protocol.sock = sock
     return protocol

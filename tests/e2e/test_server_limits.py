@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import time
 
@@ -86,18 +85,11 @@ def test_connections_over_the_dialplans_per_source_cap_are_closed(server: Runnin
     assert json.loads(line)["limit"] == "max_per_source"
 
 
-def options(client: SipClient, n: int) -> bytes:
-    host, port = client.local
-    return (f"OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@{DOMAIN}>;tag={n}\r\nTo: <sip:{DOMAIN}>\r\n"
-            f"Call-ID: flood-{n}-{secrets.token_hex(4)}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
-
-
 def test_a_source_past_its_packet_rate_is_dropped_unread(server: RunningServer) -> None:
     with SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.0) as flood:
         flood.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         for n in range(400):  # well within a second: the burst (twice the rate) and a little refill
-            flood.send_raw(options(flood, n))
+            flood.send_raw(flood.options_request(DOMAIN, n))
         answered = 0
         while flood.receive(timeout=0.5) is not None:
             answered += 1
