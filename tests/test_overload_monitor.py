@@ -60,7 +60,7 @@ def test_a_closed_socket_reads_as_nothing_waiting() -> None:
 def test_monitor_closes_the_gate_on_a_backlog_and_opens_it_once_drained(
         pair: tuple[socket.socket, socket.socket]) -> None:
     receiver, sender = pair
-    gate = OverloadGate(high=40_000, low=5_000, hold=0.03, quiet=0.15)
+    gate = OverloadGate(high=40_000, hold=0.03, quiet=0.15)
 
     async def scenario() -> tuple[list[MutableMapping[str, Any]], list[bool]]:
         loop = asyncio.get_running_loop()
@@ -85,7 +85,28 @@ def test_monitor_closes_the_gate_on_a_backlog_and_opens_it_once_drained(
 
     logs, seen = asyncio.run(scenario())
     assert seen == [False, True, False, False]
-    events = [(e["event"], e["log_level"]) for e in logs]
+    events = [(e["event"], e["log_level"]) for e in logs if e["event"] != "overload_mark_lowered"]
+    logs = [e for e in logs if e["event"] != "overload_mark_lowered"]
     assert events == [("overload_started", "warning"), ("overload_ended", "warning")]
     assert logs[0]["queued_bytes"] > 40_000 and logs[1]["refused"] == 1
     assert 0 < logs[1]["refusing_s"] <= logs[1]["lasted_s"] + 0.05
+
+
+def test_monitor_lowers_the_mark_to_what_the_socket_can_hold() -> None:
+    small = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 100_000)  # the kernel doubles it
+    gate = OverloadGate()
+
+    async def scenario() -> list[MutableMapping[str, Any]]:
+        monitor = OverloadMonitor(asyncio.get_running_loop(), gate, lambda: [small])
+        with capture_logs() as logs:
+            monitor.start()
+            monitor.stop()
+        return logs
+
+    try:
+        logs = asyncio.run(scenario())
+    finally:
+        small.close()
+    assert gate.high == 100_000
+    assert [e["event"] for e in logs] == ["overload_mark_lowered"] and logs[0]["receive_buffer"] == 200_000

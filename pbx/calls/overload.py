@@ -21,7 +21,7 @@ and 4,352 for 2,000. Above ``HIGH_WATER`` the gate closes: a new call
 a ``Retry-After`` at once, before authentication and routing, which costs
 a fraction of a call's work. Everything else goes on as before: calls
 already set up, their BYEs and re-INVITEs, CANCELs, registrations. The gate
-opens once the backlog is back under ``LOW_WATER`` and has stayed there
+opens once the backlog is back under an eighth of that and has stayed there
 for ``HOLD`` seconds. At the limit it closes and opens many times a
 second, so the server refuses about as many calls as it cannot carry and
 takes the rest.
@@ -59,14 +59,19 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-HIGH_WATER: Final = 1 << 20
-"""Queued bytes above which new calls are refused: 1 MiB, some 600
+HIGH_WATER: Final = 4 << 20
+"""Queued bytes above which new calls are refused: 4 MiB, some 2,400
 datagrams of a call's mix (INVITEs and answers with SDP count 2,304 bytes,
-ACKs and BYEs 1,280), about 60 ms of work at 600 calls/s (17 datagrams a
-call at 100 µs each): far below T1 (500 ms), when phones retransmit."""
+ACKs and BYEs 1,280), about 250 ms of work at 600 calls/s (17 datagrams a
+call at 100 µs each): still under T1 (500 ms), when phones retransmit, and
+above what a busy moment of the machine (another process on the core,
+a commit of the CDR writer) leaves behind: at 1 MiB the gate closed at
+500 calls/s on a shared machine, where the server carries 600. Where the
+socket's buffer is smaller (a server not allowed to raise it past
+``net.core.rmem_max``), half the buffer (``capped``)."""
 
-LOW_WATER: Final = 128 << 10
-"""Queued bytes under which the backlog counts as drained."""
+LOW_WATER_SHARE: Final = 8
+"""The backlog counts as drained under an eighth of the high water."""
 
 HOLD: Final = 0.1
 """Seconds the backlog must stay drained before new calls are taken again:
@@ -105,10 +110,10 @@ class OverloadGate:
     episode, from the gate's first closing until it has stayed open for
     ``quiet`` seconds, which is what gets logged."""
 
-    def __init__(self, *, high: int = HIGH_WATER, low: int = LOW_WATER, hold: float = HOLD, quiet: float = QUIET,
+    def __init__(self, *, high: int = HIGH_WATER, hold: float = HOLD, quiet: float = QUIET,
                  retry_after: int = RETRY_AFTER, rng: random.Random | None = None) -> None:
         self.high = high
-        self.low = low
+        self.low = high // LOW_WATER_SHARE
         self.hold = hold
         self.quiet = quiet
         self._retry_after = retry_after
@@ -122,6 +127,16 @@ class OverloadGate:
         self._opened_at = 0.0
         self._shed = 0.0
         self._drained_at: float | None = None
+
+    def capped(self, buffer: int) -> bool:
+        """Lower the marks to fit a receive buffer of ``buffer`` bytes (the
+        kernel drops what does not fit, so a higher mark would never be
+        reached); True if they were lowered."""
+        if buffer // 2 >= self.high:
+            return False
+        self.high = buffer // 2
+        self.low = self.high // LOW_WATER_SHARE
+        return True
 
     def observe(self, now: float, queued: int) -> Transition | None:
         """One reading of the queued bytes at ``now``; an episode that

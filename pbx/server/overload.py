@@ -36,6 +36,14 @@ def queued_bytes(sock: socket.socket) -> int:
         return 0
 
 
+def buffer_bytes(sock: socket.socket) -> int | None:
+    """The receive buffer of ``sock`` as the kernel counts it (None: unknown)."""
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return None
+
+
 class OverloadMonitor:
     """Reads the backlog of ``sockets`` every ``CHECK_EVERY`` on the loop
     and keeps ``gate`` up to date; logs its changes."""
@@ -49,6 +57,10 @@ class OverloadMonitor:
         self._periodic = Periodic(loop, every, self._tick)
 
     def start(self) -> None:
+        buffers = [size for sock in self._sockets() if (size := buffer_bytes(sock)) is not None]
+        if buffers and self.gate.capped(min(buffers)):
+            log.info("overload_mark_lowered", receive_buffer=min(buffers), high_water=self.gate.high,
+                     why="the socket's receive buffer is smaller than the mark (net.core.rmem_max)")
         self._periodic.start()
 
     def stop(self) -> None:

@@ -8,7 +8,9 @@ import random
 
 import pytest
 
-from pbx.calls.overload import HIGH_WATER, HOLD, LOW_WATER, RETRY_AFTER, OverloadGate
+from pbx.calls.overload import HIGH_WATER, HOLD, LOW_WATER_SHARE, RETRY_AFTER, OverloadGate
+
+LOW_WATER = HIGH_WATER // LOW_WATER_SHARE
 
 
 def test_closes_above_high_water_only() -> None:
@@ -56,6 +58,15 @@ def test_an_episode_spans_every_closing_until_quiet_and_is_reported_once() -> No
     assert ended.lasted == pytest.approx(last_open)
     assert ended.shed == pytest.approx(20 * 0.13)
     assert not gate.in_episode
+
+
+def test_marks_are_lowered_to_fit_a_small_receive_buffer() -> None:
+    gate = OverloadGate()
+    assert not gate.capped(16 << 20) and gate.high == HIGH_WATER
+    # 212,992 bytes asked (the default net.core.rmem_max): the kernel gives twice that.
+    assert gate.capped(425_984)
+    assert gate.high == 212_992 and gate.low == 212_992 // LOW_WATER_SHARE
+    assert gate.observe(0.0, 212_993) is not None and gate.shedding
 
 
 def test_refusals_are_counted_per_episode_and_retry_after_is_spread() -> None:
