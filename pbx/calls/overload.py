@@ -59,15 +59,18 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-HIGH_WATER: Final = 4 << 20
-"""Queued bytes above which new calls are refused: 4 MiB, some 2,400
+HIGH_WATER: Final = 2 << 20
+"""Queued bytes above which new calls are refused: 2 MiB, some 1,400
 datagrams of a call's mix (INVITEs and answers with SDP count 2,304 bytes,
-ACKs and BYEs 1,280), about 250 ms of work at 600 calls/s (17 datagrams a
-call at 100 µs each): still under T1 (500 ms), when phones retransmit, and
-above what a busy moment of the machine (another process on the core,
-a commit of the CDR writer) leaves behind: at 1 MiB the gate closed at
-500 calls/s on a shared machine, where the server carries 600. Where the
-socket's buffer is smaller (a server not allowed to raise it past
+ACKs and BYEs 1,280), about 125 ms of work here (90 µs a datagram at 1.5
+ms and 17 datagrams a call). A call's set-up crosses the queue about four
+times, so that is some 500 ms of set-up, and a machine twice as slow still
+answers each message within T1 (500 ms), before the phone retransmits.
+Lower, a busy moment of the machine trips it: at 1 MiB the gate closed at
+500 calls/s on a shared machine where the server carries 600. Higher, it
+trips too late: at 4 MiB, 750 calls/s offered on the shared machine had
+6.9 % retransmissions before the refusals caught up. Where the socket's
+buffer is smaller (a server not allowed to raise it past
 ``net.core.rmem_max``), half the buffer (``capped``)."""
 
 LOW_WATER_SHARE: Final = 8
