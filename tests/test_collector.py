@@ -111,6 +111,16 @@ def test_sweep_schedule(since: float, calls_up: int, expected: str | None) -> No
     assert SweepSchedule(last=1000.0).due(1000.0 + since, calls_up) == expected
 
 
+def test_a_busy_server_sweeps_when_frozen_objects_outgrow_its_calls() -> None:
+    schedule = SweepSchedule(last=0.0, kept=150_000, slack=1_000_000)
+    explained = 150_000 + 5_000 * gc_tuning.PER_CALL + 1_000_000
+    assert schedule.due(60.0, 5_000, explained) is None
+    assert schedule.due(60.0, 5_000, explained + 1) == "growth"
+    assert schedule.due(60.0, 5_000, None) is None, "not counted this tick"
+    schedule.swept(61.0, 160_000)
+    assert schedule.last == 61.0 and schedule.due(62.0, 5_000, explained + 1) is None
+
+
 def test_collector_ages_every_tick_and_sweeps_when_idle(restored_gc: None) -> None:
     gc_tuning.freeze_survivors()
     gc_tuning.tune()
@@ -118,7 +128,7 @@ def test_collector_ages_every_tick_and_sweeps_when_idle(restored_gc: None) -> No
 
     async def scenario() -> tuple[list[MutableMapping[str, Any]], bool, bool]:
         loop = asyncio.get_running_loop()
-        collector = Collector(loop, lambda: calls_up[0], every=0.01, quiet=0.05)
+        collector = Collector(loop, lambda: calls_up[0], every=0.01, quiet=0.05, count_every=1)
         late = Cycle()
         gone = weakref.ref(late)
         young_before = gc.get_stats()[0]["collections"]
@@ -140,3 +150,25 @@ def test_collector_ages_every_tick_and_sweeps_when_idle(restored_gc: None) -> No
     assert freed, "the idle sweep freed the frozen cycle"
     sweeps = [e for e in logs if e["event"] == "gc_sweep"]
     assert sweeps and sweeps[0]["reason"] == "quiet" and sweeps[0]["freed"] >= 1
+
+
+def test_collector_sweeps_a_busy_server_whose_frozen_objects_grow(restored_gc: None) -> None:
+    gc_tuning.freeze_survivors()
+    gc_tuning.tune()
+
+    async def scenario() -> tuple[list[MutableMapping[str, Any]], bool]:
+        loop = asyncio.get_running_loop()
+        collector = Collector(loop, lambda: 1, every=0.01, slack=5_000, count_every=2)
+        leaked = [Cycle() for _ in range(20_000)]
+        gone = weakref.ref(leaked[0])
+        gc.collect()  # they survive it and are frozen
+        collector.start()
+        del leaked  # a cycle each: only a sweep frees them now
+        with capture_logs() as logs:
+            await asyncio.sleep(0.1)
+        collector.stop()
+        return logs, gone() is None
+
+    logs, freed = asyncio.run(scenario())
+    sweeps = [e for e in logs if e["event"] == "gc_sweep"]
+    assert freed and sweeps and sweeps[0]["reason"] == "growth" and sweeps[0]["freed"] >= 20_000

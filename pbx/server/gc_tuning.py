@@ -39,10 +39,14 @@ test_lifetime.py finds no unreachable object after calls), so this is a
 safety net, not a leak: when no call is up and ``QUIET_SWEEP`` seconds
 have passed since the last sweep, the server thaws everything and makes a
 full collection (about 110 ms on the example plan, idle), then freezes the
-survivors again. A server that is never idle sweeps after ``OVERDUE``
-seconds anyway; that sweep pauses as long as the live set needs (1.35 s
-at 50,000 calls up) and is logged as a warning. Every sweep logs how many
-objects it freed, so a leak shows in the log.
+survivors again. Two limits for a server that is never idle: it sweeps
+when the frozen objects outgrow what the calls up explain by
+``GROWTH_SLACK`` (read every ``GROWTH_CHECK_EVERY`` seconds; counting them
+walks the frozen list, 5-10 ms at 50,000 calls), so a path that does make
+cycles per call costs at most that much memory between sweeps; and it
+sweeps after ``OVERDUE`` seconds anyway. Such a sweep pauses as long as the
+live set needs (1.35 s at 50,000 calls up) and is logged as a warning.
+Every sweep logs how many objects it freed, so a leak shows in the log.
 
 Collections that pause longer than ``LONG_PAUSE`` are logged with their
 generation; full collections always are.
@@ -80,6 +84,18 @@ QUIET_SWEEP: Final = 600.0
 
 OVERDUE: Final = 86_400.0
 """Seconds after which a server sweeps even with calls up."""
+
+PER_CALL: Final = 200
+"""Tracked objects a call in progress may account for (measured: 32 to 78
+with its transactions, bench/call_memory.py), generously."""
+
+GROWTH_SLACK: Final = 1_000_000
+"""Frozen objects beyond the last sweep's survivors and ``PER_CALL`` per
+call up that start a sweep even with calls up (about 100 MB of leaked
+objects)."""
+
+GROWTH_CHECK_EVERY: Final = 10
+"""Seconds between two counts of the frozen objects."""
 
 
 def freeze_survivors() -> None:
@@ -159,20 +175,29 @@ def sweep() -> int:
 
 @dataclass(slots=True)
 class SweepSchedule:
-    """When the next sweep is due (pure: times and call counts are passed in)."""
+    """When the next sweep is due (pure: times and counts are passed in)."""
 
     last: float
+    kept: int = 0
+    """Objects frozen after the last sweep (or start-up)."""
     quiet: float = QUIET_SWEEP
     overdue: float = OVERDUE
+    slack: int = GROWTH_SLACK
 
-    def due(self, now: float, calls_up: int) -> str | None:
-        """Why a sweep is due now ("quiet" or "overdue"), or None."""
+    def due(self, now: float, calls_up: int, frozen: int | None = None) -> str | None:
+        """Why a sweep is due now ("overdue", "growth" or "quiet"), or None.
+        ``frozen``: the objects frozen now, where they were counted."""
         since = now - self.last
         if since >= self.overdue:
             return "overdue"
+        if frozen is not None and frozen > self.kept + calls_up * PER_CALL + self.slack:
+            return "growth"
         if calls_up == 0 and since >= self.quiet:
             return "quiet"
         return None
+
+    def swept(self, now: float, kept: int) -> None:
+        self.last, self.kept = now, kept
 
 
 class Collector:
@@ -180,10 +205,14 @@ class Collector:
     when one is due."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, calls_up: Callable[[], int], *,
-                 every: float = AGE_EVERY, quiet: float = QUIET_SWEEP, overdue: float = OVERDUE) -> None:
+                 every: float = AGE_EVERY, quiet: float = QUIET_SWEEP, overdue: float = OVERDUE,
+                 slack: int = GROWTH_SLACK, count_every: int = GROWTH_CHECK_EVERY) -> None:
         self._loop = loop
         self._calls_up = calls_up
-        self._schedule = SweepSchedule(last=loop.time(), quiet=quiet, overdue=overdue)
+        self._schedule = SweepSchedule(last=loop.time(), kept=gc.get_freeze_count(), quiet=quiet, overdue=overdue,
+                                       slack=slack)
+        self._count_every = count_every
+        self._ticks = 0
         self._periodic = Periodic(loop, every, self._tick)
 
     def start(self) -> None:
@@ -199,14 +228,16 @@ class Collector:
             # collection now would walk all of it and find nothing.
             return
         now = self._loop.time()
-        reason = self._schedule.due(now, self._calls_up())
+        self._ticks += 1
+        frozen = gc.get_freeze_count() if self._ticks % self._count_every == 0 else None
+        reason = self._schedule.due(now, self._calls_up(), frozen)
         if reason is None:
             gc.collect(0)  # its survivors are frozen by _on_collection
             return
         started = time.perf_counter()
         freed = sweep()
         pause = time.perf_counter() - started
-        self._schedule.last = now
+        self._schedule.swept(now, gc.get_freeze_count())
         event = log.warning if pause >= LONG_PAUSE else log.info
         event("gc_sweep", reason=reason, pause_ms=round(pause * 1000, 1), freed=freed,
               frozen=gc.get_freeze_count())
