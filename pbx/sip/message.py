@@ -10,6 +10,8 @@ is made with ``dataclasses.replace`` or the helpers below.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Iterable
@@ -598,28 +600,18 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
-# value -> parsed address, for values seen before (a phone's To and Contact
-# recur on every REGISTER; the service and the registrar both read the To).
-# As the URI cache (pbx.sip.uri): parsing is a pure function of the text, the
-# objects are frozen and nothing may change their params; errors are not
-# cached; emptied when full, so made-up values cannot grow it.
-_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
-_NAME_ADDR_CACHE_MAX: Final = 4096
-
-
+# Parsed addresses are kept for the values seen last (a phone's To and
+# Contact recur on every REGISTER; the service and the registrar both read
+# the To), as parsed URIs are (pbx.sip.uri.parse_uri: pure, frozen objects,
+# errors not cached, least recently used out first).
+@functools.lru_cache(maxsize=4096)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse name-addr or addr-spec (§20.10, §25.1).
 
     Without angle brackets, everything after the first ``;`` is a header
     parameter, not a URI parameter (§20.10).
     """
-    address = _NAME_ADDR_CACHE.get(value)
-    if address is None:
-        address = _parse_name_addr(value)
-        if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_MAX:
-            _NAME_ADDR_CACHE.clear()
-        _NAME_ADDR_CACHE[value] = address
-    return address
+    return _parse_name_addr(value)
 
 
 def _parse_name_addr(value: str) -> NameAddr:
