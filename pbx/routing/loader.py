@@ -186,6 +186,12 @@ def read_yaml(text: str, display: str, *, fast_yaml: bool = True
     return ({} if data is _EMPTY else data), doc.places.raw, tuple(loader.problems)
 
 
+def prepare() -> None:
+    """Load now what every read needs (the schema and its compiled check),
+    for a process that forks its readers (:mod:`pbx.server.plan_process`)."""
+    _compiled()
+
+
 def check_dialplan(path: str | Path) -> list[Problem]:
     """All errors and warnings of the dialplan at ``path``, sorted by place."""
     return list(read_dialplan(path).problems)
