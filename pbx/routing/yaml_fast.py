@@ -37,7 +37,8 @@ from pbx.routing.loader_common import DataPath, RawPlace
 from pbx.routing.yaml_compose import STR_TAG, plain_tag, scalar_value
 
 MAX_KEY: Final = 1000
-"""libyaml refuses a key longer than 1,024 characters (a simple key)."""
+"""libyaml refuses a key whose colon is more than 1,024 characters after
+its start (a simple key); this reader leaves keys that long to it."""
 
 _REFUSED: Final = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 """Characters this reader leaves to libyaml: tabs, \\r, controls, NEL and the
@@ -54,7 +55,7 @@ _LINE: Final = re.compile(r"""
         |[^\s\-?:,\[\]{}\#&*!|>'"%@`][^:\#,\[\]{}]*?)    # or a plain one without : # or flow characters
        (\ *:(?:\ +|$)))?                        # and its colon
     (?:"([^"\\]*)"|'((?:[^']|'')*)'|(""" + _PLAIN + r"""))?   # a scalar value
-    \ *(?:\#.*)?                                # a comment
+    \ *(?:(?<!\S)\#.*)?                         # a comment, after a space or alone
 """, re.VERBOSE)
 """One line of plain block YAML, in groups: indentation, ``- ``, key, the
 colon with its spaces, and the value double-quoted, single-quoted or plain.
@@ -199,6 +200,7 @@ def _read(text: str, display: str, root: DataPath, root_name: str, max_nodes: in
         elif key is None or not isinstance(top, _Mapping):
             return None
         # A mapping entry: `key: value`, or `key:` before a nested block.
+        written = key
         first = key[0]
         if first == '"':
             key = key[1:-1]
@@ -206,7 +208,7 @@ def _read(text: str, display: str, root: DataPath, root_name: str, max_nodes: in
             key = key[1:-1].replace("''", "'")
         elif key == "<<":
             return None  # a merge key
-        if key in items or len(key) > MAX_KEY:
+        if key in items or len(written) + len(colon) > MAX_KEY:
             return None
         path = (*here, key)
         name = prefix + key
@@ -216,8 +218,7 @@ def _read(text: str, display: str, root: DataPath, root_name: str, max_nodes: in
             pending = (top, key, path, name, number, key_column + 1)
             continue
         items[key] = value
-        places[path] = (display, name, number, key_column + 1, number,
-                        key_column + len(parts[3]) + len(colon) + 1)
+        places[path] = (display, name, number, key_column + 1, number, key_column + len(written) + len(colon) + 1)
         nodes += 1
     if pending is not None or not stack or nodes > max_nodes:
         return None  # an empty value at the end, or no mapping at all

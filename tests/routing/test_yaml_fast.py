@@ -39,8 +39,8 @@ def _agree(text: str) -> bool:
         return False
     data, places, problems = read_yaml(text, "plan.yaml", fast_yaml=False)
     assert problems == ()
-    assert (data, list(places.items())) == (fast[0], list(fast[1].items()))
-    assert repr(data) == repr(fast[0])  # True is not 1, 1.0 is not 1
+    assert list(places.items()) == list(fast[1].items())
+    assert repr(data) == repr(fast[0])  # True is not 1, 1.0 is not 1, nan is nan
     return True
 
 
@@ -70,6 +70,8 @@ HAND_MADE = {
         "hash: C#\nurl: sip:1001@pbx.example.com:5060\n\n   \nkey with spaces  : v\n"),
     "sequences": "routes:\n  - name: a\n    pattern: 0[2-8]XX\n  - name: b\nlist:\n  - 1\n  - \"x\"\n  -   'y'\n",
     "nested": "a:\n  b:\n    c:\n      - d: 1\n        e:\n          - f\n",
+    "columns after wide characters": "tên đầy đủ: Tô Thị Mới\n部門: 營業部\nbiểu tượng 😀: '😀 x'\n",
+    "items indented further": "list:\n-   a: 1\n    b: 2\n-   c:\n      d: 3\n- e:\n  - 4\n",
     "sequences in their key's column": "a:\n- 1\n- b:\n  - 2\n  c: 3\nd:\n- e: 4\n  f:\n  - 5\ng: 6\n",
 }
 
@@ -89,7 +91,7 @@ def test_block_style_plans_are_read_by_lines() -> None:
     "a:\n", "a:\nb: 1\n", "a: &x 1\nb: *x\n", "a: !!str 1\n", "a: [1, 2]\n", "a: {b: 1}\n", "a: |\n  x\n",
     "a: b\n  c\n", "a: \"x\\ty\"\n", "a: 1\na: 2\n", "<<: {}\n", "a: b: c\n", "a:\n-\n", "a:\tb\n", "a: b\r\n",
     "---\na: 1\n", "- a\n", "x\n", "", "# only a comment\n", "a: 0o_\n", "a: =\n", "  a: 1\n",
-    "a:\n  b: 1\n c: 2\n", "a: '\n  x'\n", "? a\n: b\n", "a: \u2028\n", "a: \ufeffb\n",
+    "a:\n  b: 1\n c: 2\n", "a: '\n  x'\n", "? a\n: b\n", "a: \u2028\n", "a: \ufeffb\n", "a: \"x\"#y\n", "a: 'x'#y\n", "k" * 1000 + ": 1\n",
 ])
 def test_what_it_is_not_sure_of_is_left_to_composition(text: str) -> None:
     assert _fast(text) is None
@@ -107,7 +109,7 @@ TRICKY = [
     "2026-01-01", "2026-01-01 10:00:00", "12:30", "1.5", "1.", ".5", "1e3", ".inf", "-.inf", ".nan", "-1", "+84",
     '"a\\"b"', '"x"', "'it''s'", "''", '""', "a #b", "a#b", "a: b", "a:b", "- x", "-", "&a x", "*a", "!!str 1",
     "[1, 2]", "{a: 1}", "|", ">-", '"x" y', "'x", "x  ", "<<", "=", ":x", "?x", "%x", "@x", "`x", "tên", "a , b",
-    "x]", "a\tb", "a\rb", "#", " # c", "", "{", "a'b", 'a"b', "a: ", "...", "---", "0x", "+.5", "-0", "1_0.5",
+    "x]", "a\tb", "a\rb", '"x"#y', "'x'#y", "x #y", "x#", "😀", "#", " # c", "", "{", "a'b", 'a"b', "a: ", "...", "---", "0x", "+.5", "-0", "1_0.5",
 ]
 
 
