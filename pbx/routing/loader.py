@@ -9,8 +9,10 @@ Loading runs in four steps, each adding to one list of :class:`Problem`:
    Mapping keys keep their source text, so ``1001:`` and ``'1001':`` are the
    same extension and ``0100:`` stays ``"0100"``. A file in plain block
    YAML (one ``key: value`` or ``- item`` a line) is read line by line by
-   :mod:`pbx.routing.yaml_fast` instead, with the same data and places;
-   anything else, and every error, goes the composed way.
+   :mod:`pbx.routing.yaml_fast` instead, with the same data and places
+   (0.21-0.23 s of CPU for 20,000 extensions, where composing and
+   converting took 0.30-0.31; README, "Performance"); anything else, and
+   every error, goes the composed way.
 2. **Schema** — each file is validated on its own against ``schema.json``
    (JSON Schema Draft 2020-12), first by the compiled check of
    :mod:`pbx.routing.schema_fast`; only a file it refuses goes through

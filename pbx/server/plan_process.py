@@ -2,15 +2,15 @@
 
 Reading a large plan is most of a second of Python work (YAML to data with
 every place, schema validation, the model's checks and build): for 20,000
-extensions about 0.55 s of CPU in a fork of the reader child here, 0.84 s
-in a child started for it before that child and the line reader of plain
-YAML (among other changes), 1.1 s before a quieter machine and those, 3.0 s
-before the compiled schema check, 16 s before libyaml. In a thread of the
-server it would hold the GIL the event loop needs, and every call would
-wait for it. A child process does the work on its own interpreter and
-sends the result back pickled; unpickling the plan (about 0.09 s for
-20,000 extensions) happens on the reloader's thread, in small steps the
-loop can interleave with.
+extensions 0.54-0.56 s of CPU in a fork of the reader child here, where a
+child started for each reload took 0.79 s before this reader and the line
+reader of plain YAML (``python -m pbx.server.plan_process plan.yaml``, 5
+paired runs; 1.1 s on a busier machine, 3.0 s before the compiled schema
+check, 16 s before libyaml). In a thread of the server it would hold the
+GIL the event loop needs, and every call would wait for it. A child
+process does the work on its own interpreter and sends the result back
+pickled; unpickling the plan (about 0.06 s for 20,000 extensions) happens
+on the reloader's thread, in small steps the loop can interleave with.
 
 The child is this module run with ``python -m``: no ``multiprocessing``, so
 nothing of the server (its ``__main__``, its sockets, its threads) is
@@ -71,7 +71,7 @@ pickled result, or what went wrong)."""
 class PlanReader:
     """A child that has imported the loader once and forks a reader per plan.
 
-    Starting Python and importing the loader was about 0.13 s of CPU of each
+    Starting Python and importing the loader was about 0.1 s of CPU of each
     reload (of 0.8 s for 20,000 extensions); forking a process that has done
     it costs a few milliseconds. The child is started with ``python -m``,
     never forked from the server, which holds threads and sockets: only the
