@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.server.plan_process import PlanProcessError, PlanReader, read_in_child
+from pbx.server.plan_process import PlanProcessError, PlanReader
 from pbx.server.reload import CHILD_PROCESS_BYTES, DialplanReloader, files_signature, free_gradually
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan, read_dialplan
@@ -99,14 +99,6 @@ def test_other_files_beside_the_plan_are_not_a_change(tmp_path: Path) -> None:
     assert not reloader.changed(), "only the plan's own files are watched"
     (tmp_path / "people" / "sales.yaml").unlink()
     assert reloader.changed(), "a .yaml file gone from an included folder is a change"
-
-
-def test_the_child_process_reads_what_the_loader_reads_and_reports_problems(tmp_path: Path) -> None:
-    path = tmp_path / "plan.yaml"
-    path.write_text(WITH_1005)
-    assert read_in_child(path) == read_dialplan(path)
-    path.write_text(BROKEN)
-    assert [str(p) for p in read_in_child(path).errors] == [str(p) for p in read_dialplan(path).errors] != []
 
 
 def test_one_reader_child_serves_every_read_and_ends_when_closed(tmp_path: Path) -> None:

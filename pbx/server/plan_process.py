@@ -54,13 +54,6 @@ class PlanProcessError(Exception):
     """The child reading the plan failed without a result."""
 
 
-def read_in_child(path: Path, *, timeout: float = TIMEOUT) -> LoadResult:
-    """``read_dialplan(path)`` done by a child process started for it; blocks
-    (run it in a thread). A server keeps a :class:`PlanReader` instead."""
-    with PlanReader(timeout=timeout) as reader:
-        return reader.read(path)
-
-
 _REQUEST: Final = struct.Struct(">I")
 """A request to the reader: the length of the plan's path, then the path."""
 _ANSWER: Final = struct.Struct(">iQ")
@@ -262,10 +255,15 @@ def _serve(timeout: int) -> int:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while len(header := requests.read(_REQUEST.size)) == _REQUEST.size:
         (size,) = _REQUEST.unpack(header)
-        code, payload = _fork_reader(Path(os.fsdecode(requests.read(size))), timeout)
-        answers.write(_ANSWER.pack(code, len(payload)))
-        answers.write(payload)
-        answers.flush()
+        if len(path := requests.read(size)) != size:
+            break  # the server went away mid-request
+        code, payload = _fork_reader(Path(os.fsdecode(path)), timeout)
+        try:
+            answers.write(_ANSWER.pack(code, len(payload)))
+            answers.write(payload)
+            answers.flush()
+        except BrokenPipeError:  # the server went away while its plan was read
+            os._exit(0)  # no flushing at exit into the broken pipe either
     return 0
 
 
