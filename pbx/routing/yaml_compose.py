@@ -31,7 +31,9 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode
 from yaml.resolver import BaseResolver
 
-_STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
+STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
+_STR_TAG: Final = STR_TAG
+_TAG: Final = "tag:yaml.org,2002:"
 _SEQ_TAG: Final = BaseResolver.DEFAULT_SEQUENCE_TAG
 _MAP_TAG: Final = BaseResolver.DEFAULT_MAPPING_TAG
 
@@ -116,6 +118,57 @@ if _CParser is not None:
         def __init__(self, text: str) -> None:
             _CParser.__init__(self, text)
             _Resolver.__init__(self)
+
+
+_PLAIN_RESOLVER: Final = _Resolver()
+
+
+def plain_tag(text: str) -> str:
+    """The tag YAML 1.2 gives a plain scalar written ``text``, as libyaml's
+    composition resolves it here (looked up once per text)."""
+    tag: str = _PLAIN_RESOLVER.resolve(ScalarNode, text, (True, False))
+    return tag
+
+
+def scalar_value(tag: str, text: str) -> Any:
+    """A scalar's value under its tag, as the loader reads it: a timestamp
+    stays text, ``0o17`` and ``0x1F`` are integers, ``.inf`` a float.
+    Raises ValueError for text its tag cannot read (``0b2`` as an int) and
+    LookupError for a tag the loader does not read (``!!binary``, ``=``)."""
+    if tag == STR_TAG:
+        return text
+    kind = tag.removeprefix(_TAG) if tag.startswith(_TAG) else None
+    if kind == "timestamp":
+        return text
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return text.lower() == "true"
+    if kind == "int":
+        return _yaml_int(text)
+    if kind == "float":
+        return _yaml_float(text)
+    raise LookupError(tag)
+
+
+def _yaml_int(text: str) -> int:
+    digits = text.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    lowered = digits.lower()
+    for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
+        if lowered.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits, 10)
+
+
+def _yaml_float(text: str) -> float:
+    lowered = text.replace("_", "").lower()
+    if lowered.lstrip("+-") == ".inf":
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(lowered)
 
 
 def compose(text: str) -> tuple[bool, Any]:

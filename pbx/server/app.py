@@ -830,6 +830,7 @@ async def _serve(dialplan: Path, plan: Dialplan, listens: list[tuple[str, str, i
         lag.report()
         collector.stop()
         watcher.cancel()
+        await asyncio.to_thread(reloader.close)  # waits for a reload under way
         if cert_watcher is not None:
             cert_watcher.cancel()
         if web is not None:

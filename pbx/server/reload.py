@@ -16,9 +16,10 @@ A reload reads and validates the files off the event loop. A small plan
 (under ``CHILD_PROCESS_BYTES`` of YAML, a few hundred extensions) is read on
 a thread: tens of milliseconds, in GIL slices the loop interleaves with. A
 large one is read in a child process (:mod:`pbx.server.plan_process`): its
-seconds of CPU would otherwise hold the GIL the loop needs (a 20,000
-extension plan held it for up to 0.8 s), while starting a child costs about
-a second, too slow for a small plan's quick edit. Either way the result is
+second of CPU would otherwise hold the GIL the loop needs (a 20,000
+extension plan held it for up to 0.8 s). The child is started with the
+server when the plan is large, imports the loader once and forks a reader
+for each reload; a small plan's quick edit is still quicker on a thread. Either way the result is
 compared with the running plan on the thread. A plan
 with any error is not applied: the running plan stays and every problem is
 logged with its ``file:line:col``. A valid plan is handed to ``apply`` on
@@ -39,7 +40,7 @@ import structlog
 
 from pbx.routing.dialplan import Dialplan
 from pbx.routing.loader import LoadResult, Problem, read_dialplan, yaml_files_in
-from pbx.server.plan_process import PlanProcessError, read_in_child
+from pbx.server.plan_process import PlanProcessError, PlanReader
 
 log = structlog.get_logger("pbx.reload")
 
@@ -180,6 +181,18 @@ class DialplanReloader:
         """How many plans have been applied since start-up."""
         self._lock = asyncio.Lock()
         self._seen = self._signature()
+        self._reader = PlanReader()
+        if read is None and self._large():
+            # Its interpreter and imports now, at start-up, not in each reload.
+            self._reader.start()
+
+    def close(self) -> None:
+        """End the plan reader's child, if one was started."""
+        self._reader.close()
+
+    def _large(self) -> bool:
+        """Whether the plan's files, as last seen, are for a child to read."""
+        return sum(entry[2] for entry in self._seen[0]) >= CHILD_PROCESS_BYTES
 
     def _signature(self) -> PlanSignature:
         return plan_signature([self.path, *self.plan.sources], self.plan.source_folders)
@@ -189,8 +202,7 @@ class DialplanReloader:
         (comparing 20,000 extensions is work for this thread, not the loop)."""
         read = self.read
         if read is None:
-            size = sum(entry[2] for entry in self._seen[0])
-            read = read_in_child if size >= CHILD_PROCESS_BYTES else read_dialplan
+            read = self._reader.read if self._large() else read_dialplan
         try:
             result = read(self.path)
         except PlanProcessError as error:

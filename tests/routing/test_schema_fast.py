@@ -21,30 +21,18 @@ from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 
 from pbx.routing.schema_fast import compile_validator
+from tests.routing.plan_files import PLAN_FILES, ROOT, keys_as_text, plan_data
 
-ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((ROOT / "pbx" / "routing" / "schema.json").read_text(encoding="utf-8"))
 REFERENCE = Draft202012Validator(SCHEMA)
 COMPILED = compile_validator(SCHEMA)
-PLANS = sorted([*(ROOT / "dialplans").rglob("*.yaml"), *(ROOT / "tests").rglob("*.yaml")])
+PLANS = PLAN_FILES
 
 
 def _data(path: Path) -> Any:
-    """The file's data as YAML 1.2 types it, keys as text as the loader keeps
-    them; None if it is no mapping (the loader stops before the schema then)."""
-    try:
-        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-    except Exception:  # the syntax-error test files
-        return None
-    return _keys_as_text(data) if isinstance(data, dict) else None
-
-
-def _keys_as_text(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _keys_as_text(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_keys_as_text(item) for item in value]
-    return value
+    """The file's data if it is a mapping (the loader stops before the schema otherwise)."""
+    data = plan_data(path)
+    return data if isinstance(data, dict) else None
 
 
 SECTIONS_NO_FILE_HAS = """\
@@ -65,7 +53,7 @@ extensions:
 """Sections none of the plan files sets, as their own tests write them."""
 
 DOCUMENTS = {str(path.relative_to(ROOT)): data for path in PLANS if (data := _data(path)) is not None}
-DOCUMENTS["sections no file has"] = _keys_as_text(YAML(typ="safe", pure=True).load(SECTIONS_NO_FILE_HAS))
+DOCUMENTS["sections no file has"] = keys_as_text(YAML(typ="safe", pure=True).load(SECTIONS_NO_FILE_HAS))
 
 
 def _agree(data: Any) -> None:
