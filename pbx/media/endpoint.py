@@ -459,6 +459,12 @@ class MediaSession:
                 future.set_result(False)
         self._playbacks.clear()
         self.engine.forget(self)
+        # The owner's handler is a bound method of an object that holds this
+        # session: a reference cycle, which would leave the whole call (its
+        # dialog, tasks and sockets) to the collector's sweep
+        # (pbx/server/gc_tuning.py) instead of reference counting. Nothing
+        # comes after close: the engine no longer ticks this session.
+        self._on_event = None
 
     async def __aenter__(self) -> MediaSession:
         return self

@@ -222,3 +222,40 @@ def test_rtcp_sender_reports_reach_the_phones_rtcp_port_at_the_interval_then_bye
         assert sender.ssrc == ssrc and 0 < sender.packet_count <= sent_by_then + 1
         assert sender.octet_count == 160 * sender.packet_count
     assert any(isinstance(p, Goodbye) and ssrc in p.ssrcs for p in parse_rtcp(last))
+
+
+def test_a_closed_session_and_its_owner_are_freed_by_reference_counting() -> None:
+    # The server freezes what survives its collections (pbx/server/gc_tuning.py),
+    # so a call left in a reference cycle would wait for an idle sweep. The
+    # owner's event handler (a bound method) and the session it holds make
+    # such a cycle until the session is closed.
+    import gc
+    import weakref
+
+    class Owner:
+        def __init__(self) -> None:
+            self.session: MediaSession | None = None
+            self.seen: list[object] = []
+
+        def on_event(self, event: object) -> None:
+            self.seen.append(event)
+
+    async def scenario() -> tuple[bool, bool]:
+        engine = MediaEngine(bind_host=HOST, ports=PortAllocator(41400, 41499))
+        owner = Owner()
+        owner.session = await engine.open_session(on_event=owner.on_event)
+        gone_owner, gone_session = weakref.ref(owner), weakref.ref(owner.session)
+        owner.session.close()
+        await asyncio.sleep(0.01)  # the sockets' closing, a turn later
+        del owner
+        return gone_owner() is None, gone_session() is None
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        owner_freed, session_freed = asyncio.run(scenario())
+    finally:
+        if enabled:
+            gc.enable()
+    assert owner_freed and session_freed
