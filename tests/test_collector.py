@@ -43,13 +43,13 @@ def test_freeze_tune_and_log_full_collections(restored_gc: None) -> None:
     gc_tuning.tune()  # twice: still one callback
     assert gc.get_threshold() == gc_tuning.THRESHOLDS
     assert gc.callbacks.count(gc_tuning._on_collection) == 1
-    for _ in range(10):
-        Cycle()
     with capture_logs() as logs:
         gc.collect(1)  # not a full one, and short: not logged
+        for _ in range(10):
+            Cycle()
         gc.collect()
     (logged,) = [e for e in logs if e["event"] == "gc_full_collection"]
-    assert logged["pause_ms"] >= 0 and logged["frozen"] >= len(kept)
+    assert logged["pause_ms"] >= 0 and logged["collected"] >= 10
     assert logged["log_level"] in ("info", "warning")
     assert not [e for e in logs if e["event"] == "gc_collection"]
 
@@ -111,7 +111,7 @@ def test_sweep_schedule(since: float, calls_up: int, expected: str | None) -> No
     assert SweepSchedule(last=1000.0).due(1000.0 + since, calls_up) == expected
 
 
-def test_a_busy_server_sweeps_when_frozen_objects_outgrow_its_calls() -> None:
+def test_a_busy_server_sweeps_when_allocated_blocks_outgrow_its_calls() -> None:
     schedule = SweepSchedule(last=0.0, kept=150_000, slack=1_000_000)
     explained = 150_000 + 5_000 * gc_tuning.PER_CALL + 1_000_000
     assert schedule.due(60.0, 5_000, explained) is None
@@ -152,13 +152,13 @@ def test_collector_ages_every_tick_and_sweeps_when_idle(restored_gc: None) -> No
     assert sweeps and sweeps[0]["reason"] == "quiet" and sweeps[0]["freed"] >= 1
 
 
-def test_collector_sweeps_a_busy_server_whose_frozen_objects_grow(restored_gc: None) -> None:
+def test_collector_sweeps_a_busy_server_whose_memory_grows(restored_gc: None) -> None:
     gc_tuning.freeze_survivors()
     gc_tuning.tune()
 
     async def scenario() -> tuple[list[MutableMapping[str, Any]], bool]:
         loop = asyncio.get_running_loop()
-        collector = Collector(loop, lambda: 1, every=0.01, slack=5_000, count_every=2)
+        collector = Collector(loop, lambda: 1, every=0.01, slack=20_000, count_every=2)
         leaked = [Cycle() for _ in range(20_000)]
         gone = weakref.ref(leaked[0])
         gc.collect()  # they survive it and are frozen

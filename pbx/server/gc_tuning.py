@@ -40,13 +40,14 @@ safety net, not a leak: when no call is up and ``QUIET_SWEEP`` seconds
 have passed since the last sweep, the server thaws everything and makes a
 full collection (about 110 ms on the example plan, idle), then freezes the
 survivors again. Two limits for a server that is never idle: it sweeps
-when the frozen objects outgrow what the calls up explain by
-``GROWTH_SLACK`` (read every ``GROWTH_CHECK_EVERY`` seconds; counting them
-walks the frozen list, 5-10 ms at 50,000 calls), so a path that does make
-cycles per call costs at most that much memory between sweeps; and it
-sweeps after ``OVERDUE`` seconds anyway. Such a sweep pauses as long as the
-live set needs (1.35 s at 50,000 calls up) and is logged as a warning.
-Every sweep logs how many objects it freed, so a leak shows in the log.
+when the memory blocks the interpreter has allocated outgrow what the calls
+up explain by ``GROWTH_SLACK`` (``sys.getallocatedblocks``, read every
+``GROWTH_CHECK_EVERY`` seconds: 1.6 ms for 8 million blocks here, where
+counting the frozen objects instead walks them all, 52 ms for 2 million,
+and held the loop up to 90 ms at 20,000 calls), so a path that does make
+cycles per call costs bounded memory between sweeps; and it sweeps after
+``OVERDUE`` seconds anyway. Such a sweep pauses as long as the live set
+needs (1.35 s at 50,000 calls up) and is logged as a warning. Every sweep logs how many objects it freed, so a leak shows in the log.
 
 Collections that pause longer than ``LONG_PAUSE`` are logged with their
 generation; full collections always are.
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,17 +87,17 @@ QUIET_SWEEP: Final = 600.0
 OVERDUE: Final = 86_400.0
 """Seconds after which a server sweeps even with calls up."""
 
-PER_CALL: Final = 200
-"""Tracked objects a call in progress may account for (measured: 32 to 78
-with its transactions, bench/call_memory.py), generously."""
+PER_CALL: Final = 400
+"""Memory blocks a call in progress may account for (measured: 78 live
+objects with its transactions, bench/call_memory.py, each a block or a
+few), generously."""
 
-GROWTH_SLACK: Final = 1_000_000
-"""Frozen objects beyond the last sweep's survivors and ``PER_CALL`` per
-call up that start a sweep even with calls up (about 100 MB of leaked
-objects)."""
+GROWTH_SLACK: Final = 2_000_000
+"""Allocated blocks beyond the last sweep's and ``PER_CALL`` per call up
+that start a sweep even with calls up (some 100-200 MB)."""
 
 GROWTH_CHECK_EVERY: Final = 10
-"""Seconds between two counts of the frozen objects."""
+"""Seconds between two counts of the allocated memory blocks."""
 
 
 def freeze_survivors() -> None:
@@ -179,18 +181,18 @@ class SweepSchedule:
 
     last: float
     kept: int = 0
-    """Objects frozen after the last sweep (or start-up)."""
+    """Memory blocks allocated after the last sweep (or start-up)."""
     quiet: float = QUIET_SWEEP
     overdue: float = OVERDUE
     slack: int = GROWTH_SLACK
 
-    def due(self, now: float, calls_up: int, frozen: int | None = None) -> str | None:
+    def due(self, now: float, calls_up: int, blocks: int | None = None) -> str | None:
         """Why a sweep is due now ("overdue", "growth" or "quiet"), or None.
-        ``frozen``: the objects frozen now, where they were counted."""
+        ``blocks``: the memory blocks allocated now, where they were counted."""
         since = now - self.last
         if since >= self.overdue:
             return "overdue"
-        if frozen is not None and frozen > self.kept + calls_up * PER_CALL + self.slack:
+        if blocks is not None and blocks > self.kept + calls_up * PER_CALL + self.slack:
             return "growth"
         if calls_up == 0 and since >= self.quiet:
             return "quiet"
@@ -209,8 +211,8 @@ class Collector:
                  slack: int = GROWTH_SLACK, count_every: int = GROWTH_CHECK_EVERY) -> None:
         self._loop = loop
         self._calls_up = calls_up
-        self._schedule = SweepSchedule(last=loop.time(), kept=gc.get_freeze_count(), quiet=quiet, overdue=overdue,
-                                       slack=slack)
+        self._schedule = SweepSchedule(last=loop.time(), kept=sys.getallocatedblocks(), quiet=quiet,
+                                       overdue=overdue, slack=slack)
         self._count_every = count_every
         self._ticks = 0
         self._periodic = Periodic(loop, every, self._tick)
@@ -229,18 +231,17 @@ class Collector:
             return
         now = self._loop.time()
         self._ticks += 1
-        frozen = gc.get_freeze_count() if self._ticks % self._count_every == 0 else None
-        reason = self._schedule.due(now, self._calls_up(), frozen)
+        blocks = sys.getallocatedblocks() if self._ticks % self._count_every == 0 else None
+        reason = self._schedule.due(now, self._calls_up(), blocks)
         if reason is None:
             gc.collect(0)  # its survivors are frozen by _on_collection
             return
         started = time.perf_counter()
         freed = sweep()
         pause = time.perf_counter() - started
-        self._schedule.swept(now, gc.get_freeze_count())
+        self._schedule.swept(now, sys.getallocatedblocks())
         event = log.warning if pause >= LONG_PAUSE else log.info
-        event("gc_sweep", reason=reason, pause_ms=round(pause * 1000, 1), freed=freed,
-              frozen=gc.get_freeze_count())
+        event("gc_sweep", reason=reason, pause_ms=round(pause * 1000, 1), freed=freed)
 
 
 _started: float | None = None
@@ -260,8 +261,9 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
     generation = info["generation"]
     if generation == 2:
         event = log.warning if pause >= LONG_PAUSE else log.info
-        event("gc_full_collection", pause_ms=round(pause * 1000, 1), collected=info["collected"],
-              frozen=gc.get_freeze_count())
+        # Not the frozen count: counting walks every frozen object (52 ms
+        # for 2 million), longer than the collection it would describe.
+        event("gc_full_collection", pause_ms=round(pause * 1000, 1), collected=info["collected"])
     elif pause >= LONG_PAUSE:
         log.warning("gc_collection", generation=generation, pause_ms=round(pause * 1000, 1),
                     collected=info["collected"])
