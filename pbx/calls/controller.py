@@ -426,17 +426,15 @@ class CallController:
         """While the server is behind: 503 with Retry-After for a new call,
         before any authentication or routing work; True if refused. A number
         any number plan classes as an emergency number goes through."""
-        assert self.overload is not None
-        dialled = _dialled(event.request)
-        if any((entry := table.classify(dialled)) is not None and entry.call_class == EMERGENCY
-               for table in self.plan.number_plans.values()):
+        gate = self.overload
+        if gate is None or not gate.shedding or self.plan.may_be_emergency(_dialled(event.request)):
             return False
-        self._respond(event, 503, headers=[("retry-after", str(self.overload.refuse()))])
+        self._respond(event, 503, headers=[("retry-after", str(gate.refuse()))])
         return True
 
     def _new_call(self, event: RequestReceived) -> None:
         request, source = event.request, event.source
-        if self.overload is not None and self.overload.shedding and self._shed(event):
+        if self._shed(event):
             return
         trunk_key = self.trunk_sources.match(source)
         if trunk_key is not None:

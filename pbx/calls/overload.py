@@ -99,7 +99,7 @@ class Transition:
     refused: int
     """New calls refused in the episode."""
     lasted: float
-    """Seconds from the episode's first refusal to its last."""
+    """Seconds from the gate's first closing in the episode to its last opening."""
     shed: float
     """Seconds of it the gate was closed."""
 

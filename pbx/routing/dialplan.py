@@ -26,7 +26,7 @@ from pbx.routing.budgets import BudgetSettings
 from pbx.ldap.settings import LdapSettings
 from pbx.recording.policy import RecordingSettings
 from pbx.routing.calendars import Calendar, Schedule
-from pbx.routing.classes import BUILTIN_CLASSES, NumberPlan
+from pbx.routing.classes import BUILTIN_CLASSES, EMERGENCY, NumberPlan
 from pbx.routing.classes_of_service import ClassOfService, NumberList, OutsideCallLimits
 from pbx.routing.hunt_groups import CONDITIONS, HuntGroup
 from pbx.routing.conferences import Conference
@@ -601,6 +601,12 @@ class Dialplan:
             if menu.number == number:
                 return menu
         return None
+
+    def may_be_emergency(self, number: str) -> bool:
+        """True if any number plan classes ``number`` as an emergency number
+        (for a decision made before the caller, and so their plan, is known)."""
+        return any((entry := table.classify(number)) is not None and entry.call_class == EMERGENCY
+                   for table in self.number_plans.values())
 
     def conference_at(self, number: str) -> Conference | None:
         """The meet-me room reached by internal ``number``, or None."""

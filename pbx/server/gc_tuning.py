@@ -47,7 +47,8 @@ counting the frozen objects instead walks them all, 52 ms for 2 million,
 and held the loop up to 90 ms at 20,000 calls), so a path that does make
 cycles per call costs bounded memory between sweeps; and it sweeps after
 ``OVERDUE`` seconds anyway. Such a sweep pauses as long as the live set
-needs (1.35 s at 50,000 calls up) and is logged as a warning. Every sweep logs how many objects it freed, so a leak shows in the log.
+needs (1.35 s at 50,000 calls up) and is logged as a warning. Every sweep
+logs how many objects it freed, so a leak shows in the log.
 
 Collections that pause longer than ``LONG_PAUSE`` are logged with their
 generation; full collections always are.

@@ -191,7 +191,7 @@ def _unpickle_frozen(data: bytes) -> object:
 
     with gc_tuning.paused():
         result = pickle.loads(data)
-        gc.freeze()
+        gc_tuning.freeze_new()
     return result
 
 
