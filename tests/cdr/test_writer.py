@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, insert, select, text
+from sqlalchemy import Engine, String, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from structlog.testing import capture_logs
 
@@ -21,7 +21,9 @@ from pbx.cdr.writer import (
     INTERRUPTED_REASON,
     CdrWriter,
     UnknownCall,
+    _upserts,
     recover_interrupted,
+    upsert_calls,
 )
 from pbx.store.db import make_engine
 from pbx.store.models import UtcDateTime
@@ -460,3 +462,40 @@ def test_the_database_refuses_inconsistent_rows(
     with pytest.raises(IntegrityError, match=rf"ck_cdr_{constraint}\b"):
         with migrated.begin() as conn:
             conn.execute(statement, {"call": call, "before": at(-1)})
+
+
+def test_rows_written_at_the_driver_level_match_sqlalchemys_own(migrated: Engine) -> None:
+    # `upsert_calls` runs its compiled statements with the driver's
+    # executemany and the columns' own bind processors; SQLAlchemy's
+    # Connection.execute of the same statement must store the same row.
+    values: dict[str, Any] = {}
+    for column in CDR.columns:
+        if column.name == "id":
+            continue
+        python_type = column.type.python_type
+        if isinstance(column.type, String):
+            values[column.name] = f"{column.name} Trần"[: column.type.length]
+        elif python_type is int:
+            values[column.name] = 7
+        elif python_type is Decimal:
+            values[column.name] = Decimal("1.250000")
+    values |= {"started_at": NOW, "answered_at": at(1), "ended_at": at(65), "duration": 65, "billsec": 64,
+               "disposition": Disposition.ANSWERED, "hangup_side": HangupSide.CALLER, "hangup_status": 200}
+    leg = {"attempt": 1, "target": "1002", "contact": "sip:1002@127.0.0.1:5072", "call_id": "leg-1",
+           "started_at": NOW, "answered_at": at(1), "ended_at": at(65), "result": LegResult.ANSWERED,
+           "status": 200, "reason": "bye"}
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    with migrated.begin() as conn:
+        upsert_calls(conn, [({**values, "call_uuid": ours}, [{**leg, "call_uuid": ours}])])
+        call_statement, leg_statement = _upserts(conn.dialect.name)
+        conn.execute(call_statement, [{**values, "call_uuid": theirs}])
+        conn.execute(leg_statement, [{**leg, "call_uuid": theirs}])
+    with migrated.connect() as conn:
+        raw = {row.call_uuid: row._asdict() for row in conn.execute(select(CDR))}
+        raw_legs = {row.call_uuid: row._asdict() for row in conn.execute(select(CDR_LEGS))}
+    for table in (raw, raw_legs):
+        mine, reference = table[ours], table[theirs]
+        for row in (mine, reference):
+            del row["id"], row["call_uuid"]
+        assert mine == reference
+    assert raw[ours]["caller_name"] == "caller_name Trần" and raw[ours]["cost"] == Decimal("1.25")
