@@ -46,6 +46,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import Connection, Engine, Enum, String, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.expression import Executable
 
 from pbx.cdr.models import CallLeg, CallRecord, NodeHeartbeat
@@ -61,6 +62,7 @@ from pbx.cdr.records import (
     whole_seconds,
 )
 from pbx.store.models import Base, require_aware
+from pbx.store.prepared import Prepared, PreparedCache
 from pbx.store.writer import BackgroundWriter, Together, WriterClosed
 
 log = structlog.get_logger(__name__)
@@ -162,79 +164,30 @@ def _upserts(dialect: str) -> tuple[Executable, Executable]:
     return call, leg
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """One upsert compiled once for a driver, with its columns' bind
-    processors, run with the driver's own executemany.
+def _fitter(length: int) -> Callable[[str], str]:
+    def fit(value: str) -> str:
+        # `_fit`'s own first test, inline: most values are short ASCII, and
+        # this runs for every text value of every row.
+        if type(value) is str and (len(value) > length or not value.isascii() or "\x00" in value):
+            return _fit(value, length)
+        return value
 
-    Through `Connection.execute` every batch looked the statement up in the
-    compiled cache, built each row's parameters and ran each value through
-    its type's processor one call at a time: two thirds of the writer's
-    time per call, more than SQLite's own work (bench/cdr_write_cost.py).
-    Here the rows become the driver's parameters in one pass, with the same
-    processors SQLAlchemy would apply (UTC instants to naive, enums to their
-    values, SQLite's text form of a datetime).
-    """
-
-    sql: str
-    names: tuple[str, ...]
-    """Every column, in the order the statement binds them."""
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
-    """(index in `names`, processor) for the columns that have one."""
-    texts: tuple[tuple[int, int], ...]
-    """(index in `names`, length) for the text columns `_fit` applies to."""
-    positional: bool
-
-    @classmethod
-    def compile(cls, statement: Executable, table: Table, names: Sequence[str], dialect: Any) -> _Prepared:
-        compiled = statement.compile(dialect=dialect, column_keys=list(names))  # type: ignore[attr-defined]
-        order = tuple(compiled.positiontup) if compiled.positional else tuple(names)
-        if sorted(order) != sorted(names):
-            raise RuntimeError(f"upsert on {table.name} binds {order}, expected {tuple(names)}")
-        processors = []
-        for index, name in enumerate(order):
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors.append((index, process))
-        lengths = _lengths(table)
-        texts = tuple((index, lengths[name]) for index, name in enumerate(order) if name in lengths)
-        return cls(compiled.string, order, tuple(processors), texts, bool(compiled.positional))
-
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute for `rows`, each holding every column (the rows are not
-        changed: a retried batch starts again from the same values)."""
-        names, processors = self.names, self.processors
-        params: list[Any] = []
-        for row in rows:
-            values = [row[name] for name in names]
-            for index, length in self.texts:
-                value = values[index]
-                # `_fit`'s own first test, inline: most values are short
-                # ASCII (or None), and this runs for every text column.
-                if type(value) is str and (len(value) > length or not value.isascii() or "\x00" in value):
-                    values[index] = _fit(value, length)
-            for index, process in processors:
-                value = values[index]
-                if value is not None:
-                    values[index] = process(value)
-            params.append(tuple(values) if self.positional else dict(zip(names, values)))
-        conn.exec_driver_sql(self.sql, params)
+    return fit
 
 
-def _prepared(dialect: Any) -> tuple[_Prepared, _Prepared]:
-    """The call and leg upserts for `dialect`, compiled on first use."""
-    key = (dialect.name, dialect.driver)
-    cached = _PREPARED.get(key)
-    if cached is None:
-        call, leg = _upserts(dialect.name)
-        cached = _PREPARED[key] = (
-            _Prepared.compile(call, CDR, ("call_uuid", *_CALL_MERGED), dialect),
-            _Prepared.compile(leg, CDR_LEGS, (*_LEG_KEY, *_LEG_REPLACED), dialect),
-        )
-    return cached
+def _prepare(dialect: Dialect) -> tuple[Prepared, ...]:
+    call, leg = _upserts(dialect.name)
+    return (
+        Prepared.compile(call, ("call_uuid", *_CALL_MERGED), dialect, _FITS[CDR.name]),
+        Prepared.compile(leg, (*_LEG_KEY, *_LEG_REPLACED), dialect, _FITS[CDR_LEGS.name]),
+    )
 
 
-_PREPARED: dict[tuple[str, str], tuple[_Prepared, _Prepared]] = {}
+_FITS: Final = {
+    table.name: {name: _fitter(length) for name, length in _lengths(table).items()} for table in (CDR, CDR_LEGS)
+}
+# The upserts run with the driver's executemany (`pbx.store.prepared`).
+_PREPARED: Final = PreparedCache(_prepare)
 _CALL_MERGED: Final = tuple(c.name for c in CDR.columns if c.name not in ("id", "call_uuid"))
 _LEG_KEY: Final = ("call_uuid", "attempt")
 _LEG_REPLACED: Final = tuple(c.name for c in CDR_LEGS.columns if c.name not in ("id", *_LEG_KEY))
@@ -268,7 +221,7 @@ def upsert_calls(conn: Connection, reports: list[Report]) -> None:
             if value is not None:
                 row[name] = value
         leg_rows.extend(legs)
-    call, leg = _prepared(conn.dialect)
+    call, leg = _PREPARED.get(conn.dialect)
     call.run(conn, list(merged.values()))
     if leg_rows:
         # Every leg row has every column, so one executemany fits all.

@@ -27,9 +27,11 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import Dialect
 
 from pbx.store.change_events import announce
 from pbx.store.bindings import BINDINGS, BindingRecord
+from pbx.store.prepared import Prepared, PreparedCache
 from pbx.store.writer import BackgroundWriter
 
 _KEY: Final = ("aor", "contact")
@@ -112,15 +114,16 @@ class BindingWriteBehind:
 
         # The rows are built in the writer thread: the event loop only sorts.
         def write(conn: Connection) -> None:
+            refresh, upsert, delete_ = _PREPARED.get(conn.dialect)
             whole = upserts
             if refreshes:
-                result = conn.execute(_REFRESH, [_refresh_row(r) for r in refreshes])
-                if not conn.dialect.supports_sane_multi_rowcount or result.rowcount != len(refreshes):
+                changed = refresh.run(conn, [_refresh_row(r) for r in refreshes])
+                if not conn.dialect.supports_sane_multi_rowcount or changed != len(refreshes):
                     whole = upserts + refreshes  # some rows were missing: write them whole
             if whole:
-                conn.execute(_upsert_statement(conn.dialect.name), [_row(r) for r in whole])
+                upsert.run(conn, [_row(r) for r in whole])
             if deletes:
-                conn.execute(_DELETE, deletes)
+                delete_.run(conn, deletes)
             announce(conn, node, "bindings", aors)
 
         self._writer.submit(write)
@@ -139,18 +142,27 @@ _REFRESH = (
 _DELETE = delete(BINDINGS).where(
     BINDINGS.c.aor == bindparam("d_aor"), BINDINGS.c.contact == bindparam("d_contact")
 )
-_statements: dict[str, Any] = {}
+_UPSERTED: Final = tuple(c.name for c in BINDINGS.columns if c.name != "id")
 
 
 def _upsert_statement(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (aor, contact) DO UPDATE, built once per dialect."""
-    statement = _statements.get(dialect)
-    if statement is None:
-        module: Any = postgresql if dialect == "postgresql" else sqlite
-        insert = module.insert(BINDINGS)
-        columns = [c.name for c in BINDINGS.columns if c.name not in _KEY and c.name != "id"]
-        statement = insert.on_conflict_do_update(
-            index_elements=list(_KEY), set_={name: insert.excluded[name] for name in columns}
-        )
-        _statements[dialect] = statement
-    return statement
+    """INSERT … ON CONFLICT (aor, contact) DO UPDATE, without VALUES: each
+    row gives every column."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    insert = module.insert(BINDINGS)
+    return insert.on_conflict_do_update(
+        index_elements=list(_KEY), set_={name: insert.excluded[name] for name in _UPSERTED if name not in _KEY}
+    )
+
+
+def _prepare(dialect: Dialect) -> tuple[Prepared, ...]:
+    return (
+        Prepared.compile(_REFRESH, ("r_aor", "r_contact", *sorted(_REFRESHED)), dialect),
+        Prepared.compile(_upsert_statement(dialect.name), _UPSERTED, dialect),
+        Prepared.compile(_DELETE, ("d_aor", "d_contact"), dialect),
+    )
+
+
+# Run with the driver's executemany (`pbx.store.prepared`): under a load of
+# registrations the writer thread's per-row SQLAlchemy work was its largest.
+_PREPARED: Final = PreparedCache(_prepare)
