@@ -89,6 +89,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         def to_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            if type(value) is datetime and value.tzinfo is UTC:
+                # What the PBX makes: no conversion, only the "+00:00" cut.
+                return value.isoformat(" ", "microseconds")[:-6]
             require_aware("timestamp", value)
             return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 

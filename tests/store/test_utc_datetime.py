@@ -13,7 +13,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from pbx.store.models import UtcDateTime
 
 _LITE = sqlite.dialect()
-_OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+# UTC itself (the PBX's own values, written without conversion) among them.
+_OFFSETS = st.one_of(
+    st.just(UTC), st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+)
 
 
 def _generic(value: datetime) -> object:
