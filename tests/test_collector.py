@@ -150,6 +150,8 @@ def test_collector_ages_every_tick_and_sweeps_when_idle(restored_gc: None) -> No
     assert freed, "the idle sweep freed the frozen cycle"
     sweeps = [e for e in logs if e["event"] == "gc_sweep"]
     assert sweeps and sweeps[0]["reason"] == "quiet" and sweeps[0]["freed"] >= 1
+    # One line per sweep: its full collection is not logged again.
+    assert not [e for e in logs if e["event"] == "gc_full_collection"]
 
 
 def test_collector_sweeps_a_busy_server_whose_memory_grows(restored_gc: None) -> None:

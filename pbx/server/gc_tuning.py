@@ -171,9 +171,16 @@ def thawed() -> Iterator[None]:
 
 
 def sweep() -> int:
-    """Thaw, make a full collection, freeze again; the objects freed."""
-    with thawed():
-        return gc.collect()
+    """Thaw, make a full collection, freeze again; the objects freed. The
+    caller logs it (``gc_sweep``, with why): the collection's own
+    ``gc_full_collection`` line would say the same again."""
+    global _sweeping
+    _sweeping = True
+    try:
+        with thawed():
+            return gc.collect()
+    finally:
+        _sweeping = False
 
 
 @dataclass(slots=True)
@@ -246,6 +253,7 @@ class Collector:
 
 
 _started: float | None = None
+_sweeping = False
 
 
 def _on_collection(phase: str, info: dict[str, Any]) -> None:
@@ -260,7 +268,7 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
     pause = time.perf_counter() - _started
     _started = None
     generation = info["generation"]
-    if generation == 2:
+    if generation == 2 and not _sweeping:
         event = log.warning if pause >= LONG_PAUSE else log.info
         # Not the frozen count: counting walks every frozen object (52 ms
         # for 2 million), longer than the collection it would describe.
