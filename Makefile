@@ -151,6 +151,8 @@ lint: venv
 # the whole `make test` on an idle machine, installs already done: 9.5 min
 # (lint, first pass 7.7 min, load pass 1.7 min); that night 8.5 min (first
 # pass 6.8 min, 3,338 tests; load pass 1.7 min), a valgrind run beside it.
+# Late on 2026-12-07, on a machine 2-3.7 times slower by the benches' references,
+# idle: 10.9 min (first pass 8.8 min, 3,350 tests; load pass 1.9 min).
 TEST_WORKERS ?= 4
 test: venv deps lint
 	@status=0; \
