@@ -116,8 +116,6 @@ def _lengths(table: Table) -> dict[str, int]:
     }
 
 
-
-
 def _fit(value: str, length: int) -> str:
     # What a phone sends ends up here (display names, Reason text): a value
     # PostgreSQL would refuse must not cost the whole row.  NUL is not

@@ -18,8 +18,8 @@ CDRs) subclass the same `Base` so they share metadata and migrations.
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
