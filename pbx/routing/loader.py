@@ -667,24 +667,13 @@ class _Loader:
         if text is None:
             return None
         prefix: DataPath = ("groups", key, loader_groups.FILE_MEMBERS)
-        data = self._read_block(doc, text, prefix)
+        data = self.yaml_mapping(doc, text, prefix, "a members file must map short numbers to members"
+                                                    " (601: {name: ..., extension: ...})")
         if data is None:
-            parsed, root = self._compose(doc, text)
-            if not parsed:
-                return None
-            if root is None:
-                doc.places.put(prefix, None, Place(display, 1, 1))
-                return doc, {}
-            converter = _Converter(doc, self.report)
-            try:
-                data = converter.convert(root, prefix, dotted(prefix))
-            except _TooBig as exc:
-                self.report(exc.place, exc.message)
-                return None
-            if not isinstance(data, dict):
-                self.report(converter.place(root), f"a members file must map short numbers to members"
-                            f" (601: {{name: ..., extension: ...}}), not {_describe(data)}")
-                return None
+            return None
+        if data is _EMPTY:
+            doc.places.put(prefix, None, Place(display, 1, 1))
+            return doc, {}
         # Validate as the group's inline `members` would be, so messages
         # read the same; then move the findings to where this file's nodes are.
         for error in _schema_errors({"groups": {key: {"members": data}}}):
@@ -732,29 +721,28 @@ class _Loader:
                 place = node.key if at == "key" and node.key is not None else node.value
                 self.report(place, message)
 
-    def yaml_mapping(self, doc: Document, text: str) -> dict[str, Any] | None:
-        """A dialplan file's mapping with its places in ``doc``; None after
-        reporting why there is none, :data:`_EMPTY` for an empty file."""
-        data = self._read_block(doc, text, ())
+    def yaml_mapping(self, doc: Document, text: str, root: DataPath = (),
+                     must: str = "a dialplan file must be a mapping of sections (domain, extensions, ...)",
+                     ) -> dict[str, Any] | None:
+        """A file's mapping, its places in ``doc`` under ``root``; None after
+        reporting why there is none (``must``: what it should have been),
+        :data:`_EMPTY` for an empty file."""
+        data = self._read_block(doc, text, root)
         if data is not None:
             return data
-        parsed, root = self._compose(doc, text)
+        parsed, node = self._compose(doc, text)
         if not parsed:
             return None
-        if root is None:
+        if node is None:
             return _EMPTY
         converter = _Converter(doc, self.report)
         try:
-            data = converter.convert(root, (), "")
+            data = converter.convert(node, root, dotted(root))
         except _TooBig as exc:
             self.report(exc.place, exc.message)
             return None
         if not isinstance(data, dict):
-            self.report(
-                converter.place(root),
-                f"a dialplan file must be a mapping of sections (domain, extensions, ...), "
-                f"not {_describe(data)}",
-            )
+            self.report(converter.place(node), f"{must}, not {_describe(data)}")
             return None
         return data
 

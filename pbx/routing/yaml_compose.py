@@ -32,7 +32,6 @@ from yaml.nodes import MappingNode, ScalarNode
 from yaml.resolver import BaseResolver
 
 STR_TAG: Final = BaseResolver.DEFAULT_SCALAR_TAG
-_STR_TAG: Final = STR_TAG
 _TAG: Final = "tag:yaml.org,2002:"
 _SEQ_TAG: Final = BaseResolver.DEFAULT_SEQUENCE_TAG
 _MAP_TAG: Final = BaseResolver.DEFAULT_MAPPING_TAG
@@ -75,7 +74,7 @@ class _Resolver(BaseResolver):
         if kind is not ScalarNode:
             return _MAP_TAG if kind is MappingNode else _SEQ_TAG
         if not implicit[0]:  # not to be typed by its text: a string, as BaseResolver answers
-            return _STR_TAG
+            return STR_TAG
         tag = self._plain.get(value)
         if tag is None:
             tag = self._plain[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
