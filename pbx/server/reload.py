@@ -19,8 +19,8 @@ large one is read in a child process (:mod:`pbx.server.plan_process`): its
 second of CPU would otherwise hold the GIL the loop needs (a 20,000
 extension plan held it for up to 0.8 s). The child is started with the
 server when the plan is large, imports the loader once and forks a reader
-for each reload; a small plan's quick edit is still quicker on a thread. Either way the result is
-compared with the running plan on the thread. A plan
+for each reload; a small plan's quick edit is still quicker on a thread.
+Either way the result is compared with the running plan on the thread. A plan
 with any error is not applied: the running plan stays and every problem is
 logged with its ``file:line:col``. A valid plan is handed to ``apply`` on
 the loop in one step, so a call is routed by either the old plan or the new

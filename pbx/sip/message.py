@@ -11,7 +11,6 @@ is made with ``dataclasses.replace`` or the helpers below.
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Iterable
@@ -611,10 +610,6 @@ def parse_name_addr(value: str) -> NameAddr:
     Without angle brackets, everything after the first ``;`` is a header
     parameter, not a URI parameter (§20.10).
     """
-    return _parse_name_addr(value)
-
-
-def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip()
     if not text:
         raise HeaderValueError("empty address")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -80,10 +79,6 @@ _CACHE_MAX = 4096
 @functools.lru_cache(maxsize=_CACHE_MAX)
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raises SipError (400) or UnsupportedUriScheme (416)."""
-    return _parse_uri(text)
-
-
-def _parse_uri(text: str) -> Uri:
     scheme, colon, rest = text.partition(":")
     scheme = scheme.lower()
     if not colon or not rest:
