@@ -355,21 +355,22 @@ class BackgroundWriter:
             pause = min(max(pause * 2, self._backoff), self._max_backoff)
 
     def _commit(self, ops: list[Op]) -> Exception | None:
+        conn = self._kept
         try:
-            if self._keep_connection:
-                conn = self._kept
-                if conn is None:
-                    conn = self._kept = self._engine.connect()
-                with conn.begin():
-                    for step in _grouped(ops):
-                        step(conn)
-            else:
-                with self._engine.begin() as conn:
-                    for step in _grouped(ops):
-                        step(conn)
+            if conn is None:
+                conn = self._engine.connect()
+            with conn.begin():
+                for step in _grouped(ops):
+                    step(conn)
         except Exception as error:  # any op may raise anything; it is reported
-            self._let_go()  # the next try starts on a fresh connection
+            self._kept = None
+            if conn is not None:
+                _discard(conn)  # the next try starts on a fresh connection
             return error
+        if self._keep_connection:
+            self._kept = conn
+        else:
+            conn.close()
         with self._lock:
             self._batches += 1
         return None
@@ -394,3 +395,17 @@ class BackgroundWriter:
     def _give_up(self, ops: list[Op]) -> list[bool]:
         log.error("db_writer_abandoned", dropped=len(ops))
         return [False] * len(ops)
+
+
+def _discard(conn: Connection) -> None:
+    """Close `conn` for good rather than hand it back to the pool. After a
+    failure the connection itself may be what is wrong: a SQLite file
+    replaced or removed under it (it keeps the old one open), a PostgreSQL
+    session the server ended or left in a bad state. Returned to the pool it
+    would be checked out again by the very next retry and fail the same way,
+    retry after retry."""
+    try:
+        conn.invalidate()
+        conn.close()
+    except Exception:  # already broken: nothing more to release
+        pass

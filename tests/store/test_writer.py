@@ -127,7 +127,8 @@ def test_an_outage_loses_nothing(tmp_path: Path, make_binding: MakeBinding) -> N
     path.mkdir()
     engine = make_engine(f"sqlite:///{path}")
     # Between rmdir and rename below, a connection may create an empty file
-    # and see "no such table": enough retries ride out that instant.
+    # and see "no such table": that connection is discarded, and the next
+    # retry opens the file that has been moved into place.
     writer = BackgroundWriter(engine, retries=50, backoff=0.01, max_backoff=0.05)
     record = make_binding()
     with capture_logs() as logs:
@@ -150,6 +151,38 @@ def test_an_outage_loses_nothing(tmp_path: Path, make_binding: MakeBinding) -> N
     assert (writer.stats().committed, writer.stats().failed) == (1, 0)
     assert BindingStore(engine).load_active(NOW) == [record]
     assert "db_op_failed" not in [entry["event"] for entry in logs]
+    engine.dispose()
+
+
+def test_a_failed_connection_is_not_reused_by_the_next_try(
+    tmp_path: Path, make_binding: MakeBinding
+) -> None:
+    # The writer's connection opens an empty file (no tables), then a ready
+    # database replaces that file.  The old connection still reads the file
+    # it opened, so a retry on it fails forever; each try after a failure
+    # must open a fresh one.  (CI once saw this as an outage test losing
+    # its op: a connection made in the instant between rmdir and rename.)
+    path = tmp_path / "pbx.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    writer = BackgroundWriter(engine, retries=1, backoff=0.0, max_backoff=0.0)
+    first, second = make_binding(aor="201"), make_binding(aor="202")
+    with capture_logs() as logs:
+        writer.submit(partial(BindingStore(engine).upsert, first))
+        assert writer.flush(timeout=10)
+        assert (writer.stats().committed, writer.stats().failed) == (0, 1)
+
+        ready = tmp_path / "ready.sqlite3"
+        helper = make_engine(f"sqlite:///{ready}")
+        migrate(helper)
+        helper.dispose()
+        ready.rename(path)
+
+        writer.submit(partial(BindingStore(engine).upsert, second))
+        assert writer.flush(timeout=10)
+        assert writer.close(timeout=10)
+    assert (writer.stats().committed, writer.stats().failed) == (1, 1)
+    assert BindingStore(engine).load_active(NOW) == [second]
+    assert [entry["op"] for entry in logs if entry["event"] == "db_op_failed"] == ["BindingStore.upsert"]
     engine.dispose()
 
 
