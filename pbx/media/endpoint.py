@@ -426,6 +426,10 @@ class MediaSession:
             return
         for event in events:
             if isinstance(event, PlaybackFinished):
+                if event.held_back:
+                    # The caller heard a gap: the server did not keep time.
+                    log.warning("playback_held_back", port=self.rtp_port, completed=event.completed,
+                                held_back_ms=round(event.held_back * 1000))
                 future = self._playbacks.pop(event.playback_id, None)
                 if future is not None and not future.done():
                     future.set_result(event.completed)

@@ -43,11 +43,14 @@ class Digit:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlaybackFinished:
     """A playlist given to ``play`` has been sent to its last frame (or was
-    stopped: ``completed`` False)."""
+    stopped: ``completed`` False). ``held_back``: seconds by which it ran
+    late because the media clock skipped ticks (a stalled server); the
+    caller heard that much silence somewhere inside it."""
 
     playback_id: int
     completed: bool
     time: float
+    held_back: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbx.media import rtcp
-from pbx.media.codecs import FRAME_SAMPLES, Codec
+from pbx.media.codecs import FRAME_MS, FRAME_SAMPLES, Codec
 from pbx.media.dtmf_info import parse_dtmf_info
 from pbx.media.events import Address, Digit, MediaEvent, PlaybackFinished, RemoteLatched, SsrcChanged
 from pbx.media.inband import InbandDetector
@@ -95,6 +95,10 @@ class MediaStream:
         self._rfc4733_seen = False
         self._player: Player | None = None
         self._playback_id = 0
+        # Ticks the clock skipped while the playlist played: the audio is not
+        # skipped with them (no word of a prompt is lost), so it ends that
+        # much later than its length.
+        self._held_back = 0
         self._digits_out: collections.deque[tuple[bool, int, bytes]] = collections.deque()
         self._event_start = 0
         self._events: list[MediaEvent] = []
@@ -162,12 +166,14 @@ class MediaStream:
         self.stop_playback(now)
         self._playback_id += 1
         self._player = Player(items, self.codec or Codec.PCMU)
+        self._held_back = 0
         return self._playback_id
 
     def stop_playback(self, now: float) -> None:
         if self._player is not None:
             self._player = None
-            self._events.append(PlaybackFinished(playback_id=self._playback_id, completed=False, time=now))
+            self._events.append(PlaybackFinished(playback_id=self._playback_id, completed=False, time=now,
+                                                 held_back=self._held_back * FRAME_MS / 1000))
 
     @property
     def playing(self) -> bool:
@@ -187,10 +193,12 @@ class MediaStream:
         n = self.negotiated
         payload: bytes | None = None
         if self._player is not None:
+            self._held_back += ticks - 1
             payload = self._player.next_payload()
             if payload is None:
                 self._player = None
-                self._events.append(PlaybackFinished(playback_id=self._playback_id, completed=True, time=now))
+                self._events.append(PlaybackFinished(playback_id=self._playback_id, completed=True, time=now,
+                                                     held_back=self._held_back * FRAME_MS / 1000))
         if n is None or not n.direction.sends:
             return None
         payload_type = n.payload_type

@@ -29,7 +29,7 @@ from tests.server import free_port
 
 from .harness import DOMAIN, Pbx, start_pbx
 from .phone import Phone, PhoneFactory
-from .test_ivr import prompt_span, voiced
+from .test_ivr import AFTER_PROMPT, assert_heard_whole, prompt_span, voiced
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -85,11 +85,10 @@ def asked_then_billed(pbx: Pbx, phone: Phone, caller: str, dialled: str, tmp_pat
     phone.wait_for("media_state", 10.0, call=call, status="active")
     heard = tmp_path / f"prompt-{caller}.wav"
     phone.record(heard, call)
-    time.sleep(prompt_span("enter_account_code", "vi") + 0.8)
+    time.sleep(prompt_span("enter_account_code", "vi") + AFTER_PROMPT)
     phone.stop_record(call)
     first, last = voiced(heard)
-    expected = prompt_span("enter_account_code", "vi")
-    assert abs((last - first) - expected) <= 0.15 * expected + 0.1, (first, last, expected)
+    assert_heard_whole(first, last, prompt_span("enter_account_code", "vi"), pbx.server, share=0.15, plus=0.1)
     phone.send_dtmf(f"{CODE}#", call)
     phone.wait_call_state("DISCONNECTED", call, timeout=60.0)
     return pbx.cdr_for(caller, dialled, timeout=10.0)

@@ -54,6 +54,6 @@ def test_an_exhausted_budget_is_announced_before_the_403(pbx: Pbx, phones: Phone
     phone = phones("ext1001")
     assert phone.register("1001", "caller-secret-1001", DOMAIN, pbx.registrar())["code"] == 200
     call = dial(phone, "0081312345678", pbx)
-    hears_before_refusal(phone, call, tmp_path / "budget.wav", "budget_exhausted", 403)
+    hears_before_refusal(phone, call, tmp_path / "budget.wav", "budget_exhausted", 403, pbx.server)
     row = pbx.cdr_for("1001", "0081312345678")
     assert (row["disposition"], row["reason"]) == ("REJECTED", "budget_exhausted")

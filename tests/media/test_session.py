@@ -71,6 +71,29 @@ def test_a_prompt_reaches_the_phone_in_order_then_playback_ends() -> None:
     assert np.array_equal(heard[:len(sent)], sent)
 
 
+def test_a_stalled_clock_delays_a_prompt_without_losing_any_of_it() -> None:
+    pbx, _ = pair()
+    audio = PromptLibrary().load("en", "goodbye")
+    playback = pbx.play([Prompt(audio)], 0.0)
+    encoded = audio.payload(Codec.PCMA)
+    frames = -(-len(encoded) // 160)
+    payloads = []
+    for n in range(frames):
+        # Twice the loop was blocked: for 3 periods at frame 10, 5 at frame 20.
+        ticks = 3 if n == 10 else 5 if n == 20 else 1
+        packet = pbx.on_tick(n * 0.02, ticks)
+        assert packet is not None
+        payloads.append(parse_rtp(packet).payload)
+    assert b"".join(payloads)[:len(encoded)] == encoded                   # every frame, in order
+    assert pbx.on_tick(frames * 0.02) is not None                         # silence after the last
+    (finished,) = [e for e in pbx.drain_events() if isinstance(e, PlaybackFinished)]
+    assert (finished.playback_id, finished.completed) == (playback, True)
+    assert abs(finished.held_back - 6 * 0.02) < 1e-9                     # 2 + 4 skipped periods
+    again = pbx.play([Prompt(audio)], 1.0)
+    pbx.stop_playback(1.0)
+    assert pbx.drain_events() == [PlaybackFinished(playback_id=again, completed=False, time=1.0)]
+
+
 def test_media_follows_the_phone_behind_nat() -> None:
     pbx, phone = pair()
     assert pbx.destination == PHONE
