@@ -57,7 +57,12 @@ def client(server: RunningServer) -> SipClient:
     return SipClient("udp", ("127.0.0.1", server.udp_port), timeout=1.5)
 
 
-def logged(server: RunningServer, event: str) -> list[dict[str, object]]:
+def logged(server: RunningServer, event: str, *, wait_for: int = 0) -> list[dict[str, object]]:
+    """The server's log lines of ``event``. A line reaches the test through
+    a pipe and a reader thread, so it may come in after the SIP answer the
+    server sent next: with ``wait_for``, first wait until that many are in."""
+    if wait_for:
+        server.wait_lines(f'"event":"{event}"', wait_for)
     out = []
     for line in server.output().splitlines():
         if f'"event":"{event}"' in line:
@@ -85,7 +90,7 @@ def test_a_guesser_is_silenced_while_its_neighbours_and_the_right_password_are_s
         time.sleep(1.1)
         ok = guesser.register("1001", "an-secret-1001", DOMAIN)
         assert ok is not None and ok.status == 200
-    (block,) = logged(server, "security_block")
+    (block,) = logged(server, "security_block", wait_for=1)
     assert (block["source"], block["username"], block["scope"]) == ("127.0.0.1", "1001", "username")
     assert "127.0.0.1" in pbx_cli(pbx, "security", "blocks", "list")
     log = server.output()
@@ -144,7 +149,7 @@ def test_a_scanner_blocks_its_source_for_failures_only(server: RunningServer) ->
         answers = [scanner.register(user, "1234", DOMAIN) for user in ("2001", "2002", "2003", "2004", "2005")]
         # The fifth username failed sets the block on the whole source.
         assert [a.status if a else None for a in answers] == [401, 401, 401, 401, None]
-        blocks = logged(server, "security_block")
+        blocks = logged(server, "security_block", wait_for=1)
         assert [(b["username"], b["scope"]) for b in blocks] == [("", "source")]
         assert scanner.register("2006", "1234", DOMAIN) is None
         ok = neighbour.register("1001", "an-secret-1001", DOMAIN)
@@ -211,7 +216,7 @@ def test_a_flooding_source_is_ignored_but_valid_credentials_are_served(server: R
         for n in range(60):
             flood.send_raw(flood.register_request("1002", DOMAIN, call_id=f"flood-more-{n}", cseq=1))
             time.sleep(0.05)
-    assert len(logged(server, "source_rate_limited")) == 1
+    assert len(logged(server, "source_rate_limited", wait_for=1)) == 1
 
 
 PACKET_PLAN = DIALPLAN.replace("  scan_usernames: 5\n", "  scan_usernames: 5\n  source_packets_per_second: 20\n"
@@ -232,7 +237,7 @@ def test_the_plans_packet_rate_holds_from_start_up(server: RunningServer) -> Non
         while flood.final_response(timeout=0.5) is not None:
             answered += 1
     assert 40 <= answered <= 45  # the plan's burst (2 x 20), give or take a refill
-    assert logged(server, "message_dropped")[0]["reason"] == "source_flooding"
+    assert logged(server, "message_dropped", wait_for=1)[0]["reason"] == "source_flooding"
 
 
 EDGE_PLAN = PACKET_PLAN.replace("security:\n", "security:\n  trusted_proxies: [127.0.0.1]\n")
@@ -301,7 +306,7 @@ def test_failures_per_username_are_reported_and_block_nobody(server: RunningServ
         with client(server) as guesser:
             answer = guesser.register("1001", f"guess-{n}", DOMAIN)
             assert answer is not None and answer.status == 401
-    (line,) = logged(server, "auth_username_targeted")
+    (line,) = logged(server, "auth_username_targeted", wait_for=1)
     assert (line["username"], line["failures"]) == ("1001", 3)
     assert logged(server, "security_block") == []
     with client(server) as owner:
@@ -356,7 +361,7 @@ def test_a_nonce_from_the_same_address_still_counts(server: RunningServer) -> No
     with client(server) as guesser:
         answers = [guesser.register("1001", f"guess-{i}", DOMAIN) for i in range(4)]
     assert [a.status if a else None for a in answers] == [401, 401, 401, None]
-    assert len(logged(server, "security_block")) == 1
+    assert len(logged(server, "security_block", wait_for=1)) == 1
 
 
 def test_a_guesser_on_the_owners_username_cannot_take_the_owners_turns(server: RunningServer) -> None:
