@@ -241,7 +241,7 @@ def test_three_wrong_codes_then_goodbye_and_auth_failed(pbx: Pbx, phones: PhoneF
     assert row["ivr_path"] == "account_code[(secret)|(secret)|(secret)]"
     assert row["account_code"] == "" and row["answered_at"] == "" and row["billsec"] == "0"
     no_digits_in_output(pbx, "271828")
-    assert len(pbx.server.lines_with("account_code_refused")) == 3
+    assert len(pbx.server.wait_lines("account_code_refused", 3)) == 3
 
 
 def prefix_call(phone: Phone, pbx: Pbx, code: str, number: str = INTERNATIONAL) -> int:
@@ -255,8 +255,8 @@ def test_wrong_codes_lock_the_phone_out(pbx: Pbx, phones: PhoneFactory, tmp_path
     reception = registered(phones, pbx, "1099")
     ends = [prefix_call(reception, pbx, wrong) for wrong in ("314159", "271828", "161803", "141421")]
     assert ends == [403, 403, 403, 403]
-    refused = pbx.server.lines_with("account_code_refused")
-    assert len(refused) == 3 and len(pbx.server.lines_with("account_code_locked_out")) == 1
+    refused = pbx.server.wait_lines("account_code_refused", 3)
+    assert len(refused) == 3 and len(pbx.server.wait_lines("account_code_locked_out")) == 1
     # Locked: even the right code is not let through, and it is said why.
     assert prefix_call(reception, pbx, CODE) == 403
     assert "1099" in codes(pbx, tmp_path, "lockouts")

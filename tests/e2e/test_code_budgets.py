@@ -57,7 +57,7 @@ def test_a_code_without_budget_left_is_refused_while_the_department_has_room(
     pbx.server.wait_lines("dialplan_reloaded")
     reception = registered(phones, pbx, "1099")
     assert prefix_call(reception, pbx, CODE) == 403
-    (line,) = pbx.server.lines_with('"event":"budget_exhausted"')
+    (line,) = pbx.server.wait_lines('"event":"budget_exhausted"')
     logged = json.loads(line)
     assert (logged["budget"], logged["rule"], logged["limit"], logged["needed"], logged["outcome"]) == (
         f"account_code:{code_id}", f"budgets.account_codes.{code_id}", 0, 5000, "refused")

@@ -70,7 +70,7 @@ def test_an_unregistered_connection_is_closed_when_idle_and_a_phones_is_not(serv
         assert not closed(phone.sock, 0.2)
         again = phone.register("1001", "an-secret-1001", DOMAIN)  # the same connection still carries it
         assert again is not None and again.status == 200
-    (line,) = server.lines_with('"event":"tcp_idle_closed"')
+    (line,) = server.wait_lines('"event":"tcp_idle_closed"')
     assert json.loads(line)["count"] == 1
 
 
@@ -81,7 +81,7 @@ def test_connections_over_the_dialplans_per_source_cap_are_closed(server: Runnin
     finally:
         for sock in streams:
             sock.close()
-    (line,) = server.lines_with('"event":"tcp_connection_refused"')
+    (line,) = server.wait_lines('"event":"tcp_connection_refused"')
     assert json.loads(line)["limit"] == "max_per_source"
 
 
