@@ -99,6 +99,8 @@ class Lockout:
         self._last_check: dict[tuple[str, str], float] = {}
         # Blocks set by this process, and when: not yet in the store, maybe.
         self._set_here: dict[tuple[str, str], float] = {}
+        # The blocks the store held at the last `load`.
+        self._stored: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------ questions
 
@@ -194,8 +196,32 @@ class Lockout:
         since ``read_at`` may not have reached the store yet: kept."""
         fresh = {key: self._blocks[key] for key, at in self._set_here.items() if at >= read_at and key in self._blocks}
         self._set_here = {key: at for key, at in self._set_here.items() if key in fresh}
-        self._blocks = {(block.source, block.username): block for block in blocks}
+        stored = {(block.source, block.username): block for block in blocks}
+        # A block the store held at the last read, still in force, and gone
+        # from it now was lifted (`pbx security blocks clear`, another
+        # node). Its failures go with it: kept, the owner's next typo would
+        # add up with the guesses before the lift and block them again at
+        # once. (A block set here and not yet seen in the store is not
+        # taken for lifted: its write may simply not have landed.)
+        for key in self._stored - stored.keys():
+            block = self._blocks.get(key)
+            if block is not None and block.until > read_at and key not in fresh:
+                self._forget_failures(*key)
+        self._stored = set(stored)
+        self._blocks = stored
         self._blocks.update(fresh)
+
+    def _forget_failures(self, source: str, username: str) -> None:
+        """Count ``username`` from ``source`` (every username, for a source
+        block) from nothing again."""
+        if username == ANY_USER:
+            self._users_by_source.pop(source, None)
+            keys = [key for key in self._pairs if key[0] == source]
+        else:
+            keys = [(source, username)]
+        for key in keys:
+            self._pairs.pop(key, None)
+            self._last_check.pop(key, None)
 
     def blocks(self, now: float) -> list[Block]:
         return list(self._live(now).values())

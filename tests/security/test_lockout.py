@@ -80,6 +80,49 @@ def test_load_replaces_blocks_but_keeps_newer_local_ones() -> None:
     assert guard.blocks(200.0) == []
 
 
+def test_a_lifted_block_takes_its_failures_with_it() -> None:
+    """The owner, unblocked by an administrator, mistypes once: not blocked
+    again at once by the guesses that came before the lift."""
+    guard = lockout()
+    for at in (100.0, 101.0, 102.0):
+        guard.failure("10.0.0.1", "1001", at)
+    (block,) = guard.blocks(103.0)
+    guard.load([block], read_at=104.0)  # written, read back
+    assert guard.may_check("10.0.0.1", "1001", 105.0)
+    assert guard.failure("10.0.0.1", "1001", 105.0).blocks == ()  # a guess while blocked: counted
+    guard.load([], read_at=110.0)  # cleared in the store
+    assert guard.blocked("10.0.0.1", "1001", 111.0) is None
+    assert guard.may_check("10.0.0.1", "1001", 111.0)
+    assert guard.failure("10.0.0.1", "1001", 111.0).blocks == ()
+    assert guard.failure("10.0.0.1", "1001", 112.0).blocks == ()
+    assert guard.failure("10.0.0.1", "1001", 113.0).blocks != ()  # three new ones block as ever
+
+
+def test_a_lifted_source_block_forgets_the_sources_failures_only() -> None:
+    guard = lockout()
+    for i, name in enumerate("abcd"):
+        guard.failure("10.0.0.9", name, float(i))
+    guard.failure("10.0.0.8", "a", 4.0)
+    guard.failure("10.0.0.8", "a", 5.0)
+    guard.load(guard.blocks(6.0), read_at=6.0)
+    guard.load([], read_at=7.0)
+    for i, name in enumerate("efg"):  # three new names: not yet a scanner again
+        assert guard.failure("10.0.0.9", name, 8.0 + i).blocks == ()
+    assert guard.failure("10.0.0.9", "a", 11.0).blocks != ()  # the fourth name
+    assert guard.failure("10.0.0.8", "a", 12.0).blocks != ()  # another source's count stands
+
+
+def test_a_block_expiring_or_not_yet_stored_is_not_taken_for_lifted() -> None:
+    guard = lockout(block_seconds=10)
+    for at in (0.0, 1.0, 2.0):
+        guard.failure("10.0.0.1", "1001", at)
+    guard.load([], read_at=1.5)  # read before the block was set: kept, not lifted
+    assert guard.blocked("10.0.0.1", "1001", 3.0) is not None
+    guard.load(guard.blocks(3.0), read_at=3.0)
+    guard.load([], read_at=20.0)  # ran out by itself (until 12.0): its failures age out as ever
+    assert guard.failure("10.0.0.1", "1001", 30.0).blocks != ()
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 2000)), max_size=400))
 def test_memory_is_bounded(pairs: list[tuple[int, int]]) -> None:
