@@ -25,7 +25,10 @@ The keys (what office users of other PBXs know):
   ``2`` change the PIN (twice, then ``#``; the policy decides what is
   allowed), ``*`` main menu.
 
-Keys barge in on whatever plays. Silence at a menu repeats it; after
+Keys barge in on whatever plays. Keys pressed while the store is asked
+(the PIN checked, the messages loaded) are kept and taken, in order, once
+the menu listens again: a caller who retypes a PIN at once, or keys ``1``
+before the greeting starts, loses nothing. Silence at a menu repeats it; after
 :data:`REPEATS` silent turns: goodbye. The PIN digits are held only until
 :class:`CheckPin` or :class:`SetPin` hands them over, never in
 :attr:`MailboxMenu.path`.
@@ -172,6 +175,9 @@ class Phase(enum.Enum):
 ENTRY_PHASES: Final = frozenset({Phase.MAILBOX, Phase.PIN, Phase.NEW_PIN, Phase.REPEAT_PIN})
 """Phases that collect several keys, ended by ``#``."""
 
+WAITING_PHASES: Final = frozenset({Phase.CHECKING, Phase.LOADING})
+"""Phases that wait for the store: keys pressed then are kept for after."""
+
 
 def number_prompts(count: int) -> tuple[str, ...]:
     """A number said digit by digit (``digit_1``, ``digit_2`` for 12)."""
@@ -203,6 +209,8 @@ class MailboxMenu:
         """What plays is a message (not the menu after it)."""
         self._deadline: float | None = None
         self._steps: list[str] = []
+        self._ahead: list[str] = []
+        """Keys pressed while the store was asked (at most MAX_ENTRY + 1)."""
 
     # ------------------------------------------------------------ reading
 
@@ -236,22 +244,42 @@ class MailboxMenu:
             case PlaybackFinished():
                 return self._finished(event, now)
             case Digit():
-                actions: list[MailboxAction] = []
-                if self._playing and self.phase not in (Phase.CLOSING, Phase.GREETING, Phase.CHECKING,
-                                                         Phase.LOADING):
-                    self._playing = self._message_playing = False
-                    actions.append(StopPlayback())
-                    if self.phase is Phase.MESSAGE:
-                        actions.extend(self._heard_now())
-                return actions + self._key(event.digit, now)
+                return self._press(event.digit, now)
             case Timeout():
                 return self._timeout(now)
             case PinChecked():
-                return self._pin_checked(event.outcome)
+                return self._type_ahead(self._pin_checked(event.outcome), now)
             case Loaded():
                 self.messages = list(event.messages)
                 self.index = 0
-                return self._main(greet=True)
+                return self._type_ahead(self._main(greet=True), now)
+
+    def _press(self, digit: str, now: float) -> list[MailboxAction]:
+        if self.phase in WAITING_PHASES:
+            if len(self._ahead) <= MAX_ENTRY:
+                self._ahead.append(digit)
+            return []
+        actions: list[MailboxAction] = []
+        if self._playing and self.phase not in (Phase.CLOSING, Phase.GREETING):
+            self._playing = self._message_playing = False
+            actions.append(StopPlayback())
+            if self.phase is Phase.MESSAGE:
+                actions.extend(self._heard_now())
+        return actions + self._key(digit, now)
+
+    def _type_ahead(self, actions: list[MailboxAction], now: float) -> list[MailboxAction]:
+        """``actions``, then the kept keys pressed into the phase they led
+        to (kept again if that phase waits for the store too)."""
+        ahead, self._ahead = self._ahead, []
+        for digit in ahead:
+            if self.phase is Phase.DONE:
+                break
+            more = self._press(digit, now)
+            if more[:1] == [StopPlayback()] and actions and isinstance(actions[-1], Play):
+                # Cut before it began: it is not started at all.
+                actions, more = actions[:-1], more[1:]
+            actions += more
+        return actions
 
     def heard(self, linear: bytes) -> list[MailboxAction]:
         """Audio while a greeting is recorded."""

@@ -262,6 +262,8 @@ class VoicemailService:
                                           settings.pin.lockout)
         if outcome != "valid":
             log.warning("voicemail_pin_refused", mailbox=mailbox, outcome=outcome)
+        else:
+            log.info("voicemail_pin_accepted", mailbox=mailbox)  # who opened a mailbox, for the record
         return outcome
 
     async def messages(self, mailbox: str) -> list[StoredMessage]:

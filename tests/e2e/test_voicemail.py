@@ -224,9 +224,10 @@ def test_busy_and_unreachable_calls_go_to_the_mailbox_and_pins_open_it_from_any_
     alice.wait_for("media_state", 10.0, call=login, status="active")
     time.sleep(0.5)
     alice.send_dtmf("1111#", login)
-    time.sleep(2.0)
+    pbx.server.wait_lines('"voicemail_pin_refused"')
     alice.send_dtmf("2468#", login)
-    time.sleep(2.0)
+    pbx.server.wait_lines('"voicemail_pin_accepted"')
+    time.sleep(0.5)
     alice.hangup(login)
     row = pbx.cdr_for("2001", "*982002")
     assert row["ivr_path"] == "voicemail[2002|pin_wrong|pin_ok]", row

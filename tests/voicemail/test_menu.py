@@ -82,9 +82,43 @@ def test_login_from_another_phone_asks_mailbox_and_pin() -> None:
     finished(box, 2.0)
     assert keys(box, "1357#", 3.0) == [CheckPin("2002", "1357")]
     assert "1357" not in repr(CheckPin("2002", "1357")) and "1357" not in box.path
-    assert keys(box, "9", 3.5) == []  # nobody keys ahead while the PIN is checked
+    assert keys(box, "9", 3.5) == []  # keyed ahead while the PIN is checked: kept (see below)
     assert box.handle(PinChecked("valid"), 4.0) == [LoadMessages("2002")]
     assert box.path == "voicemail[2002|pin_ok]"
+
+
+def test_keys_pressed_while_the_store_answers_are_taken_after() -> None:
+    """A caller types ahead: a PIN again at once after a wrong one, ``1``
+    (listen) before the greeting has started."""
+    box = menu(mailbox="2002", authenticated=False)
+    box.start(0.0)
+    finished(box)
+    assert keys(box, "0000#", 1.0) == [CheckPin("2002", "0000")]
+    assert keys(box, "13", 1.2) == []
+    # The kept "13" begins the next entry: keys cut what would play, so
+    # "wrong PIN, enter your PIN" is not started at all.
+    assert box.handle(PinChecked("invalid"), 1.5) == []
+    assert box.path == "voicemail[2002|pin_wrong]"
+    assert keys(box, "57#", 2.0) == [CheckPin("2002", "1357")]
+    assert keys(box, "1", 2.1) == []
+    assert box.handle(PinChecked("valid"), 2.5) == [LoadMessages("2002")]
+    assert keys(box, "*", 2.6) == [] and box.phase is Phase.LOADING
+    assert box.handle(Loaded(MESSAGES), 3.0) == [
+        PlayMessage(11, ("vm_new_message",)),                   # "1": listen (the counts never started)
+        StopPlayback(), MarkHeard(11),                          # "*": heard, back to the menu
+        Play(("vm_you_have", "digit_1", "vm_new_messages", "vm_and", "digit_2", "vm_saved_messages", "vm_main_menu")),
+    ]
+    assert box.path == "voicemail[2002|pin_wrong|pin_ok|listen]"
+
+
+def test_keys_kept_ahead_are_bounded_and_die_with_the_call() -> None:
+    box = menu(mailbox="2002", authenticated=False)
+    box.start(0.0)
+    finished(box)
+    keys(box, "0000#")
+    keys(box, "1" * 40)
+    assert box.handle(PinChecked("locked"), 1.0) == [Play(("vm_locked", "goodbye"))]
+    assert finished(box) == [Hangup("voicemail_locked")] and box.phase is Phase.DONE
 
 
 def test_wrong_pins_end_in_goodbye_and_a_locked_box_says_so() -> None:
