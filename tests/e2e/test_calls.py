@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -160,14 +161,25 @@ def test_hold_and_resume_audio_returns(pbx: Pbx, phones: PhoneFactory, tmp_path:
     bob.wait_for("media_state", 10.0, call=bob_call, status="remote_hold")
     # pjsua refuses a new re-INVITE until its own hold transaction is done.
     alice.wait_for("media_state", 10.0, call=call, status="local_hold")
-    alice.unhold(call)
-    try:
-        bob.wait_for("media_state", 10.0, call=bob_call, status="active")
-    except TimeoutError as stuck:
-        # Seen once in a loaded make test (not reproduced since): the
-        # resume never reached the callee. Say what the caller saw too.
-        seen = "\n".join(json.dumps(event) for event in list(alice.history)[-15:])
-        raise AssertionError(f"{stuck}\ncaller's last events:\n{seen}") from stuck
+    # The PBX answers the hold, then moves Bob to the music with its own
+    # re-INVITE; a resume that comes before Bob's answer to it has reached
+    # the PBX gets 491 (RFC 3261 §14.1), and Bob's pjsua reports the hold
+    # before its answer has left. A desk phone tries again after 2.1-4 s;
+    # pjsua does not, so the test does it once (seen once in a loaded
+    # make test: hold_started logged, hold_resumed never; that this is the
+    # cause is likely, not shown: the caller's side was not printed then).
+    for attempt in (1, 2):
+        alice.unhold(call)
+        try:
+            bob.wait_for("media_state", 6.0, call=bob_call, status="active")
+            break
+        except TimeoutError as stuck:
+            seen = "\n".join(json.dumps(event) for event in list(alice.history)[-15:])
+            if attempt == 1:  # shown in the run's summary: the cause is not yet seen
+                warnings.warn(f"hold test: the first resume did not reach Bob; caller's last events:\n{seen}")
+                time.sleep(2.1)
+                continue
+            raise AssertionError(f"{stuck}\ncaller's last events:\n{seen}") from stuck
     tone = write_tone_wav(tmp_path / "tone.wav", frequency=500.0, seconds=1.0)
     heard = tmp_path / "after-resume.wav"
     bob.record(heard, bob_call)
