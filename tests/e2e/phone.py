@@ -251,6 +251,14 @@ class Phone:
         return self.wait_call_state("DISCONNECTED", int(ack["call"]), timeout)
 
     def hold(self, call: int | None = None, timeout: float = 5.0) -> Event:
+        """Put ``call`` on hold (re-INVITE, a=sendonly). pjsua refuses that
+        until the call is confirmed (PJSIP_ESESSIONSTATE), and a callee
+        reports its media before the ACK that confirms it has come: so the
+        hold waits for CONFIRMED first."""
+        if call is not None and not any(
+                event.get("event") == "call_state" and event.get("call") == call and event.get("state") == "CONFIRMED"
+                for event in list(self.history)):
+            self.wait_call_state("CONFIRMED", call, timeout)
         return self.command({"cmd": "hold", "call": call}, timeout)
 
     def unhold(self, call: int | None = None, timeout: float = 5.0) -> Event:

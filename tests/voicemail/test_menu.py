@@ -116,8 +116,15 @@ def test_keys_kept_ahead_are_bounded_and_die_with_the_call() -> None:
     box.start(0.0)
     finished(box)
     keys(box, "0000#")
-    keys(box, "1" * 40)
-    assert box.handle(PinChecked("locked"), 1.0) == [Play(("vm_locked", "goodbye"))]
+    keys(box, "1" * 40)  # a key held down: only MAX_ENTRY + 1 of them are kept
+    # Twelve fill an entry (checked at once), the thirteenth waits again ...
+    assert box.handle(PinChecked("invalid"), 1.0) == [CheckPin("2002", "1" * 12)]
+    # ... and begins the next entry; nothing more was kept to submit.
+    assert box.handle(PinChecked("invalid"), 2.0) == []
+    assert (box.phase, box.deadline()) == (Phase.PIN, 7.0)
+    keys(box, "#", 3.0)
+    assert box.handle(PinChecked("locked"), 4.0) == [Play(("vm_locked", "goodbye"))]
+    keys(box, "2468#", 4.5)  # while the last words play: not kept for anything
     assert finished(box) == [Hangup("voicemail_locked")] and box.phase is Phase.DONE
 
 
